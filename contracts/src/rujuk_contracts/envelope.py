@@ -1,0 +1,98 @@
+"""CloudEvents 1.0 envelope, JSON event format (structured content mode of the NATS binding)."""
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rujuk_contracts.events import CASE_ID_PATTERN, EventPayload, model_for_type
+
+CONTENT_TYPE = "application/cloudevents+json"
+TRACEPARENT_PATTERN = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+MAX_EVENT_BYTES = 64 * 1024
+
+
+class EventError(ValueError):
+    """A message that is not a valid rujuk event; the text says why."""
+
+
+class CloudEvent(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str = Field(min_length=1, max_length=64)
+    source: str = Field(min_length=1, description="URI-reference of the producing service")
+    type: str
+    subject: str = Field(pattern=CASE_ID_PATTERN, description="The pseudonymous case id")
+    time: datetime
+    datacontenttype: Literal["application/json"] = "application/json"
+    dataschema: str
+    traceparent: str | None = Field(default=None, pattern=TRACEPARENT_PATTERN)
+    data: dict[str, Any]
+
+    def payload(self) -> EventPayload:
+        """The typed payload; raises EventError for an unknown type or invalid data."""
+        model = model_for_type(self.type)
+        if model is None:
+            raise EventError(f"unknown event type {self.type!r}")
+        try:
+            return model.model_validate(self.data)
+        except ValidationError as exc:
+            raise EventError(f"invalid data for {self.type}: {_first_errors(exc)}") from exc
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+def make_event(
+    payload: EventPayload,
+    *,
+    source: str,
+    traceparent: str | None = None,
+    event_id: str | None = None,
+    time: datetime | None = None,
+) -> CloudEvent:
+    return CloudEvent(
+        id=event_id or new_event_id(),
+        source=source,
+        type=payload.event_type(),
+        subject=payload.case_id,
+        time=time or datetime.now(UTC),
+        dataschema=payload.schema_uri(),
+        traceparent=traceparent,
+        data=payload.model_dump(mode="json"),
+    )
+
+
+def parse_event(raw: bytes) -> tuple[CloudEvent, EventPayload]:
+    """Parse and validate a message body; every failure is an EventError with a reason."""
+    if len(raw) > MAX_EVENT_BYTES:
+        raise EventError(f"message of {len(raw)} bytes exceeds the limit of {MAX_EVENT_BYTES}")
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EventError(f"body is not JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise EventError("body is not a JSON object")
+    try:
+        envelope = CloudEvent.model_validate(document)
+    except ValidationError as exc:
+        raise EventError(f"not a CloudEvent: {_first_errors(exc)}") from exc
+    payload = envelope.payload()
+    if payload.case_id != envelope.subject:
+        raise EventError(f"subject {envelope.subject!r} differs from data.case_id")
+    return envelope, payload
+
+
+def _first_errors(exc: ValidationError, limit: int = 3) -> str:
+    parts = []
+    for error in exc.errors()[:limit]:
+        location = ".".join(str(part) for part in error["loc"]) or "(body)"
+        parts.append(f"{location}: {error['msg']}")
+    return "; ".join(parts)

@@ -1,0 +1,1 @@
+"""Runtime glue shared by rujuk services."""

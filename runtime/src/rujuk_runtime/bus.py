@@ -1,0 +1,102 @@
+"""NATS JetStream plumbing every service shares: the broker, the streams, the dead-letter queue."""
+
+from faststream.nats import NatsBroker
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError
+from rujuk_contracts import subjects
+from rujuk_contracts.envelope import CONTENT_TYPE
+
+from rujuk_runtime.logs import get_logger
+
+log = get_logger(__name__)
+
+DUPLICATE_WINDOW_SECONDS = 15 * 60
+DLQ_REASON_HEADER = "Rujuk-Dlq-Reason"
+DLQ_SUBJECT_HEADER = "Rujuk-Original-Subject"
+DLQ_SERVICE_HEADER = "Rujuk-Service"
+
+
+def make_broker(servers: list[str], name: str) -> NatsBroker:
+    """A broker that reconnects forever: NATS restarting must never strand a service."""
+    return NatsBroker(
+        servers,
+        name=f"rujuk-{name}",
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        logger=None,  # per-message INFO lines would drown the logs; we log what matters
+    )
+
+
+def stream_configs(replicas: int) -> list[StreamConfig]:
+    common = {
+        "storage": StorageType.FILE,
+        "num_replicas": replicas,
+        "duplicate_window": DUPLICATE_WINDOW_SECONDS,
+        "retention": RetentionPolicy.LIMITS,
+        "discard": DiscardPolicy.OLD,
+    }
+    return [
+        StreamConfig(
+            name=subjects.EVENTS_STREAM,
+            subjects=[subjects.EVENTS_WILDCARD],
+            description="Every internal rujuk event (CloudEvents)",
+            **common,  # type: ignore[arg-type]
+        ),
+        StreamConfig(
+            name=subjects.PARTNER_STREAM,
+            subjects=[subjects.PARTNER_WILDCARD],
+            description="Partner agencies' feeds and replies",
+            **common,  # type: ignore[arg-type]
+        ),
+        StreamConfig(
+            name=subjects.DLQ_STREAM,
+            subjects=[subjects.DLQ_WILDCARD],
+            description="Parked messages with the reason",
+            **common,  # type: ignore[arg-type]
+        ),
+    ]
+
+
+async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
+    """Create rujuk's streams, or bring an existing one up to date; safe from every replica."""
+    for config in stream_configs(replicas):
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            await js.update_stream(config)
+
+
+def jetstream(broker: NatsBroker) -> JetStreamContext:
+    connection: NatsClient = broker.connection
+    return connection.jetstream()
+
+
+def event_headers(event_id: str, traceparent: str | None) -> dict[str, str]:
+    headers = {"Nats-Msg-Id": event_id, "Content-Type": CONTENT_TYPE}
+    if traceparent:
+        headers["traceparent"] = traceparent
+    return headers
+
+
+async def park(
+    js: JetStreamContext,
+    service: str,
+    *,
+    subject: str,
+    data: bytes,
+    reason: str,
+    message_id: str | None,
+) -> None:
+    """Put a message the service cannot process on its dead-letter subject, with the reason."""
+    headers = {
+        DLQ_REASON_HEADER: reason[:1000],
+        DLQ_SUBJECT_HEADER: subject,
+        DLQ_SERVICE_HEADER: service,
+    }
+    if message_id:
+        # Parking the same redelivered message twice stores it once.
+        headers["Nats-Msg-Id"] = f"dlq:{service}:{message_id}"
+    await js.publish(subjects.dead_letter(service), data, headers=headers)
+    log.warning("message parked", subject=subject, reason=reason[:200])

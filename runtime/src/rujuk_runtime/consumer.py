@@ -1,0 +1,191 @@
+"""The idempotent JetStream consumer every service uses.
+
+A batch of messages is handled in one database transaction, each message in its own savepoint:
+- a message that is not a valid event, or of a type the service does not take, is parked on the
+  service's dead-letter subject with the reason, and the batch goes on;
+- an event already processed (its id is in ``processed_events``) is skipped;
+- a handler that raises ``Rejected`` parks the event with that reason, and changes nothing;
+- an unexpected error rolls that event back and asks JetStream to redeliver it later, until
+  ``max_deliveries``, when it is parked rather than retried for ever.
+Messages are acknowledged only after the transaction committed.
+"""
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import asyncpg
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from rujuk_contracts.envelope import CloudEvent, EventError, parse_event
+from rujuk_contracts.events import EventPayload
+
+from rujuk_runtime.bus import park
+from rujuk_runtime.db import Connection
+from rujuk_runtime.logs import get_logger
+from rujuk_runtime.telemetry import span_from
+
+log = get_logger(__name__)
+
+Handler = Callable[[Connection, CloudEvent, EventPayload], Awaitable[None]]
+RETRY_DELAY_SECONDS = 1.0
+
+
+class Rejected(Exception):
+    """A valid event this service refuses for a reason a person can act on."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class ConsumerStats:
+    processed: int = 0
+    duplicates: int = 0
+    parked: int = 0
+    retried: int = 0
+
+
+@dataclass
+class BatchOutcome:
+    ack: list[Msg] = field(default_factory=list)
+    retry: list[Msg] = field(default_factory=list)
+    park: list[tuple[Msg, str]] = field(default_factory=list)
+
+
+@dataclass
+class EventConsumer:
+    """Runs ``handlers[event type]`` for each message, idempotently, acking after commit."""
+
+    service: str
+    pool: asyncpg.Pool
+    js: Callable[[], JetStreamContext]
+    handlers: dict[str, Handler]
+    after_commit: Callable[[], None] = lambda: None
+    max_deliveries: int = 10
+    stats: ConsumerStats = field(default_factory=ConsumerStats)
+
+    async def process_batch(self, messages: list[Msg]) -> None:
+        started = time.perf_counter()
+        try:
+            outcome = await self._handle_in_transaction(messages)
+        except Exception as exc:  # the database is away: nothing committed, retry them all
+            log.warning(
+                "batch failed, will be redelivered",
+                error=type(exc).__name__,
+                detail=str(exc)[:200],
+                size=len(messages),
+            )
+            for message in messages:
+                await _nak(message)
+            return
+        self.after_commit()
+        for message, reason in outcome.park:
+            await park(
+                self.js(),
+                self.service,
+                subject=message.subject,
+                data=message.data,
+                reason=reason,
+                message_id=_message_id(message),
+            )
+            await message.ack()
+        for message in outcome.retry:
+            await _nak(message)
+        for message in outcome.ack:
+            await message.ack()
+        self.stats.parked += len(outcome.park)
+        self.stats.retried += len(outcome.retry)
+        log.debug(
+            "batch handled", size=len(messages), ms=round((time.perf_counter() - started) * 1000, 1)
+        )
+
+    async def _handle_in_transaction(self, messages: list[Msg]) -> BatchOutcome:
+        outcome = BatchOutcome()
+        async with self.pool.acquire() as conn, conn.transaction():
+            for message in messages:
+                verdict = await self._handle_one(conn, message)
+                if verdict is None:
+                    outcome.ack.append(message)
+                elif verdict == "retry":
+                    outcome.retry.append(message)
+                else:
+                    outcome.park.append((message, verdict))
+        return outcome
+
+    async def _handle_one(self, conn: Connection, message: Msg) -> str | None:
+        """None when done (or a duplicate), "retry", or the reason to park it."""
+        try:
+            event, payload = parse_event(message.data)
+        except EventError as exc:
+            return str(exc)
+        handler = self.handlers.get(event.type)
+        if handler is None:
+            return f"{self.service} does not handle event type {event.type!r}"
+        attributes = {
+            "rujuk.case_id": event.subject,
+            "rujuk.event_id": event.id,
+            "rujuk.event_type": event.type,
+        }
+        with span_from(f"{self.service} handle {event.type}", event.traceparent, attributes):
+            try:
+                async with conn.transaction():  # a savepoint: one event's failure is its own
+                    inserted = await conn.fetchval(
+                        "INSERT INTO processed_events (event_id, event_type) VALUES ($1, $2) "
+                        "ON CONFLICT DO NOTHING RETURNING true",
+                        event.id,
+                        event.type,
+                    )
+                    if not inserted:
+                        self.stats.duplicates += 1
+                        return None
+                    await handler(conn, event, payload)
+            except Rejected as exc:
+                log.warning(
+                    "event rejected",
+                    event_id=event.id,
+                    case_id=event.subject,
+                    event_type=event.type,
+                    reason=exc.reason,
+                )
+                return f"rejected: {exc.reason}"
+            except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
+                raise  # the connection is gone: let the whole batch be redelivered
+            except Exception as exc:
+                deliveries = _deliveries(message)
+                log.exception(
+                    "event handler failed",
+                    event_id=event.id,
+                    case_id=event.subject,
+                    event_type=event.type,
+                    deliveries=deliveries,
+                )
+                if deliveries >= self.max_deliveries:
+                    return f"handler failed {deliveries} times: {type(exc).__name__}: {exc}"
+                return "retry"
+        self.stats.processed += 1
+        return None
+
+
+def _deliveries(message: Msg) -> int:
+    try:
+        return int(message.metadata.num_delivered)
+    except Exception:
+        return 1
+
+
+def _message_id(message: Msg) -> str | None:
+    if message.headers and "Nats-Msg-Id" in message.headers:
+        return message.headers["Nats-Msg-Id"]
+    try:
+        return f"{message.metadata.stream}:{message.metadata.sequence.stream}"
+    except Exception:
+        return None
+
+
+async def _nak(message: Msg) -> None:
+    try:
+        await message.nak(delay=RETRY_DELAY_SECONDS)
+    except Exception as exc:  # the connection dropped: JetStream redelivers after ack_wait
+        log.warning("nak failed", error=type(exc).__name__)

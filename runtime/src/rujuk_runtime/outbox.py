@@ -1,0 +1,119 @@
+"""Transactional outbox: add events inside the state's transaction; a relay publishes them.
+
+The relay publishes with the event id as Nats-Msg-Id and deletes a row only after JetStream
+acknowledged it, so a crash anywhere republishes, and JetStream drops the duplicate.
+"""
+
+import asyncio
+import contextlib
+
+import asyncpg
+from nats.js import JetStreamContext
+from rujuk_contracts.envelope import CloudEvent
+from rujuk_contracts.events import model_for_type
+
+from rujuk_runtime.bus import event_headers
+from rujuk_runtime.db import Connection
+from rujuk_runtime.logs import get_logger
+
+log = get_logger(__name__)
+
+
+async def add_to_outbox(conn: Connection, event: CloudEvent) -> None:
+    """Stage an event in the caller's transaction."""
+    model = model_for_type(event.type)
+    if model is None:
+        raise ValueError(f"unknown event type {event.type!r}")
+    await conn.execute(
+        "INSERT INTO outbox (event_id, subject, body, traceparent) VALUES ($1, $2, $3, $4)",
+        event.id,
+        model.subject(),
+        event.to_bytes(),
+        event.traceparent,
+    )
+
+
+class OutboxRelay:
+    """Publishes staged events in order. Woken after each commit; polls as a safety net."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        js: JetStreamContext,
+        *,
+        batch_size: int = 200,
+        poll_interval: float = 0.5,
+        publish_timeout: float = 5.0,
+    ) -> None:
+        self._pool = pool
+        self._js = js
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._publish_timeout = publish_timeout
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.published = 0
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def relay_once(self) -> int:
+        """Publish one batch; return how many rows were published and removed."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT seq, event_id, subject, body, traceparent FROM outbox "
+                "ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+                self._batch_size,
+            )
+            if not rows:
+                return 0
+            # Pipelined: every publish is on the wire before we wait for the first ack.
+            await asyncio.gather(
+                *(
+                    self._js.publish(
+                        row["subject"],
+                        bytes(row["body"]),
+                        headers=event_headers(row["event_id"], row["traceparent"]),
+                        timeout=self._publish_timeout,
+                    )
+                    for row in rows
+                )
+            )
+            await conn.execute(
+                "DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows]
+            )
+        self.published += len(rows)
+        return len(rows)
+
+    async def _run(self) -> None:
+        backoff = self._poll_interval
+        while True:
+            try:
+                while await self.relay_once():
+                    pass
+                backoff = self._poll_interval
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # NATS or PostgreSQL away: keep the rows, try again
+                log.warning(
+                    "outbox relay failed, will retry",
+                    error=type(exc).__name__,
+                    detail=str(exc)[:200],
+                    retry_in=backoff,
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll_interval)

@@ -1,0 +1,194 @@
+"""What every rujuk service is made of: a FastStream broker with durable JetStream consumers,
+a pool on its own schema, an outbox relay, health endpoints, and a clean stop on SIGTERM."""
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import nats
+import uvicorn
+from faststream import Context
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.asgi.types import ASGIApp, Scope
+from faststream.middlewares import AckPolicy
+from faststream.nats import JStream, PullSub
+from faststream.nats.message import NatsBatchMessage
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy as JsAckPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from rujuk_contracts import subjects
+from rujuk_contracts.events import EventPayload
+
+from rujuk_runtime.bus import ensure_streams, jetstream, make_broker
+from rujuk_runtime.consumer import EventConsumer, Handler
+from rujuk_runtime.db import create_pool
+from rujuk_runtime.logs import configure_logging, get_logger
+from rujuk_runtime.outbox import OutboxRelay
+from rujuk_runtime.settings import ServiceSettings
+from rujuk_runtime.telemetry import configure_tracing
+
+log = get_logger(__name__)
+
+ACK_WAIT_SECONDS = 30.0
+
+
+class ServiceRuntime:
+    """The resources of one service process, set up at start and released at stop."""
+
+    def __init__(self, name: str, settings: ServiceSettings) -> None:
+        self.name = name
+        self.settings = settings
+        self.broker = make_broker(settings.nats_servers(), name)
+        self.handlers: dict[str, Handler] = {}
+        self._pool: asyncpg.Pool | None = None
+        self._relay: OutboxRelay | None = None
+        self._consumer: EventConsumer | None = None
+        self.on_started: list[Callable[[], Awaitable[None]]] = []
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError(f"{self.name}: the database pool is not open yet")
+        return self._pool
+
+    @property
+    def relay(self) -> OutboxRelay:
+        if self._relay is None:
+            raise RuntimeError(f"{self.name}: the outbox relay is not running yet")
+        return self._relay
+
+    @property
+    def consumer(self) -> EventConsumer:
+        if self._consumer is None:
+            raise RuntimeError(f"{self.name}: the consumer is not ready yet")
+        return self._consumer
+
+    def js(self) -> JetStreamContext:
+        return jetstream(self.broker)
+
+    def handle(self, payload_type: type[EventPayload], handler: Handler, *, durable: str) -> None:
+        """Consume ``payload_type`` events with a durable pull consumer, in batches."""
+        self.handlers[payload_type.event_type()] = handler
+        self.subscribe_batches(payload_type.subject(), durable=durable)
+
+    def subscribe_batches(
+        self,
+        subject: str,
+        *,
+        durable: str,
+        process: Callable[[list[Msg]], Awaitable[None]] | None = None,
+        stream: str = subjects.EVENTS_STREAM,
+    ) -> None:
+        """A durable batch subscriber; by default the idempotent consumer processes it."""
+        runtime = self
+
+        async def on_batch(message: NatsBatchMessage = Context("message")) -> None:
+            batch: list[Msg] = list(message.raw_message)
+            if process is not None:
+                await process(batch)
+            else:
+                await runtime.consumer.process_batch(batch)
+
+        self.broker.subscriber(
+            subject,
+            stream=JStream(stream, declare=False),
+            durable=durable,
+            config=ConsumerConfig(
+                durable_name=durable,
+                ack_policy=JsAckPolicy.EXPLICIT,
+                ack_wait=ACK_WAIT_SECONDS,
+                deliver_policy=DeliverPolicy.ALL,
+                max_ack_pending=10_000,
+            ),
+            pull_sub=PullSub(batch_size=self.settings.batch_size, timeout=0.2, batch=True),
+            ack_policy=AckPolicy.MANUAL,
+        )(on_batch)
+
+    async def _on_startup(self) -> None:
+        configure_logging(self.name, self.settings.log_level)
+        configure_tracing(self.name)
+        connection = await nats.connect(
+            self.settings.nats_servers(), name=f"rujuk-{self.name}-setup"
+        )
+        try:
+            await ensure_streams(connection.jetstream(), self.settings.stream_replicas)
+        finally:
+            await connection.close()
+        self._pool = await create_pool(self.settings.database_url, self.name)
+        self._relay = OutboxRelay(self._pool, self.js())
+        self._consumer = EventConsumer(
+            service=self.name,
+            pool=self._pool,
+            js=self.js,
+            handlers=self.handlers,
+            after_commit=self._relay.wake,
+        )
+
+    async def _after_startup(self) -> None:
+        self.relay.start()
+        for callback in self.on_started:
+            await callback()
+        log.info("service started", http_port=self.settings.http_port)
+
+    async def _on_shutdown(self) -> None:
+        if self._relay is not None:
+            await self._relay.stop()
+
+    async def _after_shutdown(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+        log.info("service stopped")
+
+    async def health(self) -> tuple[bool, dict[str, Any]]:
+        checks: dict[str, Any] = {"nats": await self.broker.ping(2.0)}
+        try:
+            async with self.pool.acquire(timeout=2) as conn:
+                checks["postgres"] = await conn.fetchval("SELECT true") is True
+        except Exception as exc:
+            checks["postgres"] = False
+            checks["postgres_error"] = type(exc).__name__
+        return all(v for k, v in checks.items() if not k.endswith("_error")), checks
+
+    def health_route(self) -> ASGIApp:
+        runtime = self
+
+        @get(description="200 when NATS and PostgreSQL answer, 503 otherwise")
+        async def healthz(scope: Scope) -> AsgiResponse:
+            ok, checks = await runtime.health()
+            body = json.dumps({"service": runtime.name, "ok": ok, **checks}).encode()
+            return AsgiResponse(body, 200 if ok else 503, {"content-type": "application/json"})
+
+        return healthz
+
+    def lifecycle_hooks(self) -> dict[str, list[Callable[[], Awaitable[None]]]]:
+        return {
+            "on_startup": [self._on_startup],
+            "after_startup": [self._after_startup],
+            "on_shutdown": [self._on_shutdown],
+            "after_shutdown": [self._after_shutdown],
+        }
+
+    def asgi_app(self, routes: list[tuple[str, ASGIApp]] | None = None) -> AsgiFastStream:
+        return AsgiFastStream(
+            self.broker,
+            asgi_routes=[("/healthz", self.health_route()), *(routes or [])],
+            logger=None,
+            **self.lifecycle_hooks(),  # type: ignore[arg-type]
+        )
+
+
+def serve(app: Any, settings: ServiceSettings) -> None:
+    """Run an ASGI app under uvicorn; SIGTERM and Ctrl-C stop it cleanly."""
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    asyncio.run(uvicorn.Server(config).serve())

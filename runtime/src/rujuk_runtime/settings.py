@@ -1,0 +1,36 @@
+"""Settings every service shares. Each service subclasses with its own env prefix."""
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Connection settings read from NATS_URL and DATABASE_URL (or <PREFIX>_NATS_URL, ...)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222",
+        validation_alias=AliasChoices("nats_url", "NATS_URL"),
+        description="NATS server(s), comma-separated for a cluster",
+    )
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/rujuk",
+        validation_alias=AliasChoices("database_url", "DATABASE_URL"),
+    )
+    stream_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        validation_alias=AliasChoices("stream_replicas", "RUJUK_STREAM_REPLICAS"),
+        description="JetStream replicas per stream (3 on a three-node cluster)",
+    )
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    log_level: str = Field(
+        default="INFO", validation_alias=AliasChoices("log_level", "RUJUK_LOG_LEVEL")
+    )
+    batch_size: int = Field(default=100, ge=1, le=1000, description="JetStream pull batch size")
+
+    def nats_servers(self) -> list[str]:
+        return [url.strip() for url in self.nats_url.split(",") if url.strip()]

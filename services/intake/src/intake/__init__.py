@@ -1,0 +1,1 @@
+"""rujuk intake service."""

@@ -1,0 +1,1 @@
+"""rujuk routing service."""

@@ -1,0 +1,1 @@
+"""The rujuk command-line tool and local orchestration."""
