@@ -5,9 +5,9 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
+
 from rujuk_contracts import subjects
 from rujuk_contracts.envelope import CONTENT_TYPE
-
 from rujuk_runtime.logs import get_logger
 
 log = get_logger(__name__)

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 import asyncpg
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+
 from rujuk_contracts.envelope import CloudEvent, EventError, parse_event
 from rujuk_contracts.events import EventPayload
-
 from rujuk_runtime.bus import park
 from rujuk_runtime.db import Connection
 from rujuk_runtime.logs import get_logger

@@ -12,6 +12,16 @@ _SHARED_PROCESSORS: list[structlog.types.Processor] = [
 ]
 
 
+def _stamp_service(service: str) -> structlog.types.Processor:
+    def stamp(
+        _: object, __: str, event_dict: structlog.types.EventDict
+    ) -> structlog.types.EventDict:
+        event_dict.setdefault("service", service)
+        return event_dict
+
+    return stamp
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     numeric_level = logging.getLevelName(level.upper())
     if not isinstance(numeric_level, int):
@@ -19,6 +29,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     structlog.configure(
         processors=[
             *_SHARED_PROCESSORS,
+            _stamp_service(service),
             structlog.processors.dict_tracebacks,
             structlog.processors.JSONRenderer(),
         ],
@@ -26,7 +37,6 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=True,
     )
-    structlog.contextvars.bind_contextvars(service=service)
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
@@ -34,7 +44,11 @@ def configure_logging(service: str, level: str = "INFO") -> None:
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.JSONRenderer(),
             ],
-            foreign_pre_chain=[*_SHARED_PROCESSORS, structlog.stdlib.add_logger_name],
+            foreign_pre_chain=[
+                *_SHARED_PROCESSORS,
+                _stamp_service(service),
+                structlog.stdlib.add_logger_name,
+            ],
         )
     )
     root = logging.getLogger()

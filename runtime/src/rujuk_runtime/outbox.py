@@ -9,9 +9,9 @@ import contextlib
 
 import asyncpg
 from nats.js import JetStreamContext
+
 from rujuk_contracts.envelope import CloudEvent
 from rujuk_contracts.events import model_for_type
-
 from rujuk_runtime.bus import event_headers
 from rujuk_runtime.db import Connection
 from rujuk_runtime.logs import get_logger

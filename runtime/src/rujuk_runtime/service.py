@@ -2,8 +2,9 @@
 a pool on its own schema, an outbox relay, health endpoints, and a clean stop on SIGTERM."""
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -19,9 +20,9 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
+
 from rujuk_contracts import subjects
 from rujuk_contracts.events import EventPayload
-
 from rujuk_runtime.bus import ensure_streams, jetstream, make_broker
 from rujuk_runtime.consumer import EventConsumer, Handler
 from rujuk_runtime.db import create_pool
@@ -47,6 +48,7 @@ class ServiceRuntime:
         self._relay: OutboxRelay | None = None
         self._consumer: EventConsumer | None = None
         self.on_started: list[Callable[[], Awaitable[None]]] = []
+        self.on_stopping: list[Callable[[], Awaitable[None]]] = []
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -118,22 +120,28 @@ class ServiceRuntime:
         finally:
             await connection.close()
         self._pool = await create_pool(self.settings.database_url, self.name)
-        self._relay = OutboxRelay(self._pool, self.js())
         self._consumer = EventConsumer(
             service=self.name,
             pool=self._pool,
             js=self.js,
             handlers=self.handlers,
-            after_commit=self._relay.wake,
+            after_commit=self.wake_relay,
         )
 
+    def wake_relay(self) -> None:
+        if self._relay is not None:
+            self._relay.wake()
+
     async def _after_startup(self) -> None:
-        self.relay.start()
+        self._relay = OutboxRelay(self.pool, self.js())  # the broker is connected by now
+        self._relay.start()
         for callback in self.on_started:
             await callback()
         log.info("service started", http_port=self.settings.http_port)
 
     async def _on_shutdown(self) -> None:
+        for callback in self.on_stopping:
+            await callback()
         if self._relay is not None:
             await self._relay.stop()
 
@@ -170,6 +178,19 @@ class ServiceRuntime:
             "on_shutdown": [self._on_shutdown],
             "after_shutdown": [self._after_shutdown],
         }
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The same lifecycle for a service whose door is another ASGI app (e.g. FastAPI)."""
+        await self._on_startup()
+        await self.broker.start()
+        await self._after_startup()
+        try:
+            yield
+        finally:
+            await self._on_shutdown()
+            await self.broker.stop()
+            await self._after_shutdown()
 
     def asgi_app(self, routes: list[tuple[str, ASGIApp]] | None = None) -> AsgiFastStream:
         return AsgiFastStream(

@@ -1,0 +1,56 @@
+"""What intake shows an operator about a case after it left the door: routed, delivered, ..."""
+
+from intake import store
+from rujuk_contracts.envelope import CloudEvent
+from rujuk_contracts.events import (
+    EVENT_MODELS,
+    CaseClosed,
+    CaseRouted,
+    EventPayload,
+    ReferralAccepted,
+    ReferralAcknowledged,
+    ReferralCompleted,
+    ReferralDeclined,
+    ReferralDelivered,
+    ReferralDeliveryFailed,
+    ReferralEscalated,
+)
+from rujuk_runtime.consumer import Handler
+from rujuk_runtime.db import Connection
+
+REFERRAL_STATES: dict[type[EventPayload], str] = {
+    ReferralDelivered: "delivered",
+    ReferralDeliveryFailed: "delivery_failed",
+    ReferralAcknowledged: "acknowledged",
+    ReferralAccepted: "accepted",
+    ReferralDeclined: "declined",
+    ReferralCompleted: "completed",
+    ReferralEscalated: "escalated",
+}
+
+
+async def project(conn: Connection, event: CloudEvent, payload: EventPayload) -> None:
+    if isinstance(payload, CaseRouted):
+        await store.set_case_status(conn, payload.case_id, "routed")
+        for referral in payload.referrals:
+            await store.upsert_referral(
+                conn,
+                referral_id=referral.referral_id,
+                case_id=payload.case_id,
+                agency_id=referral.agency_id,
+                service=referral.service,
+                priority=referral.priority,
+                state="requested",
+            )
+    elif isinstance(payload, CaseClosed):
+        await store.set_case_status(conn, payload.case_id, "closed")
+    elif (state := REFERRAL_STATES.get(type(payload))) is not None:
+        referral_id = getattr(payload, "referral_id", None)
+        if isinstance(referral_id, str):
+            await store.set_referral_state(conn, referral_id, state)
+
+
+def projection_handlers() -> dict[str, Handler]:
+    """Every event type: intake reads the whole stream in order with one consumer, so a
+    referral's `delivered` can never overtake the `routed` that created it."""
+    return dict.fromkeys(EVENT_MODELS, project)

@@ -1,0 +1,161 @@
+"""Run the whole system on one machine: embedded NATS and PostgreSQL (unless NATS_URL and
+DATABASE_URL are set) and the four services as separate processes, each with its own port."""
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from intake.vault import new_master_key_spec
+from rujuk_runtime.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+
+SERVICES = ("intake", "routing", "notify", "audit")
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    port: int
+    log_file: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class Stack:
+    folder: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    nats: EmbeddedNats | None = None
+    postgres: EmbeddedPostgres | None = None
+    services: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    @property
+    def nats_url(self) -> str:
+        return self.nats.url if self.nats else os.environ["NATS_URL"]
+
+    @property
+    def database_url(self) -> str:
+        return self.postgres.url if self.postgres else os.environ["DATABASE_URL"]
+
+    def start_servers(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if not os.environ.get("NATS_URL"):
+            self.nats = EmbeddedNats(self.folder / "nats").start()
+        if not os.environ.get("DATABASE_URL"):
+            self.postgres = EmbeddedPostgres(self.folder / "postgres").start()
+
+    def service_env(self, name: str, port: int) -> dict[str, str]:
+        keys = self._secrets()
+        env = {
+            **os.environ,
+            "NATS_URL": self.nats_url,
+            "DATABASE_URL": self.database_url,
+            f"{name.upper()}_HTTP_PORT": str(port),
+            "INTAKE_MASTER_KEYS": os.environ.get("INTAKE_MASTER_KEYS", keys["master_keys"]),
+            "NOTIFY_WEBHOOK_SIGNING_KEY": os.environ.get(
+                "NOTIFY_WEBHOOK_SIGNING_KEY", keys["webhook_signing_key"]
+            ),
+            **self.extra_env,
+        }
+        return env
+
+    def start_service(self, name: str) -> ServiceProcess:
+        existing = self.services.get(name)
+        port = existing.port if existing else free_port()
+        logs = self.folder / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        service = ServiceProcess(name, port, logs / f"{name}.log")
+        with service.log_file.open("ab") as log:
+            service.process = subprocess.Popen(
+                [sys.executable, "-m", name],
+                env=self.service_env(name, port),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.services[name] = service
+        return service
+
+    def start(self, timeout: float = 60) -> None:
+        self.start_servers()
+        for name in SERVICES:
+            self.start_service(name)
+        self.wait_healthy(timeout)
+
+    def wait_healthy(self, timeout: float = 60, names: tuple[str, ...] = SERVICES) -> None:
+        deadline = time.monotonic() + timeout
+        pending = set(names)
+        while pending:
+            for name in sorted(pending):
+                service = self.services[name]
+                assert service.process is not None
+                if service.process.poll() is not None:
+                    raise StackError(
+                        f"{name} exited with code {service.process.returncode}; "
+                        f"see {service.log_file}\n{_tail(service.log_file)}"
+                    )
+                try:
+                    if httpx.get(f"{service.url}/healthz", timeout=1).status_code == 200:
+                        pending.discard(name)
+                except httpx.HTTPError:
+                    pass
+            if pending and time.monotonic() > deadline:
+                raise StackError(f"not healthy after {timeout:.0f}s: {', '.join(sorted(pending))}")
+            if pending:
+                time.sleep(0.2)
+
+    def stop_service(self, name: str, *, kill: bool = False) -> None:
+        service = self.services.get(name)
+        if service is None or service.process is None or service.process.poll() is not None:
+            return
+        service.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            service.process.wait(20)
+        except subprocess.TimeoutExpired:
+            service.process.kill()
+            service.process.wait()
+
+    def stop(self) -> None:
+        for name in reversed(SERVICES):
+            self.stop_service(name)
+        if self.nats:
+            self.nats.stop()
+        if self.postgres:
+            self.postgres.stop()
+
+    def _secrets(self) -> dict[str, str]:
+        """Development secrets, made once per stack folder and kept (the vault needs its key)."""
+        path = self.folder / "dev-secrets.json"
+        if not path.exists():
+            path.write_text(
+                json.dumps(
+                    {
+                        "master_keys": new_master_key_spec("dev1"),
+                        "webhook_signing_key": secrets.token_urlsafe(32),
+                    }
+                )
+            )
+            path.chmod(0o600)
+        loaded: dict[str, str] = json.loads(path.read_text())
+        return loaded
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

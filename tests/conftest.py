@@ -1,0 +1,83 @@
+"""Session fixtures: a real nats-server with JetStream and a real PostgreSQL, on free ports.
+
+Both are started by the test session in a temporary folder and stopped at its end. Where
+NATS_URL and DATABASE_URL are set, those servers are used instead.
+"""
+
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import nats
+import pytest
+
+from rujuk_contracts import subjects
+from rujuk_runtime.embedded import EmbeddedNats, EmbeddedPostgres
+
+
+@pytest.fixture(scope="session")
+def servers_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("servers")
+
+
+@pytest.fixture(scope="session")
+def embedded_nats(servers_folder: Path) -> Iterator[EmbeddedNats | None]:
+    if os.environ.get("NATS_URL"):
+        yield None
+        return
+    server = EmbeddedNats(servers_folder / "nats").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def embedded_postgres(servers_folder: Path) -> Iterator[EmbeddedPostgres | None]:
+    if os.environ.get("DATABASE_URL"):
+        yield None
+        return
+    server = EmbeddedPostgres(servers_folder / "postgres").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_url(embedded_nats: EmbeddedNats | None) -> str:
+    return embedded_nats.url if embedded_nats else os.environ["NATS_URL"]
+
+
+@pytest.fixture(scope="session")
+def server_database_url(embedded_postgres: EmbeddedPostgres | None) -> str:
+    return embedded_postgres.url if embedded_postgres else os.environ["DATABASE_URL"]
+
+
+@pytest.fixture
+async def database_url(server_database_url: str) -> AsyncIterator[str]:
+    """A fresh, empty database for one test, dropped afterwards."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(server_database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base, _, _ = server_database_url.rpartition("/")
+    yield f"{base}/{name}"
+    admin = await asyncpg.connect(server_database_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def clean_bus(nats_url: str) -> str:
+    """The NATS URL, with rujuk's streams (and so their consumers) removed before the test."""
+    connection = await nats.connect(nats_url)
+    js = connection.jetstream()
+    for stream in (subjects.EVENTS_STREAM, subjects.PARTNER_STREAM, subjects.DLQ_STREAM):
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.delete_stream(stream)
+    await connection.close()
+    return nats_url

@@ -1,0 +1,96 @@
+"""The public contracts: envelope round trip, validation, and checked-in schemas in sync."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from rujuk_contracts import EVENT_MODELS, EventError, make_event, parse_event
+from rujuk_contracts.events import CaseReported, ReferralRequested
+from rujuk_contracts.generate import render_all
+from rujuk_contracts.subjects import partner_outbound
+from rujuk_contracts.triage import AgeGroup, Sex, TriageFacts, ViolenceType
+
+SCHEMAS = Path(__file__).parents[2] / "contracts" / "schemas"
+CASE_ID = "3514-AB12CD34EF"
+
+
+def _reported() -> CaseReported:
+    return CaseReported(
+        case_id=CASE_ID,
+        channel="hotline",
+        reported_at=datetime(2026, 11, 1, 8, 30, tzinfo=UTC),
+        triage=TriageFacts(
+            violence_types=[ViolenceType.SEXUAL],
+            age_group=AgeGroup.CHILD,
+            sex=Sex.FEMALE,
+            district_code="3514",
+        ),
+    )
+
+
+def test_event_round_trips_through_the_json_event_format() -> None:
+    event = make_event(_reported(), source="/rujuk/intake")
+    envelope, payload = parse_event(event.to_bytes())
+    assert envelope.type == "id.rujuk.case.reported.v1"
+    assert envelope.subject == CASE_ID
+    assert envelope.dataschema == "urn:rujuk:schema:case.reported:v1"
+    assert payload == _reported()
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"\xff\xfe garbage", "not JSON"),
+        (b'{"specversion": "1.0"', "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"specversion": "1.0", "id": "x"}', "not a CloudEvent"),
+        (b"x" * 70_000, "exceeds the limit"),
+    ],
+)
+def test_malformed_messages_are_refused_with_a_reason(raw: bytes, reason: str) -> None:
+    with pytest.raises(EventError, match=reason):
+        parse_event(raw)
+
+
+def test_unknown_schema_version_is_refused_by_name() -> None:
+    event = make_event(_reported(), source="/rujuk/intake").model_copy(
+        update={"type": "id.rujuk.case.reported.v9"}
+    )
+    with pytest.raises(EventError, match=r"unknown event type 'id.rujuk.case.reported.v9'"):
+        parse_event(event.to_bytes())
+
+
+def test_subject_must_match_the_case_in_the_data() -> None:
+    event = make_event(_reported(), source="/rujuk/intake").model_copy(
+        update={"subject": "3514-ZZZZZZZZZZ"}
+    )
+    with pytest.raises(EventError, match=r"differs from data\.case_id"):
+        parse_event(event.to_bytes())
+
+
+def test_every_event_type_names_its_version_and_has_its_own_subject() -> None:
+    subjects = {model.subject() for model in EVENT_MODELS.values()}
+    assert len(subjects) == len(EVENT_MODELS)
+    for event_type, model in EVENT_MODELS.items():
+        assert event_type.endswith(f".v{model.version}")
+        assert model.subject().startswith("rujuk.evt.")
+    assert ReferralRequested.subject() == "rujuk.evt.referral.requested"
+
+
+def test_agency_ids_must_be_nats_token_safe() -> None:
+    assert partner_outbound("pkm-bangil", "referral.requested") == (
+        "rujuk.partner.pkm-bangil.out.referral.requested"
+    )
+    for bad in ("PKM", "a.b", "a*", "a>", "", "-x"):
+        with pytest.raises(ValueError, match="agency id"):
+            partner_outbound(bad, "referral.requested")
+
+
+def test_checked_in_schemas_match_the_models() -> None:
+    """Fails when a model changes without `make schemas`."""
+    expected = render_all()
+    on_disk = {path.name: path.read_text() for path in SCHEMAS.glob("*.json")}
+    assert set(on_disk) == set(expected), "schema files added or missing: run `make schemas`"
+    drifted = sorted(name for name in expected if on_disk[name] != expected[name])
+    assert not drifted, f"schemas drifted from the models: {drifted}; run `make schemas`"
