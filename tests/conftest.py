@@ -53,9 +53,9 @@ def server_database_url(embedded_postgres: EmbeddedPostgres | None) -> str:
     return embedded_postgres.url if embedded_postgres else os.environ["DATABASE_URL"]
 
 
-@pytest.fixture
-async def database_url(server_database_url: str) -> AsyncIterator[str]:
-    """A fresh, empty database for one test, dropped afterwards."""
+@contextlib.asynccontextmanager
+async def fresh_database(server_database_url: str) -> AsyncIterator[str]:
+    """A new, empty database on the session's server, dropped afterwards."""
     name = f"test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(server_database_url)
     try:
@@ -72,12 +72,24 @@ async def database_url(server_database_url: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def clean_bus(nats_url: str) -> str:
-    """The NATS URL, with rujuk's streams (and so their consumers) removed before the test."""
+async def database_url(server_database_url: str) -> AsyncIterator[str]:
+    """A fresh, empty database for one test."""
+    async with fresh_database(server_database_url) as url:
+        yield url
+
+
+async def remove_streams(nats_url: str) -> None:
+    """Delete rujuk's streams (and so their consumers), so a test starts from an empty bus."""
     connection = await nats.connect(nats_url)
     js = connection.jetstream()
     for stream in (subjects.EVENTS_STREAM, subjects.PARTNER_STREAM, subjects.DLQ_STREAM):
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await js.delete_stream(stream)
     await connection.close()
+
+
+@pytest.fixture
+async def clean_bus(nats_url: str) -> str:
+    """The NATS URL, with rujuk's streams removed before the test."""
+    await remove_streams(nats_url)
     return nats_url

@@ -39,27 +39,38 @@ class ServiceProcess:
 class Stack:
     folder: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    external_nats_url: str | None = field(default_factory=lambda: os.environ.get("NATS_URL"))
+    external_database_url: str | None = field(
+        default_factory=lambda: os.environ.get("DATABASE_URL")
+    )
     nats: EmbeddedNats | None = None
     postgres: EmbeddedPostgres | None = None
     services: dict[str, ServiceProcess] = field(default_factory=dict)
 
     @property
     def nats_url(self) -> str:
-        return self.nats.url if self.nats else os.environ["NATS_URL"]
+        url = self.nats.url if self.nats else self.external_nats_url
+        if url is None:
+            raise StackError("NATS is not started")
+        return url
 
     @property
     def database_url(self) -> str:
-        return self.postgres.url if self.postgres else os.environ["DATABASE_URL"]
+        url = self.postgres.url if self.postgres else self.external_database_url
+        if url is None:
+            raise StackError("PostgreSQL is not started")
+        return url
 
     def start_servers(self) -> None:
+        """Embedded servers for what NATS_URL / DATABASE_URL (or the caller) did not give."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        if not os.environ.get("NATS_URL"):
+        if not self.external_nats_url:
             self.nats = EmbeddedNats(self.folder / "nats").start()
-        if not os.environ.get("DATABASE_URL"):
+        if not self.external_database_url:
             self.postgres = EmbeddedPostgres(self.folder / "postgres").start()
 
     def service_env(self, name: str, port: int) -> dict[str, str]:
-        keys = self._secrets()
+        keys = self.secrets()
         env = {
             **os.environ,
             "NATS_URL": self.nats_url,
@@ -118,6 +129,13 @@ class Stack:
             if pending:
                 time.sleep(0.2)
 
+    def exited_services(self) -> list[str]:
+        return [
+            name
+            for name, service in self.services.items()
+            if service.process is not None and service.process.poll() is not None
+        ]
+
     def stop_service(self, name: str, *, kill: bool = False) -> None:
         service = self.services.get(name)
         if service is None or service.process is None or service.process.poll() is not None:
@@ -137,7 +155,7 @@ class Stack:
         if self.postgres:
             self.postgres.stop()
 
-    def _secrets(self) -> dict[str, str]:
+    def secrets(self) -> dict[str, str]:
         """Development secrets, made once per stack folder and kept (the vault needs its key)."""
         path = self.folder / "dev-secrets.json"
         if not path.exists():

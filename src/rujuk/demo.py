@@ -1,0 +1,163 @@
+"""`rujuk demo`: start everything on embedded defaults, file sample reports, and show each
+case's journey from the audit ledger: reported, routed, referred, delivered, verified."""
+
+import asyncio
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from audit.chain import Entry, short_hash
+from audit.cli import case_history, verify_ledger
+from rujuk.receiver import WebhookReceiver
+from rujuk.samples import SAMPLE_REPORTS
+from rujuk.stack import Stack
+
+JOURNEY_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass
+class CaseProgress:
+    case_id: str
+    referrals: int = 0
+    delivered: int = 0
+    ledger_entries: int = 0
+    routed: bool = False
+
+    @property
+    def complete(self) -> bool:
+        expected_entries = 2 + 2 * self.referrals  # reported, routed, requested+delivered each
+        return (
+            self.routed
+            and self.delivered == self.referrals
+            and self.ledger_entries >= expected_entries
+        )
+
+
+async def run_demo(folder: Path) -> int:
+    shutil.rmtree(folder, ignore_errors=True)
+    stack = Stack(folder)
+    say("rujuk demo — sistem rujukan kasus kekerasan terhadap perempuan dan anak")
+    say("           referral system for violence against women and children\n")
+    receiver = WebhookReceiver(stack.secrets()["webhook_signing_key"].encode())
+    stack.extra_env["NOTIFY_WEBHOOK_BASE_URL"] = receiver.base_url
+    async with receiver.running():
+        try:
+            say("Menyalakan NATS, PostgreSQL dan empat layanan / starting NATS, PostgreSQL, "
+                "and the four services ...")  # fmt: skip
+            started = time.monotonic()
+            await asyncio.to_thread(stack.start)
+            say(f"  NATS {stack.nats_url}, PostgreSQL {_redact(stack.database_url)}")
+            for name, service in stack.services.items():
+                say(f"  {name:<8} {service.url}  (log: {service.log_file})")
+            say(f"  ready in {time.monotonic() - started:.1f}s\n")
+            return await _file_and_follow(stack, receiver)
+        finally:
+            say("\nMematikan semua / stopping everything ...")
+            await asyncio.to_thread(stack.stop)
+            say("Selesai / done.")
+
+
+async def _file_and_follow(stack: Stack, receiver: WebhookReceiver) -> int:
+    intake_url = stack.services["intake"].url
+    async with httpx.AsyncClient(timeout=10) as client:
+        cases: list[CaseProgress] = []
+        say("Laporan masuk / filing sample reports (invented people):")
+        for number, report in enumerate(SAMPLE_REPORTS, start=1):
+            response = await client.post(
+                f"{intake_url}/v1/reports",
+                json=report,
+                headers={"Idempotency-Key": f"demo-{number}"},
+            )
+            response.raise_for_status()
+            case_id = response.json()["case_id"]
+            cases.append(CaseProgress(case_id))
+            say(f"  {response.status_code} case {case_id}  ({report['channel']}, "
+                f"district {report['district_code']}, "
+                f"{'+'.join(report['incident']['violence_types'])})")  # fmt: skip
+        finished = await _wait_for_journeys(client, stack, intake_url, cases)
+    say("")
+    for progress in cases:
+        entries = await case_history(stack.database_url, progress.case_id)
+        for line in journey_lines(progress.case_id, entries):
+            say(line)
+        say("")
+    verdict = await verify_ledger(stack.database_url)
+    if verdict.ok:
+        say(f"Buku besar audit terverifikasi / audit ledger verified: {verdict.entries} entries, "
+            f"head #{verdict.head_seq} {short_hash(verdict.head_hash)}")  # fmt: skip
+    else:
+        assert verdict.failure is not None
+        say(f"AUDIT LEDGER FAILED VERIFICATION at entry #{verdict.failure.seq}: "
+            f"{verdict.failure.detail}")  # fmt: skip
+    say(f"Webhook partner: {len(receiver.deliveries)} referrals received, every signature "
+        f"verified (Standard Webhooks); {receiver.rejected} refused")  # fmt: skip
+    if not finished:
+        say("NOT EVERY CASE COMPLETED ITS JOURNEY in time: see the service logs above.")
+    return 0 if finished and verdict.ok else 1
+
+
+async def _wait_for_journeys(
+    client: httpx.AsyncClient, stack: Stack, intake_url: str, cases: list[CaseProgress]
+) -> bool:
+    deadline = time.monotonic() + JOURNEY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        for progress in cases:
+            status = (await client.get(f"{intake_url}/v1/cases/{progress.case_id}")).json()
+            progress.routed = status["status"] == "routed"
+            progress.referrals = len(status["referrals"])
+            progress.delivered = sum(r["state"] == "delivered" for r in status["referrals"])
+            progress.ledger_entries = len(await case_history(stack.database_url, progress.case_id))
+        if all(p.complete for p in cases):
+            return True
+        await asyncio.sleep(0.3)
+    return False
+
+
+def journey_lines(case_id: str, entries: list[Entry]) -> list[str]:
+    """A case's journey, one line per hand-off, from its ledger entries."""
+    if not entries:
+        return [f"Kasus / case {case_id}: no ledger entries"]
+    start = entries[0].event_time
+    lines = [f"Kasus / case {case_id}"]
+    for entry in entries:
+        data: dict[str, Any] = entry.cloud_event()["data"]
+        offset = (entry.event_time - start).total_seconds() * 1000
+        lines.append(f"  +{offset:7.0f} ms  #{entry.seq:<4} {_describe(entry.event_type, data)}")
+    return lines
+
+
+def _describe(event_type: str, data: dict[str, Any]) -> str:
+    name = ".".join(event_type.split(".")[2:4])
+    if name == "case.reported":
+        triage = data["triage"]
+        return (
+            f"reported     via {data['channel']}: {'+'.join(triage['violence_types'])}, "
+            f"{triage['age_group']}, {triage['sex']}, kecamatan {triage.get('kecamatan')}"
+        )
+    if name == "case.routed":
+        return (
+            f"routed       SOP {data['sop_id']} v{data['sop_version']}, rules "
+            f"{', '.join(data['rules_fired'])}"
+        )
+    if name == "referral.requested":
+        return (
+            f"referred  -> {data['agency_id']:<22} {data['service']:<15} "
+            f"{data['priority']:<9} ack by {data['acknowledgement_deadline'][11:16]} UTC"
+        )
+    if name == "referral.delivered":
+        return f"delivered -> {data['agency_id']:<22} via {', '.join(data['channels'])}"
+    if name == "referral.delivery_failed":
+        return f"FAILED    -> {data['agency_id']:<22} {data['reason']}"
+    return name
+
+
+def _redact(url: str) -> str:
+    return httpx.URL(url).copy_with(password=None).__str__()
+
+
+def say(line: str) -> None:
+    print(line, flush=True)

@@ -1,0 +1,220 @@
+"""End to end over a real nats-server and PostgreSQL: the four services as separate processes,
+reports filed over HTTP, referrals received by a webhook partner, every event in the ledger."""
+
+import asyncio
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import nats
+import pytest
+
+from audit.cli import case_history, verify_ledger
+from rujuk.receiver import WebhookReceiver
+from rujuk.samples import SAMPLE_REPORTS
+from rujuk.stack import Stack
+from rujuk_contracts import parse_event, subjects
+from rujuk_contracts.events import CaseReported
+from rujuk_runtime.bus import DLQ_REASON_HEADER
+from tests.conftest import fresh_database, remove_streams
+
+pytestmark = pytest.mark.integration
+
+# Strings that must never leave intake's vault (they are in the sample reports).
+IDENTIFYING = ["CONTOH Korban", "CONTOH Pelapor", "9999000000000001", "800-0000-0001",
+               "Jl. Fiktif", "SAMPLE narrative", "Desa Contoh"]  # fmt: skip
+
+
+@dataclass
+class Running:
+    stack: Stack
+    receiver: WebhookReceiver
+    client: httpx.AsyncClient
+    case_ids: list[str]
+
+    @property
+    def intake(self) -> str:
+        return self.stack.services["intake"].url
+
+
+@pytest.fixture(scope="module")
+async def running(
+    nats_url: str, server_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Running]:
+    await remove_streams(nats_url)
+    async with fresh_database(server_database_url) as database_url:
+        stack = Stack(
+            tmp_path_factory.mktemp("stack"),
+            external_nats_url=nats_url,
+            external_database_url=database_url,
+        )
+        receiver = WebhookReceiver(stack.secrets()["webhook_signing_key"].encode())
+        stack.extra_env["NOTIFY_WEBHOOK_BASE_URL"] = receiver.base_url
+        async with receiver.running(), httpx.AsyncClient(timeout=10) as client:
+            await asyncio.to_thread(stack.start)
+            try:
+                case_ids = []
+                for number, report in enumerate(SAMPLE_REPORTS):
+                    response = await client.post(
+                        f"{stack.services['intake'].url}/v1/reports",
+                        json=report,
+                        headers={"Idempotency-Key": f"e2e-{number}"},
+                    )
+                    assert response.status_code == 202, response.text
+                    case_ids.append(response.json()["case_id"])
+                yield Running(stack, receiver, client, case_ids)
+            finally:
+                await asyncio.to_thread(stack.stop)
+
+
+async def case_status(run: Running, case_id: str) -> dict[str, Any]:
+    response = await run.client.get(f"{run.intake}/v1/cases/{case_id}")
+    assert response.status_code == 200
+    status: dict[str, Any] = response.json()
+    return status
+
+
+async def wait_until_delivered(run: Running, case_id: str, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = await case_status(run, case_id)
+        referrals = status["referrals"]
+        if referrals and all(r["state"] == "delivered" for r in referrals):
+            return status
+        if time.monotonic() > deadline:
+            pytest.fail(f"case {case_id} not delivered in {timeout}s: {status}")
+        await asyncio.sleep(0.2)
+
+
+async def wait_for_ledger(run: Running, case_id: str, count: int, timeout: float = 30) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        entries = await case_history(run.stack.database_url, case_id)
+        if len(entries) >= count:
+            return entries
+        if time.monotonic() > deadline:
+            pytest.fail(f"case {case_id}: {len(entries)} ledger entries, expected {count}")
+        await asyncio.sleep(0.2)
+
+
+async def test_every_referral_reaches_its_partner_webhook_once_and_signed(running: Running) -> None:
+    expected: dict[str, str] = {}
+    for case_id in running.case_ids:
+        status = await wait_until_delivered(running, case_id)
+        assert status["status"] == "routed"
+        expected.update({r["referral_id"]: r["agency_id"] for r in status["referrals"]})
+    deadline = time.monotonic() + 10
+    while running.receiver.referral_ids() != set(expected) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    received = {d.event["data"]["referral_id"]: d.agency_id for d in running.receiver.deliveries}
+    assert received == expected  # each referral reached the agency it names, and no other
+    assert len(running.receiver.deliveries) == len(expected)  # none twice
+    assert running.receiver.rejected == 0  # every signature verified
+    assert all(d.webhook_id == d.event["id"] for d in running.receiver.deliveries)
+
+
+async def test_every_event_of_every_case_is_in_the_ledger_once_and_it_verifies(
+    running: Running,
+) -> None:
+    for case_id in running.case_ids:
+        status = await wait_until_delivered(running, case_id)
+        referrals = len(status["referrals"])
+        entries = await wait_for_ledger(running, case_id, 2 + 2 * referrals)
+        types = [e.event_type for e in entries]
+        assert types[0] == CaseReported.event_type()
+        assert types.count("id.rujuk.referral.requested.v1") == referrals
+        assert types.count("id.rujuk.referral.delivered.v1") == referrals
+        assert len({e.event_id for e in entries}) == len(entries)
+        assert [e.seq for e in entries] == sorted(e.seq for e in entries)
+    verdict = await verify_ledger(running.stack.database_url)
+    assert verdict.ok, verdict.failure
+    assert verdict.entries >= sum(2 for _ in running.case_ids)
+
+
+async def test_partner_nats_feed_carries_its_own_referrals(running: Running) -> None:
+    status = await wait_until_delivered(running, running.case_ids[0])
+    agency = status["referrals"][0]["agency_id"]
+    connection = await nats.connect(running.stack.nats_url)
+    try:
+        js = connection.jetstream()
+        subscription = await js.pull_subscribe(
+            subjects.partner_outbound_wildcard(agency), durable=None, stream=subjects.PARTNER_STREAM
+        )
+        messages = await subscription.fetch(100, timeout=5)
+        events = [parse_event(m.data)[1] for m in messages]
+    finally:
+        await connection.close()
+    mine = {r["referral_id"] for r in status["referrals"] if r["agency_id"] == agency}
+    feed = {getattr(e, "referral_id", None) for e in events}
+    assert mine <= feed
+    assert all(getattr(e, "agency_id", None) == agency for e in events)
+
+
+async def test_no_identifying_data_in_events_logs_or_database(running: Running) -> None:
+    for case_id in running.case_ids:
+        await wait_until_delivered(running, case_id)
+    leaks: list[str] = []
+    connection = await nats.connect(running.stack.nats_url)
+    try:
+        js = connection.jetstream()
+        for stream, wildcard in ((subjects.EVENTS_STREAM, subjects.EVENTS_WILDCARD),
+                                 (subjects.PARTNER_STREAM, subjects.PARTNER_WILDCARD)):  # fmt: skip
+            subscription = await js.pull_subscribe(wildcard, durable=None, stream=stream)
+            messages = await subscription.fetch(1000, timeout=5)
+            assert messages
+            leaks += [f"{stream}: {m.subject}" for m in messages if _leaks(m.data.decode())]
+    finally:
+        await connection.close()
+    for service in running.stack.services.values():
+        text = service.log_file.read_text()
+        assert text.strip(), f"{service.name} wrote no log"
+        if _leaks(text):
+            leaks.append(f"log of {service.name}")
+    dump = _pg_dump(running.stack.database_url)
+    assert "CREATE TABLE intake.vault" in dump
+    if _leaks(dump):
+        leaks.append("database dump")
+    assert leaks == []
+
+
+async def test_garbage_on_a_subject_is_parked_and_the_next_report_still_flows(
+    running: Running,
+) -> None:
+    connection = await nats.connect(running.stack.nats_url)
+    try:
+        js = connection.jetstream()
+        await js.publish(CaseReported.subject(), b"\x00not json", headers={"Nats-Msg-Id": "junk-1"})
+        response = await running.client.post(f"{running.intake}/v1/reports", json=SAMPLE_REPORTS[2])
+        assert response.status_code == 202
+        await wait_until_delivered(running, response.json()["case_id"])
+        parked = await js.pull_subscribe(subjects.dead_letter("routing"), durable=None,
+                                         stream=subjects.DLQ_STREAM)  # fmt: skip
+        messages = await parked.fetch(10, timeout=5)
+    finally:
+        await connection.close()
+    reasons = [m.headers[DLQ_REASON_HEADER] for m in messages if m.data == b"\x00not json"]
+    assert reasons
+    assert "not JSON" in reasons[0]
+    for name in ("intake", "routing", "notify", "audit"):
+        process = running.stack.services[name].process
+        assert process is not None
+        assert process.poll() is None, f"{name} died"
+
+
+def _leaks(text: str) -> bool:
+    return any(secret in text for secret in IDENTIFYING)
+
+
+def _pg_dump(database_url: str) -> str:
+    from rujuk_runtime.embedded import pg_binary
+
+    result = subprocess.run(
+        [str(pg_binary("pg_dump")), "--no-owner", database_url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout
