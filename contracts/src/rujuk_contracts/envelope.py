@@ -70,8 +70,8 @@ def make_event(
     )
 
 
-def parse_event(raw: bytes) -> tuple[CloudEvent, EventPayload]:
-    """Parse and validate a message body; every failure is an EventError with a reason."""
+def parse_envelope(raw: bytes) -> CloudEvent:
+    """Parse a message body as a CloudEvent, whatever its type; failures are EventErrors."""
     if len(raw) > MAX_EVENT_BYTES:
         raise EventError(f"message of {len(raw)} bytes exceeds the limit of {MAX_EVENT_BYTES}")
     try:
@@ -84,6 +84,12 @@ def parse_event(raw: bytes) -> tuple[CloudEvent, EventPayload]:
         envelope = CloudEvent.model_validate(document)
     except ValidationError as exc:
         raise EventError(f"not a CloudEvent: {_first_errors(exc)}") from exc
+    return envelope
+
+
+def parse_event(raw: bytes) -> tuple[CloudEvent, EventPayload]:
+    """Parse and validate a message body and its typed payload; failures are EventErrors."""
+    envelope = parse_envelope(raw)
     payload = envelope.payload()
     if payload.case_id != envelope.subject:
         raise EventError(f"subject {envelope.subject!r} differs from data.case_id")

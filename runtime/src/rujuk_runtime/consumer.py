@@ -18,7 +18,7 @@ import asyncpg
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from rujuk_contracts.envelope import CloudEvent, EventError, parse_event
+from rujuk_contracts.envelope import CloudEvent, EventError, parse_envelope, parse_event
 from rujuk_contracts.events import EventPayload
 from rujuk_runtime.bus import park
 from rujuk_runtime.db import Connection
@@ -28,6 +28,8 @@ from rujuk_runtime.telemetry import span_from
 log = get_logger(__name__)
 
 Handler = Callable[[Connection, CloudEvent, EventPayload], Awaitable[None]]
+# For a service that takes every valid CloudEvent, whatever its type or version (audit).
+EnvelopeHandler = Callable[[Connection, CloudEvent], Awaitable[None]]
 RETRY_DELAY_SECONDS = 1.0
 
 
@@ -63,6 +65,7 @@ class EventConsumer:
     js: Callable[[], JetStreamContext]
     handlers: dict[str, Handler]
     after_commit: Callable[[], None] = lambda: None
+    fallback: EnvelopeHandler | None = None
     max_deliveries: int = 10
     stats: ConsumerStats = field(default_factory=ConsumerStats)
 
@@ -117,12 +120,16 @@ class EventConsumer:
     async def _handle_one(self, conn: Connection, message: Msg) -> str | None:
         """None when done (or a duplicate), "retry", or the reason to park it."""
         try:
-            event, payload = parse_event(message.data)
+            event = parse_envelope(message.data)
+            handler = self.handlers.get(event.type)
+            if handler is not None:
+                payload: EventPayload | None = parse_event(message.data)[1]
+            elif self.fallback is not None:
+                payload = None
+            else:
+                return f"{self.service} does not handle event type {event.type!r}"
         except EventError as exc:
             return str(exc)
-        handler = self.handlers.get(event.type)
-        if handler is None:
-            return f"{self.service} does not handle event type {event.type!r}"
         attributes = {
             "rujuk.case_id": event.subject,
             "rujuk.event_id": event.id,
@@ -140,7 +147,10 @@ class EventConsumer:
                     if not inserted:
                         self.stats.duplicates += 1
                         return None
-                    await handler(conn, event, payload)
+                    if handler is not None and payload is not None:
+                        await handler(conn, event, payload)
+                    elif self.fallback is not None:
+                        await self.fallback(conn, event)
             except Rejected as exc:
                 log.warning(
                     "event rejected",

@@ -13,9 +13,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 POSTGRES_SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
 STANDARD_PORTS = frozenset({4222, 5432, 6222, 8222})
@@ -78,6 +80,9 @@ class EmbeddedNats:
     config_file: Path | None = None
     process: subprocess.Popen[bytes] | None = None
 
+    def __post_init__(self) -> None:
+        self.folder = self.folder.resolve()
+
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
@@ -118,6 +123,9 @@ class EmbeddedPostgres:
     database: str = "rujuk"
     process: subprocess.Popen[bytes] | None = None
 
+    def __post_init__(self) -> None:
+        self.folder = self.folder.resolve()  # the server runs from its data folder
+
     @property
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
@@ -134,8 +142,8 @@ class EmbeddedPostgres:
         run_as = self._prepare_user()
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb(run_as)
-        socket_dir = self.folder / "socket"
-        socket_dir.mkdir(exist_ok=True)
+        # A short path of its own: Unix socket paths are limited to about 100 bytes.
+        socket_dir = Path(tempfile.mkdtemp(prefix="rujuk-pg-"))
         self._chown(run_as, socket_dir)
         command = [
             str(pg_binary("postgres")),
@@ -149,7 +157,7 @@ class EmbeddedPostgres:
         ]  # fmt: skip
         log = (self.folder / "postgres.log").open("ab")
         self.process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, user=run_as
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, **_as_user(run_as)
         )
         wait_for_port(self.port, 30, self.process)
         self._ensure_database()
@@ -189,7 +197,7 @@ class EmbeddedPostgres:
         self._chown(run_as, self.data_dir)
         command = [str(pg_binary("initdb")), "-D", str(self.data_dir), "--auth=trust",
                    "--encoding=UTF8", "--locale=C", "-U", "postgres"]  # fmt: skip
-        subprocess.run(command, check=True, capture_output=True, user=run_as)
+        subprocess.run(command, check=True, capture_output=True, **_as_user(run_as))
 
     def _ensure_database(self) -> None:
         """Create the database unless it exists; retry while the server finishes starting."""
@@ -203,6 +211,13 @@ class EmbeddedPostgres:
             if time.monotonic() > deadline:
                 raise EmbeddedServerError(f"PostgreSQL not ready: {result.stderr.strip()}")
             time.sleep(0.1)
+
+
+def _as_user(user: str | None) -> dict[str, Any]:
+    """Run as ``user`` with that user's group only: root's group must not leak through."""
+    if user is None:
+        return {}
+    return {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []}
 
 
 def pg_binary(name: str) -> Path:

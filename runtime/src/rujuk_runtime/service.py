@@ -10,30 +10,23 @@ from typing import Any
 import asyncpg
 import nats
 import uvicorn
-from faststream import Context
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import ASGIApp, Scope
-from faststream.middlewares import AckPolicy
-from faststream.nats import JStream, PullSub
-from faststream.nats.message import NatsBatchMessage
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy as JsAckPolicy
-from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from rujuk_contracts import subjects
 from rujuk_contracts.events import EventPayload
 from rujuk_runtime.bus import ensure_streams, jetstream, make_broker
-from rujuk_runtime.consumer import EventConsumer, Handler
+from rujuk_runtime.consumer import EnvelopeHandler, EventConsumer, Handler
 from rujuk_runtime.db import create_pool
 from rujuk_runtime.logs import configure_logging, get_logger
 from rujuk_runtime.outbox import OutboxRelay
+from rujuk_runtime.pull import BatchProcessor, PullConsumer
 from rujuk_runtime.settings import ServiceSettings
 from rujuk_runtime.telemetry import configure_tracing
 
 log = get_logger(__name__)
-
-ACK_WAIT_SECONDS = 30.0
 
 
 class ServiceRuntime:
@@ -49,6 +42,8 @@ class ServiceRuntime:
         self._consumer: EventConsumer | None = None
         self.on_started: list[Callable[[], Awaitable[None]]] = []
         self.on_stopping: list[Callable[[], Awaitable[None]]] = []
+        self.fallback: EnvelopeHandler | None = None
+        self._pull_consumers: list[PullConsumer] = []
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -81,33 +76,24 @@ class ServiceRuntime:
         subject: str,
         *,
         durable: str,
-        process: Callable[[list[Msg]], Awaitable[None]] | None = None,
+        process: BatchProcessor | None = None,
         stream: str = subjects.EVENTS_STREAM,
     ) -> None:
-        """A durable batch subscriber; by default the idempotent consumer processes it."""
+        """A durable batch consumer; by default the idempotent consumer processes it."""
         runtime = self
 
-        async def on_batch(message: NatsBatchMessage = Context("message")) -> None:
-            batch: list[Msg] = list(message.raw_message)
-            if process is not None:
-                await process(batch)
-            else:
-                await runtime.consumer.process_batch(batch)
+        async def process_with_consumer(batch: list[Msg]) -> None:
+            await runtime.consumer.process_batch(batch)
 
-        self.broker.subscriber(
-            subject,
-            stream=JStream(stream, declare=False),
-            durable=durable,
-            config=ConsumerConfig(
-                durable_name=durable,
-                ack_policy=JsAckPolicy.EXPLICIT,
-                ack_wait=ACK_WAIT_SECONDS,
-                deliver_policy=DeliverPolicy.ALL,
-                max_ack_pending=10_000,
-            ),
-            pull_sub=PullSub(batch_size=self.settings.batch_size, timeout=0.2, batch=True),
-            ack_policy=AckPolicy.MANUAL,
-        )(on_batch)
+        self._pull_consumers.append(
+            PullConsumer(
+                subject=subject,
+                durable=durable,
+                stream=stream,
+                process=process or process_with_consumer,
+                batch_size=self.settings.batch_size,
+            )
+        )
 
     async def _on_startup(self) -> None:
         configure_logging(self.name, self.settings.log_level)
@@ -126,6 +112,7 @@ class ServiceRuntime:
             js=self.js,
             handlers=self.handlers,
             after_commit=self.wake_relay,
+            fallback=self.fallback,
         )
 
     def wake_relay(self) -> None:
@@ -135,11 +122,15 @@ class ServiceRuntime:
     async def _after_startup(self) -> None:
         self._relay = OutboxRelay(self.pool, self.js())  # the broker is connected by now
         self._relay.start()
+        for consumer in self._pull_consumers:
+            await consumer.start(self.js())
         for callback in self.on_started:
             await callback()
         log.info("service started", http_port=self.settings.http_port)
 
     async def _on_shutdown(self) -> None:
+        for consumer in self._pull_consumers:
+            await consumer.stop()
         for callback in self.on_stopping:
             await callback()
         if self._relay is not None:

@@ -5,7 +5,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class ServiceSettings(BaseSettings):
-    """Connection settings read from NATS_URL and DATABASE_URL (or <PREFIX>_NATS_URL, ...)."""
+    """Settings every service reads. NATS_URL, DATABASE_URL, RUJUK_STREAM_REPLICAS and
+    RUJUK_LOG_LEVEL are shared (no service prefix); the rest take the service's prefix."""
 
     model_config = SettingsConfigDict(extra="ignore")
 
