@@ -1,0 +1,285 @@
+"""Apply a district SOP to one case's triage facts: which rules fire and which referrals follow.
+
+Pure: the same SOP, case id, facts and time always give the same decision.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from routing.sop import Condition, ConsentPolicy, Referral, Rule, Sop, normalise
+from rujuk_contracts.events import Priority, Service
+from rujuk_contracts.triage import TriageFacts
+
+PRIORITY_RANK = {Priority.EMERGENCY: 0, Priority.URGENT: 1, Priority.ROUTINE: 2}
+
+
+@dataclass(frozen=True)
+class ReferralDecision:
+    """One agency asked for one service, and why."""
+
+    referral_id: str
+    service: Service
+    agency_id: str
+    priority: Priority
+    acknowledgement_deadline: datetime
+    escalation_chain: tuple[str, ...]
+    rule_ids: tuple[str, ...]
+    consent_override: str | None = None  # the legal basis, when sent without consent
+
+
+@dataclass(frozen=True)
+class WithheldReferral:
+    """A referral a rule asked for that consent did not allow."""
+
+    service: Service
+    agency_id: str
+    rule_ids: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    case_id: str
+    sop_id: str
+    sop_version: int
+    rules_fired: tuple[str, ...]
+    referrals: tuple[ReferralDecision, ...]
+    withheld: tuple[WithheldReferral, ...] = ()
+
+    def consent_overrides(self) -> dict[str, str]:
+        """Referral id -> legal basis, for referrals sent without consent."""
+        return {r.referral_id: r.consent_override for r in self.referrals if r.consent_override}
+
+
+class DistrictMismatch(ValueError):
+    """The SOP is for another district than the case."""
+
+
+def decide(sop: Sop, case_id: str, triage: TriageFacts, now: datetime) -> Decision:
+    """Fire the SOP's rules in order and merge their referrals, one per agency and service."""
+    if triage.district != sop.district_code:
+        raise DistrictMismatch(
+            f"{sop.label} cannot route case {case_id} of district {triage.district}"
+        )
+    fired = [rule for rule in sop.rules if condition_holds(rule.when, triage)]
+    allowed: dict[tuple[str, Service], _Merged] = {}
+    withheld: dict[tuple[str, Service], _Merged] = {}
+    for candidate in _candidates(sop, fired, triage):
+        target = withheld if candidate.withheld_reason else allowed
+        key = (candidate.agency_id, candidate.service)
+        if key in target:
+            target[key].absorb(candidate)
+        else:
+            target[key] = _Merged(candidate)
+    ordered = sorted(allowed.values(), key=lambda merged: merged.sort_key())
+    return Decision(
+        case_id=case_id,
+        sop_id=sop.sop_id,
+        sop_version=sop.version,
+        rules_fired=tuple(rule.id for rule in fired),
+        referrals=tuple(
+            merged.referral(f"{case_id}-{number:02d}", now, sop.coordinator)
+            for number, merged in enumerate(ordered, start=1)
+        ),
+        withheld=tuple(
+            WithheldReferral(m.service, m.agency_id, tuple(m.rule_ids), m.withheld_reason or "")
+            for m in sorted(withheld.values(), key=lambda merged: merged.sort_key())
+        ),
+    )
+
+
+def condition_holds(condition: Condition, facts: TriageFacts) -> bool:
+    """True when every condition that is set holds for the facts."""
+    return all(check(condition, facts) for check in _CHECKS)
+
+
+def pick_agency(sop: Sop, item: Referral, kecamatan: str | None) -> str:
+    """The item's agency, or for ``pick: by_kecamatan`` the first that lists the kecamatan."""
+    if item.agency is not None:
+        return item.agency
+    if kecamatan:
+        for agency in sop.directory:
+            if item.service in agency.services and agency.serves(kecamatan):
+                return agency.id
+    assert item.fallback is not None  # the SOP model guarantees it with pick
+    return item.fallback
+
+
+def escalation_chain(escalate_to: list[str], agency_id: str, coordinator: str) -> tuple[str, ...]:
+    """The SOP's chain without the agency itself or repeats, ending at the coordinator."""
+    chain: list[str] = []
+    for step in escalate_to:
+        if step not in (agency_id, coordinator) and step not in chain:
+            chain.append(step)
+    if coordinator != agency_id:
+        chain.append(coordinator)
+    return tuple(chain)
+
+
+# --- conditions ---------------------------------------------------------------------------
+
+
+def _violence_any(c: Condition, f: TriageFacts) -> bool:
+    return c.any_violence_types is None or bool(set(c.any_violence_types) & set(f.violence_types))
+
+
+def _violence_none(c: Condition, f: TriageFacts) -> bool:
+    return c.none_of_violence_types is None or not (
+        set(c.none_of_violence_types) & set(f.violence_types)
+    )
+
+
+def _flags(c: Condition, f: TriageFacts) -> bool:
+    pairs = (
+        (c.age_group, f.age_group),
+        (c.sex, f.sex),
+        (c.disability, f.disability),
+        (c.immediate_danger, f.immediate_danger),
+        (c.injury, f.injury),
+        (c.perpetrator_has_access, f.perpetrator_has_access),
+        (c.suicidal_thoughts, f.suicidal_thoughts),
+    )
+    return all(wanted is None or wanted == actual for wanted, actual in pairs)
+
+
+def _hours(c: Condition, f: TriageFacts) -> bool:
+    hours = f.hours_since_sexual_assault
+    if c.sexual_assault_time_known is not None and c.sexual_assault_time_known != (
+        hours is not None
+    ):
+        return False
+    if c.max_hours_since_sexual_assault is not None and (
+        hours is None or hours > c.max_hours_since_sexual_assault
+    ):
+        return False
+    return c.min_hours_since_sexual_assault is None or (
+        hours is not None and hours > c.min_hours_since_sexual_assault
+    )
+
+
+def _consent(c: Condition, f: TriageFacts) -> bool:
+    if c.consent is None:
+        return True
+    given = f.consent
+    pairs = (
+        (c.consent.share_with_health, given.share_with_health),
+        (c.consent.share_with_police, given.share_with_police),
+        (c.consent.share_with_shelter, given.share_with_shelter),
+        (c.consent.given_by, given.given_by),
+    )
+    return all(wanted is None or wanted == actual for wanted, actual in pairs)
+
+
+def _kecamatan(c: Condition, f: TriageFacts) -> bool:
+    if c.kecamatan is None:
+        return True
+    return f.kecamatan is not None and normalise(f.kecamatan) in map(normalise, c.kecamatan)
+
+
+_CHECKS = (_violence_any, _violence_none, _flags, _hours, _consent, _kecamatan)
+
+
+# --- referrals ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    order: int  # position among all refer items of the fired rules, in SOP order
+    rule_id: str
+    service: Service
+    agency_id: str
+    priority: Priority
+    minutes: int
+    escalate_to: tuple[str, ...]
+    consent_override: str | None
+    withheld_reason: str | None
+
+
+def _candidates(sop: Sop, fired: list[Rule], triage: TriageFacts) -> Iterator[_Candidate]:
+    order = 0
+    for rule in fired:
+        for item in rule.refer:
+            override, reason = _consent_verdict(sop.consent, item.service, triage)
+            yield _Candidate(
+                order=order,
+                rule_id=rule.id,
+                service=item.service,
+                agency_id=pick_agency(sop, item, triage.kecamatan),
+                priority=item.priority,
+                minutes=item.acknowledge_within_minutes,
+                escalate_to=tuple(item.escalate_to),
+                consent_override=override,
+                withheld_reason=reason,
+            )
+            order += 1
+
+
+def _consent_verdict(
+    policy: ConsentPolicy, service: Service, triage: TriageFacts
+) -> tuple[str | None, str | None]:
+    """(legal basis of an override, reason to withhold); both None when consent allows it."""
+    flag = policy.requires_consent.get(service)
+    if flag is None or getattr(triage.consent, flag) is True:
+        return None, None
+    basis = policy.mandatory_basis(triage.age_group, service)
+    if basis is not None:
+        return basis, None
+    return None, f"no consent to share with {service.value} ({flag} is false)"
+
+
+@dataclass
+class _Merged:
+    """Referral candidates for one agency and service, folded into the most urgent terms."""
+
+    first: _Candidate
+    priority: Priority = field(init=False)
+    minutes: int = field(init=False)
+    rule_ids: list[str] = field(init=False)
+    chains: list[tuple[int, tuple[str, ...]]] = field(init=False)
+    consent_override: str | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.priority = self.first.priority
+        self.minutes = self.first.minutes
+        self.rule_ids = [self.first.rule_id]
+        self.chains = [(PRIORITY_RANK[self.first.priority], self.first.escalate_to)]
+        self.consent_override = self.first.consent_override
+
+    @property
+    def service(self) -> Service:
+        return self.first.service
+
+    @property
+    def agency_id(self) -> str:
+        return self.first.agency_id
+
+    @property
+    def withheld_reason(self) -> str | None:
+        return self.first.withheld_reason
+
+    def absorb(self, other: _Candidate) -> None:
+        if PRIORITY_RANK[other.priority] < PRIORITY_RANK[self.priority]:
+            self.priority = other.priority
+        self.minutes = min(self.minutes, other.minutes)
+        if other.rule_id not in self.rule_ids:
+            self.rule_ids.append(other.rule_id)
+        self.chains.append((PRIORITY_RANK[other.priority], other.escalate_to))
+        self.consent_override = self.consent_override or other.consent_override
+
+    def sort_key(self) -> tuple[int, int, int]:
+        return (PRIORITY_RANK[self.priority], self.minutes, self.first.order)
+
+    def referral(self, referral_id: str, now: datetime, coordinator: str) -> ReferralDecision:
+        # The most urgent rule's chain comes first; the sort is stable, so ties keep SOP order.
+        steps = [step for _, chain in sorted(self.chains, key=lambda c: c[0]) for step in chain]
+        return ReferralDecision(
+            referral_id=referral_id,
+            service=self.service,
+            agency_id=self.agency_id,
+            priority=self.priority,
+            acknowledgement_deadline=now + timedelta(minutes=self.minutes),
+            escalation_chain=escalation_chain(steps, self.agency_id, coordinator),
+            rule_ids=tuple(self.rule_ids),
+            consent_override=self.consent_override,
+        )

@@ -1,0 +1,229 @@
+"""Routing's handlers against a real PostgreSQL: rows written, events staged, refusals harmless."""
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from routing.app import Routing, event_id
+from routing.settings import SHIPPED_SOPS
+from routing.sop import load_sop_folder
+from rujuk_contracts import CloudEvent, EventPayload, make_event, parse_event
+from rujuk_contracts.events import (
+    CaseReported,
+    CaseRouted,
+    ReferralDelivered,
+    ReferralDeliveryFailed,
+    ReferralRequested,
+)
+from rujuk_contracts.triage import TriageFacts
+from rujuk_runtime.consumer import Rejected
+from rujuk_runtime.db import create_pool
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 1, 8, 30, tzinfo=UTC)
+CASE_ID = "3514-AB12CD34EF"
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, "routing")
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def routing() -> Routing:
+    return Routing(load_sop_folder(SHIPPED_SOPS), clock=lambda: NOW)
+
+
+def reported(case_id: str = CASE_ID, district: str = "3514", **triage: object) -> CaseReported:
+    facts = {
+        "violence_types": ["sexual"],
+        "age_group": "child",
+        "sex": "female",
+        "district_code": district,
+        "kecamatan": "Pandaan",
+        "hours_since_sexual_assault": 6,
+        **triage,
+    }
+    return CaseReported(
+        case_id=case_id,
+        channel="hotline",
+        reported_at=NOW - timedelta(minutes=5),
+        triage=TriageFacts.model_validate(facts),
+    )
+
+
+def envelope(payload: EventPayload) -> CloudEvent:
+    return make_event(payload, source="/rujuk/test")
+
+
+async def handle_case(pool: asyncpg.Pool, routing: Routing, payload: CaseReported) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await routing.on_case_reported(conn, envelope(payload), payload)
+
+
+async def test_case_reported_stores_the_case_its_referrals_and_stages_the_events(
+    pool: asyncpg.Pool, routing: Routing
+) -> None:
+    await handle_case(pool, routing, reported())
+
+    async with pool.acquire() as conn:
+        case = await conn.fetchrow("SELECT * FROM cases WHERE case_id = $1", CASE_ID)
+        referrals = await conn.fetch(
+            "SELECT * FROM referrals WHERE case_id = $1 ORDER BY referral_id", CASE_ID
+        )
+        outbox = await conn.fetch("SELECT * FROM outbox ORDER BY seq")
+
+    assert case is not None
+    assert (case["sop_id"], case["sop_version"], case["district_code"]) == ("sop-3514", 1, "3514")
+    assert "child-sexual" in case["rules_fired"]
+    assert json.loads(case["withheld"]) == []
+    assert case["routed_at"] == NOW
+
+    first = referrals[0]
+    assert first["referral_id"] == f"{CASE_ID}-01"
+    assert (first["service"], first["agency_id"], first["priority"]) == (
+        "health",
+        "pkm-pandaan",
+        "emergency",
+    )
+    assert first["acknowledgement_deadline"] == NOW + timedelta(minutes=30)
+    assert first["escalation_chain"] == ["rsud-bangil", "dp3ap2kb-pasuruan"]
+    assert {row["state"] for row in referrals} == {"requested"}
+    police = next(row for row in referrals if row["service"] == "police")
+    assert police["consent_override"] == "UU 35/2014 Perlindungan Anak, Pasal 72; UU 12/2022 TPKS"
+
+    assert len(outbox) == 1 + len(referrals)
+    assert [row["subject"] for row in outbox] == [
+        "rujuk.evt.case.routed",
+        *["rujuk.evt.referral.requested"] * len(referrals),
+    ]
+    assert [row["event_id"] for row in outbox] == [
+        event_id(f"{CASE_ID}:routed"),
+        *[event_id(f"{row['referral_id']}:requested") for row in referrals],
+    ]
+    routed_event, routed = parse_event(bytes(outbox[0]["body"]))
+    assert isinstance(routed, CaseRouted)
+    assert routed_event.source == "/rujuk/routing"
+    assert [r.referral_id for r in routed.referrals] == [row["referral_id"] for row in referrals]
+    _, requested = parse_event(bytes(outbox[1]["body"]))
+    assert isinstance(requested, ReferralRequested)
+    assert requested.referral_id == f"{CASE_ID}-01"
+    assert requested.rule_ids == ["sexual-within-72h"]
+
+
+async def test_adult_case_without_police_consent_stores_the_withheld_referral(
+    pool: asyncpg.Pool, routing: Routing
+) -> None:
+    await handle_case(
+        pool, routing, reported(age_group="adult", consent={"share_with_health": True})
+    )
+    async with pool.acquire() as conn:
+        services = await conn.fetch("SELECT service FROM referrals WHERE case_id = $1", CASE_ID)
+        withheld = json.loads(
+            await conn.fetchval("SELECT withheld FROM cases WHERE case_id = $1", CASE_ID)
+        )
+    assert "police" not in {row["service"] for row in services}
+    assert {"service": "police", "agency_id": "polres-pasuruan-ppa"}.items() <= withheld[0].items()
+
+
+async def test_a_case_routed_twice_is_refused_and_changes_nothing(
+    pool: asyncpg.Pool, routing: Routing
+) -> None:
+    await handle_case(pool, routing, reported())
+    async with pool.acquire() as conn:
+        before = await conn.fetchval("SELECT count(*) FROM outbox")
+    with pytest.raises(Rejected, match=f"case {CASE_ID} was routed before"):
+        await handle_case(pool, routing, reported(kecamatan="Gempol"))
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM outbox") == before
+        assert (
+            await conn.fetchval("SELECT count(*) FROM referrals WHERE agency_id = 'pkm-gempol'")
+            == 0
+        )
+
+
+async def test_a_case_of_a_district_without_sop_is_refused_and_stores_nothing(
+    pool: asyncpg.Pool, routing: Routing
+) -> None:
+    with pytest.raises(Rejected, match="no SOP for district 3599"):
+        await handle_case(pool, routing, reported("3599-AB12CD34EF", district="3599"))
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM cases") == 0
+        assert await conn.fetchval("SELECT count(*) FROM outbox") == 0
+
+
+async def report(pool: asyncpg.Pool, routing: Routing, payload: EventPayload) -> str:
+    async with pool.acquire() as conn, conn.transaction():
+        if isinstance(payload, ReferralDelivered):
+            await routing.on_referral_delivered(conn, envelope(payload), payload)
+        else:
+            await routing.on_referral_delivery_failed(conn, envelope(payload), payload)
+        state: str = await conn.fetchval(
+            "SELECT state FROM referrals WHERE referral_id = $1", f"{CASE_ID}-01"
+        )
+        return state
+
+
+def delivered(attempts: int = 1, agency_id: str = "pkm-pandaan") -> ReferralDelivered:
+    return ReferralDelivered(
+        case_id=CASE_ID,
+        referral_id=f"{CASE_ID}-01",
+        agency_id=agency_id,
+        channels=["nats"],
+        attempts=attempts,
+    )
+
+
+def failed(attempts: int = 5) -> ReferralDeliveryFailed:
+    return ReferralDeliveryFailed(
+        case_id=CASE_ID,
+        referral_id=f"{CASE_ID}-01",
+        agency_id="pkm-pandaan",
+        reason="webhook answered 503",
+        attempts=attempts,
+    )
+
+
+async def test_delivery_reports_move_the_referral_state(
+    pool: asyncpg.Pool, routing: Routing
+) -> None:
+    await handle_case(pool, routing, reported())
+    assert await report(pool, routing, failed(attempts=5)) == "delivery_failed"
+    assert await report(pool, routing, delivered(attempts=6)) == "delivered"
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT delivery_attempts, last_delivery_failure FROM referrals WHERE referral_id = $1",
+            f"{CASE_ID}-01",
+        )
+    assert row is not None
+    assert (row["delivery_attempts"], row["last_delivery_failure"]) == (6, "webhook answered 503")
+
+
+async def test_a_delivery_failure_after_delivery_is_refused_with_the_reason(
+    pool: asyncpg.Pool, routing: Routing
+) -> None:
+    await handle_case(pool, routing, reported())
+    await report(pool, routing, delivered())
+    with pytest.raises(Rejected, match="is delivered; it cannot become delivery_failed"):
+        await report(pool, routing, failed())
+
+
+async def test_a_delivery_report_naming_another_agency_is_refused(
+    pool: asyncpg.Pool, routing: Routing
+) -> None:
+    await handle_case(pool, routing, reported())
+    with pytest.raises(Rejected, match="was made to pkm-pandaan, not rsud-bangil"):
+        await report(pool, routing, delivered(agency_id="rsud-bangil"))
+
+
+async def test_a_delivery_report_for_an_unknown_referral_is_refused(
+    pool: asyncpg.Pool, routing: Routing
+) -> None:
+    with pytest.raises(Rejected, match=f"unknown referral {CASE_ID}-01"):
+        await report(pool, routing, delivered())

@@ -1,0 +1,79 @@
+"""Routing's door without servers: which SOP a case gets, and the events a decision becomes."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from routing.app import Routing, event_id, routing_events
+from routing.decide import decide
+from routing.settings import SHIPPED_SOPS, RoutingSettings
+from routing.sop import load_sop_folder
+from rujuk_contracts import parse_event
+from rujuk_contracts.events import CaseRouted, ReferralRequested
+from rujuk_contracts.triage import TriageFacts
+from rujuk_runtime.consumer import Rejected
+
+NOW = datetime(2026, 11, 1, 8, 30, tzinfo=UTC)
+CASE_ID = "3514-AB12CD34EF"
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def child_case() -> TriageFacts:
+    return TriageFacts(
+        violence_types=["sexual"], age_group="child", sex="female", district_code="3514"
+    )
+
+
+def test_routing_settings_default_to_port_8082_and_the_shipped_sops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ROUTING_HTTP_PORT", raising=False)
+    monkeypatch.delenv("ROUTING_SOP_DIR", raising=False)
+    settings = RoutingSettings()
+    assert settings.http_port == 8082
+    assert settings.sop_dir == SHIPPED_SOPS
+
+
+def test_routing_settings_read_the_routing_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROUTING_HTTP_PORT", "9182")
+    monkeypatch.setenv("ROUTING_SOP_DIR", "/etc/rujuk/sops")
+    settings = RoutingSettings()
+    assert (settings.http_port, settings.sop_dir) == (9182, Path("/etc/rujuk/sops"))
+
+
+def test_a_district_without_an_sop_is_refused_by_name() -> None:
+    routing = Routing(load_sop_folder(SHIPPED_SOPS))
+    with pytest.raises(Rejected, match=r"^no SOP for district 3599$"):
+        routing.sop_for("3599")
+
+
+def test_a_district_whose_sop_was_refused_says_so(tmp_path: Path) -> None:
+    (tmp_path / "3514.yaml").write_text("sop_id: [\n")
+    routing = Routing()
+    routing.load_sops(tmp_path)
+    with pytest.raises(Rejected, match="SOP for district 3514 was refused at start"):
+        routing.sop_for("3514")
+
+
+def test_a_decision_becomes_one_case_routed_and_one_request_per_referral() -> None:
+    decision = decide(load_sop_folder(SHIPPED_SOPS).sops["3514"], CASE_ID, child_case(), NOW)
+    events = routing_events(decision, NOW, TRACEPARENT)
+    payloads = [parse_event(event.to_bytes())[1] for event in events]
+    routed, *requested = payloads
+    assert isinstance(routed, CaseRouted)
+    assert routed.rules_fired == list(decision.rules_fired)
+    assert [r.referral_id for r in routed.referrals] == [r.referral_id for r in decision.referrals]
+    assert all(isinstance(p, ReferralRequested) for p in requested)
+    assert len(requested) == len(decision.referrals)
+    assert {event.source for event in events} == {"/rujuk/routing"}
+    assert {event.traceparent for event in events} == {TRACEPARENT}
+
+
+def test_event_ids_are_derived_from_what_they_announce_so_a_rerun_repeats_them() -> None:
+    decision = decide(load_sop_folder(SHIPPED_SOPS).sops["3514"], CASE_ID, child_case(), NOW)
+    first = [event.id for event in routing_events(decision, NOW, None)]
+    again = [event.id for event in routing_events(decision, NOW, None)]
+    assert first == again
+    assert first[1] == event_id(f"{CASE_ID}-01:requested")
+    assert len(set(first)) == len(first)
