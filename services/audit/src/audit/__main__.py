@@ -1,0 +1,9 @@
+"""`python -m audit`: run the ledger consumer and its health endpoint."""
+
+from audit.app import create_app
+from audit.settings import AuditSettings
+from rujuk_runtime.service import serve
+
+if __name__ == "__main__":
+    settings = AuditSettings()
+    serve(create_app(settings), settings)

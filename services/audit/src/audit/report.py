@@ -1,0 +1,262 @@
+"""What auditors read: a case's history step by step, and the verdict on the chain (no I/O)."""
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
+
+from pydantic import ValidationError
+
+from audit.chain import Entry, FailureKind, VerifyResult, timestamp
+from rujuk_contracts.envelope import CloudEvent, EventError
+from rujuk_contracts.events import (
+    TYPE_PREFIX,
+    CaseClosed,
+    CaseDetailsDisclosed,
+    CaseReported,
+    CaseRouted,
+    EventPayload,
+    ReferralAccepted,
+    ReferralAcknowledged,
+    ReferralCompleted,
+    ReferralDeclined,
+    ReferralDelivered,
+    ReferralDeliveryFailed,
+    ReferralEscalated,
+    ReferralRequested,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One line of a case's history."""
+
+    seq: int
+    time: datetime
+    since_report: timedelta
+    actor: str
+    event_type: str
+    summary: str
+    entry: Entry
+
+
+def history(entries: Sequence[Entry], tz: tzinfo = UTC) -> list[Step]:
+    """A case's entries as steps, each with the time elapsed since the report."""
+    payloads = [_payload(entry) for entry in entries]
+    reported = _report_time(entries, payloads)
+    return [
+        Step(
+            seq=entry.seq,
+            time=entry.event_time,
+            since_report=entry.event_time - reported,
+            actor=entry.actor,
+            event_type=short_type(entry.event_type),
+            summary=summarize(payload, tz) if payload is not None else "(payload not readable)",
+            entry=entry,
+        )
+        for entry, payload in zip(entries, payloads, strict=True)
+    ]
+
+
+def _payload(entry: Entry) -> EventPayload | None:
+    try:
+        return CloudEvent.model_validate_json(entry.event).payload()
+    except (EventError, ValidationError):
+        return None  # e.g. a newer event version than this tool knows
+
+
+def _report_time(entries: Sequence[Entry], payloads: Sequence[EventPayload | None]) -> datetime:
+    for payload in payloads:
+        if isinstance(payload, CaseReported):
+            return payload.reported_at
+    return entries[0].event_time if entries else datetime.now(UTC)
+
+
+def short_type(event_type: str) -> str:
+    """``id.rujuk.referral.requested.v1`` -> ``referral.requested v1``."""
+    name = event_type.removeprefix(f"{TYPE_PREFIX}.")
+    base, dot, version = name.rpartition(".")
+    return f"{base} {version}" if dot and version.startswith("v") else name
+
+
+def short_id(identifier: str) -> str:
+    """``3514-ABCDEFGHJK-01`` -> ``3514-…-01``: enough to tell a case's referrals apart."""
+    parts = identifier.split("-")
+    if len(identifier) <= 12 or len(parts) < 3:
+        return identifier
+    return f"{parts[0]}-…-{parts[-1]}"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def _words(value: str) -> str:
+    return value.replace("_", " ")
+
+
+def summarize(payload: EventPayload, tz: tzinfo = UTC) -> str:
+    """What the event changed, in one line: no identifying data is in events, so none here."""
+    match payload:
+        case CaseReported(channel=channel, triage=triage):
+            place = triage.district + (f" {triage.kecamatan}" if triage.kecamatan else "")
+            flags = [
+                name
+                for name, present in (
+                    ("immediate danger", triage.immediate_danger),
+                    ("injury", triage.injury),
+                    ("disability", triage.disability),
+                )
+                if present
+            ]
+            violence = ", ".join(_words(v) for v in triage.violence_types)
+            facts = "; ".join([violence, f"{triage.age_group}, {triage.sex}", *flags])
+            return f"reported via {_words(channel)} in {place}: {facts}"
+        case CaseRouted(sop_id=sop, sop_version=version, rules_fired=rules, referrals=referrals):
+            targets = ", ".join(f"{r.service} → {r.agency_id}" for r in referrals) or "none"
+            fired = ", ".join(rules) or "no rule"
+            return (
+                f"SOP {sop} v{version} ({fired}): {_count(len(referrals), 'referral')}: {targets}"
+            )
+        case ReferralRequested():
+            deadline = payload.acknowledgement_deadline.astimezone(tz).strftime("%d %b %H:%M")
+            return (
+                f"referral {short_id(payload.referral_id)} → {payload.agency_id} "
+                f"({payload.service}, {payload.priority}, ack by {deadline})"
+            )
+        case ReferralDelivered(agency_id=agency, channels=channels, attempts=attempts):
+            tries = f" after {attempts} attempts" if attempts > 1 else ""
+            return f"delivered to {agency} via {', '.join(channels)}{tries}"
+        case ReferralDeliveryFailed(agency_id=agency, reason=reason, attempts=attempts):
+            return f"delivery to {agency} failed after {_count(attempts, 'attempt')}: {reason}"
+        case ReferralDeclined(agency_id=agency, referral_id=referral, reason=reason, note=note):
+            why = _words(reason) + (f" ({note})" if note else "")
+            return f"{agency} declined referral {short_id(referral)}: {why}"
+        case ReferralAcknowledged() | ReferralAccepted() | ReferralCompleted():
+            verb = payload.event  # acknowledged, accepted, completed
+            return f"{payload.agency_id} {verb} referral {short_id(payload.referral_id)}"
+        case ReferralEscalated():
+            return (
+                f"referral {short_id(payload.referral_id)} escalated {payload.from_agency_id} → "
+                f"{payload.to_agency_id} ({_words(payload.reason)}, step {payload.step})"
+            )
+        case CaseDetailsDisclosed():
+            return (
+                f"details disclosed to {payload.agency_id} for referral "
+                f"{short_id(payload.referral_id)}: {', '.join(payload.fields)} "
+                f"— purpose: {payload.purpose}"
+            )
+        case CaseClosed(closed_by=closed_by, reason=reason):
+            return f"case closed by {closed_by}: {reason}"
+    return short_type(payload.event_type())
+
+
+def elapsed(delta: timedelta) -> str:
+    """``+180ms``, ``+4m 12s``, ``+1h 04m``, ``+2d 03h``: how long after the report a step came."""
+    sign = "-" if delta < timedelta(0) else "+"
+    if abs(delta) < timedelta(seconds=1):
+        return f"{sign}{int(abs(delta).total_seconds() * 1000)}ms"
+    seconds = int(abs(delta).total_seconds())
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, seconds = divmod(rest, 60)
+    if days:
+        return f"{sign}{days}d {hours:02d}h"
+    if hours:
+        return f"{sign}{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{sign}{minutes}m {seconds:02d}s"
+    return f"{sign}{seconds}s"
+
+
+def render_table(case_id: str, steps: Sequence[Step], tz: tzinfo = UTC) -> str:
+    """The history as aligned text for a terminal."""
+    if not steps:
+        return no_history(case_id)
+    header = ("seq", "time", "since report", "actor", "event", "what changed")
+    rows = [
+        (
+            str(step.seq),
+            step.time.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"),
+            elapsed(step.since_report),
+            step.actor,
+            step.event_type,
+            step.summary,
+        )
+        for step in steps
+    ]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header) - 1)]
+
+    def line(row: tuple[str, ...]) -> str:
+        cells = [row[0].rjust(widths[0])]
+        cells += [cell.ljust(width) for cell, width in zip(row[1:-1], widths[1:], strict=True)]
+        return "  ".join([*cells, row[-1]]).rstrip()
+
+    title = (
+        f"Riwayat kasus / case history {case_id}: {len(steps)} "
+        f"{'entry' if len(steps) == 1 else 'entries'}, times in {tz}"
+    )
+    return "\n".join([title, "", line(header), *(line(row) for row in rows)])
+
+
+def render_json(case_id: str, steps: Sequence[Step]) -> str:
+    """The history as JSON, with each full CloudEvent and its place in the chain."""
+    document: dict[str, Any] = {
+        "case_id": case_id,
+        "entries": [
+            {
+                "seq": step.seq,
+                "time": timestamp(step.time),
+                "since_report_seconds": step.since_report.total_seconds(),
+                "actor": step.actor,
+                "event_type": step.entry.event_type,
+                "summary": step.summary,
+                "event_id": step.entry.event_id,
+                "recorded_at": timestamp(step.entry.recorded_at),
+                "prev_hash": step.entry.prev_hash.hex(),
+                "hash": step.entry.hash.hex(),
+                "event": step.entry.cloud_event(),
+            }
+            for step in steps
+        ],
+    }
+    return json.dumps(document, ensure_ascii=False, indent=2)
+
+
+def no_history(case_id: str) -> str:
+    return f"Tidak ada entri untuk kasus {case_id} / no ledger entries for case {case_id}"
+
+
+_FAILURE_NAMES = {
+    FailureKind.GAP: "entry missing / entri hilang",
+    FailureKind.OUT_OF_ORDER: "entries out of order / urutan entri salah",
+    FailureKind.BROKEN_LINK: "chain link broken / tautan rantai putus",
+    FailureKind.HASH_MISMATCH: "entry altered / entri diubah (hash tidak cocok)",
+    FailureKind.ANCHOR_MISMATCH: "differs from the recorded anchor / berbeda dari jangkar",
+}
+
+
+def verify_report(result: VerifyResult) -> str:
+    """The verdict on the chain, in English and Bahasa Indonesia."""
+    if result.failure is not None:
+        failure = result.failure
+        return "\n".join(
+            [
+                f"VERIFIKASI GAGAL / VERIFICATION FAILED at entry {failure.seq}: "
+                f"{_FAILURE_NAMES[failure.kind]}",
+                f"  {failure.detail}",
+                f"  {result.entries} entries before it verified / "
+                f"{result.entries} entri sebelumnya terverifikasi",
+            ]
+        )
+    if result.entries == 0:
+        return "Buku besar kosong / ledger is empty: 0 entries, nothing to verify"
+    return "\n".join(
+        [
+            f"Buku besar terverifikasi / ledger verified: {result.entries} entries, "
+            f"head seq {result.head_seq} hash {result.head_hash.hex()[:16]}…",
+            "Anchor to record (catat jangkar ini) for `verify --anchor`: "
+            f"{result.head_seq}:{result.head_hash.hex()}",
+        ]
+    )

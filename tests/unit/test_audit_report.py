@@ -1,0 +1,208 @@
+"""What auditors read: a case replayed step by step, and the verdict on the chain."""
+
+import dataclasses
+import json
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from typer.testing import CliRunner
+
+from audit import report
+from audit.chain import FailureKind, VerifyFailure, VerifyResult
+from audit.cli import app, parse_anchor
+from rujuk_contracts.events import (
+    CaseClosed,
+    ReferralDeclined,
+    ReferralDeliveryFailed,
+    ReferralEscalated,
+)
+from tests.unit.test_audit_chain import CASE_ID, case_story, chained
+
+BANGIL = ZoneInfo("Asia/Jakarta")
+
+
+def test_a_referral_says_who_what_how_urgent_and_the_deadline_in_local_time() -> None:
+    steps = report.history(chained(case_story()), BANGIL)
+
+    assert steps[2].summary == (
+        "referral 3514-…-01 → rsud-bangil (health, emergency, ack by 02 Mar 09:12)"
+    )
+
+
+def test_each_step_summarises_what_changed() -> None:
+    summaries = [step.summary for step in report.history(chained(case_story()), BANGIL)]
+
+    assert summaries == [
+        "reported via hotline in 3514 Bangil: sexual, physical; child, female; immediate danger",
+        "SOP sop-3514 v4 (child-sexual-72h): 1 referral: health → rsud-bangil",
+        "referral 3514-…-01 → rsud-bangil (health, emergency, ack by 02 Mar 09:12)",
+        "delivered to rsud-bangil via nats, webhook",
+        "rsud-bangil acknowledged referral 3514-…-01",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("payload", "summary"),
+    [
+        (
+            ReferralDeclined(
+                case_id=CASE_ID,
+                referral_id=f"{CASE_ID}-02",
+                agency_id="rumah-aman",
+                reason="no_capacity",
+            ),
+            "rumah-aman declined referral 3514-…-02: no capacity",
+        ),
+        (
+            ReferralEscalated(
+                case_id=CASE_ID,
+                referral_id=f"{CASE_ID}-02",
+                from_agency_id="rumah-aman",
+                to_agency_id="dp3ap2kb-pasuruan",
+                reason="declined",
+                step=1,
+            ),
+            "referral 3514-…-02 escalated rumah-aman → dp3ap2kb-pasuruan (declined, step 1)",
+        ),
+        (
+            ReferralDeliveryFailed(
+                case_id=CASE_ID,
+                referral_id=f"{CASE_ID}-03",
+                agency_id="polres-pasuruan",
+                reason="webhook answered 503",
+                attempts=5,
+            ),
+            "delivery to polres-pasuruan failed after 5 attempts: webhook answered 503",
+        ),
+        (
+            CaseClosed(case_id=CASE_ID, closed_by="upt-ppa-pasuruan", reason="services completed"),
+            "case closed by upt-ppa-pasuruan: services completed",
+        ),
+    ],
+)
+def test_other_events_summarise_too(payload: object, summary: str) -> None:
+    assert report.summarize(payload, BANGIL) == summary  # type: ignore[arg-type]
+
+
+def test_each_step_shows_the_time_since_the_report() -> None:
+    steps = report.history(chained(case_story()), BANGIL)
+
+    assert [report.elapsed(step.since_report) for step in steps] == [
+        "+2s",
+        "+3s",
+        "+3s",
+        "+4s",
+        "+4m 12s",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("delta", "text"),
+    [
+        (timedelta(0), "+0ms"),
+        (timedelta(milliseconds=180), "+180ms"),
+        (timedelta(minutes=4, seconds=12), "+4m 12s"),
+        (timedelta(hours=1, minutes=4, seconds=59), "+1h 04m"),
+        (timedelta(days=2, hours=3), "+2d 03h"),
+        (timedelta(seconds=-30), "-30s"),
+    ],
+)
+def test_elapsed_time_reads_at_a_glance(delta: timedelta, text: str) -> None:
+    assert report.elapsed(delta) == text
+
+
+def test_the_table_lists_the_steps_in_ledger_order_with_local_times() -> None:
+    steps = report.history(chained(case_story()), BANGIL)
+
+    lines = report.render_table(CASE_ID, steps, BANGIL).splitlines()
+
+    assert lines[0] == (f"Riwayat kasus / case history {CASE_ID}: 5 entries, times in Asia/Jakarta")
+    assert lines[2].split() == [
+        "seq",
+        "time",
+        "since",
+        "report",
+        "actor",
+        "event",
+        "what",
+        "changed",
+    ]
+    assert lines[3].split()[:6] == [
+        "1",
+        "2026-03-02",
+        "08:00:02",
+        "+2s",
+        "/rujuk/intake",
+        "case.reported",
+    ]
+    assert lines[7].endswith("rsud-bangil acknowledged referral 3514-…-01")
+
+
+def test_the_json_replay_carries_each_full_event_and_its_place_in_the_chain() -> None:
+    entries = chained(case_story())
+
+    document = json.loads(report.render_json(CASE_ID, report.history(entries)))
+
+    assert document["case_id"] == CASE_ID
+    assert [item["seq"] for item in document["entries"]] == [1, 2, 3, 4, 5]
+    first = document["entries"][0]
+    assert first["hash"] == entries[0].hash.hex()
+    assert first["prev_hash"] == "00" * 32
+    assert first["event"]["id"] == entries[0].event_id
+    assert first["since_report_seconds"] == 2.0
+
+
+def test_an_event_this_tool_cannot_read_still_appears() -> None:
+    entry = chained(case_story())[0]
+    newer = dataclasses.replace(
+        entry, event=entry.event.replace("case.reported.v1", "case.reported.v9")
+    )
+
+    (step,) = report.history([newer])
+
+    assert step.summary == "(payload not readable)"
+
+
+def test_a_verified_ledger_says_so_in_both_languages_with_its_head() -> None:
+    result = VerifyResult(entries=1234, head_seq=1234, head_hash=bytes.fromhex("ab12" * 16))
+
+    text = report.verify_report(result)
+
+    assert text.splitlines()[0] == (
+        "Buku besar terverifikasi / ledger verified: 1234 entries, "
+        "head seq 1234 hash ab12ab12ab12ab12…"
+    )
+    assert f"1234:{'ab12' * 16}" in text
+
+
+def test_a_failed_verification_names_the_entry_and_why() -> None:
+    failure = VerifyFailure(7, FailureKind.HASH_MISMATCH, "stored hash … the entry was altered")
+    result = VerifyResult(entries=6, head_seq=6, head_hash=bytes(32), failure=failure)
+
+    text = report.verify_report(result)
+
+    assert text.startswith(
+        "VERIFIKASI GAGAL / VERIFICATION FAILED at entry 7: entry altered / entri diubah"
+    )
+    assert "the entry was altered" in text
+
+
+def test_an_anchor_is_read_as_printed_by_verify() -> None:
+    assert parse_anchor(f"12:{'ab' * 32}") == (12, bytes.fromhex("ab" * 32))
+    with pytest.raises(ValueError, match="SEQ:HASH"):
+        parse_anchor("12:abc")
+
+
+def test_replay_refuses_something_that_is_not_a_case_id() -> None:
+    result = CliRunner().invoke(app, ["replay", "NAMA-CONTOH"])
+
+    assert result.exit_code == 2
+    assert "is not a case id" in result.output
+
+
+def test_verify_refuses_a_malformed_anchor() -> None:
+    result = CliRunner().invoke(app, ["verify", "--anchor", "nonsense"])
+
+    assert result.exit_code == 2
+    assert "must be SEQ:HASH" in result.output
