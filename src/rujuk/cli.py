@@ -16,6 +16,7 @@ STATE_FOLDER = Path(".rujuk")
 app = typer.Typer(
     help="rujuk: referral system for reports of violence against women and children.",
     no_args_is_help=True,
+    pretty_exceptions_enable=False,  # never print local variables: they may hold secrets
 )
 app.add_typer(audit_app, name="audit", help="Buku besar audit / the audit ledger")
 

@@ -6,12 +6,12 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 
-from audit.chain import Entry, short_hash
+from audit.chain import short_hash
 from audit.cli import case_history, verify_ledger
+from audit.report import history, render_table
 from rujuk.receiver import WebhookReceiver
 from rujuk.samples import SAMPLE_REPORTS
 from rujuk.stack import Stack
@@ -82,8 +82,7 @@ async def _file_and_follow(stack: Stack, receiver: WebhookReceiver) -> int:
     say("")
     for progress in cases:
         entries = await case_history(stack.database_url, progress.case_id)
-        for line in journey_lines(progress.case_id, entries):
-            say(line)
+        say(render_table(progress.case_id, history(entries)))
         say("")
     verdict = await verify_ledger(stack.database_url)
     if verdict.ok:
@@ -115,44 +114,6 @@ async def _wait_for_journeys(
             return True
         await asyncio.sleep(0.3)
     return False
-
-
-def journey_lines(case_id: str, entries: list[Entry]) -> list[str]:
-    """A case's journey, one line per hand-off, from its ledger entries."""
-    if not entries:
-        return [f"Kasus / case {case_id}: no ledger entries"]
-    start = entries[0].event_time
-    lines = [f"Kasus / case {case_id}"]
-    for entry in entries:
-        data: dict[str, Any] = entry.cloud_event()["data"]
-        offset = (entry.event_time - start).total_seconds() * 1000
-        lines.append(f"  +{offset:7.0f} ms  #{entry.seq:<4} {_describe(entry.event_type, data)}")
-    return lines
-
-
-def _describe(event_type: str, data: dict[str, Any]) -> str:
-    name = ".".join(event_type.split(".")[2:4])
-    if name == "case.reported":
-        triage = data["triage"]
-        return (
-            f"reported     via {data['channel']}: {'+'.join(triage['violence_types'])}, "
-            f"{triage['age_group']}, {triage['sex']}, kecamatan {triage.get('kecamatan')}"
-        )
-    if name == "case.routed":
-        return (
-            f"routed       SOP {data['sop_id']} v{data['sop_version']}, rules "
-            f"{', '.join(data['rules_fired'])}"
-        )
-    if name == "referral.requested":
-        return (
-            f"referred  -> {data['agency_id']:<22} {data['service']:<15} "
-            f"{data['priority']:<9} ack by {data['acknowledgement_deadline'][11:16]} UTC"
-        )
-    if name == "referral.delivered":
-        return f"delivered -> {data['agency_id']:<22} via {', '.join(data['channels'])}"
-    if name == "referral.delivery_failed":
-        return f"FAILED    -> {data['agency_id']:<22} {data['reason']}"
-    return name
 
 
 def _redact(url: str) -> str:

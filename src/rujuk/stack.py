@@ -159,6 +159,7 @@ class Stack:
         """Development secrets, made once per stack folder and kept (the vault needs its key)."""
         path = self.folder / "dev-secrets.json"
         if not path.exists():
+            self.folder.mkdir(parents=True, exist_ok=True)
             path.write_text(
                 json.dumps(
                     {
