@@ -1,6 +1,7 @@
 """The `rujuk` command: run the system locally, the demo, and the auditors' tools."""
 
 import asyncio
+import os
 import signal
 import sys
 import time
@@ -9,7 +10,7 @@ from pathlib import Path
 import typer
 
 from audit.cli import app as audit_app
-from rujuk.stack import Stack, StackError
+from rujuk.stack import Stack, StackError, running_stack_env
 
 STATE_FOLDER = Path(".rujuk")
 
@@ -19,6 +20,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,  # never print local variables: they may hold secrets
 )
 app.add_typer(audit_app, name="audit", help="Buku besar audit / the audit ledger")
+
+
+@app.callback()
+def use_running_stack() -> None:
+    """Commands that need the servers use those of `rujuk up` when it runs and none are set."""
+    for name, value in running_stack_env(STATE_FOLDER / "up").items():
+        os.environ.setdefault(name, value)
 
 
 @app.command()

@@ -106,6 +106,17 @@ class Stack:
         for name in SERVICES:
             self.start_service(name)
         self.wait_healthy(timeout)
+        self._write_connection_file()
+
+    @property
+    def connection_file(self) -> Path:
+        return self.folder / "connection.json"
+
+    def _write_connection_file(self) -> None:
+        """Where a running stack's servers are, so other `rujuk` commands can find them."""
+        self.connection_file.write_text(
+            json.dumps({"NATS_URL": self.nats_url, "DATABASE_URL": self.database_url})
+        )
 
     def wait_healthy(self, timeout: float = 60, names: tuple[str, ...] = SERVICES) -> None:
         deadline = time.monotonic() + timeout
@@ -148,6 +159,7 @@ class Stack:
             service.process.wait()
 
     def stop(self) -> None:
+        self.connection_file.unlink(missing_ok=True)
         for name in reversed(SERVICES):
             self.stop_service(name)
         if self.nats:
@@ -171,6 +183,15 @@ class Stack:
             path.chmod(0o600)
         loaded: dict[str, str] = json.loads(path.read_text())
         return loaded
+
+
+def running_stack_env(folder: Path) -> dict[str, str]:
+    """NATS_URL and DATABASE_URL of the stack `rujuk up` runs from ``folder``, if it runs."""
+    try:
+        loaded: dict[str, str] = json.loads((folder / "connection.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return loaded
 
 
 def _tail(path: Path, lines: int = 15) -> str:
