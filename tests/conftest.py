@@ -82,7 +82,13 @@ async def remove_streams(nats_url: str) -> None:
     """Delete rujuk's streams (and so their consumers), so a test starts from an empty bus."""
     connection = await nats.connect(nats_url)
     js = connection.jetstream()
-    for stream in (subjects.EVENTS_STREAM, subjects.PARTNER_STREAM, subjects.DLQ_STREAM):
+    for stream in (
+        subjects.EVENTS_STREAM,
+        subjects.PARTNER_STREAM,
+        subjects.DLQ_STREAM,
+        subjects.AUDIT_STREAM,
+        subjects.REPLAY_STREAM,
+    ):
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await js.delete_stream(stream)
     await connection.close()

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from rujuk_contracts import EVENT_MODELS, EventError, make_event, parse_event
-from rujuk_contracts.events import CaseReported, ReferralRequested
+from rujuk_contracts.events import CaseReported, ReferralRequested, SopPublished
 from rujuk_contracts.generate import render_all
 from rujuk_contracts.subjects import partner_outbound
 from rujuk_contracts.triage import AgeGroup, Sex, TriageFacts, ViolenceType
@@ -65,7 +65,7 @@ def test_subject_must_match_the_case_in_the_data() -> None:
     event = make_event(_reported(), source="/rujuk/intake").model_copy(
         update={"subject": "3514-ZZZZZZZZZZ"}
     )
-    with pytest.raises(EventError, match=r"differs from data\.case_id"):
+    with pytest.raises(EventError, match="differs from what the data is about"):
         parse_event(event.to_bytes())
 
 
@@ -94,3 +94,23 @@ def test_checked_in_schemas_match_the_models() -> None:
     assert set(on_disk) == set(expected), "schema files added or missing: run `make schemas`"
     drifted = sorted(name for name in expected if on_disk[name] != expected[name])
     assert not drifted, f"schemas drifted from the models: {drifted}; run `make schemas`"
+
+
+def test_an_sop_event_is_about_the_sop_not_a_case() -> None:
+    published = SopPublished(
+        sop_id="sop-3514",
+        district_code="3514",
+        sop_version=2,
+        sha256="0" * 64,
+        published_by="coordinator:tok-1",
+    )
+    envelope, payload = parse_event(make_event(published, source="/rujuk/routing").to_bytes())
+    assert envelope.subject == "sop-3514"
+    assert envelope.type == "id.rujuk.sop.published.v1"
+    assert payload == published
+
+
+def test_a_referral_sent_against_refused_consent_names_its_legal_basis() -> None:
+    schema = ReferralRequested.model_json_schema()
+    assert "consent_override" in schema["properties"]
+    assert "consent_override" not in schema.get("required", [])

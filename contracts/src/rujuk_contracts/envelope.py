@@ -7,9 +7,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rujuk_contracts.events import CASE_ID_PATTERN, EventPayload, model_for_type
+from rujuk_contracts.events import EventPayload, model_for_type
 
 CONTENT_TYPE = "application/cloudevents+json"
+SUBJECT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 TRACEPARENT_PATTERN = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 MAX_EVENT_BYTES = 64 * 1024
 
@@ -25,7 +26,9 @@ class CloudEvent(BaseModel):
     id: str = Field(min_length=1, max_length=64)
     source: str = Field(min_length=1, description="URI-reference of the producing service")
     type: str
-    subject: str = Field(pattern=CASE_ID_PATTERN, description="The pseudonymous case id")
+    subject: str = Field(
+        pattern=SUBJECT_PATTERN, description="What the event is about: the pseudonymous case id"
+    )
     time: datetime
     datacontenttype: Literal["application/json"] = "application/json"
     dataschema: str
@@ -62,7 +65,7 @@ def make_event(
         id=event_id or new_event_id(),
         source=source,
         type=payload.event_type(),
-        subject=payload.case_id,
+        subject=payload.subject_id(),
         time=time or datetime.now(UTC),
         dataschema=payload.schema_uri(),
         traceparent=traceparent,
@@ -91,8 +94,8 @@ def parse_event(raw: bytes) -> tuple[CloudEvent, EventPayload]:
     """Parse and validate a message body and its typed payload; failures are EventErrors."""
     envelope = parse_envelope(raw)
     payload = envelope.payload()
-    if payload.case_id != envelope.subject:
-        raise EventError(f"subject {envelope.subject!r} differs from data.case_id")
+    if payload.subject_id() != envelope.subject:
+        raise EventError(f"subject {envelope.subject!r} differs from what the data is about")
     return envelope, payload
 
 

@@ -45,7 +45,9 @@ class EventPayload(BaseModel):
     event: ClassVar[str]
     version: ClassVar[int] = 1
 
-    case_id: CaseId = Field(pattern=CASE_ID_PATTERN, description="Pseudonymous case id")
+    def subject_id(self) -> str:
+        """What the event is about: the CloudEvent ``subject`` (a case id, an SOP id)."""
+        raise NotImplementedError
 
     @classmethod
     def event_type(cls) -> str:
@@ -60,7 +62,16 @@ class EventPayload(BaseModel):
         return f"urn:rujuk:schema:{cls.aggregate}.{cls.event}:v{cls.version}"
 
 
-class CaseReported(EventPayload):
+class CaseEvent(EventPayload):
+    """An event about one case; its CloudEvent subject is the pseudonymous case id."""
+
+    case_id: CaseId = Field(pattern=CASE_ID_PATTERN, description="Pseudonymous case id")
+
+    def subject_id(self) -> str:
+        return self.case_id
+
+
+class CaseReported(CaseEvent):
     """A report was accepted at intake. Identifying data stays in intake's vault."""
 
     aggregate = "case"
@@ -78,9 +89,24 @@ class ReferralSummary(BaseModel):
     service: Service
     agency_id: AgencyId = Field(pattern=AGENCY_ID_PATTERN)
     priority: Priority
+    acknowledgement_deadline: datetime | None = None
+    consent_override: str | None = Field(
+        default=None, description="Legal basis when the SOP overrode a refusal of consent"
+    )
 
 
-class CaseRouted(EventPayload):
+class WithheldReferral(BaseModel):
+    """A referral an SOP rule asked for but consent did not allow."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    service: Service
+    agency_id: AgencyId = Field(pattern=AGENCY_ID_PATTERN)
+    rule_ids: list[str]
+    reason: str = Field(max_length=200)
+
+
+class CaseRouted(CaseEvent):
     """Routing applied the district SOP; says which rules fired and what followed."""
 
     aggregate = "case"
@@ -90,9 +116,10 @@ class CaseRouted(EventPayload):
     sop_version: int
     rules_fired: list[str]
     referrals: list[ReferralSummary]
+    withheld: list[WithheldReferral] = Field(default_factory=list)
 
 
-class ReferralRequested(EventPayload):
+class ReferralRequested(CaseEvent):
     """One agency is asked to act. ``referral_id`` is the delivery idempotency key."""
 
     aggregate = "referral"
@@ -107,6 +134,11 @@ class ReferralRequested(EventPayload):
     sop_id: str
     sop_version: int
     rule_ids: list[str]
+    consent_override: str | None = Field(
+        default=None,
+        description="Set when the SOP sends this referral against a refusal of consent "
+        "(e.g. mandatory reporting of a child's case): the legal basis it names",
+    )
 
 
 class DeliveryChannel(StrEnum):
@@ -116,7 +148,7 @@ class DeliveryChannel(StrEnum):
     SMS = "sms"
 
 
-class ReferralDelivered(EventPayload):
+class ReferralDelivered(CaseEvent):
     aggregate = "referral"
     event = "delivered"
 
@@ -126,7 +158,7 @@ class ReferralDelivered(EventPayload):
     attempts: int = Field(ge=1)
 
 
-class ReferralDeliveryFailed(EventPayload):
+class ReferralDeliveryFailed(CaseEvent):
     aggregate = "referral"
     event = "delivery_failed"
 
@@ -136,7 +168,7 @@ class ReferralDeliveryFailed(EventPayload):
     attempts: int = Field(ge=1)
 
 
-class _PartnerReply(EventPayload):
+class _PartnerReply(CaseEvent):
     referral_id: str
     agency_id: AgencyId = Field(pattern=AGENCY_ID_PATTERN)
 
@@ -178,7 +210,7 @@ class EscalationReason(StrEnum):
     DELIVERY_FAILED = "delivery_failed"
 
 
-class ReferralEscalated(EventPayload):
+class ReferralEscalated(CaseEvent):
     aggregate = "referral"
     event = "escalated"
 
@@ -189,7 +221,7 @@ class ReferralEscalated(EventPayload):
     step: int = Field(ge=1)
 
 
-class CaseDetailsDisclosed(EventPayload):
+class CaseDetailsDisclosed(CaseEvent):
     """An authorised partner read identifying details: who, which fields, why."""
 
     aggregate = "case"
@@ -199,14 +231,60 @@ class CaseDetailsDisclosed(EventPayload):
     referral_id: str
     fields: list[str]
     purpose: str = Field(max_length=200)
+    token_id: str | None = Field(default=None, description="Which credential read them")
 
 
-class CaseClosed(EventPayload):
+class CaseClosed(CaseEvent):
     aggregate = "case"
     event = "closed"
 
     closed_by: str
     reason: str = Field(max_length=200)
+
+
+class CaseErased(CaseEvent):
+    """The case's identifying data was crypto-shredded; its events and the ledger remain."""
+
+    aggregate = "case"
+    event = "erased"
+
+    erased_by: str = Field(max_length=100, description="Role and token id, never a name")
+    reason: str = Field(max_length=200)
+
+
+class ReplyKind(StrEnum):
+    ACKNOWLEDGE = "acknowledge"
+    ACCEPT = "accept"
+    DECLINE = "decline"
+    COMPLETE = "complete"
+
+
+class ReferralReplyRefused(CaseEvent):
+    """A partner's reply that the lifecycle does not allow; nothing changed."""
+
+    aggregate = "referral"
+    event = "reply_refused"
+
+    referral_id: str
+    agency_id: AgencyId = Field(pattern=AGENCY_ID_PATTERN)
+    reply: ReplyKind
+    reason: str = Field(max_length=300)
+
+
+class SopPublished(EventPayload):
+    """A new SOP version is in force for a district (new cases only)."""
+
+    aggregate = "sop"
+    event = "published"
+
+    sop_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    district_code: str = Field(pattern=r"^\d{4}$")
+    sop_version: int = Field(ge=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Of the YAML document")
+    published_by: str = Field(max_length=100)
+
+    def subject_id(self) -> str:
+        return self.sop_id
 
 
 EVENT_MODELS: dict[str, type[EventPayload]] = {
@@ -224,6 +302,9 @@ EVENT_MODELS: dict[str, type[EventPayload]] = {
         ReferralEscalated,
         CaseDetailsDisclosed,
         CaseClosed,
+        CaseErased,
+        ReferralReplyRefused,
+        SopPublished,
     )
 }
 

@@ -6,6 +6,8 @@
 | rujuk.partner.<agency>.out.<event>   | notify             | that agency only               |
 | rujuk.partner.<agency>.in.<reply>    | that agency only   | notify                         |
 | rujuk.dlq.<service>                  | any service        | ops                            |
+| rujuk.audit.checkpoint               | audit              | anyone with the public key     |
+| rujuk.replay.<request>.<agg>.<event> | audit (on request) | a projection being rebuilt     |
 """
 
 import re
@@ -17,6 +19,12 @@ PARTNER_STREAM = "RUJUK_PARTNER"
 PARTNER_WILDCARD = f"{PREFIX}.partner.>"
 DLQ_STREAM = "RUJUK_DLQ"
 DLQ_WILDCARD = f"{PREFIX}.dlq.>"
+
+AUDIT_STREAM = "RUJUK_AUDIT"
+AUDIT_WILDCARD = f"{PREFIX}.audit.>"
+CHECKPOINT_SUBJECT = f"{PREFIX}.audit.checkpoint"
+REPLAY_STREAM = "RUJUK_REPLAY"
+REPLAY_WILDCARD = f"{PREFIX}.replay.>"
 
 AGENCY_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 _AGENCY_ID = re.compile(AGENCY_ID_PATTERN)
@@ -56,6 +64,11 @@ def partner_inbound(agency_id: str, reply: str) -> str:
 
 def partner_inbound_wildcard(agency_id: str) -> str:
     return f"{PREFIX}.partner.{check_agency_id(agency_id)}.in.>"
+
+
+def replay_subject(request_id: str, aggregate: str, event: str) -> str:
+    """Where audit re-publishes history for one replay request."""
+    return f"{PREFIX}.replay.{request_id}.{aggregate}.{event}"
 
 
 def dead_letter(service: str) -> str:

@@ -51,6 +51,19 @@ def stream_configs(replicas: int) -> list[StreamConfig]:
             **common,  # type: ignore[arg-type]
         ),
         StreamConfig(
+            name=subjects.AUDIT_STREAM,
+            subjects=[subjects.AUDIT_WILDCARD],
+            description="Signed ledger checkpoints",
+            **common,  # type: ignore[arg-type]
+        ),
+        StreamConfig(
+            name=subjects.REPLAY_STREAM,
+            subjects=[subjects.REPLAY_WILDCARD],
+            description="History re-published on request, kept a week",
+            max_age=7 * 24 * 3600,
+            **common,  # type: ignore[arg-type]
+        ),
+        StreamConfig(
             name=subjects.DLQ_STREAM,
             subjects=[subjects.DLQ_WILDCARD],
             description="Parked messages with the reason",
