@@ -10,6 +10,9 @@ from pathlib import Path
 import typer
 
 from audit.cli import app as audit_app
+from intake.cli import app as token_app
+from notify.cli import app as partner_app
+from routing.cli import app as sop_app
 from rujuk.stack import Stack, StackError, running_stack_env
 
 STATE_FOLDER = Path(".rujuk")
@@ -20,6 +23,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,  # never print local variables: they may hold secrets
 )
 app.add_typer(audit_app, name="audit", help="Buku besar audit / the audit ledger")
+app.add_typer(sop_app, name="sop")
+app.add_typer(token_app, name="token")
+app.add_typer(partner_app, name="partner")
 
 
 @app.callback()
