@@ -48,7 +48,7 @@ async def test_a_reported_case_on_the_bus_comes_back_routed_and_refused_cases_ar
 ) -> None:
     settings = RoutingSettings(nats_url=clean_bus, database_url=database_url, batch_size=10)
     app = create_app(settings)
-    async with app.start_lifespan_context():
+    async with app.router.lifespan_context(app):
         connection = await nats.connect(clean_bus)
         js = connection.jetstream()
         routed_feed = await js.subscribe(CaseRouted.subject())

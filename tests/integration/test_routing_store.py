@@ -194,15 +194,38 @@ async def test_delivery_reports_move_the_referral_state(
     pool: asyncpg.Pool, routing: Routing
 ) -> None:
     await handle_case(pool, routing, reported())
-    assert await report(pool, routing, failed(attempts=5)) == "delivery_failed"
-    assert await report(pool, routing, delivered(attempts=6)) == "delivered"
+    assert await report(pool, routing, delivered(attempts=2)) == "delivered"
+    assert await report(pool, routing, delivered(attempts=1)) == "delivered"
+    async with pool.acquire() as conn:
+        attempts = await conn.fetchval(
+            "SELECT delivery_attempts FROM referrals WHERE referral_id = $1", f"{CASE_ID}-01"
+        )
+    assert attempts == 2
+
+
+async def test_a_failed_delivery_escalates_and_a_late_delivery_report_changes_nothing(
+    pool: asyncpg.Pool, routing: Routing
+) -> None:
+    await handle_case(pool, routing, reported())
+    assert await report(pool, routing, failed(attempts=5)) == "escalated"
+    assert await report(pool, routing, delivered(attempts=6)) == "escalated"
     async with pool.acquire() as conn:
         row = await conn.fetchrow(
             "SELECT delivery_attempts, last_delivery_failure FROM referrals WHERE referral_id = $1",
             f"{CASE_ID}-01",
         )
+        successor = await conn.fetchrow(
+            "SELECT agency_id, state, escalation_chain FROM referrals WHERE referral_id = $1",
+            f"{CASE_ID}-01-e1",
+        )
     assert row is not None
     assert (row["delivery_attempts"], row["last_delivery_failure"]) == (6, "webhook answered 503")
+    assert successor is not None
+    assert dict(successor) == {
+        "agency_id": "rsud-bangil",
+        "state": "requested",
+        "escalation_chain": ["dp3ap2kb-pasuruan"],
+    }
 
 
 async def test_a_delivery_failure_after_delivery_is_refused_with_the_reason(

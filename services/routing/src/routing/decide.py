@@ -12,6 +12,7 @@ from rujuk_contracts.events import Priority, Service
 from rujuk_contracts.triage import TriageFacts
 
 PRIORITY_RANK = {Priority.EMERGENCY: 0, Priority.URGENT: 1, Priority.ROUTINE: 2}
+ONE_MINUTE = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class ReferralDecision:
     escalation_chain: tuple[str, ...]
     rule_ids: tuple[str, ...]
     consent_override: str | None = None  # the legal basis, when sent without consent
+    acknowledge_within: timedelta = timedelta(0)  # the deadline minus the decision time
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,19 @@ class DistrictMismatch(ValueError):
     """The SOP is for another district than the case."""
 
 
-def decide(sop: Sop, case_id: str, triage: TriageFacts, now: datetime) -> Decision:
-    """Fire the SOP's rules in order and merge their referrals, one per agency and service."""
+def decide(
+    sop: Sop,
+    case_id: str,
+    triage: TriageFacts,
+    now: datetime,
+    *,
+    minute: timedelta = ONE_MINUTE,
+) -> Decision:
+    """Fire the SOP's rules in order and merge their referrals, one per agency and service.
+
+    ``minute`` is how long one of the SOP's ``acknowledge_within_minutes`` lasts: a real minute
+    except where a test or a demo compresses time (``ROUTING_MINUTE_SECONDS``).
+    """
     if triage.district != sop.district_code:
         raise DistrictMismatch(
             f"{sop.label} cannot route case {case_id} of district {triage.district}"
@@ -79,7 +92,7 @@ def decide(sop: Sop, case_id: str, triage: TriageFacts, now: datetime) -> Decisi
         sop_version=sop.version,
         rules_fired=tuple(rule.id for rule in fired),
         referrals=tuple(
-            merged.referral(f"{case_id}-{number:02d}", now, sop.coordinator)
+            merged.referral(f"{case_id}-{number:02d}", now, sop.coordinator, minute)
             for number, merged in enumerate(ordered, start=1)
         ),
         withheld=tuple(
@@ -270,7 +283,9 @@ class _Merged:
     def sort_key(self) -> tuple[int, int, int]:
         return (PRIORITY_RANK[self.priority], self.minutes, self.first.order)
 
-    def referral(self, referral_id: str, now: datetime, coordinator: str) -> ReferralDecision:
+    def referral(
+        self, referral_id: str, now: datetime, coordinator: str, minute: timedelta
+    ) -> ReferralDecision:
         # The most urgent rule's chain comes first; the sort is stable, so ties keep SOP order.
         steps = [step for _, chain in sorted(self.chains, key=lambda c: c[0]) for step in chain]
         return ReferralDecision(
@@ -278,8 +293,9 @@ class _Merged:
             service=self.service,
             agency_id=self.agency_id,
             priority=self.priority,
-            acknowledgement_deadline=now + timedelta(minutes=self.minutes),
+            acknowledgement_deadline=now + self.minutes * minute,
             escalation_chain=escalation_chain(steps, self.agency_id, coordinator),
             rule_ids=tuple(self.rule_ids),
             consent_override=self.consent_override,
+            acknowledge_within=self.minutes * minute,
         )

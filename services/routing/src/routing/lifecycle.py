@@ -1,5 +1,7 @@
-"""A referral's states and the transitions between them, as one table."""
+"""A referral's states and the transitions between them, as one table; where escalation goes."""
 
+from collections.abc import Collection
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -31,8 +33,8 @@ class ReferralEvent(StrEnum):
 S, E = ReferralState, ReferralEvent
 
 # (state, event) -> next state. A pair that is missing is an illegal transition.
-# A delivery report can arrive after the partner already replied (notify relays both): it
-# then changes nothing, hence the entries that keep the state.
+# A delivery report can arrive after the partner already replied (notify relays both), or after
+# routing handed the referral on: it then changes nothing, hence the entries that keep the state.
 TRANSITIONS: dict[tuple[ReferralState, ReferralEvent], ReferralState] = {
     (S.REQUESTED, E.DELIVERED): S.DELIVERED,
     (S.REQUESTED, E.DELIVERY_FAILED): S.DELIVERY_FAILED,
@@ -55,22 +57,34 @@ TRANSITIONS: dict[tuple[ReferralState, ReferralEvent], ReferralState] = {
     (S.DELIVERED, E.ESCALATED): S.ESCALATED,
     (S.DELIVERED, E.CANCELLED): S.CANCELLED,
     (S.ACKNOWLEDGED, E.DELIVERED): S.ACKNOWLEDGED,
+    (S.ACKNOWLEDGED, E.DELIVERY_FAILED): S.ACKNOWLEDGED,
     (S.ACKNOWLEDGED, E.ACCEPTED): S.ACCEPTED,
     (S.ACKNOWLEDGED, E.DECLINED): S.DECLINED,
     (S.ACKNOWLEDGED, E.ESCALATED): S.ESCALATED,
     (S.ACKNOWLEDGED, E.CANCELLED): S.CANCELLED,
     (S.ACCEPTED, E.DELIVERED): S.ACCEPTED,
+    (S.ACCEPTED, E.DELIVERY_FAILED): S.ACCEPTED,
     (S.ACCEPTED, E.ACKNOWLEDGED): S.ACCEPTED,
     (S.ACCEPTED, E.COMPLETED): S.COMPLETED,
     (S.ACCEPTED, E.CANCELLED): S.CANCELLED,
     (S.DECLINED, E.DELIVERED): S.DECLINED,
+    (S.DECLINED, E.DELIVERY_FAILED): S.DECLINED,
     (S.DECLINED, E.ESCALATED): S.ESCALATED,
     (S.COMPLETED, E.DELIVERED): S.COMPLETED,
+    (S.COMPLETED, E.DELIVERY_FAILED): S.COMPLETED,
     (S.ESCALATED, E.DELIVERED): S.ESCALATED,
+    (S.ESCALATED, E.DELIVERY_FAILED): S.ESCALATED,
     (S.CANCELLED, E.DELIVERED): S.CANCELLED,
+    (S.CANCELLED, E.DELIVERY_FAILED): S.CANCELLED,
 }
 
 OPEN_STATES = frozenset({S.REQUESTED, S.DELIVERED, S.DELIVERY_FAILED, S.ACKNOWLEDGED})
+# Not acknowledged yet: the acknowledgement deadline still applies.
+AWAITING_ACKNOWLEDGEMENT = frozenset({S.REQUESTED, S.DELIVERED, S.DELIVERY_FAILED})
+# Nothing more is expected of the referral: done, withdrawn, or handed on to the next agency.
+# A case can be closed when all its referrals are settled (an escalated one counts through the
+# referral that took it over, which must itself be completed or cancelled).
+SETTLED_STATES = frozenset({S.COMPLETED, S.CANCELLED, S.ESCALATED})
 
 
 class IllegalTransition(ValueError):
@@ -85,3 +99,37 @@ def next_state(referral_id: str, current: ReferralState, event: ReferralEvent) -
         raise IllegalTransition(
             f"referral {referral_id} is {current.value}; it cannot become {event.value}"
         ) from None
+
+
+@dataclass(frozen=True)
+class EscalationStep:
+    """The referral that takes over: its id, agency, the rest of the chain, and the step."""
+
+    referral_id: str
+    agency_id: str
+    chain: tuple[str, ...]
+    step: int
+
+
+def next_escalation(
+    root_referral_id: str, step: int, chain: Collection[str], busy: Collection[str] = ()
+) -> EscalationStep | None:
+    """Where a referral goes next along its own stored chain; None at the end of the chain.
+
+    ``step`` is how many hops the referral is from the original one; ``busy`` names agencies
+    that already hold an open referral for the same service in the case: they are passed over,
+    except the last step (the coordinator), which always takes it. The new referral's id is
+    ``<original referral id>-e<step>``, so a redelivered event makes the same referral again.
+    """
+    steps = list(chain)
+    for index, agency_id in enumerate(steps):
+        if agency_id in busy and index < len(steps) - 1:
+            continue
+        new_step = step + index + 1
+        return EscalationStep(
+            referral_id=f"{root_referral_id}-e{new_step}",
+            agency_id=agency_id,
+            chain=tuple(steps[index + 1 :]),
+            step=new_step,
+        )
+    return None

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from rujuk_runtime.settings import ServiceSettings
@@ -16,5 +16,21 @@ class RoutingSettings(ServiceSettings):
     http_port: int = 8082
     sop_dir: Path = Field(
         default=SHIPPED_SOPS,
-        description="Folder of <district>.yaml SOPs, read once at start (default: shipped ones)",
+        description="Folder of <district>.yaml SOPs, the fallback where none was published "
+        "through the API (default: the shipped ones)",
+    )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for publishing SOPs and closing cases (the coordinator). "
+        "Temporary: these move to intake's tokens. Unset: those endpoints answer 503.",
+    )
+    minute_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=60,
+        description="How many seconds one SOP minute lasts. 60 in production; tests and demos "
+        "compress time with a smaller value (the published deadlines say the real time)",
+    )
+    deadline_poll_seconds: float = Field(
+        default=0.2, gt=0, le=10, description="How often the deadline watcher looks"
     )

@@ -1,0 +1,93 @@
+"""The deadline watcher: escalates referrals not acknowledged by their deadline, exactly once.
+
+Deadlines are rows in PostgreSQL (``deadlines``), written in the same transaction as the
+referral they guard. Every ``poll`` seconds the watcher claims the rows that are due with
+``FOR UPDATE SKIP LOCKED`` (on the deadline and its referral), checks the referral's state
+and escalates it in that same transaction, then marks the row fired. A crash before the
+commit leaves the row pending for the next round (or another replica); after the commit the
+row is fired and never taken again. Why not JetStream's scheduled messages: see docs/routing.md.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import asyncpg
+
+from routing import store
+from routing.app import Routing
+from rujuk_runtime.logs import get_logger
+
+log = get_logger(__name__)
+
+BATCH = 100
+
+
+class DeadlineWatcher:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        routing: Routing,
+        *,
+        poll: float = 0.2,
+        after_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._pool = pool
+        self._routing = routing
+        self._poll = poll
+        self._after_commit = after_commit
+        self._task: asyncio.Task[None] | None = None
+        self.fired = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="deadline-watcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def run_once(self) -> int:
+        """Fire every deadline due now (in batches); return how many fired."""
+        total = 0
+        while True:
+            fired = await self._fire_batch()
+            total += fired
+            if fired < BATCH:
+                return total
+
+    async def _fire_batch(self) -> int:
+        now = self._routing.clock()
+        async with self._pool.acquire() as conn, conn.transaction():
+            due = await store.claim_due_deadlines(conn, now, BATCH)
+            for referral, due_at in due:
+                outcome = await self._routing.fire_deadline(conn, referral)
+                await store.mark_deadline(conn, referral.referral_id, now, outcome)
+                log.info(
+                    "deadline fired",
+                    case_id=referral.case_id,
+                    referral_id=referral.referral_id,
+                    agency_id=referral.agency_id,
+                    outcome=outcome,
+                    late_ms=round((now - due_at).total_seconds() * 1000),
+                )
+        if due:
+            self.fired += len(due)
+            self._after_commit()
+        return len(due)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # PostgreSQL away: the rows stay pending, try again
+                log.warning(
+                    "deadline watcher failed, will retry",
+                    error=type(exc).__name__,
+                    detail=str(exc)[:200],
+                )
+            await asyncio.sleep(self._poll)
