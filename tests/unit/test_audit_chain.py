@@ -290,7 +290,7 @@ def test_an_anchor_recorded_earlier_catches_removal_of_the_newest_entries() -> N
     truncated = chain.verify(entries[:3], anchors)
 
     assert truncated.failure is not None
-    assert (truncated.failure.seq, truncated.failure.kind) == (4, FailureKind.GAP)
+    assert (truncated.failure.seq, truncated.failure.kind) == (4, FailureKind.TRUNCATED)
 
 
 def test_an_anchor_that_differs_names_the_entry() -> None:

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import rfc8785
 
 from rujuk_contracts.envelope import CloudEvent
+from rujuk_contracts.ledger import Checkpoint
 
 HASH_SIZE = 32
 GENESIS_HASH = bytes(HASH_SIZE)
@@ -169,6 +170,8 @@ class FailureKind(StrEnum):
     BROKEN_LINK = "broken_link"  # prev_hash is not the previous entry's hash
     HASH_MISMATCH = "hash_mismatch"  # the content no longer hashes to the stored hash
     ANCHOR_MISMATCH = "anchor_mismatch"  # the hash differs from one recorded earlier
+    TRUNCATED = "truncated"  # the ledger ends before an entry anchored or checkpointed earlier
+    BAD_CHECKPOINT = "bad_checkpoint"  # a checkpoint's signature does not verify
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +187,9 @@ class VerifyResult:
     head_seq: int  # the last good entry's seq (0 for an empty ledger)
     head_hash: bytes  # the last good entry's hash (GENESIS_HASH for an empty ledger)
     failure: VerifyFailure | None = None
+    checkpoints: int = 0  # signed checkpoints that matched the chain and their signature
+    latest_checkpoint: Checkpoint | None = None
+    parked: int | None = None  # messages parked on the dead-letter queue, when counted
 
     @property
     def ok(self) -> bool:
@@ -197,15 +203,25 @@ def short_hash(digest: bytes) -> str:
 class ChainVerifier:
     """Verifies a ledger fed in seq order, in as many pieces as it comes in.
 
-    ``anchors`` maps seqs to hashes recorded earlier (e.g. a head an auditor wrote down):
-    a different hash, or a ledger that now ends before an anchor, is a failure. Without
-    anchors, removing the newest entries cannot be told from their never having existed.
+    ``anchors`` maps seqs to hashes recorded earlier (e.g. a head an auditor wrote down, or a
+    signed checkpoint): a different hash, or a ledger that now ends before an anchor, is a
+    failure. Without anchors, removing the newest entries cannot be told from their never
+    having existed. ``labels`` names where an anchor came from (default "the anchor").
+    ``start`` is the head the first entry fed attaches to (a segment of the chain, e.g. in
+    an export bundle, starts after the genesis).
     """
 
-    def __init__(self, anchors: Mapping[int, bytes] | None = None) -> None:
+    def __init__(
+        self,
+        anchors: Mapping[int, bytes] | None = None,
+        *,
+        labels: Mapping[int, str] | None = None,
+        start: Head = GENESIS,
+    ) -> None:
         self._anchors = dict(anchors or {})
-        self._seq = GENESIS.seq
-        self._hash = GENESIS.hash
+        self._labels = dict(labels or {})
+        self._seq = start.seq
+        self._hash = start.hash
         self._count = 0
         self._failure: VerifyFailure | None = None
 
@@ -245,8 +261,10 @@ class ChainVerifier:
                     self._failure = VerifyFailure(
                         entry.seq,
                         FailureKind.ANCHOR_MISMATCH,
-                        f"hash {short_hash(actual)} differs from the anchor "
-                        f"{short_hash(anchors[entry.seq])} recorded earlier",
+                        f"hash {short_hash(actual)} differs from "
+                        f"{self._labels.get(entry.seq, 'the anchor')} "
+                        f"({short_hash(anchors[entry.seq])}) recorded earlier: the chain was "
+                        "rewritten from here or before",
                     )
                     return False
                 seq, previous, count = entry.seq, actual, count + 1
@@ -262,11 +280,13 @@ class ChainVerifier:
         beyond = [seq for seq in self._anchors if seq > self._seq]
         if not beyond:
             return None
+        last = max(beyond)
         return VerifyFailure(
             self._seq + 1,
-            FailureKind.GAP,
-            f"the ledger ends at entry {self._seq} but entry {min(beyond)} was anchored "
-            "earlier: the newest entries were removed",
+            FailureKind.TRUNCATED,
+            f"the ledger ends at entry {self._seq} but entry {last} is covered by "
+            f"{self._labels.get(last, 'an anchor')} recorded earlier: the newest entries "
+            "were removed",
         )
 
 
@@ -282,8 +302,13 @@ def _sequence_failure(previous_seq: int, seq: int) -> VerifyFailure:
     )
 
 
-def verify(entries: Iterable[Entry], anchors: Mapping[int, bytes] | None = None) -> VerifyResult:
+def verify(
+    entries: Iterable[Entry],
+    anchors: Mapping[int, bytes] | None = None,
+    *,
+    start: Head = GENESIS,
+) -> VerifyResult:
     """Walk ``entries`` in seq order from the first; ok, or the first entry that fails and why."""
-    verifier = ChainVerifier(anchors)
+    verifier = ChainVerifier(anchors, start=start)
     verifier.feed(entries)
     return verifier.result()

@@ -1,19 +1,27 @@
-"""`rujuk audit`: replay a case's history and verify the ledger, straight from PostgreSQL."""
+"""`rujuk audit`: replay a case, verify the ledger and its checkpoints, export and check
+bundles, re-publish history; straight from PostgreSQL (and NATS for replay-bus)."""
 
 import asyncio
-import contextlib
+import json
 import re
 from collections.abc import Coroutine, Mapping
+from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
+import nats
 import typer
 
-from audit import report, store
-from audit.chain import HASH_SIZE, ChainVerifier, Entry, VerifyResult
+from audit import bundle, report, signing, store
+from audit.chain import HASH_SIZE, Entry, VerifyResult
+from audit.keys import trusted_public_key
+from audit.replay import ReplayRequestError, ReplayResult, replay_to_bus
 from audit.settings import AuditSettings
+from audit.verification import verify_connection
+from rujuk_contracts.envelope import SUBJECT_PATTERN
 from rujuk_contracts.events import CASE_ID_PATTERN
 
 T = TypeVar("T")
@@ -24,10 +32,21 @@ EXIT_FAILED = 1  # the chain does not verify, or the case has no history
 EXIT_USAGE = 2  # bad input, or the database cannot be read
 
 app = typer.Typer(
-    help="Audit ledger: replay a case, verify the chain. / "
-    "Buku besar audit: putar ulang riwayat kasus, verifikasi rantai.",
+    help="Audit ledger: replay a case, verify the chain and checkpoints, export evidence. / "
+    "Buku besar audit: putar ulang riwayat kasus, verifikasi rantai, ekspor bukti.",
     no_args_is_help=True,
 )
+
+
+PublicKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--public-key",
+        help="Trusted checkpoint public key: base64, or a file "
+        "[default: $AUDIT_PUBLIC_KEY, else the signing key's]",
+        show_default=False,
+    ),
+]
 
 
 class OutputFormat(StrEnum):
@@ -55,19 +74,55 @@ async def case_history(database_url: str, case_id: str) -> list[Entry]:
 
 
 async def verify_ledger(
-    database_url: str, anchors: Mapping[int, bytes] | None = None
+    database_url: str,
+    anchors: Mapping[int, bytes] | None = None,
+    *,
+    public_key: bytes | None = None,
 ) -> VerifyResult:
-    """Verify the whole chain, streamed in chunks; stops at the first bad entry."""
-    verifier = ChainVerifier(anchors)
+    """Verify the whole chain, streamed in chunks, and every signed checkpoint; stops at the
+    first bad entry. ``public_key`` is the key checkpoints must be signed with."""
     conn = await store.connect(database_url)
     try:
-        async with contextlib.aclosing(store.stream_entries(conn)) as chunks:
-            async for chunk in chunks:
-                if not verifier.feed(chunk):
-                    break
+        return await verify_connection(conn, anchors, public_key=public_key)
     finally:
         await conn.close()
-    return verifier.result()
+
+
+async def export_case(database_url: str, case_id: str) -> dict[str, Any] | None:
+    """The bundle of one case (see audit.bundle), or None if the case has no entries."""
+    conn = await store.connect(database_url)
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            entries = await store.case_entries(conn, case_id)
+            if not entries:
+                return None
+            latest = await store.latest_checkpoint(conn)
+            checkpoint = latest.checkpoint if latest else None
+            last = max(entries[-1].seq, checkpoint.seq if checkpoint else 0)
+            segment = await store.entries_between(conn, entries[0].seq, last)
+    finally:
+        await conn.close()
+    return bundle.build(case_id, segment, checkpoint, datetime.now(UTC))
+
+
+async def replay_onto_bus(
+    database_url: str,
+    nats_url: str,
+    *,
+    case_id: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    request_id: str | None = None,
+) -> ReplayResult:
+    conn = await store.connect(database_url)
+    bus = await nats.connect(nats_url, name="rujuk-audit-cli", connect_timeout=5)
+    try:
+        return await replay_to_bus(
+            conn, bus.jetstream(), case_id=case_id, since=since, until=until, request_id=request_id
+        )
+    finally:
+        await bus.close()
+        await conn.close()
 
 
 def parse_anchor(text: str) -> tuple[int, bytes]:
@@ -119,17 +174,134 @@ def verify(
             help="SEQ:HASH recorded from an earlier verify; catches removed newest entries",
         ),
     ] = None,
+    public_key: PublicKeyOption = None,
     database_url: DatabaseUrlOption = None,
 ) -> None:
-    """Verify the whole hash chain; exit 1 naming the first bad entry. / Verifikasi rantai."""
+    """Verify the hash chain and every signed checkpoint; exit 1 naming the first bad entry.
+    / Verifikasi rantai dan checkpoint."""
     try:
         anchors = dict(parse_anchor(text) for text in anchor or [])
+        trusted = trusted_public_key(AuditSettings(), public_key)
     except ValueError as exc:
         _fail(str(exc))
-    result = _run(verify_ledger(_database_url(database_url), anchors))
+    if trusted is None:
+        typer.echo(
+            "Peringatan / warning: no trusted public key (--public-key or AUDIT_PUBLIC_KEY); "
+            "checkpoints are checked only against the key stored beside them",
+            err=True,
+        )
+    result = _run(verify_ledger(_database_url(database_url), anchors, public_key=trusted))
     typer.echo(report.verify_report(result), err=not result.ok)
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def keygen() -> None:
+    """Print a new Ed25519 key pair for checkpoints. / Buat pasangan kunci baru."""
+    key = signing.generate()
+    typer.echo(f"AUDIT_SIGNING_KEY={key.private_base64()}")
+    typer.echo(f"AUDIT_PUBLIC_KEY={key.public_base64()}")
+    typer.echo(f"key id: {key.key_id}")
+    typer.echo(
+        "Simpan kunci privat secara rahasia; bagikan kunci publik ke auditor. / "
+        "Keep the private key secret; give the public key to auditors.",
+        err=True,
+    )
+
+
+@app.command()
+def export(
+    case_id: Annotated[str, typer.Argument(help="The case id (or any event subject)")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write here [default: stdout]")
+    ] = None,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Write a case's evidence bundle for offline checking. / Ekspor bundel bukti kasus."""
+    if not re.fullmatch(SUBJECT_PATTERN, case_id):
+        _fail(f"{case_id!r} is not a case id / bukan nomor kasus")
+    document = _run(export_case(_database_url(database_url), case_id))
+    if document is None:
+        typer.echo(report.no_history(case_id), err=True)
+        raise typer.Exit(EXIT_FAILED)
+    text = json.dumps(document, ensure_ascii=False, indent=1) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(
+            f"Bundel ditulis / bundle written: {output} ({len(document['case_entries'])} "
+            f"entries of the case, {len(document['entries'])} in the chain segment)",
+            err=True,
+        )
+    if document["checkpoint"] is None:
+        typer.echo(
+            "Peringatan / warning: no signed checkpoint yet; the bundle cannot be verified",
+            err=True,
+        )
+
+
+@app.command("verify-bundle")
+def verify_bundle_command(
+    file: Annotated[Path, typer.Argument(help="A bundle written by `rujuk audit export`")],
+    public_key: Annotated[
+        str, typer.Option("--public-key", help="The trusted public key: base64, or a file")
+    ],
+) -> None:
+    """Check an export bundle offline, no database needed. / Periksa bundel tanpa basis data."""
+    try:
+        trusted = signing.parse_public_key(public_key)
+        result = bundle.verify_bundle(file.read_bytes(), trusted)
+    except (OSError, ValueError) as exc:
+        _fail(f"cannot check the bundle / bundel tidak dapat diperiksa: {exc}")
+    typer.echo(report.bundle_report(result), err=not result.ok)
+    if not result.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command("replay-bus")
+def replay_bus(
+    case_id: Annotated[str | None, typer.Option("--case", help="Only this case")] = None,
+    since: Annotated[
+        datetime | None, typer.Option("--from", help="Event time from (inclusive, UTC if naive)")
+    ] = None,
+    until: Annotated[
+        datetime | None, typer.Option("--to", help="Event time until (exclusive, UTC if naive)")
+    ] = None,
+    request_id: Annotated[str | None, typer.Option(help="Reuse a request id (idempotent)")] = None,
+    nats_url: Annotated[
+        str | None, typer.Option("--nats-url", help="[default: $NATS_URL]", show_default=False)
+    ] = None,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Re-publish history in ledger order to rujuk.replay.<request>.… / Terbitkan ulang."""
+    if case_id is not None and not re.fullmatch(SUBJECT_PATTERN, case_id):
+        _fail(f"{case_id!r} is not a case id / bukan nomor kasus")
+    settings = AuditSettings()
+    try:
+        result = _run(
+            replay_onto_bus(
+                database_url or settings.database_url,
+                nats_url or settings.nats_url,
+                case_id=case_id,
+                since=_utc(since),
+                until=_utc(until),
+                request_id=request_id,
+            )
+        )
+    except ReplayRequestError as exc:
+        _fail(str(exc))
+    typer.echo(
+        f"Diterbitkan ulang / re-published {result.count} events to {result.subject_prefix}.> "
+        f"(request id {result.request_id})"
+    )
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 def _database_url(given: str | None) -> str:
@@ -142,7 +314,7 @@ def _run(work: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(work)
     except store.LedgerMissing as exc:
         _fail(str(exc))
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, nats.errors.Error) as exc:
         _fail(
             f"cannot read the ledger / tidak dapat membaca buku besar: {type(exc).__name__}: {exc}"
         )

@@ -8,12 +8,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from audit.bundle import BundleResult
 from audit.chain import Entry, FailureKind, VerifyResult, timestamp
 from rujuk_contracts.envelope import CloudEvent, EventError
 from rujuk_contracts.events import (
     TYPE_PREFIX,
     CaseClosed,
     CaseDetailsDisclosed,
+    CaseErased,
     CaseReported,
     CaseRouted,
     EventPayload,
@@ -25,6 +27,7 @@ from rujuk_contracts.events import (
     ReferralDeliveryFailed,
     ReferralEscalated,
     ReferralRequested,
+    SopPublished,
 )
 
 
@@ -149,6 +152,10 @@ def summarize(payload: EventPayload, tz: tzinfo = UTC) -> str:
             )
         case CaseClosed(closed_by=closed_by, reason=reason):
             return f"case closed by {closed_by}: {reason}"
+        case CaseErased(erased_by=erased_by, reason=reason):
+            return f"identifying data erased by {erased_by}: {reason}"
+        case SopPublished(sop_id=sop, sop_version=version, district_code=district):
+            return f"SOP {sop} v{version} published for district {district}"
     return short_type(payload.event_type())
 
 
@@ -202,7 +209,12 @@ def render_table(case_id: str, steps: Sequence[Step], tz: tzinfo = UTC) -> str:
 
 def render_json(case_id: str, steps: Sequence[Step]) -> str:
     """The history as JSON, with each full CloudEvent and its place in the chain."""
-    document: dict[str, Any] = {
+    return json.dumps(history_document(case_id, steps), ensure_ascii=False, indent=2)
+
+
+def history_document(case_id: str, steps: Sequence[Step]) -> dict[str, Any]:
+    """The history as a JSON object (what ``replay --format json`` and the HTTP API give)."""
+    return {
         "case_id": case_id,
         "entries": [
             {
@@ -221,7 +233,6 @@ def render_json(case_id: str, steps: Sequence[Step]) -> str:
             for step in steps
         ],
     }
-    return json.dumps(document, ensure_ascii=False, indent=2)
 
 
 def no_history(case_id: str) -> str:
@@ -233,7 +244,10 @@ _FAILURE_NAMES = {
     FailureKind.OUT_OF_ORDER: "entries out of order / urutan entri salah",
     FailureKind.BROKEN_LINK: "chain link broken / tautan rantai putus",
     FailureKind.HASH_MISMATCH: "entry altered / entri diubah (hash tidak cocok)",
-    FailureKind.ANCHOR_MISMATCH: "differs from the recorded anchor / berbeda dari jangkar",
+    FailureKind.ANCHOR_MISMATCH: "differs from the recorded anchor or checkpoint / "
+    "berbeda dari jangkar atau checkpoint",
+    FailureKind.TRUNCATED: "newest entries removed / entri terbaru dihapus",
+    FailureKind.BAD_CHECKPOINT: "checkpoint does not verify / checkpoint tidak sah",
 }
 
 
@@ -241,22 +255,81 @@ def verify_report(result: VerifyResult) -> str:
     """The verdict on the chain, in English and Bahasa Indonesia."""
     if result.failure is not None:
         failure = result.failure
+        lines = [
+            f"VERIFIKASI GAGAL / VERIFICATION FAILED at entry {failure.seq}: "
+            f"{_FAILURE_NAMES[failure.kind]}",
+            f"  {failure.detail}",
+            f"  {result.entries} entries before it verified / "
+            f"{result.entries} entri sebelumnya terverifikasi",
+        ]
+        return "\n".join(lines + _extras(result))
+    if result.entries == 0:
+        lines = ["Buku besar kosong / ledger is empty: 0 entries, nothing to verify"]
+        return "\n".join(lines + _extras(result))
+    lines = [
+        f"Buku besar terverifikasi / ledger verified: {result.entries} entries, "
+        f"head seq {result.head_seq} hash {result.head_hash.hex()[:16]}…",
+    ]
+    if result.latest_checkpoint is not None:
+        latest = result.latest_checkpoint
+        lines.append(
+            f"Checkpoint bertanda tangan / signed checkpoints: {result.checkpoints} verified, "
+            f"latest at entry {latest.seq} ({timestamp(latest.time)}, key {latest.key_id})"
+        )
+        if latest.seq < result.head_seq:
+            lines.append(
+                f"  entries {latest.seq + 1}-{result.head_seq} are not yet covered by a "
+                "checkpoint / belum tercakup checkpoint"
+            )
+    else:
+        lines.append("Belum ada checkpoint / no signed checkpoint yet")
+    lines.append(
+        "Anchor to record (catat jangkar ini) for `verify --anchor`: "
+        f"{result.head_seq}:{result.head_hash.hex()}"
+    )
+    return "\n".join(lines + _extras(result))
+
+
+def _extras(result: VerifyResult) -> list[str]:
+    if result.parked is None:
+        return []
+    return [f"Pesan yang diparkir / messages parked on the dead-letter queue: {result.parked}"]
+
+
+def verify_document(result: VerifyResult) -> dict[str, Any]:
+    """The verdict as a JSON object (the HTTP API's ``/v1/ledger/verify``)."""
+    failure = result.failure
+    latest = result.latest_checkpoint
+    return {
+        "ok": result.ok,
+        "entries_verified": result.entries,
+        "head": {"seq": result.head_seq, "hash": result.head_hash.hex()},
+        "failure": None
+        if failure is None
+        else {"seq": failure.seq, "kind": failure.kind.value, "detail": failure.detail},
+        "checkpoints_verified": result.checkpoints,
+        "latest_checkpoint": None if latest is None else json.loads(latest.to_bytes()),
+        "parked": result.parked,
+    }
+
+
+def bundle_report(result: BundleResult) -> str:
+    """The verdict on an export bundle."""
+    first, last = result.segment
+    if result.failure is not None:
+        failure = result.failure
         return "\n".join(
             [
-                f"VERIFIKASI GAGAL / VERIFICATION FAILED at entry {failure.seq}: "
+                f"BUNDEL TIDAK SAH / BUNDLE DOES NOT VERIFY at entry {failure.seq}: "
                 f"{_FAILURE_NAMES[failure.kind]}",
                 f"  {failure.detail}",
-                f"  {result.entries} entries before it verified / "
-                f"{result.entries} entri sebelumnya terverifikasi",
             ]
         )
-    if result.entries == 0:
-        return "Buku besar kosong / ledger is empty: 0 entries, nothing to verify"
-    return "\n".join(
-        [
-            f"Buku besar terverifikasi / ledger verified: {result.entries} entries, "
-            f"head seq {result.head_seq} hash {result.head_hash.hex()[:16]}…",
-            "Anchor to record (catat jangkar ini) for `verify --anchor`: "
-            f"{result.head_seq}:{result.head_hash.hex()}",
-        ]
+    assert result.checkpoint is not None
+    checkpoint = result.checkpoint
+    return (
+        f"Bundel terverifikasi / bundle verified: case {result.case_id}, "
+        f"{result.case_entries} of its entries in chain segment {first}-{last}, "
+        f"covered by the checkpoint at entry {checkpoint.seq} signed "
+        f"{timestamp(checkpoint.time)} by key {checkpoint.key_id}"
     )

@@ -1,5 +1,8 @@
 """Audit's settings, from AUDIT_* environment variables (plus NATS_URL, DATABASE_URL)."""
 
+from pathlib import Path
+
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from rujuk_runtime.settings import ServiceSettings
@@ -9,3 +12,26 @@ class AuditSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="AUDIT_", extra="ignore")
 
     http_port: int = 8084
+    signing_key: SecretStr | None = Field(
+        default=None,
+        description="Ed25519 private key for checkpoints: standard base64 of its raw 32 bytes "
+        "(`rujuk audit keygen` makes one)",
+    )
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="A file holding the signing key as above; created with a new key if missing",
+    )
+    public_key: str | None = Field(
+        default=None,
+        description="The trusted public key (base64, or a file) `verify` checks checkpoints with",
+    )
+    checkpoint_every: int = Field(
+        default=1000, ge=1, description="Sign a checkpoint after this many new entries"
+    )
+    checkpoint_interval_seconds: float = Field(
+        default=60.0, gt=0, description="...or after this long, whichever comes first"
+    )
+    read_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for the HTTP API (/v1/...); unset, the API answers 503",
+    )

@@ -1,0 +1,214 @@
+"""From the bus into the ledger: batches of events, parked messages, and signed checkpoints."""
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import asyncpg
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from audit import store
+from audit.signing import SigningKey
+from rujuk_contracts import subjects
+from rujuk_contracts.envelope import CloudEvent, EventError, parse_envelope
+from rujuk_contracts.ledger import Checkpoint
+from rujuk_runtime.bus import (
+    DLQ_REASON_HEADER,
+    DLQ_SERVICE_HEADER,
+    DLQ_SUBJECT_HEADER,
+    park,
+)
+from rujuk_runtime.logs import get_logger
+
+log = get_logger(__name__)
+
+RETRY_DELAY_SECONDS = 1.0
+MAX_REASON_CHARS = 500
+
+
+async def _nak(message: Msg) -> None:
+    with contextlib.suppress(Exception):  # if the connection dropped, ack_wait redelivers it
+        await message.nak(delay=RETRY_DELAY_SECONDS)
+
+
+class LedgerWriter:
+    """Appends each batch of bus messages to the ledger in one transaction, in stream order.
+
+    Every valid CloudEvent, of any type or version, is chained (one lock, one head read, one
+    multi-row INSERT per batch); an event id already in the ledger takes no seq, so
+    redelivery is harmless. A message that is not a CloudEvent, or has no canonical form, is
+    parked with the reason. Messages are acked after the commit; if the database fails, the
+    whole batch is nak'ed and comes back in order.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        pool: Callable[[], asyncpg.Pool],
+        js: Callable[[], JetStreamContext],
+        on_appended: Callable[[int], None] = lambda count: None,
+    ) -> None:
+        self.service = service
+        self._pool = pool
+        self._js = js
+        self._on_appended = on_appended
+
+    async def process(self, batch: list[Msg]) -> None:
+        events: list[CloudEvent] = []
+        valid: list[Msg] = []
+        to_park: list[tuple[Msg, str]] = []
+        for message in batch:
+            try:
+                events.append(parse_envelope(message.data))
+                valid.append(message)
+            except EventError as exc:
+                to_park.append((message, str(exc)))
+        try:
+            async with self._pool().acquire() as conn:
+                result = await store.append_batch(conn, events)
+        except Exception as exc:  # nothing committed: all of it comes back, in order
+            log.warning("ledger batch failed, will be redelivered", error=type(exc).__name__,
+                        detail=str(exc)[:200], size=len(batch))  # fmt: skip
+            for message in batch:
+                await _nak(message)
+            return
+        if result.entries:
+            self._on_appended(len(result.entries))
+        for index, reason in result.refused:
+            to_park.append((valid[index], f"rejected: {reason}"))
+        refused = {index for index, _ in result.refused}
+        for message, reason in to_park:
+            await park(self._js(), self.service, subject=message.subject, data=message.data,
+                       reason=reason, message_id=_message_id(message))  # fmt: skip
+            await message.ack()
+        for index, message in enumerate(valid):
+            if index not in refused:
+                await message.ack()
+        if result.duplicates:
+            log.info("events already in the ledger", count=len(result.duplicates))
+        log.debug("ledger batch", size=len(batch), recorded=len(result.entries))
+
+
+def _message_id(message: Msg) -> str | None:
+    if message.headers and "Nats-Msg-Id" in message.headers:
+        return message.headers["Nats-Msg-Id"]
+    try:
+        return f"{message.metadata.stream}:{message.metadata.sequence.stream}"
+    except Exception:
+        return None
+
+
+class ParkedCounter:
+    """Counts every message on the dead-letter stream: service, reason, subject, size, time."""
+
+    def __init__(self, pool: Callable[[], asyncpg.Pool]) -> None:
+        self._pool = pool
+
+    async def process(self, batch: list[Msg]) -> None:
+        rows = []
+        for message in batch:
+            headers = message.headers or {}
+            metadata = message.metadata
+            rows.append(
+                store.ParkedMessage(
+                    dlq_seq=metadata.sequence.stream,
+                    service=headers.get(DLQ_SERVICE_HEADER)
+                    or message.subject.removeprefix(subjects.dead_letter("")),
+                    reason=(headers.get(DLQ_REASON_HEADER) or "(no reason given)")[
+                        :MAX_REASON_CHARS
+                    ],
+                    original_subject=headers.get(DLQ_SUBJECT_HEADER) or "(unknown)",
+                    size=len(message.data),
+                    parked_at=metadata.timestamp or datetime.now(UTC),
+                )
+            )
+        try:
+            async with self._pool().acquire() as conn:
+                new = await store.record_parked(conn, rows)
+        except Exception as exc:
+            log.warning("parked batch failed, will be redelivered", error=type(exc).__name__)
+            for message in batch:
+                await _nak(message)
+            return
+        for message in batch:
+            await message.ack()
+        if new:
+            log.info("parked messages counted", count=new)
+
+
+class Checkpointer:
+    """Signs the ledger's head every ``every`` entries or ``interval`` seconds, if it moved;
+    stores the checkpoint and publishes it on ``rujuk.audit.checkpoint``."""
+
+    def __init__(
+        self,
+        key: SigningKey,
+        pool: Callable[[], asyncpg.Pool],
+        js: Callable[[], JetStreamContext],
+        *,
+        every: int,
+        interval: float,
+    ) -> None:
+        self.key = key
+        self._pool = pool
+        self._js = js
+        self.every = every
+        self.interval = interval
+        self._since = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def appended(self, count: int) -> None:
+        self._since += count
+        if self._since >= self.every:
+            self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="audit-checkpointer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(Exception):  # a last checkpoint of what was recorded
+            await self.checkpoint_now()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            self._wake.clear()
+            try:
+                await self.checkpoint_now()
+            except Exception:
+                log.exception("checkpoint failed, will retry")
+                await asyncio.sleep(1)
+
+    async def checkpoint_now(self) -> Checkpoint | None:
+        """Sign, store and publish the head, unless a checkpoint already covers it."""
+        async with self._pool().acquire() as conn:
+            head = await store.head(conn)
+            latest = await store.latest_checkpoint(conn)
+            self._since = 0
+            if head.seq == 0 or (latest is not None and latest.checkpoint.seq >= head.seq):
+                return None
+            checkpoint = self.key.sign(seq=head.seq, hash=head.hash, time=datetime.now(UTC))
+            if not await store.insert_checkpoint(conn, checkpoint, self.key.public_raw):
+                return None  # another replica signed this head first
+        try:
+            await self._js().publish(
+                subjects.CHECKPOINT_SUBJECT,
+                checkpoint.to_bytes(),
+                headers={
+                    "Nats-Msg-Id": f"checkpoint:{checkpoint.seq}",
+                    "Content-Type": "application/json",
+                },
+            )
+        except Exception as exc:  # stored all the same; the next one is published
+            log.warning("checkpoint not published", seq=checkpoint.seq, error=type(exc).__name__)
+        log.info("checkpoint signed", seq=checkpoint.seq, key_id=checkpoint.key_id)
+        return checkpoint

@@ -1,0 +1,128 @@
+"""The audit service on real NATS and PostgreSQL: signed checkpoints published, parked messages
+counted, the read API, and history re-published onto the bus."""
+
+from collections.abc import AsyncIterator
+
+import httpx
+import nats
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from fastapi import FastAPI
+
+from audit import signing
+from audit.app import create_app
+from audit.settings import AuditSettings
+from rujuk_contracts import subjects
+from rujuk_contracts.envelope import parse_envelope
+from rujuk_contracts.ledger import Checkpoint, key_id
+from rujuk_runtime.bus import ensure_streams, event_headers
+from tests.integration.test_audit_consumer import eventually, subject_of
+from tests.unit.test_audit_chain import CASE_ID, case_story
+
+pytestmark = pytest.mark.integration
+
+OTHER_CASE_ID = "3513-0123456789"
+KEY = signing.generate()
+TOKEN = "test-read-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+async def running(database_url: str, clean_bus: str) -> AsyncIterator[tuple[FastAPI, str]]:
+    settings = AuditSettings(
+        nats_url=clean_bus,
+        database_url=database_url,
+        signing_key=KEY.private_base64(),
+        checkpoint_every=4,
+        checkpoint_interval_seconds=0.5,
+        read_token=TOKEN,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        yield app, clean_bus
+
+
+async def test_checkpoints_parked_counts_and_the_read_api(running: tuple[FastAPI, str]) -> None:
+    app, nats_url = running
+    events = [e for pair in zip(case_story(OTHER_CASE_ID), case_story(), strict=True) for e in pair]
+    connection = await nats.connect(nats_url)
+    js = connection.jetstream()
+    await ensure_streams(js)
+    for event in events:
+        await js.publish(subject_of(event), event.to_bytes(), headers=event_headers(event.id, None))
+    await js.publish(subjects.event_subject("case", "reported"), b"\x00 garbage")
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://audit")
+
+    async def settled() -> bool:
+        parked = (await client.get("/v1/parked", headers=AUTH)).json()
+        latest = await client.get("/v1/checkpoints/latest", headers=AUTH)
+        return parked["total"] == 1 and latest.status_code == 200 and latest.json()["seq"] == 10
+
+    try:
+        await eventually(settled)
+        anonymous = await client.get(f"/v1/cases/{CASE_ID}/history")
+        wrong = await client.get(
+            f"/v1/cases/{CASE_ID}/history", headers={"Authorization": "Bearer x"}
+        )
+        history = (await client.get(f"/v1/cases/{CASE_ID}/history", headers=AUTH)).json()
+        missing = await client.get("/v1/cases/3514-0000000000/history", headers=AUTH)
+        verify = await client.get("/v1/ledger/verify", headers=AUTH)
+        latest = (await client.get("/v1/checkpoints/latest", headers=AUTH)).json()
+        published = await js.get_last_msg(subjects.AUDIT_STREAM, subjects.CHECKPOINT_SUBJECT)
+        health = await client.get("/healthz")
+    finally:
+        await client.aclose()
+        await connection.close()
+
+    assert (anonymous.status_code, wrong.status_code, missing.status_code) == (401, 401, 404)
+    assert [entry["seq"] for entry in history["entries"]] == [2, 4, 6, 8, 10]
+    assert verify.status_code == 200
+    assert verify.json()["ok"]
+    assert verify.json()["parked"] == 1
+    assert verify.json()["checkpoints_verified"] >= 1  # one per batch at most here
+    assert latest["key_id"] == key_id(KEY.public_raw)
+    # Anyone with the public key checks the published checkpoint with contracts alone.
+    checkpoint = Checkpoint.model_validate_json(published.data)
+    assert (checkpoint.seq, checkpoint.hash) == (10, verify.json()["head"]["hash"])
+    Ed25519PublicKey.from_public_bytes(KEY.public_raw).verify(
+        checkpoint.signature_bytes(), checkpoint.signed_bytes()
+    )
+    assert health.json()["checkpoints"] is True
+
+
+async def test_a_replay_republishes_a_case_in_ledger_order(running: tuple[FastAPI, str]) -> None:
+    app, nats_url = running
+    events = [e for pair in zip(case_story(OTHER_CASE_ID), case_story(), strict=True) for e in pair]
+    connection = await nats.connect(nats_url)
+    js = connection.jetstream()
+    await ensure_streams(js)
+    for event in events:
+        await js.publish(subject_of(event), event.to_bytes(), headers=event_headers(event.id, None))
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://audit")
+
+    async def recorded() -> bool:
+        response = await client.get(f"/v1/cases/{CASE_ID}/history", headers=AUTH)
+        return response.status_code == 200 and len(response.json()["entries"]) == 5
+
+    try:
+        await eventually(recorded)
+        refused = await client.post("/v1/replays", json={}, headers=AUTH)
+        response = await client.post("/v1/replays", json={"case_id": CASE_ID}, headers=AUTH)
+        request_id = response.json()["request_id"]
+        info = await js.stream_info(subjects.REPLAY_STREAM)
+        messages = [
+            await js.get_msg(subjects.REPLAY_STREAM, seq)
+            for seq in range(info.state.first_seq, info.state.last_seq + 1)
+        ]
+    finally:
+        await client.aclose()
+        await connection.close()
+
+    assert refused.status_code == 422
+    assert response.status_code == 202
+    assert response.json()["count"] == 5
+    assert [parse_envelope(m.data).id for m in messages] == [e.id for e in events[1::2]]
+    assert messages[0].subject == f"rujuk.replay.{request_id}.case.reported"
+    assert messages[2].subject == f"rujuk.replay.{request_id}.referral.requested"
+    assert messages[0].headers is not None
+    assert messages[0].headers["Nats-Msg-Id"] == f"replay:{request_id}:{events[1].id}"
