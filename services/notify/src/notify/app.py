@@ -1,35 +1,78 @@
-"""Notify's door: consumes `referral requested`, queues it, and runs the delivery worker."""
+"""Notify's door: consumes `referral requested`, queues it per channel, runs the delivery
+worker, takes partners' replies (NATS and HTTP) in."""
 
 import httpx
 
 from notify import store
-from notify.channels import NatsFeed, WebhookSender
-from notify.directory import WebhookDirectory
+from notify.breaker import Breakers
+from notify.channels import EmailSender, NatsFeed, SmsGateway, WebhookSender
+from notify.directory import Directory
 from notify.settings import NotifySettings
-from notify.worker import DeliveryWorker, RetryPolicy
+from notify.worker import DeliveryWorker, RetryPolicy, Senders
 from rujuk_contracts.envelope import CloudEvent
-from rujuk_contracts.events import EventPayload, ReferralRequested
+from rujuk_contracts.events import DeliveryChannel, EventPayload, ReferralRequested
 from rujuk_runtime.consumer import Rejected
 from rujuk_runtime.db import Connection
+from rujuk_runtime.logs import get_logger
 from rujuk_runtime.service import ServiceRuntime
 
+log = get_logger(__name__)
 
-def build(settings: NotifySettings | None = None) -> ServiceRuntime:
-    settings = settings or NotifySettings()
-    runtime = ServiceRuntime("notify", settings)
-    directory = WebhookDirectory.load(settings.partners_file, settings.webhook_base_url)
-    signing_key = settings.webhook_signing_key.get_secret_value().encode()
-    if not signing_key:
-        raise SystemExit("NOTIFY_WEBHOOK_SIGNING_KEY is not set: webhooks cannot be signed")
-    client = httpx.AsyncClient(timeout=settings.webhook_timeout_seconds)
-    workers: list[DeliveryWorker] = []
+
+class Notify:
+    """What the running service holds, for its routes and its tests."""
+
+    def __init__(self, settings: NotifySettings) -> None:
+        self.settings = settings
+        self.runtime = ServiceRuntime("notify", settings)
+        self.directory = Directory.load(settings.partners_file, settings.webhook_base_url)
+        self.signing_key = settings.webhook_signing_key.get_secret_value().encode()
+        if not self.signing_key:
+            raise SystemExit("NOTIFY_WEBHOOK_SIGNING_KEY is not set: webhooks cannot be signed")
+        self.client = httpx.AsyncClient(timeout=settings.webhook_timeout_seconds)
+        self.worker: DeliveryWorker | None = None
+        self.available = {DeliveryChannel.NATS, DeliveryChannel.WEBHOOK}
+        if settings.smtp_host:
+            self.available.add(DeliveryChannel.EMAIL)
+        if settings.sms_gateway_url:
+            self.available.add(DeliveryChannel.SMS)
+
+    def senders(self) -> Senders:
+        s = self.settings
+        email = None
+        if s.smtp_host:
+            email = EmailSender(
+                s.smtp_host,
+                s.smtp_port,
+                s.smtp_sender,
+                starttls=s.smtp_starttls,
+                username=s.smtp_username,
+                password=s.smtp_password.get_secret_value() or None,
+                timeout=s.smtp_timeout_seconds,
+            )
+        sms = None
+        if s.sms_gateway_url:
+            sms = SmsGateway(
+                self.client,
+                s.sms_gateway_url,
+                s.sms_gateway_body_template,
+                method=s.sms_gateway_method,
+                token=s.sms_gateway_token.get_secret_value() or None,
+            )
+        return Senders(
+            feed=NatsFeed(self.runtime.js()),
+            webhook=WebhookSender(self.client, self.signing_key),
+            email=email,
+            sms=sms,
+            intake_url=s.intake_public_url,
+        )
 
     async def on_referral_requested(
-        conn: Connection, event: CloudEvent, payload: EventPayload
+        self, conn: Connection, event: CloudEvent, payload: EventPayload
     ) -> None:
         if not isinstance(payload, ReferralRequested):
             raise Rejected(f"expected a referral request, got {event.type}")
-        await store.enqueue(
+        queued = await store.enqueue(
             conn,
             store.Delivery(
                 referral_id=payload.referral_id,
@@ -43,29 +86,46 @@ def build(settings: NotifySettings | None = None) -> ServiceRuntime:
                 attempts=0,
             ),
         )
+        if queued:
+            channels = self.directory.channels_for(payload.agency_id, self.available)
+            await store.add_sends(
+                conn, payload.referral_id, payload.agency_id, [str(c) for c in channels]
+            )
 
-    runtime.handle(ReferralRequested, on_referral_requested, durable="notify-referral-requested")
-
-    async def start_worker() -> None:
+    async def start_worker(self) -> None:
+        s = self.settings
+        senders = self.senders()
+        for agency_id in self.directory.agencies():  # each agency's durable feed consumer
+            await senders.feed.ensure_consumer(agency_id)
         worker = DeliveryWorker(
-            runtime.pool,
-            NatsFeed(runtime.js()),
-            WebhookSender(client, signing_key),
-            directory,
-            RetryPolicy(
-                settings.max_attempts, settings.backoff_base_seconds, settings.backoff_cap_seconds
-            ),
+            self.runtime.pool,
+            senders,
+            self.directory,
+            RetryPolicy(s.max_attempts, s.backoff_base_seconds, s.backoff_cap_seconds),
+            breakers=Breakers(s.breaker_threshold, s.breaker_cooldown_seconds),
+            endpoint_concurrency=s.endpoint_concurrency,
+            poll_interval=s.poll_interval_seconds,
         )
-        worker.after_commit.append(runtime.wake_relay)
+        worker.after_commit.append(self.runtime.wake_relay)
+        self.worker = worker
         worker.start()
-        workers.append(worker)
 
-    runtime.on_started.append(start_worker)
-    runtime.on_stopping.append(lambda: _stop_all(workers, client))
-    return runtime
+    async def stop(self) -> None:
+        if self.worker is not None:
+            await self.worker.stop()
+        await self.client.aclose()
 
 
-async def _stop_all(workers: list[DeliveryWorker], client: httpx.AsyncClient) -> None:
-    for worker in workers:
-        await worker.stop()
-    await client.aclose()
+def build_notify(settings: NotifySettings | None = None) -> Notify:
+    notify = Notify(settings or NotifySettings())
+    runtime = notify.runtime
+    runtime.handle(
+        ReferralRequested, notify.on_referral_requested, durable="notify-referral-requested"
+    )
+    runtime.on_started.insert(0, notify.start_worker)
+    runtime.on_stopping.append(notify.stop)
+    return notify
+
+
+def build(settings: NotifySettings | None = None) -> ServiceRuntime:
+    return build_notify(settings).runtime

@@ -1,23 +1,42 @@
-"""Where each agency's webhook is: a per-agency file, or one base URL for all."""
+"""Notify's directory: each agency's channels and language.
+
+From ``NOTIFY_PARTNERS_FILE`` (JSON, one entry per agency), and ``NOTIFY_WEBHOOK_BASE_URL``
+for agencies without a webhook of their own::
+
+    {"rsud-bangil": {"webhook_url": "https://…", "email": "ppa@rsud.example",
+                     "sms_number": "+62…", "language": "id"}}
+
+Addresses in the directory are the agency's service desk, never a survivor's.
+"""
 
 import json
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
+from rujuk_contracts.events import DeliveryChannel
 from rujuk_contracts.subjects import check_agency_id
+
+
+class Language(StrEnum):
+    INDONESIAN = "id"
+    ENGLISH = "en"
 
 
 class AgencyChannels(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     webhook_url: str | None = None
+    email: str | None = None
+    sms_number: str | None = None
+    language: Language = Language.INDONESIAN
 
 
 _FILE = TypeAdapter(dict[str, AgencyChannels])
 
 
-class WebhookDirectory:
+class Directory:
     def __init__(self, agencies: dict[str, AgencyChannels], base_url: str | None) -> None:
         for agency_id in agencies:
             check_agency_id(agency_id)
@@ -25,12 +44,40 @@ class WebhookDirectory:
         self._base_url = base_url.rstrip("/") if base_url else None
 
     @classmethod
-    def load(cls, path: Path | None, base_url: str | None) -> "WebhookDirectory":
+    def load(cls, path: Path | None, base_url: str | None) -> "Directory":
         agencies = _FILE.validate_python(json.loads(path.read_text())) if path else {}
         return cls(agencies, base_url)
 
+    def agencies(self) -> list[str]:
+        """The agencies the directory names (with a base URL, others may be delivered to)."""
+        return sorted(self._agencies)
+
+    def entry(self, agency_id: str) -> AgencyChannels:
+        return self._agencies.get(agency_id) or AgencyChannels()
+
     def webhook_url(self, agency_id: str) -> str | None:
-        own = self._agencies.get(agency_id)
-        if own is not None and own.webhook_url:
-            return own.webhook_url
+        own = self.entry(agency_id).webhook_url
+        if own:
+            return own
         return f"{self._base_url}/{agency_id}" if self._base_url else None
+
+    def language(self, agency_id: str) -> Language:
+        return self.entry(agency_id).language
+
+    def channels_for(
+        self, agency_id: str, available: set[DeliveryChannel]
+    ) -> list[DeliveryChannel]:
+        """The channels a referral to the agency goes out on: its NATS feed always, and each
+        other channel the agency has an address for and notify has a sender for."""
+        entry = self.entry(agency_id)
+        wanted = [DeliveryChannel.NATS]
+        if self.webhook_url(agency_id):
+            wanted.append(DeliveryChannel.WEBHOOK)
+        if entry.email:
+            wanted.append(DeliveryChannel.EMAIL)
+        if entry.sms_number:
+            wanted.append(DeliveryChannel.SMS)
+        return [c for c in wanted if c in available]
+
+
+WebhookDirectory = Directory  # the earlier name

@@ -7,6 +7,8 @@ from pydantic_settings import SettingsConfigDict
 
 from rujuk_runtime.settings import ServiceSettings
 
+DEFAULT_SMS_TEMPLATE = '{"to": "{to}", "message": "{text}", "reference": "{idempotency_key}"}'
+
 
 class NotifySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="NOTIFY_", extra="ignore")
@@ -17,7 +19,8 @@ class NotifySettings(ServiceSettings):
         description="If set, every agency without its own URL gets POSTs at <base>/<agency_id>",
     )
     partners_file: Path | None = Field(
-        default=None, description='JSON {"<agency_id>": {"webhook_url": "..."}} per agency'
+        default=None,
+        description='JSON {"<agency_id>": {"webhook_url", "email", "sms_number", "language"}}',
     )
     webhook_signing_key: SecretStr = Field(
         default=SecretStr(""),
@@ -27,3 +30,39 @@ class NotifySettings(ServiceSettings):
     max_attempts: int = Field(default=8, ge=1)
     backoff_base_seconds: float = 1.0
     backoff_cap_seconds: float = 300.0
+    breaker_threshold: int = Field(
+        default=5, ge=1, description="Consecutive failures that open an endpoint's breaker"
+    )
+    breaker_cooldown_seconds: float = Field(
+        default=30.0, description="How long an open breaker waits before one trial delivery"
+    )
+    endpoint_concurrency: int = Field(
+        default=4, ge=1, description="Deliveries in flight to one endpoint at most"
+    )
+    poll_interval_seconds: float = Field(
+        default=1.0, description="Safety-net poll; new deliveries wake the worker at once"
+    )
+    # Where a partner reads a case's details (intake's disclosure endpoint), for the messages.
+    intake_public_url: str = "http://127.0.0.1:8081"
+    # E-mail over SMTP: unset host = no e-mail channel.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_sender: str = "rujuk@localhost"
+    smtp_username: str | None = None
+    smtp_password: SecretStr = SecretStr("")
+    smtp_starttls: bool = True
+    smtp_timeout_seconds: float = 10.0
+    # SMS / WhatsApp through an HTTP gateway: unset URL = no SMS channel.
+    sms_gateway_url: str | None = None
+    sms_gateway_method: str = "POST"
+    sms_gateway_body_template: str = Field(
+        default=DEFAULT_SMS_TEMPLATE,
+        description="JSON body; {to}, {text}, {referral_id}, {idempotency_key} are filled in",
+    )
+    sms_gateway_token: SecretStr = Field(
+        default=SecretStr(""), description="Sent as 'Authorization: Bearer <token>' if set"
+    )
+    reply_tokens_file: Path | None = Field(
+        default=None,
+        description='JSON {"<token>": "<agency_id>"} for HTTP replies (interim, moves to intake)',
+    )

@@ -1,21 +1,38 @@
-"""The delivery worker: claims due deliveries, tries each channel, retries with backoff, and
-reports `delivered` or, after the last attempt, `delivery failed` through the outbox."""
+"""The delivery worker: delivers each lane (agency, channel) in order, retries with backoff,
+keeps dead endpoints behind a circuit breaker, and reports `delivered` or, after the last
+attempt, `delivery failed` through the outbox.
+
+Why lanes: a partner must see its referrals in the order they were issued, and one partner
+(or one channel) being down must never delay another. Each lane runs as its own task, one
+delivery in flight at a time, so a dead endpoint's timeouts are paid by that lane only; an
+endpoint's breaker, once open, stops its lanes from trying at all until the cool-down ends.
+A lane whose head failed waits for the head's backoff: later referrals never overtake it.
+"""
 
 import asyncio
 import contextlib
+import functools
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from notify import store
-from notify.channels import NatsFeed, Outgoing, WebhookSender
-from notify.directory import WebhookDirectory
+from notify.breaker import Breakers
+from notify.channels import EmailSender, NatsFeed, Outgoing, SmsGateway, WebhookSender
+from notify.directory import Directory
 from notify.retry import next_delay
-from rujuk_contracts import make_event
-from rujuk_contracts.events import DeliveryChannel, ReferralDelivered, ReferralDeliveryFailed
+from notify.templates import render_email, render_sms
+from rujuk_contracts import make_event, parse_event
+from rujuk_contracts.events import (
+    DeliveryChannel,
+    ReferralDelivered,
+    ReferralDeliveryFailed,
+    ReferralRequested,
+)
 from rujuk_runtime.db import Connection
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.outbox import add_to_outbox
@@ -28,154 +45,295 @@ EVENT_ID_NAMESPACE = uuid.UUID("6f1c1f0e-2f43-4d1e-9d0a-6a1b2c3d4e5f")
 
 
 @dataclass
-class AttemptResult:
-    channels_done: list[str]
-    errors: list[str]
-
-
-@dataclass
 class RetryPolicy:
     max_attempts: int
     base_seconds: float
     cap_seconds: float
 
 
+@dataclass
+class Senders:
+    """The channels notify can deliver on; e-mail and SMS only when configured."""
+
+    feed: NatsFeed
+    webhook: WebhookSender
+    email: EmailSender | None = None
+    sms: SmsGateway | None = None
+    intake_url: str = "http://127.0.0.1:8081"
+
+    def available(self) -> set[DeliveryChannel]:
+        channels = {DeliveryChannel.NATS, DeliveryChannel.WEBHOOK}
+        if self.email is not None:
+            channels.add(DeliveryChannel.EMAIL)
+        if self.sms is not None:
+            channels.add(DeliveryChannel.SMS)
+        return channels
+
+
+@dataclass
+class WorkerStats:
+    attempts: int = 0
+    failures: int = 0
+    skipped_open_breaker: int = 0
+    by_endpoint: dict[str, int] = field(default_factory=dict)
+
+
 class DeliveryWorker:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        feed: NatsFeed,
-        webhook: WebhookSender,
-        directory: WebhookDirectory,
+        senders: Senders,
+        directory: Directory,
         policy: RetryPolicy,
         *,
-        batch_size: int = 50,
-        poll_interval: float = 0.1,
+        breakers: Breakers | None = None,
+        endpoint_concurrency: int = 4,
+        poll_interval: float = 1.0,
+        lease_seconds: float = 60.0,
     ) -> None:
         self._pool = pool
-        self._feed = feed
-        self._webhook = webhook
+        self._senders = senders
         self._directory = directory
         self._policy = policy
-        self._batch_size = batch_size
+        self.breakers = breakers or Breakers(threshold=5, cooldown=30.0)
+        self._endpoint_concurrency = endpoint_concurrency
+        self._limits: dict[str, asyncio.Semaphore] = {}
         self._poll_interval = poll_interval
+        self._lease = timedelta(seconds=lease_seconds)
+        self._lanes: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._listener: PoolConnectionProxy | None = None
         self.after_commit: list[Callable[[], None]] = []
+        self.stats = WorkerStats()
+
+    def channels_for(self, agency_id: str) -> list[DeliveryChannel]:
+        return self._directory.channels_for(agency_id, self._senders.available())
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="delivery-worker")
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    def wake(self) -> None:
+        self._wake.set()
 
-    async def run_once(self) -> int:
-        async with self._pool.acquire() as conn, conn.transaction():
-            due = await store.claim_due(conn, self._batch_size)
-            if not due:
-                return 0
-            results = await asyncio.gather(*(self._attempt(d) for d in due))
-            for delivery, result in zip(due, results, strict=True):
-                await self._settle(conn, delivery, result)
-        for callback in self.after_commit:
-            callback()
-        return len(due)
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self._lanes.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._lanes.clear()
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.remove_listener(store.WAKE_CHANNEL, self._on_notify)
+                await self._pool.release(self._listener)
+            self._listener = None
+
+    async def _listen(self) -> None:
+        """New sends wake the worker at once (NOTIFY on commit); polling is the safety net."""
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        try:
+            connection = await self._pool.acquire()
+            await connection.add_listener(store.WAKE_CHANNEL, self._on_notify)
+            self._listener = connection
+        except Exception as exc:
+            log.warning("cannot listen for new deliveries", error=type(exc).__name__)
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
 
     async def _run(self) -> None:
         while True:
+            await self._listen()
+            self._wake.clear()
             try:
-                if await self.run_once():
-                    continue
+                wait = await self.schedule_once()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("delivery round failed", error=type(exc).__name__,
                             detail=str(exc)[:200])  # fmt: skip
-                await asyncio.sleep(1)
-            await asyncio.sleep(self._poll_interval)
+                wait = 1.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.005, wait))
 
-    def _channels_for(self, agency_id: str) -> dict[str, str | None]:
-        channels: dict[str, str | None] = {DeliveryChannel.NATS: None}
-        url = self._directory.webhook_url(agency_id)
-        if url:
-            channels[DeliveryChannel.WEBHOOK] = url
-        return channels
+    async def schedule_once(self) -> float:
+        """Start a task for each lane whose head is due and whose endpoint may be tried;
+        return how long the scheduler may sleep."""
+        async with self._pool.acquire() as conn:
+            heads = await store.lane_heads(conn)
+        wait = self._poll_interval
+        for head in heads:
+            lane = (head.agency_id, head.channel)
+            if lane in self._lanes:
+                continue
+            if head.wait_seconds > 0:
+                wait = min(wait, head.wait_seconds)
+                continue
+            blocked = self.breakers[self._endpoint(head.agency_id, head.channel)].blocked_for()
+            if blocked > 0:
+                self.stats.skipped_open_breaker += 1
+                wait = min(wait, blocked)
+                continue
+            task = asyncio.create_task(self._run_lane(*lane), name=f"lane-{lane[0]}-{lane[1]}")
+            self._lanes[lane] = task
+            task.add_done_callback(functools.partial(self._lane_done, lane))
+        return wait
 
-    async def _attempt(self, delivery: store.Delivery) -> AttemptResult:
-        outgoing = Outgoing(
-            agency_id=delivery.agency_id,
-            event_id=delivery.event_id,
-            event_name=".".join(delivery.event_type.split(".")[2:4]),
-            body=delivery.body,
-            traceparent=delivery.traceparent,
-        )
-        done = list(delivery.channels_done)
-        errors: list[str] = []
-        attributes = {"rujuk.case_id": delivery.case_id, "rujuk.agency_id": delivery.agency_id}
+    def _lane_done(self, lane: tuple[str, str], _: "asyncio.Task[None]") -> None:
+        self._lanes.pop(lane, None)
+        self._wake.set()
+
+    def _endpoint(self, agency_id: str, channel: str) -> str:
+        if channel == DeliveryChannel.WEBHOOK:
+            return self._directory.webhook_url(agency_id) or f"webhook:{agency_id}"
+        if channel == DeliveryChannel.EMAIL and self._senders.email is not None:
+            return self._senders.email.endpoint
+        if channel == DeliveryChannel.SMS and self._senders.sms is not None:
+            return self._senders.sms.endpoint
+        return channel
+
+    async def _run_lane(self, agency_id: str, channel: str) -> None:
+        """Deliver the lane's due sends in order until one fails or none is due."""
+        endpoint = self._endpoint(agency_id, channel)
+        breaker = self.breakers[endpoint]
+        limit = self._limits.setdefault(endpoint, asyncio.Semaphore(self._endpoint_concurrency))
+        try:
+            while breaker.allow():
+                async with self._pool.acquire() as conn:
+                    send = await store.claim_head(conn, agency_id, channel, self._lease)
+                if send is None:
+                    breaker.release()
+                    return
+                async with limit:
+                    error = await self._attempt(send)
+                if error is None:
+                    breaker.succeeded()
+                else:
+                    breaker.failed()
+                await self._settle(send, error)
+                if error is not None:
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the database is away: the lease brings the send back
+            breaker.release()
+            log.warning("lane failed", agency_id=agency_id, channel=channel,
+                        error=type(exc).__name__, detail=str(exc)[:200])  # fmt: skip
+
+    async def _attempt(self, send: store.Send) -> str | None:
+        """Deliver one send; None on success, else the error."""
+        delivery = send.delivery
+        self.stats.attempts += 1
+        attributes = {
+            "rujuk.case_id": delivery.case_id,
+            "rujuk.agency_id": delivery.agency_id,
+            "rujuk.channel": send.channel,
+        }
         with span_from("notify deliver referral", delivery.traceparent, attributes):
-            for channel, url in self._channels_for(delivery.agency_id).items():
-                if channel in done:
-                    continue  # never send twice on a channel that already took it
-                try:
-                    if channel == DeliveryChannel.WEBHOOK and url is not None:
-                        await self._webhook.deliver(outgoing, url)
-                    else:
-                        await self._feed.deliver(outgoing)
-                    done.append(channel)
-                except Exception as exc:  # DeliveryError, or NATS away: retry later
-                    errors.append(f"{channel}: {exc}")
-        return AttemptResult(done, errors)
+            try:
+                await self._deliver(send)
+                return None
+            except Exception as exc:  # DeliveryError, or NATS away: retry later
+                self.stats.failures += 1
+                return f"{send.channel}: {exc}"[:500]
 
-    async def _settle(
-        self, conn: Connection, delivery: store.Delivery, result: AttemptResult
-    ) -> None:
-        attempt = delivery.attempts + 1
-        for channel in result.channels_done:
-            if channel not in delivery.channels_done:
-                await store.record_attempt(conn, delivery.referral_id, channel, attempt, True, "ok")
-        for error in result.errors:
-            await store.record_attempt(
-                conn, delivery.referral_id, error.split(":")[0], attempt, False, error
+    async def _deliver(self, send: store.Send) -> None:
+        delivery = send.delivery
+        channel = send.channel
+        if channel in (DeliveryChannel.NATS, DeliveryChannel.WEBHOOK):
+            outgoing = Outgoing(
+                agency_id=delivery.agency_id,
+                event_id=delivery.event_id,
+                event_name=".".join(delivery.event_type.split(".")[2:4]),
+                body=delivery.body,
+                traceparent=delivery.traceparent,
             )
-        if not result.errors:
-            await store.mark_delivered(conn, delivery.referral_id, result.channels_done, attempt)
-            payload: ReferralDelivered | ReferralDeliveryFailed = ReferralDelivered(
+            if channel == DeliveryChannel.NATS:
+                await self._senders.feed.deliver(outgoing)
+                return
+            url = self._directory.webhook_url(delivery.agency_id)
+            if url is None:
+                raise RuntimeError("no webhook URL for this agency any more")
+            await self._senders.webhook.deliver(outgoing, url)
+            return
+        referral = parse_event(delivery.body)[1]
+        if not isinstance(referral, ReferralRequested):
+            raise RuntimeError(f"cannot render {delivery.event_type} as a message")
+        entry = self._directory.entry(delivery.agency_id)
+        language = entry.language
+        if channel == DeliveryChannel.EMAIL and self._senders.email and entry.email:
+            mail = render_email(referral, language, self._senders.intake_url)
+            await self._senders.email.deliver(entry.email, mail.subject, mail.text,
+                                              delivery.event_id)  # fmt: skip
+        elif channel == DeliveryChannel.SMS and self._senders.sms and entry.sms_number:
+            sms = render_sms(referral, language, self._senders.intake_url)
+            await self._senders.sms.deliver(entry.sms_number, sms.text, delivery.referral_id,
+                                            delivery.event_id)  # fmt: skip
+        else:
+            raise RuntimeError(f"channel {channel} is not configured for this agency any more")
+
+    async def _settle(self, send: store.Send, error: str | None) -> None:
+        delivery = send.delivery
+        async with self._pool.acquire() as conn, conn.transaction():
+            state = await store.lock_delivery(conn, delivery.referral_id)
+            await store.record_attempt(conn, delivery.referral_id, send.channel, send.attempt,
+                                       error is None, error or "ok")  # fmt: skip
+            if error is None:
+                await store.send_done(conn, send)
+            elif send.attempt >= self._policy.max_attempts:
+                await store.send_failed(conn, send.send_id, error)
+            else:
+                delay = next_delay(
+                    send.attempt, base=self._policy.base_seconds, cap=self._policy.cap_seconds
+                )
+                await store.send_retry(conn, send.send_id, error, timedelta(seconds=delay))
+                log.info("referral delivery will be retried", case_id=delivery.case_id,
+                         referral_id=delivery.referral_id, channel=send.channel,
+                         attempt=send.attempt, retry_in=round(delay, 2))  # fmt: skip
+            finished = state == "pending" and await self._finish(conn, delivery)
+        if finished:
+            for callback in self.after_commit:
+                callback()
+
+    async def _finish(self, conn: Connection, delivery: store.Delivery) -> bool:
+        """Once every channel is settled: `delivered`, or `delivery failed` with the reason."""
+        outcomes = await store.sends_of(conn, delivery.referral_id)
+        if any(o.state == "pending" for o in outcomes):
+            return False
+        done = [o.channel for o in outcomes if o.state == "done"]
+        failed = [o for o in outcomes if o.state == "failed"]
+        attempts = max((o.attempts for o in outcomes), default=1)
+        payload: ReferralDelivered | ReferralDeliveryFailed
+        if not failed:
+            await store.mark_delivered(conn, delivery.referral_id, done, attempts)
+            payload = ReferralDelivered(
                 case_id=delivery.case_id,
                 referral_id=delivery.referral_id,
                 agency_id=delivery.agency_id,
-                channels=[DeliveryChannel(c) for c in result.channels_done],
-                attempts=attempt,
+                channels=[DeliveryChannel(c) for c in done],
+                attempts=attempts,
             )
             log.info("referral delivered", case_id=delivery.case_id,
                      referral_id=delivery.referral_id, agency_id=delivery.agency_id,
-                     attempts=attempt)  # fmt: skip
-        elif attempt >= self._policy.max_attempts:
-            reason = "; ".join(result.errors)
-            await store.mark_failed(conn, delivery.referral_id, attempt, reason)
+                     channels=done, attempts=attempts)  # fmt: skip
+        else:
+            reason = "; ".join(f"{o.last_error}" for o in failed)
+            if done:
+                reason += f" (delivered on {', '.join(done)})"
+            await store.mark_failed(conn, delivery.referral_id, attempts, reason)
             payload = ReferralDeliveryFailed(
                 case_id=delivery.case_id,
                 referral_id=delivery.referral_id,
                 agency_id=delivery.agency_id,
                 reason=reason[:500],
-                attempts=attempt,
+                attempts=attempts,
             )
             log.warning("referral delivery failed", case_id=delivery.case_id,
                         referral_id=delivery.referral_id, agency_id=delivery.agency_id,
-                        attempts=attempt, reason=reason[:200])  # fmt: skip
-        else:
-            delay = next_delay(
-                attempt, base=self._policy.base_seconds, cap=self._policy.cap_seconds
-            )
-            await store.schedule_retry(
-                conn, delivery.referral_id, result.channels_done, attempt,
-                "; ".join(result.errors), timedelta(seconds=delay),
-            )  # fmt: skip
-            log.info("referral delivery will be retried", case_id=delivery.case_id,
-                     referral_id=delivery.referral_id, attempt=attempt,
-                     retry_in=round(delay, 1))  # fmt: skip
-            return
+                        attempts=attempts, reason=reason[:200])  # fmt: skip
         with span_from("notify report delivery", delivery.traceparent):
             event = make_event(
                 payload,
@@ -186,3 +344,4 @@ class DeliveryWorker:
                 ),
             )
         await add_to_outbox(conn, event)
+        return True
