@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, Header, HTTPException, Path, Request
+from fastapi import FastAPI, Header, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from routing.app import (
     CaseHasOpenReferrals,
@@ -177,14 +177,20 @@ def create_api(settings: RoutingSettings) -> FastAPI:
 
     @app.post("/v1/cases/{case_id}/close", tags=["cases"])
     async def close_case(
+        request: Request,
         case_id: Annotated[str, Path(pattern=CASE_ID_PATTERN)],
         authorization: Annotated[str | None, Header()] = None,
-        body: Annotated[CloseRequest | None, Body()] = None,
     ) -> dict[str, Any]:
         """Close a case once every referral is completed or cancelled (409 names the open
-        ones); publishes CaseClosed."""
-        require_admin(authorization)
-        reason = (body or CloseRequest()).reason
+        ones); publishes CaseClosed. Optional JSON body: ``{"reason": "..."}``."""
+        require_admin(authorization)  # before the body is even read
+        raw = await request.body()
+        try:
+            reason = CloseRequest.model_validate_json(raw or b"{}").reason
+        except ValidationError as exc:
+            problems = [{"field": ".".join(map(str, e["loc"])), "problem": e["msg"]}
+                        for e in exc.errors()]  # fmt: skip
+            raise HTTPException(422, problems) from exc
         try:
             async with runtime.pool.acquire() as conn, conn.transaction():
                 closed = await routing.close_case(conn, case_id, COORDINATOR, reason)
