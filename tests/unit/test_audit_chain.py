@@ -300,3 +300,21 @@ def test_an_anchor_that_differs_names_the_entry() -> None:
 
     assert result.failure is not None
     assert (result.failure.seq, result.failure.kind) == (2, FailureKind.ANCHOR_MISMATCH)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"zkey": 'tab\tnew\nline\x01\x1f\x7f quote " back\\slash </script>'},
+        {"ünïcode": "é 日本 😀", "\ue000key": 1, "a": [True, None, -(2**53) + 1, {"b": []}]},
+        {"score": 5.5, "big": 1e21, "small": 5e-07, "whole": 5.0},  # the reference path
+        {"😀": "astral key", "\uffff": "sorted by UTF-16, not code point"},
+    ],
+)
+def test_the_fast_event_form_is_exactly_rfc8785(extra: dict[str, object]) -> None:
+    for event in case_story():
+        document = event.model_dump(mode="json", exclude_none=True) | extra
+        extended = CloudEvent.model_validate(document)
+
+        assert chain.canonical_event(extended) == rfc8785.dumps(document).decode()
