@@ -1,12 +1,177 @@
 """`rujuk sop`: SOP kabupaten / district SOPs: check, explain, publish."""
 
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
 import typer
+from pydantic import ValidationError
+
+from routing.decide import Decision, decide
+from routing.sop import Sop, SopError, load_sop
+from rujuk_contracts.triage import TriageFacts
 
 app = typer.Typer(
     help="SOP kabupaten / district SOPs: check, explain, publish", no_args_is_help=True
 )
 
+DEFAULT_URL = "http://127.0.0.1:8082"
+
 
 @app.callback()
 def main() -> None:
     """SOP kabupaten / district SOPs: check, explain, publish."""
+
+
+def _load(file: Path) -> Sop:
+    try:
+        return load_sop(file)
+    except OSError as exc:
+        typer.echo(f"Tidak bisa membaca / cannot read {file}: {exc.strerror}", err=True)
+        raise typer.Exit(2) from exc
+    except SopError as exc:
+        typer.echo(f"SOP tidak sah / SOP refused: {len(exc.issues)} masalah / problems", err=True)
+        for issue in exc.issues:
+            typer.echo(f"  {issue}", err=True)
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def check(file: Path = typer.Argument(..., help="The SOP YAML file")) -> None:
+    """Validate an SOP: every error with its line (exit 1), or OK."""
+    sop = _load(file)
+    sample = " (SAMPLE DATA)" if sop.sample_data else ""
+    typer.echo(
+        f"{sop.label} ({sop.sop_id}) OK / SOP sah: {len(sop.rules)} aturan / rules, "
+        f"{len(sop.directory)} lembaga / agencies{sample}"
+    )
+
+
+def triage_from(document: Any) -> TriageFacts:
+    """TriageFacts, or what carries them: a case.reported payload or CloudEvent."""
+    if isinstance(document, dict):
+        if isinstance(document.get("data"), dict) and "triage" in document["data"]:
+            document = document["data"]
+        if "triage" in document:
+            document = document["triage"]
+    return TriageFacts.model_validate(document)
+
+
+@app.command()
+def explain(
+    file: Path = typer.Argument(..., help="The SOP YAML file"),
+    report: Path = typer.Argument(
+        ...,
+        help="JSON: triage facts (rujuk_contracts.triage.TriageFacts), or a case.reported "
+        "event or payload that holds them",
+    ),
+    at: datetime | None = typer.Option(None, help="Decision time (default: now, UTC)"),
+) -> None:
+    """Which rules fire for a report, the referrals with deadlines and escalation, what is
+    withheld for lack of consent, and where consent was overridden, with the legal basis."""
+    sop = _load(file)
+    try:
+        triage = triage_from(json.loads(report.read_text(encoding="utf-8")))
+    except OSError as exc:
+        typer.echo(f"Tidak bisa membaca / cannot read {report}: {exc.strerror}", err=True)
+        raise typer.Exit(2) from exc
+    except (ValueError, ValidationError) as exc:
+        typer.echo(f"Laporan tidak sah / not triage facts: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if triage.district != sop.district_code:
+        typer.echo(
+            f"Laporan dari kabupaten / report of district {triage.district}, "
+            f"but {sop.label} is for {sop.district_code}",
+            err=True,
+        )
+        raise typer.Exit(1)
+    now = (at or datetime.now(UTC)).astimezone(UTC)
+    decision = decide(sop, f"{sop.district_code}-0000000000", triage, now)
+    typer.echo("\n".join(explanation(sop, decision, now)))
+
+
+def explanation(sop: Sop, decision: Decision, now: datetime) -> list[str]:
+    rules = {rule.id: rule for rule in sop.rules}
+    names = {agency.id: agency.name for agency in sop.directory}
+    sample = "  [SAMPLE DATA]" if sop.sample_data else ""
+    lines = [
+        f"{sop.label} ({sop.sop_id}): {sop.name}{sample}",
+        f"Waktu / at: {now:%Y-%m-%d %H:%M} UTC",
+        "",
+    ]
+    lines.append(f"Aturan yang berlaku / rules fired ({len(decision.rules_fired)}):")
+    lines += [f"  - {rule_id}: {rules[rule_id].description}" for rule_id in decision.rules_fired]
+    lines += ["", f"Rujukan / referrals ({len(decision.referrals)}):"]
+    for number, referral in enumerate(decision.referrals, 1):
+        minutes = round((referral.acknowledgement_deadline - now).total_seconds() / 60)
+        chain = " -> ".join(referral.escalation_chain)
+        lines += [
+            f"  {number}. {referral.service.value} -> {referral.agency_id} "
+            f"({names.get(referral.agency_id, '?')}), {referral.priority.value}",
+            f"     konfirmasi paling lambat / acknowledge by: "
+            f"{referral.acknowledgement_deadline:%Y-%m-%d %H:%M} UTC ({minutes} min)",
+            f"     eskalasi / escalation: {chain}",
+            f"     aturan / rules: {', '.join(referral.rule_ids)}",
+        ]
+        if referral.consent_override:
+            lines.append(
+                "     tanpa persetujuan, dasar hukum / without consent, legal basis: "
+                f"{referral.consent_override}"
+            )
+    lines += ["", f"Ditahan / withheld ({len(decision.withheld)}):"]
+    lines += [
+        f"  - {w.service.value} -> {w.agency_id}: {w.reason}"
+        f" (aturan / rules: {', '.join(w.rule_ids)})"
+        for w in decision.withheld
+    ] or ["  (tidak ada / none)"]
+    return lines
+
+
+@app.command()
+def publish(
+    file: Path = typer.Argument(..., help="The SOP YAML file"),
+    url: str = typer.Option(
+        os.environ.get("ROUTING_URL", DEFAULT_URL), help="Routing's base URL (env ROUTING_URL)"
+    ),
+    token: str = typer.Option(
+        "", envvar="ROUTING_ADMIN_TOKEN", help="Admin bearer token (env ROUTING_ADMIN_TOKEN)"
+    ),
+) -> None:
+    """Publish a new SOP version to a running routing; it applies to new cases only."""
+    sop = _load(file)  # the same check the server makes, without a round trip
+    if not token:
+        typer.echo("Token admin tidak ada / no admin token: set ROUTING_ADMIN_TOKEN", err=True)
+        raise typer.Exit(2)
+    try:
+        response = httpx.post(
+            f"{url.rstrip('/')}/v1/sops",
+            content=file.read_bytes(),
+            headers={"Content-Type": "application/yaml", "Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        typer.echo(f"Routing tidak bisa dihubungi / cannot reach routing at {url}: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    body = _json(response)
+    if response.status_code in (200, 201):
+        status = "baru / new" if body.get("created") else "sudah ada / already published"
+        typer.echo(
+            f"{sop.label} diterbitkan / published ({status}): sha256 {body.get('sha256')}, "
+            f"berlaku untuk kasus baru / applies to new cases"
+        )
+        return
+    typer.echo(f"Ditolak / refused ({response.status_code}): {body.get('detail')}", err=True)
+    for error in body.get("errors", []):
+        typer.echo(f"  {error}", err=True)
+    raise typer.Exit(1)
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {"detail": response.text[:500]}
+    return body if isinstance(body, dict) else {"detail": body}
