@@ -1,9 +1,9 @@
 """`python -m notify`: run the notify service."""
 
-from notify.app import build
+from notify.http import create_app
 from notify.settings import NotifySettings
 from rujuk_runtime.service import serve
 
 if __name__ == "__main__":
     settings = NotifySettings()
-    serve(build(settings).asgi_app(), settings)
+    serve(create_app(settings), settings)

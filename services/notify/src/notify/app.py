@@ -7,10 +7,17 @@ from notify import store
 from notify.breaker import Breakers
 from notify.channels import EmailSender, NatsFeed, SmsGateway, WebhookSender
 from notify.directory import Directory
+from notify.replies import NatsReplies, forward_refusal
 from notify.settings import NotifySettings
 from notify.worker import DeliveryWorker, RetryPolicy, Senders
+from rujuk_contracts import subjects
 from rujuk_contracts.envelope import CloudEvent
-from rujuk_contracts.events import DeliveryChannel, EventPayload, ReferralRequested
+from rujuk_contracts.events import (
+    DeliveryChannel,
+    EventPayload,
+    ReferralReplyRefused,
+    ReferralRequested,
+)
 from rujuk_runtime.consumer import Rejected
 from rujuk_runtime.db import Connection
 from rujuk_runtime.logs import get_logger
@@ -31,6 +38,7 @@ class Notify:
             raise SystemExit("NOTIFY_WEBHOOK_SIGNING_KEY is not set: webhooks cannot be signed")
         self.client = httpx.AsyncClient(timeout=settings.webhook_timeout_seconds)
         self.worker: DeliveryWorker | None = None
+        self.replies: NatsReplies | None = None
         self.available = {DeliveryChannel.NATS, DeliveryChannel.WEBHOOK}
         if settings.smtp_host:
             self.available.add(DeliveryChannel.EMAIL)
@@ -92,6 +100,13 @@ class Notify:
                 conn, payload.referral_id, payload.agency_id, [str(c) for c in channels]
             )
 
+    async def on_reply_refused(
+        self, conn: Connection, event: CloudEvent, payload: EventPayload
+    ) -> None:
+        if not isinstance(payload, ReferralReplyRefused):
+            raise Rejected(f"expected a refused reply, got {event.type}")
+        await forward_refusal(self.runtime.js(), event, payload)
+
     async def start_worker(self) -> None:
         s = self.settings
         senders = self.senders()
@@ -122,6 +137,15 @@ def build_notify(settings: NotifySettings | None = None) -> Notify:
     runtime.handle(
         ReferralRequested, notify.on_referral_requested, durable="notify-referral-requested"
     )
+    replies = NatsReplies(lambda: runtime.pool, runtime.js, runtime.wake_relay)
+    notify.replies = replies
+    runtime.subscribe_batches(
+        f"{subjects.PREFIX}.partner.*.in.>",
+        durable="notify-partner-replies",
+        stream=subjects.PARTNER_STREAM,
+        process=replies.process,
+    )
+    runtime.handle(ReferralReplyRefused, notify.on_reply_refused, durable="notify-reply-refused")
     runtime.on_started.insert(0, notify.start_worker)
     runtime.on_stopping.append(notify.stop)
     return notify

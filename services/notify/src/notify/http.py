@@ -1,0 +1,159 @@
+"""Notify's HTTP door: health, partners' replies, and the FHIR rendering of a referral."""
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from notify import store
+from notify.app import Notify, build_notify
+from notify.replies import Reply, ReplyRefused, TokenBook, accept_reply
+from notify.settings import NotifySettings
+from rujuk_contracts.events import (
+    DeclineReason,
+    ReferralAccepted,
+    ReferralAcknowledged,
+    ReferralCompleted,
+    ReferralDeclined,
+    ReplyKind,
+)
+from rujuk_runtime.telemetry import current_traceparent, span_from
+
+
+class ReplyRequest(BaseModel):
+    """A partner's reply to one referral. No identifying data in ``note``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reply: ReplyKind
+    reason: DeclineReason | None = Field(default=None, description="Required to decline")
+    note: str | None = Field(default=None, max_length=280)
+
+
+class ReplyAccepted(BaseModel):
+    event_id: str
+    status: str = Field(description="'accepted', or 'duplicate' for a reply sent before")
+
+
+class Problem(BaseModel):
+    detail: str | list[dict[str, Any]]
+
+
+def _problem(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def _tokens(settings: NotifySettings, signing_key: bytes) -> TokenBook:
+    tokens: dict[str, str] = {}
+    if settings.reply_tokens_file is not None:
+        tokens = json.loads(settings.reply_tokens_file.read_text())
+    return TokenBook(signing_key, tokens)
+
+
+def _reply_payload(body: ReplyRequest, case_id: str, referral_id: str, agency_id: str) -> Reply:
+    common = {"case_id": case_id, "referral_id": referral_id, "agency_id": agency_id}
+    if body.reply != ReplyKind.DECLINE and (body.reason or body.note):
+        raise ReplyRefused("reason and note belong to a decline only", status=422)
+    if body.reply == ReplyKind.ACKNOWLEDGE:
+        return ReferralAcknowledged(**common)
+    if body.reply == ReplyKind.ACCEPT:
+        return ReferralAccepted(**common)
+    if body.reply == ReplyKind.COMPLETE:
+        return ReferralCompleted(**common)
+    if body.reason is None:
+        raise ReplyRefused("a decline needs a reason", status=422)
+    return ReferralDeclined(**common, reason=body.reason, note=body.note)
+
+
+def create_app(settings: NotifySettings | None = None) -> FastAPI:
+    settings = settings or NotifySettings()
+    notify = build_notify(settings)
+    runtime = notify.runtime
+    tokens = _tokens(settings, notify.signing_key)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with runtime.running():
+            yield
+
+    app = FastAPI(
+        title="rujuk notify",
+        version="1.0.0",
+        summary="Partners' replies to referrals; referrals as FHIR R4 resources.",
+        lifespan=lifespan,
+    )
+    app.state.notify = notify
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_failed(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "problem": e["msg"]}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> JSONResponse:
+        ok, checks = await runtime.health()
+        return JSONResponse({"service": "notify", "ok": ok, **checks}, 200 if ok else 503)
+
+    def agency_of(authorization: str | None) -> str:
+        scheme, _, token = (authorization or "").partition(" ")
+        agency_id = tokens.agency_of(token.strip()) if scheme.lower() == "bearer" else None
+        if agency_id is None:
+            raise HTTPException(401, "a valid partner bearer token is required",
+                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        return agency_id
+
+    @app.post(
+        "/v1/referrals/{referral_id}/replies",
+        status_code=202,
+        response_model=ReplyAccepted,
+        responses={
+            401: {"model": Problem},
+            403: {"model": Problem},
+            404: {"model": Problem},
+            422: {"model": Problem},
+        },
+        tags=["replies"],
+    )
+    async def reply(
+        referral_id: Annotated[str, Field(max_length=100)],
+        body: ReplyRequest,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> ReplyAccepted | JSONResponse:
+        """Acknowledge, accept, decline or complete a referral delivered to your agency.
+
+        202 means notify handed the reply to routing; if the lifecycle does not allow it,
+        routing's refusal arrives on your feed as `reply.refused`."""
+        agency_id = agency_of(authorization)
+        with span_from("notify partner reply", None, {"rujuk.agency_id": agency_id}):
+            try:
+                async with runtime.pool.acquire() as conn, conn.transaction():
+                    delivered = await store.delivered_to(conn, referral_id)
+                    if delivered is None or delivered[1] != agency_id:
+                        raise ReplyRefused(
+                            f"referral {referral_id!r} was not delivered to {agency_id!r}",
+                            status=404,
+                        )
+                    payload = _reply_payload(body, delivered[0], referral_id, agency_id)
+                    event_id, new = await accept_reply(
+                        conn, agency_id, payload, current_traceparent()
+                    )
+            except ReplyRefused as refused:
+                return _problem(refused.status, refused.reason)
+        if new:
+            runtime.wake_relay()
+        return ReplyAccepted(event_id=event_id, status="accepted" if new else "duplicate")
+
+    return app
+
+
+def notify_of(app: FastAPI) -> Notify:
+    notify: Notify = app.state.notify
+    return notify

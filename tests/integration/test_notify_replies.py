@@ -1,0 +1,173 @@
+"""Partners' replies over NATS and HTTP: valid ones become internal events once; invalid ones
+get a clear error, are parked, and change nothing."""
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import nats
+import pytest
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from notify.http import create_app
+from notify.replies import partner_token, reply_event_id
+from notify.settings import NotifySettings
+from rujuk_contracts import make_event, parse_event, subjects
+from rujuk_contracts.events import (
+    ReferralAccepted,
+    ReferralAcknowledged,
+    ReferralDelivered,
+    ReferralReplyRefused,
+    ReplyKind,
+)
+from rujuk_runtime.bus import DLQ_REASON_HEADER, event_headers
+from tests.integration.test_notify_support import SIGNING_KEY, publish_referral, referral
+
+pytestmark = pytest.mark.integration
+
+
+async def next_or_none(subscription: JetStreamContext.PushSubscription, wait: float) -> Msg | None:
+    try:
+        return await subscription.next_msg(timeout=wait)
+    except nats.errors.TimeoutError:
+        return None
+
+
+async def partner_publish(js: JetStreamContext, agency: str, reply: str, body: bytes) -> None:
+    await js.publish(subjects.partner_inbound(agency, reply), body)
+
+
+def reply_bytes(payload: Any) -> bytes:
+    return make_event(payload, source="urn:partner:test").to_bytes()
+
+
+async def test_replies_over_nats_and_http(clean_bus: str, database_url: str) -> None:
+    settings = NotifySettings(
+        nats_url=clean_bus,
+        database_url=database_url,
+        webhook_signing_key=SIGNING_KEY.decode(),
+        poll_interval_seconds=0.2,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        connection = await nats.connect(clean_bus)
+        js = connection.jetstream()
+        internal = await js.subscribe("rujuk.evt.referral.>", ordered_consumer=True)
+        refusals = await js.subscribe(
+            "rujuk.partner.*.out.reply.refused", stream=subjects.PARTNER_STREAM,
+            ordered_consumer=True,
+        )  # fmt: skip
+        parked = await js.subscribe(subjects.dead_letter("notify"), ordered_consumer=True)
+
+        to_a, to_b = referral("rsud-a", 1), referral("polres-b", 2, case="ZZ98YY76XX")
+        await publish_referral(js, to_a)
+        await publish_referral(js, to_b)
+        delivered = set()
+        async with asyncio.timeout(10):
+            while len(delivered) < 2:
+                _, payload = parse_event((await internal.next_msg(timeout=10)).data)
+                if isinstance(payload, ReferralDelivered):
+                    delivered.add(payload.referral_id)
+
+        def ack(of: Any, agency: str) -> ReferralAcknowledged:
+            return ReferralAcknowledged(
+                case_id=of.case_id, referral_id=of.referral_id, agency_id=agency
+            )
+
+        # NATS: a valid reply, then the partner's retry of it.
+        valid = reply_bytes(ack(to_a, "rsud-a"))
+        await partner_publish(js, "rsud-a", "acknowledge", valid)
+        await partner_publish(js, "rsud-a", "acknowledge", reply_bytes(ack(to_a, "rsud-a")))
+        message = await internal.next_msg(timeout=10)
+        event, payload = parse_event(message.data)
+        assert isinstance(payload, ReferralAcknowledged)
+        assert payload.referral_id == to_a.referral_id
+        assert event.source == "/rujuk/partners/rsud-a"
+        assert event.id == reply_event_id("rsud-a", to_a.referral_id, ReplyKind.ACKNOWLEDGE)
+
+        # NATS: invalid replies, each answered on the partner's own feed and parked.
+        invalid: list[tuple[str, bytes, str]] = [
+            ("acknowledge", reply_bytes(ack(to_b, "polres-b")), "is not 'rsud-a'"),
+            ("acknowledge", reply_bytes(ack(to_b, "rsud-a")), "was not delivered to 'rsud-a'"),
+            ("accept", b"not json at all", "not a valid reply"),
+            (
+                "acknowledge",
+                reply_bytes(
+                    ReferralAccepted(
+                        case_id=to_a.case_id, referral_id=to_a.referral_id, agency_id="rsud-a"
+                    )
+                ),
+                "send it on rujuk.partner.rsud-a.in.accept",
+            ),
+        ]
+        for reply, body, _ in invalid:
+            await partner_publish(js, "rsud-a", reply, body)
+        for _, body, reason in invalid:
+            refused = await refusals.next_msg(timeout=10)
+            assert refused.subject == "rujuk.partner.rsud-a.out.reply.refused"
+            if body.startswith(b"not json"):
+                problem = json.loads(refused.data)
+                assert problem["type"] == "urn:rujuk:problem:reply-refused"
+                assert reason in problem["detail"]
+            else:
+                _, refusal = parse_event(refused.data)
+                assert isinstance(refusal, ReferralReplyRefused)
+                assert refusal.agency_id == "rsud-a"
+                assert reason in refusal.reason
+            dead = await parked.next_msg(timeout=10)
+            assert dead.data == body
+            assert dead.headers is not None
+            assert reason in dead.headers[DLQ_REASON_HEADER]
+
+        # HTTP: the partner's bearer token says who it is.
+        token_b = partner_token(SIGNING_KEY, "polres-b")
+        url = f"/v1/referrals/{to_b.referral_id}/replies"
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://notify") as client:
+            assert (await client.post(url, json={"reply": "accept"})).status_code == 401
+            forged = {"authorization": "Bearer rjp_polres-b_forged"}
+            assert (
+                await client.post(url, json={"reply": "accept"}, headers=forged)
+            ).status_code == 401
+            as_b = {"authorization": f"Bearer {token_b}"}
+            first = await client.post(url, json={"reply": "accept"}, headers=as_b)
+            assert first.status_code == 202, first.text
+            assert first.json()["status"] == "accepted"
+            again = await client.post(url, json={"reply": "accept"}, headers=as_b)
+            assert again.json() == {**first.json(), "status": "duplicate"}
+            not_theirs = await client.post(
+                f"/v1/referrals/{to_a.referral_id}/replies", json={"reply": "accept"}, headers=as_b
+            )
+            assert not_theirs.status_code == 404
+            assert "was not delivered to 'polres-b'" in not_theirs.json()["detail"]
+            no_reason = await client.post(url, json={"reply": "decline"}, headers=as_b)
+            assert no_reason.status_code == 422
+            assert no_reason.json()["detail"] == "a decline needs a reason"
+            unknown = await client.post(url, json={"reply": "ignore"}, headers=as_b)
+            assert unknown.status_code == 422
+
+        message = await internal.next_msg(timeout=10)
+        event, payload = parse_event(message.data)
+        assert isinstance(payload, ReferralAccepted)
+        assert (payload.agency_id, event.source) == ("polres-b", "/rujuk/partners/polres-b")
+        assert await next_or_none(internal, 0.5) is None  # nothing else: retries were no-ops
+
+        # Routing refuses a reply its lifecycle does not allow: the partner hears it too.
+        routing_says = make_event(
+            ReferralReplyRefused(
+                case_id=to_b.case_id, referral_id=to_b.referral_id, agency_id="polres-b",
+                reply=ReplyKind.COMPLETE, reason="completed before accepted",
+            ),
+            source="/rujuk/routing",
+        )  # fmt: skip
+        await js.publish(
+            ReferralReplyRefused.subject(),
+            routing_says.to_bytes(),
+            headers=event_headers(routing_says.id, None),
+        )
+        forwarded = await refusals.next_msg(timeout=10)
+        assert forwarded.subject == "rujuk.partner.polres-b.out.reply.refused"
+        assert parse_event(forwarded.data)[0].id == routing_says.id
+        await connection.close()
