@@ -6,6 +6,8 @@ NATS_URL and DATABASE_URL are set, those servers are used instead.
 
 import contextlib
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,8 +21,12 @@ from rujuk_runtime.embedded import EmbeddedNats, EmbeddedPostgres
 
 
 @pytest.fixture(scope="session")
-def servers_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("servers")
+def servers_folder() -> Iterator[Path]:
+    """A folder of the session's own: pytest prunes old basetemp folders when another session
+    starts, which would pull the data from under a running server."""
+    folder = Path(tempfile.mkdtemp(prefix="rujuk-test-servers-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -63,7 +63,7 @@ async def run_demo(folder: Path) -> int:
 
 async def _file_and_follow(stack: Stack, receiver: WebhookReceiver) -> int:
     intake_url = stack.services["intake"].url
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, headers=stack.operator_headers()) as client:
         cases: list[CaseProgress] = []
         say("Laporan masuk / filing sample reports (invented people):")
         for number, report in enumerate(SAMPLE_REPORTS, start=1):

@@ -80,6 +80,10 @@ class Stack:
             "NOTIFY_WEBHOOK_SIGNING_KEY": os.environ.get(
                 "NOTIFY_WEBHOOK_SIGNING_KEY", keys["webhook_signing_key"]
             ),
+            "INTAKE_BOOTSTRAP_TOKENS": os.environ.get(
+                "INTAKE_BOOTSTRAP_TOKENS",
+                f"operator={keys['operator_token']},coordinator={keys['coordinator_token']}",
+            ),
             **self.extra_env,
         }
         return env
@@ -140,6 +144,10 @@ class Stack:
             if pending:
                 time.sleep(0.2)
 
+    def operator_headers(self) -> dict[str, str]:
+        """The development operator's credentials (installed by intake at start)."""
+        return {"Authorization": f"Bearer {self.secrets()['operator_token']}"}
+
     def exited_services(self) -> list[str]:
         return [
             name
@@ -177,6 +185,8 @@ class Stack:
                     {
                         "master_keys": new_master_key_spec("dev1"),
                         "webhook_signing_key": secrets.token_urlsafe(32),
+                        "operator_token": secrets.token_urlsafe(32),
+                        "coordinator_token": secrets.token_urlsafe(32),
                     }
                 )
             )

@@ -53,7 +53,8 @@ async def running(
         )
         receiver = WebhookReceiver(stack.secrets()["webhook_signing_key"].encode())
         stack.extra_env["NOTIFY_WEBHOOK_BASE_URL"] = receiver.base_url
-        async with receiver.running(), httpx.AsyncClient(timeout=10) as client:
+        client = httpx.AsyncClient(timeout=10, headers=stack.operator_headers())
+        async with receiver.running(), client:
             await asyncio.to_thread(stack.start)
             try:
                 case_ids = []

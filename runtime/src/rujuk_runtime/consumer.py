@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import asyncpg
+import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
@@ -23,6 +24,7 @@ from rujuk_contracts.events import EventPayload
 from rujuk_runtime.bus import park
 from rujuk_runtime.db import Connection
 from rujuk_runtime.logs import get_logger
+from rujuk_runtime.metrics import DEAD_LETTERED, EVENTS_CONSUMED, HANDLER_SECONDS
 from rujuk_runtime.telemetry import span_from
 
 log = get_logger(__name__)
@@ -100,6 +102,7 @@ class EventConsumer:
             await message.ack()
         self.stats.parked += len(outcome.park)
         self.stats.retried += len(outcome.retry)
+        DEAD_LETTERED.labels(self.service).inc(len(outcome.park))
         log.debug(
             "batch handled", size=len(messages), ms=round((time.perf_counter() - started) * 1000, 1)
         )
@@ -135,7 +138,11 @@ class EventConsumer:
             "rujuk.event_id": event.id,
             "rujuk.event_type": event.type,
         }
-        with span_from(f"{self.service} handle {event.type}", event.traceparent, attributes):
+        started = time.perf_counter()
+        with (
+            structlog.contextvars.bound_contextvars(case_id=event.subject, event_id=event.id),
+            span_from(f"{self.service} handle {event.type}", event.traceparent, attributes),
+        ):
             try:
                 async with conn.transaction():  # a savepoint: one event's failure is its own
                     inserted = await conn.fetchval(
@@ -146,6 +153,7 @@ class EventConsumer:
                     )
                     if not inserted:
                         self.stats.duplicates += 1
+                        EVENTS_CONSUMED.labels(self.service, event.type, "duplicate").inc()
                         return None
                     if handler is not None and payload is not None:
                         await handler(conn, event, payload)
@@ -159,6 +167,7 @@ class EventConsumer:
                     event_type=event.type,
                     reason=exc.reason,
                 )
+                EVENTS_CONSUMED.labels(self.service, event.type, "parked").inc()
                 return f"rejected: {exc.reason}"
             except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
                 raise  # the connection is gone: let the whole batch be redelivered
@@ -172,9 +181,13 @@ class EventConsumer:
                     deliveries=deliveries,
                 )
                 if deliveries >= self.max_deliveries:
+                    EVENTS_CONSUMED.labels(self.service, event.type, "parked").inc()
                     return f"handler failed {deliveries} times: {type(exc).__name__}: {exc}"
+                EVENTS_CONSUMED.labels(self.service, event.type, "retried").inc()
                 return "retry"
         self.stats.processed += 1
+        EVENTS_CONSUMED.labels(self.service, event.type, "processed").inc()
+        HANDLER_SECONDS.labels(self.service, event.type).observe(time.perf_counter() - started)
         return None
 
 

@@ -15,9 +15,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 POSTGRES_SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
 STANDARD_PORTS = frozenset({4222, 5432, 6222, 8222})
@@ -60,6 +61,24 @@ def nats_server_binary() -> Path:
     return Path(found)
 
 
+_Server = TypeVar("_Server", "EmbeddedNats", "EmbeddedPostgres")
+
+
+def _start_with_port_retry(server: _Server, start_once: Callable[[], None]) -> _Server:
+    attempts = 1 if server.started_once else 3
+    for attempt in range(attempts):
+        try:
+            start_once()
+            break
+        except EmbeddedServerError:
+            server.kill()
+            if attempt == attempts - 1:
+                raise
+            server.port = free_port()
+    server.started_once = True
+    return server
+
+
 def _stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10) -> None:
     if process is None or process.poll() is not None:
         return
@@ -79,6 +98,7 @@ class EmbeddedNats:
     port: int = field(default_factory=free_port)
     config_file: Path | None = None
     process: subprocess.Popen[bytes] | None = None
+    started_once: bool = False
 
     def __post_init__(self) -> None:
         self.folder = self.folder.resolve()
@@ -88,6 +108,11 @@ class EmbeddedNats:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self) -> "EmbeddedNats":
+        """Start, keeping the port of an earlier start; a first start retries on a new port
+        if another process took the free one in the meantime."""
+        return _start_with_port_retry(self, self._start_once)
+
+    def _start_once(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         command = [
             str(nats_server_binary()),
@@ -101,7 +126,6 @@ class EmbeddedNats:
             command += ["--config", str(self.config_file)]
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
         wait_for_port(self.port, 15, self.process)
-        return self
 
     def stop(self) -> None:
         _stop_process(self.process)
@@ -122,6 +146,7 @@ class EmbeddedPostgres:
     port: int = field(default_factory=free_port)
     database: str = "rujuk"
     process: subprocess.Popen[bytes] | None = None
+    started_once: bool = False
 
     def __post_init__(self) -> None:
         self.folder = self.folder.resolve()  # the server runs from its data folder
@@ -139,6 +164,10 @@ class EmbeddedPostgres:
         return self.folder / "pgdata"
 
     def start(self) -> "EmbeddedPostgres":
+        """Start, keeping the port of an earlier start (see EmbeddedNats.start)."""
+        return _start_with_port_retry(self, self._start_once)
+
+    def _start_once(self) -> None:
         run_as = self._prepare_user()
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb(run_as)
@@ -161,7 +190,6 @@ class EmbeddedPostgres:
         )
         wait_for_port(self.port, 30, self.process)
         self._ensure_database()
-        return self
 
     def stop(self) -> None:
         _stop_process(self.process, timeout=30)

@@ -5,6 +5,8 @@ import sys
 
 import structlog
 
+from rujuk_runtime.telemetry import current_ids
+
 _SHARED_PROCESSORS: list[structlog.types.Processor] = [
     structlog.contextvars.merge_contextvars,
     structlog.processors.add_log_level,
@@ -22,6 +24,14 @@ def _stamp_service(service: str) -> structlog.types.Processor:
     return stamp
 
 
+def _add_trace_ids(
+    _: object, __: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    for key, value in current_ids().items():
+        event_dict.setdefault(key, value)
+    return event_dict
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     numeric_level = logging.getLevelName(level.upper())
     if not isinstance(numeric_level, int):
@@ -30,6 +40,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         processors=[
             *_SHARED_PROCESSORS,
             _stamp_service(service),
+            _add_trace_ids,
             structlog.processors.dict_tracebacks,
             structlog.processors.JSONRenderer(),
         ],
@@ -47,6 +58,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
             foreign_pre_chain=[
                 *_SHARED_PROCESSORS,
                 _stamp_service(service),
+                _add_trace_ids,
                 structlog.stdlib.add_logger_name,
             ],
         )

@@ -15,6 +15,7 @@ from rujuk_contracts.events import model_for_type
 from rujuk_runtime.bus import event_headers
 from rujuk_runtime.db import Connection
 from rujuk_runtime.logs import get_logger
+from rujuk_runtime.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG
 
 log = get_logger(__name__)
 
@@ -25,8 +26,10 @@ async def add_to_outbox(conn: Connection, event: CloudEvent) -> None:
     if model is None:
         raise ValueError(f"unknown event type {event.type!r}")
     await conn.execute(
-        "INSERT INTO outbox (event_id, subject, body, traceparent) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO outbox (event_id, event_type, subject, body, traceparent) "
+        "VALUES ($1, $2, $3, $4, $5)",
         event.id,
+        event.type,
         model.subject(),
         event.to_bytes(),
         event.traceparent,
@@ -41,12 +44,14 @@ class OutboxRelay:
         pool: asyncpg.Pool,
         js: JetStreamContext,
         *,
+        service: str = "",
         batch_size: int = 200,
         poll_interval: float = 0.5,
         publish_timeout: float = 5.0,
     ) -> None:
         self._pool = pool
         self._js = js
+        self._service = service
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._publish_timeout = publish_timeout
@@ -71,7 +76,7 @@ class OutboxRelay:
         """Publish one batch; return how many rows were published and removed."""
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
-                "SELECT seq, event_id, subject, body, traceparent FROM outbox "
+                "SELECT seq, event_id, event_type, subject, body, traceparent FROM outbox "
                 "ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
                 self._batch_size,
             )
@@ -92,7 +97,11 @@ class OutboxRelay:
             await conn.execute(
                 "DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows]
             )
+            backlog = await conn.fetchval("SELECT count(*) FROM outbox")
         self.published += len(rows)
+        for row in rows:
+            EVENTS_PUBLISHED.labels(self._service, row["event_type"]).inc()
+        OUTBOX_BACKLOG.labels(self._service).set(backlog)
         return len(rows)
 
     async def _run(self) -> None:

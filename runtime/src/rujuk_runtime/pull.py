@@ -20,12 +20,14 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import ServiceUnavailableError
 
 from rujuk_runtime.logs import get_logger
+from rujuk_runtime.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING, CONSUMER_REDELIVERED
 
 log = get_logger(__name__)
 
 ACK_WAIT_SECONDS = 30.0
 IDLE_WAIT_SECONDS = 5.0  # how long one wait for the next message lasts (then it is renewed)
-DRAIN_WAIT_SECONDS = 0.01  # how long to wait for "what is there now"
+DRAIN_WAIT_SECONDS = 0.01
+STATE_INTERVAL_SECONDS = 5.0  # how long to wait for "what is there now"
 
 BatchProcessor = Callable[[list[Msg]], Awaitable[None]]
 
@@ -39,8 +41,10 @@ class PullConsumer:
     stream: str
     process: BatchProcessor
     batch_size: int = 100
+    service: str = ""
     _task: asyncio.Task[None] | None = field(default=None, init=False)
     _subscription: JetStreamContext.PullSubscription | None = field(default=None, init=False)
+    _watch: asyncio.Task[None] | None = field(default=None, init=False)
 
     def config(self) -> ConsumerConfig:
         return ConsumerConfig(
@@ -57,8 +61,14 @@ class PullConsumer:
         )
         self._subscription = subscription
         self._task = asyncio.create_task(self._run(subscription), name=f"pull-{self.durable}")
+        self._watch = asyncio.create_task(self._report_state(js), name=f"watch-{self.durable}")
 
     async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -87,6 +97,19 @@ class PullConsumer:
                 await self.process(batch)
             except Exception:  # unacked messages come back after ack_wait; keep consuming
                 log.exception("batch processing failed", durable=self.durable, size=len(batch))
+
+    async def _report_state(self, js: JetStreamContext) -> None:
+        """Keep the consumer's pending and redelivered counts in the metrics."""
+        labels = (self.service, self.durable)
+        while True:
+            try:
+                info = await js.consumer_info(self.stream, self.durable)
+                CONSUMER_PENDING.labels(*labels).set(info.num_pending or 0)
+                CONSUMER_ACK_PENDING.labels(*labels).set(info.num_ack_pending or 0)
+                CONSUMER_REDELIVERED.labels(*labels).set(info.num_redelivered or 0)
+            except Exception as exc:  # NATS away for a moment: the next round will tell
+                log.debug("consumer info unavailable", durable=self.durable, error=str(exc))
+            await asyncio.sleep(STATE_INTERVAL_SECONDS)
 
     async def _next_batch(self, subscription: JetStreamContext.PullSubscription) -> list[Msg]:
         try:

@@ -21,10 +21,11 @@ from rujuk_runtime.bus import ensure_streams, jetstream, make_broker
 from rujuk_runtime.consumer import EnvelopeHandler, EventConsumer, Handler
 from rujuk_runtime.db import create_pool
 from rujuk_runtime.logs import configure_logging, get_logger
+from rujuk_runtime.metrics import render
 from rujuk_runtime.outbox import OutboxRelay
 from rujuk_runtime.pull import BatchProcessor, PullConsumer
 from rujuk_runtime.settings import ServiceSettings
-from rujuk_runtime.telemetry import configure_tracing
+from rujuk_runtime.telemetry import configure_tracing, instrument_asgi, shutdown_tracing
 
 log = get_logger(__name__)
 
@@ -92,6 +93,7 @@ class ServiceRuntime:
                 stream=stream,
                 process=process or process_with_consumer,
                 batch_size=self.settings.batch_size,
+                service=self.name,
             )
         )
 
@@ -120,7 +122,7 @@ class ServiceRuntime:
             self._relay.wake()
 
     async def _after_startup(self) -> None:
-        self._relay = OutboxRelay(self.pool, self.js())  # the broker is connected by now
+        self._relay = OutboxRelay(self.pool, self.js(), service=self.name)  # broker connected
         self._relay.start()
         for consumer in self._pull_consumers:
             await consumer.start(self.js())
@@ -140,6 +142,7 @@ class ServiceRuntime:
         if self._pool is not None:
             await self._pool.close()
         log.info("service stopped")
+        shutdown_tracing()
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
         checks: dict[str, Any] = {"nats": await self.broker.ping(2.0)}
@@ -161,6 +164,14 @@ class ServiceRuntime:
             return AsgiResponse(body, 200 if ok else 503, {"content-type": "application/json"})
 
         return healthz
+
+    def metrics_route(self) -> ASGIApp:
+        @get(description="Prometheus metrics")
+        async def metrics(scope: Scope) -> AsgiResponse:
+            body, content_type = render()
+            return AsgiResponse(body, 200, {"content-type": content_type})
+
+        return metrics
 
     def lifecycle_hooks(self) -> dict[str, list[Callable[[], Awaitable[None]]]]:
         return {
@@ -186,7 +197,11 @@ class ServiceRuntime:
     def asgi_app(self, routes: list[tuple[str, ASGIApp]] | None = None) -> AsgiFastStream:
         return AsgiFastStream(
             self.broker,
-            asgi_routes=[("/healthz", self.health_route()), *(routes or [])],
+            asgi_routes=[
+                ("/healthz", self.health_route()),
+                ("/metrics", self.metrics_route()),
+                *(routes or []),
+            ],
             logger=None,
             **self.lifecycle_hooks(),  # type: ignore[arg-type]
         )
@@ -195,7 +210,7 @@ class ServiceRuntime:
 def serve(app: Any, settings: ServiceSettings) -> None:
     """Run an ASGI app under uvicorn; SIGTERM and Ctrl-C stop it cleanly."""
     config = uvicorn.Config(
-        app,
+        instrument_asgi(app),
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,

@@ -1,31 +1,68 @@
-"""OpenTelemetry tracing: one trace per report, carried between services as W3C traceparent."""
+"""OpenTelemetry tracing: one trace per report, carried between services as W3C traceparent.
 
+Spans are exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set (the exporter reads
+the standard OTEL_* variables) and nowhere otherwise. Span attributes never carry identifying
+data: case ids are pseudonymous, and SQL statements are parameterised.
+"""
+
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 _PROPAGATOR = TraceContextTextMapPropagator()
+_configured: TracerProvider | None = None
 
 
 def configure_tracing(service: str) -> TracerProvider:
-    """Install a tracer provider named for the service. Exporters are added by deployment."""
+    """Install a tracer provider named for the service, once per process."""
+    global _configured
+    if _configured is not None:
+        return _configured
     provider = TracerProvider(resource=Resource.create({"service.name": f"rujuk-{service}"}))
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    ):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+
+    AsyncPGInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
+    _configured = provider
     return provider
+
+
+def shutdown_tracing() -> None:
+    """Flush what is still buffered (a stopping service must not lose its last spans)."""
+    if _configured is not None:
+        _configured.shutdown()
+
+
+def instrument_asgi(app: Any) -> Any:
+    """An HTTP server span for every request, continuing an incoming traceparent."""
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    return OpenTelemetryMiddleware(app, excluded_urls="healthz,metrics")
 
 
 @contextmanager
 def span_from(
     name: str, traceparent: str | None, attributes: dict[str, str] | None = None
 ) -> Iterator[Span]:
-    """A span whose parent is the incoming traceparent (or a new trace if there is none)."""
-    carrier = {"traceparent": traceparent} if traceparent else {}
-    context = _PROPAGATOR.extract(carrier)
+    """A span whose parent is the incoming traceparent, else the current span (or none)."""
+    context: Context | None = None
+    if traceparent:
+        context = _PROPAGATOR.extract({"traceparent": traceparent})
     tracer = trace.get_tracer("rujuk")
     with tracer.start_as_current_span(name, context=context, attributes=attributes) as span:
         yield span
@@ -36,3 +73,11 @@ def current_traceparent() -> str | None:
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier)
     return carrier.get("traceparent")
+
+
+def current_ids() -> dict[str, str]:
+    """trace_id and span_id of the current span, for log lines."""
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return {}
+    return {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"}
