@@ -8,6 +8,9 @@ from typing import Any
 import httpx
 import nats
 import pytest
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.servicerequest import ServiceRequest
+from fhir.resources.R4B.task import Task
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
@@ -147,6 +150,19 @@ async def test_replies_over_nats_and_http(clean_bus: str, database_url: str) -> 
             assert no_reason.json()["detail"] == "a decline needs a reason"
             unknown = await client.post(url, json={"reply": "ignore"}, headers=as_b)
             assert unknown.status_code == 422
+
+            # The referral as FHIR: the Task follows the reply notify passed on.
+            fhir = await client.get(f"/v1/referrals/{to_b.referral_id}/fhir", headers=as_b)
+            assert fhir.status_code == 200, fhir.text
+            assert fhir.headers["content-type"] == "application/fhir+json"
+            bundle = Bundle.model_validate(fhir.json())
+            request, task = (entry.resource for entry in bundle.entry)
+            assert isinstance(request, ServiceRequest)
+            assert isinstance(task, Task)
+            assert (request.status, task.status) == ("active", "accepted")
+            assert task.for_fhir.identifier.value == to_b.case_id
+            other = await client.get(f"/v1/referrals/{to_a.referral_id}/fhir", headers=as_b)
+            assert other.status_code == 404
 
         message = await internal.next_msg(timeout=10)
         event, payload = parse_event(message.data)

@@ -7,20 +7,24 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from notify import store
 from notify.app import Notify, build_notify
-from notify.replies import Reply, ReplyRefused, TokenBook, accept_reply
+from notify.fhir import referral_bundle
+from notify.replies import Reply, ReplyRefused, TokenBook, accept_reply, reply_event_id
 from notify.settings import NotifySettings
+from rujuk_contracts.envelope import parse_event
 from rujuk_contracts.events import (
     DeclineReason,
     ReferralAccepted,
     ReferralAcknowledged,
     ReferralCompleted,
     ReferralDeclined,
+    ReferralRequested,
     ReplyKind,
+    Service,
 )
 from rujuk_runtime.telemetry import current_traceparent, span_from
 
@@ -150,6 +154,35 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         if new:
             runtime.wake_relay()
         return ReplyAccepted(event_id=event_id, status="accepted" if new else "duplicate")
+
+    @app.get(
+        "/v1/referrals/{referral_id}/fhir",
+        responses={
+            200: {"content": {"application/fhir+json": {}}},
+            401: {"model": Problem},
+            404: {"model": Problem},
+        },
+        tags=["fhir"],
+    )
+    async def referral_as_fhir(
+        referral_id: Annotated[str, Field(max_length=100)],
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        """The referral as an HL7 FHIR R4(B) Bundle: a ServiceRequest and its Task, whose
+        status follows your replies. Health referrals only; your agency's own only."""
+        agency_id = agency_of(authorization)
+        async with runtime.pool.acquire() as conn:
+            delivered = await store.delivered_to(conn, referral_id)
+            delivery = await store.delivery_of(conn, referral_id)
+            if delivered is None or delivered[1] != agency_id or delivery is None:
+                return _problem(404, f"referral {referral_id!r} was not delivered to {agency_id!r}")
+            event, referral = parse_event(delivery.body)
+            if not isinstance(referral, ReferralRequested) or referral.service != Service.HEALTH:
+                return _problem(404, "only health referrals have a FHIR form")
+            ids = {reply_event_id(agency_id, referral_id, kind): kind for kind in ReplyKind}
+            replies = {ids[i] for i in await store.seen_events(conn, list(ids))}
+        bundle = referral_bundle(referral, event.time, replies)
+        return Response(json.dumps(bundle), media_type="application/fhir+json")
 
     return app
 

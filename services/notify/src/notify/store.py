@@ -218,3 +218,31 @@ async def delivered_to(conn: Connection, referral_id: str) -> tuple[str, str] | 
         referral_id,
     )
     return None if row is None else (row["case_id"], row["agency_id"])
+
+
+async def delivery_of(conn: Connection, referral_id: str) -> Delivery | None:
+    d = await conn.fetchrow(
+        "SELECT referral_id, case_id, agency_id, event_id, event_type, body, traceparent, "
+        "channels_done, attempts FROM deliveries WHERE referral_id = $1",
+        referral_id,
+    )
+    if d is None:
+        return None
+    return Delivery(
+        referral_id=d["referral_id"],
+        case_id=d["case_id"],
+        agency_id=d["agency_id"],
+        event_id=d["event_id"],
+        event_type=d["event_type"],
+        body=bytes(d["body"]),
+        traceparent=d["traceparent"],
+        channels_done=list(d["channels_done"]),
+        attempts=d["attempts"],
+    )
+
+
+async def seen_events(conn: Connection, event_ids: list[str]) -> set[str]:
+    rows = await conn.fetch(
+        "SELECT event_id FROM processed_events WHERE event_id = ANY($1::text[])", event_ids
+    )
+    return {r["event_id"] for r in rows}
