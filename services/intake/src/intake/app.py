@@ -1,4 +1,4 @@
-"""Intake's door: the HTTP API operators file reports through."""
+"""Intake's door: the HTTP API operators file reports through, partners read details through."""
 
 import hashlib
 import secrets
@@ -7,18 +7,23 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, HTTPException, Path, Request, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from intake import store
+from intake import auth, disclosure, store
+from intake.auth import Principal, Role
 from intake.projection import projection_handlers
 from intake.report import Report, identifying_data, triage_of
 from intake.settings import IntakeSettings
-from intake.vault import Vault, parse_master_keys
+from intake.vault import Vault, VaultError, parse_master_keys
 from rujuk_contracts import make_event, subjects
-from rujuk_contracts.events import CASE_ID_PATTERN, CaseReported
+from rujuk_contracts.events import CASE_ID_PATTERN, CaseDetailsDisclosed, CaseErased, CaseReported
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.service import ServiceRuntime
 from rujuk_runtime.telemetry import current_traceparent, span_from
@@ -29,6 +34,9 @@ SOURCE = "/rujuk/intake"
 CASE_ID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
 
 
+# --- response models (they are the OpenAPI document's schemas) -------------------------------
+
+
 class ReportAccepted(BaseModel):
     case_id: str
     status: str
@@ -36,16 +44,116 @@ class ReportAccepted(BaseModel):
 
 
 class Problem(BaseModel):
-    detail: str | list[dict[str, Any]]
+    detail: str
+
+
+class FieldProblem(BaseModel):
+    field: str = Field(description="Where: body field path, or query./path./header. name")
+    problem: str
+
+
+class ValidationProblem(BaseModel):
+    detail: list[FieldProblem]
+
+
+class ReferralStatus(BaseModel):
+    referral_id: str
+    agency_id: str
+    service: str
+    priority: str
+    state: str
+    updated_at: datetime
+
+
+class CaseStatus(BaseModel):
+    case_id: str
+    district_code: str
+    channel: str
+    reported_at: datetime
+    status: str
+    violence_types: list[str]
+    erased_at: datetime | None
+    referrals: list[ReferralStatus]
+
+
+class ErasureRequest(BaseModel):
+    reason: str = Field(min_length=3, max_length=200, description="No identifying data")
+
+
+class Erasure(BaseModel):
+    case_id: str
+    erased_at: datetime
+    already_erased: bool
+
+
+class DisclosedVictim(BaseModel):
+    name: str | None = None
+    nik: str | None = None
+    birth_date: str | None = None
+    age_years: int | None = None
+    sex: str | None = None
+    disability: bool | None = None
+    phone: str | None = None
+    address: str | None = None
+
+
+class DisclosedReporter(BaseModel):
+    name: str | None = None
+    phone: str | None = None
+
+
+class DisclosedIncident(BaseModel):
+    occurred_at: str | None = None
+    place: str | None = None
+    narrative: str | None = None
+
+
+class DisclosedDetails(BaseModel):
+    """Only the fields the partner's service needs; the others are absent."""
+
+    victim: DisclosedVictim | None = None
+    reporter: DisclosedReporter | None = None
+    incident: DisclosedIncident | None = None
+    village: str | None = None
+
+
+class Disclosure(BaseModel):
+    case_id: str
+    agency_id: str
+    referral_id: str
+    services: list[str]
+    fields: list[str]
+    details: DisclosedDetails
+
+
+class DisclosureLogEntry(BaseModel):
+    event_id: str
+    referral_id: str
+    agency_id: str
+    token_id: str
+    fields: list[str]
+    purpose: str
+    disclosed_at: datetime
+
+
+def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    documented: dict[int | str, dict[str, Any]] = {code: {"model": Problem} for code in codes}
+    documented[422] = {"model": ValidationProblem}
+    return documented
 
 
 def new_case_id(district: str) -> str:
     return f"{district}-" + "".join(secrets.choice(CASE_ID_ALPHABET) for _ in range(10))
 
 
+CaseIdPath = Annotated[str, Path(pattern=CASE_ID_PATTERN, description="Pseudonymous case id")]
+
+
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
     vault = Vault(parse_master_keys(settings.master_keys.get_secret_value()))
+    bootstrap = settings.bootstrap_tokens.get_secret_value()
+    auth.parse_bootstrap_tokens(bootstrap)  # refuse to start on a malformed setting
     runtime = ServiceRuntime("intake", settings)
     runtime.handlers.update(projection_handlers())
     runtime.subscribe_batches(subjects.EVENTS_WILDCARD, durable="intake-projection")
@@ -53,37 +161,68 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with runtime.running():
+            if bootstrap:
+                async with runtime.pool.acquire() as conn:
+                    added = await auth.install_bootstrap_tokens(conn, bootstrap)
+                log.info("bootstrap tokens installed", added=added)
             yield
 
     app = FastAPI(
         title="rujuk intake",
-        version="1.0.0",
-        summary="File reports of violence; read a case's status.",
+        version="1.1.0",
+        summary="File reports of violence; read a case's status; disclose and erase details.",
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
+    bearer = HTTPBearer(auto_error=False, description="rujuk_… token from `rujuk token create`")
 
-    @app.middleware("http")
-    async def guard_body(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        if request.method == "POST":
-            length = request.headers.get("content-length")
-            if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
-                return _problem(413, f"body larger than {settings.max_body_bytes} bytes")
-            content_type = request.headers.get("content-type", "")
-            if content_type.split(";")[0].strip().lower() != "application/json":
-                return _problem(415, "send the report as application/json")
-        return await call_next(request)
+    def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
+        allowed = ", ".join(r.value for r in roles)
+
+        async def principal(
+            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+        ) -> Principal:
+            if credentials is None:
+                raise HTTPException(
+                    401,
+                    "token akses diperlukan / a bearer token is required",
+                    headers={"WWW-Authenticate": 'Bearer realm="rujuk"'},
+                )
+            async with runtime.pool.acquire() as conn:
+                found = await auth.authenticate(conn, credentials.credentials)
+            if found is None:
+                raise HTTPException(
+                    401,
+                    "token tidak dikenal atau dicabut / unknown or revoked token",
+                    headers={"WWW-Authenticate": 'Bearer realm="rujuk", error="invalid_token"'},
+                )
+            if found.role not in roles:
+                raise HTTPException(
+                    403, f"peran tidak diizinkan / role {found.role.value} may not; only {allowed}"
+                )
+            return found
+
+        return principal
 
     @app.exception_handler(RequestValidationError)
     async def validation_failed(_: Request, exc: RequestValidationError) -> JSONResponse:
         # Name the field and the problem, but never echo the submitted values back.
         errors = [
-            {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "problem": e["msg"]}
+            {
+                "field": ".".join(str(p) for p in e["loc"] if p != "body") or "body",
+                "problem": e["msg"],
+            }
             for e in exc.errors()
         ]
         return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_problem(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400:  # FastAPI's "error parsing the body" (e.g. not UTF-8)
+            problem = {"field": "body", "problem": "body is not valid UTF-8 JSON"}
+            return JSONResponse({"detail": [problem]}, status_code=422)
+        return await http_exception_handler(request, exc)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:
@@ -94,13 +233,15 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         "/v1/reports",
         status_code=202,
         response_model=ReportAccepted,
-        responses={409: {"model": Problem}, 413: {"model": Problem}, 415: {"model": Problem}},
+        responses=_problems(401, 403, 409, 413, 415),
         tags=["reports"],
+        summary="File a report (operator)",
     )
     async def file_report(
         report: Report,
         request: Request,
-        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+        principal: Annotated[Principal, Depends(require(Role.OPERATOR))],
+        idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
     ) -> ReportAccepted:
         request_hash = hashlib.sha256(report.model_dump_json().encode()).digest()
         with span_from("intake file report", None) as span:
@@ -139,20 +280,204 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                     request_hash=request_hash,
                 )
         runtime.wake_relay()
-        log.info("report accepted", case_id=case_id, event_id=event.id)
+        log.info("report accepted", case_id=case_id, event_id=event.id, token_id=principal.token_id)
         return _accepted(request, case_id)
 
-    @app.get("/v1/cases/{case_id}", tags=["reports"], responses={404: {"model": Problem}})
+    @app.get(
+        "/v1/cases/{case_id}",
+        response_model=CaseStatus,
+        responses=_problems(401, 403, 404),
+        tags=["reports"],
+        summary="A case's status and referrals (operator, coordinator)",
+    )
     async def read_case(
-        case_id: Annotated[str, Path(pattern=CASE_ID_PATTERN)],
+        case_id: CaseIdPath,
+        _: Annotated[Principal, Depends(require(Role.OPERATOR, Role.COORDINATOR))],
     ) -> dict[str, Any]:
         async with runtime.pool.acquire() as conn:
             status = await store.case_status(conn, case_id)
         if status is None:
-            raise HTTPException(404, f"no case {case_id}")
+            raise HTTPException(404, f"kasus tidak ada / no case {case_id}")
         return status
 
+    @app.get(
+        "/v1/cases/{case_id}/details",
+        response_model=Disclosure,
+        response_model_exclude_unset=True,
+        responses=_problems(401, 403, 410, 503),
+        tags=["partners"],
+        summary="Identifying details a partner's referral needs (partner with an active referral)",
+    )
+    async def disclose(
+        case_id: CaseIdPath,
+        purpose: Annotated[
+            str,
+            Query(
+                min_length=3,
+                max_length=200,
+                description="Why the details are read (kept in the access log and the event)",
+            ),
+        ],
+        principal: Annotated[Principal, Depends(require(Role.PARTNER))],
+    ) -> Disclosure:
+        agency_id = principal.agency_id
+        assert agency_id is not None  # a partner token is always bound to an agency
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            referrals = await store.active_referrals(conn, case_id, agency_id)
+            entry = await store.vault_entry(conn, case_id) if referrals else None
+            if entry is None:  # the same answer whether or not the case exists
+                raise HTTPException(
+                    403,
+                    "lembaga Anda tidak memegang rujukan aktif untuk kasus ini / "
+                    "your agency holds no active referral for this case",
+                )
+            if entry.sealed is None:
+                raise HTTPException(410, "data kasus telah dihapus / the case's data was erased")
+            try:
+                record = vault.open(case_id, entry.sealed)
+            except VaultError as exc:
+                log.error("vault cannot open a case", case_id=case_id, error=str(exc))
+                raise HTTPException(
+                    503, "brankas tidak dapat membuka data / the vault cannot open this record"
+                ) from exc
+            victim = record.setdefault("victim", {})
+            assert isinstance(victim, dict)
+            victim["sex"] = entry.triage.get("sex")
+            victim["disability"] = entry.triage.get("disability")
+            services = sorted({r.service for r in referrals})
+            fields = disclosure.fields_for(services)
+            details = disclosure.select(record, fields)
+            referral_id = referrals[0].referral_id
+            event = make_event(
+                CaseDetailsDisclosed(
+                    case_id=case_id,
+                    agency_id=agency_id,
+                    referral_id=referral_id,
+                    fields=fields,
+                    purpose=purpose,
+                    token_id=principal.token_id,
+                ),
+                source=SOURCE,
+                traceparent=current_traceparent(),
+            )
+            await store.record_disclosure(
+                conn,
+                event=event,
+                case_id=case_id,
+                referral_id=referral_id,
+                agency_id=agency_id,
+                token_id=principal.token_id,
+                fields=fields,
+                purpose=purpose,
+            )
+        runtime.wake_relay()
+        log.info(
+            "details disclosed",
+            case_id=case_id,
+            agency_id=agency_id,
+            token_id=principal.token_id,
+            fields=len(fields),
+        )
+        return Disclosure(
+            case_id=case_id,
+            agency_id=agency_id,
+            referral_id=referral_id,
+            services=services,
+            fields=fields,
+            details=DisclosedDetails.model_validate(details),
+        )
+
+    @app.get(
+        "/v1/cases/{case_id}/disclosures",
+        response_model=list[DisclosureLogEntry],
+        responses=_problems(401, 403, 404),
+        tags=["partners"],
+        summary="The access log of a case: who read which fields, why (auditor, coordinator)",
+    )
+    async def disclosure_log(
+        case_id: CaseIdPath,
+        _: Annotated[Principal, Depends(require(Role.AUDITOR, Role.COORDINATOR))],
+    ) -> list[dict[str, Any]]:
+        async with runtime.pool.acquire() as conn:
+            if await store.case_status(conn, case_id) is None:
+                raise HTTPException(404, f"kasus tidak ada / no case {case_id}")
+            return await store.disclosures_of(conn, case_id)
+
+    @app.post(
+        "/v1/cases/{case_id}/erase",
+        response_model=Erasure,
+        responses=_problems(401, 403, 404, 413, 415),
+        tags=["reports"],
+        summary="Crypto-shred a case's identifying data (coordinator)",
+    )
+    async def erase(
+        case_id: CaseIdPath,
+        body: ErasureRequest,
+        principal: Annotated[Principal, Depends(require(Role.COORDINATOR))],
+    ) -> Erasure:
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            exists, erased_at = await store.lock_case_for_erasure(conn, case_id)
+            if not exists:
+                raise HTTPException(404, f"kasus tidak ada / no case {case_id}")
+            if erased_at is not None:
+                return Erasure(case_id=case_id, erased_at=erased_at, already_erased=True)
+            erased_at = datetime.now(UTC)
+            event = make_event(
+                CaseErased(
+                    case_id=case_id,
+                    erased_by=f"{principal.role.value}:{principal.token_id}",
+                    reason=body.reason,
+                ),
+                source=SOURCE,
+                traceparent=current_traceparent(),
+            )
+            await store.erase_case(conn, case_id, erased_at, event)
+        runtime.wake_relay()
+        log.info("case erased", case_id=case_id, token_id=principal.token_id)
+        return Erasure(case_id=case_id, erased_at=erased_at, already_erased=False)
+
     return app
+
+
+class BodyGuard:
+    """415 unless a POST body is JSON; 413 past ``max_body_bytes``, by Content-Length or, when
+    none is sent (chunked), by counting the streamed body as the app reads it."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length", b"").decode("latin-1")
+        if length.isdigit() and int(length) > self.max_body_bytes:
+            await _problem(413, self._too_large)(scope, receive, send)
+            return
+        content_type = headers.get(b"content-type", b"").decode("latin-1")
+        if content_type.split(";")[0].strip().lower() != "application/json":
+            await _problem(415, "kirim sebagai / send the body as application/json")(
+                scope, receive, send
+            )
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise HTTPException(413, self._too_large)  # FastAPI turns it into a 413
+            return message
+
+        await self.app(scope, counted, send)
+
+    @property
+    def _too_large(self) -> str:
+        return f"isi terlalu besar / body larger than {self.max_body_bytes} bytes"
 
 
 def _accepted(request: Request, case_id: str) -> ReportAccepted:

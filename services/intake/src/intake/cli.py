@@ -1,13 +1,118 @@
-"""`rujuk token`: Token akses / access tokens for operators, partners, coordinators and auditors."""
+"""`rujuk token`: Token akses / access tokens for operators, partners, coordinators and auditors.
 
+These commands talk to intake's schema in PostgreSQL directly (DATABASE_URL), applying
+intake's migrations first if they were not applied yet.
+"""
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, TypeVar
+
+import asyncpg
 import typer
+
+from intake import auth
+from intake.auth import Role, TokenError
+from intake.settings import IntakeSettings
+from rujuk_runtime.db import RUNTIME_MIGRATIONS, apply_migrations
+
+T = TypeVar("T")
+SCHEMA = "intake"
 
 app = typer.Typer(
     help="Token akses / access tokens for operators, partners, coordinators and auditors",
     no_args_is_help=True,
 )
 
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="PostgreSQL URL [default: $DATABASE_URL, else the services' default]",
+        show_default=False,
+    ),
+]
+
 
 @app.callback()
 def main() -> None:
     """Token akses / access tokens for operators, partners, coordinators and auditors."""
+
+
+async def connect(database_url: str) -> asyncpg.Connection:
+    """A connection on intake's schema, its migrations applied."""
+    await apply_migrations(database_url, SCHEMA, [RUNTIME_MIGRATIONS, SCHEMA])
+    return await asyncpg.connect(database_url, server_settings={"search_path": SCHEMA})
+
+
+def _run(
+    database_url: str | None, work: Callable[[asyncpg.Connection], Coroutine[Any, Any, T]]
+) -> T:
+    url = database_url or IntakeSettings().database_url
+
+    async def go() -> T:
+        conn = await connect(url)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(go())
+    except (OSError, asyncpg.PostgresError) as exc:
+        typer.echo(f"Basis data tidak terjangkau / database error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def create(
+    role: Annotated[Role, typer.Option(help="operator | partner | coordinator | auditor")],
+    agency: Annotated[
+        str | None, typer.Option(help="The partner's agency id (partners only)")
+    ] = None,
+    label: Annotated[str | None, typer.Option(help="Who or what holds it; no secrets")] = None,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Buat token; rahasianya dicetak sekali / create a token; its secret is printed once."""
+    try:
+        auth.check_binding(role, agency)
+    except TokenError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    token_id, secret = _run(
+        database_url,
+        lambda conn: auth.create_token(conn, role, agency_id=agency, label=label),
+    )
+    typer.echo(f"token_id: {token_id}", err=True)
+    typer.echo(
+        "Simpan sekarang, tidak akan ditampilkan lagi / keep it now, it is not shown again:",
+        err=True,
+    )
+    typer.echo(secret)  # alone on stdout, so `TOKEN=$(rujuk token create ...)` works
+
+
+@app.command()
+def revoke(
+    token_id: Annotated[str, typer.Argument(help="The id `rujuk token list` shows")],
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Cabut token / revoke a token (it stops working at once)."""
+    if not _run(database_url, lambda conn: auth.revoke_token(conn, token_id)):
+        typer.echo(f"Token tidak ada / no token {token_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"dicabut / revoked: {token_id}")
+
+
+@app.command("list")
+def list_tokens(database_url: DatabaseUrlOption = None) -> None:
+    """Daftar token (tanpa rahasia) / list tokens (never their secrets)."""
+    tokens = _run(database_url, auth.list_tokens)
+    typer.echo(
+        f"{'token_id':<18} {'role':<12} {'agency':<24} {'created':<20} {'revoked':<20} label"
+    )
+    for t in tokens:
+        revoked = t.revoked_at.strftime("%Y-%m-%d %H:%M:%S") if t.revoked_at else "-"
+        typer.echo(
+            f"{t.token_id:<18} {t.role.value:<12} {t.agency_id or '-':<24} "
+            f"{t.created_at:%Y-%m-%d %H:%M:%S}  {revoked:<20} {t.label or ''}"
+        )

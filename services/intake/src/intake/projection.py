@@ -14,6 +14,7 @@ from rujuk_contracts.events import (
     ReferralDelivered,
     ReferralDeliveryFailed,
     ReferralEscalated,
+    ReferralRequested,
 )
 from rujuk_runtime.consumer import Handler
 from rujuk_runtime.db import Connection
@@ -42,6 +43,15 @@ async def project(conn: Connection, event: CloudEvent, payload: EventPayload) ->
                 priority=referral.priority,
                 state="requested",
             )
+    elif isinstance(payload, ReferralRequested):  # also referrals made by an escalation
+        await store.insert_referral_if_new(
+            conn,
+            referral_id=payload.referral_id,
+            case_id=payload.case_id,
+            agency_id=payload.agency_id,
+            service=payload.service,
+            priority=payload.priority,
+        )
     elif isinstance(payload, CaseClosed):
         await store.set_case_status(conn, payload.case_id, "closed")
     elif (state := REFERRAL_STATES.get(type(payload))) is not None:

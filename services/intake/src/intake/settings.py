@@ -15,3 +15,8 @@ class IntakeSettings(ServiceSettings):
         description="Vault master keys, KEY_ID:BASE64(32 bytes), comma-separated, current first",
     )
     max_body_bytes: int = Field(default=64 * 1024, description="Larger report bodies get 413")
+    bootstrap_tokens: SecretStr = Field(
+        default=SecretStr(""),
+        description="Tokens installed at start, ROLE[:AGENCY]=SECRET, comma-separated "
+        "(stored hashed; a revoked one stays revoked)",
+    )

@@ -61,7 +61,7 @@ async def insert_case(
 
 async def case_status(conn: Connection, case_id: str) -> dict[str, Any] | None:
     row = await conn.fetchrow(
-        "SELECT case_id, district_code, channel, reported_at, status, triage "
+        "SELECT case_id, district_code, channel, reported_at, status, triage, erased_at "
         "FROM cases WHERE case_id = $1",
         case_id,
     )
@@ -80,6 +80,7 @@ async def case_status(conn: Connection, case_id: str) -> dict[str, Any] | None:
         "reported_at": row["reported_at"],
         "status": row["status"],
         "violence_types": triage["violence_types"],
+        "erased_at": row["erased_at"],
         "referrals": [dict(r) for r in referrals],
     }
 
@@ -119,3 +120,135 @@ async def set_referral_state(conn: Connection, referral_id: str, state: str) -> 
         referral_id,
         state,
     )
+
+
+async def insert_referral_if_new(
+    conn: Connection,
+    *,
+    referral_id: str,
+    case_id: str,
+    agency_id: str,
+    service: str,
+    priority: str,
+) -> None:
+    """A referral first seen in its `requested` event (e.g. one made by an escalation)."""
+    await conn.execute(
+        "INSERT INTO case_referrals (referral_id, case_id, agency_id, service, priority, state) "
+        "VALUES ($1, $2, $3, $4, $5, 'requested') ON CONFLICT (referral_id) DO NOTHING",
+        referral_id,
+        case_id,
+        agency_id,
+        service,
+        priority,
+    )
+
+
+# A referral whose agency still has a part in the case. Declined, completed, cancelled and
+# escalated-away referrals no longer give their agency access to the case's details.
+INACTIVE_REFERRAL_STATES = ("declined", "completed", "cancelled", "escalated")
+
+
+@dataclass(frozen=True)
+class ActiveReferral:
+    referral_id: str
+    service: str
+
+
+async def active_referrals(conn: Connection, case_id: str, agency_id: str) -> list[ActiveReferral]:
+    rows = await conn.fetch(
+        "SELECT referral_id, service FROM case_referrals "
+        "WHERE case_id = $1 AND agency_id = $2 AND state <> ALL($3::text[]) "
+        "ORDER BY referral_id",
+        case_id,
+        agency_id,
+        list(INACTIVE_REFERRAL_STATES),
+    )
+    return [ActiveReferral(r["referral_id"], r["service"]) for r in rows]
+
+
+@dataclass(frozen=True)
+class VaultEntry:
+    triage: dict[str, Any]
+    sealed: SealedRecord | None  # None once erased
+    erased_at: datetime | None
+
+
+async def vault_entry(conn: Connection, case_id: str) -> VaultEntry | None:
+    row = await conn.fetchrow(
+        "SELECT c.triage, v.key_id, v.wrapped_key, v.ciphertext, v.erased_at "
+        "FROM cases c JOIN vault v USING (case_id) WHERE c.case_id = $1",
+        case_id,
+    )
+    if row is None:
+        return None
+    sealed = (
+        SealedRecord(row["key_id"], row["wrapped_key"], row["ciphertext"])
+        if row["wrapped_key"] is not None
+        else None
+    )
+    return VaultEntry(json.loads(row["triage"]), sealed, row["erased_at"])
+
+
+async def record_disclosure(
+    conn: Connection,
+    *,
+    event: CloudEvent,
+    case_id: str,
+    referral_id: str,
+    agency_id: str,
+    token_id: str,
+    fields: list[str],
+    purpose: str,
+) -> None:
+    """The access-log row and its event: one transaction (the caller's)."""
+    await conn.execute(
+        "INSERT INTO disclosures (event_id, case_id, referral_id, agency_id, token_id, fields, "
+        "purpose) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        event.id,
+        case_id,
+        referral_id,
+        agency_id,
+        token_id,
+        fields,
+        purpose,
+    )
+    await add_to_outbox(conn, event)
+
+
+async def disclosures_of(conn: Connection, case_id: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT event_id, referral_id, agency_id, token_id, fields, purpose, disclosed_at "
+        "FROM disclosures WHERE case_id = $1 ORDER BY disclosed_at, event_id",
+        case_id,
+    )
+    return [dict(r) for r in rows]
+
+
+async def lock_case_for_erasure(conn: Connection, case_id: str) -> tuple[bool, datetime | None]:
+    """(whether the case exists, when it was erased if it was). Locks the case row until the
+    transaction ends, so two erasures cannot race."""
+    row = await conn.fetchrow("SELECT erased_at FROM cases WHERE case_id = $1 FOR UPDATE", case_id)
+    if row is None:
+        return False, None
+    erased_at: datetime | None = row["erased_at"]
+    return True, erased_at
+
+
+async def erase_case(
+    conn: Connection, case_id: str, erased_at: datetime, event: CloudEvent
+) -> None:
+    """Crypto-shred: drop the wrapped data key (and the ciphertext with it), forget the
+    request hash (derived from the report), and stage the `case.erased` event."""
+    await conn.execute(
+        "UPDATE vault SET wrapped_key = NULL, ciphertext = ''::bytea, erased_at = $2 "
+        "WHERE case_id = $1",
+        case_id,
+        erased_at,
+    )
+    await conn.execute(
+        "UPDATE cases SET erased_at = $2, request_hash = NULL, updated_at = now() "
+        "WHERE case_id = $1",
+        case_id,
+        erased_at,
+    )
+    await add_to_outbox(conn, event)

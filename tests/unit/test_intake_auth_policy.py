@@ -1,0 +1,48 @@
+"""Token formats, bootstrap tokens and the per-service disclosure policy."""
+
+import pytest
+
+from intake import auth, disclosure
+from intake.auth import Role, TokenError
+from rujuk_contracts.events import Service
+
+SECRET = "x" * 40
+
+
+def test_secrets_are_random_prefixed_and_hashed() -> None:
+    first, second = auth.new_secret(), auth.new_secret()
+    assert first != second
+    assert first.startswith("rujuk_")
+    assert len(first) >= 6 + 43  # 256 random bits
+    assert auth.hash_secret(first) != auth.hash_secret(second)
+    assert len(auth.hash_secret(first)) == 32
+
+
+def test_bootstrap_tokens_parse_and_refuse_bad_entries() -> None:
+    parsed = auth.parse_bootstrap_tokens(f"operator={SECRET}, partner:rsud-bangil={SECRET}y")
+    assert parsed == [(Role.OPERATOR, None, SECRET), (Role.PARTNER, "rsud-bangil", SECRET + "y")]
+    for bad in (f"operator={'x' * 10}", f"wizard={SECRET}", f"partner={SECRET}",
+                f"operator:rsud={SECRET}", f"partner:Bad_Agency={SECRET}", "operator"):  # fmt: skip
+        with pytest.raises(TokenError):
+            auth.parse_bootstrap_tokens(bad)
+
+
+def test_every_service_has_a_policy_and_health_sees_no_nik_or_address() -> None:
+    assert set(disclosure.FIELD_POLICY) == set(Service)
+    health = disclosure.fields_for(["health"])
+    assert "victim.name" in health
+    assert "incident.narrative" in health
+    assert "victim.nik" not in health
+    assert "victim.address" not in health
+    assert "victim.nik" in disclosure.fields_for(["police"])
+    shelter = disclosure.fields_for(["shelter"])
+    assert "incident.narrative" not in shelter
+    assert set(disclosure.fields_for(["health", "shelter"])) == set(health) | set(shelter)
+
+
+def test_select_keeps_only_the_named_fields() -> None:
+    record = {"victim": {"name": "CONTOH A", "nik": "9999"}, "village": "Desa Contoh"}
+    assert disclosure.select(record, ["victim.name", "incident.place"]) == {
+        "victim": {"name": "CONTOH A"},
+        "incident": {"place": None},
+    }

@@ -1,0 +1,56 @@
+"""The vault: master key rotation keeps old cases readable; erasure is for ever."""
+
+import base64
+import json
+
+import pytest
+
+from intake.vault import SealedRecord, Vault, VaultError, new_master_key_spec, parse_master_keys
+
+DATA: dict[str, object] = {"victim": {"name": "CONTOH Nama Rekaan", "nik": "9999000011112222"}}
+
+
+def test_rotation_new_cases_use_the_first_key_and_old_ones_stay_readable() -> None:
+    old_spec, new_spec = new_master_key_spec("2025a"), new_master_key_spec("2026a")
+    before = Vault(parse_master_keys(old_spec))
+    old_case = before.seal("3514-AAAAAAAAAA", DATA)
+    assert old_case.key_id == "2025a"
+
+    rotated = Vault(parse_master_keys(f"{new_spec},{old_spec}"))  # the new key first
+    new_case = rotated.seal("3514-BBBBBBBBBB", DATA)
+    assert new_case.key_id == "2026a"
+    assert rotated.open("3514-AAAAAAAAAA", old_case) == DATA
+    assert rotated.open("3514-BBBBBBBBBB", new_case) == DATA
+
+    # Retiring the old key is only safe once no case is sealed under it any more.
+    retired = Vault(parse_master_keys(new_spec))
+    with pytest.raises(VaultError, match="2025a"):
+        retired.open("3514-AAAAAAAAAA", old_case)
+
+
+def test_a_record_is_bound_to_its_case_and_to_its_key() -> None:
+    vault = Vault(parse_master_keys(new_master_key_spec("k1")))
+    sealed = vault.seal("3514-AAAAAAAAAA", DATA)
+    with pytest.raises(VaultError):
+        vault.open("3514-CCCCCCCCCC", sealed)  # moved to another case: refused
+    other = Vault({"k1": base64.b64decode(new_master_key_spec("k1").split(":")[1])})
+    with pytest.raises(VaultError):
+        other.open("3514-AAAAAAAAAA", sealed)  # same id, another key: refused
+    assert b"CONTOH" not in sealed.ciphertext + sealed.wrapped_key
+    assert json.dumps(DATA).encode() not in sealed.ciphertext
+
+
+def test_without_the_wrapped_key_nothing_opens() -> None:
+    vault = Vault(parse_master_keys(new_master_key_spec("k1")))
+    sealed = vault.seal("3514-AAAAAAAAAA", DATA)
+    shredded = SealedRecord(sealed.key_id, b"", sealed.ciphertext)
+    with pytest.raises((VaultError, ValueError)):
+        vault.open("3514-AAAAAAAAAA", shredded)
+
+
+@pytest.mark.parametrize(
+    "spec", ["", "nokey", "k1:not-base64!", f"k1:{base64.b64encode(b'short').decode()}"]
+)
+def test_bad_master_key_settings_are_refused(spec: str) -> None:
+    with pytest.raises(VaultError):
+        parse_master_keys(spec)
