@@ -28,3 +28,30 @@ def test_compose_mounts_the_nats_configuration_from_deploy() -> None:
     mounted = [v.split(":")[0] for v in nats["volumes"] if v.startswith("./")]
     assert mounted == ["./deploy/nats/nats-server.conf"]
     assert "jetstream" in (ROOT / mounted[0]).read_text()
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML as Compose reads it: `!override` / `!reset` replace what the base file says."""
+
+
+_ComposeLoader.add_constructor("!override", lambda loader, node: loader.construct_mapping(node))
+_ComposeLoader.add_constructor("!reset", lambda loader, node: None)
+
+
+def test_cluster_override_gives_every_node_what_node_conf_reads() -> None:
+    config = (ROOT / "deploy" / "nats" / "cluster" / "node.conf").read_text()
+    needed = {
+        word.strip("$,[]")
+        for word in config.split()
+        if word.startswith("$") or word.startswith("[$")
+    }
+    cluster = yaml.load((ROOT / "deploy" / "compose.cluster.yaml").read_text(), _ComposeLoader)  # noqa: S506
+    nodes = [cluster["services"][f"nats{n}"] for n in (1, 2, 3)]
+    for node in nodes:
+        assert needed <= set(node["environment"]), needed - set(node["environment"])
+    assert {node["environment"]["NATS_SERVER_NAME"] for node in nodes} == {"n1", "n2", "n3"}
+    for name in ("intake", "routing", "notify", "audit"):
+        environment = cluster["services"][name]["environment"]
+        assert environment["RUJUK_STREAM_REPLICAS"] == "3"
+        assert environment["NATS_URL"].count("nats://") == 3
+        assert "nats" not in cluster["services"][name]["depends_on"]

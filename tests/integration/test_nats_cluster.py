@@ -1,0 +1,138 @@
+"""The bus as a three-node NATS cluster (deploy/nats/cluster/node.conf, streams at three
+replicas): losing a node mid-flow loses no report, no referral and no ledger entry."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from audit.cli import verify_ledger
+from rujuk.receiver import WebhookReceiver
+from rujuk.samples import SAMPLE_REPORTS
+from rujuk.stack import Stack
+from rujuk_runtime.embedded import free_port, nats_server_binary, wait_for_port
+from tests.conftest import fresh_database
+
+pytestmark = pytest.mark.integration
+
+NODE_CONFIG = Path(__file__).parents[2] / "deploy" / "nats" / "cluster" / "node.conf"
+
+
+@dataclass
+class NatsCluster:
+    folder: Path
+    client_ports: list[int] = field(default_factory=lambda: [free_port() for _ in range(3)])
+    cluster_ports: list[int] = field(default_factory=lambda: [free_port() for _ in range(3)])
+    processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return ",".join(f"nats://127.0.0.1:{port}" for port in self.client_ports)
+
+    def start(self) -> "NatsCluster":
+        routes = {
+            f"NATS_ROUTE_{n + 1}": f"nats-route://127.0.0.1:{port}"
+            for n, port in enumerate(self.cluster_ports)
+        }
+        for node in range(3):
+            env = {
+                **os.environ,
+                **routes,
+                "NATS_SERVER_NAME": f"n{node + 1}",
+                "NATS_CLIENT_PORT": str(self.client_ports[node]),
+                "NATS_CLUSTER_PORT": str(self.cluster_ports[node]),
+                "NATS_STORE_DIR": str(self.folder / f"n{node + 1}"),
+            }
+            log = (self.folder / f"n{node + 1}.log").open("ab")
+            self.processes[node] = subprocess.Popen(
+                [str(nats_server_binary()), "--config", str(NODE_CONFIG), "--addr", "127.0.0.1"],
+                env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        for node, port in enumerate(self.client_ports):
+            wait_for_port(port, 15, self.processes[node])
+        return self
+
+    def kill(self, node: int) -> None:
+        self.processes[node].send_signal(signal.SIGKILL)
+        self.processes[node].wait()
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+                process.wait(10)
+
+
+async def file_reports(client: httpx.AsyncClient, url: str, count: int) -> list[str]:
+    case_ids = []
+    for number in range(count):
+        response = await client.post(f"{url}/v1/reports", json=SAMPLE_REPORTS[number % 5])
+        assert response.status_code == 202, response.text
+        case_ids.append(response.json()["case_id"])
+        await asyncio.sleep(0.05)
+    return case_ids
+
+
+async def test_losing_a_nats_node_mid_flow_loses_nothing(
+    server_database_url: str, tmp_path: Path
+) -> None:
+    cluster = NatsCluster(tmp_path / "nats")
+    cluster.folder.mkdir()
+    cluster.start()
+    try:
+        async with fresh_database(server_database_url) as database_url:
+            stack = Stack(
+                tmp_path / "stack",
+                external_nats_url=cluster.url,
+                external_database_url=database_url,
+                # Backoff meant for partner endpoints must not outlast this test of the bus.
+                extra_env={"RUJUK_STREAM_REPLICAS": "3", "NOTIFY_BACKOFF_CAP_SECONDS": "5"},
+            )
+            receiver = WebhookReceiver(stack.secrets()["webhook_signing_key"].encode())
+            stack.extra_env["NOTIFY_WEBHOOK_BASE_URL"] = receiver.base_url
+            client = httpx.AsyncClient(timeout=10, headers=stack.operator_headers())
+            async with receiver.running(), client:
+                await asyncio.to_thread(stack.start, 90)
+                try:
+                    intake = stack.services["intake"].url
+                    before = await file_reports(client, intake, 10)
+                    cluster.kill(0)  # the first node every client knows, mid-flow
+                    after = await file_reports(client, intake, 10)
+                    referrals = await wait_until_all_delivered(client, intake, before + after)
+                    assert stack.exited_services() == []
+                finally:
+                    await asyncio.to_thread(stack.stop)
+            received = [d.event["data"]["referral_id"] for d in receiver.deliveries]
+            assert sorted(set(received)) == sorted(referrals)  # every referral reached its partner
+            assert len(received) == len(set(received))  # and none twice
+            verdict = await verify_ledger(database_url)
+            assert verdict.ok, verdict.failure
+            assert verdict.entries == 2 * len(before + after) + 2 * len(referrals)
+    finally:
+        cluster.stop()
+
+
+async def wait_until_all_delivered(
+    client: httpx.AsyncClient, intake: str, case_ids: list[str], timeout: float = 90
+) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        referrals: list[str] = []
+        stuck: dict[str, object] = {}
+        for case_id in case_ids:
+            status = (await client.get(f"{intake}/v1/cases/{case_id}")).json()
+            states = [r["state"] for r in status["referrals"]]
+            if status["status"] != "routed" or not states or set(states) != {"delivered"}:
+                stuck[case_id] = (status["status"], states)
+            referrals += [r["referral_id"] for r in status["referrals"]]
+        if not stuck:
+            return referrals
+        if time.monotonic() > deadline:
+            pytest.fail(f"after losing a node, not routed and delivered: {stuck}")
+        await asyncio.sleep(0.5)
