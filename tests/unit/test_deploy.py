@@ -55,3 +55,16 @@ def test_cluster_override_gives_every_node_what_node_conf_reads() -> None:
         assert environment["RUJUK_STREAM_REPLICAS"] == "3"
         assert environment["NATS_URL"].count("nats://") == 3
         assert "nats" not in cluster["services"][name]["depends_on"]
+
+
+def test_prometheus_scrapes_every_service_port_that_compose_gives_it() -> None:
+    services = _compose()["services"]
+    scrape = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    targets = {t for job in scrape["scrape_configs"] for c in job["static_configs"]
+               for t in c["targets"]}  # fmt: skip
+    for name in ("intake", "routing", "notify", "audit"):
+        port = services[name]["environment"][f"{name.upper()}_HTTP_PORT"]
+        assert f"{name}:{port}" in targets
+        assert services[name]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"].endswith(":4318")
+    collector = yaml.safe_load((ROOT / "deploy" / "otel" / "collector.yaml").read_text())
+    assert "0.0.0.0:4318" in collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
