@@ -61,3 +61,11 @@ async def test_a_close_reason_that_is_too_long_is_refused_after_the_token() -> N
         )
     assert response.status_code == 422
     assert response.json()["detail"][0]["field"] == "reason"
+
+
+async def test_routing_serves_prometheus_metrics() -> None:
+    async with client(None) as http:
+        response = await http.get("http://routing/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert "rujuk_" in response.text

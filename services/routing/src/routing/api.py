@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, HTTPException, Path, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from routing.app import (
@@ -24,6 +24,7 @@ from routing.settings import RoutingSettings
 from routing.sop import SopError
 from rujuk_contracts.events import CASE_ID_PATTERN
 from rujuk_runtime.logs import get_logger
+from rujuk_runtime.metrics import render
 
 log = get_logger(__name__)
 
@@ -103,6 +104,11 @@ def create_api(settings: RoutingSettings) -> FastAPI:
     async def healthz() -> JSONResponse:
         ok, checks = await runtime.health()
         return JSONResponse({"service": "routing", "ok": ok, **checks}, 200 if ok else 503)
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics() -> Response:
+        body, content_type = render()
+        return Response(body, 200, {"content-type": content_type})
 
     @app.get("/v1/sops", tags=["sops"])
     async def sops_in_force() -> dict[str, Any]:
