@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,6 +81,10 @@ class Stack:
             "NOTIFY_WEBHOOK_SIGNING_KEY": os.environ.get(
                 "NOTIFY_WEBHOOK_SIGNING_KEY", keys["webhook_signing_key"]
             ),
+            "AUDIT_SIGNING_KEY_FILE": os.environ.get(
+                "AUDIT_SIGNING_KEY_FILE", str(self.folder.resolve() / "audit-signing.key")
+            ),
+            "AUDIT_READ_TOKEN": os.environ.get("AUDIT_READ_TOKEN", keys["auditor_token"]),
             "INTAKE_BOOTSTRAP_TOKENS": os.environ.get(
                 "INTAKE_BOOTSTRAP_TOKENS",
                 f"operator={keys['operator_token']},coordinator={keys['coordinator_token']}",
@@ -176,23 +181,23 @@ class Stack:
             self.postgres.stop()
 
     def secrets(self) -> dict[str, str]:
-        """Development secrets, made once per stack folder and kept (the vault needs its key)."""
+        """Development secrets, made once per stack folder and kept (the vault needs its key);
+        any that an older folder lacks are added."""
         path = self.folder / "dev-secrets.json"
-        if not path.exists():
+        existing: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        wanted: dict[str, Callable[[], str]] = {
+            "master_keys": lambda: new_master_key_spec("dev1"),
+            "webhook_signing_key": lambda: secrets.token_urlsafe(32),
+            "operator_token": lambda: secrets.token_urlsafe(32),
+            "coordinator_token": lambda: secrets.token_urlsafe(32),
+            "auditor_token": lambda: secrets.token_urlsafe(32),
+        }
+        missing = {name: make() for name, make in wanted.items() if name not in existing}
+        if missing:
             self.folder.mkdir(parents=True, exist_ok=True)
-            path.write_text(
-                json.dumps(
-                    {
-                        "master_keys": new_master_key_spec("dev1"),
-                        "webhook_signing_key": secrets.token_urlsafe(32),
-                        "operator_token": secrets.token_urlsafe(32),
-                        "coordinator_token": secrets.token_urlsafe(32),
-                    }
-                )
-            )
+            path.write_text(json.dumps({**existing, **missing}))
             path.chmod(0o600)
-        loaded: dict[str, str] = json.loads(path.read_text())
-        return loaded
+        return {**existing, **missing}
 
 
 def running_stack_env(folder: Path) -> dict[str, str]:

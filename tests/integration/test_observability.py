@@ -138,18 +138,20 @@ async def _wait_for_spans(receiver: OtlpReceiver, case_id: str) -> None:
     """Until every service exported spans about the case and no span's parent is missing."""
     wanted = {"rujuk-intake", "rujuk-routing", "rujuk-notify", "rujuk-audit"}
     deadline = time.monotonic() + 20
+    seen: set[str] = set()
     while time.monotonic() < deadline:
         about_case = [s for s in receiver.spans if s.attributes.get("rujuk.case_id") == case_id]
+        seen = {s.service for s in about_case}
         traces = {s.trace_id for s in about_case}
         in_trace = {s.span_id for s in receiver.spans if s.trace_id in traces}
         dangling = [
             s for s in receiver.spans if s.trace_id in traces and s.parent_id
             and s.parent_id not in in_trace
         ]  # fmt: skip
-        if wanted <= {s.service for s in about_case} and not dangling:
+        if wanted <= seen and not dangling:
             return
         await asyncio.sleep(0.2)
-    pytest.fail(f"incomplete trace: services {wanted}, dangling parents {len(dangling)}")
+    pytest.fail(f"incomplete trace: spans from {seen}, dangling parents {len(dangling)}")
 
 
 def _report_trace(observed: Observed) -> str:

@@ -1,6 +1,8 @@
 """Prometheus metrics every service exposes on /metrics. Labels never carry identifying data:
 event types, service names, durable names, agency ids and outcomes only."""
 
+from typing import Any
+
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 EVENTS_CONSUMED = Counter(
@@ -44,3 +46,12 @@ OUTBOX_BACKLOG = Gauge(
 
 def render() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST
+
+
+async def metrics_endpoint(_: object) -> Any:
+    """/metrics for a FastAPI (Starlette) door: ``app.add_route("/metrics", metrics_endpoint,
+    include_in_schema=False)``."""
+    from starlette.responses import Response
+
+    body, content_type = render()
+    return Response(body, media_type=content_type)

@@ -81,3 +81,19 @@ def current_ids() -> dict[str, str]:
     if not context.is_valid:
         return {}
     return {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"}
+
+
+def record_span(
+    name: str,
+    traceparent: str | None,
+    attributes: dict[str, str | int],
+    start_ns: int,
+    end_ns: int,
+) -> None:
+    """A finished span for work done in bulk (e.g. one of many events in a batch insert),
+    placed in the trace of the event it handled."""
+    context = _PROPAGATOR.extract({"traceparent": traceparent}) if traceparent else None
+    span = trace.get_tracer("rujuk").start_span(
+        name, context=context, attributes=attributes, start_time=start_ns
+    )
+    span.end(end_time=end_ns)

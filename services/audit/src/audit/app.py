@@ -25,6 +25,7 @@ from rujuk_contracts.envelope import SUBJECT_PATTERN, CloudEvent
 from rujuk_runtime.consumer import Rejected
 from rujuk_runtime.db import Connection
 from rujuk_runtime.logs import get_logger
+from rujuk_runtime.metrics import metrics_endpoint
 from rujuk_runtime.service import ServiceRuntime
 
 log = get_logger(__name__)
@@ -140,6 +141,7 @@ def create_app(settings: AuditSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
 
     def authorised(authorization: Annotated[str | None, Header()] = None) -> None:
         if token is None:

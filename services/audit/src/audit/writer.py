@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -21,6 +22,8 @@ from rujuk_runtime.bus import (
     park,
 )
 from rujuk_runtime.logs import get_logger
+from rujuk_runtime.metrics import EVENTS_CONSUMED
+from rujuk_runtime.telemetry import record_span
 
 log = get_logger(__name__)
 
@@ -65,6 +68,7 @@ class LedgerWriter:
                 valid.append(message)
             except EventError as exc:
                 to_park.append((message, str(exc)))
+        started = time.time_ns()
         try:
             async with self._pool().acquire() as conn:
                 result = await store.append_batch(conn, events)
@@ -76,6 +80,7 @@ class LedgerWriter:
             return
         if result.entries:
             self._on_appended(len(result.entries))
+        self._observe(events, result, started, time.time_ns())
         for index, reason in result.refused:
             to_park.append((valid[index], f"rejected: {reason}"))
         refused = {index for index, _ in result.refused}
@@ -89,6 +94,29 @@ class LedgerWriter:
         if result.duplicates:
             log.info("events already in the ledger", count=len(result.duplicates))
         log.debug("ledger batch", size=len(batch), recorded=len(result.entries))
+
+    def _observe(
+        self, events: list[CloudEvent], result: store.BatchAppend, started: int, ended: int
+    ) -> None:
+        """One span per appended event, in that event's trace, and the consumed-events count."""
+        seqs = {entry.event_id: entry.seq for entry in result.entries}
+        refused = {index for index, _ in result.refused}
+        for index, event in enumerate(events):
+            if index in refused:
+                outcome = "parked"
+            elif event.id in seqs:
+                outcome = "processed"
+                record_span(
+                    f"audit append {event.type}",
+                    event.traceparent,
+                    {"rujuk.case_id": event.subject, "rujuk.event_id": event.id,
+                     "rujuk.event_type": event.type, "rujuk.ledger_seq": seqs[event.id]},
+                    started,
+                    ended,
+                )  # fmt: skip
+            else:
+                outcome = "duplicate"
+            EVENTS_CONSUMED.labels(self.service, event.type, outcome).inc()
 
 
 def _message_id(message: Msg) -> str | None:

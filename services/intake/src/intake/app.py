@@ -25,6 +25,7 @@ from intake.vault import Vault, VaultError, parse_master_keys
 from rujuk_contracts import make_event, subjects
 from rujuk_contracts.events import CASE_ID_PATTERN, CaseDetailsDisclosed, CaseErased, CaseReported
 from rujuk_runtime.logs import get_logger
+from rujuk_runtime.metrics import metrics_endpoint
 from rujuk_runtime.service import ServiceRuntime
 from rujuk_runtime.telemetry import current_traceparent, span_from
 
@@ -174,6 +175,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
     bearer = HTTPBearer(auto_error=False, description="rujuk_… token from `rujuk token create`")
 

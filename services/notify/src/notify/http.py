@@ -26,6 +26,7 @@ from rujuk_contracts.events import (
     ReplyKind,
     Service,
 )
+from rujuk_runtime.metrics import metrics_endpoint
 from rujuk_runtime.telemetry import current_traceparent, span_from
 
 
@@ -92,6 +93,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.notify = notify
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
 
     @app.exception_handler(RequestValidationError)
     async def validation_failed(_: Request, exc: RequestValidationError) -> JSONResponse:
