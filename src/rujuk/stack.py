@@ -85,6 +85,7 @@ class Stack:
                 "AUDIT_SIGNING_KEY_FILE", str(self.folder.resolve() / "audit-signing.key")
             ),
             "AUDIT_READ_TOKEN": os.environ.get("AUDIT_READ_TOKEN", keys["auditor_token"]),
+            "ROUTING_ADMIN_TOKEN": os.environ.get("ROUTING_ADMIN_TOKEN", keys["coordinator_token"]),
             "INTAKE_BOOTSTRAP_TOKENS": os.environ.get(
                 "INTAKE_BOOTSTRAP_TOKENS",
                 f"operator={keys['operator_token']},coordinator={keys['coordinator_token']}",
@@ -123,8 +124,9 @@ class Stack:
 
     def _write_connection_file(self) -> None:
         """Where a running stack's servers are, so other `rujuk` commands can find them."""
+        urls = {f"{name.upper()}_URL": service.url for name, service in self.services.items()}
         self.connection_file.write_text(
-            json.dumps({"NATS_URL": self.nats_url, "DATABASE_URL": self.database_url})
+            json.dumps({"NATS_URL": self.nats_url, "DATABASE_URL": self.database_url, **urls})
         )
 
     def wait_healthy(self, timeout: float = 60, names: tuple[str, ...] = SERVICES) -> None:

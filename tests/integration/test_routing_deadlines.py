@@ -11,6 +11,7 @@ import nats
 import pytest
 
 from routing.app import create_app
+from routing.deadlines import DEADLINES_MISSED
 from routing.settings import RoutingSettings
 from rujuk_contracts import make_event, parse_event
 from rujuk_contracts.events import CaseReported, ReferralEscalated, ReferralRequested
@@ -106,6 +107,7 @@ async def test_deadlines_fire_once_on_time_across_a_restart_and_two_replicas(
     assert manager.acknowledgement_deadline - datetime.now(UTC) > timedelta(seconds=1)
     await asyncio.sleep(0.3)
 
+    missed_before = _missed("escalated")
     replicas = [create_app(settings), create_app(settings)]
     async with contextlib.AsyncExitStack() as stack:
         for app in replicas:
@@ -132,3 +134,14 @@ async def test_deadlines_fire_once_on_time_across_a_restart_and_two_replicas(
     assert counselling.escalation_chain == ["coord-test"]
     successor = requested[f"{CASE_ID}-01-e1"]
     assert (successor.agency_id, successor.escalation_chain) == ("alt-test", ["coord-test"])
+    assert _missed("escalated") - missed_before == 3  # ops see each missed deadline once
+
+
+def _missed(outcome: str) -> float:
+    """rujuk_deadlines_missed_total summed over agencies, for one outcome."""
+    return sum(
+        sample.value
+        for metric in DEADLINES_MISSED.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels["outcome"] == outcome
+    )

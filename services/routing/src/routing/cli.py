@@ -1,7 +1,6 @@
 """`rujuk sop`: SOP kabupaten / district SOPs: check, explain, publish."""
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -134,7 +133,7 @@ def explanation(sop: Sop, decision: Decision, now: datetime) -> list[str]:
 def publish(
     file: Path = typer.Argument(..., help="The SOP YAML file"),
     url: str = typer.Option(
-        os.environ.get("ROUTING_URL", DEFAULT_URL), help="Routing's base URL (env ROUTING_URL)"
+        DEFAULT_URL, envvar="ROUTING_URL", help="Routing's base URL (env ROUTING_URL)"
     ),
     token: str = typer.Option(
         "", envvar="ROUTING_ADMIN_TOKEN", help="Admin bearer token (env ROUTING_ADMIN_TOKEN)"

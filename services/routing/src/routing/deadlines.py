@@ -13,12 +13,24 @@ import contextlib
 from collections.abc import Callable
 
 import asyncpg
+from prometheus_client import Counter, Gauge
 
 from routing import store
 from routing.app import Routing
+from routing.lifecycle import OPEN_STATES
 from rujuk_runtime.logs import get_logger
 
 log = get_logger(__name__)
+
+METRICS_EVERY_ROUNDS = 25  # with the default poll, the open-referrals gauge every ~5 s
+DEADLINES_MISSED = Counter(
+    "rujuk_deadlines_missed_total",
+    "Referrals not acknowledged by their deadline, by agency and what followed",
+    ["agency_id", "outcome"],
+)
+OPEN_REFERRALS = Gauge(
+    "rujuk_open_referrals", "Referrals not yet accepted, declined or closed", ["agency_id", "state"]
+)
 
 BATCH = 100
 
@@ -65,6 +77,8 @@ class DeadlineWatcher:
             for referral, due_at in due:
                 outcome = await self._routing.fire_deadline(conn, referral)
                 await store.mark_deadline(conn, referral.referral_id, now, outcome)
+                if outcome != "met":
+                    DEADLINES_MISSED.labels(referral.agency_id, outcome).inc()
                 log.info(
                     "deadline fired",
                     case_id=referral.case_id,
@@ -78,10 +92,22 @@ class DeadlineWatcher:
             self._after_commit()
         return len(due)
 
+    async def report_open_referrals(self) -> None:
+        async with self._pool.acquire() as conn:
+            counts = await store.referrals_by_state_and_agency(conn)
+        OPEN_REFERRALS.clear()
+        for state, agency_id, count in counts:
+            if state in OPEN_STATES:
+                OPEN_REFERRALS.labels(agency_id, state).set(count)
+
     async def _run(self) -> None:
+        rounds = 0
         while True:
             try:
                 await self.run_once()
+                if rounds % METRICS_EVERY_ROUNDS == 0:
+                    await self.report_open_referrals()
+                rounds += 1
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # PostgreSQL away: the rows stay pending, try again

@@ -336,3 +336,11 @@ def _withheld_row(withheld: WithheldReferral) -> dict[str, object]:
         "rule_ids": list(withheld.rule_ids),
         "reason": withheld.reason,
     }
+
+
+async def referrals_by_state_and_agency(conn: Connection) -> list[tuple[str, str, int]]:
+    """(state, agency, count) over every referral, for the open-referrals metric."""
+    rows = await conn.fetch(
+        "SELECT state, agency_id, count(*) AS n FROM referrals GROUP BY state, agency_id"
+    )
+    return [(row["state"], row["agency_id"], row["n"]) for row in rows]
