@@ -92,6 +92,8 @@ class Stack:
             ),
             **self.extra_env,
         }
+        if "intake" in self.services:  # partners are told where to read a case's details
+            env.setdefault("NOTIFY_INTAKE_PUBLIC_URL", self.services["intake"].url)
         return env
 
     def start_service(self, name: str) -> ServiceProcess:
