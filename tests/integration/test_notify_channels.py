@@ -125,7 +125,7 @@ async def test_email_and_sms_reach_the_agency_in_its_language(
                 sms_gateway_token="gateway-token-for-tests",
                 backoff_base_seconds=0.05,
                 backoff_cap_seconds=0.1,
-                poll_interval_seconds=0.2,
+                poll_interval_seconds=30,  # new work must wake the worker (LISTEN/NOTIFY)
                 intake_public_url="https://intake.rujuk.example",
             )
             notify = build_notify(settings)

@@ -80,7 +80,8 @@ class Notify:
     ) -> None:
         if not isinstance(payload, ReferralRequested):
             raise Rejected(f"expected a referral request, got {event.type}")
-        queued = await store.enqueue(
+        channels = self.directory.channels_for(payload.agency_id, self.available)
+        await store.enqueue(
             conn,
             store.Delivery(
                 referral_id=payload.referral_id,
@@ -93,12 +94,8 @@ class Notify:
                 channels_done=[],
                 attempts=0,
             ),
+            [str(c) for c in channels],
         )
-        if queued:
-            channels = self.directory.channels_for(payload.agency_id, self.available)
-            await store.add_sends(
-                conn, payload.referral_id, payload.agency_id, [str(c) for c in channels]
-            )
 
     async def on_reply_refused(
         self, conn: Connection, event: CloudEvent, payload: EventPayload

@@ -11,6 +11,8 @@ from datetime import timedelta
 
 from rujuk_runtime.db import Connection
 
+WAKE_CHANNEL = "notify_sends"  # NOTIFY on commit of new sends wakes the workers
+
 
 @dataclass(frozen=True)
 class Delivery:
@@ -25,12 +27,27 @@ class Delivery:
     attempts: int
 
 
-async def enqueue(conn: Connection, delivery: Delivery) -> bool:
-    """Queue a referral for delivery; False if it was queued before (a redelivered event)."""
-    inserted = await conn.fetchval(
-        "INSERT INTO deliveries (referral_id, case_id, agency_id, event_id, event_type, body, "
-        "traceparent) VALUES ($1, $2, $3, $4, $5, $6, $7) "
-        "ON CONFLICT (referral_id) DO NOTHING RETURNING true",
+_ENQUEUE = """
+WITH d AS (
+    INSERT INTO deliveries (referral_id, case_id, agency_id, event_id, event_type, body,
+                            traceparent, pending_sends)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, cardinality($8::text[]))
+    ON CONFLICT (referral_id) DO NOTHING RETURNING referral_id, agency_id
+), s AS (
+    INSERT INTO sends (referral_id, agency_id, channel)
+    SELECT d.referral_id, d.agency_id, c.channel
+    FROM d, unnest($8::text[]) WITH ORDINALITY AS c (channel, n) ORDER BY c.n
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM s) AS sends, pg_notify($9, '') FROM d
+"""
+
+
+async def enqueue(conn: Connection, delivery: Delivery, channels: list[str]) -> bool:
+    """Queue a referral for delivery on ``channels`` (one send each), in one statement, and
+    wake the workers (LISTEN) when the caller commits; False if it was queued before."""
+    row = await conn.fetchrow(
+        _ENQUEUE,
         delivery.referral_id,
         delivery.case_id,
         delivery.agency_id,
@@ -38,8 +55,10 @@ async def enqueue(conn: Connection, delivery: Delivery) -> bool:
         delivery.event_type,
         delivery.body,
         delivery.traceparent,
+        channels,
+        WAKE_CHANNEL,
     )
-    return bool(inserted)
+    return row is not None
 
 
 async def record_attempt(
@@ -78,21 +97,6 @@ async def mark_failed(conn: Connection, referral_id: str, attempts: int, error: 
     )
 
 
-WAKE_CHANNEL = "notify_sends"
-
-
-async def add_sends(
-    conn: Connection, referral_id: str, agency_id: str, channels: list[str]
-) -> None:
-    """One send per channel; wakes the workers (LISTEN notify_sends) when the caller commits."""
-    await conn.executemany(
-        "INSERT INTO sends (referral_id, agency_id, channel) VALUES ($1, $2, $3) "
-        "ON CONFLICT DO NOTHING",
-        [(referral_id, agency_id, channel) for channel in channels],
-    )
-    await conn.execute(f"NOTIFY {WAKE_CHANNEL}")
-
-
 @dataclass(frozen=True)
 class LaneHead:
     agency_id: str
@@ -117,79 +121,117 @@ class Send:
     delivery: Delivery
 
 
-async def claim_head(
-    conn: Connection, agency_id: str, channel: str, lease: timedelta
-) -> Send | None:
-    """Take the lane's head if it is due, counting the attempt; None if it is not."""
-    row = await conn.fetchrow(
-        "UPDATE sends SET attempts = attempts + 1, next_attempt_at = now() + $3 "
-        "WHERE id = (SELECT id FROM sends WHERE agency_id = $1 AND channel = $2 "
-        "            AND state = 'pending' ORDER BY id LIMIT 1 FOR UPDATE) "
-        "AND next_attempt_at <= now() RETURNING id, referral_id, attempts",
-        agency_id,
-        channel,
-        lease,
-    )
-    if row is None:
-        return None
-    d = await conn.fetchrow(
-        "SELECT referral_id, case_id, agency_id, event_id, event_type, body, traceparent, "
-        "channels_done, attempts FROM deliveries WHERE referral_id = $1",
-        row["referral_id"],
-    )
-    assert d is not None  # sends reference deliveries
-    delivery = Delivery(
-        referral_id=d["referral_id"],
-        case_id=d["case_id"],
-        agency_id=d["agency_id"],
-        event_id=d["event_id"],
-        event_type=d["event_type"],
-        body=bytes(d["body"]),
-        traceparent=d["traceparent"],
-        channels_done=list(d["channels_done"]),
-        attempts=d["attempts"],
-    )
-    return Send(row["id"], channel, row["attempts"], delivery)
+_CLAIM = """
+WITH lane AS (
+    SELECT id, next_attempt_at <= now() AS due FROM sends
+    WHERE agency_id = $1 AND channel = $2 AND state = 'pending'
+    ORDER BY id LIMIT $3 FOR UPDATE
+), prefix AS (
+    SELECT id FROM lane
+    WHERE id < coalesce((SELECT min(id) FROM lane WHERE NOT due), 9223372036854775807)
+)
+UPDATE sends s SET attempts = s.attempts + 1, next_attempt_at = now() + $4
+FROM prefix, deliveries d
+WHERE s.id = prefix.id AND d.referral_id = s.referral_id
+RETURNING s.id, s.attempts, d.referral_id, d.case_id, d.agency_id, d.event_id, d.event_type,
+          d.body, d.traceparent, d.channels_done, d.attempts AS delivery_attempts
+"""
 
 
-async def lock_delivery(conn: Connection, referral_id: str) -> str:
-    """Lock the referral's row (its channels settle one after another); return its state."""
-    return str(
-        await conn.fetchval(
-            "SELECT state FROM deliveries WHERE referral_id = $1 FOR UPDATE", referral_id
+async def claim_lane(
+    conn: Connection, agency_id: str, channel: str, limit: int, lease: timedelta
+) -> list[Send]:
+    """Take the lane's due sends from its head on (at most ``limit``), in order, counting an
+    attempt on each and leasing them; empty if the head is not due."""
+    rows = await conn.fetch(_CLAIM, agency_id, channel, limit, lease)
+    sends = [
+        Send(
+            r["id"],
+            channel,
+            r["attempts"],
+            Delivery(
+                referral_id=r["referral_id"],
+                case_id=r["case_id"],
+                agency_id=r["agency_id"],
+                event_id=r["event_id"],
+                event_type=r["event_type"],
+                body=bytes(r["body"]),
+                traceparent=r["traceparent"],
+                channels_done=list(r["channels_done"]),
+                attempts=r["delivery_attempts"],
+            ),
         )
-    )
+        for r in rows
+    ]
+    return sorted(sends, key=lambda send: send.send_id)
 
 
-async def send_done(conn: Connection, send: "Send") -> None:
-    await conn.execute(
-        "UPDATE sends SET state = 'done', finished_at = now(), last_error = NULL WHERE id = $1",
+async def unclaim(conn: Connection, send_ids: list[int]) -> None:
+    """Claimed sends that were not tried (one before them failed): due again, no attempt."""
+    if send_ids:
+        await conn.execute(
+            "UPDATE sends SET attempts = attempts - 1, next_attempt_at = now() "
+            "WHERE id = ANY($1::bigint[])",
+            send_ids,
+        )
+
+
+_SETTLE = """
+WITH attempt AS (
+    INSERT INTO delivery_attempts (referral_id, channel, attempt, ok, detail)
+    VALUES ($2, $3, $4, $5, $6)
+), send AS (
+    UPDATE sends SET state = $7, last_error = CASE WHEN $5 THEN NULL ELSE $6 END,
+        next_attempt_at = CASE WHEN $7 = 'pending' THEN now() + $8 ELSE next_attempt_at END,
+        finished_at = CASE WHEN $7 = 'pending' THEN NULL ELSE now() END
+    WHERE id = $1
+)
+UPDATE deliveries SET pending_sends = pending_sends - 1,
+    failed_sends = failed_sends + CASE WHEN $5 THEN 0 ELSE 1 END,
+    channels_done = CASE WHEN $5 AND NOT ($3 = ANY (channels_done))
+                    THEN array_append(channels_done, $3) ELSE channels_done END,
+    attempts = greatest(attempts, $4)
+WHERE referral_id = $2 AND $7 <> 'pending'
+RETURNING pending_sends, failed_sends, state, channels_done, attempts
+"""
+
+
+@dataclass(frozen=True)
+class Settled:
+    pending_sends: int  # -1: this send is still pending (retry later)
+    failed_sends: int
+    state: str  # the delivery's
+    channels_done: list[str]
+    attempts: int
+
+
+async def settle_send(
+    conn: Connection, send: Send, ok: bool, detail: str, retry_in: timedelta | None
+) -> Settled:
+    """Record the attempt and the send's new state (done; pending again after ``retry_in``;
+    or failed), in one statement. A finished send is counted off its delivery, whose row lock
+    serialises the channels of one referral: the settle that brings ``pending_sends`` to 0
+    is the one that reports the referral."""
+    state = "done" if ok else ("pending" if retry_in is not None else "failed")
+    row = await conn.fetchrow(
+        _SETTLE,
         send.send_id,
-    )
-    await conn.execute(
-        "UPDATE deliveries SET channels_done = array_append(channels_done, $2), "
-        "attempts = greatest(attempts, $3) WHERE referral_id = $1 "
-        "AND NOT ($2 = ANY (channels_done))",
         send.delivery.referral_id,
         send.channel,
         send.attempt,
+        ok,
+        detail[:500],
+        state,
+        retry_in or timedelta(0),
     )
-
-
-async def send_failed(conn: Connection, send_id: int, error: str) -> None:
-    await conn.execute(
-        "UPDATE sends SET state = 'failed', finished_at = now(), last_error = $2 WHERE id = $1",
-        send_id,
-        error[:500],
-    )
-
-
-async def send_retry(conn: Connection, send_id: int, error: str, delay: timedelta) -> None:
-    await conn.execute(
-        "UPDATE sends SET next_attempt_at = now() + $3, last_error = $2 WHERE id = $1",
-        send_id,
-        error[:500],
-        delay,
+    if row is None:
+        return Settled(-1, 0, "pending", [], send.attempt)
+    return Settled(
+        row["pending_sends"],
+        row["failed_sends"],
+        row["state"],
+        list(row["channels_done"]),
+        row["attempts"],
     )
 
 

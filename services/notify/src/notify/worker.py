@@ -90,6 +90,7 @@ class DeliveryWorker:
         endpoint_concurrency: int = 4,
         poll_interval: float = 1.0,
         lease_seconds: float = 60.0,
+        lane_batch: int = 20,
     ) -> None:
         self._pool = pool
         self._senders = senders
@@ -100,6 +101,7 @@ class DeliveryWorker:
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._poll_interval = poll_interval
         self._lease = timedelta(seconds=lease_seconds)
+        self._lane_batch = lane_batch
         self._lanes: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -196,29 +198,37 @@ class DeliveryWorker:
         return channel
 
     async def _run_lane(self, agency_id: str, channel: str) -> None:
-        """Deliver the lane's due sends in order until one fails or none is due."""
+        """Deliver the lane's due sends in order until one fails or none is due.
+
+        Sends are claimed a few at a time (one statement), tried one after another, and
+        settled in one transaction; after a failure the rest go back untried."""
         endpoint = self._endpoint(agency_id, channel)
         breaker = self.breakers[endpoint]
         limit = self._limits.setdefault(endpoint, asyncio.Semaphore(self._endpoint_concurrency))
         try:
             while breaker.allow():
+                batch = 1 if breaker.state != "closed" else self._lane_batch
                 async with self._pool.acquire() as conn:
-                    send = await store.claim_head(conn, agency_id, channel, self._lease)
-                if send is None:
+                    sends = await store.claim_lane(conn, agency_id, channel, batch, self._lease)
+                if not sends:
                     breaker.release()
                     return
+                results: list[tuple[store.Send, str | None]] = []
                 async with limit:
-                    error = await self._attempt(send)
-                if error is None:
-                    breaker.succeeded()
-                else:
-                    breaker.failed()
-                await self._settle(send, error)
-                if error is not None:
+                    for send in sends:
+                        error = await self._attempt(send)
+                        results.append((send, error))
+                        if error is not None:
+                            breaker.failed()
+                            break
+                        breaker.succeeded()
+                untried = [send.send_id for send in sends[len(results) :]]
+                await self._settle(results, untried)
+                if results[-1][1] is not None:
                     return
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the database is away: the lease brings the send back
+        except Exception as exc:  # the database is away: the lease brings the sends back
             breaker.release()
             log.warning("lane failed", agency_id=agency_id, channel=channel,
                         error=type(exc).__name__, detail=str(exc)[:200])  # fmt: skip
@@ -275,39 +285,40 @@ class DeliveryWorker:
         else:
             raise RuntimeError(f"channel {channel} is not configured for this agency any more")
 
-    async def _settle(self, send: store.Send, error: str | None) -> None:
-        delivery = send.delivery
+    async def _settle(
+        self, results: list[tuple[store.Send, str | None]], untried: list[int]
+    ) -> None:
+        finished = False
         async with self._pool.acquire() as conn, conn.transaction():
-            state = await store.lock_delivery(conn, delivery.referral_id)
-            await store.record_attempt(conn, delivery.referral_id, send.channel, send.attempt,
-                                       error is None, error or "ok")  # fmt: skip
-            if error is None:
-                await store.send_done(conn, send)
-            elif send.attempt >= self._policy.max_attempts:
-                await store.send_failed(conn, send.send_id, error)
-            else:
-                delay = next_delay(
-                    send.attempt, base=self._policy.base_seconds, cap=self._policy.cap_seconds
+            for send, error in results:
+                delivery = send.delivery
+                retry_in: timedelta | None = None
+                if error is not None and send.attempt < self._policy.max_attempts:
+                    delay = next_delay(
+                        send.attempt, base=self._policy.base_seconds, cap=self._policy.cap_seconds
+                    )
+                    retry_in = timedelta(seconds=delay)
+                    log.info("referral delivery will be retried", case_id=delivery.case_id,
+                             referral_id=delivery.referral_id, channel=send.channel,
+                             attempt=send.attempt, retry_in=round(delay, 2))  # fmt: skip
+                settled = await store.settle_send(
+                    conn, send, error is None, error or "ok", retry_in
                 )
-                await store.send_retry(conn, send.send_id, error, timedelta(seconds=delay))
-                log.info("referral delivery will be retried", case_id=delivery.case_id,
-                         referral_id=delivery.referral_id, channel=send.channel,
-                         attempt=send.attempt, retry_in=round(delay, 2))  # fmt: skip
-            finished = state == "pending" and await self._finish(conn, delivery)
+                if settled.pending_sends == 0 and settled.state == "pending":
+                    await self._finish(conn, delivery, settled)
+                    finished = True
+            await store.unclaim(conn, untried)
         if finished:
             for callback in self.after_commit:
                 callback()
 
-    async def _finish(self, conn: Connection, delivery: store.Delivery) -> bool:
-        """Once every channel is settled: `delivered`, or `delivery failed` with the reason."""
-        outcomes = await store.sends_of(conn, delivery.referral_id)
-        if any(o.state == "pending" for o in outcomes):
-            return False
-        done = [o.channel for o in outcomes if o.state == "done"]
-        failed = [o for o in outcomes if o.state == "failed"]
-        attempts = max((o.attempts for o in outcomes), default=1)
+    async def _finish(
+        self, conn: Connection, delivery: store.Delivery, settled: store.Settled
+    ) -> None:
+        """Every channel is settled: `delivered`, or `delivery failed` with the reason."""
+        done, attempts = settled.channels_done, settled.attempts
         payload: ReferralDelivered | ReferralDeliveryFailed
-        if not failed:
+        if settled.failed_sends == 0:
             await store.mark_delivered(conn, delivery.referral_id, done, attempts)
             payload = ReferralDelivered(
                 case_id=delivery.case_id,
@@ -320,6 +331,8 @@ class DeliveryWorker:
                      referral_id=delivery.referral_id, agency_id=delivery.agency_id,
                      channels=done, attempts=attempts)  # fmt: skip
         else:
+            failed = [o for o in await store.sends_of(conn, delivery.referral_id)
+                      if o.state == "failed"]  # fmt: skip
             reason = "; ".join(f"{o.last_error}" for o in failed)
             if done:
                 reason += f" (delivered on {', '.join(done)})"
@@ -344,4 +357,3 @@ class DeliveryWorker:
                 ),
             )
         await add_to_outbox(conn, event)
-        return True
