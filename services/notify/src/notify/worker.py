@@ -102,7 +102,8 @@ class DeliveryWorker:
         self._poll_interval = poll_interval
         self._lease = timedelta(seconds=lease_seconds)
         self._lane_batch = lane_batch
-        self._lanes: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._lanes: dict[tuple[str, str], asyncio.Task[bool]] = {}
+        self._recheck: set[tuple[str, str]] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._listener: PoolConnectionProxy | None = None
@@ -170,6 +171,7 @@ class DeliveryWorker:
         for head in heads:
             lane = (head.agency_id, head.channel)
             if lane in self._lanes:
+                self._recheck.add(lane)  # new work may have come after the lane's last claim
                 continue
             if head.wait_seconds > 0:
                 wait = min(wait, head.wait_seconds)
@@ -184,9 +186,14 @@ class DeliveryWorker:
             task.add_done_callback(functools.partial(self._lane_done, lane))
         return wait
 
-    def _lane_done(self, lane: tuple[str, str], _: "asyncio.Task[None]") -> None:
+    def _lane_done(self, lane: tuple[str, str], task: "asyncio.Task[bool]") -> None:
+        """A lane that drained needs no new look at the queue (new work wakes the scheduler
+        anyway) unless work came while it ran; one that stopped on a failure does."""
         self._lanes.pop(lane, None)
-        self._wake.set()
+        drained = not task.cancelled() and task.exception() is None and not task.result()
+        if lane in self._recheck or not drained:
+            self._recheck.discard(lane)
+            self._wake.set()
 
     def _endpoint(self, agency_id: str, channel: str) -> str:
         if channel == DeliveryChannel.WEBHOOK:
@@ -197,8 +204,9 @@ class DeliveryWorker:
             return self._senders.sms.endpoint
         return channel
 
-    async def _run_lane(self, agency_id: str, channel: str) -> None:
-        """Deliver the lane's due sends in order until one fails or none is due.
+    async def _run_lane(self, agency_id: str, channel: str) -> bool:
+        """Deliver the lane's due sends in order until one fails or none is due; True when
+        the scheduler should look at the lane again (a failure, an open breaker).
 
         Sends are claimed a few at a time (one statement), tried one after another, and
         settled in one transaction; after a failure the rest go back untried."""
@@ -212,7 +220,7 @@ class DeliveryWorker:
                     sends = await store.claim_lane(conn, agency_id, channel, batch, self._lease)
                 if not sends:
                     breaker.release()
-                    return
+                    return False
                 results: list[tuple[store.Send, str | None]] = []
                 async with limit:
                     for send in sends:
@@ -225,13 +233,17 @@ class DeliveryWorker:
                 untried = [send.send_id for send in sends[len(results) :]]
                 await self._settle(results, untried)
                 if results[-1][1] is not None:
-                    return
+                    return True
+                if len(sends) < batch:
+                    return False  # drained: no need for another (empty) claim
+            return True
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the database is away: the lease brings the sends back
             breaker.release()
             log.warning("lane failed", agency_id=agency_id, channel=channel,
                         error=type(exc).__name__, detail=str(exc)[:200])  # fmt: skip
+            return True
 
     async def _attempt(self, send: store.Send) -> str | None:
         """Deliver one send; None on success, else the error."""
