@@ -148,3 +148,43 @@ async def test_a_partner_down_then_back_gets_everything_once_in_order_and_others
         assert failures >= 3  # each refused attempt is recorded
         assert head_attempts > 1
         assert later_attempts == 1  # referrals behind the head never overtook it
+
+
+async def test_after_the_last_attempt_the_referral_is_reported_failed_once(
+    clean_bus: str, database_url: str
+) -> None:
+    down = WebhookReceiver(SIGNING_KEY, refuse_with=503)
+    async with down.running():
+        settings = NotifySettings(
+            nats_url=clean_bus,
+            database_url=database_url,
+            webhook_signing_key=SIGNING_KEY.decode(),
+            webhook_base_url=down.base_url,
+            max_attempts=2,
+            backoff_base_seconds=0.05,
+            backoff_cap_seconds=0.05,
+            poll_interval_seconds=0.2,
+        )
+        notify = build_notify(settings)
+        async with notify.runtime.running():
+            connection = await nats.connect(clean_bus)
+            js = connection.jetstream()
+            outcomes = await js.subscribe("rujuk.evt.referral.>", ordered_consumer=True)
+            payload = referral("rsud-down", 0)
+            await publish_referral(js, payload)
+            failed: list[ReferralDeliveryFailed] = []
+            async with asyncio.timeout(10):
+                while not failed:
+                    _, event = parse_event((await outcomes.next_msg(timeout=10)).data)
+                    assert not isinstance(event, ReferralDelivered)
+                    if isinstance(event, ReferralDeliveryFailed):
+                        failed.append(event)
+            with pytest.raises(nats.errors.TimeoutError):
+                await outcomes.next_msg(timeout=0.5)  # reported once
+            await connection.close()
+    [report] = failed
+    assert report.referral_id == payload.referral_id
+    assert report.attempts == 2
+    assert "webhook" in report.reason
+    assert "HTTP 503" in report.reason
+    assert report.reason.endswith("(delivered on nats)")
