@@ -9,11 +9,13 @@ from pathlib import Path
 import asyncpg
 import nats
 import pytest
+from prometheus_client import Counter
 
 from notify.app import build_notify
 from notify.breaker import BreakerState
 from notify.partners import durable_name
 from notify.settings import NotifySettings
+from notify.worker import DELIVERY_ATTEMPTS, REFERRALS_SETTLED
 from rujuk.receiver import WebhookReceiver
 from rujuk_contracts import parse_event, subjects
 from rujuk_contracts.events import ReferralDelivered, ReferralDeliveryFailed
@@ -154,6 +156,9 @@ async def test_after_the_last_attempt_the_referral_is_reported_failed_once(
     clean_bus: str, database_url: str
 ) -> None:
     down = WebhookReceiver(SIGNING_KEY, refuse_with=503)
+    attempts_before = _count(DELIVERY_ATTEMPTS, agency_id="rsud-down", channel="webhook",
+                             outcome="failed")  # fmt: skip
+    failed_before = _count(REFERRALS_SETTLED, agency_id="rsud-down", outcome="delivery_failed")
     async with down.running():
         settings = NotifySettings(
             nats_url=clean_bus,
@@ -185,6 +190,21 @@ async def test_after_the_last_attempt_the_referral_is_reported_failed_once(
     [report] = failed
     assert report.referral_id == payload.referral_id
     assert report.attempts == 2
+    # Ops see it too: two failed webhook attempts and one failed referral for that partner.
+    attempts = _count(DELIVERY_ATTEMPTS, agency_id="rsud-down", channel="webhook",
+                      outcome="failed")  # fmt: skip
+    assert attempts - attempts_before == 2
+    failed_now = _count(REFERRALS_SETTLED, agency_id="rsud-down", outcome="delivery_failed")
+    assert failed_now - failed_before == 1
     assert "webhook" in report.reason
     assert "HTTP 503" in report.reason
     assert report.reason.endswith("(delivered on nats)")
+
+
+def _count(counter: Counter, **labels: str) -> float:
+    return sum(
+        sample.value
+        for metric in counter.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels == labels
+    )

@@ -19,6 +19,7 @@ from datetime import timedelta
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+from prometheus_client import Counter
 
 from notify import store
 from notify.breaker import Breakers
@@ -39,6 +40,17 @@ from rujuk_runtime.outbox import add_to_outbox
 from rujuk_runtime.telemetry import current_traceparent, span_from
 
 log = get_logger(__name__)
+
+DELIVERY_ATTEMPTS = Counter(
+    "rujuk_delivery_attempts_total",
+    "Delivery attempts by partner agency, channel and outcome (ok, failed)",
+    ["agency_id", "channel", "outcome"],
+)
+REFERRALS_SETTLED = Counter(
+    "rujuk_referrals_settled_total",
+    "Referrals notify finished: delivered on every channel, or delivery failed",
+    ["agency_id", "outcome"],
+)
 
 SOURCE = "/rujuk/notify"
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c1f0e-2f43-4d1e-9d0a-6a1b2c3d4e5f")
@@ -316,6 +328,9 @@ class DeliveryWorker:
                 settled = await store.settle_send(
                     conn, send, error is None, error or "ok", retry_in
                 )
+                DELIVERY_ATTEMPTS.labels(
+                    delivery.agency_id, send.channel, "ok" if error is None else "failed"
+                ).inc()
                 if settled.pending_sends == 0 and settled.state == "pending":
                     await self._finish(conn, delivery, settled)
                     finished = True
@@ -332,6 +347,7 @@ class DeliveryWorker:
         payload: ReferralDelivered | ReferralDeliveryFailed
         if settled.failed_sends == 0:
             await store.mark_delivered(conn, delivery.referral_id, done, attempts)
+            REFERRALS_SETTLED.labels(delivery.agency_id, "delivered").inc()
             payload = ReferralDelivered(
                 case_id=delivery.case_id,
                 referral_id=delivery.referral_id,
@@ -349,6 +365,7 @@ class DeliveryWorker:
             if done:
                 reason += f" (delivered on {', '.join(done)})"
             await store.mark_failed(conn, delivery.referral_id, attempts, reason)
+            REFERRALS_SETTLED.labels(delivery.agency_id, "delivery_failed").inc()
             payload = ReferralDeliveryFailed(
                 case_id=delivery.case_id,
                 referral_id=delivery.referral_id,
