@@ -194,6 +194,10 @@ class ServiceRuntime:
             await self.broker.stop()
             await self._after_shutdown()
 
+    def lifespan(self, _app: object) -> contextlib.AbstractAsyncContextManager[None]:
+        """For a FastAPI door: ``FastAPI(lifespan=runtime.lifespan)``."""
+        return self.running()
+
     def asgi_app(self, routes: list[tuple[str, ASGIApp]] | None = None) -> AsgiFastStream:
         return AsgiFastStream(
             self.broker,

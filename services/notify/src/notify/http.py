@@ -1,8 +1,6 @@
 """Notify's HTTP door: health, partners' replies, and the FHIR rendering of a referral."""
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, HTTPException, Request
@@ -81,16 +79,11 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
     runtime = notify.runtime
     tokens = _tokens(settings, notify.signing_key)
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with runtime.running():
-            yield
-
     app = FastAPI(
         title="rujuk notify",
         version="1.0.0",
         summary="Partners' replies to referrals; referrals as FHIR R4 resources.",
-        lifespan=lifespan,
+        lifespan=runtime.lifespan,
     )
     app.state.notify = notify
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)

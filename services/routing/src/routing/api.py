@@ -5,8 +5,6 @@ the coordinator's credential until intake's tokens cover routing.
 """
 
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, HTTPException, Path, Request
@@ -73,16 +71,11 @@ def create_api(settings: RoutingSettings) -> FastAPI:
     runtime.on_started.append(started)
     runtime.on_stopping.append(stopping)
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with runtime.running():
-            yield
-
     app = FastAPI(
         title="rujuk routing",
         version="1.0.0",
         summary="District SOPs in force and their publishing; closing cases.",
-        lifespan=lifespan,
+        lifespan=runtime.lifespan,
     )
     app.state.runtime = runtime
     app.state.routing = routing
