@@ -272,43 +272,54 @@ class ChainVerifier:
 
     def feed(self, entries: Iterable[Entry]) -> bool:
         """Check ``entries``; False once a failure was found (further input is ignored)."""
+        return self.feed_bodies(
+            (entry.seq, entry.prev_hash, entry.hash, body_of(entry)) for entry in entries
+        )
+
+    def feed_bodies(self, rows: Iterable[tuple[int, bytes, bytes, bytes]]) -> bool:
+        """Check ``(seq, prev_hash, hash, body)`` rows, ``body`` being the entry's canonical
+        form (``body_of``) however it was built; False once a failure was found.
+
+        The loop behind ``feed``: a reader that can build the body without an Entry (e.g.
+        ``store.stream_bodies``) skips making one per row.
+        """
         if self._failure is not None:
             return False
         seq, previous, count, anchors = self._seq, self._hash, self._count, self._anchors
         sha256 = hashlib.sha256
         try:
-            for entry in entries:
-                if entry.seq != seq + 1:
-                    self._failure = _sequence_failure(seq, entry.seq)
+            for entry_seq, prev_hash, stored, body in rows:
+                if entry_seq != seq + 1:
+                    self._failure = _sequence_failure(seq, entry_seq)
                     return False
-                if entry.prev_hash != previous:
+                if prev_hash != previous:
                     self._failure = VerifyFailure(
-                        entry.seq,
+                        entry_seq,
                         FailureKind.BROKEN_LINK,
-                        f"prev_hash {short_hash(entry.prev_hash)} is not the hash of entry "
+                        f"prev_hash {short_hash(prev_hash)} is not the hash of entry "
                         f"{seq} ({short_hash(previous)}): an earlier entry was rewritten",
                     )
                     return False
-                actual = sha256(previous + body_of(entry)).digest()
-                if actual != entry.hash:
+                actual = sha256(previous + body).digest()
+                if actual != stored:
                     self._failure = VerifyFailure(
-                        entry.seq,
+                        entry_seq,
                         FailureKind.HASH_MISMATCH,
-                        f"stored hash {short_hash(entry.hash)} but the content hashes to "
+                        f"stored hash {short_hash(stored)} but the content hashes to "
                         f"{short_hash(actual)}: the entry was altered after it was recorded",
                     )
                     return False
-                if anchors and entry.seq in anchors and anchors[entry.seq] != actual:
+                if anchors and entry_seq in anchors and anchors[entry_seq] != actual:
                     self._failure = VerifyFailure(
-                        entry.seq,
+                        entry_seq,
                         FailureKind.ANCHOR_MISMATCH,
                         f"hash {short_hash(actual)} differs from "
-                        f"{self._labels.get(entry.seq, 'the anchor')} "
-                        f"({short_hash(anchors[entry.seq])}) recorded earlier: the chain was "
+                        f"{self._labels.get(entry_seq, 'the anchor')} "
+                        f"({short_hash(anchors[entry_seq])}) recorded earlier: the chain was "
                         "rewritten from here or before",
                     )
                     return False
-                seq, previous, count = entry.seq, actual, count + 1
+                seq, previous, count = entry_seq, actual, count + 1
         finally:
             self._seq, self._hash, self._count = seq, previous, count
         return True
