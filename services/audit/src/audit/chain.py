@@ -72,9 +72,9 @@ def canonical_event(event: CloudEvent) -> str:
     # number form differs from Python's), no integers beyond 2**53, and no keys whose
     # UTF-16 order differs from code point order; and it is C-fast. A unit test holds the
     # two equal; anything else takes the reference implementation.
-    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = _SORTED_COMPACT.encode(document)
     try:
-        json.loads(text, parse_float=_not_plain, parse_int=_safe_int)
+        _PLAIN_NUMBERS.decode(text)
         if text.isascii() or _keys_plain(document):
             return text
     except _NotPlain:
@@ -103,6 +103,12 @@ def _safe_int(text: str) -> int:
     if not -_MAX_SAFE_INTEGER <= number <= _MAX_SAFE_INTEGER:
         raise _NotPlain
     return number
+
+
+# Made once: json.dumps/json.loads with non-default arguments build a new encoder/decoder per
+# call, a measurable share of the append path.
+_SORTED_COMPACT = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_PLAIN_NUMBERS = json.JSONDecoder(parse_float=_not_plain, parse_int=_safe_int)
 
 
 def _keys_plain(value: Any) -> bool:
