@@ -88,6 +88,8 @@ def create_runtime(
     if batch_append:
         writer = LedgerWriter(SERVICE, pool, runtime.js, on_appended=appended)
         runtime.subscribe_batches(subjects.EVENTS_WILDCARD, durable=DURABLE, process=writer.process)
+        # After the consumers stop, before the last checkpoint and the pool's close.
+        runtime.on_stopping.insert(0, writer.drain)
     else:
         runtime.fallback = append_handler
         runtime.subscribe_batches(subjects.EVENTS_WILDCARD, durable=DURABLE)

@@ -46,6 +46,11 @@ class LedgerWriter:
     redelivery is harmless. A message that is not a CloudEvent, or has no canonical form, is
     parked with the reason. Messages are acked after the commit; if the database fails, the
     whole batch is nak'ed and comes back in order.
+
+    Pipelined by one batch: ``process`` parses a batch, waits for the previous batch's
+    commit, then starts this one's and returns, so the next fetch from NATS overlaps it.
+    Commits still run one at a time in stream order (each attaches to the head the last one
+    left); ``drain`` waits for the one in flight (call it before the pool closes).
     """
 
     def __init__(
@@ -63,6 +68,7 @@ class LedgerWriter:
         # SDK makes and ends every span). Record them only when they are exported, by the
         # rule rujuk_runtime.telemetry.configure_tracing applies.
         self.spans = _exporting_spans()
+        self._in_flight: asyncio.Task[None] | None = None
 
     async def process(self, batch: list[Msg]) -> None:
         events: list[CloudEvent] = []
@@ -74,6 +80,37 @@ class LedgerWriter:
                 valid.append(message)
             except EventError as exc:
                 to_park.append((message, str(exc)))
+        await self.drain()
+        self._in_flight = asyncio.create_task(
+            self._commit(batch, events, valid, to_park), name="audit-ledger-commit"
+        )
+
+    async def drain(self) -> None:
+        """Wait for the batch being committed, if any (its failures are handled within)."""
+        if self._in_flight is not None:
+            # Shielded: a consumer cancelled while waiting must not abort a commit halfway.
+            await asyncio.shield(self._in_flight)
+            self._in_flight = None
+
+    async def _commit(
+        self,
+        batch: list[Msg],
+        events: list[CloudEvent],
+        valid: list[Msg],
+        to_park: list[tuple[Msg, str]],
+    ) -> None:
+        try:
+            await self._append(batch, events, valid, to_park)
+        except Exception:  # unacked messages come back after ack_wait
+            log.exception("ledger batch: parking or acking failed", size=len(batch))
+
+    async def _append(
+        self,
+        batch: list[Msg],
+        events: list[CloudEvent],
+        valid: list[Msg],
+        to_park: list[tuple[Msg, str]],
+    ) -> None:
         started = time.time_ns()
         try:
             async with self._pool().acquire() as conn:
