@@ -318,3 +318,51 @@ def test_the_fast_event_form_is_exactly_rfc8785(extra: dict[str, object]) -> Non
         extended = CloudEvent.model_validate(document)
 
         assert chain.canonical_event(extended) == rfc8785.dumps(document).decode()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"n": 2**53},
+        {"n": -(2**53)},
+        {"a": [2**60]},
+    ],
+)
+def test_an_event_with_no_rfc8785_form_is_refused(extra: dict[str, object]) -> None:
+    event = case_story()[0]
+    document = event.model_dump(mode="json", exclude_none=True) | extra
+    with pytest.raises(chain.UnrepresentableEvent):
+        chain.canonical_event(CloudEvent.model_validate(document))
+
+
+def test_the_number_precheck_flags_every_number_the_full_check_refuses() -> None:
+    numbers: list[object] = [0, 7, -7, 10**15 - 1, 10**15, 2**53 - 1, 2**53, -(2**53), 10**30]
+    numbers += [0.5, -0.5, 5.0, 1e21, 5e-07, 1e300, float("nan"), float("inf"), -float("inf")]
+    for number in numbers:
+        for value in ({"k": number}, [number], [1, number], {"k": [{"j": number}]}):
+            text = chain._SORTED_COMPACT.encode(value)
+            try:
+                chain._PLAIN_NUMBERS.decode(text)
+                refused = False
+            except chain._NotPlain:
+                refused = True
+            if refused:
+                assert chain._MAYBE_NOT_PLAIN.search(text), text
+    assert not chain._MAYBE_NOT_PLAIN.search('{"a":[1,-2,{"b":999999999999999}],"c":"x"}')
+
+
+def test_times_in_any_zone_are_written_as_utc() -> None:
+    from pydantic import TypeAdapter
+
+    moment = datetime(2026, 3, 2, 8, 0, 2, 5, tzinfo=timezone(timedelta(hours=7)))
+    parsed = TypeAdapter(datetime).validate_python("2026-03-02T01:00:02.000005Z")
+    for value in (
+        moment,
+        moment.astimezone(UTC),
+        parsed,
+        moment.astimezone(UTC).replace(tzinfo=None),
+    ):
+        assert chain.timestamp(value) == "2026-03-02T01:00:02.000005Z"
+    assert chain.timestamp(datetime(2026, 3, 2, 1, 0, 2, tzinfo=timezone(timedelta(0)))) == (
+        "2026-03-02T01:00:02.000000Z"
+    )

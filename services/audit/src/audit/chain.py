@@ -14,6 +14,7 @@ re-canonicalise it: it is spliced into the body as it is stored.
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -74,7 +75,8 @@ def canonical_event(event: CloudEvent) -> str:
     # two equal; anything else takes the reference implementation.
     text = _SORTED_COMPACT.encode(document)
     try:
-        _PLAIN_NUMBERS.decode(text)
+        if _MAYBE_NOT_PLAIN.search(text):  # else no number can be a float or unsafe
+            _PLAIN_NUMBERS.decode(text)
         if text.isascii() or _keys_plain(document):
             return text
     except _NotPlain:
@@ -108,7 +110,15 @@ def _safe_int(text: str) -> int:
 # Made once: json.dumps/json.loads with non-default arguments build a new encoder/decoder per
 # call, a measurable share of the append path.
 _SORTED_COMPACT = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-_PLAIN_NUMBERS = json.JSONDecoder(parse_float=_not_plain, parse_int=_safe_int)
+_PLAIN_NUMBERS = json.JSONDecoder(
+    parse_float=_not_plain, parse_int=_safe_int, parse_constant=_not_plain
+)
+# A cheap pre-check that lets most events skip the decoding above. In compact JSON a number
+# (or NaN/Infinity, which json.dumps writes and RFC 8785 refuses) starts right after ":", ","
+# or "["; it is a float if its digits are followed by ".", "e" or "E", and can exceed 2**53
+# only with 16 digits or more. A match inside a string is a false alarm that merely costs the
+# full check.
+_MAYBE_NOT_PLAIN = re.compile(r"[:,\[](?:-?\d+(?:[.eE]|\d{15})|-?Infinity|NaN)")
 
 
 def _keys_plain(value: Any) -> bool:
@@ -125,8 +135,12 @@ def _keys_plain(value: Any) -> bool:
 
 def timestamp(moment: datetime) -> str:
     """A time as the chain writes it: UTC, microseconds, ``Z`` (a naive time is taken as UTC)."""
-    if moment.tzinfo is not UTC:  # asyncpg hands out UTC already: skip the conversion
-        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    zone = moment.tzinfo
+    if zone is not UTC:  # asyncpg hands out UTC already: skip the conversion
+        if zone is None:
+            moment = moment.replace(tzinfo=UTC)
+        elif moment.utcoffset():  # a zero offset (e.g. pydantic's UTC) is UTC's wall time
+            moment = moment.astimezone(UTC)
     text = moment.isoformat()  # the fastest formatter; drops the fraction when it is zero
     return f"{text[:26]}Z" if moment.microsecond else f"{text[:19]}.000000Z"
 
