@@ -10,6 +10,8 @@ import pytest
 
 from audit.cli import verify_ledger
 from audit.writer import LedgerWriter
+from rujuk_contracts import CloudEvent
+from rujuk_runtime.bus import DLQ_REASON_HEADER
 from rujuk_runtime.db import create_pool
 from tests.unit.test_audit_chain import case_story
 
@@ -71,3 +73,34 @@ async def test_a_cancelled_consumer_does_not_abort_the_commit_in_flight(
 
     assert await pool.fetchval("SELECT count(*) FROM ledger") == len(first)
     assert acks == [m.data for m in first]
+
+
+class FakeJetStream:
+    def __init__(self) -> None:
+        self.parked: list[tuple[str, bytes, dict[str, str]]] = []
+
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        self.parked.append((subject, data, headers))
+
+
+async def test_an_event_with_no_canonical_form_is_parked_and_the_rest_chained(
+    pool: asyncpg.Pool,
+) -> None:
+    story = case_story("3514-0000000003")
+    document = story[1].model_dump(mode="json", exclude_none=True)
+    document["data"] = {**document["data"], "huge": 2**60}  # beyond RFC 8785's integers
+    unsafe = CloudEvent.model_validate(document)
+    acks: list[bytes] = []
+    js = FakeJetStream()
+    writer = LedgerWriter("audit", lambda: pool, lambda: js)  # type: ignore[arg-type,return-value]
+    batch = [FakeMsg(e.to_bytes(), acks) for e in [story[0], unsafe, *story[2:]]]
+
+    await writer.process(batch)  # type: ignore[arg-type]
+    await writer.drain()
+
+    rows = await pool.fetch("SELECT seq, event_id FROM ledger ORDER BY seq")
+    assert [r["event_id"] for r in rows] == [story[0].id, *(e.id for e in story[2:])]
+    assert [r["seq"] for r in rows] == list(range(1, len(story)))
+    assert len(js.parked) == 1
+    assert "no RFC 8785 canonical form" in js.parked[0][2][DLQ_REASON_HEADER]
+    assert sorted(acks) == sorted(m.data for m in batch)

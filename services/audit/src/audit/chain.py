@@ -204,8 +204,11 @@ def recompute_hash(entry: Entry) -> bytes:
     return entry_hash(entry.prev_hash, body_of(entry))
 
 
-def next_entry(head: Head, event: CloudEvent, recorded_at: datetime) -> Entry:
-    """The entry that records ``event`` right after ``head``."""
+def next_entry(
+    head: Head, event: CloudEvent, recorded_at: datetime, *, text: str | None = None
+) -> Entry:
+    """The entry that records ``event`` right after ``head``; ``text`` is
+    ``canonical_event(event)`` if the caller made it already."""
     if recorded_at.tzinfo is None:
         recorded_at = recorded_at.replace(tzinfo=UTC)
     fields: dict[str, Any] = {
@@ -216,7 +219,7 @@ def next_entry(head: Head, event: CloudEvent, recorded_at: datetime) -> Entry:
         "actor": event.source,
         "event_time": event.time if event.time.tzinfo else event.time.replace(tzinfo=UTC),
         "recorded_at": recorded_at,
-        "event": canonical_event(event),
+        "event": canonical_event(event) if text is None else text,
     }
     try:
         body = canonical_body(**fields)

@@ -269,12 +269,18 @@ class BatchAppend:
 
 
 async def append_batch(
-    conn: Connection, events: Sequence[CloudEvent], *, recorded_at: datetime | None = None
+    conn: Connection,
+    events: Sequence[CloudEvent],
+    *,
+    recorded_at: datetime | None = None,
+    texts: Sequence[str | UnrepresentableEvent] | None = None,
 ) -> BatchAppend:
     """Chain ``events`` onto the ledger in order: one lock, one head read, one INSERT.
 
     An event whose id is already recorded (or repeats within the batch) takes no seq; one
-    with no canonical form is refused with the reason and the rest go on. Runs in its own
+    with no canonical form is refused with the reason and the rest go on. ``texts``, if
+    given, are ``chain.canonical_event`` of each event made beforehand (or the error it
+    raised), so that work need not wait for the lock (see ``canonical_texts``). Runs in its own
     transaction or a savepoint of the caller's; the advisory lock is held to the end of the
     outermost transaction, as in ``append``.
     """
@@ -295,7 +301,10 @@ async def append_batch(
                 result.duplicates.append(event.id)
                 continue
             try:
-                entry = chain.next_entry(current, event, moment)
+                text = None if texts is None else texts[index]
+                if isinstance(text, UnrepresentableEvent):
+                    raise text
+                entry = chain.next_entry(current, event, moment, text=text)
             except UnrepresentableEvent as exc:
                 result.refused.append((index, str(exc)))
                 continue
@@ -311,6 +320,17 @@ async def append_batch(
                 *columns,
             )
     return result
+
+
+def canonical_texts(events: Sequence[CloudEvent]) -> list[str | UnrepresentableEvent]:
+    """``chain.canonical_event`` of each event, or the error it raised, for ``append_batch``."""
+    texts: list[str | UnrepresentableEvent] = []
+    for event in events:
+        try:
+            texts.append(chain.canonical_event(event))
+        except UnrepresentableEvent as exc:
+            texts.append(exc)
+    return texts
 
 
 def _row(entry: Entry) -> tuple[object, ...]:

@@ -13,6 +13,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from audit import store
+from audit.chain import UnrepresentableEvent
 from audit.signing import SigningKey
 from rujuk_contracts import subjects
 from rujuk_contracts.envelope import CloudEvent, EventError, parse_envelope
@@ -80,9 +81,11 @@ class LedgerWriter:
                 valid.append(message)
             except EventError as exc:
                 to_park.append((message, str(exc)))
+        # Canonical JSON needs no seq: made here, while the previous batch commits.
+        texts = store.canonical_texts(events)
         await self.drain()
         self._in_flight = asyncio.create_task(
-            self._commit(batch, events, valid, to_park), name="audit-ledger-commit"
+            self._commit(batch, events, texts, valid, to_park), name="audit-ledger-commit"
         )
 
     async def drain(self) -> None:
@@ -96,11 +99,12 @@ class LedgerWriter:
         self,
         batch: list[Msg],
         events: list[CloudEvent],
+        texts: list[str | UnrepresentableEvent],
         valid: list[Msg],
         to_park: list[tuple[Msg, str]],
     ) -> None:
         try:
-            await self._append(batch, events, valid, to_park)
+            await self._append(batch, events, texts, valid, to_park)
         except Exception:  # unacked messages come back after ack_wait
             log.exception("ledger batch: parking or acking failed", size=len(batch))
 
@@ -108,13 +112,14 @@ class LedgerWriter:
         self,
         batch: list[Msg],
         events: list[CloudEvent],
+        texts: list[str | UnrepresentableEvent],
         valid: list[Msg],
         to_park: list[tuple[Msg, str]],
     ) -> None:
         started = time.time_ns()
         try:
             async with self._pool().acquire() as conn:
-                result = await store.append_batch(conn, events)
+                result = await store.append_batch(conn, events, texts=texts)
         except Exception as exc:  # nothing committed: all of it comes back, in order
             log.warning("ledger batch failed, will be redelivered", error=type(exc).__name__,
                         detail=str(exc)[:200], size=len(batch))  # fmt: skip
