@@ -147,8 +147,15 @@ class DeliveryWorker:
 
     async def _listen(self) -> None:
         """New sends wake the worker at once (NOTIFY on commit); polling is the safety net."""
-        if self._listener is not None and not self._listener.is_closed():
-            return
+        if self._listener is not None:
+            try:
+                if not self._listener.is_closed():
+                    return
+                with contextlib.suppress(Exception):  # closed: give its slot back
+                    await self._pool.release(self._listener)
+            except asyncpg.InterfaceError:
+                pass  # its connection closed and the pool took it back (PostgreSQL restarted)
+            self._listener = None
         try:
             connection = await self._pool.acquire()
             await connection.add_listener(store.WAKE_CHANNEL, self._on_notify)
