@@ -46,6 +46,8 @@ class WebhookReceiver:
         body = b""
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the sender went away mid-request (killed): no delivery, no verdict
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
