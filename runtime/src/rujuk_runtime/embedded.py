@@ -8,6 +8,7 @@ their data in a folder given by the caller, so a test can stop and restart them 
 import importlib.util
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -29,13 +30,30 @@ class EmbeddedServerError(RuntimeError):
 
 
 def free_port() -> int:
-    """A free TCP port on loopback, never one of the standard NATS/PostgreSQL ports."""
-    while True:
+    """A free TCP port on loopback for a server to listen on, never a standard NATS/PostgreSQL
+    port, and below the kernel's ephemeral range: a port from that range may be handed to some
+    outgoing connection (another server's route, a client) between our check and the bind."""
+    low, _ = _ephemeral_range()
+    candidates = range(max(1024, low - 12_000), low)
+    for _ in range(200):
+        port = random.choice(candidates)  # noqa: S311 - not a secret, just spread out
+        if port in STANDARD_PORTS:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port not in STANDARD_PORTS:
-            return port
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise EmbeddedServerError("no free port below the ephemeral range")
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
 
 def wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes] | None) -> None:
