@@ -54,8 +54,12 @@ class NatsCluster:
                 [str(nats_server_binary()), "--config", str(NODE_CONFIG), "--addr", "127.0.0.1"],
                 env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
             )  # fmt: skip
-        for node, port in enumerate(self.client_ports):
-            wait_for_port(port, 15, self.processes[node])
+        try:
+            for node, port in enumerate(self.client_ports):
+                wait_for_port(port, 15, self.processes[node])
+        except Exception:
+            self.stop()  # never leave the nodes that did start behind
+            raise
         return self
 
     def kill(self, node: int) -> None:
