@@ -2,6 +2,10 @@
 
 from typing import Any
 
+# NIK-shaped but invented: its first two digits are the province code, and there is no
+# province 99, so no real person can hold it.
+INVENTED_NIK = "9999000000000001"
+
 SAMPLE_REPORTS: list[dict[str, Any]] = [
     {
         "channel": "hotline",
@@ -10,7 +14,7 @@ SAMPLE_REPORTS: list[dict[str, Any]] = [
         "village": "Desa Contoh (SAMPLE)",
         "victim": {
             "name": "CONTOH Korban Satu",
-            "nik": "9999000000000001",
+            "nik": INVENTED_NIK,
             "age_years": 14,
             "sex": "female",
             "phone": "+62 800-0000-0001",

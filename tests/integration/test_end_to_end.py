@@ -14,7 +14,7 @@ import pytest
 
 from audit.cli import case_history, verify_ledger
 from rujuk.receiver import WebhookReceiver
-from rujuk.samples import SAMPLE_REPORTS
+from rujuk.samples import INVENTED_NIK, SAMPLE_REPORTS
 from rujuk.stack import Stack
 from rujuk_contracts import parse_event, subjects
 from rujuk_contracts.events import CaseReported
@@ -24,7 +24,7 @@ from tests.conftest import fresh_database, remove_streams
 pytestmark = pytest.mark.integration
 
 # Strings that must never leave intake's vault (they are in the sample reports).
-IDENTIFYING = ["CONTOH Korban", "CONTOH Pelapor", "9999000000000001", "800-0000-0001",
+IDENTIFYING = ["CONTOH Korban", "CONTOH Pelapor", INVENTED_NIK, "800-0000-0001",
                "Jl. Fiktif", "SAMPLE narrative", "Desa Contoh"]  # fmt: skip
 
 

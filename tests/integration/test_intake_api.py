@@ -37,6 +37,7 @@ pytestmark = pytest.mark.integration
 # Visibly invented identifying data, distinctive enough to search for anywhere.
 PII = {
     "name": "CONTOH Zuzu Fiktifwati",
+    # NIK-shaped but invented (province code 99 does not exist)
     "nik": "9999123400000042",
     "phone": "+62 800 1111 2222",
     "address": "Jl. Khayalan Nomor 77",

@@ -23,6 +23,7 @@ from tests.conftest import fresh_database
 
 pytestmark = pytest.mark.integration
 
+# Invented; the NIK-shaped value has province code 99, which does not exist.
 SECRETS = ["CONTOH Wulan Tanpa-Nyata", "9999777766665555", "+62 800 9876 5432",
            "Jl. Tidak Ada Nomor 404", "NARASI-RAHASIA-Zq93", "Dusun Imajiner"]  # fmt: skip
 

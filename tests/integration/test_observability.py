@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from rujuk.samples import SAMPLE_REPORTS
+from rujuk.samples import INVENTED_NIK, SAMPLE_REPORTS
 from rujuk.stack import Stack
 from rujuk_runtime.embedded import free_port
 from tests.conftest import fresh_database, remove_streams
@@ -206,7 +206,7 @@ def test_no_span_attribute_carries_identifying_data(observed: Observed) -> None:
     for span in observed.receiver.spans:
         for value in span.attributes.values():
             assert DISTINCTIVE_PII not in value
-            assert "9999000000000001" not in value
+            assert INVENTED_NIK not in value
 
 
 def test_log_lines_carry_trace_span_case_and_event_ids(observed: Observed) -> None:

@@ -7,6 +7,7 @@ import pytest
 
 from intake.vault import SealedRecord, Vault, VaultError, new_master_key_spec, parse_master_keys
 
+# Invented; the NIK-shaped value has province code 99, which does not exist.
 DATA: dict[str, object] = {"victim": {"name": "CONTOH Nama Rekaan", "nik": "9999000011112222"}}
 
 
