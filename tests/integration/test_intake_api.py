@@ -359,3 +359,17 @@ async def test_bad_bodies_get_4xx_naming_the_problem(intake: Intake) -> None:
         "/v1/reports", content=b"{not json", headers={**headers, "Content-Type": "application/json"}
     )
     assert garbage.status_code == 422
+
+
+async def test_whoami_names_the_tokens_role_and_agency_but_never_its_secret(
+    intake: Intake,
+) -> None:
+    assert (await intake.client.get("/v1/whoami")).status_code == 401
+    revoked = await intake.client.get("/v1/whoami", headers=intake.as_("revoked"))
+    assert revoked.status_code == 401
+    for name, role, agency in (("operator", "operator", None), ("auditor", "auditor", None),
+                               ("health", "partner", "puskesmas-contoh")):  # fmt: skip
+        got = await intake.client.get("/v1/whoami", headers=intake.as_(name))
+        assert got.status_code == 200, name
+        assert got.json() == {"token_id": intake.token_ids[name], "role": role, "agency_id": agency}
+        assert intake.tokens[name] not in got.text

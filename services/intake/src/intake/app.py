@@ -81,6 +81,14 @@ class ErasureRequest(BaseModel):
     reason: str = Field(min_length=3, max_length=200, description="No identifying data")
 
 
+class WhoAmI(BaseModel):
+    """Who a token belongs to: never its secret."""
+
+    token_id: str
+    role: str
+    agency_id: str | None
+
+
 class Erasure(BaseModel):
     case_id: str
     erased_at: datetime
@@ -230,6 +238,20 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     async def healthz() -> JSONResponse:
         ok, checks = await runtime.health()
         return JSONResponse({"service": "intake", "ok": ok, **checks}, 200 if ok else 503)
+
+    @app.get(
+        "/v1/whoami",
+        response_model=WhoAmI,
+        responses=_problems(401),
+        tags=["tokens"],
+        summary="The calling token's id, role and agency (any role)",
+    )
+    async def whoami(principal: Annotated[Principal, Depends(require(*Role))]) -> WhoAmI:
+        return WhoAmI(
+            token_id=principal.token_id,
+            role=principal.role.value,
+            agency_id=principal.agency_id,
+        )
 
     @app.post(
         "/v1/reports",
