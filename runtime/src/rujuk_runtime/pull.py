@@ -42,6 +42,7 @@ class PullConsumer:
     process: BatchProcessor
     batch_size: int = 100
     service: str = ""
+    max_ack_pending: int | None = None  # a consumer that must keep stream order sets it low
     _task: asyncio.Task[None] | None = field(default=None, init=False)
     _subscription: JetStreamContext.PullSubscription | None = field(default=None, init=False)
     _watch: asyncio.Task[None] | None = field(default=None, init=False)
@@ -52,7 +53,7 @@ class PullConsumer:
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=ACK_WAIT_SECONDS,
             deliver_policy=DeliverPolicy.ALL,
-            max_ack_pending=max(1000, self.batch_size * 10),
+            max_ack_pending=self.max_ack_pending or max(1000, self.batch_size * 10),
         )
 
     async def start(self, js: JetStreamContext) -> None:

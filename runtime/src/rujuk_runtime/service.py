@@ -79,8 +79,13 @@ class ServiceRuntime:
         durable: str,
         process: BatchProcessor | None = None,
         stream: str = subjects.EVENTS_STREAM,
+        max_ack_pending: int | None = None,
     ) -> None:
-        """A durable batch consumer; by default the idempotent consumer processes it."""
+        """A durable batch consumer; by default the idempotent consumer processes it.
+
+        ``max_ack_pending`` caps the messages delivered and not yet acknowledged: a consumer
+        that must see the stream strictly in order sets it to what it keeps in flight, so that
+        after a crash the redelivered messages cannot be overtaken by newer ones."""
         runtime = self
 
         async def process_with_consumer(batch: list[Msg]) -> None:
@@ -94,6 +99,7 @@ class ServiceRuntime:
                 process=process or process_with_consumer,
                 batch_size=self.settings.batch_size,
                 service=self.name,
+                max_ack_pending=max_ack_pending,
             )
         )
 

@@ -87,9 +87,16 @@ def create_runtime(
 
     if batch_append:
         writer = LedgerWriter(SERVICE, pool, runtime.js, on_appended=appended)
-        runtime.subscribe_batches(subjects.EVENTS_WILDCARD, durable=DURABLE, process=writer.process)
+        runtime.subscribe_batches(
+            subjects.EVENTS_WILDCARD,
+            durable=DURABLE,
+            process=writer.process,
+            # The writer keeps one batch committing while it reads the next: never more than
+            # two batches unacknowledged, so a redelivery is never overtaken (stream order).
+            max_ack_pending=2 * runtime.settings.batch_size,
+        )
         # After the consumers stop, before the last checkpoint and the pool's close.
-        runtime.on_stopping.insert(0, writer.drain)
+        runtime.on_stopping.insert(0, writer.close)
     else:
         runtime.fallback = append_handler
         runtime.subscribe_batches(subjects.EVENTS_WILDCARD, durable=DURABLE)

@@ -31,6 +31,7 @@ from rujuk_runtime.telemetry import record_span
 log = get_logger(__name__)
 
 RETRY_DELAY_SECONDS = 1.0
+MAX_RETRY_DELAY_SECONDS = 5.0
 MAX_REASON_CHARS = 500
 
 
@@ -70,6 +71,7 @@ class LedgerWriter:
         # rule rujuk_runtime.telemetry.configure_tracing applies.
         self.spans = _exporting_spans()
         self._in_flight: asyncio.Task[None] | None = None
+        self.closing = False  # set on stop: a batch the database refuses is left to redelivery
 
     async def process(self, batch: list[Msg]) -> None:
         events: list[CloudEvent] = []
@@ -87,6 +89,11 @@ class LedgerWriter:
         self._in_flight = asyncio.create_task(
             self._commit(batch, events, texts, valid, to_park), name="audit-ledger-commit"
         )
+
+    async def close(self) -> None:
+        """On stop: finish the batch in flight, without waiting for a database that is away."""
+        self.closing = True
+        await self.drain()
 
     async def drain(self) -> None:
         """Wait for the batch being committed, if any (its failures are handled within)."""
@@ -108,6 +115,31 @@ class LedgerWriter:
         except Exception:  # unacked messages come back after ack_wait
             log.exception("ledger batch: parking or acking failed", size=len(batch))
 
+    async def _append_until_committed(
+        self,
+        batch: list[Msg],
+        events: list[CloudEvent],
+        texts: list[str | UnrepresentableEvent],
+    ) -> store.BatchAppend | None:
+        """Retry the batch in place while the database is away. A nak would let newer
+        messages be fetched and chained first, breaking stream order; instead the batch is
+        held (in_progress keeps JetStream from redelivering it) until it commits."""
+        attempt = 0
+        while True:
+            try:
+                async with self._pool().acquire() as conn:
+                    return await store.append_batch(conn, events, texts=texts)
+            except Exception as exc:  # nothing committed
+                attempt += 1
+                log.warning("ledger batch failed, retrying in place", error=type(exc).__name__,
+                            detail=str(exc)[:200], size=len(batch), attempt=attempt)  # fmt: skip
+                if self.closing:
+                    return None
+                for message in batch:
+                    with contextlib.suppress(Exception):
+                        await message.in_progress()
+                await asyncio.sleep(min(RETRY_DELAY_SECONDS * attempt, MAX_RETRY_DELAY_SECONDS))
+
     async def _append(
         self,
         batch: list[Msg],
@@ -117,14 +149,8 @@ class LedgerWriter:
         to_park: list[tuple[Msg, str]],
     ) -> None:
         started = time.time_ns()
-        try:
-            async with self._pool().acquire() as conn:
-                result = await store.append_batch(conn, events, texts=texts)
-        except Exception as exc:  # nothing committed: all of it comes back, in order
-            log.warning("ledger batch failed, will be redelivered", error=type(exc).__name__,
-                        detail=str(exc)[:200], size=len(batch))  # fmt: skip
-            for message in batch:
-                await _nak(message)
+        result = await self._append_until_committed(batch, events, texts)
+        if result is None:  # stopping with the database away: JetStream redelivers, in order
             return
         if result.entries:
             self._on_appended(len(result.entries))
