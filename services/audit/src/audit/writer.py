@@ -47,7 +47,8 @@ class LedgerWriter:
     multi-row INSERT per batch); an event id already in the ledger takes no seq, so
     redelivery is harmless. A message that is not a CloudEvent, or has no canonical form, is
     parked with the reason. Messages are acked after the commit; if the database fails, the
-    whole batch is nak'ed and comes back in order.
+    batch is retried in place (held with in_progress) until it commits, so nothing newer is
+    chained before it.
 
     Pipelined by one batch: ``process`` parses a batch, waits for the previous batch's
     commit, then starts this one's and returns, so the next fetch from NATS overlaps it.
