@@ -61,6 +61,14 @@ def test_unknown_schema_version_is_refused_by_name() -> None:
         parse_event(event.to_bytes())
 
 
+def test_a_dataschema_of_another_version_is_refused() -> None:
+    event = make_event(_reported(), source="/rujuk/intake").model_copy(
+        update={"dataschema": "urn:rujuk:schema:case.reported:v2"}
+    )
+    with pytest.raises(EventError, match="unknown schema version: dataschema is not"):
+        parse_event(event.to_bytes())
+
+
 def test_subject_must_match_the_case_in_the_data() -> None:
     event = make_event(_reported(), source="/rujuk/intake").model_copy(
         update={"subject": "3514-ZZZZZZZZZZ"}

@@ -93,6 +93,12 @@ def parse_envelope(raw: bytes) -> CloudEvent:
 def parse_event(raw: bytes) -> tuple[CloudEvent, EventPayload]:
     """Parse and validate a message body and its typed payload; failures are EventErrors."""
     envelope = parse_envelope(raw)
+    model = model_for_type(envelope.type)
+    if model is not None and envelope.dataschema != model.schema_uri():
+        raise EventError(
+            f"unknown schema version: dataschema is not {model.schema_uri()!r}, the schema of "
+            f"{envelope.type}"
+        )
     payload = envelope.payload()
     if payload.subject_id() != envelope.subject:
         raise EventError(f"subject {envelope.subject!r} differs from what the data is about")

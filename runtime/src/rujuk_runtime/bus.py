@@ -2,6 +2,7 @@
 
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
@@ -16,6 +17,7 @@ DUPLICATE_WINDOW_SECONDS = 15 * 60
 DLQ_REASON_HEADER = "Rujuk-Dlq-Reason"
 DLQ_SUBJECT_HEADER = "Rujuk-Original-Subject"
 DLQ_SERVICE_HEADER = "Rujuk-Service"
+DLQ_CONSUMER_HEADER = "Rujuk-Consumer"
 
 
 def make_broker(servers: list[str], name: str) -> NatsBroker:
@@ -93,6 +95,14 @@ def event_headers(event_id: str, traceparent: str | None) -> dict[str, str]:
     return headers
 
 
+def consumer_name(message: Msg) -> str | None:
+    """The durable consumer a JetStream message came through."""
+    try:
+        return message.metadata.consumer
+    except Exception:  # not from JetStream
+        return None
+
+
 async def park(
     js: JetStreamContext,
     service: str,
@@ -101,15 +111,19 @@ async def park(
     data: bytes,
     reason: str,
     message_id: str | None,
+    consumer: str | None = None,
 ) -> None:
-    """Put a message the service cannot process on its dead-letter subject, with the reason."""
+    """Put a message the service cannot process on its dead-letter subject, with the reason
+    and, when it came through a durable consumer, that consumer's name."""
     headers = {
         DLQ_REASON_HEADER: reason[:1000],
         DLQ_SUBJECT_HEADER: subject,
         DLQ_SERVICE_HEADER: service,
     }
+    if consumer:
+        headers[DLQ_CONSUMER_HEADER] = consumer
     if message_id:
         # Parking the same redelivered message twice stores it once.
         headers["Nats-Msg-Id"] = f"dlq:{service}:{message_id}"
     await js.publish(subjects.dead_letter(service), data, headers=headers)
-    log.warning("message parked", subject=subject, reason=reason[:200])
+    log.warning("message parked", subject=subject, consumer=consumer, reason=reason[:200])

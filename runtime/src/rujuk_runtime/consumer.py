@@ -20,8 +20,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from rujuk_contracts.envelope import CloudEvent, EventError, parse_envelope, parse_event
-from rujuk_contracts.events import EventPayload
-from rujuk_runtime.bus import park
+from rujuk_contracts.events import EVENT_MODELS, EventPayload, model_for_type
+from rujuk_runtime.bus import consumer_name, park
 from rujuk_runtime.db import Connection
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.metrics import DEAD_LETTERED, EVENTS_CONSUMED, HANDLER_SECONDS
@@ -94,6 +94,7 @@ class EventConsumer:
                 data=message.data,
                 reason=reason,
                 message_id=_message_id(message),
+                consumer=consumer_name(message),
             )
             await message.ack()
         for message in outcome.retry:
@@ -126,11 +127,18 @@ class EventConsumer:
             event = parse_envelope(message.data)
             handler = self.handlers.get(event.type)
             if handler is not None:
+                # Its own subject only: each durable consumer, and so stream order, is per subject.
+                expected = _subject_of(event.type)
+                if message.subject != expected:
+                    return f"{event.type} belongs on {expected}, not on {message.subject}"
                 payload: EventPayload | None = parse_event(message.data)[1]
             elif self.fallback is not None:
                 payload = None
             else:
-                return f"{self.service} does not handle event type {event.type!r}"
+                return (
+                    f"{self.service} does not handle event type {event.type!r}"
+                    + _other_versions(event.type)
+                )
         except EventError as exc:
             return str(exc)
         attributes = {
@@ -189,6 +197,20 @@ class EventConsumer:
         EVENTS_CONSUMED.labels(self.service, event.type, "processed").inc()
         HANDLER_SECONDS.labels(self.service, event.type).observe(time.perf_counter() - started)
         return None
+
+
+def _subject_of(event_type: str) -> str | None:
+    model = model_for_type(event_type)
+    return model.subject() if model is not None else None
+
+
+def _other_versions(event_type: str) -> str:
+    """For an unknown version of a known event: which versions there are."""
+    family = event_type.rpartition(".v")[0]
+    known = sorted(t for t in EVENT_MODELS if t.rpartition(".v")[0] == family)
+    if not family or not known or event_type in known:
+        return ""
+    return f": unknown schema version (known: {', '.join(known)})"
 
 
 def _deliveries(message: Msg) -> int:

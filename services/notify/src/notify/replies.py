@@ -41,7 +41,7 @@ from rujuk_contracts.events import (
     ReferralReplyRefused,
     ReplyKind,
 )
-from rujuk_runtime.bus import event_headers, park
+from rujuk_runtime.bus import consumer_name, event_headers, park
 from rujuk_runtime.db import Connection
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.outbox import add_to_outbox
@@ -238,7 +238,8 @@ class NatsReplies:
             subjects.check_agency_id(agency_id)
         except ValueError as exc:
             await park(js, SERVICE, subject=message.subject, data=message.data,
-                       reason=str(exc), message_id=None)  # fmt: skip
+                       reason=str(exc), message_id=None,
+                       consumer=consumer_name(message))  # fmt: skip
             await message.ack()
             return
         try:
@@ -266,7 +267,8 @@ class NatsReplies:
             )
             await park(js, SERVICE, subject=message.subject, data=message.data,
                        reason=f"reply refused: {refused.reason}",
-                       message_id=original_id and f"{agency_id}:{original_id}")  # fmt: skip
+                       message_id=original_id and f"{agency_id}:{original_id}",
+                       consumer=consumer_name(message))  # fmt: skip
             log.warning("partner reply refused", agency_id=agency_id,
                         reason=refused.reason[:200])  # fmt: skip
         await message.ack()
