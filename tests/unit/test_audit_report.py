@@ -16,6 +16,9 @@ from rujuk_contracts.events import (
     ReferralDeclined,
     ReferralDeliveryFailed,
     ReferralEscalated,
+    Role,
+    TokenIssued,
+    TokenRevoked,
 )
 from tests.unit.test_audit_chain import CASE_ID, case_story, chained
 
@@ -79,6 +82,16 @@ def test_each_step_summarises_what_changed() -> None:
             CaseClosed(case_id=CASE_ID, closed_by="upt-ppa-pasuruan", reason="services completed"),
             "case closed by upt-ppa-pasuruan: services completed",
         ),
+        (
+            TokenIssued(
+                token_id="tok-0a1b2c3d4e5f",
+                role=Role.PARTNER,
+                agency_id="rsud-bangil",
+                secret_sha256="ab" * 32,
+            ),
+            "token tok-0a1b2c3d4e5f issued: partner of rsud-bangil",
+        ),
+        (TokenRevoked(token_id="tok-0a1b2c3d4e5f"), "token tok-0a1b2c3d4e5f revoked"),
     ],
 )
 def test_other_events_summarise_too(payload: object, summary: str) -> None:

@@ -287,6 +287,52 @@ class SopPublished(EventPayload):
         return self.sop_id
 
 
+class Role(StrEnum):
+    """What a bearer token may do; intake issues tokens, every service checks them."""
+
+    OPERATOR = "operator"  # files reports, reads their status
+    PARTNER = "partner"  # bound to one agency: its referrals, replies and case details
+    COORDINATOR = "coordinator"  # the SOP, every referral, monitoring, closing and erasing
+    AUDITOR = "auditor"  # the ledger and the disclosure log
+
+
+TOKEN_ID_PATTERN = r"^[a-z]{1,8}-[0-9a-f]{6,32}$"  # noqa: S105 (a pattern, not a secret)
+
+
+class TokenIssued(EventPayload):
+    """Intake issued a bearer token; every service adds it to its own token projection.
+
+    ``secret_sha256`` is the hash of a secret of 256 random bits: no one can find the secret
+    from it (there is nothing to guess), so it is safe on the bus and in the ledger. The
+    token's label is not here: it may name a person.
+    """
+
+    aggregate = "token"
+    event = "issued"
+
+    token_id: str = Field(pattern=TOKEN_ID_PATTERN)
+    role: Role
+    agency_id: AgencyId | None = Field(
+        default=None, pattern=AGENCY_ID_PATTERN, description="Set for a partner token only"
+    )
+    secret_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the secret")
+
+    def subject_id(self) -> str:
+        return self.token_id
+
+
+class TokenRevoked(EventPayload):
+    """A token was revoked: every service refuses it from now on (within its cache time)."""
+
+    aggregate = "token"
+    event = "revoked"
+
+    token_id: str = Field(pattern=TOKEN_ID_PATTERN)
+
+    def subject_id(self) -> str:
+        return self.token_id
+
+
 EVENT_MODELS: dict[str, type[EventPayload]] = {
     model.event_type(): model
     for model in (
@@ -305,6 +351,8 @@ EVENT_MODELS: dict[str, type[EventPayload]] = {
         CaseErased,
         ReferralReplyRefused,
         SopPublished,
+        TokenIssued,
+        TokenRevoked,
     )
 }
 

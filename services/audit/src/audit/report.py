@@ -28,6 +28,8 @@ from rujuk_contracts.events import (
     ReferralEscalated,
     ReferralRequested,
     SopPublished,
+    TokenIssued,
+    TokenRevoked,
 )
 
 
@@ -156,6 +158,11 @@ def summarize(payload: EventPayload, tz: tzinfo = UTC) -> str:
             return f"identifying data erased by {erased_by}: {reason}"
         case SopPublished(sop_id=sop, sop_version=version, district_code=district):
             return f"SOP {sop} v{version} published for district {district}"
+        case TokenIssued(token_id=token_id, role=role, agency_id=agency_id):
+            holder = f" of {agency_id}" if agency_id else ""
+            return f"token {token_id} issued: {role}{holder}"
+        case TokenRevoked(token_id=token_id):
+            return f"token {token_id} revoked"
     return short_type(payload.event_type())
 
 
