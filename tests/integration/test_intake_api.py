@@ -22,6 +22,7 @@ from rujuk_contracts.envelope import CloudEvent
 from rujuk_contracts.events import (
     CaseDetailsDisclosed,
     CaseErased,
+    CaseReported,
     CaseRouted,
     DeclineReason,
     Priority,
@@ -373,3 +374,39 @@ async def test_whoami_names_the_tokens_role_and_agency_but_never_its_secret(
         assert got.status_code == 200, name
         assert got.json() == {"token_id": intake.token_ids[name], "role": role, "agency_id": agency}
         assert intake.tokens[name] not in got.text
+
+
+async def test_idempotency_key_files_one_case_even_when_pressed_twice_at_once(
+    intake: Intake,
+) -> None:
+    """Same key and body: the same case, one row, one `case reported` event, also for twins
+    sent at the same moment. Same key, another body: 409 and nothing written."""
+    headers = {**intake.as_("operator"), "Idempotency-Key": "tekan-dua-kali-contoh"}
+    body = report()
+    answers = await asyncio.gather(
+        *(intake.client.post("/v1/reports", json=body, headers=headers) for _ in range(6))
+    )
+    assert [a.status_code for a in answers] == [202] * 6, [a.text for a in answers]
+    case_ids = {a.json()["case_id"] for a in answers}
+    assert len(case_ids) == 1
+    (case_id,) = case_ids
+    again = await intake.client.post("/v1/reports", json=body, headers=headers)
+    assert again.status_code == 202
+    assert again.json()["case_id"] == case_id
+
+    other = await intake.client.post(
+        "/v1/reports", json=report(village="Desa Lain Rekaan"), headers=headers
+    )
+    assert other.status_code == 409
+    assert "Idempotency-Key" in other.json()["detail"]
+
+    conn = await intake.db()
+    try:
+        key = "tekan-dua-kali-contoh"
+        rows = await conn.fetchval("SELECT count(*) FROM cases WHERE idempotency_key = $1", key)
+        vaulted = await conn.fetchval("SELECT count(*) FROM vault WHERE case_id = $1", case_id)
+    finally:
+        await conn.close()
+    assert (rows, vaulted) == (1, 1)
+    reported = await events_of(intake.nats_url, CaseReported.subject(), case_id, 2)
+    assert len(reported) == 1

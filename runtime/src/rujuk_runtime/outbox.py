@@ -20,20 +20,22 @@ from rujuk_runtime.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG
 log = get_logger(__name__)
 
 
-async def add_to_outbox(conn: Connection, event: CloudEvent) -> None:
-    """Stage an event in the caller's transaction."""
+OUTBOX_COLUMNS = "event_id, event_type, subject, body, traceparent"
+
+
+def outbox_row(event: CloudEvent) -> tuple[str, str, str, bytes, str | None]:
+    """The outbox row of an event, in ``OUTBOX_COLUMNS`` order; for a caller that stages it
+    within a larger statement."""
     model = model_for_type(event.type)
     if model is None:
         raise ValueError(f"unknown event type {event.type!r}")
-    await conn.execute(
-        "INSERT INTO outbox (event_id, event_type, subject, body, traceparent) "
-        "VALUES ($1, $2, $3, $4, $5)",
-        event.id,
-        event.type,
-        model.subject(),
-        event.to_bytes(),
-        event.traceparent,
-    )
+    return event.id, event.type, model.subject(), event.to_bytes(), event.traceparent
+
+
+async def add_to_outbox(conn: Connection, event: CloudEvent) -> None:
+    """Stage an event in the caller's transaction."""
+    sql = f"INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"  # noqa: S608
+    await conn.execute(sql, *outbox_row(event))
 
 
 class OutboxRelay:

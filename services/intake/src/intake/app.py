@@ -269,30 +269,18 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     ) -> ReportAccepted:
         request_hash = hashlib.sha256(report.model_dump_json().encode()).digest()
         with span_from("intake file report", None) as span:
-            async with runtime.pool.acquire() as conn, conn.transaction():
-                if idempotency_key is not None:
-                    existing = await store.find_by_idempotency_key(conn, idempotency_key)
-                    if existing is not None:
-                        if existing.request_hash != request_hash:
-                            raise HTTPException(
-                                409, "Idempotency-Key was already used for a different report"
-                            )
-                        return _accepted(request, existing.case_id)
-                triage = triage_of(report)
-                case_id = new_case_id(triage.district)
-                span.set_attribute("rujuk.case_id", case_id)
-                reported_at = datetime.now(UTC)
-                event = make_event(
-                    CaseReported(
-                        case_id=case_id,
-                        channel=report.channel,
-                        reported_at=reported_at,
-                        triage=triage,
-                    ),
-                    source=SOURCE,
-                    traceparent=current_traceparent(),
-                )
-                await store.insert_case(
+            triage = triage_of(report)
+            case_id = new_case_id(triage.district)
+            reported_at = datetime.now(UTC)
+            event = make_event(
+                CaseReported(
+                    case_id=case_id, channel=report.channel, reported_at=reported_at, triage=triage
+                ),
+                source=SOURCE,
+                traceparent=current_traceparent(),
+            )
+            async with runtime.pool.acquire() as conn:
+                inserted = await store.insert_case(
                     conn,
                     case_id=case_id,
                     channel=report.channel,
@@ -303,6 +291,15 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                     idempotency_key=idempotency_key,
                     request_hash=request_hash,
                 )
+                if not inserted:  # the Idempotency-Key is a case's already
+                    assert idempotency_key is not None
+                    existing = await store.find_by_idempotency_key(conn, idempotency_key)
+                    if existing is None or existing.request_hash != request_hash:
+                        raise HTTPException(
+                            409, "Idempotency-Key was already used for a different report"
+                        )
+                    return _accepted(request, existing.case_id)
+            span.set_attribute("rujuk.case_id", case_id)
         runtime.wake_relay()
         log.info("report accepted", case_id=case_id, event_id=event.id, token_id=principal.token_id)
         return _accepted(request, case_id)

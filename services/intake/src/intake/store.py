@@ -9,7 +9,7 @@ from intake.vault import SealedRecord
 from rujuk_contracts.envelope import CloudEvent
 from rujuk_contracts.triage import TriageFacts
 from rujuk_runtime.db import Connection
-from rujuk_runtime.outbox import add_to_outbox
+from rujuk_runtime.outbox import OUTBOX_COLUMNS, add_to_outbox, outbox_row
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,26 @@ async def find_by_idempotency_key(conn: Connection, key: str) -> ExistingCase | 
     return ExistingCase(row["case_id"], row["request_hash"]) if row else None
 
 
+# One statement, so one round trip and atomic without an explicit transaction: the case, its
+# vault record and its `case reported` event in the outbox, or nothing at all when the
+# Idempotency-Key was used before (a concurrent twin waits for the first and then does nothing).
+_INSERT_CASE = f"""
+WITH new_case AS (
+    INSERT INTO cases (case_id, district_code, channel, triage, reported_at,
+                       idempotency_key, request_hash)
+    VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING case_id
+), sealed AS (
+    INSERT INTO vault (case_id, key_id, wrapped_key, ciphertext)
+    SELECT case_id, $8, $9, $10 FROM new_case
+), staged AS (
+    INSERT INTO outbox ({OUTBOX_COLUMNS}) SELECT $11, $12, $13, $14, $15 FROM new_case
+)
+SELECT count(*) FROM new_case
+"""  # noqa: S608 (OUTBOX_COLUMNS is a constant, not input)
+
+
 async def insert_case(
     conn: Connection,
     *,
@@ -36,11 +56,11 @@ async def insert_case(
     event: CloudEvent,
     idempotency_key: str | None,
     request_hash: bytes,
-) -> None:
-    """The case, its vault record and its `case reported` event: one transaction."""
-    await conn.execute(
-        "INSERT INTO cases (case_id, district_code, channel, triage, reported_at, "
-        "idempotency_key, request_hash) VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7)",
+) -> bool:
+    """The case, its vault record and its `case reported` event, all or nothing. False when
+    the idempotency key belongs to a case already (then nothing was written)."""
+    inserted: int = await conn.fetchval(
+        _INSERT_CASE,
         case_id,
         triage.district,
         channel,
@@ -48,15 +68,12 @@ async def insert_case(
         reported_at,
         idempotency_key,
         request_hash,
-    )
-    await conn.execute(
-        "INSERT INTO vault (case_id, key_id, wrapped_key, ciphertext) VALUES ($1, $2, $3, $4)",
-        case_id,
         sealed.key_id,
         sealed.wrapped_key,
         sealed.ciphertext,
+        *outbox_row(event),
     )
-    await add_to_outbox(conn, event)
+    return inserted == 1
 
 
 async def case_status(conn: Connection, case_id: str) -> dict[str, Any] | None:
