@@ -88,3 +88,26 @@ async def test_what_is_not_an_event_is_parked_with_the_problem(data: bytes, prob
     reason = await verdict(CaseReported.subject(), data)
     assert reason is not None
     assert problem in reason
+
+
+async def test_a_consumer_that_skips_unhandled_types_acks_them_without_the_database() -> None:
+    """Intake's projection reads every subject but projects some types only: the others are
+    done (None) without a transaction (no pool here), a type on a wrong subject is still
+    parked, and an unknown type still is too."""
+    skipping = EventConsumer(
+        service="intake",
+        pool=None,  # type: ignore[arg-type]  # skipping must not need the database
+        js=lambda: None,  # type: ignore[arg-type, return-value]
+        handlers={},
+        skip_unhandled=True,
+    )
+
+    async def verdict_of(subject: str, data: bytes) -> str | None:
+        return await skipping._handle_one(None, FakeMessage(subject, data))  # type: ignore[arg-type]
+
+    assert await verdict_of(ReferralDelivered.subject(), delivered()) is None
+    assert "belongs on" in (await verdict_of(CaseReported.subject(), delivered()) or "")
+    unknown = delivered().replace(b"referral.delivered.v1", b"referral.teleported.v1")
+    reason = await verdict_of(ReferralDelivered.subject(), unknown)
+    assert reason is not None
+    assert "does not handle" in reason

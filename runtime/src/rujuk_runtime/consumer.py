@@ -58,6 +58,15 @@ class BatchOutcome:
     park: list[tuple[Msg, str]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Work:
+    """A valid event this consumer acts on: its handler and payload, or the fallback's."""
+
+    event: CloudEvent
+    handler: Handler | None
+    payload: EventPayload | None
+
+
 @dataclass
 class EventConsumer:
     """Runs ``handlers[event type]`` for each message, idempotently, acking after commit."""
@@ -68,6 +77,7 @@ class EventConsumer:
     handlers: dict[str, Handler]
     after_commit: Callable[[], None] = lambda: None
     fallback: EnvelopeHandler | None = None
+    skip_unhandled: bool = False  # known types without a handler: acked, nothing done
     max_deliveries: int = 10
     stats: ConsumerStats = field(default_factory=ConsumerStats)
 
@@ -110,9 +120,20 @@ class EventConsumer:
 
     async def _handle_in_transaction(self, messages: list[Msg]) -> BatchOutcome:
         outcome = BatchOutcome()
+        work: list[tuple[Msg, _Work]] = []
+        for message in messages:  # what needs no database is decided before a transaction
+            checked = self._check(message)
+            if isinstance(checked, _Work):
+                work.append((message, checked))
+            elif checked is None:
+                outcome.ack.append(message)
+            else:
+                outcome.park.append((message, checked))
+        if not work:
+            return outcome
         async with self.pool.acquire() as conn, conn.transaction():
-            for message in messages:
-                verdict = await self._handle_one(conn, message)
+            for message, item in work:
+                verdict = await self._apply(conn, message, item)
                 if verdict is None:
                     outcome.ack.append(message)
                 elif verdict == "retry":
@@ -122,25 +143,37 @@ class EventConsumer:
         return outcome
 
     async def _handle_one(self, conn: Connection, message: Msg) -> str | None:
-        """None when done (or a duplicate), "retry", or the reason to park it."""
+        """None when done (or a duplicate or skipped), "retry", or the reason to park it."""
+        checked = self._check(message)
+        return await self._apply(conn, message, checked) if isinstance(checked, _Work) else checked
+
+    def _check(self, message: Msg) -> _Work | str | None:
+        """Parse and validate without the database: the work to do, None when there is none
+        (a skipped type), or the reason to park the message."""
         try:
             event = parse_envelope(message.data)
             handler = self.handlers.get(event.type)
-            if handler is not None:
+            skip = handler is None and self.skip_unhandled and event.type in EVENT_MODELS
+            if handler is not None or skip:
                 # Its own subject only: each durable consumer, and so stream order, is per subject.
                 expected = _subject_of(event.type)
                 if message.subject != expected:
                     return f"{event.type} belongs on {expected}, not on {message.subject}"
-                payload: EventPayload | None = parse_event(message.data)[1]
-            elif self.fallback is not None:
-                payload = None
-            else:
-                return (
-                    f"{self.service} does not handle event type {event.type!r}"
-                    + _other_versions(event.type)
-                )
+            if skip:
+                EVENTS_CONSUMED.labels(self.service, event.type, "skipped").inc()
+                return None
+            if handler is not None:
+                return _Work(event, handler, parse_event(message.data)[1])
+            if self.fallback is not None:
+                return _Work(event, None, None)
+            return f"{self.service} does not handle event type {event.type!r}" + _other_versions(
+                event.type
+            )
         except EventError as exc:
             return str(exc)
+
+    async def _apply(self, conn: Connection, message: Msg, work: _Work) -> str | None:
+        event, handler, payload = work.event, work.handler, work.payload
         attributes = {
             "rujuk.case_id": event.subject,
             "rujuk.event_id": event.id,

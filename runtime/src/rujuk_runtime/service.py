@@ -44,6 +44,9 @@ class ServiceRuntime:
         self.on_started: list[Callable[[], Awaitable[None]]] = []
         self.on_stopping: list[Callable[[], Awaitable[None]]] = []
         self.fallback: EnvelopeHandler | None = None
+        # A consumer of every subject that handles some types only: the other known types
+        # are acknowledged without any work (no transaction, no processed_events row).
+        self.skip_unhandled = False
         self._pull_consumers: list[PullConsumer] = []
 
     @property
@@ -63,6 +66,11 @@ class ServiceRuntime:
         if self._consumer is None:
             raise RuntimeError(f"{self.name}: the consumer is not ready yet")
         return self._consumer
+
+    @property
+    def pull_consumers(self) -> tuple[PullConsumer, ...]:
+        """The durable consumers this service declared: each subject it reads, and how."""
+        return tuple(self._pull_consumers)
 
     def js(self) -> JetStreamContext:
         return jetstream(self.broker)
@@ -121,6 +129,7 @@ class ServiceRuntime:
             handlers=self.handlers,
             after_commit=self.wake_relay,
             fallback=self.fallback,
+            skip_unhandled=self.skip_unhandled,
         )
 
     def wake_relay(self) -> None:

@@ -165,6 +165,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     auth.parse_bootstrap_tokens(bootstrap)  # refuse to start on a malformed setting
     runtime = ServiceRuntime("intake", settings)
     runtime.handlers.update(projection_handlers())
+    runtime.skip_unhandled = True  # e.g. its own case.reported: nothing to project
     runtime.subscribe_batches(subjects.EVENTS_WILDCARD, durable="intake-projection")
 
     @asynccontextmanager

@@ -3,7 +3,6 @@
 from intake import store
 from rujuk_contracts.envelope import CloudEvent
 from rujuk_contracts.events import (
-    EVENT_MODELS,
     CaseClosed,
     CaseRouted,
     EventPayload,
@@ -60,7 +59,16 @@ async def project(conn: Connection, event: CloudEvent, payload: EventPayload) ->
             await store.set_referral_state(conn, referral_id, state)
 
 
+PROJECTED: tuple[type[EventPayload], ...] = (
+    CaseRouted,
+    ReferralRequested,
+    CaseClosed,
+    *REFERRAL_STATES,
+)
+
+
 def projection_handlers() -> dict[str, Handler]:
-    """Every event type: intake reads the whole stream in order with one consumer, so a
-    referral's `delivered` can never overtake the `routed` that created it."""
-    return dict.fromkeys(EVENT_MODELS, project)
+    """The types that change what an operator sees. Intake reads the whole stream in order
+    with one consumer, so a referral's `delivered` can never overtake the `routed` that
+    created it; the other known types are skipped (``ServiceRuntime.skip_unhandled``)."""
+    return {model.event_type(): project for model in PROJECTED}
