@@ -30,7 +30,7 @@ lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check .
 
 typecheck: $(VENV)/.synced
-	$(VENV)/bin/mypy contracts/src runtime/src services/intake/src services/routing/src services/notify/src services/audit/src src
+	$(VENV)/bin/mypy contracts/src runtime/src services/intake/src services/routing/src services/notify/src services/audit/src services/console/src src
 
 test: lint typecheck
 	$(VENV)/bin/pytest

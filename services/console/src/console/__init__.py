@@ -1,0 +1,1 @@
+"""rujuk console: server-rendered pages for operators, partners, the coordinator and auditors."""

@@ -1,0 +1,506 @@
+"""The console's door: server-rendered pages for each person in the design's table, calling
+the services' public APIs with the signed-in person's own token."""
+
+import re
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+import httpx
+from fastapi import Depends, FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from console import form, views
+from console.i18n import Translator, language_of
+from console.session import (
+    LANGUAGE_COOKIE,
+    SESSION_COOKIE,
+    Session,
+    SessionSealer,
+    same_origin,
+)
+from console.settings import ConsoleSettings
+from console.stats_view import stats_view
+from console.upstream import (
+    Invalid,
+    NotAllowed,
+    NotFound,
+    SignInNeeded,
+    Unavailable,
+    UpstreamError,
+    Upstreams,
+)
+from rujuk_contracts.events import CASE_ID_PATTERN, DeclineReason, ReplyKind
+from rujuk_runtime.logs import configure_logging, get_logger
+
+log = get_logger(__name__)
+
+HERE = Path(__file__).parent
+HOME = {
+    "operator": "/reports/new",
+    "partner": "/inbox",
+    "coordinator": "/coordinator",
+    "auditor": "/audit",
+}
+CASE_ID = re.compile(CASE_ID_PATTERN)
+REFERRAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+    "script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+class SignInRequired(Exception):
+    """No session, or one that expired: go to the sign-in page."""
+
+
+class RoleRefused(Exception):
+    """Signed in, but this page is for other roles."""
+
+
+class PageProblem(Exception):
+    """A page that cannot be shown, with a reason for a person and an HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def create_app(
+    settings: ConsoleSettings | None = None,
+    *,
+    transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+) -> FastAPI:
+    settings = settings or ConsoleSettings()
+    sealer = SessionSealer(
+        settings.session_secret.get_secret_value(), int(settings.session_hours * 3600)
+    )
+    zone = ZoneInfo(settings.timezone)
+    upstreams = Upstreams(settings, transports)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        configure_logging("console", settings.log_level)
+        yield
+        await upstreams.aclose()
+
+    app = FastAPI(
+        title="rujuk console",
+        version="1.0.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    templates = Jinja2Templates(directory=HERE / "templates")
+    templates.env.globals.update(
+        local=lambda value: views.local(value, zone),
+        zone_name=settings.timezone,
+        poll_seconds=settings.poll_seconds,
+        home=HOME,
+    )
+
+    # --- rendering ------------------------------------------------------------------------
+
+    def translator(request: Request) -> Translator:
+        return Translator(language_of(request.cookies.get(LANGUAGE_COOKIE)))
+
+    def current(request: Request) -> Session | None:
+        found: Session | None = sealer.open(request.cookies.get(SESSION_COOKIE))
+        return found
+
+    def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        t = translator(request)
+        response = templates.TemplateResponse(
+            request,
+            template,
+            {"t": t, "lang": t.language, "session": current(request), **context},
+            status_code=status,
+        )
+        return response
+
+    # --- who may see what -----------------------------------------------------------------
+
+    def signed_in(*roles: str) -> Callable[[Request], Awaitable[Session]]:
+        async def dependency(request: Request) -> Session:
+            session = current(request)
+            if session is None:
+                raise SignInRequired
+            if session.role not in roles:
+                raise RoleRefused
+            return session
+
+        return dependency
+
+    operator = Depends(signed_in("operator"))
+    case_reader = Depends(signed_in("operator", "coordinator"))
+    partner = Depends(signed_in("partner"))
+    coordinator = Depends(signed_in("coordinator"))
+    auditor = Depends(signed_in("auditor", "coordinator"))
+
+    def checked_case_id(case_id: str) -> str:
+        case_id = case_id.strip().upper()
+        if not CASE_ID.fullmatch(case_id):
+            raise PageProblem(404, "error.bad_case_id")
+        return case_id
+
+    # --- errors: never a traceback, always a page a person can act on ---------------------
+
+    def to_sign_in(request: Request, reason: str) -> Response:
+        target = f"/signin?{reason}=1"
+        if request.headers.get("HX-Request"):  # htmx follows this instead of swapping
+            response: Response = Response(status_code=204, headers={"HX-Redirect": target})
+        else:
+            response = RedirectResponse(target, status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    def problem_page(request: Request, status: int, message: str) -> HTMLResponse:
+        return render(request, "problem.html", status=status, message=message)
+
+    @app.exception_handler(SignInRequired)
+    async def sign_in_required(request: Request, _: SignInRequired) -> Response:
+        return to_sign_in(request, "expired" if request.cookies.get(SESSION_COOKIE) else "first")
+
+    @app.exception_handler(RoleRefused)
+    async def role_refused(request: Request, _: RoleRefused) -> Response:
+        return problem_page(request, 403, translator(request)("error.forbidden"))
+
+    @app.exception_handler(PageProblem)
+    async def page_problem(request: Request, exc: PageProblem) -> Response:
+        return problem_page(request, exc.status, translator(request)(exc.message))
+
+    @app.exception_handler(UpstreamError)
+    async def upstream_failed(request: Request, exc: UpstreamError) -> Response:
+        t = translator(request)
+        log.warning(
+            "upstream refused", service=exc.service, status=exc.status, path=request.url.path
+        )
+        if isinstance(exc, SignInNeeded):
+            return to_sign_in(request, "expired")
+        if isinstance(exc, NotAllowed):
+            detail = f" ({exc.detail})" if exc.detail else ""
+            return problem_page(request, 403, t("error.forbidden") + detail)
+        if isinstance(exc, NotFound):
+            return problem_page(request, 404, t("error.not_found", what=exc.detail or exc.service))
+        if isinstance(exc, Unavailable):
+            return problem_page(request, 503, t("error.unavailable", service=exc.service))
+        if isinstance(exc, Invalid):
+            return problem_page(request, 400, t("error.bad_request", detail=exc.detail))
+        return problem_page(
+            request, 502, t("error.upstream", service=exc.service, detail=exc.detail)
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_problem(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return problem_page(
+                request, 404, translator(request)("error.not_found", what=request.url.path)
+            )
+        return problem_page(request, exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.error("console page failed", path=request.url.path, error=type(exc).__name__)
+        return problem_page(request, 500, translator(request)("error.title"))
+
+    @app.middleware("http")
+    async def guard(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        # A POST must come from a page of this console: SameSite=Strict keeps the session
+        # cookie off cross-site requests, and this check refuses them outright.
+        if request.method not in ("GET", "HEAD", "OPTIONS") and not same_origin(
+            request.headers.get("origin"),
+            request.headers.get("referer"),
+            request.headers.get("host"),
+        ):
+            response: Response = problem_page(request, 403, translator(request)("error.cross_site"))
+        else:
+            response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    def set_cookie(
+        response: Response, name: str, value: str, max_age: int, *, strict: bool
+    ) -> None:
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            path="/",
+            httponly=True,
+            secure=settings.secure_cookies,
+            samesite="strict" if strict else "lax",
+        )
+
+    # --- ops, language, sign-in -----------------------------------------------------------
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, Any]:
+        return {"service": "console", "ok": True}
+
+    @app.get("/lang")
+    async def switch_language(to: str = "id", next: str = "/") -> Response:
+        target = next if next.startswith("/") and not next.startswith("//") else "/"
+        response = RedirectResponse(target, status_code=303)
+        set_cookie(response, LANGUAGE_COOKIE, language_of(to), 365 * 86400, strict=False)
+        return response
+
+    @app.get("/")
+    async def start(request: Request) -> Response:
+        session = current(request)
+        return RedirectResponse(HOME[session.role] if session else "/signin", status_code=303)
+
+    @app.get("/signin")
+    async def sign_in_page(request: Request, expired: str = "", signed_out: str = "") -> Response:
+        notice = "signin.expired" if expired else "signin.signed_out" if signed_out else ""
+        return render(request, "signin.html", notice=notice, error="")
+
+    @app.post("/signin")
+    async def sign_in(request: Request, token: Annotated[str, Form()] = "") -> Response:
+        token = token.strip()
+        try:
+            who = await upstreams.whoami(token) if token else None
+        except SignInNeeded:
+            who = None
+        if who is None or who.get("role") not in HOME:
+            return render(request, "signin.html", status=401, notice="", error="signin.bad_token")
+        session = Session(
+            token=token,
+            token_id=str(who["token_id"]),
+            role=str(who["role"]),
+            agency_id=who.get("agency_id"),
+        )
+        response = RedirectResponse(HOME[session.role], status_code=303)
+        set_cookie(
+            response, SESSION_COOKIE, sealer.seal(session), sealer.max_age_seconds, strict=True
+        )
+        log.info("signed in", token_id=session.token_id, role=session.role)
+        return response
+
+    @app.post("/signout")
+    async def sign_out() -> Response:
+        response = RedirectResponse("/signin?signed_out=1", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    # --- operator: file a report, follow its case -----------------------------------------
+
+    def report_form(
+        request: Request,
+        values: form.FormValues,
+        problems: form.PlacedProblems,
+        idempotency_key: str,
+        status: int = 200,
+    ) -> HTMLResponse:
+        return render(
+            request,
+            "report.html",
+            status=status,
+            groups=form.groups(),
+            values=values,
+            problems=problems,
+            idempotency_key=idempotency_key,
+        )
+
+    @app.get("/reports/new")
+    async def new_report(request: Request, _: Session = operator) -> Response:
+        return report_form(
+            request, {"district_code": ""}, form.PlacedProblems(), secrets.token_urlsafe(18)
+        )
+
+    @app.post("/reports")
+    async def file_report(request: Request, session: Session = operator) -> Response:
+        submitted = await request.form()
+        pairs = [(k, v) for k, v in submitted.multi_items() if isinstance(v, str)]
+        values = form.values_from(pairs)
+        key = str(submitted.get("idempotency_key") or secrets.token_urlsafe(18))[:200]
+        try:
+            accepted = await upstreams.file_report(
+                session.token, form.report_body(values, zone), key
+            )
+        except Invalid as refused:
+            placed = form.place_problems(refused.problems)
+            return report_form(request, values, placed, key, status=422)
+        case_id = quote(str(accepted["case_id"]), safe="")
+        return RedirectResponse(f"/cases/{case_id}?filed=1", status_code=303)
+
+    @app.get("/cases")
+    async def find_case(request: Request, case_id: str = "", _: Session = case_reader) -> Response:
+        if not case_id:
+            return render(request, "find_case.html", action="/cases")
+        return RedirectResponse(f"/cases/{quote(checked_case_id(case_id), safe='')}", 303)
+
+    async def case_context(session: Session, case_id: str) -> dict[str, Any]:
+        status = await upstreams.case_status(session.token, checked_case_id(case_id))
+        return {"case": status}
+
+    @app.get("/cases/{case_id}")
+    async def case_page(
+        request: Request, case_id: str, filed: str = "", session: Session = case_reader
+    ) -> Response:
+        context = await case_context(session, case_id)
+        return render(request, "case.html", filed=bool(filed), **context)
+
+    @app.get("/cases/{case_id}/status")
+    async def case_status_fragment(
+        request: Request, case_id: str, session: Session = case_reader
+    ) -> Response:
+        return render(request, "_case_status.html", **await case_context(session, case_id))
+
+    # --- partner: inbox, replies, disclosure ----------------------------------------------
+
+    async def inbox_context(session: Session) -> dict[str, Any]:
+        referrals = await upstreams.referrals(
+            session.token, agency_id=session.agency_id, open=True, limit=200
+        )
+        return {
+            "items": views.inbox(referrals, datetime.now(UTC)),
+            "decline_reasons": [str(r) for r in DeclineReason],
+        }
+
+    @app.get("/inbox")
+    async def inbox_page(request: Request, sent: str = "", session: Session = partner) -> Response:
+        sent = sent if sent in {*ReplyKind, "duplicate"} else ""
+        return render(request, "inbox.html", sent=sent, **await inbox_context(session))
+
+    @app.get("/inbox/items")
+    async def inbox_items(request: Request, session: Session = partner) -> Response:
+        return render(request, "_inbox_items.html", **await inbox_context(session))
+
+    @app.post("/referrals/{referral_id}/reply")
+    async def reply(
+        referral_id: str,
+        session: Session = partner,
+        reply: Annotated[str, Form()] = "",
+        reason: Annotated[str, Form()] = "",
+        note: Annotated[str, Form()] = "",
+    ) -> Response:
+        if not REFERRAL_ID.fullmatch(referral_id) or reply not in set(ReplyKind):
+            raise PageProblem(400, "error.title")
+        body: dict[str, Any] = {"reply": reply}
+        if reply == ReplyKind.DECLINE:
+            body["reason"] = reason or None
+            if note.strip():
+                body["note"] = note.strip()
+        answer = await upstreams.reply(session.token, referral_id, body)
+        shown = "duplicate" if answer.get("status") == "duplicate" else reply
+        return RedirectResponse(f"/inbox?sent={shown}", status_code=303)
+
+    @app.get("/cases/{case_id}/details")
+    async def details_warning(request: Request, case_id: str, _: Session = partner) -> Response:
+        return render(request, "details_confirm.html", case_id=checked_case_id(case_id))
+
+    @app.post("/cases/{case_id}/details")
+    async def details(
+        request: Request,
+        case_id: str,
+        session: Session = partner,
+        purpose: Annotated[str, Form()] = "",
+    ) -> Response:
+        case_id = checked_case_id(case_id)
+        try:
+            disclosed = await upstreams.case_details(session.token, case_id, purpose.strip())
+        except Invalid as refused:
+            return render(
+                request,
+                "details_confirm.html",
+                status=422,
+                case_id=case_id,
+                purpose=purpose,
+                problem=refused.detail,
+            )
+        return render(request, "details.html", case_id=case_id, disclosure=disclosed)
+
+    # --- coordinator: what is open, what is late, monitoring & evaluation ------------------
+
+    def period(since: str, until: str) -> tuple[str, str]:
+        today = datetime.now(zone).date()
+        try:
+            start = date.fromisoformat(since) if since else today - timedelta(days=29)
+            end = date.fromisoformat(until) if until else today
+        except ValueError as exc:
+            raise PageProblem(400, "error.title") from exc
+        return (
+            (start.isoformat(), end.isoformat())
+            if start <= end
+            else (end.isoformat(), start.isoformat())
+        )
+
+    @app.get("/coordinator")
+    async def coordinator_page(request: Request, session: Session = coordinator) -> Response:
+        start, end = period(
+            request.query_params.get("from", ""), request.query_params.get("to", "")
+        )
+        open_referrals = await upstreams.referrals(session.token, open=True, limit=500)
+        stats = await upstreams.stats(session.token, start, end)
+        t = translator(request)
+        return render(
+            request,
+            "coordinator.html",
+            start=start,
+            end=end,
+            stats=stats,
+            overview=views.open_overview(open_referrals),
+            charts=stats_view(stats, t),
+        )
+
+    @app.get("/coordinator/stats.csv")
+    async def coordinator_csv(request: Request, session: Session = coordinator) -> Response:
+        start, end = period(
+            request.query_params.get("from", ""), request.query_params.get("to", "")
+        )
+        download = await upstreams.stats_csv(session.token, start, end)
+        return Response(
+            download.content,
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{download.filename}"'},
+        )
+
+    # --- auditor: a case's hand-offs from the ledger, the chain's verdict, the bundle -------
+
+    @app.get("/audit")
+    async def audit_lookup(request: Request, case_id: str = "", _: Session = auditor) -> Response:
+        if not case_id:
+            return render(request, "find_case.html", action="/audit")
+        return RedirectResponse(f"/audit/cases/{quote(checked_case_id(case_id), safe='')}", 303)
+
+    @app.get("/audit/cases/{case_id}")
+    async def audit_case(request: Request, case_id: str, session: Session = auditor) -> Response:
+        case_id = checked_case_id(case_id)
+        history = await upstreams.case_history(session.token, case_id)
+        verdict = await upstreams.verify_ledger(session.token)
+        return render(
+            request,
+            "audit_case.html",
+            case_id=case_id,
+            steps=views.timeline(history),
+            verdict=verdict,
+        )
+
+    @app.get("/audit/cases/{case_id}/bundle")
+    async def audit_bundle(case_id: str, session: Session = auditor) -> Response:
+        case_id = checked_case_id(case_id)
+        download = await upstreams.case_bundle(session.token, case_id)
+        return Response(
+            download.content,
+            media_type=download.media_type,
+            headers={"Content-Disposition": f'attachment; filename="{download.filename}"'},
+        )
+
+    return app

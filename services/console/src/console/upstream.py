@@ -1,0 +1,239 @@
+"""The console's only way to the services: their public HTTP APIs, one client per service,
+always with the signed-in person's own bearer token. Failures become typed errors the pages
+turn into something a person can act on."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from console.settings import ConsoleSettings
+
+SERVICES = ("intake", "routing", "notify", "audit")
+
+
+@dataclass
+class UpstreamError(Exception):
+    service: str
+    status: int
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.service} answered {self.status}: {self.detail}"
+
+
+class SignInNeeded(UpstreamError):
+    """401: the token is unknown, revoked or missing."""
+
+
+class NotAllowed(UpstreamError):
+    """403: the role or agency may not do this."""
+
+
+class NotFound(UpstreamError):
+    """404 (or 410: the case's data was erased)."""
+
+
+@dataclass
+class Invalid(UpstreamError):
+    """422: the body or query was refused, field by field."""
+
+    problems: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Unavailable(UpstreamError):
+    """The service cannot be reached, timed out, or failed (5xx)."""
+
+
+@dataclass(frozen=True)
+class Download:
+    content: bytes
+    media_type: str
+    filename: str | None
+
+
+def _detail(response: httpx.Response) -> Any:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300]
+    return body.get("detail", body) if isinstance(body, dict) else body
+
+
+def _raise_for(service: str, response: httpx.Response) -> None:
+    status = response.status_code
+    if status < 400:
+        return
+    detail = _detail(response)
+    text = detail if isinstance(detail, str) else ""
+    if status == 401:
+        raise SignInNeeded(service, status, text)
+    if status == 403:
+        raise NotAllowed(service, status, text)
+    if status in (404, 410):
+        raise NotFound(service, status, text)
+    if status == 422:
+        problems = detail if isinstance(detail, list) else [{"field": "", "problem": str(detail)}]
+        raise Invalid(
+            service, status, "; ".join(str(p.get("problem")) for p in problems), problems=problems
+        )
+    if status >= 500:
+        raise Unavailable(service, status, text)
+    raise UpstreamError(service, status, text or str(detail))
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+class Upstreams:
+    """One ``httpx.AsyncClient`` per service; ``transports`` lets tests stand in for them."""
+
+    def __init__(
+        self,
+        settings: ConsoleSettings,
+        transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+    ) -> None:
+        urls = {
+            "intake": settings.intake_url,
+            "routing": settings.routing_url,
+            "notify": settings.notify_url,
+            "audit": settings.audit_url,
+        }
+        transports = transports or {}
+        self._clients = {
+            name: httpx.AsyncClient(
+                base_url=url.rstrip("/"),
+                timeout=settings.upstream_timeout_seconds,
+                transport=transports.get(name),
+            )
+            for name, url in urls.items()
+        }
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+
+    async def _send(
+        self,
+        service: str,
+        method: str,
+        path: str,
+        token: str,
+        *,
+        ok: tuple[int, ...] = (),
+        **kwargs: Any,
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}", **kwargs.pop("headers", {})}
+        try:
+            response = await self._clients[service].request(method, path, headers=headers, **kwargs)
+        except httpx.HTTPError as exc:
+            raise Unavailable(service, 0, type(exc).__name__) from exc
+        if response.status_code not in ok:
+            _raise_for(service, response)
+        return response
+
+    async def _json(self, service: str, method: str, path: str, token: str, **kwargs: Any) -> Any:
+        response = await self._send(service, method, path, token, **kwargs)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise Unavailable(service, response.status_code, "not JSON") from exc
+
+    # --- intake ---------------------------------------------------------------------------
+
+    async def whoami(self, token: str) -> dict[str, Any]:
+        found: dict[str, Any] = await self._json("intake", "GET", "/v1/whoami", token)
+        return found
+
+    async def file_report(
+        self, token: str, body: dict[str, Any], idempotency_key: str
+    ) -> dict[str, Any]:
+        accepted: dict[str, Any] = await self._json(
+            "intake",
+            "POST",
+            "/v1/reports",
+            token,
+            json=body,
+            headers={"Idempotency-Key": idempotency_key},
+        )
+        return accepted
+
+    async def case_status(self, token: str, case_id: str) -> dict[str, Any]:
+        status: dict[str, Any] = await self._json(
+            "intake", "GET", f"/v1/cases/{_segment(case_id)}", token
+        )
+        return status
+
+    async def case_details(self, token: str, case_id: str, purpose: str) -> dict[str, Any]:
+        details: dict[str, Any] = await self._json(
+            "intake",
+            "GET",
+            f"/v1/cases/{_segment(case_id)}/details",
+            token,
+            params={"purpose": purpose},
+        )
+        return details
+
+    # --- routing --------------------------------------------------------------------------
+
+    async def referrals(self, token: str, **filters: str | int | bool | None) -> list[Any]:
+        params = {
+            k: str(v).lower() if isinstance(v, bool) else v
+            for k, v in filters.items()
+            if v is not None
+        }
+        found = await self._json("routing", "GET", "/v1/referrals", token, params=params)
+        items = found.get("items", found.get("referrals")) if isinstance(found, dict) else found
+        return list(items or [])
+
+    async def stats(self, token: str, since: str, until: str) -> dict[str, Any]:
+        stats: dict[str, Any] = await self._json(
+            "routing", "GET", "/v1/stats", token, params={"from": since, "to": until}
+        )
+        return stats
+
+    async def stats_csv(self, token: str, since: str, until: str) -> Download:
+        response = await self._send(
+            "routing", "GET", "/v1/stats.csv", token, params={"from": since, "to": until}
+        )
+        return _download(response, f"rujuk-stats-{since}-{until}.csv")
+
+    # --- notify ---------------------------------------------------------------------------
+
+    async def reply(self, token: str, referral_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        answer: dict[str, Any] = await self._json(
+            "notify", "POST", f"/v1/referrals/{_segment(referral_id)}/replies", token, json=body
+        )
+        return answer
+
+    # --- audit ----------------------------------------------------------------------------
+
+    async def case_history(self, token: str, case_id: str) -> dict[str, Any]:
+        history: dict[str, Any] = await self._json(
+            "audit", "GET", f"/v1/cases/{_segment(case_id)}/history", token
+        )
+        return history
+
+    async def verify_ledger(self, token: str) -> dict[str, Any]:
+        """The verdict: 200 when the chain holds, 409 (also a verdict) when it does not."""
+        verdict: dict[str, Any] = await self._json(
+            "audit", "GET", "/v1/ledger/verify", token, ok=(200, 409)
+        )
+        return verdict
+
+    async def case_bundle(self, token: str, case_id: str) -> Download:
+        response = await self._send("audit", "GET", f"/v1/cases/{_segment(case_id)}/bundle", token)
+        return _download(response, f"rujuk-bundle-{case_id}.json")
+
+
+def _download(response: httpx.Response, fallback_name: str) -> Download:
+    disposition = response.headers.get("content-disposition", "")
+    _, _, name = disposition.partition("filename=")
+    return Download(
+        content=response.content,
+        media_type=response.headers.get("content-type", "application/octet-stream"),
+        filename=name.strip('"; ') or fallback_name,
+    )

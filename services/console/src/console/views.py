@@ -1,0 +1,199 @@
+"""What each page shows, worked out from the services' answers: ordering, the replies a
+referral allows, deadlines and their countdowns, the ledger's hand-offs against their
+deadlines. Pure functions, no I/O."""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
+
+PRIORITY_RANK = {"emergency": 0, "urgent": 1, "routine": 2}
+
+# The replies a partner can give in each state (routing's lifecycle decides in the end).
+REPLIES_BY_STATE: dict[str, tuple[str, ...]] = {
+    "requested": ("acknowledge", "accept", "decline"),
+    "delivered": ("acknowledge", "accept", "decline"),
+    "delivery_failed": ("acknowledge", "accept", "decline"),
+    "acknowledged": ("accept", "decline"),
+    "accepted": ("complete",),
+}
+HANDOFF_TYPES = (
+    "requested",
+    "delivered",
+    "delivery_failed",
+    "acknowledged",
+    "accepted",
+    "declined",
+    "completed",
+    "escalated",
+)
+ANSWERS = ("acknowledged", "accepted", "declined")
+
+
+def parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def local(value: object, zone: tzinfo) -> str:
+    """``2026-11-23 11:05`` in the console's time zone, or "" for no time."""
+    moment = value if isinstance(value, datetime) else parse_time(value)
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M") if moment else ""
+
+
+def duration(delta: timedelta) -> str:
+    """``2 h 05 m``, ``4 m 12 s``, ``3 d 02 h``: a span for people, sign left out."""
+    seconds = int(abs(delta).total_seconds())
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, seconds = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours:02d} h"
+    if hours:
+        return f"{hours} h {minutes:02d} m"
+    if minutes:
+        return f"{minutes} m {seconds:02d} s"
+    return f"{seconds} s"
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    referral: Mapping[str, Any]
+    replies: tuple[str, ...]
+    deadline: datetime | None
+    overdue: bool
+    remaining: str
+
+    @property
+    def referral_id(self) -> str:
+        return str(self.referral.get("referral_id", ""))
+
+
+def _newest_first_key(referral: Mapping[str, Any]) -> float:
+    moment = parse_time(referral.get("requested_at")) or parse_time(
+        referral.get("acknowledgement_deadline")
+    )
+    return -moment.timestamp() if moment else 0.0
+
+
+def inbox(referrals: Sequence[Mapping[str, Any]], now: datetime) -> list[InboxItem]:
+    """Most urgent first; within a priority, newest first."""
+    ordered = sorted(
+        referrals,
+        key=lambda r: (PRIORITY_RANK.get(str(r.get("priority")), 9), _newest_first_key(r)),
+    )
+    items = []
+    for referral in ordered:
+        deadline = parse_time(referral.get("acknowledgement_deadline"))
+        answered = referral.get("acknowledged_at") is not None
+        state = str(referral.get("state", ""))
+        waiting = not answered and state in ("requested", "delivered", "delivery_failed")
+        overdue = bool(deadline and waiting and deadline < now) or bool(
+            referral.get("deadline_missed")
+        )
+        items.append(
+            InboxItem(
+                referral=referral,
+                replies=REPLIES_BY_STATE.get(state, ()),
+                deadline=deadline if waiting else None,
+                overdue=overdue,
+                remaining=duration(deadline - now) if deadline and waiting else "",
+            )
+        )
+    return items
+
+
+@dataclass(frozen=True)
+class TimelineStep:
+    seq: int
+    time: datetime | None
+    since_report: str
+    actor: str
+    event: str
+    summary: str
+    referral_id: str | None
+    handoff: bool
+    deadline: datetime | None
+    on_time: bool | None  # for a partner's first answer: within the deadline?
+    margin: str
+
+
+def short_type(event_type: str) -> str:
+    """``id.rujuk.referral.accepted.v1`` -> ``referral.accepted``."""
+    parts = event_type.split(".")
+    core = parts[2:] if parts[:2] == ["id", "rujuk"] else parts
+    if core and core[-1].startswith("v") and core[-1][1:].isdigit():
+        core = core[:-1]
+    return ".".join(core)
+
+
+def timeline(history: Mapping[str, Any]) -> list[TimelineStep]:
+    """The ledger's entries of one case; each partner's first answer is set against the
+    acknowledgement deadline its referral was requested with."""
+    entries: Sequence[Mapping[str, Any]] = history.get("entries", [])
+    deadlines: dict[str, datetime] = {}
+    answered: set[str] = set()
+    steps = []
+    for entry in entries:
+        data = entry.get("event", {}).get("data", {}) or {}
+        event = short_type(str(entry.get("event_type", "")))
+        aggregate, _, name = event.partition(".")
+        referral_id = data.get("referral_id")
+        moment = parse_time(entry.get("time"))
+        deadline = None
+        on_time: bool | None = None
+        margin = ""
+        if aggregate == "referral" and name == "requested" and referral_id:
+            found = parse_time(data.get("acknowledgement_deadline"))
+            if found:
+                deadlines[referral_id] = found
+        if referral_id in deadlines:
+            deadline = deadlines[referral_id]
+            if name in ANSWERS and referral_id not in answered and moment:
+                answered.add(referral_id)
+                on_time = moment <= deadline
+                margin = duration(deadline - moment)
+        since = entry.get("since_report_seconds")
+        steps.append(
+            TimelineStep(
+                seq=int(entry.get("seq", 0)),
+                time=moment,
+                since_report="+" + duration(timedelta(seconds=float(since)))
+                if isinstance(since, int | float)
+                else "",
+                actor=str(entry.get("actor", "")),
+                event=event,
+                summary=str(entry.get("summary", "")),
+                referral_id=referral_id,
+                handoff=aggregate == "referral" and name in HANDOFF_TYPES,
+                deadline=deadline,
+                on_time=on_time,
+                margin=margin,
+            )
+        )
+    return steps
+
+
+@dataclass(frozen=True)
+class OpenOverview:
+    by_agency_and_state: list[tuple[str, str, int]]
+    deadlines_missed: list[Mapping[str, Any]]
+    escalations_waiting: list[Mapping[str, Any]]
+
+
+def open_overview(referrals: Sequence[Mapping[str, Any]]) -> OpenOverview:
+    """The coordinator's watch list from the open referrals."""
+    counts: dict[tuple[str, str], int] = {}
+    for referral in referrals:
+        key = (str(referral.get("agency_id")), str(referral.get("state")))
+        counts[key] = counts.get(key, 0) + 1
+    return OpenOverview(
+        by_agency_and_state=[(a, s, n) for (a, s), n in sorted(counts.items())],
+        deadlines_missed=[r for r in referrals if r.get("deadline_missed")],
+        escalations_waiting=[r for r in referrals if int(r.get("escalation_step") or 0) > 0],
+    )

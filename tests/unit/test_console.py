@@ -1,0 +1,595 @@
+"""The console without the services: its catalogue, its report form against intake's model,
+and its pages against fake upstream APIs (httpx MockTransport)."""
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from console import form, views
+from console.app import create_app
+from console.i18n import CATALOGUE, ENGLISH, INDONESIAN
+from console.session import SESSION_COOKIE
+from console.settings import ConsoleSettings
+from intake.report import Report
+
+TEMPLATES = Path(form.__file__).parent / "templates"
+ORIGIN = "http://console.test"
+CASE_ID = "3514-ABCDEFGHJK"
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+# --- the catalogue and the form ------------------------------------------------------------
+
+
+def test_both_languages_have_every_key() -> None:
+    assert set(INDONESIAN) == set(ENGLISH)
+    assert all(text.strip() for texts in CATALOGUE.values() for text in texts.values())
+
+
+def test_every_key_the_templates_use_is_in_the_catalogue() -> None:
+    used = set()
+    for template in TEMPLATES.glob("*.html"):
+        used |= set(
+            re.findall(r"""\bt\(\s*["']([a-z_]+(?:\.[a-z_]+)+)["']\s*[,)]""", template.read_text())
+        )
+    assert used, "no t('...') found: the pattern no longer matches the templates"
+    assert used - set(INDONESIAN) == set()
+
+
+def _schema_leaves(schema: dict[str, Any], defs: dict[str, Any], prefix: str = "") -> dict:
+    """Leaf paths of the report's JSON Schema -> their enum values (an independent walk)."""
+    leaves: dict[str, tuple[str, ...]] = {}
+    for name, spec in schema.get("properties", {}).items():
+        spec = next((s for s in spec.get("anyOf", []) if s.get("type") != "null"), spec)
+        ref = spec.get("$ref") or (spec.get("items") or {}).get("$ref")
+        target = defs[ref.rsplit("/", 1)[-1]] if ref else {}
+        if target.get("properties"):
+            leaves |= _schema_leaves(target, defs, f"{prefix}{name}.")
+        else:
+            leaves[f"{prefix}{name}"] = tuple(target.get("enum", ()))
+    return leaves
+
+
+def test_the_report_form_has_every_field_and_choice_of_intakes_model() -> None:
+    schema = Report.model_json_schema()
+    expected = _schema_leaves(schema, schema["$defs"])
+    offered = {f.path: f.choices for f in form.REPORT_FIELDS}
+    assert offered == expected
+
+
+def test_every_input_group_and_choice_has_a_label_in_both_languages() -> None:
+    keys = {f"field.{f.path}" for f in form.REPORT_FIELDS}
+    keys |= {f"group.{g.name}" for g in form.groups()}
+    keys |= {f"enum.{f.enum_kind}.{c}" for f in form.REPORT_FIELDS for c in f.choices}
+    for texts in CATALOGUE.values():
+        assert keys - set(texts) == set()
+
+
+def test_a_filled_form_becomes_a_report_intake_accepts() -> None:
+    submitted = [
+        ("channel", "hotline"),
+        ("district_code", "3514"),
+        ("kecamatan", "Bangil"),
+        ("victim.name", "CONTOH Korban"),
+        ("victim.age_years", "14"),
+        ("victim.sex", "female"),
+        ("reporter.relationship", "parent"),
+        ("incident.violence_types", "sexual"),
+        ("incident.violence_types", "physical"),
+        ("incident.occurred_at", "2026-11-20T21:30"),
+        ("risk.hours_since_sexual_assault", "30"),
+        ("risk.injury", "on"),
+        ("consent.share_with_health", "on"),
+        ("consent.given_by", ""),
+        ("unknown", "x"),
+    ]
+    body = form.report_body(form.values_from(submitted), ZoneInfo("Asia/Jakarta"))
+    report = Report.model_validate(body)
+    assert report.victim.age_years == 14
+    assert set(report.incident.violence_types) == {"sexual", "physical"}
+    assert report.incident.occurred_at == datetime(2026, 11, 20, 14, 30, tzinfo=UTC)
+    assert report.risk.injury
+    assert not report.risk.immediate_danger
+    assert report.consent.share_with_health
+    assert not report.consent.share_with_police
+    assert "unknown" not in body
+
+
+def test_intakes_problems_go_next_to_the_inputs_they_name() -> None:
+    placed = form.place_problems(
+        [
+            {"field": "victim.nik", "problem": "String should match pattern"},
+            {"field": "incident.violence_types.0", "problem": "Input should be 'physical', …"},
+            {
+                "field": "victim",
+                "problem": "Value error, give victim.birth_date or victim.age_years",
+            },
+            {
+                "field": "body",
+                "problem": "Value error, risk.hours_since_sexual_assault is given "
+                "but incident.violence_types has no 'sexual'",
+            },
+            {"field": "body", "problem": "body is not valid UTF-8 JSON"},
+        ]
+    )
+    assert set(placed.by_path) == {
+        "victim.nik",
+        "incident.violence_types",
+        "victim",
+        "risk.hours_since_sexual_assault",
+    }
+    assert placed.general == ["body is not valid UTF-8 JSON"]
+
+
+# --- views ----------------------------------------------------------------------------------
+
+
+def _referral(rid: str, priority: str, requested_minutes_ago: int, **extra: Any) -> dict:
+    now = datetime.now(UTC)
+    return {
+        "referral_id": rid,
+        "case_id": CASE_ID,
+        "agency_id": "pkm-bangil",
+        "service": "health",
+        "priority": priority,
+        "state": "delivered",
+        "requested_at": (now - timedelta(minutes=requested_minutes_ago)).isoformat(),
+        "acknowledgement_deadline": (now + timedelta(minutes=30)).isoformat(),
+        "deadline_missed": False,
+        "escalation_step": 0,
+        "acknowledged_at": None,
+        **extra,
+    }
+
+
+def test_the_inbox_puts_the_most_urgent_then_the_newest_first() -> None:
+    referrals = [
+        _referral("old-routine", "routine", 5),
+        _referral("old-urgent", "urgent", 50),
+        _referral("new-urgent", "urgent", 1),
+        _referral("emergency", "emergency", 90),
+    ]
+    order = [i.referral_id for i in views.inbox(referrals, datetime.now(UTC))]
+    assert order == ["emergency", "new-urgent", "old-urgent", "old-routine"]
+
+
+def test_a_referral_offers_only_the_replies_its_state_allows() -> None:
+    now = datetime.now(UTC)
+    for state, replies in (
+        ("delivered", {"acknowledge", "accept", "decline"}),
+        ("acknowledged", {"accept", "decline"}),
+        ("accepted", {"complete"}),
+        ("completed", set()),
+    ):
+        (item,) = views.inbox([_referral("r", "urgent", 1, state=state)], now)
+        assert set(item.replies) == replies
+
+
+def test_the_timeline_sets_each_first_answer_against_its_deadline() -> None:
+    t0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
+
+    def entry(seq: int, minutes: int, kind: str, **data: Any) -> dict:
+        return {
+            "seq": seq,
+            "time": (t0 + timedelta(minutes=minutes)).isoformat(),
+            "since_report_seconds": minutes * 60.0,
+            "actor": "/rujuk/x",
+            "event_type": f"id.rujuk.{kind}.v1",
+            "summary": kind,
+            "event": {"data": {"case_id": CASE_ID, **data}},
+        }
+
+    deadline = (t0 + timedelta(minutes=60)).isoformat()
+    steps = views.timeline(
+        {
+            "entries": [
+                entry(1, 0, "case.reported"),
+                entry(
+                    2, 1, "referral.requested", referral_id="a", acknowledgement_deadline=deadline
+                ),
+                entry(
+                    3, 1, "referral.requested", referral_id="b", acknowledgement_deadline=deadline
+                ),
+                entry(4, 20, "referral.acknowledged", referral_id="a"),
+                entry(5, 25, "referral.accepted", referral_id="a"),
+                entry(6, 90, "referral.declined", referral_id="b", reason="no_capacity"),
+            ]
+        }
+    )
+    assert [s.on_time for s in steps] == [None, None, None, True, None, False]
+    assert steps[3].margin == "40 m 00 s"
+    assert steps[5].margin == "30 m 00 s"
+    assert [s.handoff for s in steps] == [False, True, True, True, True, True]
+
+
+# --- pages against fake services ----------------------------------------------------------
+
+
+class FakeServices:
+    """Answers as the services would; ``routes[(service, method, path)]`` can be replaced."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, httpx.Request]] = []
+        self.tokens = {
+            "op": ("operator", None),
+            "pt": ("partner", "pkm-bangil"),
+            "co": ("coordinator", None),
+            "au": ("auditor", None),
+        }
+        self.routes: dict[tuple[str, str, str], Handler] = {}
+
+    def transport(self, service: str) -> httpx.MockTransport:
+        def handle(request: httpx.Request) -> httpx.Response:
+            self.calls.append((service, request))
+            token = request.headers.get("authorization", "").removeprefix("Bearer ")
+            if token not in self.tokens:
+                return httpx.Response(401, json={"detail": "unknown or revoked token"})
+            route = self.routes.get((service, request.method, request.url.path))
+            if route is not None:
+                return route(request)
+            if (service, request.url.path) == ("intake", "/v1/whoami"):
+                role, agency = self.tokens[token]
+                return httpx.Response(
+                    200, json={"token_id": f"tok-{token}", "role": role, "agency_id": agency}
+                )
+            return httpx.Response(404, json={"detail": f"no {request.url.path}"})
+
+        return httpx.MockTransport(handle)
+
+    def answer(self, service: str, method: str, path: str, status: int, **kwargs: Any) -> None:
+        self.routes[service, method, path] = lambda _: httpx.Response(status, **kwargs)
+
+    def sent(self, service: str, path: str) -> list[httpx.Request]:
+        return [r for s, r in self.calls if s == service and r.url.path == path]
+
+
+@pytest.fixture
+def fake() -> FakeServices:
+    return FakeServices()
+
+
+@pytest.fixture
+def client(fake: FakeServices) -> Iterator[TestClient]:
+    settings = ConsoleSettings(session_secret="test-secret-for-the-console-0123456789")
+    transports = {name: fake.transport(name) for name in ("intake", "routing", "notify", "audit")}
+    app = create_app(settings, transports=transports)
+    with TestClient(app, base_url=ORIGIN, headers={"Origin": ORIGIN}) as test_client:
+        yield test_client
+
+
+def sign_in(client: TestClient, token: str) -> httpx.Response:
+    return client.post("/signin", data={"token": token}, follow_redirects=False)
+
+
+def test_sign_in_keeps_the_token_in_a_sealed_strict_cookie_never_in_the_page(
+    client: TestClient,
+) -> None:
+    response = sign_in(client, "op")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/reports/new"
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert "op" not in client.cookies[SESSION_COOKIE].split(".")  # sealed, not plain
+    page = client.get("/reports/new")
+    assert page.status_code == 200
+    assert ">op<" not in page.text
+    assert "tok-op" not in page.text
+    assert sign_in(client, "not-a-token").status_code == 401
+    signed_out = client.post("/signout", follow_redirects=False)
+    assert SESSION_COOKIE not in client.cookies or not client.cookies[SESSION_COOKIE]
+    assert signed_out.headers["location"].startswith("/signin")
+
+
+def test_a_post_from_another_site_is_refused(client: TestClient) -> None:
+    sign_in(client, "op")
+    refused = client.post(
+        "/reports", data={"channel": "hotline"}, headers={"Origin": "https://evil.example"}
+    )
+    assert refused.status_code == 403
+    no_origin = client.post("/signout", headers={"Origin": "", "Referer": ""})
+    assert no_origin.status_code == 403
+
+
+def test_intakes_422_shows_next_to_each_field_with_the_form_refilled(
+    client: TestClient, fake: FakeServices
+) -> None:
+    problems = [
+        {"field": "victim.nik", "problem": "String should match pattern '^\\d{16}$'"},
+        {"field": "incident.violence_types", "problem": "Field required"},
+    ]
+    fake.answer("intake", "POST", "/v1/reports", 422, json={"detail": problems})
+    sign_in(client, "op")
+    page = client.post("/reports", data={"victim.name": "CONTOH Nama", "victim.nik": "12"})
+    assert page.status_code == 422
+    assert 'value="CONTOH Nama"' in page.text
+    assert 'value="12"' in page.text
+    nik = page.text.index('id="f-victim-nik"')
+    assert page.text.index("String should match pattern", nik) - nik < 600
+    assert "Field required" in page.text
+    (sent,) = fake.sent("intake", "/v1/reports")
+    assert sent.headers["idempotency-key"]
+    assert json.loads(sent.content)["victim"] == {
+        "name": "CONTOH Nama",
+        "nik": "12",
+        "disability": False,
+    }
+
+
+def test_a_filed_report_leads_to_its_case_page(client: TestClient, fake: FakeServices) -> None:
+    fake.answer(
+        "intake",
+        "POST",
+        "/v1/reports",
+        202,
+        json={"case_id": CASE_ID, "status": "accepted", "status_url": "x"},
+    )
+    fake.answer(
+        "intake",
+        "GET",
+        f"/v1/cases/{CASE_ID}",
+        200,
+        json={
+            "case_id": CASE_ID,
+            "district_code": "3514",
+            "channel": "hotline",
+            "reported_at": "2026-11-23T01:00:00Z",
+            "status": "routed",
+            "violence_types": ["sexual"],
+            "erased_at": None,
+            "referrals": [
+                {
+                    "referral_id": f"{CASE_ID}-r1",
+                    "agency_id": "pkm-bangil",
+                    "service": "health",
+                    "priority": "emergency",
+                    "state": "delivered",
+                    "updated_at": "2026-11-23T01:00:01Z",
+                }
+            ],
+        },
+    )
+    sign_in(client, "op")
+    filed = client.post("/reports", data={"channel": "hotline"}, follow_redirects=False)
+    assert filed.headers["location"] == f"/cases/{CASE_ID}?filed=1"
+    page = client.get(filed.headers["location"])
+    assert page.status_code == 200
+    assert "pkm-bangil" in page.text
+    assert "Terkirim" in page.text
+    english = client.get(f"/lang?to=en&next=/cases/{CASE_ID}")
+    assert english.status_code == 200
+    assert "Delivered" in english.text
+    assert 'lang="en"' in english.text
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "says"),
+    [
+        (httpx.Response(404, json={"detail": "no case"}), 404, "no case"),
+        (httpx.Response(403, json={"detail": "role may not"}), 403, "tidak diizinkan"),
+        (httpx.Response(500, text="boom"), 503, "tidak dapat dihubungi"),
+    ],
+)
+def test_upstream_refusals_become_clear_pages_never_a_traceback(
+    client: TestClient, fake: FakeServices, answer: httpx.Response, status: int, says: str
+) -> None:
+    fake.routes["intake", "GET", f"/v1/cases/{CASE_ID}"] = lambda r: answer
+    sign_in(client, "op")
+    page = client.get(f"/cases/{CASE_ID}")
+    assert page.status_code == status
+    assert says in page.text
+    assert "Traceback" not in page.text
+
+
+def test_a_service_that_is_down_or_a_bad_case_id_gives_a_page_not_a_500(
+    client: TestClient, fake: FakeServices
+) -> None:
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    fake.routes["intake", "GET", f"/v1/cases/{CASE_ID}"] = down
+    sign_in(client, "op")
+    assert client.get(f"/cases/{CASE_ID}").status_code == 503
+    assert client.get("/cases/not-a-case").status_code == 404
+    assert client.get("/cases/..%2F..%2Fv1%2Fwhoami").status_code == 404
+    assert client.get("/no/such/page").status_code == 404
+
+
+def test_a_token_revoked_meanwhile_sends_the_person_to_sign_in(
+    client: TestClient, fake: FakeServices
+) -> None:
+    sign_in(client, "op")
+    del fake.tokens["op"]
+    page = client.get(f"/cases/{CASE_ID}", follow_redirects=False)
+    assert page.status_code == 303
+    assert page.headers["location"] == "/signin?expired=1"
+    fragment = client.get(f"/cases/{CASE_ID}/status", headers={"HX-Request": "true"})
+    assert fragment.headers["hx-redirect"].startswith("/signin?")
+
+
+def test_each_role_sees_only_its_pages(client: TestClient) -> None:
+    assert client.get("/inbox", follow_redirects=False).headers["location"].startswith("/signin")
+    sign_in(client, "op")
+    for path in ("/inbox", "/coordinator", f"/audit/cases/{CASE_ID}"):
+        assert client.get(path).status_code == 403, path
+
+
+def test_the_partner_inbox_and_its_replies(client: TestClient, fake: FakeServices) -> None:
+    referrals = [_referral("r-routine", "routine", 1), _referral("r-emergency", "emergency", 9)]
+    fake.answer(
+        "routing",
+        "GET",
+        "/v1/referrals",
+        200,
+        json={"referrals": referrals, "limit": 200, "offset": 0, "next_offset": None},
+    )
+    fake.answer(
+        "notify",
+        "POST",
+        "/v1/referrals/r-emergency/replies",
+        202,
+        json={"event_id": "e1", "status": "accepted"},
+    )
+    sign_in(client, "pt")
+    page = client.get("/inbox")
+    assert page.text.index("r-emergency") < page.text.index("r-routine")
+    assert 'class="countdown' in page.text
+    assert "<time datetime=" in page.text
+    (listed,) = fake.sent("routing", "/v1/referrals")
+    assert listed.url.params["agency_id"] == "pkm-bangil"
+    assert listed.url.params["open"] == "true"
+    declined = client.post(
+        "/referrals/r-emergency/reply",
+        data={"reply": "decline", "reason": "no_capacity", "note": "penuh"},
+    )
+    assert declined.status_code == 200
+    assert "Balasan dikirim" in declined.text
+    (sent,) = fake.sent("notify", "/v1/referrals/r-emergency/replies")
+    assert json.loads(sent.content) == {
+        "reply": "decline",
+        "reason": "no_capacity",
+        "note": "penuh",
+    }
+    assert sent.headers["authorization"] == "Bearer pt"
+
+
+def test_opening_details_warns_first_and_only_the_confirmation_reads_them(
+    client: TestClient, fake: FakeServices
+) -> None:
+    fake.answer(
+        "intake",
+        "GET",
+        f"/v1/cases/{CASE_ID}/details",
+        200,
+        json={
+            "case_id": CASE_ID,
+            "agency_id": "pkm-bangil",
+            "referral_id": "r1",
+            "services": ["health"],
+            "fields": ["victim.name"],
+            "details": {"victim": {"name": "CONTOH Korban", "sex": "female"}},
+        },
+    )
+    sign_in(client, "pt")
+    warning = client.get(f"/cases/{CASE_ID}/details")
+    assert "akan dicatat" in warning.text
+    assert "CONTOH Korban" not in warning.text
+    assert fake.sent("intake", f"/v1/cases/{CASE_ID}/details") == []
+    shown = client.post(f"/cases/{CASE_ID}/details", data={"purpose": "pemeriksaan visum"})
+    assert "CONTOH Korban" in shown.text
+    assert "telah dicatat" in shown.text
+    (read,) = fake.sent("intake", f"/v1/cases/{CASE_ID}/details")
+    assert read.url.params["purpose"] == "pemeriksaan visum"
+
+
+STATS = {
+    "period": {"from": "2026-11-01", "to": "2026-11-30", "timezone": "Asia/Jakarta"},
+    "cases_total": 3,
+    "cases_by_violence_type": [
+        {"violence_type": "sexual", "cases": 2},
+        {"violence_type": "physical", "cases": 1},
+    ],
+    "cases_by_month": [{"month": "2026-11", "cases": 3}],
+    "acknowledgement_by_agency": [
+        {
+            "agency_id": "pkm-bangil",
+            "acknowledged": 2,
+            "median_minutes": 12.5,
+            "worst_minutes": 40.0,
+        }
+    ],
+    "deadlines": {"met": 3, "missed": 1, "pending": 0, "met_share": 0.75},
+    "open_referrals": [],
+    "escalations_total": 0,
+    "escalations_by_reason": [],
+}
+
+
+def test_the_coordinator_sees_open_referrals_charts_and_a_csv(
+    client: TestClient, fake: FakeServices
+) -> None:
+    missed = _referral("r-late", "urgent", 90, deadline_missed=True, escalation_step=1)
+    fake.answer(
+        "routing",
+        "GET",
+        "/v1/referrals",
+        200,
+        json={"referrals": [missed], "limit": 500, "offset": 0, "next_offset": None},
+    )
+    fake.answer("routing", "GET", "/v1/stats", 200, json=STATS)
+    fake.answer(
+        "routing",
+        "GET",
+        "/v1/stats.csv",
+        200,
+        text="section,key\r\n",
+        headers={"content-type": "text/csv"},
+    )
+    sign_in(client, "co")
+    page = client.get("/coordinator?from=2026-11-01&to=2026-11-30")
+    assert page.status_code == 200
+    assert page.text.count("<svg") == 5
+    assert "75.0 %" in page.text
+    assert "r-late" in page.text
+    (asked,) = fake.sent("routing", "/v1/stats")
+    assert asked.url.params["from"] == "2026-11-01"
+    assert asked.url.params["to"] == "2026-11-30"
+    csv = client.get("/coordinator/stats.csv?from=2026-11-01&to=2026-11-30")
+    assert csv.text == "section,key\r\n"
+    assert "attachment" in csv.headers["content-disposition"]
+
+
+def test_the_auditor_sees_the_timeline_the_verdict_and_the_bundle(
+    client: TestClient, fake: FakeServices
+) -> None:
+    history = {
+        "case_id": CASE_ID,
+        "entries": [
+            {
+                "seq": 7,
+                "time": "2026-11-23T01:00:00Z",
+                "since_report_seconds": 0.0,
+                "actor": "/rujuk/intake",
+                "event_type": "id.rujuk.case.reported.v1",
+                "summary": "reported via hotline",
+                "event": {"data": {"case_id": CASE_ID}},
+            }
+        ],
+    }
+    fake.answer("audit", "GET", f"/v1/cases/{CASE_ID}/history", 200, json=history)
+    fake.answer(
+        "audit",
+        "GET",
+        "/v1/ledger/verify",
+        409,
+        json={
+            "ok": False,
+            "entries_verified": 6,
+            "head": {"seq": 9, "hash": "ab"},
+            "failure": {"seq": 7, "kind": "hash_mismatch", "detail": "entry altered"},
+        },
+    )
+    fake.answer(
+        "audit",
+        "GET",
+        f"/v1/cases/{CASE_ID}/bundle",
+        200,
+        content=b"{}",
+        headers={"content-type": "application/json"},
+    )
+    sign_in(client, "au")
+    page = client.get(f"/audit/cases/{CASE_ID}")
+    assert page.status_code == 200
+    assert "reported via hotline" in page.text
+    assert "VERIFIKASI GAGAL pada entri #7" in page.text
+    bundle = client.get(f"/audit/cases/{CASE_ID}/bundle")
+    assert bundle.content == b"{}"
+    assert CASE_ID in bundle.headers["content-disposition"]
