@@ -5,8 +5,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class ServiceSettings(BaseSettings):
-    """Settings every service reads. NATS_URL, DATABASE_URL, RUJUK_STREAM_REPLICAS and
-    RUJUK_LOG_LEVEL are shared (no service prefix); the rest take the service's prefix."""
+    """Settings every service reads. NATS_URL, DATABASE_URL, RUJUK_STREAM_REPLICAS,
+    RUJUK_LOG_LEVEL and RUJUK_TOKEN_CACHE_SECONDS are shared (no service prefix); the rest
+    take the service's prefix."""
 
     model_config = SettingsConfigDict(extra="ignore")
 
@@ -32,6 +33,14 @@ class ServiceSettings(BaseSettings):
         default="INFO", validation_alias=AliasChoices("log_level", "RUJUK_LOG_LEVEL")
     )
     batch_size: int = Field(default=100, ge=1, le=1000, description="JetStream pull batch size")
+    token_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        validation_alias=AliasChoices("token_cache_seconds", "RUJUK_TOKEN_CACHE_SECONDS"),
+        description="How long a verified bearer token is remembered in the process: a revoked "
+        "token keeps working this long at most (0: look every token up)",
+    )
 
     def nats_servers(self) -> list[str]:
         return [url.strip() for url in self.nats_url.split(",") if url.strip()]

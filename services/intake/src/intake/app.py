@@ -2,7 +2,7 @@
 
 import hashlib
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -11,7 +11,6 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Reques
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,8 +23,11 @@ from intake.settings import IntakeSettings
 from intake.vault import Vault, VaultError, parse_master_keys
 from rujuk_contracts import make_event, subjects
 from rujuk_contracts.events import CASE_ID_PATTERN, CaseDetailsDisclosed, CaseErased, CaseReported
+from rujuk_runtime.access import TokenVerifier, token_handlers
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.metrics import metrics_endpoint
+from rujuk_runtime.problems import documented as _problems
+from rujuk_runtime.problems import field_problems
 from rujuk_runtime.service import ServiceRuntime
 from rujuk_runtime.telemetry import current_traceparent, span_from
 
@@ -42,19 +44,6 @@ class ReportAccepted(BaseModel):
     case_id: str
     status: str
     status_url: str
-
-
-class Problem(BaseModel):
-    detail: str
-
-
-class FieldProblem(BaseModel):
-    field: str = Field(description="Where: body field path, or query./path./header. name")
-    problem: str
-
-
-class ValidationProblem(BaseModel):
-    detail: list[FieldProblem]
 
 
 class ReferralStatus(BaseModel):
@@ -145,12 +134,6 @@ class DisclosureLogEntry(BaseModel):
     disclosed_at: datetime
 
 
-def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
-    documented: dict[int | str, dict[str, Any]] = {code: {"model": Problem} for code in codes}
-    documented[422] = {"model": ValidationProblem}
-    return documented
-
-
 def new_case_id(district: str) -> str:
     return f"{district}-" + "".join(secrets.choice(CASE_ID_ALPHABET) for _ in range(10))
 
@@ -164,17 +147,26 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     bootstrap = settings.bootstrap_tokens.get_secret_value()
     auth.parse_bootstrap_tokens(bootstrap)  # refuse to start on a malformed setting
     runtime = ServiceRuntime("intake", settings)
+    verifier = TokenVerifier(
+        lambda: runtime.pool, ttl=settings.token_cache_seconds, lookup=auth.principal_of
+    )
     runtime.handlers.update(projection_handlers())
     runtime.skip_unhandled = True  # e.g. its own case.reported: nothing to project
+    # Intake checks its own table; token events only tell it to forget remembered tokens.
+    runtime.handlers.update(token_handlers(verifier, project=False))
     runtime.subscribe_batches(subjects.EVENTS_WILDCARD, durable="intake-projection")
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with runtime.running():
+            async with runtime.pool.acquire() as conn:
+                announced = await auth.announce_unannounced(conn)
+                added = await auth.install_bootstrap_tokens(conn, bootstrap) if bootstrap else 0
             if bootstrap:
-                async with runtime.pool.acquire() as conn:
-                    added = await auth.install_bootstrap_tokens(conn, bootstrap)
                 log.info("bootstrap tokens installed", added=added)
+            if announced:
+                log.info("earlier tokens announced", tokens=announced)
+            runtime.wake_relay()
             yield
 
     app = FastAPI(
@@ -184,49 +176,15 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.verifier = verifier
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
-    bearer = HTTPBearer(auto_error=False, description="rujuk_… token from `rujuk token create`")
-
-    def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
-        allowed = ", ".join(r.value for r in roles)
-
-        async def principal(
-            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-        ) -> Principal:
-            if credentials is None:
-                raise HTTPException(
-                    401,
-                    "token akses diperlukan / a bearer token is required",
-                    headers={"WWW-Authenticate": 'Bearer realm="rujuk"'},
-                )
-            async with runtime.pool.acquire() as conn:
-                found = await auth.authenticate(conn, credentials.credentials)
-            if found is None:
-                raise HTTPException(
-                    401,
-                    "token tidak dikenal atau dicabut / unknown or revoked token",
-                    headers={"WWW-Authenticate": 'Bearer realm="rujuk", error="invalid_token"'},
-                )
-            if found.role not in roles:
-                raise HTTPException(
-                    403, f"peran tidak diizinkan / role {found.role.value} may not; only {allowed}"
-                )
-            return found
-
-        return principal
+    require = verifier.require
 
     @app.exception_handler(RequestValidationError)
     async def validation_failed(_: Request, exc: RequestValidationError) -> JSONResponse:
         # Name the field and the problem, but never echo the submitted values back.
-        errors = [
-            {
-                "field": ".".join(str(p) for p in e["loc"] if p != "body") or "body",
-                "problem": e["msg"],
-            }
-            for e in exc.errors()
-        ]
-        return JSONResponse({"detail": errors}, status_code=422)
+        return JSONResponse({"detail": field_problems(exc.errors())}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_problem(request: Request, exc: StarletteHTTPException) -> Response:

@@ -1,7 +1,9 @@
 """`rujuk token`: Token akses / access tokens for operators, partners, coordinators and auditors.
 
 These commands talk to intake's schema in PostgreSQL directly (DATABASE_URL), applying
-intake's migrations first if they were not applied yet.
+intake's migrations first if they were not applied yet. Each creation and revocation stages its
+token event in intake's outbox in the same transaction; the running intake publishes it, and
+the other services' token projections follow.
 """
 
 import asyncio
@@ -96,7 +98,8 @@ def revoke(
     token_id: Annotated[str, typer.Argument(help="The id `rujuk token list` shows")],
     database_url: DatabaseUrlOption = None,
 ) -> None:
-    """Cabut token / revoke a token (it stops working at once)."""
+    """Cabut token / revoke a token: every service refuses it within RUJUK_TOKEN_CACHE_SECONDS
+    (default 5) of intake publishing the revocation."""
     if not _run(database_url, lambda conn: auth.revoke_token(conn, token_id)):
         typer.echo(f"Token tidak ada / no token {token_id}", err=True)
         raise typer.Exit(1)

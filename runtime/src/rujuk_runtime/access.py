@@ -1,0 +1,197 @@
+"""Who is calling: the bearer tokens intake issues, checked the same way by every service.
+
+Intake owns tokens (``rujuk token create``, ``INTAKE_BOOTSTRAP_TOKENS``) and announces each
+one through its outbox: ``token.issued`` (id, role, agency, the secret's sha256) and
+``token.revoked``. Every other service projects them into ``access_token_projection`` in its
+own schema (``follow_tokens``); intake reads its own ``access_tokens`` table instead.
+
+A verified token is remembered in the process for ``RUJUK_TOKEN_CACHE_SECONDS`` (default 5):
+authentication is on every request's path and must not cost a database round trip each time.
+So a revoked token keeps working in a service for that long at most. The process that
+projects the revocation forgets its cache at once; other replicas of the service wait out
+the time. Unknown tokens are not remembered: a token just issued works as soon as its event
+is projected.
+"""
+
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends, HTTPException
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from rujuk_contracts import subjects
+from rujuk_contracts.envelope import CloudEvent
+from rujuk_contracts.events import EventPayload, Role, TokenIssued, TokenRevoked
+from rujuk_runtime.consumer import Handler, Rejected
+from rujuk_runtime.db import Connection
+from rujuk_runtime.logs import get_logger
+from rujuk_runtime.service import ServiceRuntime
+
+__all__ = ["Principal", "Role", "TokenVerifier", "follow_tokens", "hash_secret"]
+
+log = get_logger(__name__)
+
+TOKEN_EVENTS = subjects.event_subject("token", ">")
+MAX_REMEMBERED = 10_000
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="rujukToken",
+    description="rujuk_… token issued by intake (`rujuk token create`); one token for every "
+    "service",
+)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's id (never its secret), role and, for a partner, agency."""
+
+    token_id: str
+    role: Role
+    agency_id: str | None
+
+
+def hash_secret(secret: str) -> bytes:
+    """sha256 of the secret: a 256-bit random secret needs no slow hash (see intake.auth)."""
+    return hashlib.sha256(secret.encode()).digest()
+
+
+TokenLookup = Callable[[Connection, bytes], Awaitable[Principal | None]]
+
+
+async def projected_principal(conn: Connection, secret_sha256: bytes) -> Principal | None:
+    """The live token with this hash in the service's projection, or None."""
+    row = await conn.fetchrow(
+        "SELECT token_id, role, agency_id FROM access_token_projection "
+        "WHERE secret_sha256 = $1 AND revoked_at IS NULL",
+        secret_sha256,
+    )
+    return None if row is None else Principal(row["token_id"], Role(row["role"]), row["agency_id"])
+
+
+class TokenVerifier:
+    """Checks bearer tokens against a lookup, remembering verified ones for ``ttl`` seconds."""
+
+    def __init__(
+        self,
+        pool: Callable[[], asyncpg.Pool],
+        *,
+        ttl: float = 5.0,
+        lookup: TokenLookup = projected_principal,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._pool = pool
+        self._ttl = ttl
+        self._lookup = lookup
+        self._clock = clock
+        self._remembered: dict[bytes, tuple[Principal, float]] = {}
+        self.lookups = 0  # database look-ups made, for tests and metrics
+
+    async def principal(self, secret: str) -> Principal | None:
+        """The principal of a live token, or None for an unknown or revoked one."""
+        digest = hash_secret(secret)
+        now = self._clock()
+        remembered = self._remembered.get(digest)
+        if remembered is not None and remembered[1] > now:
+            return remembered[0]
+        self.lookups += 1
+        async with self._pool().acquire() as conn:
+            found = await self._lookup(conn, digest)
+        if found is None:
+            self._remembered.pop(digest, None)
+        elif self._ttl > 0:
+            if len(self._remembered) >= MAX_REMEMBERED:
+                self._remembered = {k: v for k, v in self._remembered.items() if v[1] > now}
+                if len(self._remembered) >= MAX_REMEMBERED:
+                    self._remembered.clear()
+            self._remembered[digest] = (found, now + self._ttl)
+        return found
+
+    def forget(self) -> None:
+        """Drop every remembered token (a token event was projected)."""
+        self._remembered.clear()
+
+    def require(self, *roles: Role) -> Callable[..., Awaitable[Principal]]:
+        """A FastAPI dependency: the caller's principal if its role is one of ``roles``.
+
+        401 with ``WWW-Authenticate: Bearer`` without a token or for an unknown or revoked
+        one; 403 for a role that may not.
+        """
+        allowed = ", ".join(r.value for r in roles)
+        verifier = self
+
+        async def principal(
+            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+        ) -> Principal:
+            if credentials is None:
+                raise HTTPException(
+                    401,
+                    "token akses diperlukan / a bearer token is required",
+                    headers={"WWW-Authenticate": 'Bearer realm="rujuk"'},
+                )
+            found = await verifier.principal(credentials.credentials)
+            if found is None:
+                raise HTTPException(
+                    401,
+                    "token tidak dikenal atau dicabut / unknown or revoked token",
+                    headers={"WWW-Authenticate": 'Bearer realm="rujuk", error="invalid_token"'},
+                )
+            if found.role not in roles:
+                raise HTTPException(
+                    403, f"peran tidak diizinkan / role {found.role.value} may not; only {allowed}"
+                )
+            return found
+
+        return principal
+
+
+# --- the projection -----------------------------------------------------------------------
+
+
+async def project_token_event(conn: Connection, event: CloudEvent, payload: EventPayload) -> None:
+    """Upsert the token; a revocation that overtook its issue is kept and wins."""
+    if isinstance(payload, TokenIssued):
+        await conn.execute(
+            "INSERT INTO access_token_projection "
+            "(token_id, secret_sha256, role, agency_id, issued_at) VALUES ($1, $2, $3, $4, $5) "
+            "ON CONFLICT (token_id) DO UPDATE SET secret_sha256 = EXCLUDED.secret_sha256, "
+            "role = EXCLUDED.role, agency_id = EXCLUDED.agency_id, issued_at = EXCLUDED.issued_at",
+            payload.token_id,
+            bytes.fromhex(payload.secret_sha256),
+            payload.role.value,
+            payload.agency_id,
+            event.time,
+        )
+    elif isinstance(payload, TokenRevoked):
+        await conn.execute(
+            "INSERT INTO access_token_projection (token_id, revoked_at) VALUES ($1, $2) "
+            "ON CONFLICT (token_id) DO UPDATE "
+            "SET revoked_at = coalesce(access_token_projection.revoked_at, EXCLUDED.revoked_at)",
+            payload.token_id,
+            event.time,
+        )
+    else:
+        raise Rejected(f"{payload.event_type()} is not a token event")
+
+
+def token_handlers(verifier: TokenVerifier, *, project: bool = True) -> dict[str, Handler]:
+    """Handlers of token events: project them (unless the service owns tokens), and forget
+    remembered tokens so that this process applies a revocation at once."""
+
+    async def handle(conn: Connection, event: CloudEvent, payload: EventPayload) -> None:
+        if project:
+            await project_token_event(conn, event, payload)
+        verifier.forget()
+        log.info("token event", event_type=event.type, token_id=event.subject)
+
+    return {model.event_type(): handle for model in (TokenIssued, TokenRevoked)}
+
+
+def follow_tokens(runtime: ServiceRuntime, verifier: TokenVerifier) -> None:
+    """Project intake's token events with a durable consumer of the service's own."""
+    runtime.handlers.update(token_handlers(verifier))
+    runtime.subscribe_batches(TOKEN_EVENTS, durable=f"{runtime.name}-tokens")
