@@ -5,29 +5,25 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
 from routing.app import Routing, create_app
 from routing.settings import SHIPPED_SOPS, RoutingSettings
 from rujuk_contracts import make_event
-from rujuk_contracts.events import CaseReported
+from rujuk_contracts.events import CaseReported, Role
 from rujuk_contracts.triage import TriageFacts
 from rujuk_runtime.service import ServiceRuntime
+from tests.integration.access_support import announce_token, bearer, eventually
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "test-admin-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-YAML = {"Content-Type": "application/yaml", **AUTH}
 SOP_3513 = (SHIPPED_SOPS / "3513.yaml").read_text()
 CASE_ID = "3513-AB12CD34EF"
+YAML = {"Content-Type": "application/yaml"}
 
 
 @pytest.fixture
 async def http(clean_bus: str, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    settings = RoutingSettings(
-        nats_url=clean_bus, database_url=database_url, admin_token=SecretStr(TOKEN)
-    )
+    settings = RoutingSettings(nats_url=clean_bus, database_url=database_url)
     app = create_app(settings)
     async with (
         app.router.lifespan_context(app),
@@ -36,6 +32,10 @@ async def http(clean_bus: str, database_url: str) -> AsyncIterator[httpx.AsyncCl
         ) as client,
     ):
         client.app = app  # type: ignore[attr-defined]
+        token_id, secret = await announce_token(clean_bus, Role.COORDINATOR)
+        client.headers.update(bearer(secret))  # the coordinator's, on every request
+        client.token_id = token_id  # type: ignore[attr-defined]
+        await eventually(lambda: client.get("/v1/referrals"), 200)  # once it is projected
         yield client
 
 
@@ -72,7 +72,7 @@ async def test_publishing_an_sop_over_http(http: httpx.AsyncClient) -> None:
 
 
 async def test_closing_a_case_over_http(http: httpx.AsyncClient) -> None:
-    assert (await http.post(f"/v1/cases/{CASE_ID}/close", headers=AUTH)).status_code == 404
+    assert (await http.post(f"/v1/cases/{CASE_ID}/close")).status_code == 404
     runtime: ServiceRuntime = http.app.state.runtime  # type: ignore[attr-defined]
     routing: Routing = http.app.state.routing  # type: ignore[attr-defined]
     case = CaseReported(
@@ -87,7 +87,7 @@ async def test_closing_a_case_over_http(http: httpx.AsyncClient) -> None:
         await routing.on_case_reported(conn, make_event(case, source="/rujuk/test"), case)
         await conn.execute("UPDATE referrals SET state = 'completed' WHERE referral_id LIKE '%-01'")
     response = await http.post(
-        f"/v1/cases/{CASE_ID}/close", headers=AUTH, json={"reason": "pendampingan selesai"}
+        f"/v1/cases/{CASE_ID}/close", json={"reason": "pendampingan selesai"}
     )
     assert response.status_code == 409
     body = response.json()
@@ -99,9 +99,10 @@ async def test_closing_a_case_over_http(http: httpx.AsyncClient) -> None:
 
     async with runtime.pool.acquire() as conn:
         await conn.execute("UPDATE referrals SET state = 'cancelled' WHERE state = 'requested'")
-        response = await http.post(f"/v1/cases/{CASE_ID}/close", headers=AUTH)
+        response = await http.post(f"/v1/cases/{CASE_ID}/close")
         assert response.json() == {"case_id": CASE_ID, "closed": True, "already_closed": False}
         row = await conn.fetchrow("SELECT closed_by, close_reason FROM cases")
-    assert tuple(row) == ("coordinator (admin token)", "every referral completed or cancelled")
-    response = await http.post(f"/v1/cases/{CASE_ID}/close", headers=AUTH)
+    closed_by = f"coordinator:{http.token_id}"  # type: ignore[attr-defined]
+    assert tuple(row) == (closed_by, "every referral completed or cancelled")
+    response = await http.post(f"/v1/cases/{CASE_ID}/close")
     assert response.json()["already_closed"] is True

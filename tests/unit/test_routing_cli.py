@@ -114,7 +114,7 @@ def test_publish_sends_the_yaml_with_the_token_and_reports_the_result(
         return httpx.Response(201, json={"created": True, "sha256": "ab" * 32})
 
     monkeypatch.setattr(cli.httpx, "post", post)
-    monkeypatch.setenv("ROUTING_ADMIN_TOKEN", "secret-token")
+    monkeypatch.setenv("RUJUK_TOKEN", "secret-token")
     result = run("publish", str(SOP_3514), "--url", "http://routing:8082/")
     assert result.exit_code == 0, result.output
     assert "SOP 3514 v1 diterbitkan / published (baru / new)" in result.output
@@ -141,7 +141,7 @@ def test_publish_without_a_token_or_of_a_broken_sop_sends_nothing(
         raise AssertionError("nothing should be sent")
 
     monkeypatch.setattr(cli.httpx, "post", post)
-    monkeypatch.delenv("ROUTING_ADMIN_TOKEN", raising=False)
+    monkeypatch.delenv("RUJUK_TOKEN", raising=False)
     assert run("publish", str(SOP_3514)).exit_code == 2
     (tmp_path / "3514.yaml").write_text("sop_id: [\n")
     assert run("publish", str(tmp_path / "3514.yaml"), "--token", "t").exit_code == 1

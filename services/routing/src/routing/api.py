@@ -1,16 +1,19 @@
-"""Routing's HTTP API: health, the SOPs in force, publishing an SOP, closing a case.
+"""Routing's HTTP API: health, the SOPs in force, publishing an SOP, closing a case, and the
+console's reads: the referral list and monitoring & evaluation figures.
 
-Publishing and closing take ``Authorization: Bearer <ROUTING_ADMIN_TOKEN>``: a stand-in for
-the coordinator's credential until intake's tokens cover routing.
+Every /v1 route but the SOP list takes a bearer token issued by intake (rujuk_runtime.access):
+publishing, closing and the figures the coordinator's; the referral list the coordinator's
+or a partner's (fenced to its own agency).
 """
 
-import secrets
+from datetime import date
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, HTTPException, Path, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
+from routing import store
 from routing.app import (
     CaseHasOpenReferrals,
     CaseNotFound,
@@ -18,17 +21,22 @@ from routing.app import (
     build_runtime,
 )
 from routing.deadlines import DeadlineWatcher
+from routing.lifecycle import ReferralState
 from routing.settings import RoutingSettings
 from routing.sop import SopError
+from routing.stats import Period, ReferralPage, Stats, period_bounds, render_csv, stats_of
 from rujuk_contracts.events import CASE_ID_PATTERN
+from rujuk_contracts.subjects import AGENCY_ID_PATTERN
+from rujuk_runtime.access import Principal, Role, TokenVerifier, follow_tokens
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.metrics import render
+from rujuk_runtime.problems import documented, install_validation_problems
 
 log = get_logger(__name__)
 
 YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"}
 MAX_SOP_BYTES = 512 * 1024
-COORDINATOR = "coordinator (admin token)"
+MAX_PAGE = 500
 
 
 class CloseRequest(BaseModel):
@@ -42,6 +50,10 @@ class CloseRequest(BaseModel):
 
 def create_api(settings: RoutingSettings) -> FastAPI:
     runtime, routing = build_runtime(settings)
+    verifier = TokenVerifier(lambda: runtime.pool, ttl=settings.token_cache_seconds)
+    follow_tokens(runtime, verifier)
+    coordinator = Depends(verifier.require(Role.COORDINATOR))
+    coordinator_or_partner = Depends(verifier.require(Role.COORDINATOR, Role.PARTNER))
     # Read before the consumers start, so the first case finds its SOP.
     routing.load_sops(settings.sop_dir)
     watcher: list[DeadlineWatcher] = []
@@ -80,18 +92,8 @@ def create_api(settings: RoutingSettings) -> FastAPI:
     app.state.runtime = runtime
     app.state.routing = routing
     app.state.watcher = watcher
-
-    def require_admin(authorization: str | None) -> None:
-        if settings.admin_token is None:
-            raise HTTPException(
-                503, "ROUTING_ADMIN_TOKEN is not set: publishing SOPs and closing cases are off"
-            )
-        scheme, _, token = (authorization or "").partition(" ")
-        expected = settings.admin_token.get_secret_value().encode()
-        if scheme.lower() != "bearer" or not secrets.compare_digest(token.encode(), expected):
-            raise HTTPException(
-                401, "a valid bearer token is required", {"WWW-Authenticate": "Bearer"}
-            )
+    app.state.verifier = verifier
+    install_validation_problems(app)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:
@@ -127,6 +129,7 @@ def create_api(settings: RoutingSettings) -> FastAPI:
         "/v1/sops",
         status_code=201,
         tags=["sops"],
+        responses=documented(401, 403, 409, 413, 415),
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -135,12 +138,11 @@ def create_api(settings: RoutingSettings) -> FastAPI:
         },
     )
     async def publish_sop(
-        request: Request, authorization: Annotated[str | None, Header()] = None
+        request: Request, principal: Annotated[Principal, coordinator]
     ) -> JSONResponse:
-        """Publish a new SOP version (YAML body). 422 lists every error with its line; 409
-        when the version does not follow the one in force; 200 when this document was
-        published before."""
-        require_admin(authorization)
+        """Publish a new SOP version (YAML body; coordinator). 422 lists every error with its
+        line; 409 when the version does not follow the one in force; 200 when this document
+        was published before."""
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in YAML_TYPES:
             raise HTTPException(415, "send the SOP as application/yaml")
@@ -153,7 +155,7 @@ def create_api(settings: RoutingSettings) -> FastAPI:
             raise HTTPException(400, "the SOP must be UTF-8 text") from exc
         try:
             async with runtime.pool.acquire() as conn, conn.transaction():
-                published = await routing.publish_sop(conn, text, COORDINATOR)
+                published = await routing.publish_sop(conn, text, _actor(principal))
         except SopError as exc:
             return JSONResponse(
                 {"detail": "SOP refused", "errors": [str(issue) for issue in exc.issues]}, 422
@@ -174,15 +176,14 @@ def create_api(settings: RoutingSettings) -> FastAPI:
             201 if published.created else 200,
         )
 
-    @app.post("/v1/cases/{case_id}/close", tags=["cases"])
+    @app.post("/v1/cases/{case_id}/close", tags=["cases"], responses=documented(401, 403, 404))
     async def close_case(
         request: Request,
         case_id: Annotated[str, Path(pattern=CASE_ID_PATTERN)],
-        authorization: Annotated[str | None, Header()] = None,
+        principal: Annotated[Principal, coordinator],  # checked before the body is read
     ) -> dict[str, Any]:
         """Close a case once every referral is completed or cancelled (409 names the open
-        ones); publishes CaseClosed. Optional JSON body: ``{"reason": "..."}``."""
-        require_admin(authorization)  # before the body is even read
+        ones; coordinator); publishes CaseClosed. Optional JSON body: ``{"reason": "..."}``."""
         raw = await request.body()
         try:
             reason = CloseRequest.model_validate_json(raw or b"{}").reason
@@ -192,9 +193,9 @@ def create_api(settings: RoutingSettings) -> FastAPI:
             raise HTTPException(422, problems) from exc
         try:
             async with runtime.pool.acquire() as conn, conn.transaction():
-                closed = await routing.close_case(conn, case_id, COORDINATOR, reason)
+                closed = await routing.close_case(conn, case_id, _actor(principal), reason)
         except CaseNotFound as exc:
-            raise HTTPException(404, f"no case {case_id}") from exc
+            raise HTTPException(404, f"kasus tidak ada / no case {case_id}") from exc
         except CaseHasOpenReferrals as exc:
             return JSONResponse(  # type: ignore[return-value]
                 {
@@ -214,4 +215,114 @@ def create_api(settings: RoutingSettings) -> FastAPI:
         runtime.wake_relay()
         return {"case_id": case_id, "closed": True, "already_closed": not closed}
 
+    @app.get(
+        "/v1/referrals",
+        response_model=ReferralPage,
+        responses=documented(401, 403),
+        tags=["console"],
+        summary="Referrals, open and most urgent first (coordinator: all; partner: its own)",
+    )
+    async def list_referrals(
+        principal: Annotated[Principal, coordinator_or_partner],
+        agency_id: Annotated[
+            str | None, Query(pattern=AGENCY_ID_PATTERN, description="Only this agency's")
+        ] = None,
+        state: Annotated[
+            list[ReferralState] | None, Query(description="Only these states (repeatable)")
+        ] = None,
+        open: Annotated[
+            bool | None,
+            Query(
+                description="true: not completed, declined, cancelled or escalated; false: those"
+            ),
+        ] = None,
+        case_id: Annotated[str | None, Query(pattern=CASE_ID_PATTERN)] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> ReferralPage:
+        """Open referrals first, then by priority (emergency, urgent, routine), then newest.
+        A partner sees only its own agency's referrals; asking for another agency's is 403."""
+        if principal.role is Role.PARTNER:
+            if agency_id is not None and agency_id != principal.agency_id:
+                raise HTTPException(
+                    403,
+                    "mitra hanya melihat rujukan lembaganya sendiri / a partner sees only its "
+                    f"own agency's referrals ({principal.agency_id})",
+                )
+            agency_id = principal.agency_id
+        async with runtime.pool.acquire() as conn:
+            rows = await store.list_referrals(
+                conn,
+                now=routing.clock(),
+                agency_id=agency_id,
+                states=[s.value for s in state or []],
+                open_only=open,
+                case_id=case_id,
+                limit=limit + 1,  # one more tells whether there is a next page
+                offset=offset,
+            )
+        more = len(rows) > limit
+        return ReferralPage.model_validate(
+            {
+                "referrals": rows[:limit],
+                "limit": limit,
+                "offset": offset,
+                "next_offset": offset + limit if more else None,
+            }
+        )
+
+    From = Annotated[date, Query(alias="from", description="First day, YYYY-MM-DD (inclusive)")]
+    To = Annotated[date, Query(alias="to", description="Last day, YYYY-MM-DD (inclusive)")]
+
+    async def period_figures(_: Annotated[Principal, coordinator], start: From, end: To) -> Stats:
+        if end < start:
+            raise HTTPException(
+                422, [{"field": "query.to", "problem": "'to' must not be before 'from'"}]
+            )
+        zone = settings.stats_timezone
+        since, until = period_bounds(start, end, zone)
+        async with runtime.pool.acquire() as conn:
+            rows = await store.period_stats(
+                conn, start=since, end=until, timezone=zone, now=routing.clock()
+            )
+        return stats_of(rows, Period.model_validate({"from": start, "to": end, "timezone": zone}))
+
+    Figures = Annotated[Stats, Depends(period_figures)]
+
+    @app.get(
+        "/v1/stats",
+        response_model=Stats,
+        responses=documented(401, 403),
+        tags=["console"],
+        summary="Monitoring & evaluation figures for a period (coordinator)",
+    )
+    async def stats(figures: Figures) -> Stats:
+        """Cases reported in the period by violence type and month; for referrals made in it,
+        time to the agency's first answer, acknowledgement deadlines met, those still open,
+        and escalations. Days and months in ``ROUTING_STATS_TIMEZONE``."""
+        return figures
+
+    @app.get(
+        "/v1/stats.csv",
+        response_class=Response,
+        responses={200: {"content": {"text/csv": {}}}, **documented(401, 403)},
+        tags=["console"],
+        summary="The same figures as CSV: section,key,subkey,metric,value (coordinator)",
+    )
+    async def stats_csv(figures: Figures) -> Response:
+        period = figures.period
+        return Response(
+            render_csv(figures),
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "Content-Disposition": "attachment; "
+                f'filename="rujuk-stats-{period.from_}-{period.to}.csv"'
+            },
+        )
+
     return app
+
+
+def _actor(principal: Principal) -> str:
+    """Who did it, for events and logs: role and token id, never a name."""
+    return f"{principal.role.value}:{principal.token_id}"

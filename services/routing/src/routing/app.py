@@ -261,6 +261,7 @@ class Routing:
             district_code=sop.district_code,
             reported_at=reported.reported_at,
             routed_at=now,
+            violence_types=[v.value for v in reported.triage.violence_types],
         )
         if not stored:
             raise Rejected(f"case {reported.case_id} was routed before")
@@ -372,7 +373,14 @@ class Routing:
         if refusal is not None or referral is None:
             await self._refuse(conn, event, reply, kind, refusal or "unknown referral")
             return
-        await store.set_state(conn, referral.referral_id, state)
+        await store.record_reply(
+            conn,
+            referral.referral_id,
+            state,
+            happened.value,
+            event.time,
+            decline_reason=reply.reason.value if isinstance(reply, ReferralDeclined) else None,
+        )
         _log_state(referral, happened, state)
         if state == ReferralState.DECLINED:
             await self.escalate(conn, referral, EscalationReason.DECLINED)
@@ -436,9 +444,11 @@ class Routing:
         next_state(referral.referral_id, referral.state, ReferralEvent.ESCALATED)  # or raise
         now = self.clock()
         deadline = now + referral.acknowledge_within
-        if not await store.add_escalated_referral(conn, referral, step, deadline):
+        if not await store.add_escalated_referral(
+            conn, referral, step, deadline, reason.value, created_at=now
+        ):
             return None  # made before: its events were staged then
-        await store.set_state(conn, referral.referral_id, ReferralState.ESCALATED)
+        await store.mark_escalated(conn, referral.referral_id, now)
         traceparent = current_traceparent()
         escalated = ReferralEscalated(
             case_id=referral.case_id,

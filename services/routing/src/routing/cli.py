@@ -136,13 +136,18 @@ def publish(
         DEFAULT_URL, envvar="ROUTING_URL", help="Routing's base URL (env ROUTING_URL)"
     ),
     token: str = typer.Option(
-        "", envvar="ROUTING_ADMIN_TOKEN", help="Admin bearer token (env ROUTING_ADMIN_TOKEN)"
+        "",
+        envvar="RUJUK_TOKEN",
+        help="A coordinator's token from `rujuk token create --role coordinator` (env RUJUK_TOKEN)",
     ),
 ) -> None:
     """Publish a new SOP version to a running routing; it applies to new cases only."""
     sop = _load(file)  # the same check the server makes, without a round trip
     if not token:
-        typer.echo("Token admin tidak ada / no admin token: set ROUTING_ADMIN_TOKEN", err=True)
+        typer.echo(
+            "Token koordinator tidak ada / no coordinator token: set RUJUK_TOKEN or --token",
+            err=True,
+        )
         raise typer.Exit(2)
     try:
         response = httpx.post(

@@ -1,8 +1,9 @@
 """Routing's settings, from ROUTING_* environment variables (plus NATS_URL, DATABASE_URL)."""
 
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from rujuk_runtime.settings import ServiceSettings
@@ -19,11 +20,20 @@ class RoutingSettings(ServiceSettings):
         description="Folder of <district>.yaml SOPs, the fallback where none was published "
         "through the API (default: the shipped ones)",
     )
-    admin_token: SecretStr | None = Field(
-        default=None,
-        description="Bearer token for publishing SOPs and closing cases (the coordinator). "
-        "Temporary: these move to intake's tokens. Unset: those endpoints answer 503.",
+    stats_timezone: str = Field(
+        default="Asia/Jakarta",
+        description="The time zone in which /v1/stats counts days and months (WIB for East Java)",
     )
+
+    @field_validator("stats_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
     minute_seconds: float = Field(
         default=60.0,
         gt=0,

@@ -4,6 +4,7 @@ The only module that writes SQL.
 """
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -68,13 +69,14 @@ async def add_case(
     district_code: str,
     reported_at: datetime,
     routed_at: datetime,
+    violence_types: Sequence[str] = (),
 ) -> bool:
     """Store a routed case, its referrals and their deadlines; False (and nothing stored) if
     the case was routed before."""
     inserted = await conn.fetchval(
         "INSERT INTO cases (case_id, district_code, sop_id, sop_version, rules_fired, withheld, "
-        "reported_at, routed_at) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8) "
-        "ON CONFLICT (case_id) DO NOTHING RETURNING true",
+        "reported_at, routed_at, violence_types) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, "
+        "$9) ON CONFLICT (case_id) DO NOTHING RETURNING true",
         decision.case_id,
         district_code,
         decision.sop_id,
@@ -83,14 +85,15 @@ async def add_case(
         json.dumps([_withheld_row(w) for w in decision.withheld]),
         reported_at,
         routed_at,
+        list(violence_types),
     )
     if not inserted:
         return False
     await conn.executemany(
         "INSERT INTO referrals (referral_id, case_id, agency_id, service, priority, "
         "acknowledgement_deadline, escalation_chain, rule_ids, consent_override, sop_id, "
-        "sop_version, acknowledge_within, root_referral_id) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $1)",
+        "sop_version, acknowledge_within, root_referral_id, created_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $1, $13)",
         [
             (
                 referral.referral_id,
@@ -105,6 +108,7 @@ async def add_case(
                 decision.sop_id,
                 decision.sop_version,
                 referral.acknowledge_within,
+                routed_at,  # the time the deadline counts from
             )
             for referral in decision.referrals
         ],
@@ -117,15 +121,20 @@ async def add_case(
 
 
 async def add_escalated_referral(
-    conn: Connection, previous: StoredReferral, step: EscalationStep, deadline: datetime
+    conn: Connection,
+    previous: StoredReferral,
+    step: EscalationStep,
+    deadline: datetime,
+    reason: str,
+    created_at: datetime,
 ) -> bool:
     """The referral that takes over from ``previous``, with its deadline; False if it exists."""
     inserted = await conn.fetchval(
         "INSERT INTO referrals (referral_id, case_id, agency_id, service, priority, "
         "acknowledgement_deadline, escalation_chain, escalation_step, rule_ids, "
         "consent_override, sop_id, sop_version, acknowledge_within, escalated_from, "
-        "root_referral_id) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) "
+        "root_referral_id, escalation_reason, created_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) "
         "ON CONFLICT (referral_id) DO NOTHING RETURNING true",
         step.referral_id,
         previous.case_id,
@@ -142,6 +151,8 @@ async def add_escalated_referral(
         previous.acknowledge_within,
         previous.referral_id,
         previous.root_referral_id,
+        reason,
+        created_at,
     )
     if not inserted:
         return False
@@ -165,6 +176,50 @@ async def set_state(conn: Connection, referral_id: str, state: ReferralState) ->
         "UPDATE referrals SET state = $2, updated_at = now() WHERE referral_id = $1",
         referral_id,
         state.value,
+    )
+
+
+# The reply -> the column that keeps its time. The first of acknowledge, accept and decline is
+# also the acknowledgement (the deadline is about the first answer).
+REPLY_TIME_COLUMNS = {
+    "acknowledged": "acknowledged_at",
+    "accepted": "accepted_at",
+    "declined": "declined_at",
+    "completed": "completed_at",
+}
+ANSWERS = ("acknowledged", "accepted", "declined")
+
+
+async def record_reply(
+    conn: Connection,
+    referral_id: str,
+    state: ReferralState,
+    reply: str,
+    at: datetime,
+    *,
+    decline_reason: str | None = None,
+) -> None:
+    """Set the state after a partner's reply and keep the reply's time (the first of each)."""
+    column = REPLY_TIME_COLUMNS[reply]
+    its_time = "" if column == "acknowledged_at" else f"{column} = coalesce({column}, $3), "
+    await conn.execute(
+        f"UPDATE referrals SET state = $2, updated_at = now(), {its_time}"  # noqa: S608
+        "acknowledged_at = coalesce(acknowledged_at, CASE WHEN $4 THEN $3::timestamptz END), "
+        "decline_reason = coalesce(decline_reason, $5) WHERE referral_id = $1",
+        referral_id,
+        state.value,
+        at,
+        reply in ANSWERS,
+        decline_reason,
+    )
+
+
+async def mark_escalated(conn: Connection, referral_id: str, at: datetime) -> None:
+    await conn.execute(
+        "UPDATE referrals SET state = 'escalated', escalated_at = $2, updated_at = now() "
+        "WHERE referral_id = $1",
+        referral_id,
+        at,
     )
 
 
@@ -344,3 +399,133 @@ async def referrals_by_state_and_agency(conn: Connection) -> list[tuple[str, str
         "SELECT state, agency_id, count(*) AS n FROM referrals GROUP BY state, agency_id"
     )
     return [(row["state"], row["agency_id"], row["n"]) for row in rows]
+
+
+# --- the coordinator's console and monitoring & evaluation --------------------------------
+
+# Nothing more will come of it: done, refused, withdrawn or handed on to the next agency.
+_OPEN = "state NOT IN ('completed', 'declined', 'cancelled', 'escalated')"
+# The agency's first answer came after the deadline, or none came and the deadline passed
+# (or routing handed the referral on before an answer). $1 is "now".
+_MISSED = (
+    "CASE WHEN acknowledged_at IS NOT NULL THEN acknowledged_at > acknowledgement_deadline "
+    "ELSE escalated_at IS NOT NULL OR acknowledgement_deadline < $1 END"
+)
+_MET = "coalesce(acknowledged_at <= acknowledgement_deadline, false)"
+_PRIORITY_RANK = "CASE priority WHEN 'emergency' THEN 0 WHEN 'urgent' THEN 1 ELSE 2 END"
+_MINUTES_TO_ANSWER = "extract(epoch FROM acknowledged_at - created_at) / 60"
+
+
+async def list_referrals(
+    conn: Connection,
+    *,
+    now: datetime,
+    agency_id: str | None = None,
+    states: Sequence[str] = (),
+    open_only: bool | None = None,
+    case_id: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, object]]:
+    """Referrals for the console: open ones first, most urgent first, then newest."""
+    rows = await conn.fetch(
+        "SELECT referral_id, case_id, agency_id, service, priority, state, "  # noqa: S608
+        f"{_OPEN} AS open, created_at AS requested_at, acknowledgement_deadline, "
+        f"{_MISSED} AS deadline_missed, escalation_step, escalated_from, escalation_reason, "
+        "escalated_at, acknowledged_at, accepted_at, declined_at, decline_reason, completed_at "
+        "FROM referrals WHERE ($2::text IS NULL OR agency_id = $2) "
+        "AND (cardinality($3::text[]) = 0 OR state = ANY($3::text[])) "
+        f"AND ($4::boolean IS NULL OR ({_OPEN}) = $4) "
+        "AND ($5::text IS NULL OR case_id = $5) "
+        f"ORDER BY {_OPEN} DESC, {_PRIORITY_RANK}, created_at DESC, referral_id "
+        "LIMIT $6 OFFSET $7",
+        now,
+        agency_id,
+        list(states),
+        open_only,
+        case_id,
+        limit,
+        offset,
+    )
+    return [dict(row) for row in rows]
+
+
+@dataclass(frozen=True)
+class StatsRows:
+    """The figures of one period, as PostgreSQL computed them (see routing.stats)."""
+
+    cases_total: int
+    cases_by_violence_type: list[dict[str, object]]
+    cases_by_month: list[dict[str, object]]
+    acknowledgement_by_agency: list[dict[str, object]]
+    deadlines: dict[str, int]
+    open_referrals: list[dict[str, object]]
+    escalations_by_reason: list[dict[str, object]]
+
+
+async def period_stats(
+    conn: Connection, *, start: datetime, end: datetime, timezone: str, now: datetime
+) -> StatsRows:
+    """Cases reported and referrals made in [start, end), in one consistent snapshot."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        cases_total = await conn.fetchval(
+            "SELECT count(*) FROM cases WHERE reported_at >= $1 AND reported_at < $2", start, end
+        )
+        by_type = await conn.fetch(
+            "SELECT violence_type, count(*) AS cases "
+            "FROM cases, unnest(violence_types) AS violence_type "
+            "WHERE reported_at >= $1 AND reported_at < $2 "
+            "GROUP BY violence_type ORDER BY cases DESC, violence_type",
+            start,
+            end,
+        )
+        by_month = await conn.fetch(
+            "SELECT to_char(reported_at AT TIME ZONE $3, 'YYYY-MM') AS month, count(*) AS cases "
+            "FROM cases WHERE reported_at >= $1 AND reported_at < $2 "
+            "GROUP BY month ORDER BY month",
+            start,
+            end,
+            timezone,
+        )
+        acknowledgement = await conn.fetch(
+            "SELECT agency_id, count(*) AS acknowledged, "  # noqa: S608
+            "round((percentile_cont(0.5) WITHIN GROUP "
+            f"(ORDER BY {_MINUTES_TO_ANSWER}))::numeric, 2)::float8 AS median_minutes, "
+            f"round(max({_MINUTES_TO_ANSWER})::numeric, 2)::float8 AS worst_minutes "
+            "FROM referrals WHERE created_at >= $1 AND created_at < $2 "
+            "AND acknowledged_at IS NOT NULL GROUP BY agency_id ORDER BY agency_id",
+            start,
+            end,
+        )
+        deadlines = await conn.fetchrow(
+            f"SELECT count(*) FILTER (WHERE {_MET}) AS met, "  # noqa: S608
+            f"count(*) FILTER (WHERE {_MISSED}) AS missed, "
+            f"count(*) FILTER (WHERE NOT {_MET} AND NOT ({_MISSED})) AS pending "
+            "FROM referrals WHERE created_at >= $2 AND created_at < $3",
+            now,
+            start,
+            end,
+        )
+        still_open = await conn.fetch(
+            "SELECT agency_id, state, count(*) AS referrals FROM referrals "  # noqa: S608
+            f"WHERE created_at >= $1 AND created_at < $2 AND {_OPEN} "
+            "GROUP BY agency_id, state ORDER BY agency_id, state",
+            start,
+            end,
+        )
+        escalations = await conn.fetch(
+            "SELECT coalesce(escalation_reason, 'unknown') AS reason, count(*) AS escalations "
+            "FROM referrals WHERE escalated_from IS NOT NULL "
+            "AND created_at >= $1 AND created_at < $2 GROUP BY reason ORDER BY reason",
+            start,
+            end,
+        )
+    return StatsRows(
+        cases_total=cases_total,
+        cases_by_violence_type=[dict(r) for r in by_type],
+        cases_by_month=[dict(r) for r in by_month],
+        acknowledgement_by_agency=[dict(r) for r in acknowledgement],
+        deadlines=dict(deadlines) if deadlines else {"met": 0, "missed": 0, "pending": 0},
+        open_referrals=[dict(r) for r in still_open],
+        escalations_by_reason=[dict(r) for r in escalations],
+    )
