@@ -30,10 +30,10 @@ async def _publish(nats_url: str, payload: EventPayload) -> None:
 
 
 async def announce_token(
-    nats_url: str, role: Role, agency_id: str | None = None
+    nats_url: str, role: Role, agency_id: str | None = None, secret: str | None = None
 ) -> tuple[str, str]:
-    """Publish ``token.issued`` for a new secret; returns (token_id, secret)."""
-    token_id, secret = new_token_id(), new_secret()
+    """Publish ``token.issued`` for a new (or the given) secret; returns (token_id, secret)."""
+    token_id, secret = new_token_id(), secret or new_secret()
     issued = TokenIssued(
         token_id=token_id,
         role=role,

@@ -1,21 +1,29 @@
 """The audit service on real NATS and PostgreSQL: signed checkpoints published, parked messages
 counted, the read API, and history re-published onto the bus."""
 
+import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import nats
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import FastAPI
+from typer.testing import CliRunner
 
-from audit import signing
+from audit import bundle, signing
 from audit.app import create_app
+from audit.cli import app as audit_cli
 from audit.settings import AuditSettings
+from intake.auth import new_secret
 from rujuk_contracts import subjects
 from rujuk_contracts.envelope import parse_envelope
+from rujuk_contracts.events import Role
 from rujuk_contracts.ledger import Checkpoint, key_id
 from rujuk_runtime.bus import ensure_streams, event_headers
+from tests.integration import access_support
+from tests.integration.access_support import announce_token, bearer
 from tests.integration.test_audit_consumer import eventually, subject_of
 from tests.unit.test_audit_chain import CASE_ID, case_story
 
@@ -23,8 +31,8 @@ pytestmark = pytest.mark.integration
 
 OTHER_CASE_ID = "3513-0123456789"
 KEY = signing.generate()
-TOKEN = "test-read-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+AUDITOR = new_secret()  # announced as intake would, by the fixture
+AUTH = bearer(AUDITOR)
 
 
 @pytest.fixture
@@ -35,10 +43,13 @@ async def running(database_url: str, clean_bus: str) -> AsyncIterator[tuple[Fast
         signing_key=KEY.private_base64(),
         checkpoint_every=4,
         checkpoint_interval_seconds=0.5,
-        read_token=TOKEN,
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
+        await announce_token(clean_bus, Role.AUDITOR, secret=AUDITOR)
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://audit")
+        async with client:
+            await access_support.eventually(lambda: client.get("/v1/parked", headers=AUTH), 200)
         yield app, clean_bus
 
 
@@ -56,7 +67,7 @@ async def test_checkpoints_parked_counts_and_the_read_api(running: tuple[FastAPI
     async def settled() -> bool:
         parked = (await client.get("/v1/parked", headers=AUTH)).json()
         latest = await client.get("/v1/checkpoints/latest", headers=AUTH)
-        return parked["total"] == 1 and latest.status_code == 200 and latest.json()["seq"] == 10
+        return parked["total"] == 1 and latest.status_code == 200 and latest.json()["seq"] == 11
 
     try:
         await eventually(settled)
@@ -75,7 +86,8 @@ async def test_checkpoints_parked_counts_and_the_read_api(running: tuple[FastAPI
         await connection.close()
 
     assert (anonymous.status_code, wrong.status_code, missing.status_code) == (401, 401, 404)
-    assert [entry["seq"] for entry in history["entries"]] == [2, 4, 6, 8, 10]
+    # The auditor's token.issued is in the ledger too (entry 1): its subject is the token id.
+    assert [entry["seq"] for entry in history["entries"]] == [3, 5, 7, 9, 11]
     assert verify.status_code == 200
     assert verify.json()["ok"]
     assert verify.json()["parked"] == 1
@@ -83,11 +95,67 @@ async def test_checkpoints_parked_counts_and_the_read_api(running: tuple[FastAPI
     assert latest["key_id"] == key_id(KEY.public_raw)
     # Anyone with the public key checks the published checkpoint with contracts alone.
     checkpoint = Checkpoint.model_validate_json(published.data)
-    assert (checkpoint.seq, checkpoint.hash) == (10, verify.json()["head"]["hash"])
+    assert (checkpoint.seq, checkpoint.hash) == (11, verify.json()["head"]["hash"])
     Ed25519PublicKey.from_public_bytes(KEY.public_raw).verify(
         checkpoint.signature_bytes(), checkpoint.signed_bytes()
     )
     assert health.json()["checkpoints"] is True
+
+
+async def test_a_case_bundle_downloads_and_verifies_offline_until_tampered_with(
+    running: tuple[FastAPI, str], tmp_path: Path
+) -> None:
+    app, nats_url = running
+    connection = await nats.connect(nats_url)
+    js = connection.jetstream()
+    for event in case_story():
+        await js.publish(subject_of(event), event.to_bytes(), headers=event_headers(event.id, None))
+    await connection.close()
+    _, partner = await announce_token(nats_url, Role.PARTNER, "rsud-bangil")
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://audit")
+    path = f"/v1/cases/{CASE_ID}/bundle"
+
+    async def covered() -> bool:  # the case's entries lie under a signed checkpoint
+        latest = await client.get("/v1/checkpoints/latest", headers=AUTH)
+        return latest.status_code == 200 and latest.json()["seq"] >= 6
+
+    async with client:
+        await eventually(covered)
+        response = await client.get(path, headers=AUTH)
+        missing = await client.get("/v1/cases/3514-0000000000/bundle", headers=AUTH)
+        anonymous = await client.get(path)
+        as_partner = await access_support.eventually(
+            lambda: client.get(path, headers=bearer(partner)), 403
+        )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.headers["content-disposition"] == (
+        f'attachment; filename="rujuk-audit-{CASE_ID}.json"'
+    )
+    assert (missing.status_code, anonymous.status_code, as_partner.status_code) == (404, 401, 403)
+    result = bundle.verify_bundle(response.content, KEY.public_raw)
+    assert result.ok, result.failure
+    assert (result.case_id, result.case_entries) == (CASE_ID, 5)
+
+    good = tmp_path / "bundle.json"
+    good.write_bytes(response.content)
+    public_key = KEY.public_base64()
+    checked = CliRunner().invoke(
+        audit_cli, ["verify-bundle", str(good), "--public-key", public_key]
+    )
+    assert checked.exit_code == 0, checked.output
+
+    document = json.loads(response.content)
+    third = document["entries"][2]
+    third["event"] = third["event"].replace(CASE_ID, "3514-ZZZZZZZZZZ", 1)
+    tampered = tmp_path / "tampered.json"
+    tampered.write_text(json.dumps(document))
+    refused = CliRunner().invoke(
+        audit_cli, ["verify-bundle", str(tampered), "--public-key", public_key]
+    )
+    assert refused.exit_code == 1
+    assert not bundle.verify_bundle(tampered.read_bytes(), KEY.public_raw).ok
+    assert f"#{third['seq']}" in refused.output or str(third["seq"]) in refused.output
 
 
 async def test_a_replay_republishes_a_case_in_ledger_order(running: tuple[FastAPI, str]) -> None:

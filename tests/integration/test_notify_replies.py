@@ -14,8 +14,9 @@ from fhir.resources.R4B.task import Task
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from intake.auth import new_secret
 from notify.http import create_app
-from notify.replies import partner_token, reply_event_id
+from notify.replies import reply_event_id
 from notify.settings import NotifySettings
 from rujuk_contracts import make_event, parse_event, subjects
 from rujuk_contracts.events import (
@@ -24,8 +25,10 @@ from rujuk_contracts.events import (
     ReferralDelivered,
     ReferralReplyRefused,
     ReplyKind,
+    Role,
 )
 from rujuk_runtime.bus import DLQ_REASON_HEADER, event_headers
+from tests.integration.access_support import announce_token, bearer, eventually
 from tests.integration.test_notify_support import SIGNING_KEY, publish_referral, referral
 
 pytestmark = pytest.mark.integration
@@ -124,17 +127,24 @@ async def test_replies_over_nats_and_http(clean_bus: str, database_url: str) -> 
             assert dead.headers is not None
             assert reason in dead.headers[DLQ_REASON_HEADER]
 
-        # HTTP: the partner's bearer token says who it is.
-        token_b = partner_token(SIGNING_KEY, "polres-b")
+        # HTTP: the partner's token, issued by intake, says who it is.
+        _, token_b = await announce_token(clean_bus, Role.PARTNER, "polres-b")
+        _, coordinator = await announce_token(clean_bus, Role.COORDINATOR)
         url = f"/v1/referrals/{to_b.referral_id}/replies"
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://notify") as client:
+            as_b = bearer(token_b)
+            # Once the token is projected, a decline without a reason is refused, not the token.
+            await eventually(lambda: client.post(url, json={"reply": "decline"}, headers=as_b), 422)
             assert (await client.post(url, json={"reply": "accept"})).status_code == 401
-            forged = {"authorization": "Bearer rjp_polres-b_forged"}
+            forged = bearer(new_secret())
             assert (
                 await client.post(url, json={"reply": "accept"}, headers=forged)
             ).status_code == 401
-            as_b = {"authorization": f"Bearer {token_b}"}
+            not_a_partner = await client.post(
+                url, json={"reply": "accept"}, headers=bearer(coordinator)
+            )
+            assert not_a_partner.status_code == 403
             first = await client.post(url, json={"reply": "accept"}, headers=as_b)
             assert first.status_code == 202, first.text
             assert first.json()["status"] == "accepted"

@@ -8,7 +8,6 @@ from typer.testing import CliRunner
 
 from notify import partners
 from notify.cli import app
-from notify.replies import TokenBook
 
 
 def test_creds_writes_a_private_seed_and_prints_the_fenced_user(tmp_path: Path) -> None:
@@ -62,19 +61,3 @@ def test_permissions_name_only_the_agencys_own_subjects() -> None:
     everything = allowed["publish"]["allow"] + allowed["subscribe"]["allow"]
     assert all("puskesmas-kraton" in subject for subject in everything)
     assert not any(s.startswith(("rujuk.evt", "_INBOX.")) for s in everything)
-
-
-def test_reply_tokens_name_their_agency_and_cannot_be_forged(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("NOTIFY_WEBHOOK_SIGNING_KEY", "unit-test-key")
-    result = CliRunner().invoke(app, ["reply-token", "rsud-bangil"])
-    assert result.exit_code == 0, result.output
-    token = result.output.strip()
-    book = TokenBook(b"unit-test-key", {"configured-token-value": "polres-x"})
-    assert book.agency_of(token) == "rsud-bangil"
-    assert book.agency_of("configured-token-value") == "polres-x"
-    assert book.agency_of(token.replace("rsud-bangil", "rsud-other")) is None
-    assert book.agency_of(token[:-2] + "xx") is None
-    assert TokenBook(b"another-key").agency_of(token) is None
-    assert book.agency_of("") is None

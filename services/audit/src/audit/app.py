@@ -3,18 +3,19 @@ signed checkpoints out) and a small read API for auditors and tools."""
 
 import base64
 import json
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, HTTPException, Path
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from audit import report, store
+from audit.bundle import BUNDLE_FORMAT
 from audit.chain import UnrepresentableEvent
+from audit.export import bundle_text, export_bundle
 from audit.keys import signing_key, trusted_public_key
 from audit.replay import ReplayRequestError, replay_to_bus
 from audit.settings import AuditSettings
@@ -22,10 +23,12 @@ from audit.verification import verify_connection
 from audit.writer import Checkpointer, LedgerWriter, ParkedCounter
 from rujuk_contracts import subjects
 from rujuk_contracts.envelope import SUBJECT_PATTERN, CloudEvent
+from rujuk_runtime.access import Role, TokenVerifier, follow_tokens
 from rujuk_runtime.consumer import Rejected
 from rujuk_runtime.db import Connection
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.metrics import metrics_endpoint
+from rujuk_runtime.problems import documented, install_validation_problems
 from rujuk_runtime.service import ServiceRuntime
 
 log = get_logger(__name__)
@@ -132,10 +135,12 @@ class ReplayRequest(BaseModel):
 
 
 def create_app(settings: AuditSettings | None = None) -> FastAPI:
-    """The ASGI app to serve: the consumers, ``/healthz`` and the ``/v1`` read API."""
+    """The ASGI app to serve: the consumers, ``/healthz`` and the ``/v1`` read API, which
+    takes an auditor's or the coordinator's token issued by intake."""
     settings = settings or AuditSettings()
     runtime = create_runtime(settings)
-    token = settings.read_token.get_secret_value() if settings.read_token else None
+    verifier = TokenVerifier(lambda: runtime.pool, ttl=settings.token_cache_seconds)
+    follow_tokens(runtime, verifier)
     public_key = trusted_public_key(settings)
 
     @asynccontextmanager
@@ -150,16 +155,10 @@ def create_app(settings: AuditSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.verifier = verifier
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
-
-    def authorised(authorization: Annotated[str | None, Header()] = None) -> None:
-        if token is None:
-            raise HTTPException(503, "the read API is off: AUDIT_READ_TOKEN is not set")
-        scheme, _, given = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(given.encode(), token.encode()):
-            raise HTTPException(401, "bearer token required", {"WWW-Authenticate": "Bearer"})
-
-    guarded = [Depends(authorised)]
+    install_validation_problems(app)
+    guarded = [Depends(verifier.require(Role.AUDITOR, Role.COORDINATOR))]
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:
@@ -167,7 +166,12 @@ def create_app(settings: AuditSettings | None = None) -> FastAPI:
         checks["checkpoints"] = runtime.checkpointer is not None
         return JSONResponse({"service": SERVICE, "ok": ok, **checks}, 200 if ok else 503)
 
-    @app.get("/v1/cases/{case_id}/history", dependencies=guarded, tags=["ledger"])
+    @app.get(
+        "/v1/cases/{case_id}/history",
+        dependencies=guarded,
+        responses=documented(401, 403),
+        tags=["ledger"],
+    )
     async def case_history(case_id: str) -> dict[str, Any]:
         """A case's entries in ledger order (as ``rujuk audit replay --format json``)."""
         async with runtime.pool.acquire() as conn:
@@ -176,14 +180,47 @@ def create_app(settings: AuditSettings | None = None) -> FastAPI:
             raise HTTPException(404, report.no_history(case_id))
         return report.history_document(case_id, report.history(entries))
 
-    @app.get("/v1/ledger/verify", dependencies=guarded, tags=["ledger"])
+    @app.get(
+        "/v1/cases/{case_id}/bundle",
+        dependencies=guarded,
+        tags=["ledger"],
+        response_class=Response,
+        responses={
+            200: {"content": {"application/json": {}}, "description": BUNDLE_FORMAT},
+            **documented(401, 403, 404),
+        },
+    )
+    async def case_bundle(
+        case_id: Annotated[str, Path(pattern=SUBJECT_PATTERN, description="A case id")],
+    ) -> Response:
+        """The case's evidence bundle, as `rujuk audit export` writes it, as a download;
+        check it offline with `rujuk audit verify-bundle FILE --public-key KEY`. Without a
+        signed checkpoint yet, the bundle cannot be verified (``checkpoint`` is null)."""
+        async with runtime.pool.acquire() as conn:
+            document = await export_bundle(conn, case_id)
+        if document is None:
+            raise HTTPException(404, report.no_history(case_id))
+        return Response(
+            bundle_text(document),
+            media_type="application/json",
+            headers={"Content-Disposition": f'attachment; filename="rujuk-audit-{case_id}.json"'},
+        )
+
+    @app.get(
+        "/v1/ledger/verify", dependencies=guarded, responses=documented(401, 403), tags=["ledger"]
+    )
     async def verify() -> JSONResponse:
         """Verify the whole chain and every checkpoint; 200 if it holds, 409 naming the entry."""
         async with runtime.pool.acquire() as conn:
             result = await verify_connection(conn, public_key=public_key)
         return JSONResponse(report.verify_document(result), 200 if result.ok else 409)
 
-    @app.get("/v1/checkpoints/latest", dependencies=guarded, tags=["ledger"])
+    @app.get(
+        "/v1/checkpoints/latest",
+        dependencies=guarded,
+        responses=documented(401, 403),
+        tags=["ledger"],
+    )
     async def latest_checkpoint() -> dict[str, Any]:
         """The newest signed checkpoint, with the public key stored beside it."""
         async with runtime.pool.acquire() as conn:
@@ -194,14 +231,20 @@ def create_app(settings: AuditSettings | None = None) -> FastAPI:
         document["public_key"] = base64.b64encode(latest.public_key).decode()
         return document
 
-    @app.get("/v1/parked", dependencies=guarded, tags=["ledger"])
+    @app.get("/v1/parked", dependencies=guarded, responses=documented(401, 403), tags=["ledger"])
     async def parked() -> dict[str, Any]:
         """How many messages each service parked on the dead-letter queue."""
         async with runtime.pool.acquire() as conn:
             counts = await store.parked_counts(conn)
         return {"total": sum(counts.values()), "by_service": counts}
 
-    @app.post("/v1/replays", dependencies=guarded, tags=["ledger"], status_code=202)
+    @app.post(
+        "/v1/replays",
+        dependencies=guarded,
+        responses=documented(401, 403),
+        tags=["ledger"],
+        status_code=202,
+    )
     async def replays(request: ReplayRequest) -> dict[str, Any]:
         """Re-publish matching events in ledger order to ``rujuk.replay.<request_id>.…``."""
         try:

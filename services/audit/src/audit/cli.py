@@ -2,7 +2,6 @@
 bundles, re-publish history; straight from PostgreSQL (and NATS for replay-bus)."""
 
 import asyncio
-import json
 import re
 from collections.abc import Coroutine, Mapping
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ import typer
 
 from audit import bundle, report, signing, store
 from audit.chain import HASH_SIZE, Entry, VerifyResult
+from audit.export import bundle_text, export_bundle
 from audit.keys import trusted_public_key
 from audit.replay import ReplayRequestError, ReplayResult, replay_to_bus
 from audit.settings import AuditSettings
@@ -92,17 +92,9 @@ async def export_case(database_url: str, case_id: str) -> dict[str, Any] | None:
     """The bundle of one case (see audit.bundle), or None if the case has no entries."""
     conn = await store.connect(database_url)
     try:
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            entries = await store.case_entries(conn, case_id)
-            if not entries:
-                return None
-            latest = await store.latest_checkpoint(conn)
-            checkpoint = latest.checkpoint if latest else None
-            last = max(entries[-1].seq, checkpoint.seq if checkpoint else 0)
-            segment = await store.entries_between(conn, entries[0].seq, last)
+        return await export_bundle(conn, case_id)
     finally:
         await conn.close()
-    return bundle.build(case_id, segment, checkpoint, datetime.now(UTC))
 
 
 async def replay_onto_bus(
@@ -225,7 +217,7 @@ def export(
     if document is None:
         typer.echo(report.no_history(case_id), err=True)
         raise typer.Exit(EXIT_FAILED)
-    text = json.dumps(document, ensure_ascii=False, indent=1) + "\n"
+    text = bundle_text(document)
     if output is None:
         typer.echo(text, nl=False)
     else:

@@ -31,7 +31,3 @@ class AuditSettings(ServiceSettings):
     checkpoint_interval_seconds: float = Field(
         default=60.0, gt=0, description="...or after this long, whichever comes first"
     )
-    read_token: SecretStr | None = Field(
-        default=None,
-        description="Bearer token for the HTTP API (/v1/...); unset, the API answers 503",
-    )

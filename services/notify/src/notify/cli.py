@@ -12,7 +12,6 @@ import typer
 
 from notify import partners
 from notify.channels import partner_secret
-from notify.replies import partner_token
 from rujuk_contracts import subjects
 
 app = typer.Typer(help="Mitra / partner agencies: credentials and secrets", no_args_is_help=True)
@@ -139,9 +138,3 @@ def _signing_key() -> bytes:
 def webhook_secret(agency: Annotated[str, typer.Argument(help="agency id")]) -> None:
     """The agency's Standard Webhooks secret (whsec_…), derived from the signing key."""
     typer.echo(partner_secret(_signing_key(), _check(agency)))
-
-
-@app.command("reply-token")
-def reply_token(agency: Annotated[str, typer.Argument(help="agency id")]) -> None:
-    """The agency's bearer token for POST /v1/referrals/{id}/replies (interim; moves to intake)."""
-    typer.echo(partner_token(_signing_key(), _check(agency)))

@@ -3,7 +3,7 @@
 import json
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from notify import store
 from notify.app import Notify, build_notify
 from notify.fhir import referral_bundle
-from notify.replies import Reply, ReplyRefused, TokenBook, accept_reply, reply_event_id
+from notify.replies import Reply, ReplyRefused, accept_reply, reply_event_id
 from notify.settings import NotifySettings
 from rujuk_contracts.envelope import parse_event
 from rujuk_contracts.events import (
@@ -24,6 +24,7 @@ from rujuk_contracts.events import (
     ReplyKind,
     Service,
 )
+from rujuk_runtime.access import Principal, Role, TokenVerifier, follow_tokens
 from rujuk_runtime.metrics import metrics_endpoint
 from rujuk_runtime.telemetry import current_traceparent, span_from
 
@@ -51,13 +52,6 @@ def _problem(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
 
-def _tokens(settings: NotifySettings, signing_key: bytes) -> TokenBook:
-    tokens: dict[str, str] = {}
-    if settings.reply_tokens_file is not None:
-        tokens = json.loads(settings.reply_tokens_file.read_text())
-    return TokenBook(signing_key, tokens)
-
-
 def _reply_payload(body: ReplyRequest, case_id: str, referral_id: str, agency_id: str) -> Reply:
     common = {"case_id": case_id, "referral_id": referral_id, "agency_id": agency_id}
     if body.reply != ReplyKind.DECLINE and (body.reason or body.note):
@@ -77,7 +71,9 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
     settings = settings or NotifySettings()
     notify = build_notify(settings)
     runtime = notify.runtime
-    tokens = _tokens(settings, notify.signing_key)
+    verifier = TokenVerifier(lambda: runtime.pool, ttl=settings.token_cache_seconds)
+    follow_tokens(runtime, verifier)
+    partner = Depends(verifier.require(Role.PARTNER))
 
     app = FastAPI(
         title="rujuk notify",
@@ -86,6 +82,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         lifespan=runtime.lifespan,
     )
     app.state.notify = notify
+    app.state.verifier = verifier
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
 
     @app.exception_handler(RequestValidationError)
@@ -101,13 +98,9 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         ok, checks = await runtime.health()
         return JSONResponse({"service": "notify", "ok": ok, **checks}, 200 if ok else 503)
 
-    def agency_of(authorization: str | None) -> str:
-        scheme, _, token = (authorization or "").partition(" ")
-        agency_id = tokens.agency_of(token.strip()) if scheme.lower() == "bearer" else None
-        if agency_id is None:
-            raise HTTPException(401, "a valid partner bearer token is required",
-                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
-        return agency_id
+    def agency_of(principal: Principal) -> str:
+        assert principal.agency_id is not None  # a partner token is always bound to an agency
+        return principal.agency_id
 
     @app.post(
         "/v1/referrals/{referral_id}/replies",
@@ -124,13 +117,13 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
     async def reply(
         referral_id: Annotated[str, Field(max_length=100)],
         body: ReplyRequest,
-        authorization: Annotated[str | None, Header()] = None,
+        principal: Annotated[Principal, partner],
     ) -> ReplyAccepted | JSONResponse:
         """Acknowledge, accept, decline or complete a referral delivered to your agency.
 
         202 means notify handed the reply to routing; if the lifecycle does not allow it,
         routing's refusal arrives on your feed as `reply.refused`."""
-        agency_id = agency_of(authorization)
+        agency_id = agency_of(principal)
         with span_from("notify partner reply", None, {"rujuk.agency_id": agency_id}):
             try:
                 async with runtime.pool.acquire() as conn, conn.transaction():
@@ -155,17 +148,18 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         responses={
             200: {"content": {"application/fhir+json": {}}},
             401: {"model": Problem},
+            403: {"model": Problem},
             404: {"model": Problem},
         },
         tags=["fhir"],
     )
     async def referral_as_fhir(
         referral_id: Annotated[str, Field(max_length=100)],
-        authorization: Annotated[str | None, Header()] = None,
+        principal: Annotated[Principal, partner],
     ) -> Response:
         """The referral as an HL7 FHIR R4(B) Bundle: a ServiceRequest and its Task, whose
         status follows your replies. Health referrals only; your agency's own only."""
-        agency_id = agency_of(authorization)
+        agency_id = agency_of(principal)
         async with runtime.pool.acquire() as conn:
             delivered = await store.delivered_to(conn, referral_id)
             delivery = await store.delivery_of(conn, referral_id)

@@ -4,7 +4,8 @@ Notify checks what only it can check and hands the rest to routing:
 
 - the message is a well-formed CloudEvent of a reply type (acknowledged, accepted, declined,
   completed), and on NATS the subject's last token names the same reply;
-- the agency in the payload is the agency the subject (or the HTTP token) belongs to;
+- the agency in the payload is the agency the subject (or the partner's token, issued by
+  intake) belongs to;
 - the referral is one notify delivered to that agency (on at least one channel), for that case.
 
 A valid reply is republished as an internal event (source ``/rujuk/partners/<agency>``) through
@@ -18,9 +19,6 @@ reply was readable, else an ``application/problem+json`` document), and the mess
 on ``rujuk.dlq.notify`` with the reason.
 """
 
-import base64
-import hashlib
-import hmac
 import json
 import uuid
 from collections.abc import Callable
@@ -60,37 +58,6 @@ REPLY_KINDS: dict[type[Reply], ReplyKind] = {
     ReferralDeclined: ReplyKind.DECLINE,
     ReferralCompleted: ReplyKind.COMPLETE,
 }
-
-
-def partner_token(signing_key: bytes, agency_id: str) -> str:
-    """Interim bearer token for an agency's HTTP replies, derived like its webhook secret.
-
-    Partner tokens belong to intake; this derivation goes once intake issues them.
-    """
-    digest = hmac.new(signing_key, f"reply-token:{agency_id}".encode(), hashlib.sha256).digest()
-    return f"rjp_{agency_id}_" + base64.urlsafe_b64encode(digest).decode().rstrip("=")
-
-
-class TokenBook:
-    """Which agency a bearer token belongs to: a settings map, or the derived tokens."""
-
-    def __init__(self, signing_key: bytes, tokens: dict[str, str] | None = None) -> None:
-        self._signing_key = signing_key
-        self._tokens = tokens or {}
-
-    def agency_of(self, token: str) -> str | None:
-        for known, agency_id in self._tokens.items():
-            if hmac.compare_digest(known.encode(), token.encode()):
-                return agency_id
-        if not token.startswith("rjp_"):
-            return None
-        agency_id = token[4:].partition("_")[0]  # agency ids have no "_"
-        try:
-            subjects.check_agency_id(agency_id)
-        except ValueError:
-            return None
-        expected = partner_token(self._signing_key, agency_id)
-        return agency_id if hmac.compare_digest(expected.encode(), token.encode()) else None
 
 
 class ReplyRefused(Exception):

@@ -62,7 +62,3 @@ class NotifySettings(ServiceSettings):
     sms_gateway_token: SecretStr = Field(
         default=SecretStr(""), description="Sent as 'Authorization: Bearer <token>' if set"
     )
-    reply_tokens_file: Path | None = Field(
-        default=None,
-        description='JSON {"<token>": "<agency_id>"} for HTTP replies (interim, moves to intake)',
-    )
