@@ -84,11 +84,12 @@ class Stack:
             "AUDIT_SIGNING_KEY_FILE": os.environ.get(
                 "AUDIT_SIGNING_KEY_FILE", str(self.folder.resolve() / "audit-signing.key")
             ),
-            "AUDIT_READ_TOKEN": os.environ.get("AUDIT_READ_TOKEN", keys["auditor_token"]),
-            "ROUTING_ADMIN_TOKEN": os.environ.get("ROUTING_ADMIN_TOKEN", keys["coordinator_token"]),
+            # One identity for every service: intake installs these and announces them; the
+            # other services' token projections follow (their consumers read from the start).
             "INTAKE_BOOTSTRAP_TOKENS": os.environ.get(
                 "INTAKE_BOOTSTRAP_TOKENS",
-                f"operator={keys['operator_token']},coordinator={keys['coordinator_token']}",
+                f"operator={keys['operator_token']},coordinator={keys['coordinator_token']},"
+                f"auditor={keys['auditor_token']}",
             ),
             **self.extra_env,
         }
