@@ -1,6 +1,7 @@
 """The console's door: server-rendered pages for each person in the design's table, calling
 the services' public APIs with the signed-in person's own token."""
 
+import logging
 import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -93,6 +94,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         configure_logging("console", settings.log_level)
+        # httpx logs each request's URL at INFO, query included (a disclosure's purpose).
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         yield
         await upstreams.aclose()
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 BAR_HEIGHT = 22
 GAP = 8
-LABEL_WIDTH = 170
-PLOT_WIDTH = 260
-VALUE_WIDTH = 70
+LABEL_WIDTH = 130
+PLOT_WIDTH = 200
+VALUE_WIDTH = 64
 
 
 @dataclass(frozen=True)

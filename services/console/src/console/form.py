@@ -166,7 +166,9 @@ def _local_time(text: str, zone: ZoneInfo) -> str:
 def report_body(values: Mapping[str, str | list[str]], zone: ZoneInfo) -> dict[str, Any]:
     """The JSON body for ``POST /v1/reports``: empty inputs are left out, so that intake's
     defaults and its "field required" messages apply as they would to any client."""
-    body: dict[str, Any] = {}
+    # Every section is sent, even empty, so that intake names the missing field inside it
+    # ("reporter.relationship") rather than the whole section.
+    body: dict[str, Any] = {g.name: {} for g in groups() if g.name != "case"}
     for spec in REPORT_FIELDS:
         raw = values.get(spec.path)
         value: Any
