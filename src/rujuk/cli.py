@@ -39,7 +39,7 @@ def use_running_stack() -> None:
 def up(
     folder: Path = typer.Option(STATE_FOLDER / "up", help="Where servers keep data and logs"),
 ) -> None:
-    """Start NATS, PostgreSQL and the four services; Ctrl-C stops everything."""
+    """Start NATS, PostgreSQL, the four services and the console; Ctrl-C stops everything."""
     stack = Stack(folder)
     try:
         stack.start()

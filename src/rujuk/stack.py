@@ -1,5 +1,6 @@
 """Run the whole system on one machine: embedded NATS and PostgreSQL (unless NATS_URL and
-DATABASE_URL are set) and the four services as separate processes, each with its own port."""
+DATABASE_URL are set), the four services and the console as separate processes, each with
+its own port."""
 
 import json
 import os
@@ -17,7 +18,7 @@ import httpx
 from intake.vault import new_master_key_spec
 from rujuk_runtime.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 
-SERVICES = ("intake", "routing", "notify", "audit")
+SERVICES = ("intake", "routing", "notify", "audit", "console")
 
 
 class StackError(RuntimeError):
@@ -95,6 +96,11 @@ class Stack:
         }
         if "intake" in self.services:  # partners are told where to read a case's details
             env.setdefault("NOTIFY_INTAKE_PUBLIC_URL", self.services["intake"].url)
+        if name == "console":  # the console calls every other service's HTTP API
+            for other, service in self.services.items():
+                if other != "console":
+                    env[f"{other.upper()}_URL"] = service.url
+            env.setdefault("CONSOLE_SESSION_SECRET", keys["console_session_secret"])
         return env
 
     def start_service(self, name: str) -> ServiceProcess:
@@ -196,6 +202,7 @@ class Stack:
             "operator_token": lambda: secrets.token_urlsafe(32),
             "coordinator_token": lambda: secrets.token_urlsafe(32),
             "auditor_token": lambda: secrets.token_urlsafe(32),
+            "console_session_secret": lambda: secrets.token_urlsafe(32),
         }
         missing = {name: make() for name, make in wanted.items() if name not in existing}
         if missing:
