@@ -94,9 +94,30 @@ async def _file_and_follow(stack: Stack, receiver: WebhookReceiver) -> int:
             f"{verdict.failure.detail}")  # fmt: skip
     say(f"Webhook partner: {len(receiver.deliveries)} referrals received, every signature "
         f"verified (Standard Webhooks); {receiver.rejected} refused")  # fmt: skip
+    coordinator_sees = await _open_referrals_as_coordinator(stack)
     if not finished:
         say("NOT EVERY CASE COMPLETED ITS JOURNEY in time: see the service logs above.")
-    return 0 if finished and verdict.ok else 1
+    return 0 if finished and verdict.ok and coordinator_sees else 1
+
+
+async def _open_referrals_as_coordinator(stack: Stack) -> bool:
+    """The coordinator's token, issued by intake at start, read at routing: one identity."""
+    url = f"{stack.services['routing'].url}/v1/referrals"
+    headers = {"Authorization": f"Bearer {stack.secrets()['coordinator_token']}"}
+    async with httpx.AsyncClient(timeout=10, headers=headers) as client:
+        deadline = time.monotonic() + 15
+        while (response := await client.get(url, params={"open": "true"})).status_code == 401:
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+    if response.status_code != 200:
+        say(f"THE COORDINATOR'S TOKEN IS REFUSED AT ROUTING: {response.status_code}")
+        return False
+    referrals = response.json()["referrals"]
+    agencies = sorted({r["agency_id"] for r in referrals})
+    say(f"Koordinator (token dari intake) di routing / the coordinator (intake's token) at "
+        f"routing: {len(referrals)} open referrals, {len(agencies)} agencies")  # fmt: skip
+    return True
 
 
 async def _wait_for_journeys(
