@@ -9,7 +9,7 @@ VENV := .venv
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_PYTHON := $(shell command -v $(PYTHON))
 
-.PHONY: demo test up lint typecheck format clean schemas
+.PHONY: demo test up lint typecheck format clean schemas chromium
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -32,8 +32,16 @@ lint: $(VENV)/.synced
 typecheck: $(VENV)/.synced
 	$(VENV)/bin/mypy contracts/src runtime/src services/intake/src services/routing/src services/notify/src services/audit/src services/console/src src
 
-test: lint typecheck
+test: lint typecheck chromium
 	$(VENV)/bin/pytest
+
+# The console's browser tests drive Debian's chromium (never a browser Playwright downloads).
+# Installed here where that is possible (root with apt-get); where not, pytest says plainly
+# that the browser tests did not run.
+chromium:
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "no /usr/bin/chromium and it cannot be installed here: browser tests will not run"
 
 format: $(VENV)/.synced
 	$(VENV)/bin/ruff format .

@@ -1,0 +1,35 @@
+"""Basic accessibility checks run in the page: a language, a label for every form field,
+headings that do not skip a level."""
+
+from typing import Any
+
+# Returns a list of problems, empty when the page passes.
+CHECK_PAGE = """
+() => {
+  const problems = [];
+  if (!document.documentElement.getAttribute("lang")) problems.push("html has no lang");
+  const fields = document.querySelectorAll(
+    "input:not([type=hidden]):not([type=submit]):not([type=button]), select, textarea");
+  for (const field of fields) {
+    const named = (field.id && document.querySelector(`label[for="${CSS.escape(field.id)}"]`))
+      || field.closest("label") || field.getAttribute("aria-label")
+      || field.getAttribute("aria-labelledby");
+    if (!named) problems.push(`no label: ${field.outerHTML.slice(0, 120)}`);
+  }
+  let previous = 0;
+  for (const heading of document.querySelectorAll("h1, h2, h3, h4, h5, h6")) {
+    const level = Number(heading.tagName[1]);
+    if (previous === 0 && level !== 1) problems.push(`first heading is ${heading.tagName}`);
+    if (previous && level > previous + 1)
+      problems.push(`heading skips h${previous + 1}: ${heading.textContent.trim()}`);
+    previous = level;
+  }
+  if (document.querySelectorAll("h1").length !== 1) problems.push("not exactly one h1");
+  return problems;
+}
+"""
+
+
+async def page_problems(page: Any) -> list[str]:
+    problems: list[str] = await page.evaluate(CHECK_PAGE)
+    return problems

@@ -1,0 +1,241 @@
+"""The console in a real browser (Debian's headless Chromium) against the real services over
+real NATS and PostgreSQL: an operator files a report, the partner's inbox shows it within
+seconds, the partner accepts it and opens the details, the coordinator sees it accepted, the
+auditor sees every hand-off and a verified chain. Every page gets a screenshot and a basic
+accessibility check."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+
+from intake import auth
+from intake.auth import Role
+from rujuk.stack import Stack
+from tests.browser.accessibility import page_problems
+from tests.browser.conftest import CHROMIUM
+from tests.conftest import fresh_database, remove_streams
+
+pytestmark = pytest.mark.integration
+
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+VICTIM = "CONTOH Korban Peramban"
+
+
+@pytest.fixture(scope="module")
+async def stack(
+    nats_url: str, server_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
+    await remove_streams(nats_url)
+    async with fresh_database(server_database_url) as database_url:
+        running = Stack(
+            tmp_path_factory.mktemp("console-stack"),
+            external_nats_url=nats_url,
+            external_database_url=database_url,
+        )
+        await asyncio.to_thread(running.start)
+        try:
+            yield running
+        finally:
+            await asyncio.to_thread(running.stop)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox"]
+        )
+        yield launched
+        await launched.close()
+
+
+class Journey:
+    """Pages visited, each with its screenshot and its accessibility problems."""
+
+    def __init__(self, browser: Browser, console: str, screenshots: Path) -> None:
+        self.browser = browser
+        self.console = console
+        self.screenshots = screenshots
+        self.problems: dict[str, list[str]] = {}
+
+    async def signed_in(self, token: str, viewport: dict[str, int]) -> tuple[BrowserContext, Page]:
+        context = await self.browser.new_context(viewport=viewport)  # type: ignore[arg-type]
+        page = await context.new_page()
+        await page.goto(f"{self.console}/signin")
+        await page.fill("#token", token)
+        await page.click("main button[type=submit]")
+        return context, page
+
+    async def record(self, page: Page, name: str) -> None:
+        await page.screenshot(
+            path=self.screenshots / f"{len(self.problems) + 1:02d}-{name}.png", full_page=True
+        )
+        self.problems[name] = await page_problems(page)
+
+
+async def partner_token(stack: Stack, agency_id: str) -> str:
+    """A partner token, once every service that checks it has learnt of it."""
+    conn = await asyncpg.connect(stack.database_url, server_settings={"search_path": "intake"})
+    try:
+        _, secret = await auth.create_token(
+            conn, Role.PARTNER, agency_id=agency_id, label="browser test"
+        )
+    finally:
+        await conn.close()
+    routing = stack.services["routing"].url
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {secret}"}) as client:
+        for _ in range(100):
+            if (await client.get(f"{routing}/v1/referrals")).status_code == 200:
+                return secret
+            await asyncio.sleep(0.1)
+    pytest.fail("routing never learnt of the partner's token")
+
+
+async def health_referral(stack: Stack, case_id: str) -> dict[str, Any]:
+    intake = stack.services["intake"].url
+    async with httpx.AsyncClient(headers=stack.operator_headers()) as client:
+        for _ in range(100):
+            status = (await client.get(f"{intake}/v1/cases/{case_id}")).json()
+            health = [r for r in status["referrals"] if r["service"] == "health"]
+            if health:
+                found: dict[str, Any] = health[0]
+                return found
+            await asyncio.sleep(0.1)
+    pytest.fail(f"case {case_id} was not referred to health")
+
+
+async def file_report(journey: Journey, page: Page) -> str:
+    await page.wait_for_selector("form.report")
+    await journey.record(page, "operator-form")
+    await page.select_option("#f-channel", "hotline")
+    await page.fill("#f-district-code", "3514")
+    await page.fill("#f-kecamatan", "Bangil")
+    await page.fill("#f-village", "Desa Contoh (SAMPLE)")
+    await page.fill("#f-victim-name", VICTIM)
+    await page.fill("#f-victim-nik", "123")  # refused by intake, shown next to the field
+    await page.fill("#f-victim-age-years", "14")
+    await page.select_option("#f-victim-sex", "female")
+    await page.fill("#f-victim-phone", "+62 800-0000-0009")
+    await page.fill("#f-reporter-name", "CONTOH Pelapor Peramban")
+    await page.select_option("#f-reporter-relationship", "parent")
+    await page.check("#f-incident-violence-types-sexual")
+    await page.fill("#f-incident-narrative", "SAMPLE narrative typed in a browser test.")
+    await page.check("#f-risk-injury")
+    await page.fill("#f-risk-hours-since-sexual-assault", "20")
+    await page.check("#f-consent-share-with-health")
+    await page.select_option("#f-consent-given-by", "guardian")
+    await page.click("form.report button[type=submit]")
+    nik = page.locator("#f-victim-nik")
+    assert await nik.get_attribute("aria-invalid") == "true"
+    assert "pattern" in await page.locator("#p-victim-nik-1").inner_text()
+    assert await page.input_value("#f-victim-name") == VICTIM  # the form came back filled
+    await journey.record(page, "operator-form-refused")
+    await nik.fill("")
+    await page.click("form.report button[type=submit]")
+    await page.wait_for_selector("#case-status tr[data-referral]")
+    await journey.record(page, "operator-case")
+    return page.url.split("/cases/")[1].split("?")[0]
+
+
+async def test_a_report_goes_from_operator_to_partner_coordinator_and_auditor_in_a_browser(
+    stack: Stack, browser: Browser, screenshots: Path
+) -> None:
+    journey = Journey(browser, stack.services["console"].url, screenshots)
+    keys = stack.secrets()
+
+    # The operator files the full clinical form and sees the case routed.
+    operator, page = await journey.signed_in(keys["operator_token"], PHONE)
+    filed_at = time.monotonic()
+    case_id = await file_report(journey, page)
+    await operator.close()
+
+    # The partner's inbox shows the referral within seconds; it accepts and reads the details.
+    referral = await health_referral(stack, case_id)
+    referral_id = referral["referral_id"]
+    partner, page = await journey.signed_in(
+        await partner_token(stack, referral["agency_id"]), PHONE
+    )
+    card = f"article[data-referral='{referral_id}']"
+    await page.wait_for_selector(card, timeout=10_000)
+    assert time.monotonic() - filed_at < 15
+    assert await page.locator(f"{card} .countdown").count() == 1
+    assert await page.locator(f"{card} time[datetime]").count() == 1  # the deadline, as a time
+    await journey.record(page, "partner-inbox")
+    await page.click(f"{card} button[data-reply=accept]")
+    await page.wait_for_selector(f"{card} button[data-reply=complete]", timeout=10_000)
+    await journey.record(page, "partner-accepted")
+    await page.click(f"{card} a[href='/cases/{case_id}/details']")
+    assert "akan dicatat" in await page.locator("main").inner_text()
+    assert VICTIM not in await page.content()
+    await journey.record(page, "partner-disclosure-warning")
+    await page.fill("#purpose", "pemeriksaan dan visum")
+    await page.click("main form button[type=submit]")
+    assert VICTIM in await page.locator("main").inner_text()
+    await journey.record(page, "partner-details")
+    await partner.close()
+
+    # The coordinator sees it accepted.
+    coordinator, page = await journey.signed_in(keys["coordinator_token"], DESKTOP)
+    row = page.locator("#open-referrals tr", has_text=referral["agency_id"])
+    assert "Diterima" in await row.inner_text()
+    await journey.record(page, "coordinator")
+    await page.goto(f"{journey.console}/cases/{case_id}")
+    assert "Diterima" in await page.locator(f"tr[data-referral='{referral_id}']").inner_text()
+    await journey.record(page, "coordinator-case")
+    await coordinator.close()
+
+    # The auditor sees every hand-off, the answer against its deadline, and a verified chain.
+    auditor, page = await journey.signed_in(keys["auditor_token"], DESKTOP)
+    await journey.record(page, "auditor-lookup")
+    await page.fill("#case-id", case_id)
+    await page.click("main button[type=submit]")
+    referrals = await page_count_until_complete(page)
+    assert await page.locator("#verdict[data-ok=true]").count() == 1
+    accepted = page.locator("#timeline tr[data-event='referral.accepted']")
+    assert await accepted.locator(".ok").count() == 1  # answered before its deadline
+    assert referrals >= 1
+    await journey.record(page, "auditor-timeline")
+    await page.click("a[hreflang=en]")
+    assert await page.locator("html").get_attribute("lang") == "en"
+    assert "History of case" in await page.locator("h1").inner_text()
+    await journey.record(page, "auditor-timeline-english")
+    await auditor.close()
+
+    assert {name: found for name, found in journey.problems.items() if found} == {}
+
+
+async def page_count_until_complete(page: Page, timeout: float = 20) -> int:
+    """Reload the timeline until the ledger holds every hand-off of the case; the number of
+    referrals. Every referral was requested and delivered; one was accepted; one disclosure."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = {}
+        for event in (
+            "case.reported",
+            "case.routed",
+            "referral.requested",
+            "referral.delivered",
+            "referral.accepted",
+            "case.details_disclosed",
+        ):
+            counts[event] = await page.locator(f"#timeline tr[data-event='{event}']").count()
+        referrals = counts["referral.requested"]
+        if (
+            counts["case.reported"] == counts["case.routed"] == 1
+            and referrals
+            and counts["referral.delivered"] == referrals
+            and counts["referral.accepted"] == counts["case.details_disclosed"] == 1
+        ):
+            return referrals
+        if time.monotonic() > deadline:
+            pytest.fail(f"the ledger's timeline is missing hand-offs: {counts}")
+        await asyncio.sleep(0.5)
+        await page.reload()
