@@ -27,6 +27,19 @@ REFERRAL_STATES: dict[type[EventPayload], str] = {
     ReferralCompleted: "completed",
     ReferralEscalated: "escalated",
 }
+_WAITING = ("requested", "delivered", "delivery_failed")
+# The states each event moves a referral on from, as routing's lifecycle allows. Notify relays
+# every well-formed reply and routing refuses the ones out of turn (``reply_refused``): those,
+# and delivery reports arriving after a reply, leave the state as it is. Escalation is routing's.
+MOVES_FROM: dict[type[EventPayload], tuple[str, ...] | None] = {
+    ReferralDelivered: ("requested", "delivery_failed"),
+    ReferralDeliveryFailed: ("requested",),
+    ReferralAcknowledged: _WAITING,
+    ReferralAccepted: (*_WAITING, "acknowledged"),
+    ReferralDeclined: (*_WAITING, "acknowledged"),
+    ReferralCompleted: ("accepted",),
+    ReferralEscalated: None,
+}
 
 
 async def project(conn: Connection, event: CloudEvent, payload: EventPayload) -> None:
@@ -56,7 +69,9 @@ async def project(conn: Connection, event: CloudEvent, payload: EventPayload) ->
     elif (state := REFERRAL_STATES.get(type(payload))) is not None:
         referral_id = getattr(payload, "referral_id", None)
         if isinstance(referral_id, str):
-            await store.set_referral_state(conn, referral_id, state)
+            await store.set_referral_state(
+                conn, referral_id, state, moves_from=MOVES_FROM[type(payload)]
+            )
 
 
 PROJECTED: tuple[type[EventPayload], ...] = (

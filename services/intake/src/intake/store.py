@@ -1,6 +1,7 @@
 """Intake's PostgreSQL adapter: cases, the vault and the referral projection."""
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -131,11 +132,16 @@ async def upsert_referral(
     )
 
 
-async def set_referral_state(conn: Connection, referral_id: str, state: str) -> None:
+async def set_referral_state(
+    conn: Connection, referral_id: str, state: str, *, moves_from: Sequence[str] | None = None
+) -> None:
+    """Set the state; with ``moves_from``, only a referral in one of those states."""
     await conn.execute(
-        "UPDATE case_referrals SET state = $2, updated_at = now() WHERE referral_id = $1",
+        "UPDATE case_referrals SET state = $2, updated_at = now() "
+        "WHERE referral_id = $1 AND ($3::text[] IS NULL OR state = ANY($3::text[]))",
         referral_id,
         state,
+        list(moves_from) if moves_from is not None else None,
     )
 
 
