@@ -22,6 +22,7 @@ from rujuk_runtime.bus import (
     DLQ_REASON_HEADER,
     DLQ_SERVICE_HEADER,
     DLQ_SUBJECT_HEADER,
+    consumer_name,
     park,
 )
 from rujuk_runtime.logs import get_logger
@@ -161,7 +162,8 @@ class LedgerWriter:
         refused = {index for index, _ in result.refused}
         for message, reason in to_park:
             await park(self._js(), self.service, subject=message.subject, data=message.data,
-                       reason=reason, message_id=_message_id(message))  # fmt: skip
+                       reason=reason, message_id=_message_id(message),
+                       consumer=consumer_name(message))  # fmt: skip
             await message.ack()
         for index, message in enumerate(valid):
             if index not in refused:
