@@ -8,7 +8,7 @@ data: case ids are pseudonymous, and SQL statements are parameterised.
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -17,6 +17,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+if TYPE_CHECKING:
+    from fastapi.telemetry import TelemetryConfig
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _configured: TracerProvider | None = None
@@ -49,6 +52,12 @@ def shutdown_tracing() -> None:
     """Flush what is still buffered (a stopping service must not lose its last spans)."""
     if _configured is not None:
         _configured.shutdown()
+
+
+# For every service's ``FastAPI(telemetry=...)``: the server span comes from instrument_asgi,
+# which ``serve`` wraps around the whole app (middleware included); FastAPI's native telemetry
+# would add a second server span, an operation span, metrics and log records to every request.
+FASTAPI_TELEMETRY: "TelemetryConfig" = {"tracing": False, "metrics": False, "logs": False}
 
 
 def instrument_asgi(app: Any) -> Any:

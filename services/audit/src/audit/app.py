@@ -30,6 +30,7 @@ from rujuk_runtime.logs import get_logger
 from rujuk_runtime.metrics import metrics_endpoint
 from rujuk_runtime.problems import documented, install_validation_problems
 from rujuk_runtime.service import ServiceRuntime
+from rujuk_runtime.telemetry import FASTAPI_TELEMETRY
 
 log = get_logger(__name__)
 
@@ -153,6 +154,7 @@ def create_app(settings: AuditSettings | None = None) -> FastAPI:
         version="1.0.0",
         summary="Read the ledger: case histories, verification, checkpoints, replays.",
         lifespan=lifespan,
+        telemetry=FASTAPI_TELEMETRY,
     )
     app.state.runtime = runtime
     app.state.verifier = verifier

@@ -41,6 +41,7 @@ from console.upstream import (
 )
 from rujuk_contracts.events import CASE_ID_PATTERN, DeclineReason, ReplyKind
 from rujuk_runtime.logs import configure_logging, get_logger
+from rujuk_runtime.telemetry import FASTAPI_TELEMETRY
 
 log = get_logger(__name__)
 
@@ -106,6 +107,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        telemetry=FASTAPI_TELEMETRY,
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")

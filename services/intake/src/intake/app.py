@@ -29,7 +29,7 @@ from rujuk_runtime.metrics import metrics_endpoint
 from rujuk_runtime.problems import documented as _problems
 from rujuk_runtime.problems import field_problems
 from rujuk_runtime.service import ServiceRuntime
-from rujuk_runtime.telemetry import current_traceparent, span_from
+from rujuk_runtime.telemetry import FASTAPI_TELEMETRY, current_traceparent, span_from
 
 log = get_logger(__name__)
 
@@ -174,6 +174,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         version="1.1.0",
         summary="File reports of violence; read a case's status; disclose and erase details.",
         lifespan=lifespan,
+        telemetry=FASTAPI_TELEMETRY,
     )
     app.state.runtime = runtime
     app.state.verifier = verifier

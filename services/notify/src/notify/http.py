@@ -26,7 +26,7 @@ from rujuk_contracts.events import (
 )
 from rujuk_runtime.access import Principal, Role, TokenVerifier, follow_tokens
 from rujuk_runtime.metrics import metrics_endpoint
-from rujuk_runtime.telemetry import current_traceparent, span_from
+from rujuk_runtime.telemetry import FASTAPI_TELEMETRY, current_traceparent, span_from
 
 
 class ReplyRequest(BaseModel):
@@ -80,6 +80,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         version="1.0.0",
         summary="Partners' replies to referrals; referrals as FHIR R4 resources.",
         lifespan=runtime.lifespan,
+        telemetry=FASTAPI_TELEMETRY,
     )
     app.state.notify = notify
     app.state.verifier = verifier

@@ -31,6 +31,7 @@ from rujuk_runtime.access import Principal, Role, TokenVerifier, follow_tokens
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.metrics import render
 from rujuk_runtime.problems import documented, install_validation_problems
+from rujuk_runtime.telemetry import FASTAPI_TELEMETRY
 
 log = get_logger(__name__)
 
@@ -88,6 +89,7 @@ def create_api(settings: RoutingSettings) -> FastAPI:
         version="1.0.0",
         summary="District SOPs in force and their publishing; closing cases.",
         lifespan=runtime.lifespan,
+        telemetry=FASTAPI_TELEMETRY,
     )
     app.state.runtime = runtime
     app.state.routing = routing
