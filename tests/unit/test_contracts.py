@@ -6,7 +6,13 @@ from pathlib import Path
 import pytest
 
 from rujuk_contracts import EVENT_MODELS, EventError, make_event, parse_event
-from rujuk_contracts.events import CaseReported, ReferralRequested, SopPublished
+from rujuk_contracts.events import (
+    CaseReported,
+    ReferralRequested,
+    Role,
+    SopPublished,
+    TokenIssued,
+)
 from rujuk_contracts.generate import render_all
 from rujuk_contracts.subjects import partner_outbound
 from rujuk_contracts.triage import AgeGroup, Sex, TriageFacts, ViolenceType
@@ -122,3 +128,21 @@ def test_a_referral_sent_against_refused_consent_names_its_legal_basis() -> None
     schema = ReferralRequested.model_json_schema()
     assert "consent_override" in schema["properties"]
     assert "consent_override" not in schema.get("required", [])
+
+
+def test_a_token_event_is_about_the_token_and_only_a_partners_names_an_agency() -> None:
+    issued = TokenIssued(
+        token_id="tok-0a1b2c3d4e5f",
+        role=Role.PARTNER,
+        agency_id="rsud-bangil",
+        secret_sha256="ab" * 32,
+    )
+    event, payload = parse_event(make_event(issued, source="/rujuk/intake").to_bytes())
+    assert (event.subject, event.type) == ("tok-0a1b2c3d4e5f", "id.rujuk.token.issued.v1")
+    assert payload == issued
+    assert "label" not in TokenIssued.model_fields
+    for role, agency in ((Role.PARTNER, None), (Role.COORDINATOR, "rsud-bangil")):
+        with pytest.raises(ValueError, match="partner token names its agency_id"):
+            TokenIssued(
+                token_id="tok-0a1b2c3d4e5f", role=role, agency_id=agency, secret_sha256="ab" * 32
+            )

@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rujuk_contracts.subjects import AGENCY_ID_PATTERN, event_subject
 from rujuk_contracts.triage import ReportChannel, TriageFacts
@@ -316,6 +316,12 @@ class TokenIssued(EventPayload):
         default=None, pattern=AGENCY_ID_PATTERN, description="Set for a partner token only"
     )
     secret_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the secret")
+
+    @model_validator(mode="after")
+    def _partner_bound_to_agency(self) -> "TokenIssued":
+        if (self.role is Role.PARTNER) != (self.agency_id is not None):
+            raise ValueError("a partner token names its agency_id; no other token does")
+        return self
 
     def subject_id(self) -> str:
         return self.token_id
