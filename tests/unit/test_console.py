@@ -542,6 +542,10 @@ def test_the_coordinator_sees_open_referrals_charts_and_a_csv(
     (asked,) = fake.sent("routing", "/v1/stats")
     assert asked.url.params["from"] == "2026-11-01"
     assert asked.url.params["to"] == "2026-11-30"
+    refreshed = client.get("/coordinator/open", headers={"HX-Request": "true"})
+    assert 'id="open"' in refreshed.text
+    assert "r-late" in refreshed.text
+    assert "<html" not in refreshed.text  # a fragment, swapped into the page
     csv = client.get("/coordinator/stats.csv?from=2026-11-01&to=2026-11-30")
     assert csv.text == "section,key\r\n"
     assert "attachment" in csv.headers["content-disposition"]

@@ -205,8 +205,9 @@ def create_app(
             return problem_page(request, 503, t("error.unavailable", service=exc.service))
         if isinstance(exc, Invalid):
             return problem_page(request, 400, t("error.bad_request", detail=exc.detail))
+        status = exc.status if 400 <= exc.status < 500 else 502  # e.g. 409, 413
         return problem_page(
-            request, 502, t("error.upstream", service=exc.service, detail=exc.detail)
+            request, status, t("error.upstream", service=exc.service, detail=exc.detail)
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -452,18 +453,23 @@ def create_app(
         start, end = period(
             request.query_params.get("from", ""), request.query_params.get("to", "")
         )
-        open_referrals = await upstreams.referrals(session.token, open=True, limit=500)
         stats = await upstreams.stats(session.token, start, end)
-        t = translator(request)
         return render(
             request,
             "coordinator.html",
             start=start,
             end=end,
-            stats=stats,
-            overview=views.open_overview(open_referrals),
-            charts=stats_view(stats, t),
+            overview=await open_overview(session),
+            charts=stats_view(stats, translator(request)),
         )
+
+    async def open_overview(session: Session) -> views.OpenOverview:
+        return views.open_overview(await upstreams.referrals(session.token, open=True, limit=500))
+
+    @app.get("/coordinator/open")
+    async def coordinator_open(request: Request, session: Session = coordinator) -> Response:
+        overview = await open_overview(session)
+        return render(request, "_coordinator_open.html", overview=overview)
 
     @app.get("/coordinator/stats.csv")
     async def coordinator_csv(request: Request, session: Session = coordinator) -> Response:
