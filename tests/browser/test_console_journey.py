@@ -187,6 +187,11 @@ async def test_a_report_goes_from_operator_to_partner_coordinator_and_auditor_in
     row = page.locator("#open-referrals tr", has_text=referral["agency_id"])
     assert "Diterima" in await row.inner_text()
     await journey.record(page, "coordinator")
+    async with page.expect_download() as csv_download:
+        await page.click("a[href^='/coordinator/stats.csv']")
+    figures = journey.screenshots / "coordinator-stats.csv"
+    await (await csv_download.value).save_as(figures)
+    assert figures.read_text().startswith("section,")
     await page.goto(f"{journey.console}/cases/{case_id}")
     assert "Diterima" in await page.locator(f"tr[data-referral='{referral_id}']").inner_text()
     await journey.record(page, "coordinator-case")
@@ -203,6 +208,11 @@ async def test_a_report_goes_from_operator_to_partner_coordinator_and_auditor_in
     assert await accepted.locator(".ok").count() == 1  # answered before its deadline
     assert referrals >= 1
     await journey.record(page, "auditor-timeline")
+    async with page.expect_download() as bundle_download:
+        await page.click(f"a[href='/audit/cases/{case_id}/bundle']")
+    bundle = journey.screenshots / "audit-bundle.json"
+    await (await bundle_download.value).save_as(bundle)
+    assert case_id in bundle.read_text()
     await page.click("a[hreflang=en]")
     assert await page.locator("html").get_attribute("lang") == "en"
     assert "History of case" in await page.locator("h1").inner_text()
