@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from console import form, views
 from console.app import create_app
 from console.i18n import CATALOGUE, ENGLISH, INDONESIAN
-from console.session import SESSION_COOKIE
+from console.session import SESSION_COOKIE, Session, SessionSealer, same_origin
 from console.settings import ConsoleSettings
 from intake.report import Report
 
@@ -127,6 +127,27 @@ def test_intakes_problems_go_next_to_the_inputs_they_name() -> None:
         "risk.hours_since_sexual_assault",
     }
     assert placed.general == ["body is not valid UTF-8 JSON"]
+
+
+def test_a_sealed_session_cannot_be_read_altered_or_kept_past_its_age() -> None:
+    sealer = SessionSealer("a-secret-of-sixteen-or-more", max_age_seconds=60)
+    session = Session(token="rujuk_secret", token_id="tok-1", role="partner", agency_id="a")
+    sealed = sealer.seal(session)
+    assert "rujuk_secret" not in sealed
+    assert sealer.open(sealed) == session
+    assert sealer.open(sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]) is None
+    assert SessionSealer("another-secret-sixteen", 60).open(sealed) is None
+    assert SessionSealer("a-secret-of-sixteen-or-more", -1).open(sealed) is None
+    with pytest.raises(ValueError, match="CONSOLE_SESSION_SECRET"):
+        SessionSealer("", 60)
+
+
+def test_a_post_is_same_origin_only_by_its_origin_or_referer() -> None:
+    assert same_origin("http://console.test", None, "console.test")
+    assert same_origin(None, "http://console.test/inbox", "console.test")
+    assert not same_origin("https://evil.example", "http://console.test/", "console.test")
+    assert not same_origin(None, None, "console.test")
+    assert not same_origin("null", None, "console.test")
 
 
 # --- views ----------------------------------------------------------------------------------
@@ -413,6 +434,18 @@ def test_a_token_revoked_meanwhile_sends_the_person_to_sign_in(
     assert page.headers["location"] == "/signin?expired=1"
     fragment = client.get(f"/cases/{CASE_ID}/status", headers={"HX-Request": "true"})
     assert fragment.headers["hx-redirect"].startswith("/signin?")
+
+
+def test_the_language_link_goes_back_only_to_a_page_of_the_console(client: TestClient) -> None:
+    for target, expected in (
+        ("/inbox", "/inbox"),
+        ("//evil.example", "/"),
+        ("/\\evil.example", "/"),
+        ("https://evil.example", "/"),
+    ):
+        response = client.get("/lang", params={"to": "en", "next": target}, follow_redirects=False)
+        assert response.headers["location"] == expected
+    assert client.cookies["lang"] == "en"
 
 
 def test_each_role_sees_only_its_pages(client: TestClient) -> None:

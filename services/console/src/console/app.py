@@ -262,7 +262,8 @@ def create_app(
 
     @app.get("/lang")
     async def switch_language(to: str = "id", next: str = "/") -> Response:
-        target = next if next.startswith("/") and not next.startswith("//") else "/"
+        # Only a path of this console: "//host" and "/\\host" would leave it.
+        target = next if next.startswith("/") and not next.startswith(("//", "/\\")) else "/"
         response = RedirectResponse(target, status_code=303)
         set_cookie(response, LANGUAGE_COOKIE, language_of(to), 365 * 86400, strict=False)
         return response
