@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
-import httpx
+import aiohttp
 from nats.js import JetStreamContext
 from standardwebhooks import Webhook
 
@@ -75,7 +75,7 @@ class NatsFeed:
 class WebhookSender:
     channel = DeliveryChannel.WEBHOOK
 
-    def __init__(self, client: httpx.AsyncClient, signing_key: bytes) -> None:
+    def __init__(self, client: aiohttp.ClientSession, signing_key: bytes) -> None:
         self._client = client
         self._signing_key = signing_key
 
@@ -94,12 +94,13 @@ class WebhookSender:
         if message.traceparent:
             headers["traceparent"] = message.traceparent
         try:
-            response = await self._client.post(url, content=message.body, headers=headers)
-        except httpx.HTTPError as exc:
+            async with self._client.post(url, data=message.body, headers=headers) as response:
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise DeliveryError(f"webhook {url}: {type(exc).__name__}") from exc
-        if response.status_code >= 300:
-            raise DeliveryError(f"webhook {url}: HTTP {response.status_code}")
-        return f"HTTP {response.status_code}"
+        if status >= 300:
+            raise DeliveryError(f"webhook {url}: HTTP {status}")
+        return f"HTTP {status}"
 
 
 class EmailSender:
@@ -155,7 +156,7 @@ class SmsGateway:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession,
         url: str,
         body_template: str,
         *,
@@ -193,11 +194,12 @@ class SmsGateway:
         if self._token:
             headers["authorization"] = f"Bearer {self._token}"
         try:
-            response = await self._client.request(
+            async with self._client.request(
                 self._method, self.endpoint, json=self.body(values), headers=headers
-            )
-        except httpx.HTTPError as exc:
+            ) as response:
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise DeliveryError(f"sms gateway: {type(exc).__name__}") from exc
-        if response.status_code >= 300:
-            raise DeliveryError(f"sms gateway: HTTP {response.status_code}")
-        return f"HTTP {response.status_code}"
+        if status >= 300:
+            raise DeliveryError(f"sms gateway: HTTP {status}")
+        return f"HTTP {status}"
