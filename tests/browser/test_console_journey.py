@@ -66,8 +66,13 @@ class Journey:
         self.screenshots = screenshots
         self.problems: dict[str, list[str]] = {}
 
-    async def signed_in(self, token: str, viewport: dict[str, int]) -> tuple[BrowserContext, Page]:
-        context = await self.browser.new_context(viewport=viewport)  # type: ignore[arg-type]
+    async def signed_in(
+        self, token: str, viewport: dict[str, int], *, script: bool = True
+    ) -> tuple[BrowserContext, Page]:
+        context = await self.browser.new_context(
+            viewport=viewport,  # type: ignore[arg-type]
+            java_script_enabled=script,
+        )
         page = await context.new_page()
         await page.goto(f"{self.console}/signin")
         await page.fill("#token", token)
@@ -160,15 +165,20 @@ async def test_a_report_goes_from_operator_to_partner_coordinator_and_auditor_in
     # The partner's inbox shows the referral within seconds; it accepts and reads the details.
     referral = await health_referral(stack, case_id)
     referral_id = referral["referral_id"]
-    partner, page = await journey.signed_in(
-        await partner_token(stack, referral["agency_id"]), PHONE
-    )
+    partner_secret = await partner_token(stack, referral["agency_id"])
+    partner, page = await journey.signed_in(partner_secret, PHONE)
     card = f"article[data-referral='{referral_id}']"
     await page.wait_for_selector(card, timeout=10_000)
     assert time.monotonic() - filed_at < 15
     assert await page.locator(f"{card} .countdown").count() == 1
     assert await page.locator(f"{card} time[datetime]").count() == 1  # the deadline, as a time
     await journey.record(page, "partner-inbox")
+    # Without script the page still works: the deadline is printed, the buttons are forms.
+    plain, plain_page = await journey.signed_in(partner_secret, PHONE, script=False)
+    assert await plain_page.locator(f"{card} time[datetime]").inner_text()
+    assert await plain_page.locator(f"{card} form button[data-reply=accept]").count() == 1
+    await journey.record(plain_page, "partner-inbox-without-script")
+    await plain.close()
     await page.click(f"{card} button[data-reply=accept]")
     await page.wait_for_selector(f"{card} button[data-reply=complete]", timeout=10_000)
     await journey.record(page, "partner-accepted")
