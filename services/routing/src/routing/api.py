@@ -49,12 +49,18 @@ class CloseRequest(BaseModel):
     )
 
 
+class SopRefused(BaseModel):
+    detail: str
+    errors: list[str] = Field(description="Every problem in the document, with its line")
+
+
 def create_api(settings: RoutingSettings) -> FastAPI:
     runtime, routing = build_runtime(settings)
     verifier = TokenVerifier(lambda: runtime.pool, ttl=settings.token_cache_seconds)
     follow_tokens(runtime, verifier)
     coordinator = Depends(verifier.require(Role.COORDINATOR))
     coordinator_or_partner = Depends(verifier.require(Role.COORDINATOR, Role.PARTNER))
+    anyone_signed_in = Depends(verifier.require(*Role))
     # Read before the consumers start, so the first case finds its SOP.
     routing.load_sops(settings.sop_dir)
     watcher: list[DeadlineWatcher] = []
@@ -107,9 +113,10 @@ def create_api(settings: RoutingSettings) -> FastAPI:
         body, content_type = render()
         return Response(body, 200, {"content-type": content_type})
 
-    @app.get("/v1/sops", tags=["sops"])
+    @app.get("/v1/sops", tags=["sops"], dependencies=[anyone_signed_in], responses=documented(401))
     async def sops_in_force() -> dict[str, Any]:
-        """The SOP in force per district (published, else the file), and refused files."""
+        """The SOP in force per district (published, else the file), and refused files; for any
+        signed-in role."""
         async with runtime.pool.acquire() as conn:
             in_force = await routing.sops_in_force(conn)
         return {
