@@ -138,7 +138,7 @@ def create_api(settings: RoutingSettings) -> FastAPI:
         "/v1/sops",
         status_code=201,
         tags=["sops"],
-        responses=documented(401, 403, 409, 413, 415),
+        responses={**documented(401, 403, 409, 413, 415), 422: {"model": SopRefused}},
         openapi_extra={
             "requestBody": {
                 "required": True,
