@@ -5,9 +5,13 @@ request that fails validation ``{"detail": [{"field", "problem"}]}`` naming each
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+BODY_NOT_PARSED = "There was an error parsing the body"  # FastAPI's 400 for an unreadable body
 
 
 class Problem(BaseModel):
@@ -44,3 +48,10 @@ def install_validation_problems(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_failed(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": field_problems(exc.errors())}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_problem(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400 and exc.detail == BODY_NOT_PARSED:  # e.g. not UTF-8
+            problem = {"field": "body", "problem": "body is not valid UTF-8 JSON"}
+            return JSONResponse({"detail": [problem]}, status_code=422)
+        return await http_exception_handler(request, exc)

@@ -3,8 +3,7 @@
 import json
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +25,7 @@ from rujuk_contracts.events import (
 )
 from rujuk_runtime.access import Principal, Role, TokenVerifier, follow_tokens
 from rujuk_runtime.metrics import metrics_endpoint
+from rujuk_runtime.problems import install_validation_problems
 from rujuk_runtime.telemetry import FASTAPI_TELEMETRY, current_traceparent, span_from
 
 
@@ -86,13 +86,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
     app.state.verifier = verifier
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
 
-    @app.exception_handler(RequestValidationError)
-    async def validation_failed(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "problem": e["msg"]}
-            for e in exc.errors()
-        ]
-        return JSONResponse({"detail": errors}, status_code=422)
+    install_validation_problems(app)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:
@@ -151,6 +145,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
             401: {"model": Problem},
             403: {"model": Problem},
             404: {"model": Problem},
+            422: {"model": Problem},
         },
         tags=["fhir"],
     )
