@@ -171,7 +171,7 @@ def create_app(settings: AuditSettings | None = None) -> FastAPI:
     @app.get(
         "/v1/cases/{case_id}/history",
         dependencies=guarded,
-        responses=documented(401, 403),
+        responses=documented(401, 403, 404),
         tags=["ledger"],
     )
     async def case_history(case_id: str) -> dict[str, Any]:
@@ -209,7 +209,10 @@ def create_app(settings: AuditSettings | None = None) -> FastAPI:
         )
 
     @app.get(
-        "/v1/ledger/verify", dependencies=guarded, responses=documented(401, 403), tags=["ledger"]
+        "/v1/ledger/verify",
+        dependencies=guarded,
+        responses=documented(401, 403, 409),
+        tags=["ledger"],
     )
     async def verify() -> JSONResponse:
         """Verify the whole chain and every checkpoint; 200 if it holds, 409 naming the entry."""
@@ -220,7 +223,7 @@ def create_app(settings: AuditSettings | None = None) -> FastAPI:
     @app.get(
         "/v1/checkpoints/latest",
         dependencies=guarded,
-        responses=documented(401, 403),
+        responses=documented(401, 403, 404),
         tags=["ledger"],
     )
     async def latest_checkpoint() -> dict[str, Any]:
