@@ -40,8 +40,8 @@ async def stack(
             external_nats_url=nats_url,
             external_database_url=database_url,
         )
-        await asyncio.to_thread(running.start)
-        try:
+        try:  # a start that fails half-way still stops what it started
+            await asyncio.to_thread(running.start)
             yield running
         finally:
             await asyncio.to_thread(running.stop)
