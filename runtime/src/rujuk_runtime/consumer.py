@@ -1,15 +1,19 @@
 """The idempotent JetStream consumer every service uses.
 
-A batch of messages is handled in one database transaction, each message in its own savepoint:
+A batch of messages is handled in one database transaction. It is first run without a savepoint
+per event (two round trips each); if any handler fails, that transaction is rolled back and the
+batch runs again with each event in its own savepoint, where
 - a message that is not a valid event, or of a type the service does not take, is parked on the
   service's dead-letter subject with the reason, and the batch goes on;
 - an event already processed (its id is in ``processed_events``) is skipped;
 - a handler that raises ``Rejected`` parks the event with that reason, and changes nothing;
 - an unexpected error rolls that event back and asks JetStream to redeliver it later, until
   ``max_deliveries``, when it is parked rather than retried for ever.
-Messages are acknowledged only after the transaction committed.
+Messages are acknowledged, and counted in the metrics, only after the transaction committed.
+(After such a second run, the events before the failing one have a span from each run.)
 """
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -56,6 +60,13 @@ class BatchOutcome:
     ack: list[Msg] = field(default_factory=list)
     retry: list[Msg] = field(default_factory=list)
     park: list[tuple[Msg, str]] = field(default_factory=list)
+
+
+_Count = tuple[str, str, float]  # event type, outcome, handler seconds
+
+
+class _EventFailed(Exception):
+    """An event's handler failed in a batch run without savepoints."""
 
 
 @dataclass(frozen=True)
@@ -131,21 +142,49 @@ class EventConsumer:
                 outcome.park.append((message, checked))
         if not work:
             return outcome
-        async with self.pool.acquire() as conn, conn.transaction():
-            for message, item in work:
-                verdict = await self._apply(conn, message, item)
-                if verdict is None:
-                    outcome.ack.append(message)
-                elif verdict == "retry":
-                    outcome.retry.append(message)
-                else:
-                    outcome.park.append((message, verdict))
+        tally: list[_Count] = []
+        try:  # optimistic: one transaction, no savepoint per event (two round trips each)
+            verdicts = await self._apply_all(work, tally, savepoints=False)
+        except _EventFailed:  # one event failed: again, each in its savepoint, to judge each
+            tally.clear()
+            verdicts = await self._apply_all(work, tally, savepoints=True)
+        for (message, _), verdict in zip(work, verdicts, strict=True):
+            if verdict is None:
+                outcome.ack.append(message)
+            elif verdict == "retry":
+                outcome.retry.append(message)
+            else:
+                outcome.park.append((message, verdict))
+        self._count(tally)  # only what committed
         return outcome
+
+    async def _apply_all(
+        self, work: list[tuple[Msg, _Work]], tally: list[_Count], *, savepoints: bool
+    ) -> list[str | None]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            return [
+                await self._apply(conn, message, item, tally, savepoint=savepoints)
+                for message, item in work
+            ]
+
+    def _count(self, tally: list[_Count]) -> None:
+        for event_type, outcome, seconds in tally:
+            EVENTS_CONSUMED.labels(self.service, event_type, outcome).inc()
+            if outcome == "duplicate":
+                self.stats.duplicates += 1
+            elif outcome == "processed":
+                self.stats.processed += 1
+                HANDLER_SECONDS.labels(self.service, event_type).observe(seconds)
 
     async def _handle_one(self, conn: Connection, message: Msg) -> str | None:
         """None when done (or a duplicate or skipped), "retry", or the reason to park it."""
         checked = self._check(message)
-        return await self._apply(conn, message, checked) if isinstance(checked, _Work) else checked
+        if not isinstance(checked, _Work):
+            return checked
+        tally: list[_Count] = []
+        verdict = await self._apply(conn, message, checked, tally, savepoint=True)
+        self._count(tally)
+        return verdict
 
     def _check(self, message: Msg) -> _Work | str | None:
         """Parse and validate without the database: the work to do, None when there is none
@@ -172,7 +211,18 @@ class EventConsumer:
         except EventError as exc:
             return str(exc)
 
-    async def _apply(self, conn: Connection, message: Msg, work: _Work) -> str | None:
+    async def _apply(
+        self,
+        conn: Connection,
+        message: Msg,
+        work: _Work,
+        tally: list[_Count],
+        *,
+        savepoint: bool,
+    ) -> str | None:
+        """Act on one event in the batch's transaction. With ``savepoint`` its failure is its
+        own (the verdict says retry or park); without, any failure aborts the batch's
+        transaction (``_EventFailed``) so that it is run again with savepoints."""
         event, handler, payload = work.event, work.handler, work.payload
         attributes = {
             "rujuk.case_id": event.subject,
@@ -185,7 +235,7 @@ class EventConsumer:
             span_from(f"{self.service} handle {event.type}", event.traceparent, attributes),
         ):
             try:
-                async with conn.transaction():  # a savepoint: one event's failure is its own
+                async with conn.transaction() if savepoint else contextlib.nullcontext():
                     inserted = await conn.fetchval(
                         "INSERT INTO processed_events (event_id, event_type) VALUES ($1, $2) "
                         "ON CONFLICT DO NOTHING RETURNING true",
@@ -193,43 +243,48 @@ class EventConsumer:
                         event.type,
                     )
                     if not inserted:
-                        self.stats.duplicates += 1
-                        EVENTS_CONSUMED.labels(self.service, event.type, "duplicate").inc()
+                        tally.append((event.type, "duplicate", 0.0))
                         return None
                     if handler is not None and payload is not None:
                         await handler(conn, event, payload)
                     elif self.fallback is not None:
                         await self.fallback(conn, event)
-            except Rejected as exc:
-                log.warning(
-                    "event rejected",
-                    event_id=event.id,
-                    case_id=event.subject,
-                    event_type=event.type,
-                    reason=exc.reason,
-                )
-                EVENTS_CONSUMED.labels(self.service, event.type, "parked").inc()
-                return f"rejected: {exc.reason}"
             except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
                 raise  # the connection is gone: let the whole batch be redelivered
             except Exception as exc:
-                deliveries = _deliveries(message)
-                log.exception(
-                    "event handler failed",
-                    event_id=event.id,
-                    case_id=event.subject,
-                    event_type=event.type,
-                    deliveries=deliveries,
-                )
-                if deliveries >= self.max_deliveries:
-                    EVENTS_CONSUMED.labels(self.service, event.type, "parked").inc()
-                    return f"handler failed {deliveries} times: {type(exc).__name__}: {exc}"
-                EVENTS_CONSUMED.labels(self.service, event.type, "retried").inc()
-                return "retry"
-        self.stats.processed += 1
-        EVENTS_CONSUMED.labels(self.service, event.type, "processed").inc()
-        HANDLER_SECONDS.labels(self.service, event.type).observe(time.perf_counter() - started)
+                if not savepoint:
+                    raise _EventFailed from exc
+                return self._failed(message, event, exc, tally)
+        tally.append((event.type, "processed", time.perf_counter() - started))
         return None
+
+    def _failed(self, message: Msg, event: CloudEvent, exc: Exception, tally: list[_Count]) -> str:
+        """The verdict on an event whose handler failed: park it if it was rejected or has
+        failed too often, else retry it."""
+        if isinstance(exc, Rejected):
+            log.warning(
+                "event rejected",
+                event_id=event.id,
+                case_id=event.subject,
+                event_type=event.type,
+                reason=exc.reason,
+            )
+            tally.append((event.type, "parked", 0.0))
+            return f"rejected: {exc.reason}"
+        deliveries = _deliveries(message)
+        log.error(
+            "event handler failed",
+            event_id=event.id,
+            case_id=event.subject,
+            event_type=event.type,
+            deliveries=deliveries,
+            exc_info=exc,
+        )
+        if deliveries >= self.max_deliveries:
+            tally.append((event.type, "parked", 0.0))
+            return f"handler failed {deliveries} times: {type(exc).__name__}: {exc}"
+        tally.append((event.type, "retried", 0.0))
+        return "retry"
 
 
 def _subject_of(event_type: str) -> str | None:

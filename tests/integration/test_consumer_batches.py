@@ -1,0 +1,99 @@
+"""The idempotent consumer against a real PostgreSQL: a batch runs in one transaction without
+savepoints; when one event fails, the batch runs again with a savepoint per event, so the good
+events commit once, the rejected one is parked, the failing one is retried, and the metrics
+count what committed only."""
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+import pytest
+
+from rujuk_contracts import CloudEvent, make_event
+from rujuk_contracts.events import CaseClosed, EventPayload
+from rujuk_runtime.consumer import EventConsumer, Rejected
+from rujuk_runtime.db import Connection, create_pool
+from tests.conftest import fresh_database
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class FakeMessage:
+    subject: str
+    data: bytes
+
+
+def closing(number: int, reason: str) -> FakeMessage:
+    event = make_event(
+        CaseClosed(case_id=f"3514-ZZZZZZ{number:04d}", closed_by="uji", reason=reason),
+        source="/rujuk/test",
+    )
+    return FakeMessage(CaseClosed.subject(), event.to_bytes())
+
+
+async def remember(conn: Connection, event: CloudEvent, payload: EventPayload) -> None:
+    assert isinstance(payload, CaseClosed)
+    await conn.execute("INSERT INTO seen (case_id) VALUES ($1)", payload.case_id)
+    if payload.reason == "tolak":
+        raise Rejected("ditolak / refused for the test")
+    if payload.reason == "rusak":
+        raise RuntimeError("handler broke (for the test)")
+
+
+@pytest.fixture
+async def pool(server_database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    async with fresh_database(server_database_url) as database_url:
+        pool = await create_pool(database_url, "intake")
+        await pool.execute("CREATE TABLE seen (case_id text PRIMARY KEY)")
+        try:
+            yield pool
+        finally:
+            await pool.close()
+
+
+def consumer(pool: asyncpg.Pool) -> EventConsumer:
+    return EventConsumer(
+        service="uji",
+        pool=pool,
+        js=lambda: None,  # type: ignore[arg-type, return-value]  # nothing is published here
+        handlers={CaseClosed.event_type(): remember},
+    )
+
+
+async def test_a_failing_event_is_its_own_and_the_others_commit_once(pool: asyncpg.Pool) -> None:
+    messages = [
+        closing(1, "selesai"),
+        closing(2, "tolak"),
+        closing(3, "selesai"),
+        closing(4, "rusak"),
+        closing(5, "selesai"),
+    ]
+    reader = consumer(pool)
+    outcome = await reader._handle_in_transaction(messages)  # type: ignore[arg-type]
+
+    assert [m.data for m in outcome.ack] == [messages[i].data for i in (0, 2, 4)]
+    assert [(m.data, reason) for m, reason in outcome.park] == [
+        (messages[1].data, "rejected: ditolak / refused for the test")
+    ]
+    assert [m.data for m in outcome.retry] == [messages[3].data]
+    seen = {row["case_id"] for row in await pool.fetch("SELECT case_id FROM seen")}
+    assert seen == {"3514-ZZZZZZ0001", "3514-ZZZZZZ0003", "3514-ZZZZZZ0005"}
+    processed = await pool.fetchval("SELECT count(*) FROM processed_events")
+    assert processed == 3
+    # Counted once, though the good events ran twice (the first run was rolled back).
+    assert (reader.stats.processed, reader.stats.duplicates) == (3, 0)
+
+    again = await reader._handle_in_transaction(messages[:1])  # type: ignore[arg-type]
+    assert again.ack == messages[:1]
+    assert (reader.stats.processed, reader.stats.duplicates) == (3, 1)
+
+
+async def test_a_batch_of_good_events_commits_in_one_run(pool: asyncpg.Pool) -> None:
+    reader = consumer(pool)
+    messages = [closing(n, "selesai") for n in range(10, 20)]
+    outcome = await reader._handle_in_transaction(messages)  # type: ignore[arg-type]
+    assert outcome.ack == messages
+    assert (outcome.park, outcome.retry) == ([], [])
+    assert await pool.fetchval("SELECT count(*) FROM seen") == 10
+    assert reader.stats.processed == 10
