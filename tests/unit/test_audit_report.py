@@ -29,7 +29,7 @@ def test_a_referral_says_who_what_how_urgent_and_the_deadline_in_local_time() ->
     steps = report.history(chained(case_story()), BANGIL)
 
     assert steps[2].summary == (
-        "referral 3514-…-01 → rsud-bangil (health, emergency, ack by 02 Mar 09:12)"
+        "referral 3514-…-01 → rsud-bangil (health, emergency, ack by 02 Mar 09:12 WIB)"
     )
 
 
@@ -39,7 +39,7 @@ def test_each_step_summarises_what_changed() -> None:
     assert summaries == [
         "reported via hotline in 3514 Bangil: sexual, physical; child, female; immediate danger",
         "SOP sop-3514 v4 (child-sexual-72h): 1 referral: health → rsud-bangil",
-        "referral 3514-…-01 → rsud-bangil (health, emergency, ack by 02 Mar 09:12)",
+        "referral 3514-…-01 → rsud-bangil (health, emergency, ack by 02 Mar 09:12 WIB)",
         "delivered to rsud-bangil via nats, webhook",
         "rsud-bangil acknowledged referral 3514-…-01",
     ]

@@ -125,7 +125,7 @@ def summarize(payload: EventPayload, tz: tzinfo = UTC) -> str:
                 f"SOP {sop} v{version} ({fired}): {_count(len(referrals), 'referral')}: {targets}"
             )
         case ReferralRequested():
-            deadline = payload.acknowledgement_deadline.astimezone(tz).strftime("%d %b %H:%M")
+            deadline = payload.acknowledgement_deadline.astimezone(tz).strftime("%d %b %H:%M %Z")
             return (
                 f"referral {short_id(payload.referral_id)} → {payload.agency_id} "
                 f"({payload.service}, {payload.priority}, ack by {deadline})"
