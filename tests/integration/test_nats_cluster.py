@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 
@@ -117,9 +118,24 @@ async def test_losing_a_nats_node_mid_flow_loses_nothing(
             assert len(received) == len(set(received))  # and none twice
             verdict = await verify_ledger(database_url)
             assert verdict.ok, verdict.failure
-            assert verdict.entries == 2 * len(before + after) + 2 * len(referrals)
+            # ... besides the stack's three bootstrap tokens (operator, coordinator, auditor),
+            # announced by intake as token.issued
+            tokens = await ledger_count(database_url, "id.rujuk.token.issued.v1")
+            assert tokens == 3
+            assert verdict.entries == 2 * len(before + after) + 2 * len(referrals) + tokens
     finally:
         cluster.stop()
+
+
+async def ledger_count(database_url: str, event_type: str) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM audit.ledger WHERE event_type = $1", event_type
+        )
+    finally:
+        await conn.close()
+    return count
 
 
 async def wait_until_all_delivered(

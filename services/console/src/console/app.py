@@ -97,8 +97,10 @@ def create_app(
         configure_logging("console", settings.log_level)
         # httpx logs each request's URL at INFO, query included (a disclosure's purpose).
         logging.getLogger("httpx").setLevel(logging.WARNING)
+        log.info("service started", http_port=settings.http_port)
         yield
         await upstreams.aclose()
+        log.info("service stopped")
 
     app = FastAPI(
         title="rujuk console",
