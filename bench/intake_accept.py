@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+from latency import percentile
 from procs import CpuMeter
 
 from intake import auth
@@ -35,11 +36,6 @@ REPORT = {
     "reporter": {"relationship": "self"},
     "incident": {"violence_types": ["physical"], "narrative": "CONTOH narasi bench"},
 }
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 BODY = json.dumps(REPORT).encode()

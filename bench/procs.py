@@ -1,5 +1,5 @@
-"""CPU time of the processes a bench starts (Linux /proc): what a unit of work costs each
-part, independent of what else the machine is doing at the time."""
+"""CPU time and peak memory of the processes a bench starts (Linux /proc): what a unit of work
+costs each part, independent of what else the machine is doing at the time."""
 
 import os
 from pathlib import Path
@@ -23,6 +23,22 @@ def cpu_seconds(pid: int, *, tree: bool = False) -> float:
             continue
         total += int(fields[11]) + int(fields[12])
     return total / TICKS
+
+
+def peak_memory_bytes(pid: int, *, tree: bool = False) -> int:
+    """Peak resident set (VmHWM) of ``pid``, or the sum over its live tree. Summed over a
+    PostgreSQL postmaster's backends, shared buffers count once per backend that touched
+    them: an upper bound."""
+    total = 0
+    for each in descendants(pid) if tree else [pid]:
+        try:
+            status = Path(f"/proc/{each}/status").read_text()
+        except FileNotFoundError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1]) * 1024
+    return total
 
 
 def descendants(pid: int) -> list[int]:
@@ -52,10 +68,13 @@ class CpuMeter:
     def start(self) -> None:
         self.started = {name: cpu_seconds(p, tree=t) for name, (p, t) in self.pids.items()}
 
+    def spent_ms(self, count: int) -> dict[str, float]:
+        """Milliseconds of CPU per unit of work, by process name."""
+        return {
+            name: 1000 * (cpu_seconds(pid, tree=tree) - self.started[name]) / max(count, 1)
+            for name, (pid, tree) in self.pids.items()
+        }
+
     def per(self, count: int) -> str:
         """'intake 2.41 ms, postgres 1.02 ms, ...' per unit of work."""
-        parts = []
-        for name, (pid, tree) in self.pids.items():
-            spent = cpu_seconds(pid, tree=tree) - self.started[name]
-            parts.append(f"{name} {1000 * spent / max(count, 1):.2f} ms")
-        return ", ".join(parts)
+        return ", ".join(f"{name} {ms:.2f} ms" for name, ms in self.spent_ms(count).items())

@@ -1,0 +1,639 @@
+"""End to end: reports filed over HTTP until each case's referrals reached a local webhook
+partner and every event of the case is in the audit ledger; then the null pipeline
+(bench/null_pipeline.py) for the same shape of JetStream traffic, and our ratio of it.
+
+    .venv/bin/python bench/e2e.py [--rates 50] [--seconds 30] [--burst 3000] [--out PATH]
+
+Starts embedded NATS and PostgreSQL and the four services (intake, routing, notify, audit) as
+processes (rujuk.stack.Stack, default settings), and a signature-verifying webhook receiver
+in a process of its own to which notify delivers every referral. Phases:
+1. fixed rate (open loop: each report leaves at its scheduled time) for each of --rates:
+   latency from report accepted (the 202 at the client) to the first referral's webhook
+   arriving, and to the case's last event recorded in the ledger (its ``recorded_at``);
+2. a burst of --burst reports filed by --concurrency clients as fast as intake takes them:
+   end-to-end throughput = reports fully processed (every referral delivered, every event in
+   the ledger) / seconds from the first filed to the last fully processed;
+3. the null pipeline with this run's referral counts and mean event size.
+Every time is wall-clock epoch (time.time(), PostgreSQL's timestamps) on one machine.
+
+Prints the figures, CPU per report of each process, peak memory (VmHWM) of each, the load
+average; writes JSON and a PNG of latency over time (default bench/results/e2e-<time>.*).
+Targets (issue 9): >= 150 reports/s end to end, >= 0.5 of the null pipeline, p99 < 100 ms
+at 50 reports/s.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import nats
+import uvloop
+from latency import percentile
+from null_pipeline import describe, run_null_pipeline
+from procs import CpuMeter, peak_memory_bytes
+
+from audit.cli import verify_ledger
+from rujuk.receiver import WebhookReceiver
+from rujuk.samples import SAMPLE_REPORTS
+from rujuk.stack import Stack
+from rujuk_contracts import subjects
+from rujuk_runtime.embedded import free_port
+
+SERVICES = ("intake", "routing", "notify", "audit")
+ROUTED = "id.rujuk.case.routed.v1"
+REQUESTED = "id.rujuk.referral.requested.v1"
+DELIVERED = "id.rujuk.referral.delivered.v1"
+BODIES = [json.dumps(report).encode() for report in SAMPLE_REPORTS]  # both districts
+RESULTS = Path(__file__).parent / "results"
+POLL_SECONDS = 0.1
+
+
+# -- the partner's side: a receiver process that timestamps each arrival ----------------------
+
+
+class ArrivalReceiver(WebhookReceiver):
+    """Keeps (referral id, case id, arrival time) of each verified delivery and serves them at
+    GET /arrivals?from=N, so the bench can follow without sharing the receiver's CPU."""
+
+    arrivals: list[tuple[str, str, float]]
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            start = int(scope["query_string"].decode().removeprefix("from=") or 0)
+            body = json.dumps({"arrivals": self.arrivals[start:], "rejected": self.rejected})
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": body.encode()})
+            return
+        await super().__call__(scope, receive, send)
+
+    def _handle(self, scope: dict[str, Any], body: bytes) -> int:
+        status = super()._handle(scope, body)
+        if status == 204:
+            data = self.deliveries[-1].event["data"]
+            self.arrivals.append((data["referral_id"], data["case_id"], time.time()))
+        return status
+
+
+async def serve_receiver(signing_key: bytes, port: int) -> None:
+    receiver = ArrivalReceiver(signing_key, port=port)
+    receiver.arrivals = []
+    async with receiver.running():
+        await asyncio.Event().wait()
+
+
+def run_receiver(signing_key: bytes, port: int) -> None:
+    uvloop.run(serve_receiver(signing_key, port))
+
+
+# -- following each case through the receiver and the ledger ----------------------------------
+
+
+@dataclass
+class Journey:
+    case_id: str
+    phase: str = ""
+    sent: float = 0.0
+    accepted: float | None = None
+    referrals: int | None = None  # from the case's `routed` event in the ledger
+    ledger: Counter[str] = field(default_factory=Counter)
+    ledger_last: float = 0.0
+    arrivals: dict[str, float] = field(default_factory=dict)  # referral id -> first arrival
+    duplicates: int = 0
+
+    @property
+    def complete(self) -> bool:
+        n = self.referrals
+        return (
+            self.accepted is not None
+            and n is not None
+            and len(self.arrivals) == n
+            and self.ledger[ROUTED] == 1
+            and self.ledger[REQUESTED] == n
+            and self.ledger[DELIVERED] == n
+            and self.ledger.total() >= 2 + 2 * n
+        )
+
+    @property
+    def first_delivery_ms(self) -> float | None:
+        if not self.arrivals or self.accepted is None:
+            return None
+        return 1000 * (min(self.arrivals.values()) - self.accepted)
+
+    @property
+    def audit_ms(self) -> float:
+        assert self.accepted is not None
+        return 1000 * (self.ledger_last - self.accepted)
+
+    @property
+    def done_at(self) -> float:
+        return max([self.ledger_last, *self.arrivals.values()])
+
+
+class Tracker:
+    """Every case filed, updated from the ledger (new rows since the last seen seq) and the
+    receiver (new arrivals since the last seen index)."""
+
+    def __init__(self, database_url: str, receiver_url: str) -> None:
+        self.database_url = database_url
+        self.receiver_url = receiver_url
+        self.journeys: dict[str, Journey] = {}
+        self.last_seq = 0
+        self.arrivals_seen = 0
+        self.rejected = 0
+        self.following: asyncio.Task[None] | None = None
+
+    def journey(self, case_id: str) -> Journey:
+        return self.journeys.setdefault(case_id, Journey(case_id))
+
+    def accepted(self, case_id: str, phase: str, sent: float, accepted: float) -> None:
+        journey = self.journey(case_id)
+        journey.phase, journey.sent, journey.accepted = phase, sent, accepted
+
+    async def follow(self, session: aiohttp.ClientSession) -> None:
+        db = await asyncpg.connect(self.database_url)
+        try:
+            while True:
+                await self._read_ledger(db)
+                await self._read_arrivals(session)
+                await asyncio.sleep(POLL_SECONDS)
+        finally:
+            await db.close()
+
+    async def _read_ledger(self, db: asyncpg.Connection) -> None:
+        rows = await db.fetch(
+            "SELECT seq, case_id, event_type, recorded_at, CASE WHEN event_type = $2 "
+            "THEN json_array_length(event->'data'->'referrals') END AS referrals "
+            "FROM audit.ledger WHERE seq > $1 ORDER BY seq LIMIT 50000",
+            self.last_seq,
+            ROUTED,
+        )
+        for row in rows:
+            journey = self.journey(row["case_id"])
+            journey.ledger[row["event_type"]] += 1
+            journey.ledger_last = max(journey.ledger_last, row["recorded_at"].timestamp())
+            if row["referrals"] is not None:
+                journey.referrals = row["referrals"]
+            self.last_seq = row["seq"]
+
+    async def _read_arrivals(self, session: aiohttp.ClientSession) -> None:
+        async with session.get(f"{self.receiver_url}?from={self.arrivals_seen}") as response:
+            answer = json.loads(await response.read())
+        self.rejected = answer["rejected"]
+        for referral_id, case_id, arrived in answer["arrivals"]:
+            journey = self.journey(case_id)
+            if referral_id in journey.arrivals:
+                journey.duplicates += 1
+            else:
+                journey.arrivals[referral_id] = arrived
+        self.arrivals_seen += len(answer["arrivals"])
+
+    def phase(self, name: str) -> list[Journey]:
+        return [j for j in self.journeys.values() if j.phase == name]
+
+    async def wait_complete(self, name: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not all(j.complete for j in self.phase(name)):
+            if self.following is not None and self.following.done():
+                self.following.result()  # raises what stopped it
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(POLL_SECONDS)
+        return True
+
+
+# -- filing reports ---------------------------------------------------------------------------
+
+
+async def file_report(
+    client: aiohttp.ClientSession, url: str, number: int, tracker: Tracker, phase: str
+) -> None:
+    sent = time.time()
+    async with client.post(url, data=BODIES[number % len(BODIES)]) as response:
+        answer = await response.read()
+    accepted = time.time()
+    if response.status != 202:
+        raise RuntimeError(f"{response.status}: {answer[:200]!r}")
+    tracker.accepted(json.loads(answer)["case_id"], phase, sent, accepted)
+
+
+async def fixed_rate(
+    client: aiohttp.ClientSession, url: str, tracker: Tracker, phase: str, rate: float, count: int
+) -> None:
+    tasks = []
+    start = time.perf_counter()
+    for n in range(count):
+        delay = start + n / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(file_report(client, url, n, tracker, phase)))
+    await asyncio.gather(*tasks)
+
+
+async def burst(
+    client: aiohttp.ClientSession, url: str, tracker: Tracker, phase: str, count: int, clients: int
+) -> None:
+    numbers = iter(range(count))
+
+    async def worker() -> None:
+        for n in numbers:
+            await file_report(client, url, n, tracker, phase)
+
+    await asyncio.gather(*(worker() for _ in range(clients)))
+
+
+# -- figures ----------------------------------------------------------------------------------
+
+
+def quantiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None, "p99": None, "max": None}
+    return {
+        "p50": percentile(values, 0.50),
+        "p95": percentile(values, 0.95),
+        "p99": percentile(values, 0.99),
+        "max": max(values),
+    }
+
+
+def phase_figures(
+    name: str, offered: float | None, journeys: list[Journey], cpu: dict[str, float]
+) -> dict[str, Any]:
+    complete = [j for j in journeys if j.complete]
+    started = min(j.sent for j in journeys)
+    finished = max(j.done_at for j in complete) if complete else started
+    filed_for = max(j.accepted or 0 for j in journeys) - started
+    referrals = sum(j.referrals or 0 for j in complete)
+    return {
+        "phase": name,
+        "offered_per_second": offered,
+        "reports": len(journeys),
+        "complete": len(complete),
+        "filed_per_second": len(journeys) / filed_for if filed_for else None,
+        "throughput_per_second": len(complete) / (finished - started),
+        "seconds_to_last_complete": finished - started,
+        "referrals": referrals,
+        "referrals_delivered": sum(len(j.arrivals) for j in complete),
+        "duplicate_deliveries": sum(j.duplicates for j in journeys),
+        "ledger_entries": sum(j.ledger.total() for j in complete),
+        "ledger_entries_expected": sum(2 + 2 * (j.referrals or 0) for j in complete),
+        "ledger_event_types": dict(sum((j.ledger for j in complete), Counter())),
+        "accept_ms": quantiles([1000 * (j.accepted - j.sent) for j in complete if j.accepted]),
+        "first_delivery_ms": quantiles(
+            [ms for j in complete if (ms := j.first_delivery_ms) is not None]
+        ),
+        "audit_committed_ms": quantiles([j.audit_ms for j in complete]),
+        "cpu_ms_per_report": cpu,
+        "load_average": os.getloadavg()[0],
+    }
+
+
+def print_phase(figures: dict[str, Any]) -> None:
+    def q(name: str) -> str:
+        values = figures[name]
+        if values["p50"] is None:
+            return "none"
+        return "p50 {p50:.1f}, p95 {p95:.1f}, p99 {p99:.1f}, max {max:.1f} ms".format(**values)
+
+    print(
+        f"{figures['phase']}: {figures['reports']} reports, {figures['complete']} fully "
+        f"processed in {figures['seconds_to_last_complete']:.1f} s = "
+        f"{figures['throughput_per_second']:.1f} reports/s end to end "
+        f"(filed at {figures['filed_per_second']:.1f}/s); "
+        f"load average {figures['load_average']:.2f} on {os.cpu_count()} cores"
+    )
+    print(f"  accept (HTTP 202)             {q('accept_ms')}")
+    print(f"  accepted -> first delivery    {q('first_delivery_ms')}")
+    print(f"  accepted -> audit committed   {q('audit_committed_ms')}")
+    types = ", ".join(f"{t.split('.')[-2]} {n}" for t, n in figures["ledger_event_types"].items())
+    print(
+        f"  {figures['referrals']} referrals, {figures['referrals_delivered']} delivered, "
+        f"{figures['duplicate_deliveries']} duplicates; ledger entries "
+        f"{figures['ledger_entries']} of {figures['ledger_entries_expected']} expected ({types})"
+    )
+    cpu = figures["cpu_ms_per_report"]
+    print(
+        f"  CPU per report: {', '.join(f'{k} {v:.2f} ms' for k, v in cpu.items())}; "
+        f"sum {sum(cpu.values()):.1f} ms"
+    )
+
+
+def machine() -> dict[str, Any]:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(memory_kib / 2**20, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+def targets(
+    fixed: list[dict[str, Any]], high: dict[str, Any] | None, ratio: float | None
+) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    at_50 = next((f for f in fixed if f["offered_per_second"] == 50), None)
+    if at_50:
+        for name in ("first_delivery_ms", "audit_committed_ms"):
+            p99 = at_50[name]["p99"]
+            found[f"p99 {name} at 50/s < 100 ms"] = {
+                "value": p99,
+                "met": p99 is not None and p99 < 100,
+            }
+    if high:
+        value = high["throughput_per_second"]
+        found[">= 150 reports/s end to end"] = {"value": value, "met": value >= 150}
+    if ratio is not None:
+        found[">= 0.5 of the null pipeline"] = {"value": ratio, "met": ratio >= 0.5}
+    return found
+
+
+def plot(path: Path, journeys: list[Journey], phases: list[dict[str, Any]], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = [j for j in journeys if j.complete and j.phase != "warm-up"]
+    origin = min(j.sent for j in measured)
+    figure, latency = plt.subplots(figsize=(11, 5.5))
+    delivered = [
+        (j.accepted - origin, j.first_delivery_ms) for j in measured if j.first_delivery_ms
+    ]
+    latency.scatter(
+        *zip(*delivered, strict=True), s=3, alpha=0.5, label="accepted → first referral delivered"
+    )
+    audited = [(j.accepted - origin, j.audit_ms) for j in measured]
+    latency.scatter(
+        *zip(*audited, strict=True), s=3, alpha=0.5, label="accepted → every event in the ledger"
+    )
+    latency.set_yscale("log")
+    latency.set_xlabel("report accepted at (s since the first measured report)")
+    latency.set_ylabel("latency (ms, log scale)")
+    latency.axhline(
+        100, color="grey", linestyle=":", linewidth=1, label="100 ms (p99 target at 50/s)"
+    )
+    throughput = latency.twinx()
+    done = Counter(int(j.done_at - origin) for j in measured)
+    seconds = range(max(done) + 1)
+    throughput.plot(
+        seconds,
+        [done[s] for s in seconds],
+        color="black",
+        linewidth=1,
+        label="reports fully processed, per second of completion",
+    )
+    throughput.set_ylabel("reports fully processed per second")
+    for figures in phases:
+        members = [j for j in measured if j.phase == figures["phase"]]
+        start = min(j.sent for j in members) - origin
+        latency.axvline(start, color="grey", linewidth=0.8)
+        latency.annotate(
+            figures["phase"],
+            (start, 1),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -12),
+            textcoords="offset points",
+            fontsize=8,
+        )
+    handles = [*latency.get_legend_handles_labels()[0], *throughput.get_legend_handles_labels()[0]]
+    latency.legend(
+        handles=handles, loc="upper left", bbox_to_anchor=(0, 0.93), fontsize=8, markerscale=4
+    )
+    latency.set_title(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+async def stream_messages(js: Any) -> int:
+    total = 0
+    for stream in (subjects.EVENTS_STREAM, subjects.PARTNER_STREAM):
+        total += (await js.stream_info(stream)).state.messages
+    return total
+
+
+@contextlib.asynccontextmanager
+async def running_stack(folder: Path) -> AsyncIterator[tuple[Stack, str, Any]]:
+    stack = Stack(folder, external_nats_url=None, external_database_url=None)
+    port = free_port()
+    stack.extra_env["NOTIFY_WEBHOOK_BASE_URL"] = f"http://127.0.0.1:{port}/webhooks"
+    signing_key = stack.secrets()["webhook_signing_key"].encode()
+    receiver = multiprocessing.get_context("spawn").Process(
+        target=run_receiver, args=(signing_key, port)
+    )
+    receiver.start()
+    try:
+        stack.start_servers()
+        for name in SERVICES:
+            stack.start_service(name)
+        await asyncio.to_thread(stack.wait_healthy, 90, SERVICES)
+        yield stack, f"http://127.0.0.1:{port}/arrivals", receiver
+    finally:
+        await asyncio.to_thread(stack.stop)
+        receiver.terminate()
+        receiver.join(10)
+
+
+async def measure_stack(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    async with running_stack(folder) as (stack, arrivals_url, receiver):
+        tracker = Tracker(stack.database_url, arrivals_url)
+        url = f"{stack.services['intake'].url}/v1/reports"
+        headers = {**stack.operator_headers(), "Content-Type": "application/json"}
+        pids = {name: (stack.services[name].process.pid, False) for name in SERVICES}  # type: ignore[union-attr]
+        pids |= {
+            "nats": (stack.nats.process.pid, False),  # type: ignore[union-attr]
+            "postgres": (stack.postgres.process.pid, True),  # type: ignore[union-attr]
+            "bench client": (os.getpid(), False),
+            "webhook receiver": (receiver.pid, False),
+        }
+        nats_connection = await nats.connect(stack.nats_url)
+        js = nats_connection.jetstream()
+        # aiohttp, not httpx: the client shares the two cores with what it measures.
+        async with aiohttp.ClientSession(
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=60),
+            connector=aiohttp.TCPConnector(limit=max(64, args.concurrency * 2)),
+        ) as client:
+            follower = tracker.following = asyncio.create_task(tracker.follow(client))
+            try:
+                await fixed_rate(client, url, tracker, "warm-up", 20, args.warmup)
+                if not await tracker.wait_complete("warm-up", 90):
+                    raise RuntimeError("warm-up reports did not complete in 90 s")
+                measure = Phases(tracker, js, pids, args.timeout)
+                for rate in args.rates:
+                    name = f"{rate:g}/s for {args.seconds:g} s"
+                    count = int(rate * args.seconds)
+                    await measure.run(
+                        name, rate, fixed_rate(client, url, tracker, name, rate, count)
+                    )
+                if args.burst:
+                    name = f"burst of {args.burst}"
+                    filing = burst(client, url, tracker, name, args.burst, args.concurrency)
+                    await measure.run(name, None, filing)
+            finally:
+                follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follower
+                await nats_connection.close()
+        verdict = await verify_ledger(stack.database_url)
+        db = await asyncpg.connect(stack.database_url)
+        try:
+            event_size = await db.fetchval(
+                "SELECT avg(octet_length(event::text)) FROM audit.ledger"
+            )
+        finally:
+            await db.close()
+        memory = {
+            name: peak_memory_bytes(pid, tree=tree) / 2**20 for name, (pid, tree) in pids.items()
+        }
+    return {
+        "tracker": tracker,
+        "phases": measure.figures,
+        "ledger_verified": verdict.ok,
+        "ledger_entries_total": verdict.entries,
+        "signatures_rejected": tracker.rejected,
+        "mean_event_bytes": float(event_size),
+        "peak_memory_mib": memory,
+    }
+
+
+@dataclass
+class Phases:
+    """Runs each phase: files its reports, waits until every one is fully processed, and
+    keeps its figures (CPU per report of each process, JetStream messages per report)."""
+
+    tracker: Tracker
+    js: Any
+    pids: dict[str, tuple[int, bool]]
+    timeout: float
+    figures: list[dict[str, Any]] = field(default_factory=list)
+
+    async def run(self, name: str, rate: float | None, filing: Awaitable[None]) -> None:
+        cpu = CpuMeter(self.pids)
+        before = await stream_messages(self.js)
+        cpu.start()
+        await filing
+        finished = await self.tracker.wait_complete(name, self.timeout)
+        journeys = self.tracker.phase(name)
+        figures = phase_figures(name, rate, journeys, cpu.spent_ms(len(journeys)))
+        figures["timed_out"] = not finished
+        messages = (await stream_messages(self.js) - before) / len(journeys)
+        figures["jetstream_messages_per_report"] = messages
+        print_phase(figures)
+        unfinished = "" if finished else f"; NOT ALL COMPLETE after {self.timeout:g} s"
+        print(f"  JetStream messages per report: {messages:.2f}{unfinished}", flush=True)
+        self.figures.append(figures)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--rates",
+        type=lambda s: [float(r) for r in s.split(",")],
+        default=[50.0],
+        help="fixed rates, reports/s, comma-separated",
+    )
+    parser.add_argument("--seconds", type=float, default=30, help="length of each fixed rate")
+    parser.add_argument("--burst", type=int, default=3000, help="reports as fast as taken; 0: none")
+    parser.add_argument("--concurrency", type=int, default=16, help="clients in the burst")
+    parser.add_argument("--warmup", type=int, default=40, help="reports before measuring")
+    parser.add_argument("--null-reports", type=int, default=6000)
+    parser.add_argument("--timeout", type=float, default=180, help="for a phase to complete")
+    parser.add_argument("--out", type=Path, help="JSON path; the PNG goes beside it")
+    args = parser.parse_args()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out: Path = args.out or RESULTS / f"e2e-{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="rujuk-e2e-") as folder:
+        Path(folder).chmod(0o755)  # PostgreSQL may run as its own user (never as root)
+        stack = uvloop.run(measure_stack(args, Path(folder) / "stack"))
+    tracker: Tracker = stack.pop("tracker")
+    phases = stack["phases"]
+
+    # The null pipeline, with the referral counts the burst (or last phase) saw, per report.
+    sample = [j.referrals or 0 for j in tracker.phase(phases[-1]["phase"]) if j.complete]
+    referrals = [sample[n % len(sample)] for n in range(args.null_reports)]
+    null = run_null_pipeline(referrals, round(stack["mean_event_bytes"]))
+    print(describe(null))
+    high = next((p for p in phases if p["offered_per_second"] is None), None)
+    ratio = high["throughput_per_second"] / null.reports_per_second if high else None
+    if ratio is not None:
+        print(f"end to end / null pipeline: {ratio:.3f}")
+    print(
+        "peak memory (VmHWM, MiB): "
+        + ", ".join(f"{name} {mib:.0f}" for name, mib in stack["peak_memory_mib"].items())
+    )
+    print(
+        f"ledger verifies: {stack['ledger_verified']} ({stack['ledger_entries_total']} entries); "
+        f"webhook signatures rejected: {stack['signatures_rejected']}"
+    )
+    found = targets([p for p in phases if p["offered_per_second"]], high, ratio)
+    for name, verdict in found.items():
+        value = verdict["value"]
+        shown = "none" if value is None else f"{value:.3g}"
+        print(f"target {name}: {shown} — {'met' if verdict['met'] else 'NOT MET'}")
+
+    about = machine()
+    title = (
+        f"rujuk end to end, {about['cores']} cores {about['cpu_model']}, "
+        f"{about['memory_gib']} GiB, {stamp}"
+    )
+    plot(out.with_suffix(".png"), list(tracker.journeys.values()), phases, title)
+    measured = [j for j in tracker.journeys.values() if j.complete and j.phase != "warm-up"]
+    origin = min(j.sent for j in measured)
+    document = {
+        "command": "bench/e2e.py " + " ".join(sys.argv[1:]),
+        "when": stamp,
+        "machine": about,
+        **stack,
+        "null_pipeline": asdict(null),
+        "ratio_to_null_pipeline": ratio,
+        "targets": found,
+        "cases": {
+            "columns": ["phase", "accepted_s", "referrals", "first_delivery_ms", "audit_ms"],
+            "rows": [
+                [
+                    j.phase,
+                    round(j.accepted - origin, 3),
+                    j.referrals,
+                    None if j.first_delivery_ms is None else round(j.first_delivery_ms, 1),
+                    round(j.audit_ms, 1),
+                ]
+                for j in measured
+            ],
+        },
+    }
+    out.write_text(json.dumps(document, indent=1) + "\n")
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""The null pipeline: the JetStream traffic of rujuk's report journey with no business logic,
+no database and no HTTP, to measure what this machine can do at most for that shape of work.
+
+    .venv/bin/python bench/null_pipeline.py [--reports 3000] [--referrals 2,3,1] [--size 1500]
+
+A report is one `reported` message; a router hop turns it into `routed` and N `requested`;
+a notify hop turns each `requested` into a partner-feed message and a `delivered`; a ledger
+hop reads every internal message (2 + 2N per report, as audit does). That is 2 + 3N JetStream
+messages per report, as in the real pipeline (bench/e2e.py passes the N it saw per case and
+its mean event size). Every message carries a `Nats-Msg-Id` on file-stored streams with the
+same duplicate window as rujuk's; each hop fetches in batches through rujuk_runtime's
+PullConsumer (plain nats-py), publishes pipelined (`publish_async`), waits for the stream's
+acks, then acks its batch.
+
+Each hop is its own process, as each service is: one Python process would cap the pipeline
+at one core, while the real services spread over both.
+"""
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from multiprocessing.synchronize import Event
+from pathlib import Path
+from typing import Any
+
+import nats
+import uvloop
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+
+from rujuk_runtime.bus import DUPLICATE_WINDOW_SECONDS
+from rujuk_runtime.embedded import EmbeddedNats
+from rujuk_runtime.pull import PullConsumer
+
+EVENTS = "NULL_EVENTS"
+PARTNER = "NULL_PARTNER"
+BATCH_SIZE = 100  # as the services' <SERVICE>_BATCH_SIZE default
+PUBLISH_WINDOW = 500  # reports the publisher keeps in flight
+
+
+@dataclass
+class NullResult:
+    reports: int
+    messages: int
+    seconds: float
+    reports_per_second: float
+    messages_per_second: float
+    load_average: float
+
+
+def body(referrals: int, key: str, size: int) -> bytes:
+    head = f"{referrals:02d} {key} ".encode()
+    return head + b"x" * max(0, size - len(head))
+
+
+def parse(message: Msg) -> tuple[int, str]:
+    referrals, key, _ = message.data.split(b" ", 2)
+    return int(referrals), key.decode()
+
+
+async def publish_all(js: JetStreamContext, messages: list[tuple[str, str, bytes]]) -> None:
+    """Publish (subject, id, body) pipelined; return when JetStream has stored every one."""
+    futures = [
+        await js.publish_async(subject, data, headers={"Nats-Msg-Id": message_id})
+        for subject, message_id, data in messages
+    ]
+    await asyncio.gather(*futures)
+
+
+async def acked(batch: list[Msg]) -> None:
+    for message in batch:
+        await message.ack()
+
+
+def router(js: JetStreamContext, size: int) -> Any:
+    async def process(batch: list[Msg]) -> None:
+        out = []
+        for message in batch:
+            referrals, key = parse(message)
+            out.append(("null.evt.case.routed", f"routed-{key}", body(referrals, key, size)))
+            for n in range(referrals):
+                ref = f"{key}-{n}"
+                out.append(("null.evt.referral.requested", f"req-{ref}", body(0, ref, size)))
+        await publish_all(js, out)
+        await acked(batch)
+
+    return process
+
+
+def notifier(js: JetStreamContext, size: int) -> Any:
+    async def process(batch: list[Msg]) -> None:
+        out = []
+        for message in batch:
+            _, ref = parse(message)
+            agency = f"agency-{hash(ref) % 20:02d}"
+            out.append((f"null.partner.{agency}.out.requested", f"feed-{ref}", message.data))
+            out.append(("null.evt.referral.delivered", f"dlv-{ref}", body(0, ref, size)))
+        await publish_all(js, out)
+        await acked(batch)
+
+    return process
+
+
+def ledger(expected: int, done: Any) -> Any:
+    seen = 0
+
+    async def process(batch: list[Msg]) -> None:
+        nonlocal seen
+        seen += len(batch)
+        await acked(batch)
+        if seen >= expected:
+            done.put(("ledger", time.time(), seen))
+
+    return process
+
+
+async def hop(role: str, nats_url: str, size: int, expected: int, ready: Event, done: Any) -> None:
+    connection = await nats.connect(nats_url)
+    js = connection.jetstream()
+    subject, process = {
+        "router": ("null.evt.case.reported", lambda: router(js, size)),
+        "notifier": ("null.evt.referral.requested", lambda: notifier(js, size)),
+        "ledger": ("null.evt.>", lambda: ledger(expected, done)),
+    }[role]
+    consumer = PullConsumer(subject, role, EVENTS, process(), batch_size=BATCH_SIZE)
+    await consumer.start(js)
+    ready.set()
+    await asyncio.Event().wait()  # until terminated
+
+
+async def publisher(nats_url: str, referrals: list[int], size: int, done: Any) -> None:
+    connection = await nats.connect(nats_url)
+    js = connection.jetstream()
+    started = time.time()
+    for start in range(0, len(referrals), PUBLISH_WINDOW):
+        chunk = range(start, min(start + PUBLISH_WINDOW, len(referrals)))
+        await publish_all(
+            js,
+            [
+                ("null.evt.case.reported", f"rep-{n}", body(referrals[n], str(n), size))
+                for n in chunk
+            ],
+        )
+    done.put(("published", started, time.time()))
+    await connection.close()
+
+
+def run_hop(role: str, *args: Any) -> None:
+    uvloop.run(hop(role, *args))
+
+
+def run_publisher(*args: Any) -> None:
+    uvloop.run(publisher(*args))
+
+
+async def make_streams(nats_url: str) -> None:
+    connection = await nats.connect(nats_url)
+    js = connection.jetstream()
+    for name, subject in ((EVENTS, "null.evt.>"), (PARTNER, "null.partner.>")):
+        await js.add_stream(
+            StreamConfig(
+                name=name,
+                subjects=[subject],
+                storage=StorageType.FILE,
+                retention=RetentionPolicy.LIMITS,
+                duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            )
+        )
+    await connection.close()
+
+
+def run_null_pipeline(referrals: list[int], size: int, timeout: float = 300) -> NullResult:
+    """Send ``len(referrals)`` reports through the null pipeline, report n having
+    ``referrals[n]`` referrals; return how fast the last message reached the ledger hop."""
+    expected = sum(2 + 2 * n for n in referrals)
+    context = multiprocessing.get_context("spawn")
+    done = context.Queue()
+    with tempfile.TemporaryDirectory(prefix="rujuk-null-") as folder:
+        server = EmbeddedNats(Path(folder) / "nats").start()
+        hops: list[multiprocessing.process.BaseProcess] = []
+        try:
+            asyncio.run(make_streams(server.url))
+            for role in ("router", "notifier", "ledger"):
+                ready = context.Event()
+                process = context.Process(
+                    target=run_hop, args=(role, server.url, size, expected, ready, done)
+                )
+                process.start()
+                hops.append(process)
+                if not ready.wait(60):
+                    raise RuntimeError(f"null pipeline: the {role} hop did not start")
+            sender = context.Process(target=run_publisher, args=(server.url, referrals, size, done))
+            sender.start()
+            hops.append(sender)
+            results = {}
+            while len(results) < 2:
+                kind, *values = done.get(timeout=timeout)
+                results[kind] = values
+        finally:
+            for process in hops:
+                process.terminate()
+                process.join(10)
+            server.stop()
+    started = results["published"][0]
+    finished = results["ledger"][0]
+    seconds = finished - started
+    messages = sum(2 + 3 * n for n in referrals)
+    return NullResult(
+        reports=len(referrals),
+        messages=messages,
+        seconds=seconds,
+        reports_per_second=len(referrals) / seconds,
+        messages_per_second=messages / seconds,
+        load_average=os.getloadavg()[0],
+    )
+
+
+def describe(result: NullResult) -> str:
+    return (
+        f"null pipeline: {result.reports} reports ({result.messages} JetStream messages) in "
+        f"{result.seconds:.1f} s = {result.reports_per_second:.0f} reports/s, "
+        f"{result.messages_per_second:.0f} messages/s; load average {result.load_average:.1f} "
+        f"on {os.cpu_count()} cores"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reports", type=int, default=3000)
+    parser.add_argument("--referrals", default="2", help="referrals per report, cycled: 3,1,2")
+    parser.add_argument("--size", type=int, default=1500, help="bytes per message")
+    args = parser.parse_args()
+    cycle = [int(n) for n in args.referrals.split(",")]
+    referrals = [cycle[n % len(cycle)] for n in range(args.reports)]
+    result = run_null_pipeline(referrals, args.size)
+    print(describe(result))
+    print(asdict(result))
+
+
+if __name__ == "__main__":
+    main()
