@@ -2,6 +2,7 @@
 no database and no HTTP, to measure what this machine can do at most for that shape of work.
 
     .venv/bin/python bench/null_pipeline.py [--reports 3000] [--referrals 2,3,1] [--size 1500]
+                                            [--all-readers]
 
 A report is one `reported` message; a router hop turns it into `routed` and N `requested`;
 a notify hop turns each `requested` into a partner-feed message and a `delivered`; a ledger
@@ -10,7 +11,8 @@ messages per report, as in the real pipeline (bench/e2e.py passes the N it saw p
 its mean event size). Every message carries a `Nats-Msg-Id` on file-stored streams with the
 same duplicate window as rujuk's; each hop fetches in batches through rujuk_runtime's
 PullConsumer (plain nats-py), publishes pipelined (`publish_async`), waits for the stream's
-acks, then acks its batch.
+acks, then acks its batch. With --all-readers, two more readers do what the real services
+also read: every event (intake's projection) and every `delivered` (routing's lifecycle).
 
 Each hop is its own process, as each service is: one Python process would cap the pipeline
 at one core, while the real services spread over both.
@@ -45,6 +47,7 @@ PUBLISH_WINDOW = 500  # reports the publisher keeps in flight
 
 @dataclass
 class NullResult:
+    readers: list[str]
     reports: int
     messages: int
     seconds: float
@@ -106,7 +109,8 @@ def notifier(js: JetStreamContext, size: int) -> Any:
     return process
 
 
-def ledger(expected: int, done: Any) -> Any:
+def reader(role: str, expected: int, done: Any) -> Any:
+    """Reads and acks; says when it has seen ``expected`` messages."""
     seen = 0
 
     async def process(batch: list[Msg]) -> None:
@@ -114,20 +118,31 @@ def ledger(expected: int, done: Any) -> Any:
         seen += len(batch)
         await acked(batch)
         if seen >= expected:
-            done.put(("ledger", time.time(), seen))
+            done.put((role, time.time(), seen))
 
     return process
+
+
+# role -> the subject it reads; the readers say when they have seen all they expect.
+HOPS = {
+    "router": "null.evt.case.reported",
+    "notifier": "null.evt.referral.requested",
+    "ledger": "null.evt.>",  # audit's ledger writer
+    "projection": "null.evt.>",  # intake's projection of case status
+    "lifecycle": "null.evt.referral.delivered",  # routing's referral lifecycle
+}
 
 
 async def hop(role: str, nats_url: str, size: int, expected: int, ready: Event, done: Any) -> None:
     connection = await nats.connect(nats_url)
     js = connection.jetstream()
-    subject, process = {
-        "router": ("null.evt.case.reported", lambda: router(js, size)),
-        "notifier": ("null.evt.referral.requested", lambda: notifier(js, size)),
-        "ledger": ("null.evt.>", lambda: ledger(expected, done)),
-    }[role]
-    consumer = PullConsumer(subject, role, EVENTS, process(), batch_size=BATCH_SIZE)
+    if role == "router":
+        process = router(js, size)
+    elif role == "notifier":
+        process = notifier(js, size)
+    else:
+        process = reader(role, expected, done)
+    consumer = PullConsumer(HOPS[role], role, EVENTS, process, batch_size=BATCH_SIZE)
     await consumer.start(js)
     ready.set()
     await asyncio.Event().wait()  # until terminated
@@ -174,10 +189,17 @@ async def make_streams(nats_url: str) -> None:
     await connection.close()
 
 
-def run_null_pipeline(referrals: list[int], size: int, timeout: float = 300) -> NullResult:
+def run_null_pipeline(
+    referrals: list[int], size: int, *, all_readers: bool = False, timeout: float = 300
+) -> NullResult:
     """Send ``len(referrals)`` reports through the null pipeline, report n having
-    ``referrals[n]`` referrals; return how fast the last message reached the ledger hop."""
-    expected = sum(2 + 2 * n for n in referrals)
+    ``referrals[n]`` referrals; return how fast the last message reached the last reader.
+    ``all_readers`` adds the two readers the real services have beyond the issue's shape:
+    intake's projection (every event) and routing's lifecycle (every `delivered`)."""
+    events = sum(2 + 2 * n for n in referrals)
+    expected = {"router": 0, "notifier": 0, "ledger": events}
+    if all_readers:
+        expected |= {"projection": events, "lifecycle": sum(referrals)}
     context = multiprocessing.get_context("spawn")
     done = context.Queue()
     with tempfile.TemporaryDirectory(prefix="rujuk-null-") as folder:
@@ -185,10 +207,10 @@ def run_null_pipeline(referrals: list[int], size: int, timeout: float = 300) -> 
         hops: list[multiprocessing.process.BaseProcess] = []
         try:
             asyncio.run(make_streams(server.url))
-            for role in ("router", "notifier", "ledger"):
+            for role, count in expected.items():
                 ready = context.Event()
                 process = context.Process(
-                    target=run_hop, args=(role, server.url, size, expected, ready, done)
+                    target=run_hop, args=(role, server.url, size, count, ready, done)
                 )
                 process.start()
                 hops.append(process)
@@ -198,7 +220,7 @@ def run_null_pipeline(referrals: list[int], size: int, timeout: float = 300) -> 
             sender.start()
             hops.append(sender)
             results = {}
-            while len(results) < 2:
+            while len(results) < len(expected) - 1:  # the publisher and every reader
                 kind, *values = done.get(timeout=timeout)
                 results[kind] = values
         finally:
@@ -206,11 +228,12 @@ def run_null_pipeline(referrals: list[int], size: int, timeout: float = 300) -> 
                 process.terminate()
                 process.join(10)
             server.stop()
-    started = results["published"][0]
-    finished = results["ledger"][0]
+    started = results.pop("published")[0]
+    finished = max(values[0] for values in results.values())
     seconds = finished - started
     messages = sum(2 + 3 * n for n in referrals)
     return NullResult(
+        readers=sorted(results),
         reports=len(referrals),
         messages=messages,
         seconds=seconds,
@@ -222,7 +245,8 @@ def run_null_pipeline(referrals: list[int], size: int, timeout: float = 300) -> 
 
 def describe(result: NullResult) -> str:
     return (
-        f"null pipeline: {result.reports} reports ({result.messages} JetStream messages) in "
+        f"null pipeline ({', '.join(result.readers)} reading): {result.reports} reports "
+        f"({result.messages} JetStream messages) in "
         f"{result.seconds:.1f} s = {result.reports_per_second:.0f} reports/s, "
         f"{result.messages_per_second:.0f} messages/s; load average {result.load_average:.1f} "
         f"on {os.cpu_count()} cores"
@@ -234,10 +258,11 @@ def main() -> None:
     parser.add_argument("--reports", type=int, default=3000)
     parser.add_argument("--referrals", default="2", help="referrals per report, cycled: 3,1,2")
     parser.add_argument("--size", type=int, default=1500, help="bytes per message")
+    parser.add_argument("--all-readers", action="store_true", help="add projection, lifecycle")
     args = parser.parse_args()
     cycle = [int(n) for n in args.referrals.split(",")]
     referrals = [cycle[n % len(cycle)] for n in range(args.reports)]
-    result = run_null_pipeline(referrals, args.size)
+    result = run_null_pipeline(referrals, args.size, all_readers=args.all_readers)
     print(describe(result))
     print(asdict(result))
 
