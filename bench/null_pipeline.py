@@ -24,7 +24,7 @@ import multiprocessing
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ import uvloop
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+from procs import CpuMeter
 
 from rujuk_runtime.bus import DUPLICATE_WINDOW_SECONDS
 from rujuk_runtime.embedded import EmbeddedNats
@@ -54,6 +55,7 @@ class NullResult:
     reports_per_second: float
     messages_per_second: float
     load_average: float
+    cpu_ms_per_report: dict[str, float]
 
 
 def body(referrals: int, key: str, size: int) -> bytes:
@@ -133,7 +135,7 @@ HOPS = {
 }
 
 
-async def hop(role: str, nats_url: str, size: int, expected: int, ready: Event, done: Any) -> None:
+async def hop(role: str, nats_url: str, size: int, expected: int, done: Any, ready: Event) -> None:
     connection = await nats.connect(nats_url)
     js = connection.jetstream()
     if role == "router":
@@ -169,8 +171,12 @@ def run_hop(role: str, *args: Any) -> None:
     uvloop.run(hop(role, *args))
 
 
-def run_publisher(*args: Any) -> None:
-    uvloop.run(publisher(*args))
+def run_publisher(
+    go: Event, nats_url: str, referrals: list[int], size: int, done: Any, ready: Event
+) -> None:
+    ready.set()  # imported and started: what the CPU meter should not count
+    go.wait()
+    uvloop.run(publisher(nats_url, referrals, size, done))
 
 
 async def make_streams(nats_url: str) -> None:
@@ -204,27 +210,32 @@ def run_null_pipeline(
     done = context.Queue()
     with tempfile.TemporaryDirectory(prefix="rujuk-null-") as folder:
         server = EmbeddedNats(Path(folder) / "nats").start()
-        hops: list[multiprocessing.process.BaseProcess] = []
+        hops: dict[str, multiprocessing.process.BaseProcess] = {}
+
+        def start(name: str, target: Any, *args: Any) -> None:
+            ready = context.Event()
+            hops[name] = context.Process(target=target, args=(*args, ready))
+            hops[name].start()
+            if not ready.wait(60):
+                raise RuntimeError(f"null pipeline: the {name} did not start")
+
         try:
             asyncio.run(make_streams(server.url))
             for role, count in expected.items():
-                ready = context.Event()
-                process = context.Process(
-                    target=run_hop, args=(role, server.url, size, count, ready, done)
-                )
-                process.start()
-                hops.append(process)
-                if not ready.wait(60):
-                    raise RuntimeError(f"null pipeline: the {role} hop did not start")
-            sender = context.Process(target=run_publisher, args=(server.url, referrals, size, done))
-            sender.start()
-            hops.append(sender)
+                start(role, run_hop, role, server.url, size, count, done)
+            go = context.Event()
+            start("publisher", run_publisher, go, server.url, referrals, size, done)
+            pids = {name: (process.pid, False) for name, process in hops.items()}
+            cpu = CpuMeter({**pids, "nats": (server.process.pid, False)})  # type: ignore[union-attr]
+            cpu.start()
+            go.set()
             results = {}
             while len(results) < len(expected) - 1:  # the publisher and every reader
                 kind, *values = done.get(timeout=timeout)
                 results[kind] = values
+            cpu_ms = cpu.spent_ms(len(referrals))
         finally:
-            for process in hops:
+            for process in hops.values():
                 process.terminate()
                 process.join(10)
             server.stop()
@@ -240,6 +251,7 @@ def run_null_pipeline(
         reports_per_second=len(referrals) / seconds,
         messages_per_second=messages / seconds,
         load_average=os.getloadavg()[0],
+        cpu_ms_per_report=cpu_ms,
     )
 
 
@@ -249,7 +261,9 @@ def describe(result: NullResult) -> str:
         f"({result.messages} JetStream messages) in "
         f"{result.seconds:.1f} s = {result.reports_per_second:.0f} reports/s, "
         f"{result.messages_per_second:.0f} messages/s; load average {result.load_average:.1f} "
-        f"on {os.cpu_count()} cores"
+        f"on {os.cpu_count()} cores; CPU per report "
+        f"{', '.join(f'{name} {ms:.2f}' for name, ms in result.cpu_ms_per_report.items())} ms, "
+        f"sum {sum(result.cpu_ms_per_report.values()):.1f} ms"
     )
 
 
@@ -264,7 +278,6 @@ def main() -> None:
     referrals = [cycle[n % len(cycle)] for n in range(args.reports)]
     result = run_null_pipeline(referrals, args.size, all_readers=args.all_readers)
     print(describe(result))
-    print(asdict(result))
 
 
 if __name__ == "__main__":
