@@ -441,7 +441,11 @@ async def check_outcome(
         # report that caused the rest of it.
         out_of_order += types[0] != REPORTED
     assert out_of_order == 0, f"{out_of_order} cases' histories do not begin with case.reported"
-    assert len(view.rows) == sum(2 + 2 * referrals_of[c] + escalations_of[c] for c in case_ids)
+    # ... and the stack's three bootstrap tokens (operator, coordinator, auditor), once each
+    tokens = [row for row in view.rows if row["event_type"].startswith("id.rujuk.token.")]
+    assert len(tokens) == 3
+    per_case = sum(2 + 2 * referrals_of[c] + escalations_of[c] for c in case_ids)
+    assert len(view.rows) == per_case + len(tokens)
     verdict = await verify_ledger(database_url)
     assert verdict.ok, verdict.failure
     assert verdict.entries == len(view.rows)
