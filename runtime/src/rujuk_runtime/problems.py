@@ -4,12 +4,17 @@ request that fails validation ``{"detail": [{"field", "problem"}]}`` naming each
 
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from rujuk_runtime.logs import get_logger
+
+log = get_logger(__name__)
 
 BODY_NOT_PARSED = "There was an error parsing the body"  # FastAPI's 400 for an unreadable body
 
@@ -44,7 +49,36 @@ def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
     return responses
 
 
+# The database is restarting or away: the request may be sent again as it was (intake's
+# Idempotency-Key makes that safe), so 503 with Retry-After rather than a 500.
+UNAVAILABLE = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # e.g. the server shutting down, starting up
+    asyncpg.InterfaceError,  # the connection closed under the request
+    OSError,  # refused
+)
+RETRY_AFTER_SECONDS = 2
+
+
+def install_unavailable_problem(app: FastAPI) -> None:
+    """A request that failed because the database is away answers 503 with Retry-After."""
+
+    async def unavailable(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("request failed: database unavailable", error=type(exc).__name__)
+        return JSONResponse(
+            {"detail": "layanan sementara tidak tersedia, coba lagi / temporarily unavailable, "
+                       "please retry"},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )  # fmt: skip
+
+    for kind in UNAVAILABLE:
+        app.add_exception_handler(kind, unavailable)
+
+
 def install_validation_problems(app: FastAPI) -> None:
+    install_unavailable_problem(app)
+
     @app.exception_handler(RequestValidationError)
     async def validation_failed(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": field_problems(exc.errors())}, status_code=422)

@@ -27,7 +27,7 @@ from rujuk_runtime.access import TokenVerifier, token_handlers
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.metrics import metrics_endpoint
 from rujuk_runtime.problems import documented as _problems
-from rujuk_runtime.problems import field_problems
+from rujuk_runtime.problems import field_problems, install_unavailable_problem
 from rujuk_runtime.service import ServiceRuntime
 from rujuk_runtime.telemetry import FASTAPI_TELEMETRY, current_traceparent, span_from
 
@@ -181,6 +181,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
     require = verifier.require
+
+    install_unavailable_problem(app)
 
     @app.exception_handler(RequestValidationError)
     async def validation_failed(_: Request, exc: RequestValidationError) -> JSONResponse:
