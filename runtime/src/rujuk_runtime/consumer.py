@@ -104,7 +104,7 @@ class EventConsumer:
                 size=len(messages),
             )
             for message in messages:
-                await _nak(message)
+                await nak_later(message)
             return
         self.after_commit()
         for message, reason in outcome.park:
@@ -119,7 +119,7 @@ class EventConsumer:
             )
             await message.ack()
         for message in outcome.retry:
-            await _nak(message)
+            await nak_later(message)
         for message in outcome.ack:
             await message.ack()
         self.stats.parked += len(outcome.park)
@@ -317,7 +317,9 @@ def _message_id(message: Msg) -> str | None:
         return None
 
 
-async def _nak(message: Msg) -> None:
+async def nak_later(message: Msg) -> None:
+    """Ask JetStream to redeliver after ``RETRY_DELAY_SECONDS``; if the connection dropped,
+    ack_wait brings it back anyway."""
     try:
         await message.nak(delay=RETRY_DELAY_SECONDS)
     except Exception as exc:  # the connection dropped: JetStream redelivers after ack_wait

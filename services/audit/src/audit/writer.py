@@ -25,6 +25,7 @@ from rujuk_runtime.bus import (
     consumer_name,
     park,
 )
+from rujuk_runtime.consumer import nak_later
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.metrics import EVENTS_CONSUMED
 from rujuk_runtime.telemetry import record_span
@@ -34,11 +35,6 @@ log = get_logger(__name__)
 RETRY_DELAY_SECONDS = 1.0
 MAX_RETRY_DELAY_SECONDS = 5.0
 MAX_REASON_CHARS = 500
-
-
-async def _nak(message: Msg) -> None:
-    with contextlib.suppress(Exception):  # if the connection dropped, ack_wait redelivers it
-        await message.nak(delay=RETRY_DELAY_SECONDS)
 
 
 class LedgerWriter:
@@ -247,7 +243,7 @@ class ParkedCounter:
         except Exception as exc:
             log.warning("parked batch failed, will be redelivered", error=type(exc).__name__)
             for message in batch:
-                await _nak(message)
+                await nak_later(message)
             return
         for message in batch:
             await message.ack()
