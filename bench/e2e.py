@@ -415,7 +415,7 @@ def plot(path: Path, journeys: list[Journey], phases: list[dict[str, Any]], titl
         start = min(j.sent for j in members) - origin
         latency.axvline(start, color="grey", linewidth=0.8)
         latency.annotate(
-            figures["phase"],
+            f"{figures['phase']} (load average {figures['load_average']:.1f} at its end)",
             (start, 1),
             xycoords=("data", "axes fraction"),
             xytext=(3, -12),

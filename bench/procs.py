@@ -25,20 +25,31 @@ def cpu_seconds(pid: int, *, tree: bool = False) -> float:
     return total / TICKS
 
 
+def _status_bytes(pid: int) -> dict[str, int]:
+    """The kB-valued fields of /proc/<pid>/status (VmHWM, RssShmem, ...) in bytes."""
+    found = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if value.strip().endswith(" kB"):
+            found[name] = int(value.split()[0]) * 1024
+    return found
+
+
 def peak_memory_bytes(pid: int, *, tree: bool = False) -> int:
-    """Peak resident set (VmHWM) of ``pid``, or the sum over its live tree. Summed over a
-    PostgreSQL postmaster's backends, shared buffers count once per backend that touched
-    them: an upper bound."""
-    total = 0
-    for each in descendants(pid) if tree else [pid]:
+    """Peak resident set (VmHWM) of ``pid``; with ``tree``, summed over its live descendants
+    with shared memory (a PostgreSQL postmaster's shared buffers, which every backend maps)
+    counted once: each one's peak less its shared pages now, plus the largest shared set."""
+    if not tree:
+        return _status_bytes(pid).get("VmHWM", 0)
+    private, shared = 0, 0
+    for each in descendants(pid):
         try:
-            status = Path(f"/proc/{each}/status").read_text()
-        except FileNotFoundError:
+            status = _status_bytes(each)
+        except FileNotFoundError:  # exited meanwhile
             continue
-        for line in status.splitlines():
-            if line.startswith("VmHWM:"):
-                total += int(line.split()[1]) * 1024
-    return total
+        private += status.get("VmHWM", 0) - status.get("RssShmem", 0)
+        shared = max(shared, status.get("RssShmem", 0))
+    return private + shared
 
 
 def descendants(pid: int) -> list[int]:
