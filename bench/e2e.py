@@ -2,7 +2,7 @@
 partner and every event of the case is in the audit ledger; then the null pipeline
 (bench/null_pipeline.py) for the same shape of JetStream traffic, and our ratio of it.
 
-    .venv/bin/python bench/e2e.py [--rates 50] [--seconds 30] [--burst 3000] [--out PATH]
+    .venv/bin/python bench/e2e.py [--rates 20,50] [--seconds 30] [--burst 3000] [--out PATH]
 
 Starts embedded NATS and PostgreSQL and the four services (intake, routing, notify, audit) as
 processes (rujuk.stack.Stack, default settings), and a signature-verifying webhook receiver
@@ -30,6 +30,7 @@ import json
 import multiprocessing
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -333,6 +334,13 @@ def print_phase(figures: dict[str, Any]) -> None:
     )
 
 
+def compact_rows(text: str) -> str:
+    """Indented JSON with each innermost list (a case's row) on one line."""
+    return re.sub(
+        r"\[\n\s*([^\[\]{}]*?)\n\s*\]", lambda m: "[" + re.sub(r",\n\s*", ", ", m[1]) + "]", text
+    )
+
+
 def machine() -> dict[str, Any]:
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = next(
@@ -560,7 +568,7 @@ def main() -> None:
     parser.add_argument(
         "--rates",
         type=lambda s: [float(r) for r in s.split(",")],
-        default=[50.0],
+        default=[20.0, 50.0],
         help="fixed rates, reports/s, comma-separated",
     )
     parser.add_argument("--seconds", type=float, default=30, help="length of each fixed rate")
@@ -619,7 +627,7 @@ def main() -> None:
     measured = [j for j in tracker.journeys.values() if j.complete and j.phase != "warm-up"]
     origin = min(j.sent for j in measured)
     document = {
-        "command": "bench/e2e.py " + " ".join(sys.argv[1:]),
+        "command": " ".join([".venv/bin/python bench/e2e.py", *sys.argv[1:]]),
         "when": stamp,
         "machine": about,
         **stack,
@@ -627,21 +635,22 @@ def main() -> None:
         "null_pipeline_all_readers": asdict(null_all_readers),
         "ratio_to_null_pipeline": ratio,
         "targets": found,
+        "cases_columns": ["accepted_s", "referrals", "first_delivery_ms", "audit_ms"],
         "cases": {
-            "columns": ["phase", "accepted_s", "referrals", "first_delivery_ms", "audit_ms"],
-            "rows": [
+            figures["phase"]: [
                 [
-                    j.phase,
                     round(j.accepted - origin, 3),
                     j.referrals,
                     None if j.first_delivery_ms is None else round(j.first_delivery_ms, 1),
                     round(j.audit_ms, 1),
                 ]
-                for j in measured
-            ],
+                for j in tracker.phase(figures["phase"])
+                if j.complete
+            ]
+            for figures in phases
         },
     }
-    out.write_text(json.dumps(document, indent=1) + "\n")
+    out.write_text(compact_rows(json.dumps(document, indent=1)) + "\n")
     print(f"wrote {out} and {out.with_suffix('.png')}")
 
 
