@@ -17,8 +17,9 @@ in a process of its own to which notify delivers every referral. Phases:
    (the ratio the target is about), and again with every reader the services have.
 Every time is wall-clock epoch (time.time(), PostgreSQL's timestamps) on one machine.
 
-Prints the figures, CPU per report of each process, peak memory (VmHWM) of each, the load
-average; writes JSON and a PNG of latency over time (default bench/results/e2e-<time>.*).
+Prints the figures, the CPU of each process idle (per second) and per report, the peak memory
+(VmHWM) of each, the load average; writes JSON and a PNG of latency over time (default
+bench/results/e2e-<time>.*).
 Targets (issue 9): >= 150 reports/s end to end, >= 0.5 of the null pipeline, p99 < 100 ms
 at 50 reports/s.
 """
@@ -497,6 +498,7 @@ async def measure_stack(args: argparse.Namespace, folder: Path) -> dict[str, Any
                 await fixed_rate(client, url, tracker, "warm-up", 20, args.warmup)
                 if not await tracker.wait_complete("warm-up", 90):
                     raise RuntimeError("warm-up reports did not complete in 90 s")
+                idle = await idle_cpu(pids, args.idle_seconds)
                 measure = Phases(tracker, js, pids, args.timeout)
                 for rate in args.rates:
                     name = f"{rate:g}/s for {args.seconds:g} s"
@@ -526,6 +528,7 @@ async def measure_stack(args: argparse.Namespace, folder: Path) -> dict[str, Any
         }
     return {
         "tracker": tracker,
+        "idle_cpu_ms_per_second": idle,
         "phases": measure.figures,
         "ledger_verified": verdict.ok,
         "ledger_entries_total": verdict.entries,
@@ -533,6 +536,23 @@ async def measure_stack(args: argparse.Namespace, folder: Path) -> dict[str, Any
         "mean_event_bytes": float(event_size),
         "peak_memory_mib": memory,
     }
+
+
+async def idle_cpu(pids: dict[str, tuple[int, bool]], seconds: float) -> dict[str, float]:
+    """CPU each process spends per second with nothing filed: pollers, timers and the bench's
+    own following of the ledger and the receiver, paid whatever the rate."""
+    cpu = CpuMeter(pids)
+    cpu.start()
+    await asyncio.sleep(seconds)
+    spent = cpu.spent_ms(1)
+    per_second = {name: ms / seconds for name, ms in spent.items()}
+    print(
+        f"idle for {seconds:g} s, CPU per second: "
+        f"{', '.join(f'{name} {ms:.1f} ms' for name, ms in per_second.items())}; "
+        f"sum {sum(per_second.values()):.0f} ms; load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+    return per_second
 
 
 @dataclass
@@ -575,6 +595,7 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=3000, help="reports as fast as taken; 0: none")
     parser.add_argument("--concurrency", type=int, default=16, help="clients in the burst")
     parser.add_argument("--warmup", type=int, default=40, help="reports before measuring")
+    parser.add_argument("--idle-seconds", type=float, default=5, help="CPU with nothing filed")
     parser.add_argument("--null-reports", type=int, default=6000)
     parser.add_argument("--timeout", type=float, default=180, help="for a phase to complete")
     parser.add_argument("--out", type=Path, help="JSON path; the PNG goes beside it")
