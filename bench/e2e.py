@@ -317,7 +317,8 @@ def print_phase(figures: dict[str, Any]) -> None:
         f"processed in {figures['seconds_to_last_complete']:.1f} s = "
         f"{figures['throughput_per_second']:.1f} reports/s end to end "
         f"(filed at {figures['filed_per_second']:.1f}/s); "
-        f"load average {figures['load_average']:.2f} on {os.cpu_count()} cores"
+        f"load average {figures['load_average']:.2f} on {os.cpu_count()} cores, "
+        f"{100 * figures['other_processes_cpu_share']:.0f}% of them taken by other processes"
     )
     print(f"  accept (HTTP 202)             {q('accept_ms')}")
     print(f"  accepted -> first delivery    {q('first_delivery_ms')}")
@@ -546,10 +547,12 @@ async def idle_cpu(pids: dict[str, tuple[int, bool]], seconds: float) -> dict[st
     await asyncio.sleep(seconds)
     spent = cpu.spent_ms(1)
     per_second = {name: ms / seconds for name, ms in spent.items()}
+    others = 1000 * cpu.others_seconds() / seconds
     print(
         f"idle for {seconds:g} s, CPU per second: "
         f"{', '.join(f'{name} {ms:.1f} ms' for name, ms in per_second.items())}; "
-        f"sum {sum(per_second.values()):.0f} ms; load average {os.getloadavg()[0]:.2f}",
+        f"sum {sum(per_second.values()):.0f} ms; other processes {others:.0f} ms; "
+        f"load average {os.getloadavg()[0]:.2f}",
         flush=True,
     )
     return per_second
@@ -570,10 +573,14 @@ class Phases:
         cpu = CpuMeter(self.pids)
         before = await stream_messages(self.js)
         cpu.start()
+        started = time.monotonic()
         await filing
         finished = await self.tracker.wait_complete(name, self.timeout)
         journeys = self.tracker.phase(name)
         figures = phase_figures(name, rate, journeys, cpu.spent_ms(len(journeys)))
+        figures["other_processes_cpu_share"] = cpu.others_seconds() / (
+            (time.monotonic() - started) * (os.cpu_count() or 1)
+        )
         figures["timed_out"] = not finished
         messages = (await stream_messages(self.js) - before) / len(journeys)
         figures["jetstream_messages_per_report"] = messages

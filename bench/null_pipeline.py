@@ -56,6 +56,7 @@ class NullResult:
     messages_per_second: float
     load_average: float
     cpu_ms_per_report: dict[str, float]
+    other_processes_cpu_share: float
 
 
 def body(referrals: int, key: str, size: int) -> bytes:
@@ -234,6 +235,7 @@ def run_null_pipeline(
                 kind, *values = done.get(timeout=timeout)
                 results[kind] = values
             cpu_ms = cpu.spent_ms(len(referrals))
+            others = cpu.others_seconds()
         finally:
             for process in hops.values():
                 process.terminate()
@@ -252,6 +254,7 @@ def run_null_pipeline(
         messages_per_second=messages / seconds,
         load_average=os.getloadavg()[0],
         cpu_ms_per_report=cpu_ms,
+        other_processes_cpu_share=others / (seconds * (os.cpu_count() or 1)),
     )
 
 
@@ -263,7 +266,8 @@ def describe(result: NullResult) -> str:
         f"{result.messages_per_second:.0f} messages/s; load average {result.load_average:.1f} "
         f"on {os.cpu_count()} cores; CPU per report "
         f"{', '.join(f'{name} {ms:.2f}' for name, ms in result.cpu_ms_per_report.items())} ms, "
-        f"sum {sum(result.cpu_ms_per_report.values()):.1f} ms"
+        f"sum {sum(result.cpu_ms_per_report.values()):.1f} ms; "
+        f"{100 * result.other_processes_cpu_share:.0f}% of the cores taken by other processes"
     )
 
 

@@ -35,6 +35,13 @@ def _status_bytes(pid: int) -> dict[str, int]:
     return found
 
 
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine has spent busy (every core, every process; /proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / TICKS
+
+
 def peak_memory_bytes(pid: int, *, tree: bool = False) -> int:
     """Peak resident set (VmHWM) of ``pid``; with ``tree``, summed over its live descendants
     with shared memory (a PostgreSQL postmaster's shared buffers, which every backend maps)
@@ -75,9 +82,20 @@ class CpuMeter:
     def __init__(self, pids: dict[str, tuple[int, bool]]) -> None:
         self.pids = pids  # name -> (pid, whole tree)
         self.started: dict[str, float] = {}
+        self.machine_started = 0.0
 
     def start(self) -> None:
         self.started = {name: cpu_seconds(p, tree=t) for name, (p, t) in self.pids.items()}
+        self.machine_started = machine_busy_seconds()
+
+    def others_seconds(self) -> float:
+        """CPU the rest of the machine (processes not metered) spent since ``start()``: what
+        a busy machine took from the processes measured."""
+        ours = sum(
+            cpu_seconds(pid, tree=tree) - self.started[name]
+            for name, (pid, tree) in self.pids.items()
+        )
+        return machine_busy_seconds() - self.machine_started - ours
 
     def spent_ms(self, count: int) -> dict[str, float]:
         """Milliseconds of CPU per unit of work, by process name."""
