@@ -97,3 +97,12 @@ async def test_a_batch_of_good_events_commits_in_one_run(pool: asyncpg.Pool) -> 
     assert (outcome.park, outcome.retry) == ([], [])
     assert await pool.fetchval("SELECT count(*) FROM seen") == 10
     assert reader.stats.processed == 10
+
+
+async def test_the_same_event_twice_in_one_batch_is_handled_once(pool: asyncpg.Pool) -> None:
+    reader = consumer(pool)
+    twice = closing(30, "selesai")
+    outcome = await reader._handle_in_transaction([twice, twice])  # type: ignore[list-item]
+    assert outcome.ack == [twice, twice]
+    assert await pool.fetchval("SELECT count(*) FROM seen") == 1
+    assert (reader.stats.processed, reader.stats.duplicates) == (1, 1)

@@ -162,10 +162,28 @@ class EventConsumer:
         self, work: list[tuple[Msg, _Work]], tally: list[_Count], *, savepoints: bool
     ) -> list[str | None]:
         async with self.pool.acquire() as conn, conn.transaction():
-            return [
-                await self._apply(conn, message, item, tally, savepoint=savepoints)
-                for message, item in work
-            ]
+            if savepoints:  # each event records itself, in its savepoint
+                return [
+                    await self._apply(conn, message, item, tally, savepoint=True)
+                    for message, item in work
+                ]
+            # One statement records the whole batch as processed, instead of one per event.
+            fresh = await conn.fetch(
+                "INSERT INTO processed_events (event_id, event_type) "
+                "SELECT * FROM unnest($1::text[], $2::text[]) "
+                "ON CONFLICT DO NOTHING RETURNING event_id",
+                [item.event.id for _, item in work],
+                [item.event.type for _, item in work],
+            )
+            new_ids = {row["event_id"] for row in fresh}
+            verdicts: list[str | None] = []
+            for message, item in work:
+                new = item.event.id in new_ids
+                new_ids.discard(item.event.id)  # the same event twice in a batch: once
+                verdicts.append(
+                    await self._apply(conn, message, item, tally, savepoint=False, new=new)
+                )
+            return verdicts
 
     def _count(self, tally: list[_Count]) -> None:
         for event_type, outcome, seconds in tally:
@@ -219,10 +237,13 @@ class EventConsumer:
         tally: list[_Count],
         *,
         savepoint: bool,
+        new: bool | None = None,
     ) -> str | None:
         """Act on one event in the batch's transaction. With ``savepoint`` its failure is its
         own (the verdict says retry or park); without, any failure aborts the batch's
-        transaction (``_EventFailed``) so that it is run again with savepoints."""
+        transaction (``_EventFailed``) so that it is run again with savepoints. ``new`` says
+        whether the batch's one INSERT into processed_events took this event (None: take it
+        here)."""
         event, handler, payload = work.event, work.handler, work.payload
         attributes = {
             "rujuk.case_id": event.subject,
@@ -236,12 +257,14 @@ class EventConsumer:
         ):
             try:
                 async with conn.transaction() if savepoint else contextlib.nullcontext():
-                    inserted = await conn.fetchval(
-                        "INSERT INTO processed_events (event_id, event_type) VALUES ($1, $2) "
-                        "ON CONFLICT DO NOTHING RETURNING true",
-                        event.id,
-                        event.type,
-                    )
+                    inserted = new
+                    if inserted is None:  # not recorded with its batch: record it here
+                        inserted = await conn.fetchval(
+                            "INSERT INTO processed_events (event_id, event_type) "
+                            "VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
+                            event.id,
+                            event.type,
+                        )
                     if not inserted:
                         tally.append((event.type, "duplicate", 0.0))
                         return None

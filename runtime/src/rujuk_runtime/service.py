@@ -1,6 +1,7 @@
 """What every rujuk service is made of: a FastStream broker with durable JetStream consumers,
 a pool on its own schema, an outbox relay, health endpoints, and a clean stop on SIGTERM."""
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,6 +29,8 @@ from rujuk_runtime.settings import ServiceSettings
 from rujuk_runtime.telemetry import configure_tracing, instrument_asgi, shutdown_tracing
 
 log = get_logger(__name__)
+
+POOL_CLOSE_SECONDS = 10.0
 
 
 class ServiceRuntime:
@@ -155,7 +158,11 @@ class ServiceRuntime:
 
     async def _after_shutdown(self) -> None:
         if self._pool is not None:
-            await self._pool.close()
+            try:  # close waits for every connection to come back: not for ever
+                await asyncio.wait_for(self._pool.close(), POOL_CLOSE_SECONDS)
+            except TimeoutError:
+                log.warning("database connections still in use at stop; closed anyway")
+                self._pool.terminate()
         log.info("service stopped")
         shutdown_tracing()
 
