@@ -32,6 +32,7 @@ import multiprocessing
 import os
 import platform
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -343,6 +344,19 @@ def compact_rows(text: str) -> str:
     )
 
 
+def source_version() -> dict[str, Any]:
+    """The commit the services ran from, and whether their sources differed from it."""
+    root = Path(__file__).parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    changed = git("status", "--porcelain", "--", "contracts", "runtime", "services", "src")
+    return {"commit": git("rev-parse", "HEAD"), "uncommitted_changes": bool(changed)}
+
+
 def machine() -> dict[str, Any]:
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = next(
@@ -610,6 +624,7 @@ def main() -> None:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out: Path = args.out or RESULTS / f"e2e-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    source = source_version()  # before the services start from it
     with tempfile.TemporaryDirectory(prefix="rujuk-e2e-") as folder:
         Path(folder).chmod(0o755)  # PostgreSQL may run as its own user (never as root)
         stack = uvloop.run(measure_stack(args, Path(folder) / "stack"))
@@ -658,6 +673,7 @@ def main() -> None:
         "command": " ".join([".venv/bin/python bench/e2e.py", *sys.argv[1:]]),
         "when": stamp,
         "machine": about,
+        "source": source,
         **stack,
         "null_pipeline": asdict(null),
         "null_pipeline_all_readers": asdict(null_all_readers),
