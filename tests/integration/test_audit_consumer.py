@@ -77,3 +77,38 @@ async def test_every_event_on_the_bus_is_recorded_once_in_stream_order(
     assert parked.data == b"not json at all"
     assert parked.headers is not None
     assert "not JSON" in parked.headers[DLQ_REASON_HEADER]
+
+
+async def test_a_delivery_lost_on_the_way_is_read_from_the_stream_in_its_place(
+    database_url: str, clean_bus: str
+) -> None:
+    """A message JetStream delivered but audit never received (as when NATS restarts) comes back
+    only after ack_wait (30 s), behind newer ones. Audit sees the hole in the stream sequence
+    and reads the missing messages from the stream: the ledger keeps stream order at once."""
+    events = case_story()
+    connection = await nats.connect(clean_bus)
+    js = connection.jetstream()
+    await ensure_streams(js)
+    for event in events:
+        await js.publish(subject_of(event), event.to_bytes(), headers=event_headers(event.id, None))
+    runtime = create_runtime(AuditSettings(nats_url=clean_bus, database_url=database_url))
+    consumer = next(c for c in runtime.pull_consumers if c.durable == DURABLE)
+    # The first two are delivered to nobody who will ever ack them.
+    lost = await js.pull_subscribe(
+        subjects.EVENTS_WILDCARD, durable=DURABLE, stream=subjects.EVENTS_STREAM,
+        config=consumer.config(),
+    )  # fmt: skip
+    assert len(await lost.fetch(2, timeout=5)) == 2
+    try:
+        async with runtime.running():
+
+            async def all_recorded() -> bool:
+                return bool(await runtime.pool.fetchval("SELECT count(*) FROM ledger") >= 5)
+
+            await eventually(all_recorded, seconds=10)  # well before the 30 s ack_wait
+            order = await runtime.pool.fetch("SELECT event_id FROM ledger ORDER BY seq")
+            position = await runtime.pool.fetchval("SELECT last_seq FROM stream_position")
+    finally:
+        await connection.close()
+    assert [row["event_id"] for row in order] == [event.id for event in events]
+    assert position == len(events)

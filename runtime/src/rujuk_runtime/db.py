@@ -28,18 +28,9 @@ async def create_pool(database_url: str, schema: str, *, max_size: int = 10) -> 
         min_size=1,
         max_size=max_size,
         server_settings={"search_path": schema, "application_name": f"rujuk-{schema}"},
-        reset=_rollback_only,
     )
     assert pool is not None
     return pool
-
-
-async def _rollback_only(_: asyncpg.Connection) -> None:
-    """Released connections skip asyncpg's default reset (``SELECT pg_advisory_unlock_all();
-    CLOSE ALL; UNLISTEN *; RESET ALL``), one more round trip per acquire on the hot path.
-    asyncpg still rolls back an open transaction; the services keep no session state: SET
-    only as SET LOCAL, advisory locks only on their own connection (migrations), and a LISTEN
-    only on a connection held until it closes (notify's wake-up)."""
 
 
 def _migration_packages(schema: str) -> list[str]:

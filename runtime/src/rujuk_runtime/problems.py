@@ -55,6 +55,7 @@ UNAVAILABLE = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,  # e.g. the server shutting down, starting up
     asyncpg.InterfaceError,  # the connection closed under the request
+    asyncpg.exceptions.InternalClientError,  # a connection left mid-operation by a restart
     OSError,  # refused
 )
 RETRY_AFTER_SECONDS = 2

@@ -274,8 +274,10 @@ async def append_batch(
     *,
     recorded_at: datetime | None = None,
     texts: Sequence[str | UnrepresentableEvent] | None = None,
+    position: tuple[str, int] | None = None,
 ) -> BatchAppend:
     """Chain ``events`` onto the ledger in order: one lock, one head read, one INSERT.
+    ``position`` (stream, last sequence read) is recorded in the same transaction.
 
     An event whose id is already recorded (or repeats within the batch) takes no seq; one
     with no canonical form is refused with the reason and the rest go on. ``texts``, if
@@ -319,7 +321,25 @@ async def append_batch(
                 "$6::timestamptz[], $7::timestamptz[], $8::json[], $9::bytea[], $10::bytea[])",
                 *columns,
             )
+        if position is not None:
+            await conn.execute(
+                "INSERT INTO stream_position (stream, last_seq) VALUES ($1, $2) "
+                "ON CONFLICT (stream) DO UPDATE "
+                "SET last_seq = greatest(stream_position.last_seq, EXCLUDED.last_seq)",
+                *position,
+            )
     return result
+
+
+async def stream_position(conn: Connection, stream: str) -> int | None:
+    """The last sequence of ``stream`` whose message the ledger has taken: 0 for a new ledger,
+    None for a ledger written before positions were recorded."""
+    value: int | None = await conn.fetchval(
+        "SELECT last_seq FROM stream_position WHERE stream = $1", stream
+    )
+    if value is None and not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM ledger)"):
+        return 0  # a new ledger reads the stream from its start
+    return value
 
 
 def canonical_texts(events: Sequence[CloudEvent]) -> list[str | UnrepresentableEvent]:

@@ -6,11 +6,13 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from audit import store
 from audit.chain import UnrepresentableEvent
@@ -70,8 +72,10 @@ class LedgerWriter:
         self.spans = _exporting_spans()
         self._in_flight: asyncio.Task[None] | None = None
         self.closing = False  # set on stop: a batch the database refuses is left to redelivery
+        self._position: int | None = None  # last RUJUK_EVENTS sequence read
 
     async def process(self, batch: list[Msg]) -> None:
+        batch, position = await self._in_stream_order(batch)
         events: list[CloudEvent] = []
         valid: list[Msg] = []
         to_park: list[tuple[Msg, str]] = []
@@ -85,8 +89,58 @@ class LedgerWriter:
         texts = store.canonical_texts(events)
         await self.drain()
         self._in_flight = asyncio.create_task(
-            self._commit(batch, events, texts, valid, to_park), name="audit-ledger-commit"
+            self._commit(batch, events, texts, valid, to_park, position),
+            name="audit-ledger-commit",
         )
+
+    async def _in_stream_order(self, batch: list[Msg]) -> tuple[list[Msg], int | None]:
+        """The batch in stream order, with every message between the last one read and this
+        batch's last read from the stream itself where its delivery is missing: JetStream
+        redelivers a message lost on the way (e.g. while NATS restarts) only after ack_wait,
+        behind newer ones. Returns the position to record with the batch."""
+        numbered: list[tuple[int, Msg]] = []
+        for message in batch:
+            seq = _stream_seq(message)
+            if seq is None:  # not JetStream messages (e.g. a test's): as they come
+                return batch, None
+            numbered.append((seq, message))
+        numbered.sort(key=lambda pair: pair[0])
+        if self._position is None:
+            self._position = await self._recorded_position()
+        last = max(seq for seq, _ in numbered)
+        if self._position is None:  # nothing recorded yet: from this batch on
+            self._position = last
+            return [m for _, m in numbered], last
+        present = {seq for seq, _ in numbered}
+        missing = [seq for seq in range(self._position + 1, last) if seq not in present]
+        if len(missing) > MAX_GAP:
+            log.warning("stream gap too wide to fill", missing=len(missing), after=self._position)
+            missing = []
+        for seq in missing:
+            fetched = await self._from_stream(seq)
+            if fetched is not None:
+                numbered.append((seq, fetched))  # type: ignore[arg-type]
+        if missing:
+            log.info("read from the stream what was not delivered", count=len(missing))
+            numbered.sort(key=lambda pair: pair[0])
+        self._position = max(self._position, last)
+        return [m for _, m in numbered], self._position
+
+    async def _recorded_position(self) -> int | None:
+        while True:  # the database may be away right now: wait for it, as appends do
+            try:
+                async with self._pool().acquire() as conn:
+                    return await store.stream_position(conn, subjects.EVENTS_STREAM)
+            except Exception as exc:
+                log.warning("cannot read the stream position yet", error=type(exc).__name__)
+                await asyncio.sleep(RETRY_DELAY_SECONDS)
+
+    async def _from_stream(self, seq: int) -> "_FromStream | None":
+        try:
+            raw = await self._js().get_msg(subjects.EVENTS_STREAM, seq)
+        except NotFoundError:  # removed from the stream (limits): nothing to keep in order
+            return None
+        return _FromStream(raw.subject or "", raw.data or b"", raw.headers, seq)
 
     async def close(self) -> None:
         """On stop: finish the batch in flight, without waiting for a database that is away."""
@@ -107,9 +161,10 @@ class LedgerWriter:
         texts: list[str | UnrepresentableEvent],
         valid: list[Msg],
         to_park: list[tuple[Msg, str]],
+        position: int | None,
     ) -> None:
         try:
-            await self._append(batch, events, texts, valid, to_park)
+            await self._append(batch, events, texts, valid, to_park, position)
         except Exception:  # unacked messages come back after ack_wait
             log.exception("ledger batch: parking or acking failed", size=len(batch))
 
@@ -118,6 +173,7 @@ class LedgerWriter:
         batch: list[Msg],
         events: list[CloudEvent],
         texts: list[str | UnrepresentableEvent],
+        position: int | None,
     ) -> store.BatchAppend | None:
         """Retry the batch in place while the database is away. A nak would let newer
         messages be fetched and chained first, breaking stream order; instead the batch is
@@ -126,7 +182,12 @@ class LedgerWriter:
         while True:
             try:
                 async with self._pool().acquire() as conn:
-                    return await store.append_batch(conn, events, texts=texts)
+                    return await store.append_batch(
+                        conn,
+                        events,
+                        texts=texts,
+                        position=None if position is None else (subjects.EVENTS_STREAM, position),
+                    )
             except Exception as exc:  # nothing committed
                 attempt += 1
                 log.warning("ledger batch failed, retrying in place", error=type(exc).__name__,
@@ -145,9 +206,10 @@ class LedgerWriter:
         texts: list[str | UnrepresentableEvent],
         valid: list[Msg],
         to_park: list[tuple[Msg, str]],
+        position: int | None,
     ) -> None:
         started = time.time_ns()
-        result = await self._append_until_committed(batch, events, texts)
+        result = await self._append_until_committed(batch, events, texts, position)
         if result is None:  # stopping with the database away: JetStream redelivers, in order
             return
         if result.entries:
@@ -202,6 +264,33 @@ def _exporting_spans() -> bool:
         os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
         or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
     )
+
+
+MAX_GAP = 10_000  # more missing than this is not a lost delivery (e.g. a recreated consumer)
+
+
+@dataclass
+class _FromStream:
+    """A message read from the stream by its sequence because its delivery never came: there
+    is nothing to acknowledge; its late redelivery finds the event in the ledger."""
+
+    subject: str
+    data: bytes
+    headers: dict[str, str] | None
+    seq: int
+
+    async def ack(self) -> None:
+        return None
+
+    async def in_progress(self) -> None:
+        return None
+
+
+def _stream_seq(message: Msg) -> int | None:
+    try:
+        return int(message.metadata.sequence.stream)
+    except Exception:  # not from JetStream
+        return None
 
 
 def _message_id(message: Msg) -> str | None:
