@@ -337,6 +337,18 @@ def print_phase(figures: dict[str, Any]) -> None:
     )
 
 
+def rounded(value: Any) -> Any:
+    """Figures to 3 decimals: measurement noise is far larger, and 16-digit float tails read
+    like identifiers."""
+    if isinstance(value, float):
+        return round(value, 3)
+    if isinstance(value, dict):
+        return {key: rounded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [rounded(item) for item in value]
+    return value
+
+
 def compact_rows(text: str) -> str:
     """Indented JSON with each innermost list (a case's row) on one line."""
     return re.sub(
@@ -694,7 +706,7 @@ def main() -> None:
             for figures in phases
         },
     }
-    out.write_text(compact_rows(json.dumps(document, indent=1)) + "\n")
+    out.write_text(compact_rows(json.dumps(rounded(document), indent=1)) + "\n")
     print(f"wrote {out} and {out.with_suffix('.png')}")
 
 
