@@ -9,6 +9,8 @@ other worker takes it while it is in flight and a crashed worker's claim comes b
 from dataclasses import dataclass
 from datetime import timedelta
 
+import asyncpg
+
 from rujuk_runtime.db import Connection
 
 WAKE_CHANNEL = "notify_sends"  # NOTIFY on commit of new sends wakes the workers
@@ -149,17 +151,7 @@ async def claim_lane(
             r["id"],
             channel,
             r["attempts"],
-            Delivery(
-                referral_id=r["referral_id"],
-                case_id=r["case_id"],
-                agency_id=r["agency_id"],
-                event_id=r["event_id"],
-                event_type=r["event_type"],
-                body=bytes(r["body"]),
-                traceparent=r["traceparent"],
-                channels_done=list(r["channels_done"]),
-                attempts=r["delivery_attempts"],
-            ),
+            _delivery(r, attempts=r["delivery_attempts"]),
         )
         for r in rows
     ]
@@ -268,18 +260,20 @@ async def delivery_of(conn: Connection, referral_id: str) -> Delivery | None:
         "channels_done, attempts FROM deliveries WHERE referral_id = $1",
         referral_id,
     )
-    if d is None:
-        return None
+    return None if d is None else _delivery(d, attempts=d["attempts"])
+
+
+def _delivery(row: asyncpg.Record, *, attempts: int) -> Delivery:
     return Delivery(
-        referral_id=d["referral_id"],
-        case_id=d["case_id"],
-        agency_id=d["agency_id"],
-        event_id=d["event_id"],
-        event_type=d["event_type"],
-        body=bytes(d["body"]),
-        traceparent=d["traceparent"],
-        channels_done=list(d["channels_done"]),
-        attempts=d["attempts"],
+        referral_id=row["referral_id"],
+        case_id=row["case_id"],
+        agency_id=row["agency_id"],
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        body=bytes(row["body"]),
+        traceparent=row["traceparent"],
+        channels_done=list(row["channels_done"]),
+        attempts=attempts,
     )
 
 
