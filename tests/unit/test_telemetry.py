@@ -1,0 +1,47 @@
+"""Tracing without an OTLP endpoint: no span is recorded, yet the trace goes on."""
+
+import subprocess
+import sys
+import textwrap
+
+INCOMING = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def run_isolated(code: str, env: dict[str, str]) -> str:
+    """configure_tracing installs a process-wide provider once: each case in its own process."""
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=60,
+    )
+    return result.stdout.strip()
+
+
+CASE = f"""
+    from rujuk_runtime import telemetry
+    telemetry.configure_tracing("uji")
+    with telemetry.span_from("uji handle", "{INCOMING}") as span:
+        print(span.is_recording(), telemetry.current_traceparent(),
+              telemetry.current_ids()["trace_id"])
+"""
+
+
+def test_without_an_endpoint_spans_are_not_recorded_but_the_trace_is_carried_on() -> None:
+    recording, traceparent, trace_id = run_isolated(CASE, {"PATH": ""}).split()
+
+    assert recording == "False"
+    assert trace_id == INCOMING.split("-")[1]
+    version, carried_trace, span_id, _ = traceparent.split("-")
+    assert (version, carried_trace) == ("00", trace_id)
+    assert span_id != INCOMING.split("-")[2]  # a span of its own, child of the incoming one
+
+
+def test_with_an_endpoint_every_span_is_recorded() -> None:
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_BSP_SCHEDULE_DELAY": "60000"}
+    recording, traceparent, _ = run_isolated(CASE, env).split()
+
+    assert recording == "True"
+    assert traceparent.endswith("-01")
