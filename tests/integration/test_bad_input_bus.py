@@ -106,7 +106,7 @@ class Swept:
         return (
             runtime.skip_unhandled
             and event_type in EVENT_MODELS
-            and event_type not in runtime.handlers
+            and not runtime.handles(event_type)
         )
 
 

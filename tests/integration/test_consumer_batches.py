@@ -106,3 +106,58 @@ async def test_the_same_event_twice_in_one_batch_is_handled_once(pool: asyncpg.P
     assert outcome.ack == [twice, twice]
     assert await pool.fetchval("SELECT count(*) FROM seen") == 1
     assert (reader.stats.processed, reader.stats.duplicates) == (1, 1)
+
+
+def batch_consumer(pool: asyncpg.Pool, calls: list[list[str]]) -> EventConsumer:
+    """Closings handled by a batch handler that records the case ids of each call."""
+
+    async def remember_all(conn: Connection, events: list[tuple[CloudEvent, EventPayload]]) -> None:
+        calls.append([event.subject or "" for event, _ in events])
+        for event, payload in events:
+            await remember(conn, event, payload)
+
+    return EventConsumer(
+        service="uji",
+        pool=pool,
+        js=lambda: None,  # type: ignore[arg-type, return-value]  # nothing is published here
+        handlers={},
+        batch_handlers={CaseClosed.event_type(): remember_all},
+    )
+
+
+async def test_a_batch_handler_takes_the_new_events_of_a_batch_in_one_call_in_order(
+    pool: asyncpg.Pool,
+) -> None:
+    calls: list[list[str]] = []
+    reader = batch_consumer(pool, calls)
+    seen_before = closing(40, "selesai")
+    await reader._handle_in_transaction([seen_before])  # type: ignore[list-item]
+    calls.clear()
+
+    messages = [closing(n, "selesai") for n in (41, 42)] + [seen_before, closing(43, "selesai")]
+    outcome = await reader._handle_in_transaction(messages)  # type: ignore[arg-type]
+
+    assert outcome.ack == messages
+    # The duplicate is skipped; it splits the run but the order is kept.
+    assert calls == [["3514-ZZZZZZ0041", "3514-ZZZZZZ0042"], ["3514-ZZZZZZ0043"]]
+    assert await pool.fetchval("SELECT count(*) FROM seen") == 4
+    assert (reader.stats.processed, reader.stats.duplicates) == (4, 1)
+
+
+async def test_when_a_batch_handler_fails_each_event_is_judged_on_its_own(
+    pool: asyncpg.Pool,
+) -> None:
+    calls: list[list[str]] = []
+    reader = batch_consumer(pool, calls)
+    messages = [closing(50, "selesai"), closing(51, "tolak"), closing(52, "rusak")]
+    outcome = await reader._handle_in_transaction(messages)  # type: ignore[arg-type]
+
+    assert outcome.ack == messages[:1]
+    assert [m for m, _ in outcome.park] == messages[1:2]
+    assert outcome.retry == messages[2:]
+    # One call for the whole run (rolled back), then one per event.
+    assert len(calls[0]) == 3
+    assert calls[1:] == [["3514-ZZZZZZ0050"], ["3514-ZZZZZZ0051"], ["3514-ZZZZZZ0052"]]
+    seen = [row["case_id"] for row in await pool.fetch("SELECT case_id FROM seen")]
+    assert seen == ["3514-ZZZZZZ0050"]
+    assert reader.stats.processed == 1

@@ -29,11 +29,14 @@ from rujuk_runtime.bus import consumer_name, park
 from rujuk_runtime.db import Connection
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.metrics import DEAD_LETTERED, EVENTS_CONSUMED, HANDLER_SECONDS
-from rujuk_runtime.telemetry import span_from
+from rujuk_runtime.telemetry import record_span, span_from
 
 log = get_logger(__name__)
 
 Handler = Callable[[Connection, CloudEvent, EventPayload], Awaitable[None]]
+# Acts on a run of consecutive events of a batch at once, in their order (set-based SQL instead
+# of statements per event); called with one event when the batch is judged event by event.
+BatchHandler = Callable[[Connection, list[tuple[CloudEvent, EventPayload]]], Awaitable[None]]
 # For a service that takes every valid CloudEvent, whatever its type or version (audit).
 EnvelopeHandler = Callable[[Connection, CloudEvent], Awaitable[None]]
 RETRY_DELAY_SECONDS = 1.0
@@ -71,11 +74,13 @@ class _EventFailed(Exception):
 
 @dataclass(frozen=True)
 class _Work:
-    """A valid event this consumer acts on: its handler and payload, or the fallback's."""
+    """A valid event this consumer acts on: its handler (or batch handler) and payload, or
+    the fallback's."""
 
     event: CloudEvent
     handler: Handler | None
     payload: EventPayload | None
+    batch_handler: BatchHandler | None = None
 
 
 @dataclass
@@ -86,6 +91,7 @@ class EventConsumer:
     pool: asyncpg.Pool
     js: Callable[[], JetStreamContext]
     handlers: dict[str, Handler]
+    batch_handlers: dict[str, BatchHandler] = field(default_factory=dict)
     after_commit: Callable[[], None] = lambda: None
     fallback: EnvelopeHandler | None = None
     skip_unhandled: bool = False  # known types without a handler: acked, nothing done
@@ -177,13 +183,48 @@ class EventConsumer:
             )
             new_ids = {row["event_id"] for row in fresh}
             verdicts: list[str | None] = []
+            run: list[_Work] = []  # consecutive new events for one batch handler
             for message, item in work:
                 new = item.event.id in new_ids
                 new_ids.discard(item.event.id)  # the same event twice in a batch: once
+                if run and (not new or item.batch_handler is not run[0].batch_handler):
+                    await self._apply_run(conn, run, tally)
+                    run = []
+                if new and item.batch_handler is not None:
+                    run.append(item)
+                    verdicts.append(None)  # a failure aborts the whole batch (_EventFailed)
+                    continue
                 verdicts.append(
                     await self._apply(conn, message, item, tally, savepoint=False, new=new)
                 )
+            if run:
+                await self._apply_run(conn, run, tally)
             return verdicts
+
+    async def _apply_run(self, conn: Connection, run: list[_Work], tally: list[_Count]) -> None:
+        """A run of new events for one batch handler, in the batch's transaction without
+        savepoints: any failure aborts it so that the batch is judged event by event."""
+        handler = run[0].batch_handler
+        assert handler is not None
+        started = time.perf_counter()
+        try:
+            await handler(conn, [(item.event, item.payload) for item in run if item.payload])
+        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
+            raise
+        except Exception as exc:
+            raise _EventFailed from exc
+        share = (time.perf_counter() - started) / len(run)
+        for item in run:
+            event = item.event
+            record_span(
+                f"{self.service} handle {event.type}",
+                event.traceparent,
+                {"rujuk.case_id": event.subject or "", "rujuk.event_id": event.id,
+                 "rujuk.event_type": event.type, "rujuk.batch_size": len(run)},
+                time.time_ns() - int(share * 1e9),
+                time.time_ns(),
+            )  # fmt: skip
+            tally.append((event.type, "processed", share))
 
     def _count(self, tally: list[_Count]) -> None:
         for event_type, outcome, seconds in tally:
@@ -210,8 +251,10 @@ class EventConsumer:
         try:
             event = parse_envelope(message.data)
             handler = self.handlers.get(event.type)
-            skip = handler is None and self.skip_unhandled and event.type in EVENT_MODELS
-            if handler is not None or skip:
+            batch_handler = self.batch_handlers.get(event.type)
+            handled = handler is not None or batch_handler is not None
+            skip = not handled and self.skip_unhandled and event.type in EVENT_MODELS
+            if handled or skip:
                 # Its own subject only: each durable consumer, and so stream order, is per subject.
                 expected = _subject_of(event.type)
                 if message.subject != expected:
@@ -219,8 +262,8 @@ class EventConsumer:
             if skip:
                 EVENTS_CONSUMED.labels(self.service, event.type, "skipped").inc()
                 return None
-            if handler is not None:
-                return _Work(event, handler, parse_event(message.data)[1])
+            if handled:
+                return _Work(event, handler, parse_event(message.data)[1], batch_handler)
             if self.fallback is not None:
                 return _Work(event, None, None)
             return f"{self.service} does not handle event type {event.type!r}" + _other_versions(
@@ -268,7 +311,9 @@ class EventConsumer:
                     if not inserted:
                         tally.append((event.type, "duplicate", 0.0))
                         return None
-                    if handler is not None and payload is not None:
+                    if work.batch_handler is not None and payload is not None:
+                        await work.batch_handler(conn, [(event, payload)])
+                    elif handler is not None and payload is not None:
                         await handler(conn, event, payload)
                     elif self.fallback is not None:
                         await self.fallback(conn, event)

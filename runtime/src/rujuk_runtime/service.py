@@ -19,7 +19,7 @@ from nats.js import JetStreamContext
 from rujuk_contracts import subjects
 from rujuk_contracts.events import EventPayload
 from rujuk_runtime.bus import ensure_streams, jetstream, make_broker
-from rujuk_runtime.consumer import EnvelopeHandler, EventConsumer, Handler
+from rujuk_runtime.consumer import BatchHandler, EnvelopeHandler, EventConsumer, Handler
 from rujuk_runtime.db import create_pool
 from rujuk_runtime.logs import configure_logging, get_logger
 from rujuk_runtime.metrics import render
@@ -41,6 +41,7 @@ class ServiceRuntime:
         self.settings = settings
         self.broker = make_broker(settings.nats_servers(), name)
         self.handlers: dict[str, Handler] = {}
+        self.batch_handlers: dict[str, BatchHandler] = {}
         self._pool: asyncpg.Pool | None = None
         self._relay: OutboxRelay | None = None
         self._consumer: EventConsumer | None = None
@@ -74,6 +75,10 @@ class ServiceRuntime:
     def pull_consumers(self) -> tuple[PullConsumer, ...]:
         """The durable consumers this service declared: each subject it reads, and how."""
         return tuple(self._pull_consumers)
+
+    def handles(self, event_type: str) -> bool:
+        """Whether a handler of this service acts on ``event_type``."""
+        return event_type in self.handlers or event_type in self.batch_handlers
 
     def js(self) -> JetStreamContext:
         return jetstream(self.broker)
@@ -130,6 +135,7 @@ class ServiceRuntime:
             pool=self._pool,
             js=self.js,
             handlers=self.handlers,
+            batch_handlers=self.batch_handlers,
             after_commit=self.wake_relay,
             fallback=self.fallback,
             skip_unhandled=self.skip_unhandled,

@@ -150,7 +150,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     verifier = TokenVerifier(
         lambda: runtime.pool, ttl=settings.token_cache_seconds, lookup=auth.principal_of
     )
-    runtime.handlers.update(projection_handlers())
+    runtime.batch_handlers.update(projection_handlers())
     runtime.skip_unhandled = True  # e.g. its own case.reported: nothing to project
     # Intake checks its own table; token events only tell it to forget remembered tokens.
     runtime.handlers.update(token_handlers(verifier, project=False))

@@ -1,5 +1,7 @@
 """What intake shows an operator about a case after it left the door: routed, delivered, ..."""
 
+from dataclasses import dataclass, field, replace
+
 from intake import store
 from rujuk_contracts.envelope import CloudEvent
 from rujuk_contracts.events import (
@@ -15,7 +17,7 @@ from rujuk_contracts.events import (
     ReferralEscalated,
     ReferralRequested,
 )
-from rujuk_runtime.consumer import Handler
+from rujuk_runtime.consumer import BatchHandler
 from rujuk_runtime.db import Connection
 
 REFERRAL_STATES: dict[type[EventPayload], str] = {
@@ -42,36 +44,63 @@ MOVES_FROM: dict[type[EventPayload], tuple[str, ...] | None] = {
 }
 
 
-async def project(conn: Connection, event: CloudEvent, payload: EventPayload) -> None:
-    if isinstance(payload, CaseRouted):
-        await store.set_case_status(conn, payload.case_id, "routed")
-        for referral in payload.referrals:
-            await store.upsert_referral(
-                conn,
-                referral_id=referral.referral_id,
-                case_id=payload.case_id,
-                agency_id=referral.agency_id,
-                service=referral.service,
-                priority=referral.priority,
-                state="requested",
-            )
-    elif isinstance(payload, ReferralRequested):  # also referrals made by an escalation
-        await store.insert_referral_if_new(
-            conn,
-            referral_id=payload.referral_id,
-            case_id=payload.case_id,
-            agency_id=payload.agency_id,
-            service=payload.service,
-            priority=payload.priority,
-        )
-    elif isinstance(payload, CaseClosed):
-        await store.set_case_status(conn, payload.case_id, "closed")
-    elif (state := REFERRAL_STATES.get(type(payload))) is not None:
-        referral_id = getattr(payload, "referral_id", None)
-        if isinstance(referral_id, str):
-            await store.set_referral_state(
-                conn, referral_id, state, moves_from=MOVES_FROM[type(payload)]
-            )
+@dataclass
+class Changes:
+    """What a run of events changes: each touched referral's row as it ends, and each case's
+    final status. ``fold`` computes it from the rows as they were; nothing here does I/O."""
+
+    referrals: dict[str, store.ProjectedReferral] = field(default_factory=dict)
+    case_status: dict[str, str] = field(default_factory=dict)
+
+
+def referrals_read(payloads: list[EventPayload]) -> list[str]:
+    """The referrals whose current row the fold needs."""
+    ids: list[str] = []
+    for payload in payloads:
+        if isinstance(payload, CaseRouted):
+            ids.extend(referral.referral_id for referral in payload.referrals)
+        elif isinstance(referral_id := getattr(payload, "referral_id", None), str):
+            ids.append(referral_id)
+    return ids
+
+
+def fold(payloads: list[EventPayload], current: dict[str, store.ProjectedReferral]) -> Changes:
+    """Apply events in their order to the rows ``current`` holds (referral id -> row)."""
+    rows = dict(current)
+    changes = Changes()
+
+    def put(row: store.ProjectedReferral) -> None:
+        rows[row.referral_id] = changes.referrals[row.referral_id] = row
+
+    for payload in payloads:
+        if isinstance(payload, CaseRouted):
+            changes.case_status[payload.case_id] = "routed"
+            for made in payload.referrals:
+                put(store.ProjectedReferral(made.referral_id, payload.case_id, made.agency_id,
+                                            made.service, made.priority, "requested"))  # fmt: skip
+        elif isinstance(payload, ReferralRequested):  # also referrals made by an escalation
+            if payload.referral_id not in rows:
+                put(store.ProjectedReferral(payload.referral_id, payload.case_id,
+                                            payload.agency_id, payload.service,
+                                            payload.priority, "requested"))  # fmt: skip
+        elif isinstance(payload, CaseClosed):
+            changes.case_status[payload.case_id] = "closed"
+        elif (state := REFERRAL_STATES.get(type(payload))) is not None:
+            row = rows.get(getattr(payload, "referral_id", None) or "")
+            allowed = MOVES_FROM[type(payload)]
+            if row is not None and (allowed is None or row.state in allowed):
+                put(replace(row, state=state))
+    return changes
+
+
+async def project(conn: Connection, events: list[tuple[CloudEvent, EventPayload]]) -> None:
+    """Project a run of events with three statements, however many there are: read the rows
+    they touch (locked, so replicas projecting at once take turns), fold, write the result."""
+    payloads = [payload for _, payload in events]
+    current = await store.referrals_for_update(conn, referrals_read(payloads))
+    changes = fold(payloads, current)
+    await store.put_referrals(conn, list(changes.referrals.values()))
+    await store.set_case_statuses(conn, changes.case_status)
 
 
 PROJECTED: tuple[type[EventPayload], ...] = (
@@ -82,7 +111,7 @@ PROJECTED: tuple[type[EventPayload], ...] = (
 )
 
 
-def projection_handlers() -> dict[str, Handler]:
+def projection_handlers() -> dict[str, BatchHandler]:
     """The types that change what an operator sees. Intake reads the whole stream in order
     with one consumer, so a referral's `delivered` can never overtake the `routed` that
     created it; the other known types are skipped (``ServiceRuntime.skip_unhandled``)."""

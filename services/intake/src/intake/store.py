@@ -1,8 +1,7 @@
 """Intake's PostgreSQL adapter: cases, the vault and the referral projection."""
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -103,67 +102,54 @@ async def case_status(conn: Connection, case_id: str) -> dict[str, Any] | None:
     }
 
 
-async def set_case_status(conn: Connection, case_id: str, status: str) -> None:
-    await conn.execute(
-        "UPDATE cases SET status = $2, updated_at = now() WHERE case_id = $1", case_id, status
+@dataclass(frozen=True)
+class ProjectedReferral:
+    """A referral as intake shows it to the operator."""
+
+    referral_id: str
+    case_id: str
+    agency_id: str
+    service: str
+    priority: str
+    state: str
+
+
+async def referrals_for_update(
+    conn: Connection, referral_ids: list[str]
+) -> dict[str, ProjectedReferral]:
+    """The projected referrals among ``referral_ids``, locked in one order (no deadlock)."""
+    if not referral_ids:
+        return {}
+    rows = await conn.fetch(
+        "SELECT referral_id, case_id, agency_id, service, priority, state FROM case_referrals "
+        "WHERE referral_id = ANY($1::text[]) ORDER BY referral_id FOR UPDATE",
+        referral_ids,
     )
+    return {row["referral_id"]: ProjectedReferral(*row.values()) for row in rows}
 
 
-async def upsert_referral(
-    conn: Connection,
-    *,
-    referral_id: str,
-    case_id: str,
-    agency_id: str,
-    service: str,
-    priority: str,
-    state: str,
-) -> None:
+async def put_referrals(conn: Connection, referrals: list[ProjectedReferral]) -> None:
+    """Insert or overwrite each referral's row, in one statement."""
+    if not referrals:
+        return
     await conn.execute(
         "INSERT INTO case_referrals (referral_id, case_id, agency_id, service, priority, state) "
-        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (referral_id) DO UPDATE "
+        "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
+        "$6::text[]) ON CONFLICT (referral_id) DO UPDATE "
         "SET state = EXCLUDED.state, updated_at = now()",
-        referral_id,
-        case_id,
-        agency_id,
-        service,
-        priority,
-        state,
+        *(list(column) for column in zip(*(astuple(r) for r in referrals), strict=True)),
     )
 
 
-async def set_referral_state(
-    conn: Connection, referral_id: str, state: str, *, moves_from: Sequence[str] | None = None
-) -> None:
-    """Set the state; with ``moves_from``, only a referral in one of those states."""
-    await conn.execute(
-        "UPDATE case_referrals SET state = $2, updated_at = now() "
-        "WHERE referral_id = $1 AND ($3::text[] IS NULL OR state = ANY($3::text[]))",
-        referral_id,
-        state,
-        list(moves_from) if moves_from is not None else None,
-    )
-
-
-async def insert_referral_if_new(
-    conn: Connection,
-    *,
-    referral_id: str,
-    case_id: str,
-    agency_id: str,
-    service: str,
-    priority: str,
-) -> None:
-    """A referral first seen in its `requested` event (e.g. one made by an escalation)."""
-    await conn.execute(
-        "INSERT INTO case_referrals (referral_id, case_id, agency_id, service, priority, state) "
-        "VALUES ($1, $2, $3, $4, $5, 'requested') ON CONFLICT (referral_id) DO NOTHING",
-        referral_id,
-        case_id,
-        agency_id,
-        service,
-        priority,
-    )
+async def set_case_statuses(conn: Connection, statuses: dict[str, str]) -> None:
+    if statuses:
+        await conn.execute(
+            "UPDATE cases SET status = s.status, updated_at = now() "
+            "FROM unnest($1::text[], $2::text[]) AS s (case_id, status) "
+            "WHERE cases.case_id = s.case_id",
+            list(statuses),
+            list(statuses.values()),
+        )
 
 
 # A referral whose agency still has a part in the case. Declined, completed, cancelled and
