@@ -63,32 +63,6 @@ async def enqueue(conn: Connection, delivery: Delivery, channels: list[str]) -> 
     return row is not None
 
 
-async def record_attempt(
-    conn: Connection, referral_id: str, channel: str, attempt: int, ok: bool, detail: str
-) -> None:
-    await conn.execute(
-        "INSERT INTO delivery_attempts (referral_id, channel, attempt, ok, detail) "
-        "VALUES ($1, $2, $3, $4, $5)",
-        referral_id,
-        channel,
-        attempt,
-        ok,
-        detail[:500],
-    )
-
-
-async def mark_delivered(
-    conn: Connection, referral_id: str, channels: list[str], attempts: int
-) -> None:
-    await conn.execute(
-        "UPDATE deliveries SET state = 'delivered', channels_done = $2, attempts = $3, "
-        "finished_at = now(), last_error = NULL WHERE referral_id = $1",
-        referral_id,
-        channels,
-        attempts,
-    )
-
-
 async def mark_failed(conn: Connection, referral_id: str, attempts: int, error: str) -> None:
     await conn.execute(
         "UPDATE deliveries SET state = 'failed', attempts = $2, last_error = $3, "
@@ -168,63 +142,113 @@ async def unclaim(conn: Connection, send_ids: list[int]) -> None:
         )
 
 
+# One statement settles a lane batch. Every attempt is recorded and every send gets its new
+# state; each referral with a finished send (done, or failed for good) is counted off its
+# deliveries row, once (a batch is one channel, so it holds one send per referral; counting
+# per referral keeps that true whatever the batch). That row's lock serialises the channels
+# of one referral, and the counts are taken from the row as locked: under READ COMMITTED a
+# row another lane's settle changed is locked and read in its new version, so exactly one
+# settle sees pending_sends reach 0. Rows are locked in referral_id order, whatever the
+# batch's order, so two lanes settling the same referrals cannot deadlock; sends likewise in
+# id order, as a claim locks them. (The attempts' foreign key check takes KEY SHARE locks,
+# which NO KEY UPDATE does not block.) A referral whose last pending send finished with no
+# failed send is marked delivered here. Returned: the referrals this settle finished, the
+# ones it must report, in the batch's order.
 _SETTLE = """
-WITH attempt AS (
+WITH tried AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::int[], $5::boolean[],
+                         $6::text[], $7::text[], $8::interval[])
+        WITH ORDINALITY AS t (send_id, referral_id, channel, attempt, ok, detail, state,
+                              retry_in, n)
+), attempt AS (
     INSERT INTO delivery_attempts (referral_id, channel, attempt, ok, detail)
-    VALUES ($2, $3, $4, $5, $6)
+    SELECT referral_id, channel, attempt, ok, detail FROM tried ORDER BY n
+), locked_sends AS (
+    SELECT id FROM sends WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE
 ), send AS (
-    UPDATE sends SET state = $7, last_error = CASE WHEN $5 THEN NULL ELSE $6 END,
-        next_attempt_at = CASE WHEN $7 = 'pending' THEN now() + $8 ELSE next_attempt_at END,
-        finished_at = CASE WHEN $7 = 'pending' THEN NULL ELSE now() END
-    WHERE id = $1
+    UPDATE sends s SET state = t.state, last_error = CASE WHEN t.ok THEN NULL ELSE t.detail END,
+        next_attempt_at = CASE WHEN t.state = 'pending' THEN now() + t.retry_in
+                          ELSE s.next_attempt_at END,
+        finished_at = CASE WHEN t.state = 'pending' THEN NULL ELSE now() END
+    FROM tried t, locked_sends l WHERE s.id = t.send_id AND l.id = s.id
+), finished AS (
+    SELECT referral_id, min(n) AS n, count(*) AS sends,
+           count(*) FILTER (WHERE state = 'failed') AS failed,
+           coalesce(array_agg(channel ORDER BY n) FILTER (WHERE ok), '{}') AS done,
+           max(attempt) AS attempt
+    FROM tried WHERE state <> 'pending' GROUP BY referral_id
+), counted AS (
+    SELECT d.referral_id, f.n,
+           d.pending_sends - f.sends AS pending_sends,
+           d.failed_sends + f.failed AS failed_sends,
+           d.channels_done || ARRAY(SELECT c FROM unnest(f.done) WITH ORDINALITY AS u (c, i)
+                                    WHERE c <> ALL (d.channels_done) ORDER BY i)
+               AS channels_done,
+           greatest(d.attempts, f.attempt) AS attempts,
+           d.state = 'pending' AND d.pending_sends = f.sends AS last
+    FROM deliveries d JOIN finished f ON f.referral_id = d.referral_id
+    ORDER BY d.referral_id FOR NO KEY UPDATE OF d
+), delivery AS (
+    UPDATE deliveries d SET pending_sends = c.pending_sends, failed_sends = c.failed_sends,
+        channels_done = c.channels_done, attempts = c.attempts,
+        state = CASE WHEN c.last AND c.failed_sends = 0 THEN 'delivered' ELSE d.state END,
+        finished_at = CASE WHEN c.last AND c.failed_sends = 0 THEN now() ELSE d.finished_at END,
+        last_error = CASE WHEN c.last AND c.failed_sends = 0 THEN NULL ELSE d.last_error END
+    FROM counted c WHERE d.referral_id = c.referral_id
+    RETURNING d.referral_id, c.n, c.last, d.failed_sends, d.channels_done, d.attempts
 )
-UPDATE deliveries SET pending_sends = pending_sends - 1,
-    failed_sends = failed_sends + CASE WHEN $5 THEN 0 ELSE 1 END,
-    channels_done = CASE WHEN $5 AND NOT ($3 = ANY (channels_done))
-                    THEN array_append(channels_done, $3) ELSE channels_done END,
-    attempts = greatest(attempts, $4)
-WHERE referral_id = $2 AND $7 <> 'pending'
-RETURNING pending_sends, failed_sends, state, channels_done, attempts
+SELECT referral_id, failed_sends, channels_done, attempts FROM delivery WHERE last ORDER BY n
 """
 
 
 @dataclass(frozen=True)
-class Settled:
-    pending_sends: int  # -1: this send is still pending (retry later)
+class Tried:
+    """One claimed send that was tried, and what came of it."""
+
+    send: Send
+    ok: bool
+    detail: str
+    retry_in: timedelta | None  # failed, tried again after this; None: done, or failed for good
+
+    @property
+    def state(self) -> str:
+        return "done" if self.ok else ("pending" if self.retry_in is not None else "failed")
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A referral whose last pending send a settle finished: it is to be reported. With no
+    failed send it is already marked delivered; otherwise the caller marks it failed."""
+
+    referral_id: str
     failed_sends: int
-    state: str  # the delivery's
     channels_done: list[str]
     attempts: int
 
 
-async def settle_send(
-    conn: Connection, send: Send, ok: bool, detail: str, retry_in: timedelta | None
-) -> Settled:
-    """Record the attempt and the send's new state (done; pending again after ``retry_in``;
-    or failed), in one statement. A finished send is counted off its delivery, whose row lock
-    serialises the channels of one referral: the settle that brings ``pending_sends`` to 0
-    is the one that reports the referral."""
-    state = "done" if ok else ("pending" if retry_in is not None else "failed")
-    row = await conn.fetchrow(
+async def settle(conn: Connection, tried: list[Tried]) -> list[Finished]:
+    """Record a lane batch's attempts and its sends' new states (done; pending again after
+    ``retry_in``; or failed), in one statement; the referrals it finished, in batch order.
+
+    The deliveries row lock serialises the channels of one referral, so exactly one settle
+    (the one that brings ``pending_sends`` to 0) returns a referral."""
+    if not tried:
+        return []
+    rows = await conn.fetch(
         _SETTLE,
-        send.send_id,
-        send.delivery.referral_id,
-        send.channel,
-        send.attempt,
-        ok,
-        detail[:500],
-        state,
-        retry_in or timedelta(0),
+        [t.send.send_id for t in tried],
+        [t.send.delivery.referral_id for t in tried],
+        [t.send.channel for t in tried],
+        [t.send.attempt for t in tried],
+        [t.ok for t in tried],
+        [t.detail[:500] for t in tried],
+        [t.state for t in tried],
+        [t.retry_in or timedelta(0) for t in tried],
     )
-    if row is None:
-        return Settled(-1, 0, "pending", [], send.attempt)
-    return Settled(
-        row["pending_sends"],
-        row["failed_sends"],
-        row["state"],
-        list(row["channels_done"]),
-        row["attempts"],
-    )
+    return [
+        Finished(r["referral_id"], r["failed_sends"], list(r["channels_done"]), r["attempts"])
+        for r in rows
+    ]
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from notify.channels import EmailSender, NatsFeed, Outgoing, SmsGateway, Webhook
 from notify.directory import Directory
 from notify.retry import next_delay
 from notify.templates import render_email, render_sms
-from rujuk_contracts import make_event, parse_event
+from rujuk_contracts import CloudEvent, make_event, parse_event
 from rujuk_contracts.events import (
     DeliveryChannel,
     ReferralDelivered,
@@ -207,7 +207,7 @@ class DeliveryWorker:
 
     def _lane_done(self, lane: tuple[str, str], task: "asyncio.Task[bool]") -> None:
         """A lane that drained needs no new look at the queue (new work wakes the scheduler
-        anyway) unless work came while it ran; one that stopped on a failure does."""
+        anyway) unless work came after its last claim; one that stopped on a failure does."""
         self._lanes.pop(lane, None)
         drained = not task.cancelled() and task.exception() is None and not task.result()
         if lane in self._recheck or not drained:
@@ -235,6 +235,9 @@ class DeliveryWorker:
         try:
             while breaker.allow():
                 batch = 1 if breaker.state != "closed" else self._lane_batch
+                # This claim sees all work committed before it: a recheck asked for earlier
+                # is answered by it (one asked for from now on still stands).
+                self._recheck.discard((agency_id, channel))
                 async with self._pool.acquire() as conn:
                     sends = await store.claim_lane(conn, agency_id, channel, batch, self._lease)
                 if not sends:
@@ -319,41 +322,45 @@ class DeliveryWorker:
     async def _settle(
         self, results: list[tuple[store.Send, str | None]], untried: list[int]
     ) -> None:
-        finished = False
+        """Settle a lane batch in one transaction: one statement for every send, one for the
+        reports of the referrals it finished (and, only after a failure, the failure's own)."""
+        tried = [self._tried(send, error) for send, error in results]
         async with self._pool.acquire() as conn, conn.transaction():
+            finished = await store.settle(conn, tried)
             for send, error in results:
-                delivery = send.delivery
-                retry_in: timedelta | None = None
-                if error is not None and send.attempt < self._policy.max_attempts:
-                    delay = next_delay(
-                        send.attempt, base=self._policy.base_seconds, cap=self._policy.cap_seconds
-                    )
-                    retry_in = timedelta(seconds=delay)
-                    log.info("referral delivery will be retried", case_id=delivery.case_id,
-                             referral_id=delivery.referral_id, channel=send.channel,
-                             attempt=send.attempt, retry_in=round(delay, 2))  # fmt: skip
-                settled = await store.settle_send(
-                    conn, send, error is None, error or "ok", retry_in
-                )
                 DELIVERY_ATTEMPTS.labels(
-                    delivery.agency_id, send.channel, "ok" if error is None else "failed"
+                    send.delivery.agency_id, send.channel, "ok" if error is None else "failed"
                 ).inc()
-                if settled.pending_sends == 0 and settled.state == "pending":
-                    await self._finish(conn, delivery, settled)
-                    finished = True
+            deliveries = {send.delivery.referral_id: send.delivery for send, _ in results}
+            events = [await self._finish(conn, deliveries[f.referral_id], f) for f in finished]
+            await add_to_outbox(conn, *events)
             await store.unclaim(conn, untried)
         if finished:
             for callback in self.after_commit:
                 callback()
 
+    def _tried(self, send: store.Send, error: str | None) -> store.Tried:
+        """What to record of one attempt: done, failed to be retried after a backoff, or failed
+        for good after the last attempt."""
+        retry_in: timedelta | None = None
+        if error is not None and send.attempt < self._policy.max_attempts:
+            delay = next_delay(
+                send.attempt, base=self._policy.base_seconds, cap=self._policy.cap_seconds
+            )
+            retry_in = timedelta(seconds=delay)
+            log.info("referral delivery will be retried", case_id=send.delivery.case_id,
+                     referral_id=send.delivery.referral_id, channel=send.channel,
+                     attempt=send.attempt, retry_in=round(delay, 2))  # fmt: skip
+        return store.Tried(send, error is None, error or "ok", retry_in)
+
     async def _finish(
-        self, conn: Connection, delivery: store.Delivery, settled: store.Settled
-    ) -> None:
-        """Every channel is settled: `delivered`, or `delivery failed` with the reason."""
-        done, attempts = settled.channels_done, settled.attempts
+        self, conn: Connection, delivery: store.Delivery, finished: store.Finished
+    ) -> CloudEvent:
+        """Every channel is settled: `delivered` (the settle marked it so), or `delivery
+        failed` with the reason (marked here); the event that reports it."""
+        done, attempts = finished.channels_done, finished.attempts
         payload: ReferralDelivered | ReferralDeliveryFailed
-        if settled.failed_sends == 0:
-            await store.mark_delivered(conn, delivery.referral_id, done, attempts)
+        if finished.failed_sends == 0:
             REFERRALS_SETTLED.labels(delivery.agency_id, "delivered").inc()
             payload = ReferralDelivered(
                 case_id=delivery.case_id,
@@ -384,7 +391,7 @@ class DeliveryWorker:
                         referral_id=delivery.referral_id, agency_id=delivery.agency_id,
                         attempts=attempts, reason=reason[:200])  # fmt: skip
         with span_from("notify report delivery", delivery.traceparent):
-            event = make_event(
+            return make_event(
                 payload,
                 source=SOURCE,
                 traceparent=current_traceparent(),
@@ -392,4 +399,3 @@ class DeliveryWorker:
                     uuid.uuid5(EVENT_ID_NAMESPACE, f"{delivery.referral_id}:{payload.event}")
                 ),
             )
-        await add_to_outbox(conn, event)

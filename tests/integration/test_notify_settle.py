@@ -1,0 +1,272 @@
+"""Settling a lane batch in one statement, on real PostgreSQL: a batch where one channel fails
+mid-way reports the right referrals once each, in order, and retries the failed one; the two
+channels of the same referrals settled at the same time report each referral exactly once,
+without deadlocking whatever order their batches come in."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import cast
+
+import asyncpg
+import pytest
+
+from notify import store
+from notify.channels import DeliveryError, NatsFeed, Outgoing, WebhookSender
+from notify.directory import AgencyChannels, Directory
+from notify.worker import EVENT_ID_NAMESPACE, DeliveryWorker, RetryPolicy, Senders
+from rujuk_contracts import make_event, parse_event
+from rujuk_contracts.events import ReferralDelivered, ReferralDeliveryFailed, ReferralRequested
+from rujuk_runtime.db import create_pool
+from tests.integration.test_notify_support import referral
+
+pytestmark = pytest.mark.integration
+
+AGENCY = "rsud-bangil"
+LEASE = timedelta(seconds=60)
+
+
+@dataclass
+class FakeChannel:
+    """A partner's channel: takes what it is given, in order, unless told to refuse it."""
+
+    refuse: dict[str, int] = field(default_factory=dict)  # referral id -> refusals left
+    got: list[str] = field(default_factory=list)
+    hold: asyncio.Event | None = None  # while set to an unset event, deliveries wait
+    delivering: asyncio.Event = field(default_factory=asyncio.Event)  # one has begun
+
+    async def deliver(self, message: Outgoing, url: str | None = None) -> str:
+        self.delivering.set()
+        if self.hold is not None:
+            await self.hold.wait()
+        payload = parse_event(message.body)[1]
+        assert isinstance(payload, ReferralRequested)
+        referral_id = payload.referral_id
+        if self.refuse.get(referral_id, 0) > 0:
+            self.refuse[referral_id] -= 1
+            raise DeliveryError("HTTP 503")
+        self.got.append(referral_id)
+        return "ok"
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, "notify")
+    yield pool
+    await pool.close()
+
+
+def worker_for(
+    pool: asyncpg.Pool, feed: FakeChannel, webhook: FakeChannel, *, max_attempts: int = 5,
+    lane_batch: int = 20,
+) -> DeliveryWorker:  # fmt: skip
+    directory = Directory({AGENCY: AgencyChannels(webhook_url="http://partner.invalid/hook")}, None)
+    senders = Senders(feed=cast(NatsFeed, feed), webhook=cast(WebhookSender, webhook))
+    policy = RetryPolicy(max_attempts=max_attempts, base_seconds=0.05, cap_seconds=0.05)
+    return DeliveryWorker(pool, senders, directory, policy, lane_batch=lane_batch)
+
+
+async def enqueue(pool: asyncpg.Pool, count: int, channels: list[str]) -> list[str]:
+    """Queue ``count`` referrals to AGENCY on ``channels``; their ids, in the order queued
+    (which is also their sort order)."""
+    ids = []
+    async with pool.acquire() as conn:
+        for n in range(count):
+            payload = referral(AGENCY, n)
+            event = make_event(payload, source="/rujuk/routing")
+            delivery = store.Delivery(payload.referral_id, payload.case_id, AGENCY, event.id,
+                                      event.type, event.to_bytes(), None, [], 0)  # fmt: skip
+            assert await store.enqueue(conn, delivery, channels)
+            ids.append(payload.referral_id)
+    return ids
+
+
+async def reports(pool: asyncpg.Pool) -> list[tuple[str, str, str]]:
+    """(event id, event name, referral id) of every staged report, in the order published."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch("SELECT event_id, body FROM outbox ORDER BY seq")
+    staged = []
+    for row in rows:
+        event, payload = parse_event(bytes(row["body"]))
+        assert isinstance(payload, ReferralDelivered | ReferralDeliveryFailed)
+        assert event.id == row["event_id"]
+        staged.append((event.id, payload.event, payload.referral_id))
+    return staged
+
+
+def report_id(referral_id: str, event: str) -> str:
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{referral_id}:{event}"))
+
+
+@pytest.mark.parametrize("final", [False, True], ids=["retried", "failed-for-good"])
+async def test_a_batch_failing_mid_way_reports_those_before_once_in_order_and_the_rest_later(
+    pool: asyncpg.Pool, final: bool
+) -> None:
+    feed, webhook = FakeChannel(), FakeChannel()
+    worker = worker_for(pool, feed, webhook, max_attempts=1 if final else 5)
+    ids = await enqueue(pool, 5, ["nats", "webhook"])
+    webhook.refuse[ids[2]] = 1
+
+    # The feed takes all five: each is half done, none reported yet.
+    assert await worker._run_lane(AGENCY, "nats") is False
+    assert feed.got == ids
+    assert await reports(pool) == []
+
+    # The webhook takes two, refuses the third: the two are reported (in order), the third
+    # waits for its backoff (or, after its last attempt, is reported failed), the last two go
+    # back untried.
+    assert await worker._run_lane(AGENCY, "webhook") is True
+    assert webhook.got == ids[:2]
+    expected = [(report_id(i, "delivered"), "delivered", i) for i in ids[:2]]
+    if final:
+        expected.append((report_id(ids[2], "delivery_failed"), "delivery_failed", ids[2]))
+    assert await reports(pool) == expected
+    async with pool.acquire() as conn:
+        states = {
+            r["referral_id"]: (r["state"], r["pending_sends"], r["attempts"], r["last_error"])
+            for r in await conn.fetch("SELECT * FROM deliveries")
+        }
+        sends = {
+            r["referral_id"]: (r["state"], r["attempts"])
+            for r in await conn.fetch("SELECT * FROM sends WHERE channel = 'webhook'")
+        }
+        attempts = await conn.fetch(
+            "SELECT referral_id, channel, attempt, ok, detail FROM delivery_attempts ORDER BY id"
+        )
+    assert states[ids[0]] == states[ids[1]] == ("delivered", 0, 1, None)
+    assert sends[ids[2]] == (("failed", 1) if final else ("pending", 1))
+    if final:
+        assert states[ids[2]][:3] == ("failed", 0, 1)
+        assert states[ids[2]][3] == "webhook: HTTP 503 (delivered on nats)"
+    else:
+        assert states[ids[2]] == ("pending", 1, 1, None)
+    assert states[ids[3]] == states[ids[4]] == ("pending", 1, 1, None)
+    assert sends[ids[3]] == sends[ids[4]] == ("pending", 0)  # untried: no attempt counted
+    assert [(r["referral_id"], r["channel"], r["ok"]) for r in attempts] == [
+        *((i, "nats", True) for i in ids),
+        (ids[0], "webhook", True),
+        (ids[1], "webhook", True),
+        (ids[2], "webhook", False),
+    ]
+    assert attempts[-1]["detail"] == "webhook: HTTP 503"
+
+    # After the backoff the lane goes on from where it stopped; nothing is reported twice.
+    await asyncio.sleep(0.1)
+    assert await worker._run_lane(AGENCY, "webhook") is False
+    assert webhook.got == ([*ids[:2], *ids[3:]] if final else ids)
+    expected += [(report_id(i, "delivered"), "delivered", i) for i in ids[2 if not final else 3 :]]
+    assert await reports(pool) == expected
+
+
+async def settle_all(conn: asyncpg.Connection, sends: list[store.Send]) -> list[str]:
+    return [
+        f.referral_id
+        for f in await store.settle(conn, [store.Tried(s, True, "ok", None) for s in sends])
+    ]
+
+
+async def blocked_on_locks(conn: asyncpg.Connection, count: int) -> None:
+    """Wait until ``count`` sessions of this database wait for a lock."""
+    async with asyncio.timeout(10):
+        while (
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"
+            )
+            < count
+        ):
+            await asyncio.sleep(0.02)
+
+
+async def test_both_channels_settled_at_once_report_each_referral_once_and_never_deadlock(
+    pool: asyncpg.Pool,
+) -> None:
+    ids = await enqueue(pool, 5, ["nats", "webhook"])
+    async with pool.acquire() as conn:
+        nats = await store.claim_lane(conn, AGENCY, "nats", 20, LEASE)
+        webhook = await store.claim_lane(conn, AGENCY, "webhook", 20, LEASE)
+    async with (
+        pool.acquire() as blocker,
+        pool.acquire() as first,
+        pool.acquire() as second,
+        pool.acquire() as watcher,
+    ):
+        # One session holds the middle referral's row; the nats batch takes the rows before
+        # it and waits. The webhook batch comes in the opposite order: were rows locked in
+        # the order given, it would hold the last two and the two would deadlock once the
+        # middle row is free. Locked in referral order, it waits behind the nats batch.
+        blocker_tx = blocker.transaction()
+        await blocker_tx.start()
+        await blocker.execute(
+            "SELECT 1 FROM deliveries WHERE referral_id = $1 FOR NO KEY UPDATE", ids[2]
+        )
+        first_tx, second_tx = first.transaction(), second.transaction()
+        await first_tx.start()
+        await second_tx.start()
+        nats_settle = asyncio.create_task(settle_all(first, nats))
+        await blocked_on_locks(watcher, 1)
+        webhook_settle = asyncio.create_task(settle_all(second, webhook[::-1]))
+        await blocked_on_locks(watcher, 2)
+        await blocker_tx.rollback()
+        assert await asyncio.wait_for(nats_settle, 10) == []  # half done: nothing to report
+        await first_tx.commit()
+        # The webhook batch counted from the rows as the nats batch left them: all done.
+        assert await asyncio.wait_for(webhook_settle, 10) == ids[::-1]
+        await second_tx.commit()
+    async with pool.acquire() as conn:
+        rows = await conn.fetch("SELECT * FROM deliveries ORDER BY referral_id")
+    assert [(r["state"], r["pending_sends"], r["channels_done"]) for r in rows] == [
+        ("delivered", 0, ["nats", "webhook"])
+    ] * 5
+
+
+async def test_lanes_running_side_by_side_report_every_referral_exactly_once(
+    pool: asyncpg.Pool,
+) -> None:
+    feed, webhook = FakeChannel(), FakeChannel()
+    worker = worker_for(pool, feed, webhook, lane_batch=3)
+    ids = await enqueue(pool, 30, ["nats", "webhook"])
+    # Every third referral is refused once on one channel or the other: batches of the two
+    # lanes stop at different places, and retried sends settle beside fresh ones.
+    for n, referral_id in enumerate(ids):
+        if n % 3 == 0:
+            (feed if n % 2 else webhook).refuse[referral_id] = 1
+    async with asyncio.timeout(20):
+        while True:
+            await asyncio.gather(
+                worker._run_lane(AGENCY, "nats"), worker._run_lane(AGENCY, "webhook")
+            )
+            if len(feed.got) == len(webhook.got) == len(ids):
+                break
+            await asyncio.sleep(0.06)  # the backoff
+    assert feed.got == webhook.got == ids
+    # Each referral is reported by whichever lane passed it second: once, and in order.
+    assert await reports(pool) == [(report_id(i, "delivered"), "delivered", i) for i in ids]
+
+
+async def test_a_lane_that_claimed_the_new_work_itself_asks_for_no_extra_look(
+    pool: asyncpg.Pool,
+) -> None:
+    for batch, wakes in ((1, False), (20, True)):
+        hold = asyncio.Event()
+        feed = FakeChannel(hold=hold)
+        worker = worker_for(pool, feed, FakeChannel(), lane_batch=batch)
+        [first] = await enqueue(pool, 1, ["nats"])
+        await worker.schedule_once()  # starts the lane: it delivers `first` and waits
+        [lane] = worker._lanes.values()
+        await asyncio.wait_for(feed.delivering.wait(), 10)  # its claim is made
+        [second] = await enqueue(pool, 1, ["nats"])
+        await worker.schedule_once()  # the lane is busy: it is to be looked at again
+        hold.set()
+        await lane
+        await asyncio.sleep(0)  # the task's done callback
+        # Batches of one: the lane's next claim took `second`, so nothing is left to look
+        # at. Batches of twenty: `first` was all its claim found; it drained without
+        # `second`, which the scheduler must now be woken for.
+        assert feed.got == ([first, second] if not wakes else [first])
+        assert worker._wake.is_set() is wakes
+        if wakes:
+            assert await worker._run_lane(AGENCY, "nats") is False
+            assert feed.got == [first, second]
