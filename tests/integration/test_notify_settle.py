@@ -270,3 +270,35 @@ async def test_a_lane_that_claimed_the_new_work_itself_asks_for_no_extra_look(
         if wakes:
             assert await worker._run_lane(AGENCY, "nats") is False
             assert feed.got == [first, second]
+
+
+async def test_a_batch_of_requests_is_queued_at_once_with_each_lane_in_order_of_issue(
+    pool: asyncpg.Pool,
+) -> None:
+    [seen_before] = await enqueue(pool, 1, ["nats"])
+    queue = []
+    for n in range(1, 4):
+        payload = referral(AGENCY, n)
+        event = make_event(payload, source="/rujuk/routing")
+        delivery = store.Delivery(payload.referral_id, payload.case_id, AGENCY, event.id,
+                                  event.type, event.to_bytes(), None, [], 0)  # fmt: skip
+        queue.append((delivery, ["nats", "webhook"] if n != 2 else ["webhook"]))
+    first = await pool.fetchrow("SELECT * FROM deliveries WHERE referral_id = $1", seen_before)
+    repeat = store.Delivery(seen_before, first["case_id"], AGENCY, first["event_id"],
+                            first["event_type"], bytes(first["body"]), None, [], 0)  # fmt: skip
+
+    async with pool.acquire() as conn, conn.transaction():
+        assert await store.enqueue_many(conn, [(repeat, ["webhook"]), *queue]) == 3
+
+    rows = await pool.fetch("SELECT referral_id, channel FROM sends ORDER BY id")
+    ids = [d.referral_id for d, _ in queue]
+    assert [(r["referral_id"], r["channel"]) for r in rows] == [
+        (seen_before, "nats"),  # queued before: not again, and no webhook added
+        (ids[0], "nats"), (ids[0], "webhook"),
+        (ids[1], "webhook"),
+        (ids[2], "nats"), (ids[2], "webhook"),
+    ]  # fmt: skip
+    pending = await pool.fetch("SELECT referral_id, pending_sends FROM deliveries ORDER BY 1")
+    assert {r["referral_id"]: r["pending_sends"] for r in pending} == {
+        seen_before: 1, ids[0]: 2, ids[1]: 1, ids[2]: 2
+    }  # fmt: skip

@@ -88,6 +88,13 @@ class ServiceRuntime:
         self.handlers[payload_type.event_type()] = handler
         self.subscribe_batches(payload_type.subject(), durable=durable)
 
+    def handle_batches(
+        self, payload_type: type[EventPayload], handler: BatchHandler, *, durable: str
+    ) -> None:
+        """Like ``handle``, with a handler that takes each run of new events at once."""
+        self.batch_handlers[payload_type.event_type()] = handler
+        self.subscribe_batches(payload_type.subject(), durable=durable)
+
     def subscribe_batches(
         self,
         subject: str,

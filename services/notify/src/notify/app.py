@@ -75,15 +75,16 @@ class Notify:
             intake_url=s.intake_public_url,
         )
 
-    async def on_referral_requested(
-        self, conn: Connection, event: CloudEvent, payload: EventPayload
+    async def on_referrals_requested(
+        self, conn: Connection, events: list[tuple[CloudEvent, EventPayload]]
     ) -> None:
-        if not isinstance(payload, ReferralRequested):
-            raise Rejected(f"expected a referral request, got {event.type}")
-        channels = self.directory.channels_for(payload.agency_id, self.available)
-        await store.enqueue(
-            conn,
-            store.Delivery(
+        """Queue a batch's referrals, each on the channels its agency has, in one statement."""
+        queue: list[tuple[store.Delivery, list[str]]] = []
+        for event, payload in events:
+            if not isinstance(payload, ReferralRequested):
+                raise Rejected(f"expected a referral request, got {event.type}")
+            channels = self.directory.channels_for(payload.agency_id, self.available)
+            delivery = store.Delivery(
                 referral_id=payload.referral_id,
                 case_id=payload.case_id,
                 agency_id=payload.agency_id,
@@ -93,9 +94,9 @@ class Notify:
                 traceparent=event.traceparent,
                 channels_done=[],
                 attempts=0,
-            ),
-            [str(c) for c in channels],
-        )
+            )
+            queue.append((delivery, [str(c) for c in channels]))
+        await store.enqueue_many(conn, queue)
 
     async def on_reply_refused(
         self, conn: Connection, event: CloudEvent, payload: EventPayload
@@ -138,8 +139,8 @@ class Notify:
 def build_notify(settings: NotifySettings | None = None) -> Notify:
     notify = Notify(settings or NotifySettings())
     runtime = notify.runtime
-    runtime.handle(
-        ReferralRequested, notify.on_referral_requested, durable="notify-referral-requested"
+    runtime.handle_batches(
+        ReferralRequested, notify.on_referrals_requested, durable="notify-referral-requested"
     )
     replies = NatsReplies(lambda: runtime.pool, runtime.js, runtime.wake_relay)
     notify.replies = replies

@@ -29,38 +29,57 @@ class Delivery:
     attempts: int
 
 
+# The referrals of a batch, their sends (one per channel, in referral then channel order, so
+# each lane keeps the order of issue) and a wake-up of the workers, in one statement; a
+# referral queued before is left as it is.
 _ENQUEUE = """
 WITH d AS (
     INSERT INTO deliveries (referral_id, case_id, agency_id, event_id, event_type, body,
                             traceparent, pending_sends)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, cardinality($8::text[]))
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::bytea[], $7::text[], $8::int[])
     ON CONFLICT (referral_id) DO NOTHING RETURNING referral_id, agency_id
 ), s AS (
     INSERT INTO sends (referral_id, agency_id, channel)
     SELECT d.referral_id, d.agency_id, c.channel
-    FROM d, unnest($8::text[]) WITH ORDINALITY AS c (channel, n) ORDER BY c.n
+    FROM unnest($9::text[], $10::text[]) WITH ORDINALITY AS c (referral_id, channel, n)
+    JOIN d ON d.referral_id = c.referral_id
+    ORDER BY c.n
     RETURNING id
 )
-SELECT (SELECT count(*) FROM s) AS sends, pg_notify($9, '') FROM d
+SELECT queued, (SELECT pg_notify($11, '') WHERE queued > 0) AS woken
+FROM (SELECT count(*) AS queued FROM d) AS q
 """
 
 
 async def enqueue(conn: Connection, delivery: Delivery, channels: list[str]) -> bool:
-    """Queue a referral for delivery on ``channels`` (one send each), in one statement, and
-    wake the workers (LISTEN) when the caller commits; False if it was queued before."""
-    row = await conn.fetchrow(
+    """Queue a referral for delivery on ``channels`` (one send each); False if it was queued
+    before."""
+    return await enqueue_many(conn, [(delivery, channels)]) == 1
+
+
+async def enqueue_many(conn: Connection, queue: list[tuple[Delivery, list[str]]]) -> int:
+    """Queue referrals for delivery, each on its channels (one send each), in one statement,
+    and wake the workers (LISTEN) when the caller commits; how many were new."""
+    if not queue:
+        return 0
+    deliveries = [delivery for delivery, _ in queue]
+    sends = [(d.referral_id, channel) for d, channels in queue for channel in channels]
+    queued: int = await conn.fetchval(
         _ENQUEUE,
-        delivery.referral_id,
-        delivery.case_id,
-        delivery.agency_id,
-        delivery.event_id,
-        delivery.event_type,
-        delivery.body,
-        delivery.traceparent,
-        channels,
+        [d.referral_id for d in deliveries],
+        [d.case_id for d in deliveries],
+        [d.agency_id for d in deliveries],
+        [d.event_id for d in deliveries],
+        [d.event_type for d in deliveries],
+        [d.body for d in deliveries],
+        [d.traceparent for d in deliveries],
+        [len(channels) for _, channels in queue],
+        [referral_id for referral_id, _ in sends],
+        [channel for _, channel in sends],
         WAKE_CHANNEL,
     )
-    return row is not None
+    return queued
 
 
 async def mark_failed(conn: Connection, referral_id: str, attempts: int, error: str) -> None:
