@@ -270,6 +270,7 @@ async def test_a_lane_that_claimed_the_new_work_itself_asks_for_no_extra_look(
         if wakes:
             assert await worker._run_lane(AGENCY, "nats") is False
             assert feed.got == [first, second]
+        await worker.stop()  # gives the scheduler's connection back
 
 
 async def test_a_batch_of_requests_is_queued_at_once_with_each_lane_in_order_of_issue(

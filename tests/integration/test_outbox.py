@@ -66,6 +66,7 @@ async def test_events_staged_together_are_published_in_the_order_given(
     assert await relay.relay_once() == 4
     assert await relay.relay_once() == 3
     assert await relay.relay_once() == 0
+    await relay.stop()  # gives its connection back
 
     expected = [(event.id, event.id) for event in events]
     assert await published(js, 7) == expected
@@ -86,6 +87,7 @@ async def test_a_refused_publish_keeps_every_row_of_its_batch(
     with pytest.raises(Exception):  # noqa: B017, PT011 (nats-py's error for no responders)
         await relay.relay_once()
 
+    await relay.stop()
     kept = await pool.fetch("SELECT event_id FROM outbox ORDER BY seq")
     assert [row["event_id"] for row in kept] == [event.id for event in events]
     assert relay.published == 0

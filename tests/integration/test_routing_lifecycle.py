@@ -234,6 +234,7 @@ async def test_a_missed_deadline_escalates_once_and_a_met_one_does_nothing(
     assert await watcher.run_once() == 1  # to the coordinator
     clock.now += timedelta(minutes=2880)
     assert await watcher.run_once() == 1  # the coordinator missed it too: the chain ends
+    await watcher.stop()  # gives its connection back
     async with pool.acquire() as conn:
         outcomes = await conn.fetch(
             "SELECT referral_id, outcome FROM deadlines WHERE referral_id LIKE $1 || '-e%' "

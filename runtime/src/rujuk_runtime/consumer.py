@@ -26,7 +26,7 @@ from nats.js import JetStreamContext
 from rujuk_contracts.envelope import CloudEvent, EventError, parse_envelope, parse_event
 from rujuk_contracts.events import EVENT_MODELS, EventPayload, model_for_type
 from rujuk_runtime.bus import consumer_name, park
-from rujuk_runtime.db import Connection
+from rujuk_runtime.db import Connection, HeldConnection
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.metrics import DEAD_LETTERED, EVENTS_CONSUMED, HANDLER_SECONDS
 from rujuk_runtime.telemetry import record_span, span_from
@@ -98,10 +98,12 @@ class EventConsumer:
     max_deliveries: int = 10
     stats: ConsumerStats = field(default_factory=ConsumerStats)
 
-    async def process_batch(self, messages: list[Msg]) -> None:
+    async def process_batch(self, messages: list[Msg], held: HeldConnection | None = None) -> None:
+        """Handle a batch in one transaction, on ``held`` (the calling loop's own connection)
+        or else on one taken from the pool for it; then ack, park or retry each message."""
         started = time.perf_counter()
         try:
-            outcome = await self._handle_in_transaction(messages)
+            outcome = await self._handle_in_transaction(messages, held)
         except Exception as exc:  # the database is away: nothing committed, retry them all
             log.warning(
                 "batch failed, will be redelivered",
@@ -135,7 +137,9 @@ class EventConsumer:
             "batch handled", size=len(messages), ms=round((time.perf_counter() - started) * 1000, 1)
         )
 
-    async def _handle_in_transaction(self, messages: list[Msg]) -> BatchOutcome:
+    async def _handle_in_transaction(
+        self, messages: list[Msg], held: HeldConnection | None = None
+    ) -> BatchOutcome:
         outcome = BatchOutcome()
         work: list[tuple[Msg, _Work]] = []
         for message in messages:  # what needs no database is decided before a transaction
@@ -150,10 +154,10 @@ class EventConsumer:
             return outcome
         tally: list[_Count] = []
         try:  # optimistic: one transaction, no savepoint per event (two round trips each)
-            verdicts = await self._apply_all(work, tally, savepoints=False)
+            verdicts = await self._apply_all(work, tally, held, savepoints=False)
         except _EventFailed:  # one event failed: again, each in its savepoint, to judge each
             tally.clear()
-            verdicts = await self._apply_all(work, tally, savepoints=True)
+            verdicts = await self._apply_all(work, tally, held, savepoints=True)
         for (message, _), verdict in zip(work, verdicts, strict=True):
             if verdict is None:
                 outcome.ack.append(message)
@@ -165,9 +169,15 @@ class EventConsumer:
         return outcome
 
     async def _apply_all(
-        self, work: list[tuple[Msg, _Work]], tally: list[_Count], *, savepoints: bool
+        self,
+        work: list[tuple[Msg, _Work]],
+        tally: list[_Count],
+        held: HeldConnection | None,
+        *,
+        savepoints: bool,
     ) -> list[str | None]:
-        async with self.pool.acquire() as conn, conn.transaction():
+        connection = held.use() if held is not None else self.pool.acquire()
+        async with connection as conn, conn.transaction():
             if savepoints:  # each event records itself, in its savepoint
                 return [
                     await self._apply(conn, message, item, tally, savepoint=True)

@@ -1,8 +1,10 @@
 """The PostgreSQL adapter every service shares: a pool bound to the service's own schema,
 and versioned SQL migrations applied at start."""
 
+import contextlib
 import hashlib
 import re
+from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from importlib.resources.abc import Traversable
 
@@ -31,6 +33,47 @@ async def create_pool(database_url: str, schema: str, *, max_size: int = 10) -> 
     )
     assert pool is not None
     return pool
+
+
+class HeldConnection:
+    """A pool connection that one sequential loop (a consumer, the outbox relay) keeps from one
+    use to the next.
+
+    Each release to the pool costs a round trip (asyncpg resets the connection) and a loop
+    that handles a batch every few milliseconds would pay it for every batch. The connection
+    goes back to the pool, with asyncpg's full reset (which rolls back, or finds the connection
+    broken and closes it), whenever a use ends in an exception, so a connection left in a bad
+    state (a PostgreSQL restart mid-statement, a cancelled task) is never used again; and when
+    the loop calls ``release`` (idle, or stopping)."""
+
+    def __init__(self, pool: Callable[[], asyncpg.Pool]) -> None:
+        self._pool = pool
+        self._connection: PoolConnectionProxy | None = None
+
+    @contextlib.asynccontextmanager
+    async def use(self) -> AsyncIterator[PoolConnectionProxy]:
+        if self._connection is not None and _closed(self._connection):
+            await self.release()
+        if self._connection is None:
+            self._connection = await self._pool().acquire()
+        try:
+            yield self._connection
+        except BaseException:
+            await self.release()
+            raise
+
+    async def release(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):  # a broken one is closed by the pool
+                await self._pool().release(connection)
+
+
+def _closed(connection: PoolConnectionProxy) -> bool:
+    try:
+        return connection.is_closed()
+    except asyncpg.InterfaceError:  # taken back by the pool (closing or terminated)
+        return True
 
 
 def _migration_packages(schema: str) -> list[str]:

@@ -13,7 +13,7 @@ from nats.js import JetStreamContext
 from rujuk_contracts.envelope import CloudEvent
 from rujuk_contracts.events import model_for_type
 from rujuk_runtime.bus import event_headers
-from rujuk_runtime.db import Connection
+from rujuk_runtime.db import Connection, HeldConnection
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG
 
@@ -81,6 +81,9 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._publish_timeout = publish_timeout
+        # The relay runs one pass at a time, every few milliseconds under load: on a connection
+        # of its own rather than one taken from the pool (and reset) for each pass.
+        self._held = HeldConnection(lambda: pool)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.published = 0
@@ -97,6 +100,7 @@ class OutboxRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self._held.release()
 
     async def relay_once(self) -> int:
         """Publish one batch; return how many rows were published and removed.
@@ -104,7 +108,7 @@ class OutboxRelay:
         The rows are deleted and returned by one statement in a transaction that commits only
         after JetStream acknowledged every publish: a crash or a refused publish rolls the
         delete back and the rows are published again (JetStream drops the duplicates)."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._held.use() as conn, conn.transaction():
             rows = sorted(await conn.fetch(_TAKE, self._batch_size), key=lambda row: row["seq"])
             if not rows:
                 OUTBOX_BACKLOG.labels(self._service).set(0)

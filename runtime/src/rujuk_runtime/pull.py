@@ -30,6 +30,7 @@ DRAIN_WAIT_SECONDS = 0.01
 STATE_INTERVAL_SECONDS = 5.0  # how long to wait for "what is there now"
 
 BatchProcessor = Callable[[list[Msg]], Awaitable[None]]
+IdleCallback = Callable[[], Awaitable[None]]
 
 
 @dataclass
@@ -43,6 +44,9 @@ class PullConsumer:
     batch_size: int = 100
     service: str = ""
     max_ack_pending: int | None = None  # a consumer that must keep stream order sets it low
+    # Called whenever nothing is waiting (before waiting for the next message) and at stop:
+    # e.g. give back a database connection held only while one batch follows another.
+    on_idle: IdleCallback | None = None
     _task: asyncio.Task[None] | None = field(default=None, init=False)
     _subscription: JetStreamContext.PullSubscription | None = field(default=None, init=False)
     _watch: asyncio.Task[None] | None = field(default=None, init=False)
@@ -75,6 +79,8 @@ class PullConsumer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self.on_idle is not None:
+            await self.on_idle()
         if self._subscription is not None:
             # Otherwise closing the connection waits out a drain of this subscription.
             with contextlib.suppress(Exception):
@@ -117,6 +123,8 @@ class PullConsumer:
             return await subscription.fetch(self.batch_size, timeout=DRAIN_WAIT_SECONDS)
         except TimeoutError:  # nothing waiting: wait for the next message
             pass
+        if self.on_idle is not None:
+            await self.on_idle()
         try:
             return await subscription.fetch(1, timeout=IDLE_WAIT_SECONDS)
         except TimeoutError:

@@ -20,7 +20,7 @@ from rujuk_contracts import subjects
 from rujuk_contracts.events import EventPayload
 from rujuk_runtime.bus import ensure_streams, jetstream, make_broker
 from rujuk_runtime.consumer import BatchHandler, EnvelopeHandler, EventConsumer, Handler
-from rujuk_runtime.db import create_pool
+from rujuk_runtime.db import HeldConnection, create_pool
 from rujuk_runtime.logs import configure_logging, get_logger
 from rujuk_runtime.metrics import render
 from rujuk_runtime.outbox import OutboxRelay
@@ -110,9 +110,13 @@ class ServiceRuntime:
         that must see the stream strictly in order sets it to what it keeps in flight, so that
         after a crash the redelivered messages cannot be overtaken by newer ones."""
         runtime = self
+        # Each durable consumer handles its batches one at a time: while one batch follows
+        # another, on a connection of its own (no reset between them); given back to the pool
+        # as soon as nothing is waiting, so idle consumers hold none.
+        held = HeldConnection(lambda: runtime.pool)
 
         async def process_with_consumer(batch: list[Msg]) -> None:
-            await runtime.consumer.process_batch(batch)
+            await runtime.consumer.process_batch(batch, held)
 
         self._pull_consumers.append(
             PullConsumer(
@@ -123,6 +127,7 @@ class ServiceRuntime:
                 batch_size=self.settings.batch_size,
                 service=self.name,
                 max_ack_pending=max_ack_pending,
+                on_idle=None if process else held.release,
             )
         )
 
@@ -136,7 +141,9 @@ class ServiceRuntime:
             await ensure_streams(connection.jetstream(), self.settings.stream_replicas)
         finally:
             await connection.close()
-        self._pool = await create_pool(self.settings.database_url, self.name)
+        # Besides requests and consumers, up to two loops keep a connection of their own (the
+        # outbox relay, and a scheduler or deadline watcher or ledger writer).
+        self._pool = await create_pool(self.settings.database_url, self.name, max_size=12)
         self._consumer = EventConsumer(
             service=self.name,
             pool=self._pool,

@@ -28,6 +28,7 @@ from rujuk_runtime.bus import (
     park,
 )
 from rujuk_runtime.consumer import nak_later
+from rujuk_runtime.db import HeldConnection
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.metrics import EVENTS_CONSUMED
 from rujuk_runtime.telemetry import record_span
@@ -71,6 +72,9 @@ class LedgerWriter:
         # rule rujuk_runtime.telemetry.configure_tracing applies.
         self.spans = _exporting_spans()
         self._in_flight: asyncio.Task[None] | None = None
+        # Batches commit one after another: on one connection kept for them (no reset round
+        # trip per batch); given back to the pool after a failure and at stop.
+        self._held = HeldConnection(pool)
         self.closing = False  # set on stop: a batch the database refuses is left to redelivery
         self._position: int | None = None  # last RUJUK_EVENTS sequence read
 
@@ -87,7 +91,7 @@ class LedgerWriter:
                 to_park.append((message, str(exc)))
         # Canonical JSON needs no seq: made here, while the previous batch commits.
         texts = store.canonical_texts(events)
-        await self.drain()
+        await self._finish_in_flight()
         self._in_flight = asyncio.create_task(
             self._commit(batch, events, texts, valid, to_park, position),
             name="audit-ledger-commit",
@@ -148,6 +152,12 @@ class LedgerWriter:
         await self.drain()
 
     async def drain(self) -> None:
+        """Wait for the batch being committed, if any, and give the writer's connection back
+        to the pool (which can then close)."""
+        await self._finish_in_flight()
+        await self._held.release()
+
+    async def _finish_in_flight(self) -> None:
         """Wait for the batch being committed, if any (its failures are handled within)."""
         if self._in_flight is not None:
             # Shielded: a consumer cancelled while waiting must not abort a commit halfway.
@@ -181,7 +191,7 @@ class LedgerWriter:
         attempt = 0
         while True:
             try:
-                async with self._pool().acquire() as conn:
+                async with self._held.use() as conn:
                     return await store.append_batch(
                         conn,
                         events,

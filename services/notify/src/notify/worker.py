@@ -34,7 +34,7 @@ from rujuk_contracts.events import (
     ReferralDeliveryFailed,
     ReferralRequested,
 )
-from rujuk_runtime.db import Connection
+from rujuk_runtime.db import Connection, HeldConnection
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.outbox import add_to_outbox
 from rujuk_runtime.telemetry import current_traceparent, span_from
@@ -105,6 +105,7 @@ class DeliveryWorker:
         lane_batch: int = 20,
     ) -> None:
         self._pool = pool
+        self._held = HeldConnection(lambda: pool)  # the scheduler's, used on every wake
         self._senders = senders
         self._directory = directory
         self._policy = policy
@@ -139,6 +140,7 @@ class DeliveryWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._lanes.clear()
+        await self._held.release()
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.remove_listener(store.WAKE_CHANNEL, self._on_notify)
@@ -184,7 +186,7 @@ class DeliveryWorker:
     async def schedule_once(self) -> float:
         """Start a task for each lane whose head is due and whose endpoint may be tried;
         return how long the scheduler may sleep."""
-        async with self._pool.acquire() as conn:
+        async with self._held.use() as conn:
             heads = await store.lane_heads(conn)
         wait = self._poll_interval
         for head in heads:

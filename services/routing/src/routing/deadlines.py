@@ -18,6 +18,7 @@ from prometheus_client import Counter, Gauge
 from routing import store
 from routing.app import Routing
 from routing.lifecycle import OPEN_STATES
+from rujuk_runtime.db import HeldConnection
 from rujuk_runtime.logs import get_logger
 
 log = get_logger(__name__)
@@ -45,6 +46,7 @@ class DeadlineWatcher:
         after_commit: Callable[[], None] = lambda: None,
     ) -> None:
         self._pool = pool
+        self._held = HeldConnection(lambda: pool)  # polled every few hundred milliseconds
         self._routing = routing
         self._poll = poll
         self._after_commit = after_commit
@@ -60,6 +62,7 @@ class DeadlineWatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self._held.release()
 
     async def run_once(self) -> int:
         """Fire every deadline due now (in batches); return how many fired."""
@@ -72,7 +75,7 @@ class DeadlineWatcher:
 
     async def _fire_batch(self) -> int:
         now = self._routing.clock()
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._held.use() as conn, conn.transaction():
             due = await store.claim_due_deadlines(conn, now, BATCH)
             for referral, due_at in due:
                 outcome = await self._routing.fire_deadline(conn, referral)
