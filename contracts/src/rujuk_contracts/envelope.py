@@ -93,6 +93,12 @@ def parse_envelope(raw: bytes) -> CloudEvent:
 def parse_event(raw: bytes) -> tuple[CloudEvent, EventPayload]:
     """Parse and validate a message body and its typed payload; failures are EventErrors."""
     envelope = parse_envelope(raw)
+    return envelope, payload_of(envelope)
+
+
+def payload_of(envelope: CloudEvent) -> EventPayload:
+    """The typed payload of a parsed envelope, validated against its type and schema version;
+    failures are EventErrors."""
     model = model_for_type(envelope.type)
     if model is not None and envelope.dataschema != model.schema_uri():
         raise EventError(
@@ -102,7 +108,7 @@ def parse_event(raw: bytes) -> tuple[CloudEvent, EventPayload]:
     payload = envelope.payload()
     if payload.subject_id() != envelope.subject:
         raise EventError(f"subject {envelope.subject!r} differs from what the data is about")
-    return envelope, payload
+    return payload
 
 
 def _first_errors(exc: ValidationError, limit: int = 3) -> str:

@@ -23,7 +23,7 @@ import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from rujuk_contracts.envelope import CloudEvent, EventError, parse_envelope, parse_event
+from rujuk_contracts.envelope import CloudEvent, EventError, parse_envelope, payload_of
 from rujuk_contracts.events import EVENT_MODELS, EventPayload, model_for_type
 from rujuk_runtime.bus import consumer_name, park
 from rujuk_runtime.db import Connection, HeldConnection
@@ -273,7 +273,7 @@ class EventConsumer:
                 EVENTS_CONSUMED.labels(self.service, event.type, "skipped").inc()
                 return None
             if handled:
-                return _Work(event, handler, parse_event(message.data)[1], batch_handler)
+                return _Work(event, handler, payload_of(event), batch_handler)
             if self.fallback is not None:
                 return _Work(event, None, None)
             return f"{self.service} does not handle event type {event.type!r}" + _other_versions(
