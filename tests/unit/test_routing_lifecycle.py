@@ -10,7 +10,6 @@ from routing.lifecycle import (
     IllegalTransition,
     ReferralEvent,
     ReferralState,
-    moves_on,
     next_escalation,
     next_state,
 )
@@ -67,17 +66,6 @@ def test_nothing_but_a_late_delivery_report_follows_a_final_state(
 ) -> None:
     with pytest.raises(IllegalTransition):
         next_state("3514-AB12CD34EF-01", final, event)
-
-
-@pytest.mark.parametrize("event", list(E))
-def test_an_events_moves_are_the_tables_column(event: ReferralEvent) -> None:
-    """What the store applies in one statement is what next_state would answer."""
-    for state in S:
-        if state in moves_on(event):
-            assert moves_on(event)[state] == next_state("r-1", state, event)
-        else:
-            with pytest.raises(IllegalTransition):
-                next_state("r-1", state, event)
 
 
 def test_every_state_can_be_reached() -> None:

@@ -19,7 +19,6 @@ from routing.lifecycle import (
     IllegalTransition,
     ReferralEvent,
     ReferralState,
-    moves_on,
     next_escalation,
     next_state,
 )
@@ -119,9 +118,6 @@ class Routing:
         self.clock = clock
         self.minute = minute
         self._published: dict[tuple[str, int, str], Sop] = {}  # (district, version, sha256)
-        # District -> (version, sha256) of the newest published SOP this replica last read, None
-        # for "none: the file". Only a guess: storing a case checks it (see on_case_reported).
-        self._newest: dict[str, tuple[int, str] | None] = {}
 
     # --- which SOP is in force ----------------------------------------------------------------
 
@@ -157,15 +153,10 @@ class Routing:
     async def sop_in_force(self, conn: Connection, district: str) -> Sop:
         """The newest version published for the district, else its SOP file.
 
-        Asked of the database (one indexed row), so every routing replica applies a new
-        version from the moment it is committed; parsed once per version.
+        Asked of the database for every case (one indexed row), so every routing replica
+        applies a new version from the moment it is committed; parsed once per version.
         """
         newest = await store.newest_sop(conn, district)
-        self._newest[district] = newest
-        return await self._sop_of(conn, district, newest)
-
-    async def _sop_of(self, conn: Connection, district: str, newest: tuple[int, str] | None) -> Sop:
-        """The SOP of a (version, sha256) published for the district, else its file."""
         if newest is None:
             return self.sop_for(district)
         version, sha256 = newest
@@ -261,35 +252,7 @@ class Routing:
         self, conn: Connection, event: CloudEvent, payload: EventPayload
     ) -> None:
         reported = _expect(payload, CaseReported)
-        district = reported.triage.district
-        routed: tuple[Decision, datetime] | None = None
-        if self._seen_sop(district):  # tried without a look-up: storing the case checks it
-            routed = await self._route(conn, reported, self._newest[district])
-        while routed is None:  # a version was published since this replica last looked
-            newest = await store.newest_sop(conn, district)
-            self._newest[district] = newest
-            routed = await self._route(conn, reported, newest)
-        decision, now = routed
-        await add_to_outbox(conn, *routing_events(decision, now, current_traceparent()))
-        _log_decision(decision, event)
-
-    def _seen_sop(self, district: str) -> bool:
-        """Whether this replica read the district's newest published SOP before, and it named
-        an SOP (a version, or none and there is a file). A district without one is looked up
-        every time, so that its refusal is as of now."""
-        if district not in self._newest:
-            return False
-        return self._newest[district] is not None or self.library.for_district(district) is not None
-
-    async def _route(
-        self, conn: Connection, reported: CaseReported, newest: tuple[int, str] | None
-    ) -> tuple[Decision, datetime] | None:
-        """Decide the case under the SOP ``newest`` names and store it: the decision and its
-        time. None, and nothing stored, if ``newest`` is no longer the newest published: the
-        store checks it in the statement that writes the case (the same snapshot), so a new
-        version applies to every case stored after its commit, on every replica."""
-        district = reported.triage.district
-        sop = await self._sop_of(conn, district, newest)
+        sop = await self.sop_in_force(conn, reported.triage.district)
         now = self.clock()
         decision = decide(sop, reported.case_id, reported.triage, now, minute=self.minute)
         stored = await store.add_case(
@@ -299,14 +262,12 @@ class Routing:
             reported_at=reported.reported_at,
             routed_at=now,
             violence_types=[v.value for v in reported.triage.violence_types],
-            sop_district=district,
-            sop_in_force=newest,
         )
-        if stored is store.CaseStored.SOP_CHANGED:
-            return None
-        if stored is store.CaseStored.ROUTED_BEFORE:
+        if not stored:
             raise Rejected(f"case {reported.case_id} was routed before")
-        return decision, now
+        for outgoing in routing_events(decision, now, current_traceparent()):
+            await add_to_outbox(conn, outgoing)
+        _log_decision(decision, event)
 
     async def close_case(self, conn: Connection, case_id: str, closed_by: str, reason: str) -> bool:
         """Close a case whose referrals are all settled; False if it was closed already."""
@@ -361,32 +322,6 @@ class Routing:
         attempts: int,
         failure: str | None,
     ) -> tuple[store.StoredReferral, ReferralState]:
-        """Move the referral by the lifecycle table: the referral as it was, and its state."""
-        moved = await store.move_on_delivery_report(
-            conn,
-            report.referral_id,
-            case_id=report.case_id,
-            agency_id=report.agency_id,
-            moves=moves_on(happened),
-            attempts=attempts,
-            failure=failure,
-        )
-        if moved is None:  # refused: read the referral to say why
-            return await self._judge_delivery_report(conn, report, happened, attempts, failure)
-        referral, state = moved
-        _log_state(referral, happened, state)
-        return referral, state
-
-    async def _judge_delivery_report(
-        self,
-        conn: Connection,
-        report: ReferralDelivered | ReferralDeliveryFailed,
-        happened: ReferralEvent,
-        attempts: int,
-        failure: str | None,
-    ) -> tuple[store.StoredReferral, ReferralState]:
-        """The delivery report, step by step on the locked referral: Rejected with the reason,
-        or (if the referral moved in between) the same move as ``_delivery_report``."""
         referral = await store.lock_referral(conn, report.referral_id)
         if referral is None:
             raise Rejected(f"unknown referral {report.referral_id}")

@@ -1,9 +1,8 @@
 """A referral's states and the transitions between them, as one table; where escalation goes."""
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cache
 
 
 class ReferralState(StrEnum):
@@ -100,15 +99,6 @@ def next_state(referral_id: str, current: ReferralState, event: ReferralEvent) -
         raise IllegalTransition(
             f"referral {referral_id} is {current.value}; it cannot become {event.value}"
         ) from None
-
-
-@cache
-def moves_on(event: ReferralEvent) -> Mapping[ReferralState, ReferralState]:
-    """The table's column for one event: each state it can happen in -> the state after it.
-
-    For a store that applies the move in the same statement that reads the state; a state
-    missing here is an illegal transition (``next_state`` says why)."""
-    return {state: after for (state, happened), after in TRANSITIONS.items() if happened == event}
 
 
 @dataclass(frozen=True)

@@ -4,14 +4,13 @@ The only module that writes SQL.
 """
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import Enum
 
 import asyncpg
 
-from routing.decide import Decision, ReferralDecision, WithheldReferral
+from routing.decide import Decision, WithheldReferral
 from routing.lifecycle import SETTLED_STATES, EscalationStep, ReferralState
 from rujuk_contracts.events import Priority, Service
 from rujuk_runtime.db import Connection
@@ -63,58 +62,6 @@ class StoredCase:
         return [r for r in self.referrals if r.state not in SETTLED_STATES]
 
 
-class CaseStored(Enum):
-    """What ``add_case`` did."""
-
-    ROUTED = "routed"
-    ROUTED_BEFORE = "routed_before"  # nothing stored: the case was routed before
-    SOP_CHANGED = "sop_changed"  # nothing stored: the SOP in force is not the one expected
-
-
-# One statement for the case, its referrals and their deadlines. Each referral is one element
-# of the unnest arrays; its escalation chain and rule ids, lists of their own, come as jsonb
-# arrays. Nothing is written when the newest published SOP of the district is not the one the
-# decision was made under (version 0 and '' stand for "none published: the file"), read in
-# the same snapshot as the writes, or when the case exists.
-_ADD_CASE = """
-WITH newest AS (
-    SELECT version, sha256 FROM sops WHERE district_code = $10
-    ORDER BY version DESC LIMIT 1
-), in_force AS (
-    SELECT coalesce((SELECT version FROM newest), 0) = $11
-        AND coalesce((SELECT sha256 FROM newest), '') = $12 AS unchanged
-), new_case AS (
-    INSERT INTO cases (case_id, district_code, sop_id, sop_version, rules_fired, withheld,
-        reported_at, routed_at, violence_types)
-    SELECT $1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9 FROM in_force WHERE unchanged
-    ON CONFLICT (case_id) DO NOTHING
-    RETURNING case_id
-), new_referrals AS (
-    INSERT INTO referrals (referral_id, case_id, agency_id, service, priority,
-        acknowledgement_deadline, escalation_chain, rule_ids, consent_override, sop_id,
-        sop_version, acknowledge_within, root_referral_id, created_at)
-    SELECT r.referral_id, c.case_id, r.agency_id, r.service, r.priority, r.deadline,
-        ARRAY(SELECT e FROM jsonb_array_elements_text(r.chain) WITH ORDINALITY AS x (e, n)
-              ORDER BY n),
-        ARRAY(SELECT e FROM jsonb_array_elements_text(r.rule_ids) WITH ORDINALITY AS x (e, n)
-              ORDER BY n),
-        r.consent_override, $3, $4, r.acknowledge_within, r.referral_id,
-        $8  -- routed_at: the time the deadline counts from
-    FROM new_case c,
-        unnest($13::text[], $14::text[], $15::text[], $16::text[], $17::timestamptz[],
-               $18::jsonb[], $19::jsonb[], $20::text[], $21::interval[])
-        AS r (referral_id, agency_id, service, priority, deadline, chain, rule_ids,
-              consent_override, acknowledge_within)
-    RETURNING referral_id, acknowledgement_deadline
-), new_deadlines AS (
-    INSERT INTO deadlines (referral_id, due_at)
-    SELECT referral_id, acknowledgement_deadline FROM new_referrals
-)
-SELECT (SELECT unchanged FROM in_force) AS sop_unchanged,
-    EXISTS (SELECT FROM new_case) AS routed
-"""
-
-
 async def add_case(
     conn: Connection,
     decision: Decision,
@@ -123,17 +70,13 @@ async def add_case(
     reported_at: datetime,
     routed_at: datetime,
     violence_types: Sequence[str] = (),
-    sop_district: str,
-    sop_in_force: tuple[int, str] | None,
-) -> CaseStored:
-    """Store a routed case, its referrals and their deadlines, in one statement.
-
-    ``sop_in_force`` is the (version, sha256) published for ``sop_district`` that the decision
-    was made under, None for its file: if another version is the newest by now, nothing is
-    stored (SOP_CHANGED). Nothing is stored either if the case was routed before."""
-    version, sha256 = sop_in_force or (0, "")
-    row = await conn.fetchrow(
-        _ADD_CASE,
+) -> bool:
+    """Store a routed case, its referrals and their deadlines; False (and nothing stored) if
+    the case was routed before."""
+    inserted = await conn.fetchval(
+        "INSERT INTO cases (case_id, district_code, sop_id, sop_version, rules_fired, withheld, "
+        "reported_at, routed_at, violence_types) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, "
+        "$9) ON CONFLICT (case_id) DO NOTHING RETURNING true",
         decision.case_id,
         district_code,
         decision.sop_id,
@@ -143,30 +86,38 @@ async def add_case(
         reported_at,
         routed_at,
         list(violence_types),
-        sop_district,
-        version,
-        sha256,
-        *_referral_columns(decision.referrals),
     )
-    assert row is not None
-    if not row["sop_unchanged"]:
-        return CaseStored.SOP_CHANGED
-    return CaseStored.ROUTED if row["routed"] else CaseStored.ROUTED_BEFORE
-
-
-def _referral_columns(referrals: Sequence[ReferralDecision]) -> list[list[object]]:
-    """The referrals as one array per column, in ``_ADD_CASE``'s unnest order."""
-    return [
-        [r.referral_id for r in referrals],
-        [r.agency_id for r in referrals],
-        [r.service.value for r in referrals],
-        [r.priority.value for r in referrals],
-        [r.acknowledgement_deadline for r in referrals],
-        [json.dumps(list(r.escalation_chain)) for r in referrals],
-        [json.dumps(list(r.rule_ids)) for r in referrals],
-        [r.consent_override for r in referrals],
-        [r.acknowledge_within for r in referrals],
-    ]
+    if not inserted:
+        return False
+    await conn.executemany(
+        "INSERT INTO referrals (referral_id, case_id, agency_id, service, priority, "
+        "acknowledgement_deadline, escalation_chain, rule_ids, consent_override, sop_id, "
+        "sop_version, acknowledge_within, root_referral_id, created_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $1, $13)",
+        [
+            (
+                referral.referral_id,
+                decision.case_id,
+                referral.agency_id,
+                referral.service.value,
+                referral.priority.value,
+                referral.acknowledgement_deadline,
+                list(referral.escalation_chain),
+                list(referral.rule_ids),
+                referral.consent_override,
+                decision.sop_id,
+                decision.sop_version,
+                referral.acknowledge_within,
+                routed_at,  # the time the deadline counts from
+            )
+            for referral in decision.referrals
+        ],
+    )
+    await conn.executemany(
+        "INSERT INTO deadlines (referral_id, due_at) VALUES ($1, $2)",
+        [(r.referral_id, r.acknowledgement_deadline) for r in decision.referrals],
+    )
+    return True
 
 
 async def add_escalated_referral(
@@ -226,49 +177,6 @@ async def set_state(conn: Connection, referral_id: str, state: ReferralState) ->
         referral_id,
         state.value,
     )
-
-
-# A delivery report's move in one statement: the new state is looked up in the lifecycle
-# table's column for the event ($4 -> $5), against the row as it is when locked by this
-# UPDATE; RETURNING old.* gives the referral as it was (PostgreSQL 18).
-_DELIVERY_REPORT = f"""
-UPDATE referrals SET
-    state = (SELECT m.becomes FROM unnest($4::text[], $5::text[]) AS m (was, becomes)
-             WHERE m.was = referrals.state),
-    delivery_attempts = GREATEST(delivery_attempts, $6),
-    last_delivery_failure = COALESCE($7, last_delivery_failure),
-    updated_at = now()
-WHERE referral_id = $1 AND case_id = $2 AND agency_id = $3 AND state = ANY($4::text[])
-RETURNING {", ".join("old." + c for c in _REFERRAL_COLUMNS.split(", "))}, new.state AS new_state
-"""  # noqa: S608 (_REFERRAL_COLUMNS is a constant, not input)
-
-
-async def move_on_delivery_report(
-    conn: Connection,
-    referral_id: str,
-    *,
-    case_id: str,
-    agency_id: str,
-    moves: Mapping[ReferralState, ReferralState],
-    attempts: int,
-    failure: str | None = None,
-) -> tuple[StoredReferral, ReferralState] | None:
-    """Move the referral by ``moves`` (state now -> state after) and keep notify's attempt
-    count and failure reason, in one statement; the referral as it was, and its new state.
-
-    None, and nothing changed, if the referral is unknown, not of that case or agency, or in a
-    state ``moves`` does not name: the caller reads it to say which."""
-    row = await conn.fetchrow(
-        _DELIVERY_REPORT,
-        referral_id,
-        case_id,
-        agency_id,
-        [state.value for state in moves],
-        [after.value for after in moves.values()],
-        attempts,
-        failure,
-    )
-    return None if row is None else (_referral(row), ReferralState(row["new_state"]))
 
 
 # The reply -> the column that keeps its time. The first of acknowledge, accept and decline is
