@@ -78,7 +78,7 @@ async def enqueue(pool: asyncpg.Pool, count: int, channels: list[str]) -> list[s
             event = make_event(payload, source="/rujuk/routing")
             delivery = store.Delivery(payload.referral_id, payload.case_id, AGENCY, event.id,
                                       event.type, event.to_bytes(), None, [], 0)  # fmt: skip
-            assert await store.enqueue(conn, delivery, channels)
+            assert await store.enqueue_many(conn, [(delivery, channels)]) == 1
             ids.append(payload.referral_id)
     return ids
 

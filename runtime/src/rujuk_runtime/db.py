@@ -4,9 +4,10 @@ and versioned SQL migrations applied at start."""
 import contextlib
 import hashlib
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from importlib import resources
 from importlib.resources.abc import Traversable
+from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -33,6 +34,19 @@ async def create_pool(database_url: str, schema: str, *, max_size: int = 10) -> 
     )
     assert pool is not None
     return pool
+
+
+def columns(rows: Iterable[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows as one list per column, for a statement that takes each column as an array
+    (``unnest($1::text[], $2::int[], ...)``): many rows in one round trip. ``width`` keeps an
+    empty batch a list of empty columns."""
+    table: list[list[Any]] = [[] for _ in range(width)]
+    for row in rows:
+        if len(row) != width:
+            raise ValueError(f"a row of {len(row)} values where {width} columns are expected")
+        for column, value in zip(table, row, strict=True):
+            column.append(value)
+    return table
 
 
 class HeldConnection:

@@ -13,7 +13,7 @@ from nats.js import JetStreamContext
 from rujuk_contracts.envelope import CloudEvent
 from rujuk_contracts.events import model_for_type
 from rujuk_runtime.bus import event_headers
-from rujuk_runtime.db import Connection, HeldConnection
+from rujuk_runtime.db import Connection, HeldConnection, columns
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG
 
@@ -50,7 +50,7 @@ async def add_to_outbox(conn: Connection, *events: CloudEvent) -> None:
         sql = f"INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"  # noqa: S608
         await conn.execute(sql, *rows[0])
         return
-    await conn.execute(_ADD_MANY, *(list(column) for column in zip(*rows, strict=True)))
+    await conn.execute(_ADD_MANY, *columns(rows, len(rows[0])))
 
 
 # Takes the oldest rows no other relay holds; the caller's transaction keeps them until JetStream

@@ -131,8 +131,8 @@ class PullConsumer:
             return []
         # What came right behind it joins it: the rest of one report's events, or, for a
         # consumer at its max_ack_pending, everything the acks of its last batch let through
-        # (else such a consumer alternates full batches with batches of one).
-        # Nothing more now (or NATS away): the one message goes alone.
+        # (else such a consumer alternates full batches with batches of one). If nothing more
+        # is there (or NATS is away), the one message goes alone.
         with contextlib.suppress(Exception):
             if self.batch_size > 1:
                 batch += await subscription.fetch(self.batch_size - 1, timeout=DRAIN_WAIT_SECONDS)

@@ -13,7 +13,7 @@ from audit import chain
 from audit.chain import Entry, Head, UnrepresentableEvent
 from rujuk_contracts.envelope import CloudEvent
 from rujuk_contracts.ledger import Checkpoint
-from rujuk_runtime.db import Connection
+from rujuk_runtime.db import Connection, columns
 
 SCHEMA = "audit"
 # One key for every replica: whoever holds it owns the head until its transaction ends.
@@ -314,12 +314,11 @@ async def append_batch(
             result.entries.append(entry)
             current = Head(entry.seq, entry.hash)
         if result.entries:
-            columns = list(zip(*(_row(entry) for entry in result.entries), strict=True))
             await conn.execute(
                 f"INSERT INTO ledger ({_COLUMNS}) SELECT * FROM unnest("  # noqa: S608
                 "$1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], "
                 "$6::timestamptz[], $7::timestamptz[], $8::json[], $9::bytea[], $10::bytea[])",
-                *columns,
+                *columns((_row(entry) for entry in result.entries), 10),
             )
         if position is not None:
             await conn.execute(

@@ -8,7 +8,7 @@ from typing import Any
 from intake.vault import SealedRecord
 from rujuk_contracts.envelope import CloudEvent
 from rujuk_contracts.triage import TriageFacts
-from rujuk_runtime.db import Connection
+from rujuk_runtime.db import Connection, columns
 from rujuk_runtime.outbox import OUTBOX_COLUMNS, add_to_outbox, outbox_row
 
 
@@ -137,7 +137,7 @@ async def put_referrals(conn: Connection, referrals: list[ProjectedReferral]) ->
         "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
         "$6::text[]) ON CONFLICT (referral_id) DO UPDATE "
         "SET state = EXCLUDED.state, updated_at = now()",
-        *(list(column) for column in zip(*(astuple(r) for r in referrals), strict=True)),
+        *columns((astuple(r) for r in referrals), 6),
     )
 
 

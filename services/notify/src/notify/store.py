@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import asyncpg
 
-from rujuk_runtime.db import Connection
+from rujuk_runtime.db import Connection, columns
 
 WAKE_CHANNEL = "notify_sends"  # NOTIFY on commit of new sends wakes the workers
 
@@ -52,32 +52,19 @@ FROM (SELECT count(*) AS queued FROM d) AS q
 """
 
 
-async def enqueue(conn: Connection, delivery: Delivery, channels: list[str]) -> bool:
-    """Queue a referral for delivery on ``channels`` (one send each); False if it was queued
-    before."""
-    return await enqueue_many(conn, [(delivery, channels)]) == 1
-
-
 async def enqueue_many(conn: Connection, queue: list[tuple[Delivery, list[str]]]) -> int:
     """Queue referrals for delivery, each on its channels (one send each), in one statement,
     and wake the workers (LISTEN) when the caller commits; how many were new."""
     if not queue:
         return 0
-    deliveries = [delivery for delivery, _ in queue]
-    sends = [(d.referral_id, channel) for d, channels in queue for channel in channels]
+    deliveries = (
+        (d.referral_id, d.case_id, d.agency_id, d.event_id, d.event_type, d.body, d.traceparent,
+         len(channels))
+        for d, channels in queue
+    )  # fmt: skip
+    sends = ((d.referral_id, channel) for d, channels in queue for channel in channels)
     queued: int = await conn.fetchval(
-        _ENQUEUE,
-        [d.referral_id for d in deliveries],
-        [d.case_id for d in deliveries],
-        [d.agency_id for d in deliveries],
-        [d.event_id for d in deliveries],
-        [d.event_type for d in deliveries],
-        [d.body for d in deliveries],
-        [d.traceparent for d in deliveries],
-        [len(channels) for _, channels in queue],
-        [referral_id for referral_id, _ in sends],
-        [channel for _, channel in sends],
-        WAKE_CHANNEL,
+        _ENQUEUE, *columns(deliveries, 8), *columns(sends, 2), WAKE_CHANNEL
     )
     return queued
 
