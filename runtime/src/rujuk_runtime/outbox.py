@@ -55,10 +55,14 @@ async def add_to_outbox(conn: Connection, *events: CloudEvent) -> None:
 
 # Takes the oldest rows no other relay holds; the caller's transaction keeps them until JetStream
 # has acknowledged them (RETURNING's order is not the table's: the caller sorts by seq).
+# `= ANY(ARRAY(...))`, not `IN (...)`: with IN, the generic plan PostgreSQL caches for this
+# prepared statement while the outbox is empty is a hash semi-join over a sequential scan,
+# kept while dead rows pile up between vacuums (12 ms a pass seen at 20 reports/s); an array
+# of keys takes the primary key's index in every plan.
 _TAKE = """
-DELETE FROM outbox WHERE seq IN (
+DELETE FROM outbox WHERE seq = ANY(ARRAY(
     SELECT seq FROM outbox ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED
-) RETURNING seq, event_id, event_type, subject, body, traceparent
+)) RETURNING seq, event_id, event_type, subject, body, traceparent
 """
 
 
