@@ -1,5 +1,6 @@
 """A connection a loop keeps between uses, against a real PostgreSQL: kept while all is well,
-given back with the pool's full reset after any failure, never used again once broken."""
+given back (rolled back) after any failure, never used again once broken; and
+what any release to the pool costs: a rollback when a transaction is open, else nothing."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -71,3 +72,32 @@ async def test_a_connection_broken_under_it_is_never_used_again(pool: asyncpg.Po
         assert answer[1] == 1
     finally:
         await held.release()
+
+
+async def last_query_of(database_url: str, pid: int) -> str:
+    """What the backend last ran, seen from outside the pool."""
+    other = await asyncpg.connect(database_url)
+    try:
+        query: str = await other.fetchval("SELECT query FROM pg_stat_activity WHERE pid = $1", pid)
+        return query
+    finally:
+        await other.close()
+
+
+async def test_a_release_costs_no_round_trip(pool: asyncpg.Pool, database_url: str) -> None:
+    """asyncpg's default reset would send RESET ALL (and more) on every release."""
+    async with pool.acquire() as conn:
+        pid = conn.get_server_pid()
+        await conn.fetchval("SELECT 'the last thing said' AS marker")
+    assert "the last thing said" in await last_query_of(database_url, pid)
+
+
+async def test_a_release_still_rolls_back_an_open_transaction(
+    pool: asyncpg.Pool, database_url: str
+) -> None:
+    async with pool.acquire() as conn:
+        pid = conn.get_server_pid()
+        await conn.execute("BEGIN")  # nobody closes it
+        await conn.execute("INSERT INTO uji VALUES (2)")
+    assert await last_query_of(database_url, pid) == "ROLLBACK"
+    assert await pool.fetchval("SELECT count(*) FROM uji") == 0
