@@ -265,8 +265,7 @@ class Routing:
         )
         if not stored:
             raise Rejected(f"case {reported.case_id} was routed before")
-        for outgoing in routing_events(decision, now, current_traceparent()):
-            await add_to_outbox(conn, outgoing)
+        await add_to_outbox(conn, *routing_events(decision, now, current_traceparent()))
         _log_decision(decision, event)
 
     async def close_case(self, conn: Connection, case_id: str, closed_by: str, reason: str) -> bool:
