@@ -34,9 +34,25 @@ def test_without_an_endpoint_spans_are_not_recorded_but_the_trace_is_carried_on(
 
     assert recording == "False"
     assert trace_id == INCOMING.split("-")[1]
-    version, carried_trace, span_id, _ = traceparent.split("-")
-    assert (version, carried_trace) == ("00", trace_id)
-    assert span_id != INCOMING.split("-")[2]  # a span of its own, child of the incoming one
+    assert traceparent == INCOMING  # no span made: the event's context goes on as it came
+
+
+ROOT = """
+    from rujuk_runtime import telemetry
+    telemetry.configure_tracing("uji")
+    with telemetry.span_from("uji handle", None) as span:
+        print(span.is_recording(), telemetry.current_traceparent())
+"""
+
+
+def test_without_an_endpoint_or_incoming_context_a_trace_is_still_started() -> None:
+    recording, traceparent = run_isolated(ROOT, {"PATH": ""}).split()
+
+    assert recording == "False"
+    version, trace_id, span_id, _ = traceparent.split("-")
+    assert version == "00"
+    assert int(trace_id, 16) != 0
+    assert int(span_id, 16) != 0
 
 
 def test_with_an_endpoint_every_span_is_recorded() -> None:

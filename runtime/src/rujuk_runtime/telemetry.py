@@ -1,9 +1,11 @@
 """OpenTelemetry tracing: one trace per report, carried between services as W3C traceparent.
 
 Spans are exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set (the exporter reads
-the standard OTEL_* variables) and nowhere otherwise. Without an endpoint no span is recorded
+the standard OTEL_* variables) and nowhere otherwise. Without an endpoint no span is made
 (building spans nobody receives cost 5-10% of each service's CPU), but the trace context is
-still made and carried: events keep their traceparent and log lines their trace_id and span_id.
+carried: work done for an event runs in the event's own context, as OpenTelemetry's no-op
+tracer does, so the events it publishes carry that traceparent on and log lines its trace_id;
+where no context comes in (a report over HTTP), one is still started.
 Span attributes never carry identifying data: case ids are pseudonymous, and SQL statements are
 parameterised.
 """
@@ -13,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
@@ -28,17 +31,19 @@ if TYPE_CHECKING:
 _PROPAGATOR = TraceContextTextMapPropagator()
 _TRACER = trace.get_tracer("rujuk")  # follows the provider configure_tracing installs
 _configured: TracerProvider | None = None
+_recording = True  # until configure_tracing finds no endpoint
 
 
 def configure_tracing(service: str) -> TracerProvider:
     """Install a tracer provider named for the service, once per process."""
-    global _configured
+    global _configured, _recording
     if _configured is not None:
         return _configured
     exporting = bool(
         os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
         or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
     )
+    _recording = exporting
     provider = TracerProvider(
         resource=Resource.create({"service.name": f"rujuk-{service}"}),
         sampler=None if exporting else ALWAYS_OFF,  # None: the OTEL_TRACES_SAMPLER default
@@ -83,10 +88,20 @@ def instrument_asgi(app: Any) -> Any:
 def span_from(
     name: str, traceparent: str | None, attributes: dict[str, str] | None = None
 ) -> Iterator[Span]:
-    """A span whose parent is the incoming traceparent, else the current span (or none)."""
+    """A span whose parent is the incoming traceparent, else the current span (or none).
+    Not recording: the incoming context itself, made current (no span)."""
     context: Context | None = None
     if traceparent:
         context = _PROPAGATOR.extract({"traceparent": traceparent})
+    if not _recording and context is not None:
+        parent = trace.get_current_span(context)
+        if parent.get_span_context().is_valid:
+            token = otel_context.attach(context)
+            try:
+                yield parent
+            finally:
+                otel_context.detach(token)
+            return
     with _TRACER.start_as_current_span(name, context=context, attributes=attributes) as span:
         yield span
 
@@ -115,6 +130,8 @@ def record_span(
 ) -> None:
     """A finished span for work done in bulk (e.g. one of many events in a batch insert),
     placed in the trace of the event it handled."""
+    if not _recording:
+        return
     context = _PROPAGATOR.extract({"traceparent": traceparent}) if traceparent else None
     span = _TRACER.start_span(name, context=context, attributes=attributes, start_time=start_ns)
     span.end(end_time=end_ns)
