@@ -371,7 +371,8 @@ class DeliveryWorker:
                 channels=[DeliveryChannel(c) for c in done],
                 attempts=attempts,
             )
-            log.info("referral delivered", case_id=delivery.case_id,
+            # DEBUG: the ledger and rujuk_referrals_settled_total say it; failures are WARNING
+            log.debug("referral delivered", case_id=delivery.case_id,
                      referral_id=delivery.referral_id, agency_id=delivery.agency_id,
                      channels=done, attempts=attempts)  # fmt: skip
         else:

@@ -619,7 +619,9 @@ def _log_decision(decision: Decision, event: CloudEvent) -> None:
 def _log_state(
     referral: store.StoredReferral, happened: ReferralEvent, state: ReferralState
 ) -> None:
-    log.info(
+    # DEBUG: one line per referral per step, the same facts the audit ledger keeps (and
+    # the rujuk_open_referrals gauge counts); a case's routing and every failure stay at INFO.
+    log.debug(
         "referral state",
         case_id=referral.case_id,
         referral_id=referral.referral_id,
