@@ -175,7 +175,7 @@ async def test_a_case_of_a_district_without_sop_is_refused_and_stores_nothing(
 async def report(pool: asyncpg.Pool, routing: Routing, payload: EventPayload) -> str:
     async with pool.acquire() as conn, conn.transaction():
         if isinstance(payload, ReferralDelivered):
-            await routing.on_referral_delivered(conn, envelope(payload), payload)
+            await routing.on_referrals_delivered(conn, [(envelope(payload), payload)])
         else:
             await routing.on_referral_delivery_failed(conn, envelope(payload), payload)
         state: str = await conn.fetchval(
@@ -264,3 +264,57 @@ async def test_a_delivery_report_for_an_unknown_referral_is_refused(
 ) -> None:
     with pytest.raises(Rejected, match=f"unknown referral {CASE_ID}-01"):
         await report(pool, routing, delivered())
+
+
+def delivered_to(referral: asyncpg.Record, attempts: int = 1) -> ReferralDelivered:
+    return ReferralDelivered(
+        case_id=CASE_ID,
+        referral_id=referral["referral_id"],
+        agency_id=referral["agency_id"],
+        channels=["webhook"],
+        attempts=attempts,
+    )
+
+
+async def test_a_run_of_delivery_reports_moves_every_referral_in_two_statements(
+    pool: asyncpg.Pool, routing: Routing
+) -> None:
+    await handle_case(pool, routing, reported())
+    async with pool.acquire() as conn:
+        referrals = await conn.fetch(
+            "SELECT referral_id, agency_id FROM referrals WHERE case_id = $1", CASE_ID
+        )
+        reports = [delivered_to(r, attempts=n + 1) for n, r in enumerate(referrals)]
+        reports.append(delivered_to(referrals[0], attempts=7))  # the same referral again
+        statements: list[str] = []
+        conn.add_query_logger(lambda logged: statements.append(logged.query))
+        async with conn.transaction():
+            await routing.on_referrals_delivered(conn, [(envelope(r), r) for r in reports])
+        handled = [s for s in statements if "FROM referrals" in s or "UPDATE referrals" in s]
+        rows = await conn.fetch(
+            "SELECT referral_id, state, delivery_attempts FROM referrals WHERE case_id = $1",
+            CASE_ID,
+        )
+    assert len(referrals) > 2
+    assert len(handled) == 2
+    assert {row["state"] for row in rows} == {"delivered"}
+    attempts = {row["referral_id"]: row["delivery_attempts"] for row in rows}
+    assert attempts == {r["referral_id"]: 7 if n == 0 else n + 1 for n, r in enumerate(referrals)}
+
+
+async def test_a_run_with_one_wrong_report_is_refused_whole_naming_it(
+    pool: asyncpg.Pool, routing: Routing
+) -> None:
+    """The consumer then takes the run report by report and parks only the wrong one."""
+    await handle_case(pool, routing, reported())
+    async with pool.acquire() as conn:
+        referrals = await conn.fetch(
+            "SELECT referral_id, agency_id FROM referrals WHERE case_id = $1 ORDER BY 1", CASE_ID
+        )
+        good = delivered_to(referrals[0])
+        wrong = delivered_to(referrals[1]).model_copy(update={"agency_id": "bukan-lembaga"})
+        with pytest.raises(Rejected, match=f"{referrals[1]['referral_id']} was made to"):
+            async with conn.transaction():
+                await routing.on_referrals_delivered(
+                    conn, [(envelope(good), good), (envelope(wrong), wrong)]
+                )

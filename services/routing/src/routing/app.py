@@ -4,7 +4,7 @@ stages referral events, escalates along each referral's own chain, and publishes
 import hashlib
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -295,13 +295,24 @@ class Routing:
 
     # --- delivery reports (from notify) -------------------------------------------------------
 
-    async def on_referral_delivered(
-        self, conn: Connection, event: CloudEvent, payload: EventPayload
+    async def on_referrals_delivered(
+        self, conn: Connection, batch: list[tuple[CloudEvent, EventPayload]]
     ) -> None:
-        delivered = _expect(payload, ReferralDelivered)
-        await self._delivery_report(
-            conn, delivered, ReferralEvent.DELIVERED, delivered.attempts, None
-        )
+        """A run of delivery reports: their referrals locked with one statement and moved with
+        one more. Any report refused aborts the run; the consumer then takes the reports one
+        by one, so that only the refused one is parked."""
+        reports = [_expect(payload, ReferralDelivered) for _, payload in batch]
+        referrals = await store.lock_referrals(conn, [r.referral_id for r in reports])
+        moves: dict[str, tuple[str, ReferralState, int, str | None]] = {}
+        for report in reports:
+            referral = _reported_referral(referrals.get(report.referral_id), report)
+            state = _next(referral, ReferralEvent.DELIVERED)
+            _log_state(referral, ReferralEvent.DELIVERED, state)
+            earlier = moves.get(referral.referral_id)  # the same referral twice in a run
+            attempts = max(report.attempts, earlier[2]) if earlier else report.attempts
+            moves[referral.referral_id] = (referral.referral_id, state, attempts, None)
+            referrals[referral.referral_id] = replace(referral, state=state)
+        await store.record_deliveries(conn, list(moves.values()))
 
     async def on_referral_delivery_failed(
         self, conn: Connection, event: CloudEvent, payload: EventPayload
@@ -321,23 +332,8 @@ class Routing:
         attempts: int,
         failure: str | None,
     ) -> tuple[store.StoredReferral, ReferralState]:
-        referral = await store.lock_referral(conn, report.referral_id)
-        if referral is None:
-            raise Rejected(f"unknown referral {report.referral_id}")
-        if referral.case_id != report.case_id:
-            raise Rejected(
-                f"referral {referral.referral_id} belongs to case {referral.case_id}, "
-                f"not {report.case_id}"
-            )
-        if referral.agency_id != report.agency_id:
-            raise Rejected(
-                f"referral {referral.referral_id} was made to {referral.agency_id}, "
-                f"not {report.agency_id}"
-            )
-        try:
-            state = next_state(referral.referral_id, referral.state, happened)
-        except IllegalTransition as exc:
-            raise Rejected(str(exc)) from exc
+        referral = _reported_referral(await store.lock_referral(conn, report.referral_id), report)
+        state = _next(referral, happened)
         await store.record_delivery(
             conn, referral.referral_id, state, attempts=attempts, failure=failure
         )
@@ -573,8 +569,8 @@ def build_runtime(settings: RoutingSettings) -> tuple[ServiceRuntime, Routing]:
     runtime = ServiceRuntime("routing", settings)
     routing = Routing(minute=timedelta(seconds=settings.minute_seconds))
     runtime.handle(CaseReported, routing.on_case_reported, durable="routing-case-reported")
-    runtime.handle(
-        ReferralDelivered, routing.on_referral_delivered, durable="routing-referral-delivered"
+    runtime.handle_batches(
+        ReferralDelivered, routing.on_referrals_delivered, durable="routing-referral-delivered"
     )
     runtime.handle(
         ReferralDeliveryFailed,
@@ -591,6 +587,32 @@ def create_app(settings: RoutingSettings | None = None) -> FastAPI:
     from routing.api import create_api  # the API module builds on this one
 
     return create_api(settings or RoutingSettings())
+
+
+def _reported_referral(
+    referral: store.StoredReferral | None, report: ReferralDelivered | ReferralDeliveryFailed
+) -> store.StoredReferral:
+    """The referral a delivery report is about, if the report names it rightly."""
+    if referral is None:
+        raise Rejected(f"unknown referral {report.referral_id}")
+    if referral.case_id != report.case_id:
+        raise Rejected(
+            f"referral {referral.referral_id} belongs to case {referral.case_id}, "
+            f"not {report.case_id}"
+        )
+    if referral.agency_id != report.agency_id:
+        raise Rejected(
+            f"referral {referral.referral_id} was made to {referral.agency_id}, "
+            f"not {report.agency_id}"
+        )
+    return referral
+
+
+def _next(referral: store.StoredReferral, happened: ReferralEvent) -> ReferralState:
+    try:
+        return next_state(referral.referral_id, referral.state, happened)
+    except IllegalTransition as exc:
+        raise Rejected(str(exc)) from exc
 
 
 def _expect(payload: EventPayload, model: type[P]) -> P:

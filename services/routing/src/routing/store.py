@@ -13,7 +13,7 @@ import asyncpg
 from routing.decide import Decision, WithheldReferral
 from routing.lifecycle import SETTLED_STATES, EscalationStep, ReferralState
 from rujuk_contracts.events import Priority, Service
-from rujuk_runtime.db import Connection
+from rujuk_runtime.db import Connection, columns
 
 _REFERRAL_COLUMNS = (
     "referral_id, case_id, agency_id, service, priority, state, acknowledgement_deadline, "
@@ -171,6 +171,16 @@ async def lock_referral(conn: Connection, referral_id: str) -> StoredReferral | 
     return None if row is None else _referral(row)
 
 
+async def lock_referrals(conn: Connection, referral_ids: list[str]) -> dict[str, StoredReferral]:
+    """Several referrals, locked in referral_id order (two batches cannot deadlock)."""
+    rows = await conn.fetch(
+        f"SELECT {_REFERRAL_COLUMNS} FROM referrals WHERE referral_id = ANY($1::text[]) "  # noqa: S608
+        "ORDER BY referral_id FOR UPDATE",
+        referral_ids,
+    )
+    return {row["referral_id"]: _referral(row) for row in rows}
+
+
 async def set_state(conn: Connection, referral_id: str, state: ReferralState) -> None:
     await conn.execute(
         "UPDATE referrals SET state = $2, updated_at = now() WHERE referral_id = $1",
@@ -240,6 +250,22 @@ async def record_delivery(
         state.value,
         attempts,
         failure,
+    )
+
+
+async def record_deliveries(
+    conn: Connection, moves: list[tuple[str, ReferralState, int, str | None]]
+) -> None:
+    """``record_delivery`` for many referrals (referral id, state, attempts, failure) in one
+    statement; each referral at most once."""
+    await conn.execute(
+        "UPDATE referrals r SET state = m.state, "
+        "delivery_attempts = GREATEST(r.delivery_attempts, m.attempts), "
+        "last_delivery_failure = COALESCE(m.failure, r.last_delivery_failure), updated_at = now() "
+        "FROM unnest($1::text[], $2::text[], $3::int[], $4::text[]) "
+        "AS m (referral_id, state, attempts, failure) "
+        "WHERE r.referral_id = m.referral_id AND r.referral_id = ANY($1::text[])",
+        *columns(((rid, state.value, n, failure) for rid, state, n, failure in moves), 4),
     )
 
 
