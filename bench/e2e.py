@@ -119,6 +119,8 @@ class Journey:
     ledger_last: float = 0.0
     arrivals: dict[str, float] = field(default_factory=dict)  # referral id -> first arrival
     duplicates: int = 0
+    routed_at: float | None = None  # the `routed` event's time: routing handled the report
+    first_reported_delivered: float | None = None  # the first `delivered` event's time
 
     @property
     def complete(self) -> bool:
@@ -138,6 +140,23 @@ class Journey:
         if not self.arrivals or self.accepted is None:
             return None
         return 1000 * (min(self.arrivals.values()) - self.accepted)
+
+    def stages_ms(self) -> tuple[float, float, float] | None:
+        """Where the time to the first delivery went: accepted -> routed (intake's relay,
+        routing's consumer and transaction), routed -> first webhook arrival (routing's relay,
+        notify's consumer and worker, the HTTP post), that arrival -> notify's `delivered`
+        event (its settle)."""
+        if None in (self.accepted, self.routed_at, self.first_reported_delivered):
+            return None
+        first = min(self.arrivals.values())
+        assert self.accepted
+        assert self.routed_at
+        assert self.first_reported_delivered
+        return (
+            1000 * (self.routed_at - self.accepted),
+            1000 * (first - self.routed_at),
+            1000 * (self.first_reported_delivered - first),
+        )
 
     @property
     def audit_ms(self) -> float:
@@ -181,7 +200,7 @@ class Tracker:
 
     async def _read_ledger(self, db: asyncpg.Connection) -> None:
         rows = await db.fetch(
-            "SELECT seq, case_id, event_type, recorded_at, CASE WHEN event_type = $2 "
+            "SELECT seq, case_id, event_type, recorded_at, event_time, CASE WHEN event_type = $2 "
             "THEN json_array_length(event->'data'->'referrals') END AS referrals "
             "FROM audit.ledger WHERE seq > $1 ORDER BY seq LIMIT 50000",
             self.last_seq,
@@ -193,6 +212,11 @@ class Tracker:
             journey.ledger_last = max(journey.ledger_last, row["recorded_at"].timestamp())
             if row["referrals"] is not None:
                 journey.referrals = row["referrals"]
+                journey.routed_at = row["event_time"].timestamp()
+            elif row["event_type"] == DELIVERED:
+                at = row["event_time"].timestamp()
+                first = journey.first_reported_delivered
+                journey.first_reported_delivered = at if first is None else min(first, at)
             self.last_seq = row["seq"]
 
     async def _read_arrivals(self, session: aiohttp.ClientSession) -> None:
@@ -302,8 +326,20 @@ def phase_figures(
             [ms for j in complete if (ms := j.first_delivery_ms) is not None]
         ),
         "audit_committed_ms": quantiles([j.audit_ms for j in complete]),
+        "stages_p50_ms": stage_medians(complete),
         "cpu_ms_per_report": cpu,
         "load_average": os.getloadavg()[0],
+    }
+
+
+STAGES = ("accepted -> routed", "routed -> first arrival", "arrival -> delivered event")
+
+
+def stage_medians(journeys: list[Journey]) -> dict[str, float | None]:
+    stages = [s for j in journeys if (s := j.stages_ms()) is not None]
+    return {
+        name: percentile([s[n] for s in stages], 0.5) if stages else None
+        for n, name in enumerate(STAGES)
     }
 
 
@@ -325,6 +361,11 @@ def print_phase(figures: dict[str, Any]) -> None:
     print(f"  accept (HTTP 202)             {q('accept_ms')}")
     print(f"  accepted -> first delivery    {q('first_delivery_ms')}")
     print(f"  accepted -> audit committed   {q('audit_committed_ms')}")
+    stages = figures["stages_p50_ms"]
+    print(
+        "  first delivery, median of each stage: "
+        + ", ".join(f"{k} {'none' if v is None else f'{v:.1f}'} ms" for k, v in stages.items())
+    )
     types = ", ".join(f"{t.split('.')[-2]} {n}" for t, n in figures["ledger_event_types"].items())
     print(
         f"  {figures['referrals']} referrals, {figures['referrals_delivered']} delivered, "
