@@ -1,7 +1,8 @@
-"""Settling a lane batch in one statement, on real PostgreSQL: a batch where one channel fails
+"""Settling lane batches in one statement, on real PostgreSQL: a batch where one channel fails
 mid-way reports the right referrals once each, in order, and retries the failed one; the two
 channels of the same referrals settled at the same time report each referral exactly once,
-without deadlocking whatever order their batches come in."""
+without deadlocking whatever order their batches come in; and lanes that finish together are
+settled together, in one transaction."""
 
 import asyncio
 import uuid
@@ -19,7 +20,7 @@ from notify.directory import AgencyChannels, Directory
 from notify.worker import EVENT_ID_NAMESPACE, DeliveryWorker, RetryPolicy, Senders
 from rujuk_contracts import make_event, parse_event
 from rujuk_contracts.events import ReferralDelivered, ReferralDeliveryFailed, ReferralRequested
-from rujuk_runtime.db import create_pool
+from rujuk_runtime.db import Connection, create_pool
 from tests.integration.test_notify_support import referral
 
 pytestmark = pytest.mark.integration
@@ -303,3 +304,32 @@ async def test_a_batch_of_requests_is_queued_at_once_with_each_lane_in_order_of_
     assert {r["referral_id"]: r["pending_sends"] for r in pending} == {
         seen_before: 1, ids[0]: 2, ids[1]: 1, ids[2]: 2
     }  # fmt: skip
+
+
+async def test_lanes_finishing_together_are_settled_in_one_transaction(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = asyncio.Event()
+    feed, webhook = FakeChannel(hold=gate), FakeChannel(hold=gate)
+    worker = worker_for(pool, feed, webhook)
+    ids = await enqueue(pool, 4, ["nats", "webhook"])
+    settled: list[list[tuple[str, str]]] = []
+    real_settle = store.settle
+
+    async def counting_settle(conn: Connection, tried: list[store.Tried]) -> list[store.Finished]:
+        settled.append([(t.send.delivery.referral_id, t.send.channel) for t in tried])
+        return await real_settle(conn, tried)
+
+    monkeypatch.setattr(store, "settle", counting_settle)
+    lanes = asyncio.gather(worker._run_lane(AGENCY, "nats"), worker._run_lane(AGENCY, "webhook"))
+    await asyncio.wait_for(feed.delivering.wait(), 5)
+    await asyncio.wait_for(webhook.delivering.wait(), 5)
+    gate.set()  # both lanes deliver their batch and settle at the same moment
+    assert list(await asyncio.wait_for(lanes, 10)) == [False, False]
+
+    assert len(settled) == 1  # one transaction for both lanes, instead of one each
+    assert sorted(settled[0]) == sorted((i, c) for i in ids for c in ("nats", "webhook"))
+    assert await reports(pool) == [(report_id(i, "delivered"), "delivered", i) for i in ids]
+    async with pool.acquire() as conn:
+        rows = await conn.fetch("SELECT state, pending_sends FROM deliveries")
+    assert [(r["state"], r["pending_sends"]) for r in rows] == [("delivered", 0)] * len(ids)

@@ -117,6 +117,11 @@ class DeliveryWorker:
         self._lane_batch = lane_batch
         self._lanes: dict[tuple[str, str], asyncio.Task[bool]] = {}
         self._recheck: set[tuple[str, str]] = set()
+        # Lane batches waiting to be settled, and the task settling them (see _settle).
+        self._to_settle: list[
+            tuple[list[tuple[store.Send, str | None]], list[int], asyncio.Future[None]]
+        ] = []
+        self._settler: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._listener: PoolConnectionProxy | None = None
@@ -133,7 +138,7 @@ class DeliveryWorker:
         self._wake.set()
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._task, *self._lanes.values()) if t is not None]
+        tasks = [t for t in (self._task, *self._lanes.values(), self._settler) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -324,8 +329,40 @@ class DeliveryWorker:
     async def _settle(
         self, results: list[tuple[store.Send, str | None]], untried: list[int]
     ) -> None:
-        """Settle a lane batch in one transaction: one statement for every send, one for the
-        reports of the referrals it finished (and, only after a failure, the failure's own)."""
+        """Settle a lane batch, together with the batches other lanes finish meanwhile: one
+        transaction for all of them (a case's referrals go to several agencies on two
+        channels each, and their lanes finish within milliseconds of each other). The
+        lane goes on once its batch is committed."""
+        done = asyncio.get_running_loop().create_future()
+        self._to_settle.append((results, untried, done))
+        if self._settler is None or self._settler.done():
+            self._settler = asyncio.create_task(self._settle_waiting(), name="settler")
+        await done
+
+    async def _settle_waiting(self) -> None:
+        while self._to_settle:
+            waiting, self._to_settle = self._to_settle, []
+            results = sorted(  # each lane's in order of issue (send ids), as one lane's are
+                (r for lane_results, _, _ in waiting for r in lane_results),
+                key=lambda result: result[0].send_id,
+            )
+            untried = [send_id for _, lane_untried, _ in waiting for send_id in lane_untried]
+            try:
+                await self._settle_now(results, untried)
+            except Exception as exc:  # each lane handles it (the lease brings its sends back)
+                for _, _, done in waiting:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, _, done in waiting:
+                    if not done.done():
+                        done.set_result(None)
+
+    async def _settle_now(
+        self, results: list[tuple[store.Send, str | None]], untried: list[int]
+    ) -> None:
+        """Settle in one transaction: one statement for every send, one for the reports of
+        the referrals it finished (and, only after a failure, the failure's own)."""
         tried = [self._tried(send, error) for send, error in results]
         async with self._pool.acquire() as conn, conn.transaction():
             finished = await store.settle(conn, tried)
