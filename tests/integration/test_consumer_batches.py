@@ -13,6 +13,7 @@ from rujuk_contracts import CloudEvent, make_event
 from rujuk_contracts.events import CaseClosed, EventPayload
 from rujuk_runtime.consumer import EventConsumer, Rejected
 from rujuk_runtime.db import Connection, create_pool
+from rujuk_runtime.outbox import add_to_outbox
 from tests.conftest import fresh_database
 
 pytestmark = pytest.mark.integration
@@ -161,3 +162,35 @@ async def test_when_a_batch_handler_fails_each_event_is_judged_on_its_own(
     seen = [row["case_id"] for row in await pool.fetch("SELECT case_id FROM seen")]
     assert seen == ["3514-ZZZZZZ0050"]
     assert reader.stats.processed == 1
+
+
+@dataclass
+class AckedMessage(FakeMessage):
+    acked: bool = False
+
+    async def ack(self) -> None:
+        self.acked = True
+
+
+async def announce(conn: Connection, event: CloudEvent, payload: EventPayload) -> None:
+    await remember(conn, event, payload)
+    await add_to_outbox(conn, make_event(payload, source="/rujuk/uji"))
+
+
+async def test_the_relay_is_woken_only_after_a_batch_that_staged_events(
+    pool: asyncpg.Pool,
+) -> None:
+    wakes: list[str] = []
+    reader = consumer(pool)
+    reader.after_commit = lambda: wakes.append("woken")
+    quiet = [AckedMessage(m.subject, m.data) for m in (closing(40, "selesai"), closing(41, "x"))]
+    await reader.process_batch(quiet)  # type: ignore[arg-type]
+    assert all(m.acked for m in quiet)
+    assert wakes == []  # nothing staged: no relay pass to find an empty outbox
+
+    reader.handlers[CaseClosed.event_type()] = announce
+    loud = [AckedMessage(m.subject, m.data) for m in (closing(42, "selesai"), closing(43, "x"))]
+    await reader.process_batch(loud)  # type: ignore[arg-type]
+    assert all(m.acked for m in loud)
+    assert wakes == ["woken"]
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 2

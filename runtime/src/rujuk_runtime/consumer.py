@@ -29,6 +29,7 @@ from rujuk_runtime.bus import consumer_name, park
 from rujuk_runtime.db import Connection, HeldConnection
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.metrics import DEAD_LETTERED, EVENTS_CONSUMED, HANDLER_SECONDS
+from rujuk_runtime.outbox import counting_staged
 from rujuk_runtime.telemetry import record_span, span_from
 
 log = get_logger(__name__)
@@ -92,7 +93,7 @@ class EventConsumer:
     js: Callable[[], JetStreamContext]
     handlers: dict[str, Handler]
     batch_handlers: dict[str, BatchHandler] = field(default_factory=dict)
-    after_commit: Callable[[], None] = lambda: None
+    after_commit: Callable[[], None] = lambda: None  # after a commit that staged events
     fallback: EnvelopeHandler | None = None
     skip_unhandled: bool = False  # known types without a handler: acked, nothing done
     max_deliveries: int = 10
@@ -103,7 +104,8 @@ class EventConsumer:
         or else on one taken from the pool for it; then ack, park or retry each message."""
         started = time.perf_counter()
         try:
-            outcome = await self._handle_in_transaction(messages, held)
+            with counting_staged() as staged:
+                outcome = await self._handle_in_transaction(messages, held)
         except Exception as exc:  # the database is away: nothing committed, retry them all
             log.warning(
                 "batch failed, will be redelivered",
@@ -114,7 +116,8 @@ class EventConsumer:
             for message in messages:
                 await nak_later(message)
             return
-        self.after_commit()
+        if staged:  # a batch that staged no event (most of them) leaves the relay asleep
+            self.after_commit()
         for message, reason in outcome.park:
             await park(
                 self.js(),

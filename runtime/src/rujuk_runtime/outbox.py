@@ -6,6 +6,9 @@ acknowledged it, so a crash anywhere republishes, and JetStream drops the duplic
 
 import asyncio
 import contextlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import asyncpg
 from nats.js import JetStreamContext
@@ -40,11 +43,30 @@ ORDER BY n
 """  # noqa: S608 (OUTBOX_COLUMNS is a constant, not input)
 
 
+# Events staged by the work ``counting_staged`` surrounds (that task and the tasks it starts).
+_STAGED: ContextVar[list[int] | None] = ContextVar("rujuk_outbox_staged", default=None)
+
+
+@contextmanager
+def counting_staged() -> Iterator[list[int]]:
+    """A list that gets the number of events of each ``add_to_outbox`` call made inside: empty
+    when nothing was staged, so a caller wakes the relay only when there is work for it."""
+    staged: list[int] = []
+    token = _STAGED.set(staged)
+    try:
+        yield staged
+    finally:
+        _STAGED.reset(token)
+
+
 async def add_to_outbox(conn: Connection, *events: CloudEvent) -> None:
     """Stage events in the caller's transaction, in one statement; the relay publishes them
     in the order given."""
     if not events:
         return
+    staged = _STAGED.get()
+    if staged is not None:
+        staged.append(len(events))
     rows = [outbox_row(event) for event in events]
     if len(rows) == 1:
         sql = f"INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"  # noqa: S608
