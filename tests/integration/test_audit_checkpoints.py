@@ -70,6 +70,25 @@ async def test_a_batch_is_chained_in_order_once_and_refuses_nothing_valid(
     assert (result.ok, result.entries) == (True, 10)
 
 
+async def test_a_batch_and_its_stream_position_cost_three_statements_under_the_lock(
+    pool: asyncpg.Pool, database_url: str
+) -> None:
+    events = interleaved()
+    async with pool.acquire() as conn:
+        await store.append_batch(conn, events[:3], position=("RUJUK_EVENTS", 3))
+        statements: list[str] = []
+        conn.add_query_logger(lambda logged: statements.append(logged.query))
+        appended = await store.append_batch(conn, events[2:6], position=("RUJUK_EVENTS", 6))
+        work = [s for s in statements if s.strip() not in ("BEGIN;", "COMMIT;")]
+        position = await conn.fetchval("SELECT last_seq FROM stream_position")
+    assert len(work) == 3  # the lock; the ids already there and the head; the write
+    assert [e.seq for e in appended.entries] == [4, 5, 6]
+    assert appended.duplicates == [events[2].id]
+    assert position == 6
+    result = await verify_ledger(database_url, public_key=KEY.public_raw)
+    assert (result.ok, result.entries) == (True, 6)
+
+
 async def test_verify_checks_every_checkpoint_and_names_a_truncated_tail(
     pool: asyncpg.Pool, database_url: str
 ) -> None:

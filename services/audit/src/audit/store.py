@@ -276,8 +276,8 @@ async def append_batch(
     texts: Sequence[str | UnrepresentableEvent] | None = None,
     position: tuple[str, int] | None = None,
 ) -> BatchAppend:
-    """Chain ``events`` onto the ledger in order: one lock, one head read, one INSERT.
-    ``position`` (stream, last sequence read) is recorded in the same transaction.
+    """Chain ``events`` onto the ledger in order: one lock, one read (the ids already there and
+    the head), one INSERT that also records ``position`` (stream, last sequence read), if given.
 
     An event whose id is already recorded (or repeats within the batch) takes no seq; one
     with no canonical form is refused with the reason and the rest go on. ``texts``, if
@@ -290,14 +290,14 @@ async def append_batch(
     result = BatchAppend([], [], [])
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", LEDGER_LOCK_KEY)
-        known = {
-            row["event_id"]
-            for row in await conn.fetch(
-                "SELECT event_id FROM ledger WHERE event_id = ANY($1::text[])",
-                [event.id for event in events],
-            )
-        }
-        current = await head(conn)
+        # Read after the lock (its own statement, so that this one's snapshot sees what the
+        # writer before us committed): the ids already recorded and the head, at once.
+        found = await conn.fetchrow(_KNOWN_AND_HEAD, [event.id for event in events])
+        assert found is not None
+        known = set(found["known"])
+        current = (
+            chain.GENESIS if found["seq"] is None else Head(found["seq"], bytes(found["hash"]))
+        )
         for index, event in enumerate(events):
             if event.id in known:
                 result.duplicates.append(event.id)
@@ -313,21 +313,38 @@ async def append_batch(
             known.add(event.id)
             result.entries.append(entry)
             current = Head(entry.seq, entry.hash)
-        if result.entries:
-            await conn.execute(
-                f"INSERT INTO ledger ({_COLUMNS}) SELECT * FROM unnest("  # noqa: S608
-                "$1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], "
-                "$6::timestamptz[], $7::timestamptz[], $8::json[], $9::bytea[], $10::bytea[])",
-                *columns((_row(entry) for entry in result.entries), 10),
-            )
-        if position is not None:
-            await conn.execute(
-                "INSERT INTO stream_position (stream, last_seq) VALUES ($1, $2) "
-                "ON CONFLICT (stream) DO UPDATE "
-                "SET last_seq = greatest(stream_position.last_seq, EXCLUDED.last_seq)",
-                *position,
-            )
+        rows = columns((_row(entry) for entry in result.entries), 10)
+        if result.entries and position is not None:  # both in one statement
+            await conn.execute(_INSERT_ENTRIES_KEEP_POSITION, *rows, *position)
+        elif result.entries:
+            await conn.execute(_INSERT_ENTRIES, *rows)
+        elif position is not None:
+            await conn.execute(_KEEP_POSITION, *position)
     return result
+
+
+_KNOWN_AND_HEAD = """
+SELECT ARRAY(SELECT event_id FROM ledger WHERE event_id = ANY($1::text[])) AS known, h.seq, h.hash
+FROM (SELECT 1) AS one
+LEFT JOIN LATERAL (SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1) AS h ON true
+"""
+# Constants only in these f-strings (S608 is about input, and there is none).
+_INSERT_ENTRIES = (
+    f"INSERT INTO ledger ({_COLUMNS}) SELECT * FROM unnest("  # noqa: S608
+    "$1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], "
+    "$6::timestamptz[], $7::timestamptz[], $8::json[], $9::bytea[], $10::bytea[])"
+)
+_POSITION_UPSERT = (
+    "ON CONFLICT (stream) DO UPDATE "
+    "SET last_seq = greatest(stream_position.last_seq, EXCLUDED.last_seq)"
+)
+_KEEP_POSITION = (
+    f"INSERT INTO stream_position (stream, last_seq) VALUES ($1, $2) {_POSITION_UPSERT}"  # noqa: S608
+)
+_INSERT_ENTRIES_KEEP_POSITION = (
+    f"WITH entries AS ({_INSERT_ENTRIES}) "  # noqa: S608
+    f"INSERT INTO stream_position (stream, last_seq) VALUES ($11, $12) {_POSITION_UPSERT}"
+)
 
 
 async def stream_position(conn: Connection, stream: str) -> int | None:
