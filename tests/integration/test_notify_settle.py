@@ -333,3 +333,29 @@ async def test_lanes_finishing_together_are_settled_in_one_transaction(
     async with pool.acquire() as conn:
         rows = await conn.fetch("SELECT state, pending_sends FROM deliveries")
     assert [(r["state"], r["pending_sends"]) for r in rows] == [("delivered", 0)] * len(ids)
+
+
+async def test_lanes_waiting_on_a_settle_that_is_cancelled_do_not_wait_for_ever(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    feed, webhook = FakeChannel(), FakeChannel()
+    worker = worker_for(pool, feed, webhook)
+    await enqueue(pool, 2, ["nats", "webhook"])
+    writing, never = asyncio.Event(), asyncio.Event()
+
+    async def stuck_settle(conn: Connection, tried: list[store.Tried]) -> list[store.Finished]:
+        writing.set()
+        await never.wait()  # a settle that does not come back (the worker is stopping)
+        return []
+
+    monkeypatch.setattr(store, "settle", stuck_settle)
+    first = asyncio.create_task(worker._run_lane(AGENCY, "nats"))
+    await asyncio.wait_for(writing.wait(), 5)
+    second = asyncio.create_task(worker._run_lane(AGENCY, "webhook"))  # queued behind it
+    await asyncio.wait_for(webhook.delivering.wait(), 5)
+    await asyncio.sleep(0.05)
+    assert worker._settler is not None
+    worker._settler.cancel()
+    outcomes = await asyncio.wait_for(asyncio.gather(first, second, return_exceptions=True), 5)
+    assert [type(o) for o in outcomes] == [asyncio.CancelledError] * 2
+    assert worker._to_settle == []

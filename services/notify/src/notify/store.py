@@ -150,8 +150,9 @@ async def unclaim(conn: Connection, send_ids: list[int]) -> None:
 
 # One statement settles a lane batch. Every attempt is recorded and every send gets its new
 # state; each referral with a finished send (done, or failed for good) is counted off its
-# deliveries row, once (a batch is one channel, so it holds one send per referral; counting
-# per referral keeps that true whatever the batch). That row's lock serialises the channels
+# deliveries row, once, with all of its sends in the batch (a lane's batch holds one send per
+# referral; the worker's settle of several lanes at once can hold a referral's sends on two
+# channels, counted together). That row's lock serialises the channels
 # of one referral, and the counts are taken from the row as locked: under READ COMMITTED a
 # row another lane's settle changed is locked and read in its new version, so exactly one
 # settle sees pending_sends reach 0. Rows are locked in referral_id order, whatever the

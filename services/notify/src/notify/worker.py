@@ -353,6 +353,11 @@ class DeliveryWorker:
                 for _, _, done in waiting:
                     if not done.done():
                         done.set_exception(exc)
+            except BaseException:  # cancelled (stopping): no lane may wait for ever
+                for _, _, done in [*waiting, *self._to_settle]:
+                    done.cancel()
+                self._to_settle = []
+                raise
             else:
                 for _, _, done in waiting:
                     if not done.done():
