@@ -359,3 +359,47 @@ async def test_lanes_waiting_on_a_settle_that_is_cancelled_do_not_wait_for_ever(
     outcomes = await asyncio.wait_for(asyncio.gather(first, second, return_exceptions=True), 5)
     assert [type(o) for o in outcomes] == [asyncio.CancelledError] * 2
     assert worker._to_settle == []
+
+
+async def test_the_lanes_a_wake_finds_due_are_claimed_in_one_statement(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agencies = [AGENCY, "pkm-uji", "polres-uji"]
+    feed, webhook = FakeChannel(), FakeChannel()
+    directory = Directory(
+        {a: AgencyChannels(webhook_url=f"http://partner.invalid/{a}") for a in agencies}, None
+    )
+    senders = Senders(feed=cast(NatsFeed, feed), webhook=cast(WebhookSender, webhook))
+    policy = RetryPolicy(max_attempts=5, base_seconds=0.05, cap_seconds=0.05)
+    worker = DeliveryWorker(pool, senders, directory, policy)
+    issued: list[str] = []
+    async with pool.acquire() as conn:
+        for n in range(2):  # a case to each agency, twice: two sends per lane, in order
+            for agency in agencies:
+                payload = referral(agency, n)
+                event = make_event(payload, source="/rujuk/routing")
+                delivery = store.Delivery(
+                    payload.referral_id, payload.case_id, agency, event.id, event.type,
+                    event.to_bytes(), None, [], 0,
+                )  # fmt: skip
+                await store.enqueue_many(conn, [(delivery, ["nats", "webhook"])])
+                issued.append(payload.referral_id)
+    lane_claims: list[tuple[str, str]] = []
+    one_lane = store.claim_lane
+
+    async def counting_claim_lane(conn: Connection, agency_id: str, channel: str, *args: object):  # type: ignore[no-untyped-def]
+        lane_claims.append((agency_id, channel))
+        return await one_lane(conn, agency_id, channel, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "claim_lane", counting_claim_lane)
+    await worker.schedule_once()
+    assert sorted(worker._lanes) == sorted((a, c) for a in agencies for c in ("nats", "webhook"))
+    await asyncio.wait_for(asyncio.gather(*worker._lanes.values()), 10)
+    await worker.stop()
+
+    assert lane_claims == []  # every lane's sends came with the scheduler's one claim
+    assert sorted(feed.got) == sorted(webhook.got) == sorted(issued)
+    for agency in agencies:  # each lane in its order of issue
+        mine = [i for i in issued if i.startswith(f"ref-{agency}-")]
+        assert [i for i in feed.got if i in mine] == [i for i in webhook.got if i in mine] == mine
+    assert len(await reports(pool)) == len(issued)  # each referral reported once

@@ -208,6 +208,55 @@ SELECT referral_id, failed_sends, channels_done, attempts FROM delivery WHERE la
 """
 
 
+# The due sends of several lanes in one statement, each lane as ``_CLAIM`` takes it (from its
+# head, up to $3, only the due prefix). Candidates are read first, then locked in id order, the
+# order a settle and a one-lane claim lock sends in, so that none of them can deadlock another;
+# a candidate that another worker finished meanwhile drops out when it is locked.
+_CLAIM_LANES = """
+WITH lanes AS (
+    SELECT * FROM unnest($1::text[], $2::text[]) AS l (agency_id, channel)
+), candidates AS (
+    SELECT c.id FROM lanes l CROSS JOIN LATERAL (
+        SELECT id FROM sends
+        WHERE agency_id = l.agency_id AND channel = l.channel AND state = 'pending'
+        ORDER BY id LIMIT $3
+    ) AS c
+), locked AS (
+    SELECT id, agency_id, channel, next_attempt_at <= now() AS due FROM sends
+    WHERE id = ANY(ARRAY(SELECT id FROM candidates)) AND state = 'pending'
+    ORDER BY id FOR UPDATE
+), prefix AS (
+    SELECT id FROM locked x
+    WHERE id < coalesce((SELECT min(id) FROM locked y WHERE NOT y.due
+                         AND y.agency_id = x.agency_id AND y.channel = x.channel),
+                        9223372036854775807)
+)
+UPDATE sends s SET attempts = s.attempts + 1, next_attempt_at = now() + $4
+FROM prefix, deliveries d
+WHERE s.id = prefix.id AND d.referral_id = s.referral_id
+RETURNING s.id, s.channel, s.attempts, d.referral_id, d.case_id, d.agency_id, d.event_id,
+          d.event_type, d.body, d.traceparent, d.channels_done, d.attempts AS delivery_attempts
+"""
+
+
+async def claim_lanes(
+    conn: Connection, lanes: list[tuple[str, str]], limit: int, lease: timedelta
+) -> dict[tuple[str, str], list[Send]]:
+    """``claim_lane`` for several (agency, channel) lanes in one statement: each lane's
+    claimed sends, in order (a lane whose head is not due has none)."""
+    if not lanes:
+        return {}
+    rows = await conn.fetch(
+        _CLAIM_LANES, [a for a, _ in lanes], [c for _, c in lanes], limit, lease
+    )
+    claimed: dict[tuple[str, str], list[Send]] = {}
+    for r in sorted(rows, key=lambda row: row["id"]):
+        send = Send(r["id"], r["channel"], r["attempts"],
+                    _delivery(r, attempts=r["delivery_attempts"]))  # fmt: skip
+        claimed.setdefault((r["agency_id"], r["channel"]), []).append(send)
+    return claimed
+
+
 @dataclass(frozen=True)
 class Tried:
     """One claimed send that was tried, and what came of it."""

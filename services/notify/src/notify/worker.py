@@ -194,6 +194,7 @@ class DeliveryWorker:
         async with self._held.use() as conn:
             heads = await store.lane_heads(conn)
         wait = self._poll_interval
+        due: list[tuple[str, str]] = []
         for head in heads:
             lane = (head.agency_id, head.channel)
             if lane in self._lanes:
@@ -202,15 +203,32 @@ class DeliveryWorker:
             if head.wait_seconds > 0:
                 wait = min(wait, head.wait_seconds)
                 continue
-            blocked = self.breakers[self._endpoint(head.agency_id, head.channel)].blocked_for()
+            breaker = self.breakers[self._endpoint(head.agency_id, head.channel)]
+            blocked = breaker.blocked_for()
             if blocked > 0:
                 self.stats.skipped_open_breaker += 1
                 wait = min(wait, blocked)
                 continue
-            task = asyncio.create_task(self._run_lane(*lane), name=f"lane-{lane[0]}-{lane[1]}")
-            self._lanes[lane] = task
-            task.add_done_callback(functools.partial(self._lane_done, lane))
+            if breaker.state == "closed":
+                due.append(lane)
+            else:  # a trial delivery: the lane claims its one send itself
+                self._start_lane(lane, None)
+        if due:  # the lanes a wake finds due (a case's agencies) claimed in one statement
+            for lane in due:
+                self._recheck.discard(lane)  # answered by this claim
+            async with self._held.use() as conn:
+                claimed = await store.claim_lanes(conn, due, self._lane_batch, self._lease)
+            for lane in due:
+                if lane in claimed:
+                    self._start_lane(lane, claimed[lane])
         return wait
+
+    def _start_lane(self, lane: tuple[str, str], claimed: list[store.Send] | None) -> None:
+        task = asyncio.create_task(
+            self._run_lane(*lane, claimed=claimed), name=f"lane-{lane[0]}-{lane[1]}"
+        )
+        self._lanes[lane] = task
+        task.add_done_callback(functools.partial(self._lane_done, lane))
 
     def _lane_done(self, lane: tuple[str, str], task: "asyncio.Task[bool]") -> None:
         """A lane that drained needs no new look at the queue (new work wakes the scheduler
@@ -230,23 +248,29 @@ class DeliveryWorker:
             return self._senders.sms.endpoint
         return channel
 
-    async def _run_lane(self, agency_id: str, channel: str) -> bool:
+    async def _run_lane(
+        self, agency_id: str, channel: str, *, claimed: list[store.Send] | None = None
+    ) -> bool:
         """Deliver the lane's due sends in order until one fails or none is due; True when
         the scheduler should look at the lane again (a failure, an open breaker).
 
-        Sends are claimed a few at a time (one statement), tried one after another, and
-        settled in one transaction; after a failure the rest go back untried."""
+        Sends are claimed a few at a time (one statement; the first batch may come
+        ``claimed`` by the scheduler), tried one after another, and settled in one
+        transaction; after a failure the rest go back untried."""
         endpoint = self._endpoint(agency_id, channel)
         breaker = self.breakers[endpoint]
         limit = self._limits.setdefault(endpoint, asyncio.Semaphore(self._endpoint_concurrency))
         try:
             while breaker.allow():
                 batch = 1 if breaker.state != "closed" else self._lane_batch
-                # This claim sees all work committed before it: a recheck asked for earlier
-                # is answered by it (one asked for from now on still stands).
-                self._recheck.discard((agency_id, channel))
-                async with self._pool.acquire() as conn:
-                    sends = await store.claim_lane(conn, agency_id, channel, batch, self._lease)
+                if claimed is not None:
+                    sends, claimed = claimed, None
+                else:
+                    # This claim sees all work committed before it: a recheck asked for
+                    # earlier is answered by it (one asked for from now on still stands).
+                    self._recheck.discard((agency_id, channel))
+                    async with self._pool.acquire() as conn:
+                        sends = await store.claim_lane(conn, agency_id, channel, batch, self._lease)
                 if not sends:
                     breaker.release()
                     return False
