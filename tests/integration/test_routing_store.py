@@ -20,7 +20,7 @@ from rujuk_contracts.events import (
 )
 from rujuk_contracts.triage import TriageFacts
 from rujuk_runtime.consumer import Rejected
-from rujuk_runtime.db import create_pool
+from rujuk_runtime.db import Connection, create_pool
 
 pytestmark = pytest.mark.integration
 
@@ -276,14 +276,18 @@ def delivered_to(referral: asyncpg.Record, attempts: int = 1) -> ReferralDeliver
     )
 
 
+async def referrals_of_the_case(conn: Connection) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT referral_id, agency_id FROM referrals WHERE case_id = $1 ORDER BY 1", CASE_ID
+    )
+
+
 async def test_a_run_of_delivery_reports_moves_every_referral_in_two_statements(
     pool: asyncpg.Pool, routing: Routing
 ) -> None:
     await handle_case(pool, routing, reported())
     async with pool.acquire() as conn:
-        referrals = await conn.fetch(
-            "SELECT referral_id, agency_id FROM referrals WHERE case_id = $1", CASE_ID
-        )
+        referrals = await referrals_of_the_case(conn)
         reports = [delivered_to(r, attempts=n + 1) for n, r in enumerate(referrals)]
         reports.append(delivered_to(referrals[0], attempts=7))  # the same referral again
         statements: list[str] = []
@@ -308,9 +312,7 @@ async def test_a_run_with_one_wrong_report_is_refused_whole_naming_it(
     """The consumer then takes the run report by report and parks only the wrong one."""
     await handle_case(pool, routing, reported())
     async with pool.acquire() as conn:
-        referrals = await conn.fetch(
-            "SELECT referral_id, agency_id FROM referrals WHERE case_id = $1 ORDER BY 1", CASE_ID
-        )
+        referrals = await referrals_of_the_case(conn)
         good = delivered_to(referrals[0])
         wrong = delivered_to(referrals[1]).model_copy(update={"agency_id": "bukan-lembaga"})
         with pytest.raises(Rejected, match=f"{referrals[1]['referral_id']} was made to"):

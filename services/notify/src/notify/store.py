@@ -103,39 +103,13 @@ class Send:
     delivery: Delivery
 
 
-_CLAIM = """
-WITH lane AS (
-    SELECT id, next_attempt_at <= now() AS due FROM sends
-    WHERE agency_id = $1 AND channel = $2 AND state = 'pending'
-    ORDER BY id LIMIT $3 FOR UPDATE
-), prefix AS (
-    SELECT id FROM lane
-    WHERE id < coalesce((SELECT min(id) FROM lane WHERE NOT due), 9223372036854775807)
-)
-UPDATE sends s SET attempts = s.attempts + 1, next_attempt_at = now() + $4
-FROM prefix, deliveries d
-WHERE s.id = prefix.id AND d.referral_id = s.referral_id
-RETURNING s.id, s.attempts, d.referral_id, d.case_id, d.agency_id, d.event_id, d.event_type,
-          d.body, d.traceparent, d.channels_done, d.attempts AS delivery_attempts
-"""
-
-
 async def claim_lane(
     conn: Connection, agency_id: str, channel: str, limit: int, lease: timedelta
 ) -> list[Send]:
     """Take the lane's due sends from its head on (at most ``limit``), in order, counting an
     attempt on each and leasing them; empty if the head is not due."""
-    rows = await conn.fetch(_CLAIM, agency_id, channel, limit, lease)
-    sends = [
-        Send(
-            r["id"],
-            channel,
-            r["attempts"],
-            _delivery(r, attempts=r["delivery_attempts"]),
-        )
-        for r in rows
-    ]
-    return sorted(sends, key=lambda send: send.send_id)
+    lane = (agency_id, channel)
+    return (await claim_lanes(conn, [lane], limit, lease)).get(lane, [])
 
 
 async def unclaim(conn: Connection, send_ids: list[int]) -> None:
@@ -208,8 +182,9 @@ SELECT referral_id, failed_sends, channels_done, attempts FROM delivery WHERE la
 """
 
 
-# The due sends of several lanes in one statement, each lane as ``_CLAIM`` takes it (from its
-# head, up to $3, only the due prefix). Candidates are read first, then locked in id order, the
+# The due sends of one or several lanes in one statement: each lane from its head, up to $3,
+# only the prefix that is due (a head not due, leased by a worker or backing off, holds back
+# the sends behind it). Candidates are read first, then locked in id order, the
 # order a settle and a one-lane claim lock sends in, so that none of them can deadlock another;
 # a candidate that another worker finished meanwhile drops out when it is locked.
 _CLAIM_LANES = """

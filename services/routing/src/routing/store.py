@@ -242,15 +242,7 @@ async def record_delivery(
     failure: str | None = None,
 ) -> None:
     """Set the state after a delivery report, with notify's attempt count and failure reason."""
-    await conn.execute(
-        "UPDATE referrals SET state = $2, delivery_attempts = GREATEST(delivery_attempts, $3), "
-        "last_delivery_failure = COALESCE($4, last_delivery_failure), updated_at = now() "
-        "WHERE referral_id = $1",
-        referral_id,
-        state.value,
-        attempts,
-        failure,
-    )
+    await record_deliveries(conn, [(referral_id, state, attempts, failure)])
 
 
 async def record_deliveries(
