@@ -1,10 +1,12 @@
 """Settling lane batches in one statement, on real PostgreSQL: a batch where one channel fails
 mid-way reports the right referrals once each, in order, and retries the failed one; the two
 channels of the same referrals settled at the same time report each referral exactly once,
-without deadlocking whatever order their batches come in; and lanes that finish together are
-settled together, in one transaction."""
+without deadlocking whatever order their batches come in; lanes that finish together are
+settled together, in one transaction; and two replicas racing for the same lanes send each
+send once, in order."""
 
 import asyncio
+import itertools
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -72,16 +74,31 @@ def worker_for(
 async def enqueue(pool: asyncpg.Pool, count: int, channels: list[str]) -> list[str]:
     """Queue ``count`` referrals to AGENCY on ``channels``; their ids, in the order queued
     (which is also their sort order)."""
-    ids = []
     async with pool.acquire() as conn:
-        for n in range(count):
-            payload = referral(AGENCY, n)
-            event = make_event(payload, source="/rujuk/routing")
-            delivery = store.Delivery(payload.referral_id, payload.case_id, AGENCY, event.id,
-                                      event.type, event.to_bytes(), None, [], 0)  # fmt: skip
-            assert await store.enqueue_many(conn, [(delivery, channels)]) == 1
-            ids.append(payload.referral_id)
-    return ids
+        return [await enqueue_to(conn, AGENCY, n, channels) for n in range(count)]
+
+
+async def enqueue_to(conn: Connection, agency: str, n: int, channels: list[str]) -> str:
+    """Queue the ``n``th referral to ``agency`` on ``channels``; its id."""
+    payload = referral(agency, n)
+    event = make_event(payload, source="/rujuk/routing")
+    delivery = store.Delivery(payload.referral_id, payload.case_id, agency, event.id,
+                              event.type, event.to_bytes(), None, [], 0)  # fmt: skip
+    assert await store.enqueue_many(conn, [(delivery, channels)]) == 1
+    return payload.referral_id
+
+
+def agencies_worker(
+    pool: asyncpg.Pool, agencies: list[str], feed: FakeChannel, webhook: FakeChannel,
+    *, lane_batch: int = 20,
+) -> DeliveryWorker:  # fmt: skip
+    """A worker for several agencies, each with a webhook of its own."""
+    directory = Directory(
+        {a: AgencyChannels(webhook_url=f"http://partner.invalid/{a}") for a in agencies}, None
+    )
+    senders = Senders(feed=cast(NatsFeed, feed), webhook=cast(WebhookSender, webhook))
+    policy = RetryPolicy(max_attempts=5, base_seconds=0.05, cap_seconds=0.05)
+    return DeliveryWorker(pool, senders, directory, policy, lane_batch=lane_batch)
 
 
 async def reports(pool: asyncpg.Pool) -> list[tuple[str, str, str]]:
@@ -366,24 +383,13 @@ async def test_the_lanes_a_wake_finds_due_are_claimed_in_one_statement(
 ) -> None:
     agencies = [AGENCY, "pkm-uji", "polres-uji"]
     feed, webhook = FakeChannel(), FakeChannel()
-    directory = Directory(
-        {a: AgencyChannels(webhook_url=f"http://partner.invalid/{a}") for a in agencies}, None
-    )
-    senders = Senders(feed=cast(NatsFeed, feed), webhook=cast(WebhookSender, webhook))
-    policy = RetryPolicy(max_attempts=5, base_seconds=0.05, cap_seconds=0.05)
-    worker = DeliveryWorker(pool, senders, directory, policy)
-    issued: list[str] = []
-    async with pool.acquire() as conn:
-        for n in range(2):  # a case to each agency, twice: two sends per lane, in order
-            for agency in agencies:
-                payload = referral(agency, n)
-                event = make_event(payload, source="/rujuk/routing")
-                delivery = store.Delivery(
-                    payload.referral_id, payload.case_id, agency, event.id, event.type,
-                    event.to_bytes(), None, [], 0,
-                )  # fmt: skip
-                await store.enqueue_many(conn, [(delivery, ["nats", "webhook"])])
-                issued.append(payload.referral_id)
+    worker = agencies_worker(pool, agencies, feed, webhook)
+    async with pool.acquire() as conn:  # a case to each agency, twice: two sends per lane
+        issued = [
+            await enqueue_to(conn, agency, n, ["nats", "webhook"])
+            for n in range(2)
+            for agency in agencies
+        ]
     lane_claims: list[tuple[str, str]] = []
     one_lane = store.claim_lane
 
@@ -403,3 +409,49 @@ async def test_the_lanes_a_wake_finds_due_are_claimed_in_one_statement(
         mine = [i for i in issued if i.startswith(f"ref-{agency}-")]
         assert [i for i in feed.got if i in mine] == [i for i in webhook.got if i in mine] == mine
     assert len(await reports(pool)) == len(issued)  # each referral reported once
+
+
+async def test_two_replicas_claiming_the_same_lanes_deliver_each_send_once_in_order(
+    database_url: str,
+) -> None:
+    """Two notify replicas (each with its own pool) racing for the same lanes, batch after
+    batch: a lane's head that one has leased is not due for the other, so no send goes out
+    twice, each lane stays in its order of issue, and each referral is reported once."""
+    agencies = [AGENCY, "pkm-uji"]
+    feed, webhook = FakeChannel(), FakeChannel()  # the partners: what either replica sent
+    pools = [await create_pool(database_url, "notify") for _ in range(2)]
+    replicas = [agencies_worker(p, agencies, feed, webhook, lane_batch=3) for p in pools]
+    try:
+        issued: dict[str, list[str]] = {a: [] for a in agencies}
+        async with pools[0].acquire() as conn:
+            for n in range(24):
+                for agency in agencies:
+                    referral_id = await enqueue_to(conn, agency, n, ["nats", "webhook"])
+                    issued[agency].append(referral_id)
+                    if n % 5 == 0:  # some refused once: retried sends hold their lane
+                        (feed if n % 2 else webhook).refuse[referral_id] = 1
+        every = [i for a in agencies for i in issued[a]]
+        lanes = [(a, c) for a in agencies for c in ("nats", "webhook")]
+        async with asyncio.timeout(30):
+            for turn in itertools.count():
+                # Every lane tried by both replicas at once, the one to claim first alternating.
+                first, second = replicas if turn % 2 else reversed(replicas)
+                await asyncio.gather(
+                    *(r._run_lane(*lane) for lane in lanes for r in (first, second))
+                )
+                if set(feed.got) == set(webhook.got) == set(every):
+                    break
+                await asyncio.sleep(0.06)  # the backoff of a refused send
+        reported = await reports(pools[0])
+    finally:
+        for replica in replicas:
+            await replica.stop()
+        for p in pools:
+            await p.close()
+
+    assert all(r.stats.attempts > 0 for r in replicas)  # both took part
+    assert sorted(feed.got) == sorted(webhook.got) == sorted(every)  # each send once
+    for agency in agencies:  # each lane in its order of issue, whichever replica sent it
+        mine = issued[agency]
+        assert [i for i in feed.got if i in mine] == [i for i in webhook.got if i in mine] == mine
+    assert sorted(r for _, _, r in reported) == sorted(every)  # each referral reported once
