@@ -6,6 +6,11 @@ from typing import Any
 # province 99, so no real person can hold it.
 INVENTED_NIK = "9999000000000001"
 
+# Identifying strings the samples carry (names, NIK, phone, address, village, narrative): none
+# may leave intake's vault, so tests look for each in events, logs, traces and dumps.
+IDENTIFYING_IN_SAMPLES = ["CONTOH Korban", "CONTOH Pelapor", INVENTED_NIK, "800-0000-0001",
+                          "Jl. Fiktif", "SAMPLE narrative", "Desa Contoh"]  # fmt: skip
+
 SAMPLE_REPORTS: list[dict[str, Any]] = [
     {
         "channel": "hotline",

@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from rujuk.samples import INVENTED_NIK, SAMPLE_REPORTS
+from rujuk.samples import IDENTIFYING_IN_SAMPLES, SAMPLE_REPORTS
 from rujuk.stack import Stack
 from rujuk_runtime.embedded import free_port
 from tests.conftest import fresh_database, remove_streams
@@ -42,6 +42,7 @@ class OtlpReceiver:
 
     port: int = field(default_factory=free_port)
     spans: list[Span] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)  # every export as it came
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -52,6 +53,7 @@ class OtlpReceiver:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
+        self.bodies.append(body)
         request = ExportTraceServiceRequest()
         request.ParseFromString(body)
         for resource_spans in request.resource_spans:
@@ -103,6 +105,7 @@ async def observed(
                 "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
                 "OTEL_BSP_SCHEDULE_DELAY": "100",
                 "NOTIFY_WEBHOOK_BASE_URL": "",
+                "RUJUK_LOG_LEVEL": "DEBUG",  # the per-referral lines are checked too
             },
         )
         await asyncio.to_thread(stack.start)
@@ -205,31 +208,41 @@ def test_parent_links_follow_the_hand_offs(observed: Observed) -> None:
     assert all(ancestors(s) for s in audited), "every audit append hangs under its producer"
 
 
-def test_no_span_attribute_carries_identifying_data(observed: Observed) -> None:
-    for span in observed.receiver.spans:
-        for value in span.attributes.values():
-            assert DISTINCTIVE_PII not in value
-            assert INVENTED_NIK not in value
+def test_no_trace_export_or_log_line_carries_identifying_data(observed: Observed) -> None:
+    """Whole exports (span names, attributes, events, resources) and whole logs, DEBUG lines
+    included, searched for everything identifying the report carried."""
+    identifying = [DISTINCTIVE_PII, *IDENTIFYING_IN_SAMPLES]
+    # The report filed is the first sample with the victim's name replaced by DISTINCTIVE_PII:
+    # it carried every other kind too (reporter's name, NIK, phone, address, narrative).
+    sample = json.dumps(SAMPLE_REPORTS[0])
+    assert [t for t in IDENTIFYING_IN_SAMPLES if t not in sample] == []
+    exports = b"".join(observed.receiver.bodies)
+    assert observed.case_id.encode() in exports  # the exports are about this report
+    assert [text for text in identifying if text.encode() in exports] == []
+    for name in ("intake", "routing", "notify", "audit"):
+        lines = _log_lines(observed.stack.services[name].log_file)
+        text = observed.stack.services[name].log_file.read_text()
+        assert [t for t in identifying if t in text] == [], f"in the log of {name}"
+        if name in ("routing", "notify"):  # their per-referral lines are DEBUG
+            assert any(line["level"] == "debug" for line in lines), name
 
 
 def test_log_lines_carry_trace_span_case_and_event_ids(observed: Observed) -> None:
     trace_id = _report_trace(observed)
-    lines = _log_lines(observed.stack.services["routing"].log_file)
-    about_case = [line for line in lines if line.get("case_id") == observed.case_id]
-    assert about_case, "routing logged nothing about the case"
-    for line in about_case:
-        assert line["trace_id"] == trace_id
-        assert len(line["span_id"]) == 16
-        assert line["event_id"]
+    for service in ("routing", "notify"):  # DEBUG: a batch handler's per-event lines too
+        lines = _log_lines(observed.stack.services[service].log_file)
+        about_case = [line for line in lines if line.get("case_id") == observed.case_id]
+        assert about_case, f"{service} logged nothing about the case"
+        for line in about_case:
+            assert line.get("trace_id") == trace_id, (service, line)
+            assert len(line["span_id"]) == 16
+            assert line["event_id"]
     accepted = [
         line
         for line in _log_lines(observed.stack.services["intake"].log_file)
         if line.get("event") == "report accepted"
     ]
     assert [line["trace_id"] for line in accepted] == [trace_id]
-    for name in ("intake", "routing", "notify", "audit"):
-        text = observed.stack.services[name].log_file.read_text()
-        assert DISTINCTIVE_PII not in text
 
 
 async def test_each_service_serves_prometheus_metrics(observed: Observed) -> None:

@@ -1,8 +1,11 @@
 """Tracing without an OTLP endpoint: no span is recorded, yet the trace goes on."""
 
+import json
 import subprocess
 import sys
 import textwrap
+
+from rujuk_runtime.telemetry import ids_of
 
 INCOMING = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -61,3 +64,25 @@ def test_with_an_endpoint_every_span_is_recorded() -> None:
 
     assert recording == "True"
     assert traceparent.endswith("-01")
+
+
+def test_ids_of_a_traceparent_and_of_none_or_garbage() -> None:
+    assert ids_of(INCOMING) == {"trace_id": INCOMING.split("-")[1], "span_id": "00f067aa0ba902b7"}
+    assert ids_of(None) == ids_of("") == ids_of("00-not-a-traceparent") == {}
+
+
+LOGGED = f"""
+    from rujuk_runtime.consumer import logging_about
+    from rujuk_runtime.logs import configure_logging, get_logger
+    configure_logging("uji", "DEBUG")
+    with logging_about("3514-UJI", "event-1", "{INCOMING}"):
+        get_logger("uji").debug("referral state")
+    get_logger("uji").debug("after")
+"""
+
+
+def test_lines_logged_about_an_event_outside_its_span_carry_its_ids() -> None:
+    inside, after = (json.loads(line) for line in run_isolated(LOGGED, {"PATH": ""}).splitlines())
+    assert (inside["case_id"], inside["event_id"]) == ("3514-UJI", "event-1")
+    assert (inside["trace_id"], inside["span_id"]) == (INCOMING.split("-")[1], "00f067aa0ba902b7")
+    assert not {"case_id", "event_id", "trace_id"} & set(after)  # bound only inside

@@ -115,7 +115,18 @@ def current_traceparent() -> str | None:
 
 def current_ids() -> dict[str, str]:
     """trace_id and span_id of the current span, for log lines."""
-    context = trace.get_current_span().get_span_context()
+    return _ids(trace.get_current_span().get_span_context())
+
+
+def ids_of(traceparent: str | None) -> dict[str, str]:
+    """trace_id and span_id a W3C traceparent names (none for a missing or malformed one)."""
+    if not traceparent:
+        return {}
+    context = _PROPAGATOR.extract({"traceparent": traceparent})
+    return _ids(trace.get_current_span(context).get_span_context())
+
+
+def _ids(context: trace.SpanContext) -> dict[str, str]:
     if not context.is_valid:
         return {}
     return {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"}

@@ -34,6 +34,7 @@ from rujuk_contracts.events import (
     ReferralDeliveryFailed,
     ReferralRequested,
 )
+from rujuk_runtime.consumer import logging_about
 from rujuk_runtime.db import Connection, HeldConnection
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.outbox import add_to_outbox
@@ -416,9 +417,10 @@ class DeliveryWorker:
                 send.attempt, base=self._policy.base_seconds, cap=self._policy.cap_seconds
             )
             retry_in = timedelta(seconds=delay)
-            log.info("referral delivery will be retried", case_id=send.delivery.case_id,
-                     referral_id=send.delivery.referral_id, channel=send.channel,
-                     attempt=send.attempt, retry_in=round(delay, 2))  # fmt: skip
+            with logging_about(*_ids(send.delivery)):
+                log.info("referral delivery will be retried", referral_id=send.delivery.referral_id,
+                         channel=send.channel, attempt=send.attempt,
+                         retry_in=round(delay, 2))  # fmt: skip
         return store.Tried(send, error is None, error or "ok", retry_in)
 
     async def _finish(
@@ -426,6 +428,12 @@ class DeliveryWorker:
     ) -> CloudEvent:
         """Every channel is settled: `delivered` (the settle marked it so), or `delivery
         failed` with the reason (marked here); the event that reports it."""
+        with logging_about(*_ids(delivery)):
+            return await self._report(conn, delivery, finished)
+
+    async def _report(
+        self, conn: Connection, delivery: store.Delivery, finished: store.Finished
+    ) -> CloudEvent:
         done, attempts = finished.channels_done, finished.attempts
         payload: ReferralDelivered | ReferralDeliveryFailed
         if finished.failed_sends == 0:
@@ -438,9 +446,8 @@ class DeliveryWorker:
                 attempts=attempts,
             )
             # DEBUG: the ledger and rujuk_referrals_settled_total say it; failures are WARNING
-            log.debug("referral delivered", case_id=delivery.case_id,
-                     referral_id=delivery.referral_id, agency_id=delivery.agency_id,
-                     channels=done, attempts=attempts)  # fmt: skip
+            log.debug("referral delivered", referral_id=delivery.referral_id,
+                      agency_id=delivery.agency_id, channels=done, attempts=attempts)  # fmt: skip
         else:
             failed = [o for o in await store.sends_of(conn, delivery.referral_id)
                       if o.state == "failed"]  # fmt: skip
@@ -456,9 +463,9 @@ class DeliveryWorker:
                 reason=reason[:500],
                 attempts=attempts,
             )
-            log.warning("referral delivery failed", case_id=delivery.case_id,
-                        referral_id=delivery.referral_id, agency_id=delivery.agency_id,
-                        attempts=attempts, reason=reason[:200])  # fmt: skip
+            log.warning("referral delivery failed", referral_id=delivery.referral_id,
+                        agency_id=delivery.agency_id, attempts=attempts,
+                        reason=reason[:200])  # fmt: skip
         with span_from("notify report delivery", delivery.traceparent):
             return make_event(
                 payload,
@@ -468,3 +475,9 @@ class DeliveryWorker:
                     uuid.uuid5(EVENT_ID_NAMESPACE, f"{delivery.referral_id}:{payload.event}")
                 ),
             )
+
+
+def _ids(delivery: store.Delivery) -> tuple[str, str, str | None]:
+    """What notify's log lines about a delivery carry: its case, the referral.requested event
+    it delivers and that event's trace."""
+    return delivery.case_id, delivery.event_id, delivery.traceparent

@@ -45,7 +45,7 @@ from rujuk_contracts.events import (
     SopPublished,
     WithheldReferral,
 )
-from rujuk_runtime.consumer import Rejected
+from rujuk_runtime.consumer import Rejected, logging_about
 from rujuk_runtime.db import Connection
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.outbox import add_to_outbox
@@ -304,10 +304,11 @@ class Routing:
         reports = [_expect(payload, ReferralDelivered) for _, payload in batch]
         referrals = await store.lock_referrals(conn, [r.referral_id for r in reports])
         moves: dict[str, tuple[str, ReferralState, int, str | None]] = {}
-        for report in reports:
+        for (event, _), report in zip(batch, reports, strict=True):
             referral = _reported_referral(referrals.get(report.referral_id), report)
             state = _next(referral, ReferralEvent.DELIVERED)
-            _log_state(referral, ReferralEvent.DELIVERED, state)
+            with logging_about(event.subject, event.id, event.traceparent):
+                _log_state(referral, ReferralEvent.DELIVERED, state)
             earlier = moves.get(referral.referral_id)  # the same referral twice in a run
             attempts = max(report.attempts, earlier[2]) if earlier else report.attempts
             moves[referral.referral_id] = (referral.referral_id, state, attempts, None)
