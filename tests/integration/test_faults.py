@@ -2,17 +2,21 @@
 the faults are over) while every service is killed with SIGKILL and started again, PostgreSQL
 is restarted and NATS is restarted. Filing retries through intake's absence with the same
 Idempotency-Key; only a 202 counts as accepted. Afterwards: every accepted report is in the
-ledger as reported and routed, once (intake's projection says routed too); every referral,
-first or made by escalation, reached the partner it names on the webhook, and no partner saw
-two different notifications for one referral; the ledger holds every event once, per case
-2 + 2 per referral + 1 per escalation, and verifies; no deadline is overdue, every escalation
-routing made is in the ledger, none twice, and some fired after the faults.
+ledger as reported and routed, once (intake's projection says routed too), to the agencies
+and services its report calls for (routing's decide on the shipped SOPs, worked out apart from
+the run); every referral, first or made by escalation, reached the partner it names on the
+webhook and on the partner's NATS feed, and no partner saw two different notifications for one
+referral (one event per referral, the same on both channels); the ledger holds every event
+once, per case 2 + 2 per referral + 1 per escalation, and verifies; every referral has its
+deadline in routing, none is overdue, every escalation routing made is in the ledger, none
+twice, and some fired after the faults.
 
 The outcome is checked on a settled system: no case unrouted, nothing undelivered, nothing
 overdue; routing is then paused (SIGSTOP) so no deadline fires while it is read.
 
 The test runs its own nats-server and PostgreSQL in its temporary folder (never the session's
-servers, which other tests share). ``RUJUK_SOAK=1`` files more reports over a longer run;
+servers, which other tests share). ``RUJUK_SOAK=1`` files more reports over a longer run
+(5,000 at 40/s, with a per-test timeout to match);
 ``RUJUK_FAULTS_REPORTS``, ``RUJUK_FAULTS_RATE`` and ``RUJUK_FAULTS_MINUTE_SECONDS`` set the
 load and the deadline compression directly.
 """
@@ -27,18 +31,25 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
+import nats
 import pytest
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from audit.cli import case_history, verify_ledger
+from intake.report import Report, triage_of
+from routing.decide import decide
+from routing.settings import SHIPPED_SOPS
+from routing.sop import load_sop_folder
 from rujuk.receiver import WebhookReceiver
 from rujuk.samples import SAMPLE_REPORTS
 from rujuk.stack import Stack
+from rujuk_contracts import subjects
 from rujuk_runtime.embedded import EmbeddedNats, EmbeddedPostgres
 
 pytestmark = pytest.mark.integration
@@ -53,6 +64,8 @@ CLIENTS = 8  # concurrent HTTP clients filing
 # minutes escalate nearly every referral within the run and multiply the load.
 MINUTE_SECONDS = os.environ.get("RUJUK_FAULTS_MINUTE_SECONDS", "4")
 SETTLE_TIMEOUT = float(os.environ.get("RUJUK_FAULTS_SETTLE_SECONDS", "180"))
+# pyproject's 300 s per test fits the CI run; a soak gets its filing and settling time on top.
+TEST_TIMEOUT = max(300, REPORTS / RATE + SETTLE_TIMEOUT + 120)
 OVERDUE_SLACK_SECONDS = 5  # a deadline this far past due and not fired is a failure
 
 REPORTED = "id.rujuk.case.reported.v1"
@@ -304,6 +317,7 @@ async def settle_and_freeze(
         await asyncio.sleep(0.5)
 
 
+@pytest.mark.timeout(TEST_TIMEOUT)
 async def test_kill_each_service_and_restart_nats_and_postgres_under_load(tmp_path: Path) -> None:
     nats = await asyncio.to_thread(EmbeddedNats(tmp_path / "nats").start)
     postgres = await asyncio.to_thread(EmbeddedPostgres(tmp_path / "postgres").start)
@@ -362,6 +376,9 @@ async def test_kill_each_service_and_restart_nats_and_postgres_under_load(tmp_pa
                     out_of_order = await check_outcome(
                         postgres.url, receiver, case_ids, view, deadlines, faults
                     )
+                    check_routed_as_planned(view, filing)
+                    await check_partner_feed(nats.url, receiver, view)
+                    await check_every_referral_has_its_deadline(postgres.url, view)
                     await check_intake_projection(client, intake, case_ids)
                 finally:
                     routing.send_signal(signal.SIGCONT)
@@ -480,6 +497,83 @@ async def check_intake_projection(
 
     statuses = await asyncio.gather(*(status(case_id) for case_id in sorted(case_ids)))
     assert Counter(statuses) == {"routed": len(case_ids)}
+
+
+def routing_plans() -> list[Counter[tuple[str, str]]]:
+    """The (agency, service) referrals each sample report gets from the shipped SOPs, as
+    routing's own decide makes them, worked out here apart from the run under test."""
+    library = load_sop_folder(SHIPPED_SOPS)
+    plans = []
+    for body in SAMPLE_REPORTS:
+        triage = triage_of(Report.model_validate(body))
+        sop = library.for_district(triage.district)
+        assert sop is not None, triage.district
+        decision = decide(sop, "3514-PLAN", triage, datetime.now(UTC))
+        plans.append(Counter((r.agency_id, r.service.value) for r in decision.referrals))
+    return plans
+
+
+def check_routed_as_planned(view: LedgerView, filing: Filing) -> None:
+    """Every case got the referrals its report calls for: the faults changed none of them
+    (not one dropped or added while routing, its database or its bus went away)."""
+    plans = routing_plans()
+    sample_of = {case_id: int(key.rpartition("-")[2]) for key, case_id in filing.accepted.items()}
+    assert len(sample_of) == len(view.by_type[ROUTED])
+    wrong = []
+    for routed in view.by_type[ROUTED]:
+        got = Counter((r["agency_id"], r["service"]) for r in routed["referrals"])
+        if got != plans[sample_of[routed["case_id"]] % len(plans)]:
+            wrong.append(routed["case_id"])
+    assert wrong == [], f"{len(wrong)} cases not routed as their report calls for: {wrong[:5]}"
+
+
+async def check_partner_feed(nats_url: str, receiver: WebhookReceiver, view: LedgerView) -> None:
+    """On the partners' NATS feeds too, each referral reached the agency it names once: one
+    notification, the very event its webhook carried."""
+    requested = {d["referral_id"]: d["agency_id"] for d in view.by_type[REQUESTED]}
+    on_webhook = {d.event["data"]["referral_id"]: d.event["id"] for d in receiver.deliveries}
+    on_feed: dict[str, set[tuple[str, str]]] = defaultdict(set)  # referral -> (agency, event)
+    connection = await nats.connect(nats_url)
+    try:
+        js = connection.jetstream()
+        feeds = await js.pull_subscribe(
+            f"{subjects.PREFIX}.partner.*.out.>",
+            durable=None,
+            stream=subjects.PARTNER_STREAM,
+            config=ConsumerConfig(ack_policy=AckPolicy.NONE),
+        )
+        while True:
+            try:
+                messages = await feeds.fetch(1000, timeout=2)
+            except nats.errors.TimeoutError:
+                break
+            for message in messages:
+                event = json.loads(message.data)
+                agency = message.subject.split(".")[2]
+                on_feed[event["data"]["referral_id"]].add((agency, event["id"]))
+    finally:
+        await connection.close()
+    assert set(on_feed) == set(requested), f"missing: {sorted(set(requested) - set(on_feed))[:5]}"
+    wrong = {
+        referral: seen
+        for referral, seen in on_feed.items()
+        if seen != {(requested[referral], on_webhook[referral])}
+    }
+    assert wrong == {}, f"{len(wrong)} referrals: {list(wrong.items())[:3]}"
+
+
+async def check_every_referral_has_its_deadline(database_url: str, view: LedgerView) -> None:
+    """Each referral, those requested before a fault and those made during one, has its
+    acknowledgement deadline in routing (none lost with a crash): with none overdue, every
+    deadline that fell due has fired."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT referral_id FROM routing.deadlines")
+    finally:
+        await conn.close()
+    with_deadline = [row["referral_id"] for row in rows]
+    assert len(with_deadline) == len(set(with_deadline))
+    assert set(with_deadline) == view.referral_ids(REQUESTED)
 
 
 def _root(referral_id: str) -> str:
