@@ -9,13 +9,16 @@ PostgreSQL).
 """
 
 import asyncio
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import hypothesis
+import hypothesis.strategies as st
 import pytest
 import schemathesis
 from fastapi import FastAPI
@@ -29,6 +32,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from console import form as console_form
 from intake import auth
 from intake.auth import Role
 from intake.cli import connect
@@ -193,3 +197,108 @@ def test_the_api_conforms_to_its_document_and_never_fails(running: Running, serv
         tested.append(f"{operation.method.upper()} {operation.path} as {role.value}")
     documented = {(m, p) for m, p in guarded_routes(running.apps[service])}
     assert len(tested) == len(documented), tested
+
+
+# --- the console: HTML forms and pages, no OpenAPI document to generate from ------------------
+
+NASTY = [
+    "", " ", "0", "-1", "1e309", "9" * 40, "NaN", "true", "null", "[]", "{}",
+    "2026-02-30", "2026-13-01T25:61", "3514-AB12CD34EF", "3514-AB12CD34EF-01", "pkm-bangil",
+    "../../etc/passwd", "%00", "\x00", "\r\n", "<script>alert(1)</script>", "{{ 7*7 }}",
+    "' OR 1=1 --", "é" * 50, "😀" * 60, "a" * 20_000,
+]  # fmt: skip
+text_values = st.one_of(st.sampled_from(NASTY), st.text(max_size=80))
+# Long values go in form bodies; in a URL, a server may drop a request line of many kilobytes
+# (as proxies do) and httpx refuses to build one: URL values are cut to this length.
+URL_VALUE_CHARS = 1000
+QUERY_NAMES = [
+    "case_id",
+    "sent",
+    "filed",
+    "from",
+    "to",
+    "expired",
+    "lang",
+    "next",
+]  # what the pages read
+
+
+def console_field_names(app: FastAPI) -> list[str]:
+    """Every input the console's forms send: the report form's fields and each route's
+    declared Form() parameters."""
+    names = {f.path for group in console_form.groups() for f in group.fields}
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            names.update(param.alias for param in route.dependant.body_params)
+    return sorted(names)
+
+
+def signed_in(running: Running, role: Role | None) -> httpx.Client:
+    url = running.url("console")
+    client = httpx.Client(base_url=url, headers={"Origin": url}, timeout=30)
+    if role is not None:
+        response = client.post("/signin", data={"token": running.tokens[role]})
+        assert response.status_code == 303, response.text
+    return client
+
+
+@pytest.mark.parametrize("role", [None, *Role], ids=lambda r: r.value if r else "anonymous")
+def test_the_console_answers_any_form_and_path_without_a_server_error(
+    running: Running, role: Role | None
+) -> None:
+    """Every route of the console (taken from its app), signed in as each role or not at all:
+    form fields, path segments and query values from a list of known troublemakers and random
+    text. A page, a redirect or a 4xx; never a 5xx, never a traceback."""
+    app = running.apps["console"]
+    routes = [
+        (method, route.path)
+        for route in app.routes
+        if isinstance(route, APIRoute)
+        for method in sorted(route.methods - {"HEAD"})
+        # signing out, or in again with a wrong token, would end the session under test
+        if route.path != "/signout"
+        and (role is None or (method, route.path) != ("POST", "/signin"))
+    ]
+    fields = console_field_names(app)
+    failures: list[str] = []
+    client = signed_in(running, role)
+    try:
+
+        @hypothesis.settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(hypothesis.HealthCheck),
+        )
+        @hypothesis.given(
+            path_value=text_values,
+            query=st.dictionaries(st.sampled_from(QUERY_NAMES), text_values, max_size=3),
+            form=st.dictionaries(
+                st.one_of(st.sampled_from(fields), st.text(max_size=10)), text_values, max_size=8
+            ),
+        )
+        def check(path_value: str, query: dict[str, str], form: dict[str, str]) -> None:
+            send(path_value, query, form)
+
+        def send(path_value: str, query: dict[str, str], form: dict[str, str]) -> None:
+            for method, path in routes:
+                concrete_path = re.sub(r"\{[a-z_]+\}", quote(path_value, safe="") or "x", path)
+                try:
+                    response = client.request(
+                        method, concrete_path, params=query, data=form if method == "POST" else None
+                    )
+                except httpx.TransportError as exc:  # the server dropped the connection
+                    failures.append(f"{method} {path} {path_value[:30]!r}: {exc!r}")
+                    continue
+                if response.status_code >= 500 or "Traceback" in response.text:
+                    failures.append(f"{method} {concrete_path[:80]} {response.status_code}")
+
+        for value in NASTY:  # each troublemaker in every path, query value and field at once
+            in_url = value[:URL_VALUE_CHARS]
+            send(in_url, dict.fromkeys(QUERY_NAMES, in_url), dict.fromkeys(fields, value))
+        check()  # then random mixtures
+    finally:
+        client.close()
+    assert failures == [], failures[:10]
+    assert len(routes) >= 10

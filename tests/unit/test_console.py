@@ -103,6 +103,15 @@ def test_a_filled_form_becomes_a_report_intake_accepts() -> None:
     assert "unknown" not in body
 
 
+@pytest.mark.parametrize("typed", ["NaN", "1e309", "-inf"])
+def test_a_number_json_cannot_carry_goes_to_intake_as_typed(typed: str) -> None:
+    submitted = [("risk.hours_since_sexual_assault", typed), ("victim.age_years", "14")]
+    body = form.report_body(form.values_from(submitted), ZoneInfo("Asia/Jakarta"))
+    assert body["risk"]["hours_since_sexual_assault"] == typed  # intake names the field
+    assert body["victim"]["age_years"] == 14
+    json.dumps(body, allow_nan=False)  # what httpx sends: raised ValueError, a 500, before
+
+
 def test_intakes_problems_go_next_to_the_inputs_they_name() -> None:
     placed = form.place_problems(
         [
@@ -308,6 +317,15 @@ def test_sign_in_keeps_the_token_in_a_sealed_strict_cookie_never_in_the_page(
     signed_out = client.post("/signout", follow_redirects=False)
     assert SESSION_COOKIE not in client.cookies or not client.cookies[SESSION_COOKIE]
     assert signed_out.headers["location"].startswith("/signin")
+
+
+@pytest.mark.parametrize("typed", ["tok\u00e9n", "op\r\nX-Injected: 1", "o p", "\x00", "x" * 513])
+def test_a_token_no_header_can_carry_is_refused_at_sign_in_and_never_sent(
+    client: TestClient, fake: FakeServices, typed: str
+) -> None:
+    response = sign_in(client, typed)
+    assert response.status_code == 401  # the sign-in page, saying the token is not known
+    assert fake.sent("intake", "/v1/whoami") == []  # before: a 500 (non-ASCII) or a 503
 
 
 def test_a_post_from_another_site_is_refused(client: TestClient) -> None:

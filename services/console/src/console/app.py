@@ -54,6 +54,7 @@ HOME = {
 }
 CASE_ID = re.compile(CASE_ID_PATTERN)
 REFERRAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+TOKEN_SHAPE = re.compile(r"[\x21-\x7e]{1,512}")  # visible ASCII: what a bearer token can be
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
     "script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
@@ -284,7 +285,9 @@ def create_app(
     async def sign_in(request: Request, token: Annotated[str, Form()] = "") -> Response:
         token = token.strip()
         try:
-            who = await upstreams.whoami(token) if token else None
+            # Only what could be a token goes into an Authorization header: no one issued one
+            # with spaces, control or non-ASCII characters, which a header cannot carry.
+            who = await upstreams.whoami(token) if TOKEN_SHAPE.fullmatch(token) else None
         except SignInNeeded:
             who = None
         if who is None or who.get("role") not in HOME:

@@ -2,6 +2,7 @@
 reading a submitted form into the API's JSON body; placing the API's 422 problems next to
 the inputs they name."""
 
+import math
 import re
 import types
 from collections.abc import Iterable, Mapping, Sequence
@@ -146,10 +147,13 @@ def values_from(form: Iterable[tuple[str, str]]) -> FormValues:
 
 
 def _number(text: str, step: str | None) -> int | float | str:
+    """The number typed; anything else (NaN and infinities included, which JSON cannot carry)
+    as typed, for intake to say what is wrong with it."""
     try:
-        return int(text) if step == "1" else float(text)
+        number = int(text) if step == "1" else float(text)
     except ValueError:
-        return text  # intake says what is wrong with it
+        return text
+    return number if math.isfinite(number) else text
 
 
 def _local_time(text: str, zone: ZoneInfo) -> str:
