@@ -63,7 +63,7 @@ CLIENTS = 8  # concurrent HTTP clients filing
 # agency); longer ones may still be pending at the end, but none may be overdue. Shorter
 # minutes escalate nearly every referral within the run and multiply the load.
 MINUTE_SECONDS = os.environ.get("RUJUK_FAULTS_MINUTE_SECONDS", "4")
-SETTLE_TIMEOUT = float(os.environ.get("RUJUK_FAULTS_SETTLE_SECONDS", "180"))
+SETTLE_TIMEOUT = float(os.environ.get("RUJUK_FAULTS_SETTLE_SECONDS", "600" if SOAK else "180"))
 # pyproject's 300 s per test fits the CI run; a soak gets its filing and settling time on top.
 TEST_TIMEOUT = max(300, REPORTS / RATE + SETTLE_TIMEOUT + 120)
 OVERDUE_SLACK_SECONDS = 5  # a deadline this far past due and not fired is a failure
