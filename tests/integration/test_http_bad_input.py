@@ -53,6 +53,13 @@ CHECKS = [
     negative_data_rejection,
 ]
 EXAMPLES = 10  # per operation and mode: enough to find a 5xx or a drift, fast enough for CI
+FUZZ = hypothesis.settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=list(hypothesis.HealthCheck),
+)
 OPEN_PATHS = {"/healthz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 # Browser pages: a missing session sends the browser to sign in (tests/browser covers them).
 HTML_ONLY = {"console"}
@@ -150,14 +157,7 @@ def test_every_route_of_every_service_refuses_a_caller_without_a_valid_token(
 
 
 def fuzz(operation: Any, mode: GenerationMode, headers: dict[str, str]) -> None:
-    @hypothesis.settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        database=None,
-        derandomize=True,
-        suppress_health_check=list(hypothesis.HealthCheck),
-        phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
-    )
+    @hypothesis.settings(FUZZ, phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate])
     @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
     def check(case: Any) -> None:
         case.call_and_validate(headers=headers, checks=CHECKS)
@@ -264,13 +264,7 @@ def test_the_console_answers_any_form_and_path_without_a_server_error(
     client = signed_in(running, role)
     try:
 
-        @hypothesis.settings(
-            max_examples=EXAMPLES,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            suppress_health_check=list(hypothesis.HealthCheck),
-        )
+        @FUZZ
         @hypothesis.given(
             path_value=text_values,
             query=st.dictionaries(st.sampled_from(QUERY_NAMES), text_values, max_size=3),
