@@ -126,7 +126,7 @@ def matches(pattern: str, subject: str) -> bool:
 
 def sweep_subjects(consumers: list[PullConsumer]) -> list[str]:
     """Each subject a consumer names; for a wildcard no named subject falls under, the event
-    subjects in it, else one subject in it (a partner's acknowledgement)."""
+    subjects in it, else each subject in it (a partner's four replies)."""
     readers = [c for c in consumers if c.stream != subjects.DLQ_STREAM]
     concrete = sorted({c.subject for c in readers if "*" not in c.subject and ">" not in c.subject})
     for consumer in readers:
@@ -135,8 +135,10 @@ def sweep_subjects(consumers: list[PullConsumer]) -> list[str]:
         known = [
             m.subject() for m in EVENT_MODELS.values() if matches(consumer.subject, m.subject())
         ]
-        reply = consumer.subject.replace("*", SWEEP_AGENCY).replace(">", ReplyKind.ACKNOWLEDGE)
-        concrete += sorted(known) or [reply]
+        replies = [
+            consumer.subject.replace("*", SWEEP_AGENCY).replace(">", kind) for kind in ReplyKind
+        ]
+        concrete += sorted(known) or replies
     return concrete
 
 

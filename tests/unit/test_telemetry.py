@@ -72,8 +72,7 @@ def test_ids_of_a_traceparent_and_of_none_or_garbage() -> None:
 
 
 LOGGED = f"""
-    from rujuk_runtime.consumer import logging_about
-    from rujuk_runtime.logs import configure_logging, get_logger
+    from rujuk_runtime.logs import configure_logging, get_logger, logging_about
     configure_logging("uji", "DEBUG")
     with logging_about("3514-UJI", "event-1", "{INCOMING}"):
         get_logger("uji").debug("referral state")

@@ -15,7 +15,7 @@ Messages are acknowledged, and counted in the metrics, only after the transactio
 
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -30,7 +30,7 @@ from rujuk_runtime.db import Connection, HeldConnection
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.metrics import DEAD_LETTERED, EVENTS_CONSUMED, HANDLER_SECONDS
 from rujuk_runtime.outbox import counting_staged
-from rujuk_runtime.telemetry import ids_of, record_span, span_from
+from rujuk_runtime.telemetry import record_span, span_from
 
 log = get_logger(__name__)
 
@@ -366,16 +366,6 @@ class EventConsumer:
             return f"handler failed {deliveries} times: {type(exc).__name__}: {exc}"
         tally.append((event.type, "retried", 0.0))
         return "retry"
-
-
-@contextlib.contextmanager
-def logging_about(case_id: str | None, event_id: str, traceparent: str | None) -> Iterator[None]:
-    """Log lines made inside carry the case, the event and its trace, as a handler's do: for
-    work on several events at once (a batch handler, notify's settle), outside their spans."""
-    with structlog.contextvars.bound_contextvars(
-        case_id=case_id, event_id=event_id, **ids_of(traceparent)
-    ):
-        yield
 
 
 def _subject_of(event_type: str) -> str | None:

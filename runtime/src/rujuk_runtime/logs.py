@@ -2,10 +2,45 @@
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import structlog
 
-from rujuk_runtime.telemetry import current_ids
+from rujuk_runtime.telemetry import current_ids, ids_of
+
+# (case id, event id, traceparent) of the event the current work is about, see logging_about
+_ABOUT: ContextVar[tuple[str | None, str, str | None] | None] = ContextVar(
+    "rujuk_logging_about", default=None
+)
+
+
+@contextmanager
+def logging_about(case_id: str | None, event_id: str, traceparent: str | None) -> Iterator[None]:
+    """Log lines made inside carry the case, the event and its trace, as a handler's do: for
+    work on several events at once (a batch handler, notify's settle), outside their spans.
+    Only a line actually written pays for the ids (a processor adds them): a DEBUG line
+    filtered out costs nothing here."""
+    token = _ABOUT.set((case_id, event_id, traceparent))
+    try:
+        yield
+    finally:
+        _ABOUT.reset(token)
+
+
+def _add_about(
+    _: object, __: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    about = _ABOUT.get()
+    if about is not None:
+        case_id, event_id, traceparent = about
+        event_dict.setdefault("case_id", case_id)
+        event_dict.setdefault("event_id", event_id)
+        for key, value in ids_of(traceparent).items():
+            event_dict.setdefault(key, value)
+    return event_dict
+
 
 _SHARED_PROCESSORS: list[structlog.types.Processor] = [
     structlog.contextvars.merge_contextvars,
@@ -40,6 +75,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         processors=[
             *_SHARED_PROCESSORS,
             _stamp_service(service),
+            _add_about,
             _add_trace_ids,
             structlog.processors.dict_tracebacks,
             structlog.processors.JSONRenderer(),
@@ -58,6 +94,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
             foreign_pre_chain=[
                 *_SHARED_PROCESSORS,
                 _stamp_service(service),
+                _add_about,
                 _add_trace_ids,
                 structlog.stdlib.add_logger_name,
             ],

@@ -34,9 +34,8 @@ from rujuk_contracts.events import (
     ReferralDeliveryFailed,
     ReferralRequested,
 )
-from rujuk_runtime.consumer import logging_about
 from rujuk_runtime.db import Connection, HeldConnection
-from rujuk_runtime.logs import get_logger
+from rujuk_runtime.logs import get_logger, logging_about
 from rujuk_runtime.outbox import add_to_outbox
 from rujuk_runtime.telemetry import current_traceparent, span_from
 

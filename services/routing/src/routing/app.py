@@ -45,9 +45,9 @@ from rujuk_contracts.events import (
     SopPublished,
     WithheldReferral,
 )
-from rujuk_runtime.consumer import Rejected, logging_about
+from rujuk_runtime.consumer import Rejected
 from rujuk_runtime.db import Connection
-from rujuk_runtime.logs import get_logger
+from rujuk_runtime.logs import get_logger, logging_about
 from rujuk_runtime.outbox import add_to_outbox
 from rujuk_runtime.service import ServiceRuntime
 from rujuk_runtime.telemetry import current_traceparent
