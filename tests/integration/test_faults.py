@@ -1,6 +1,6 @@
 """Faults under load: reports filed over HTTP at a steady rate (at least 1,000, and on until
-the faults are over) while every service is killed with SIGKILL and started again, PostgreSQL
-is restarted and NATS is restarted. Filing retries through intake's absence with the same
+the faults are over) while every service (the console too) is killed with SIGKILL and started
+again, PostgreSQL is restarted and NATS is restarted. Filing retries through intake's absence with the same
 Idempotency-Key; only a 202 counts as accepted. Afterwards: every accepted report is in the
 ledger as reported and routed, once (intake's projection says routed too), to the agencies
 and services its report calls for (routing's decide on the shipped SOPs, worked out apart from
@@ -158,10 +158,10 @@ async def file_reports(
 async def inject_faults(
     stack: Stack, nats: EmbeddedNats, postgres: EmbeddedPostgres, spacing: float, log: FaultLog
 ) -> None:
-    """Six faults, ``spacing`` seconds apart: two services killed at once and restarted,
-    PostgreSQL restarted, two more services, NATS. Each step waits until every service is
-    healthy again (a service started while its servers are down exits, like any process
-    under a supervisor)."""
+    """The faults, ``spacing`` seconds apart: two services killed at once and restarted,
+    PostgreSQL restarted, the other three services (the console too), NATS. Each step waits
+    until every service is healthy again (a service started while its servers are down
+    exits, like any process under a supervisor)."""
 
     async def kill_service(name: str) -> None:
         await asyncio.to_thread(stack.stop_service, name, kill=True)
@@ -201,6 +201,7 @@ async def inject_faults(
     await asyncio.gather(
         timed("kill -9 notify", lambda: kill_service("notify")),
         timed("kill -9 audit", lambda: kill_service("audit"), delay=1),
+        timed("kill -9 console", lambda: kill_service("console"), delay=2),
     )
     await asyncio.sleep(spacing)
     await timed("restart nats", restart_nats)
