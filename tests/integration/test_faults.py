@@ -1,8 +1,8 @@
 """Faults under load: reports filed over HTTP at a steady rate (at least 1,000, and on until
 the faults are over) while every service (the console too) is killed with SIGKILL and started
-again, PostgreSQL is restarted and NATS is restarted. Filing retries through intake's absence with the same
-Idempotency-Key; only a 202 counts as accepted. Afterwards: every accepted report is in the
-ledger as reported and routed, once (intake's projection says routed too), to the agencies
+again, PostgreSQL is restarted and NATS is restarted. Filing retries through intake's absence
+with the same Idempotency-Key; only a 202 counts as accepted. Afterwards: every accepted report
+is in the ledger as reported and routed, once (intake's projection says routed too), to the agencies
 and services its report calls for (routing's decide on the shipped SOPs, worked out apart from
 the run); every referral, first or made by escalation, reached the partner it names on the
 webhook and on the partner's NATS feed, and no partner saw two different notifications for one
