@@ -74,8 +74,10 @@ def test_ids_of_a_traceparent_and_of_none_or_garbage() -> None:
 LOGGED = f"""
     from rujuk_runtime.logs import configure_logging, get_logger, logging_about
     configure_logging("uji", "DEBUG")
-    with logging_about("3514-UJI", "event-1", "{INCOMING}"):
-        get_logger("uji").debug("referral state")
+    import structlog
+    with structlog.contextvars.bound_contextvars(case_id="3514-OUTER", event_id="outer"):
+        with logging_about("3514-UJI", "event-1", "{INCOMING}"):
+            get_logger("uji").debug("referral state")
     get_logger("uji").debug("after")
 """
 

@@ -73,9 +73,9 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         numeric_level = logging.INFO
     structlog.configure(
         processors=[
+            _add_about,  # before the bound context: the innermost `logging_about` wins
             *_SHARED_PROCESSORS,
             _stamp_service(service),
-            _add_about,
             _add_trace_ids,
             structlog.processors.dict_tracebacks,
             structlog.processors.JSONRenderer(),
@@ -92,9 +92,9 @@ def configure_logging(service: str, level: str = "INFO") -> None:
                 structlog.processors.JSONRenderer(),
             ],
             foreign_pre_chain=[
+                _add_about,
                 *_SHARED_PROCESSORS,
                 _stamp_service(service),
-                _add_about,
                 _add_trace_ids,
                 structlog.stdlib.add_logger_name,
             ],
