@@ -146,17 +146,11 @@ class Journey:
         routing's consumer and transaction), routed -> first webhook arrival (routing's relay,
         notify's consumer and worker, the HTTP post), that arrival -> notify's `delivered`
         event (its settle)."""
-        if None in (self.accepted, self.routed_at, self.first_reported_delivered):
+        accepted, routed, reported = self.accepted, self.routed_at, self.first_reported_delivered
+        if accepted is None or routed is None or reported is None or not self.arrivals:
             return None
         first = min(self.arrivals.values())
-        assert self.accepted
-        assert self.routed_at
-        assert self.first_reported_delivered
-        return (
-            1000 * (self.routed_at - self.accepted),
-            1000 * (first - self.routed_at),
-            1000 * (self.first_reported_delivered - first),
-        )
+        return 1000 * (routed - accepted), 1000 * (first - routed), 1000 * (reported - first)
 
     @property
     def audit_ms(self) -> float:

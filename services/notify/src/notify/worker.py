@@ -400,7 +400,11 @@ class DeliveryWorker:
                     send.delivery.agency_id, send.channel, "ok" if error is None else "failed"
                 ).inc()
             deliveries = {send.delivery.referral_id: send.delivery for send, _ in results}
-            events = [await self._finish(conn, deliveries[f.referral_id], f) for f in finished]
+            events = []
+            for f in finished:
+                delivery = deliveries[f.referral_id]
+                with logging_about(*_ids(delivery)):  # its lines name the case, event, trace
+                    events.append(await self._finish(conn, delivery, f))
             await add_to_outbox(conn, *events)
             await store.unclaim(conn, untried)
         if finished:
@@ -427,12 +431,6 @@ class DeliveryWorker:
     ) -> CloudEvent:
         """Every channel is settled: `delivered` (the settle marked it so), or `delivery
         failed` with the reason (marked here); the event that reports it."""
-        with logging_about(*_ids(delivery)):
-            return await self._report(conn, delivery, finished)
-
-    async def _report(
-        self, conn: Connection, delivery: store.Delivery, finished: store.Finished
-    ) -> CloudEvent:
         done, attempts = finished.channels_done, finished.attempts
         payload: ReferralDelivered | ReferralDeliveryFailed
         if finished.failed_sends == 0:
