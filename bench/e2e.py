@@ -337,6 +337,22 @@ def stage_medians(journeys: list[Journey]) -> dict[str, float | None]:
     }
 
 
+def servers_ceiling(cpu_ms_per_report: dict[str, float], null_per_second: float) -> dict[str, Any]:
+    """What the database and the broker alone allow: the CPU PostgreSQL and NATS spent per
+    report, and the throughput and ratio to the null pipeline the machine's cores would give
+    if the services, the client and the receiver cost nothing (for the statements and messages
+    the services make now)."""
+    cores = os.cpu_count() or 1
+    ms = cpu_ms_per_report["postgres"] + cpu_ms_per_report["nats"]
+    per_second = 1000 * cores / ms if ms else float("inf")
+    return {
+        "cores": cores,
+        "ms_per_report": ms,
+        "reports_per_second": per_second,
+        "ratio_to_null_pipeline": per_second / null_per_second,
+    }
+
+
 def print_phase(figures: dict[str, Any]) -> None:
     def q(name: str) -> str:
         values = figures[name]
@@ -704,11 +720,19 @@ def main() -> None:
     print(describe(null_all_readers))
     high = next((p for p in phases if p["offered_per_second"] is None), None)
     ratio = high["throughput_per_second"] / null.reports_per_second if high else None
+    ceiling = None
     if high:
         ratio_all = high["throughput_per_second"] / null_all_readers.reports_per_second
         print(
             f"end to end / null pipeline: {ratio:.3f} (with every reader the services have: "
             f"{ratio_all:.3f})"
+        )
+        ceiling = servers_ceiling(high["cpu_ms_per_report"], null.reports_per_second)
+        print(
+            f"PostgreSQL and NATS alone: {ceiling['ms_per_report']:.2f} ms of CPU per report in "
+            f"the burst; were every other process free, {ceiling['cores']} cores would carry at "
+            f"most {ceiling['reports_per_second']:.0f} reports/s = "
+            f"{ceiling['ratio_to_null_pipeline']:.3f} of the null pipeline"
         )
     print(
         "peak memory (VmHWM, MiB): "
@@ -741,6 +765,7 @@ def main() -> None:
         "null_pipeline": asdict(null),
         "null_pipeline_all_readers": asdict(null_all_readers),
         "ratio_to_null_pipeline": ratio,
+        "servers_only_ceiling": ceiling,
         "targets": found,
         "cases_columns": ["accepted_s", "referrals", "first_delivery_ms", "audit_ms"],
         "cases": {
