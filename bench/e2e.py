@@ -3,6 +3,7 @@ partner and every event of the case is in the audit ledger; then the null pipeli
 (bench/null_pipeline.py) for the same shape of JetStream traffic, and our ratio of it.
 
     .venv/bin/python bench/e2e.py [--rates 20,50] [--seconds 30] [--burst 3000] [--out PATH]
+                                  [--statements N]
 
 Starts embedded NATS and PostgreSQL and the four services (intake, routing, notify, audit) as
 processes (rujuk.stack.Stack, default settings), and a signature-verifying webhook receiver
@@ -19,8 +20,9 @@ in a process of its own to which notify delivers every referral. Phases:
 Every time is wall-clock epoch (time.time(), PostgreSQL's timestamps) on one machine.
 
 Prints the figures, the CPU of each process idle (per second) and per report, the peak memory
-(VmHWM) of each, the load average; writes JSON and a PNG of latency over time (default
-bench/results/e2e-<time>.*).
+(VmHWM) of each, the load average, what PostgreSQL and NATS alone would allow, and with
+--statements the N costliest PostgreSQL statements per report; writes JSON and a PNG of
+latency over time (default bench/results/e2e-<time>.*).
 Targets (issue 9): >= 150 reports/s end to end, >= 0.5 of the null pipeline, p99 < 100 ms
 at 50 reports/s.
 """
@@ -531,8 +533,12 @@ async def stream_messages(js: Any) -> int:
 
 
 @contextlib.asynccontextmanager
-async def running_stack(folder: Path) -> AsyncIterator[tuple[Stack, str, Any]]:
+async def running_stack(
+    folder: Path, *, statements: bool = False
+) -> AsyncIterator[tuple[Stack, str, Any]]:
     stack = Stack(folder, external_nats_url=None, external_database_url=None)
+    if statements:
+        stack.postgres_settings = STATEMENT_SETTINGS
     port = free_port()
     stack.extra_env["NOTIFY_WEBHOOK_BASE_URL"] = f"http://127.0.0.1:{port}/webhooks"
     signing_key = stack.secrets()["webhook_signing_key"].encode()
@@ -553,7 +559,11 @@ async def running_stack(folder: Path) -> AsyncIterator[tuple[Stack, str, Any]]:
 
 
 async def measure_stack(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    async with running_stack(folder) as (stack, arrivals_url, receiver):
+    async with running_stack(folder, statements=bool(args.statements)) as (
+        stack,
+        arrivals_url,
+        receiver,
+    ):
         tracker = Tracker(stack.database_url, arrivals_url)
         url = f"{stack.services['intake'].url}/v1/reports"
         headers = {**stack.operator_headers(), "Content-Type": "application/json"}
@@ -577,7 +587,7 @@ async def measure_stack(args: argparse.Namespace, folder: Path) -> dict[str, Any
                 await fixed_rate(client, url, tracker, "warm-up", 40, args.warmup)
                 if not await tracker.wait_complete("warm-up", 90):
                     raise RuntimeError("warm-up reports did not complete in 90 s")
-                await analyze(stack.database_url)
+                await analyze(stack.database_url, statements=bool(args.statements))
                 idle = await idle_cpu(pids, args.idle_seconds)
                 measure = Phases(tracker, js, pids, args.timeout)
                 for rate in args.rates:
@@ -595,6 +605,8 @@ async def measure_stack(args: argparse.Namespace, folder: Path) -> dict[str, Any
                 with contextlib.suppress(asyncio.CancelledError):
                     await follower
                 await nats_connection.close()
+        measured = sum(figures["reports"] for figures in measure.figures)
+        top = await top_statements(stack.database_url, args.statements, measured)
         verdict = await verify_ledger(stack.database_url)
         db = await asyncpg.connect(stack.database_url)
         try:
@@ -615,21 +627,72 @@ async def measure_stack(args: argparse.Namespace, folder: Path) -> dict[str, Any
         "signatures_rejected": tracker.rejected,
         "mean_event_bytes": float(event_size),
         "peak_memory_mib": memory,
+        "statements": top,
     }
 
 
-async def analyze(database_url: str) -> None:
+async def analyze(database_url: str, *, statements: bool = False) -> None:
     """Statistics for tables that hold the warm-up's rows, as autovacuum keeps them in a
     system that has run for a while (it looks once a minute). Without them the services'
     prepared statements keep the generic plans made for the empty tables of a new database
     (sequential scans), and the measured phases, inside the first minute, would pay for them
-    on tables growing to thousands of rows."""
+    on tables growing to thousands of rows. With ``statements``, pg_stat_statements starts
+    counting from here."""
     db = await asyncpg.connect(database_url)
     try:
         await db.execute("ANALYZE")
+        if statements:
+            await db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            await db.execute("SELECT pg_stat_statements_reset()")
     finally:
         await db.close()
     print("warm-up done; tables analyzed, as autovacuum would have", flush=True)
+
+
+# pg_stat_statements (shipped with the embedded PostgreSQL), loaded only for --statements: it
+# costs a little on every statement.
+STATEMENT_SETTINGS = {
+    "shared_preload_libraries": "pg_stat_statements",
+    "pg_stat_statements.track": "all",
+}
+
+
+async def top_statements(database_url: str, count: int, reports: int) -> list[dict[str, Any]]:
+    """The ``count`` statements that took the most execution time over the measured phases,
+    per report: calls, rows and milliseconds; printed, and kept in the JSON."""
+    if not count:
+        return []
+    db = await asyncpg.connect(database_url)
+    try:
+        rows = await db.fetch(
+            "SELECT calls, rows, total_exec_time AS ms, wal_bytes, "
+            "regexp_replace(query, '\\s+', ' ', 'g') AS query FROM pg_stat_statements "
+            "WHERE query NOT LIKE '%pg_stat_statements%' ORDER BY total_exec_time DESC"
+        )
+    finally:
+        await db.close()
+    total = sum(row["ms"] for row in rows)
+    print(
+        f"PostgreSQL statements over the measured phases ({reports} reports): "
+        f"{sum(row['calls'] for row in rows) / reports:.1f} per report, "
+        f"{total / reports:.2f} ms of execution per report; the {count} costliest:"
+    )
+    top = [
+        {
+            "calls_per_report": row["calls"] / reports,
+            "rows_per_report": row["rows"] / reports,
+            "ms_per_report": row["ms"] / reports,
+            "wal_bytes_per_report": float(row["wal_bytes"]) / reports,
+            "query": row["query"],
+        }
+        for row in rows[:count]
+    ]
+    for entry in top:
+        print(
+            f"  {entry['ms_per_report']:.3f} ms, {entry['calls_per_report']:.2f} calls, "
+            f"{entry['rows_per_report']:.1f} rows per report: {entry['query'][:110]}"
+        )
+    return top
 
 
 async def idle_cpu(pids: dict[str, tuple[int, bool]], seconds: float) -> dict[str, float]:
@@ -699,6 +762,12 @@ def main() -> None:
     parser.add_argument("--null-reports", type=int, default=6000)
     parser.add_argument("--timeout", type=float, default=180, help="for a phase to complete")
     parser.add_argument("--out", type=Path, help="JSON path; the PNG goes beside it")
+    parser.add_argument(
+        "--statements",
+        type=int,
+        default=0,
+        help="print the N costliest PostgreSQL statements (pg_stat_statements; off: 0)",
+    )
     args = parser.parse_args()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out: Path = args.out or RESULTS / f"e2e-{stamp}.json"

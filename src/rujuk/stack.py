@@ -41,6 +41,7 @@ class ServiceProcess:
 class Stack:
     folder: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    postgres_settings: dict[str, str] = field(default_factory=dict)  # for an embedded one
     external_nats_url: str | None = field(default_factory=lambda: os.environ.get("NATS_URL"))
     external_database_url: str | None = field(
         default_factory=lambda: os.environ.get("DATABASE_URL")
@@ -69,7 +70,9 @@ class Stack:
         if not self.external_nats_url:
             self.nats = EmbeddedNats(self.folder / "nats").start()
         if not self.external_database_url:
-            self.postgres = EmbeddedPostgres(self.folder / "postgres").start()
+            self.postgres = EmbeddedPostgres(
+                self.folder / "postgres", settings=self.postgres_settings
+            ).start()
 
     def service_env(self, name: str, port: int) -> dict[str, str]:
         keys = self.secrets()

@@ -163,6 +163,7 @@ class EmbeddedPostgres:
     folder: Path
     port: int = field(default_factory=free_port)
     database: str = "rujuk"
+    settings: dict[str, str] = field(default_factory=dict)  # more server settings (-c)
     process: subprocess.Popen[bytes] | None = None
     started_once: bool = False
 
@@ -202,6 +203,8 @@ class EmbeddedPostgres:
             "-c", "max_connections=200",
             "-c", "logging_collector=off",
         ]  # fmt: skip
+        for name, value in self.settings.items():
+            command += ["-c", f"{name}={value}"]
         log = (self.folder / "postgres.log").open("ab")
         self.process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, **_as_user(run_as)
