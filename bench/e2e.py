@@ -644,6 +644,7 @@ async def analyze(database_url: str, *, statements: bool = False) -> None:
         if statements:
             await db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             await db.execute("SELECT pg_stat_statements_reset()")
+            await db.execute("SELECT pg_stat_reset()")  # the tables' scan counts
     finally:
         await db.close()
     print("warm-up done; tables analyzed, as autovacuum would have", flush=True)
@@ -654,44 +655,71 @@ async def analyze(database_url: str, *, statements: bool = False) -> None:
 STATEMENT_SETTINGS = {
     "shared_preload_libraries": "pg_stat_statements",
     "pg_stat_statements.track": "all",
+    "pg_stat_statements.track_planning": "on",
 }
 
 
 async def top_statements(database_url: str, count: int, reports: int) -> list[dict[str, Any]]:
     """The ``count`` statements that took the most execution time over the measured phases,
-    per report: calls, rows and milliseconds; printed, and kept in the JSON."""
+    per report: calls, rows, milliseconds executing and planning; printed, and kept in the
+    JSON; and the tables read by sequential scans, printed."""
     if not count:
         return []
     db = await asyncpg.connect(database_url)
     try:
         rows = await db.fetch(
-            "SELECT calls, rows, total_exec_time AS ms, wal_bytes, "
+            "SELECT calls, rows, total_exec_time AS ms, total_plan_time AS plan_ms, plans, "
+            "wal_bytes, shared_blks_hit + shared_blks_read AS blocks, "
             "regexp_replace(query, '\\s+', ' ', 'g') AS query FROM pg_stat_statements "
             "WHERE query NOT LIKE '%pg_stat_statements%' ORDER BY total_exec_time DESC"
+        )
+        scanned = await db.fetch(
+            "SELECT schemaname || '.' || relname AS name, seq_scan, seq_tup_read, n_live_tup "
+            "FROM pg_stat_user_tables WHERE seq_scan > 0 ORDER BY seq_tup_read DESC"
         )
     finally:
         await db.close()
     total = sum(row["ms"] for row in rows)
+    planning = sum(row["plan_ms"] for row in rows)
     print(
         f"PostgreSQL statements over the measured phases ({reports} reports): "
         f"{sum(row['calls'] for row in rows) / reports:.1f} per report, "
-        f"{total / reports:.2f} ms of execution per report; the {count} costliest:"
+        f"{total / reports:.2f} ms of execution and {planning / reports:.2f} ms of planning "
+        f"({sum(row['plans'] for row in rows) / reports:.1f} plans) per report; the {count} "
+        "costliest:"
     )
     top = [
         {
             "calls_per_report": row["calls"] / reports,
             "rows_per_report": row["rows"] / reports,
             "ms_per_report": row["ms"] / reports,
+            "planning_ms_per_report": row["plan_ms"] / reports,
+            "plans_per_report": row["plans"] / reports,
             "wal_bytes_per_report": float(row["wal_bytes"]) / reports,
+            "blocks_per_call": row["blocks"] / max(row["calls"], 1),
             "query": row["query"],
         }
         for row in rows[:count]
     ]
     for entry in top:
         print(
-            f"  {entry['ms_per_report']:.3f} ms, {entry['calls_per_report']:.2f} calls, "
-            f"{entry['rows_per_report']:.1f} rows per report: {entry['query'][:110]}"
+            f"  {entry['ms_per_report']:.3f} ms (planning {entry['planning_ms_per_report']:.3f} "
+            f"ms), {entry['calls_per_report']:.2f} calls, "
+            f"{entry['rows_per_report']:.1f} rows per report, {entry['blocks_per_call']:.0f} "
+            f"blocks a call: {entry['query'][:110]}"
         )
+    # A hot statement whose plan reads a growing table in full shows here.
+    print(
+        "tables read by sequential scan: "
+        + (
+            ", ".join(
+                f"{t['name']} {t['seq_scan']} scans, {t['seq_tup_read'] / reports:.0f} rows per "
+                f"report (it holds {t['n_live_tup']})"
+                for t in scanned
+            )
+            or "none"
+        )
+    )
     return top
 
 
