@@ -94,9 +94,10 @@ async def queue_many(conn: Connection, agency: str, count: int) -> None:
 async def test_reading_the_heads_costs_the_same_however_many_sends_wait(
     pool: asyncpg.Pool,
 ) -> None:
-    """Four lanes with a few sends each, then 3,000 more queued behind one agency's heads:
-    the statement reads about as many pages as before (6 and 14 seen: a deeper index adds a
-    page or two to each of its five steps), where reading every pending send touched 224."""
+    """Four lanes with a few sends each, then 3,000 more referrals (6,000 sends) queued behind
+    one agency's two heads: the statement reads about as many pages as before (6 and 14 seen:
+    a deeper index adds a page or two to each of its five steps), where reading every pending
+    send touched 224."""
     async with pool.acquire() as conn:
         for agency in ("polres-pasuruan", "rsud-bangil"):
             await queue_many(conn, agency, 3)

@@ -103,7 +103,7 @@ WITH RECURSIVE heads AS (
     ) AS n
 )
 SELECT agency_id, channel, extract(epoch FROM next_attempt_at - now())::float8 AS wait
-FROM heads
+FROM heads ORDER BY agency_id, channel
 """
 
 
