@@ -297,6 +297,22 @@ async def wait_until_settled(
         await asyncio.sleep(1)
 
 
+async def until_first_deadline_due(database_url: str) -> None:
+    """Wait until the run's first deadline (a report filed as the faults began) is past due:
+    on a machine fast enough to settle everything else before it, the outcome would otherwise
+    be read before any deadline pending through the faults could fire. Past due and not fired
+    is overdue, which the settle waits out and the outcome refuses."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        first_due = await conn.fetchval("SELECT min(due_at) FROM routing.deadlines")
+    finally:
+        await conn.close()
+    assert first_due is not None, "no deadline at all"
+    wait = first_due.timestamp() + OVERDUE_SLACK_SECONDS + 1 - time.time()
+    if wait > 0:
+        await asyncio.sleep(wait)
+
+
 async def settle_and_freeze(
     routing: "subprocess.Popen[bytes]",
     database_url: str,
@@ -368,6 +384,7 @@ async def test_kill_each_service_and_restart_nats_and_postgres_under_load(tmp_pa
                 assert len(case_ids) == filed  # one case per idempotency key
                 routing = stack.services["routing"].process
                 assert routing is not None
+                await until_first_deadline_due(postgres.url)
                 try:
                     view, deadlines = await settle_and_freeze(
                         routing, postgres.url, receiver, case_ids
