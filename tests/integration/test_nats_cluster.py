@@ -11,12 +11,14 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import nats
 import pytest
 
 from audit.cli import verify_ledger
 from rujuk.receiver import WebhookReceiver
 from rujuk.samples import SAMPLE_REPORTS
 from rujuk.stack import Stack
+from rujuk_runtime.bus import ensure_streams, stream_configs
 from rujuk_runtime.embedded import free_port, nats_server_binary, wait_for_port
 from tests.conftest import fresh_database
 
@@ -36,12 +38,13 @@ class NatsCluster:
     def url(self) -> str:
         return ",".join(f"nats://127.0.0.1:{port}" for port in self.client_ports)
 
-    def start(self) -> "NatsCluster":
+    def start(self, nodes: tuple[int, ...] = (0, 1, 2)) -> "NatsCluster":
+        """Start these nodes (each knows the routes to all three)."""
         routes = {
             f"NATS_ROUTE_{n + 1}": f"nats-route://127.0.0.1:{port}"
             for n, port in enumerate(self.cluster_ports)
         }
-        for node in range(3):
+        for node in nodes:
             env = {
                 **os.environ,
                 **routes,
@@ -56,8 +59,8 @@ class NatsCluster:
                 env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
             )  # fmt: skip
         try:
-            for node, port in enumerate(self.client_ports):
-                wait_for_port(port, 15, self.processes[node])
+            for node in nodes:
+                wait_for_port(self.client_ports[node], 15, self.processes[node])
         except Exception:
             self.stop()  # never leave the nodes that did start behind
             raise
@@ -172,3 +175,30 @@ async def wait_until_all_delivered(
         if time.monotonic() > deadline:
             pytest.fail(f"after losing a node, not routed and delivered: {stuck}")
         await asyncio.sleep(0.5)
+
+
+async def test_a_service_starting_before_the_cluster_has_a_jetstream_leader_waits_for_it(
+    tmp_path: Path,
+) -> None:
+    """One node of three up: JetStream has no quorum and cannot answer. Creating the streams
+    (what every service does as it starts) waits instead of failing, and completes, at three
+    replicas, once the other two nodes join."""
+    cluster = NatsCluster(tmp_path / "nats")
+    cluster.folder.mkdir()
+    cluster.start(nodes=(0,))
+    try:
+        connection = await nats.connect(f"nats://127.0.0.1:{cluster.client_ports[0]}")
+        try:
+            js = connection.jetstream()
+            creating = asyncio.create_task(ensure_streams(js, replicas=3, wait=90))
+            await asyncio.sleep(3)
+            assert not creating.done(), creating  # no leader, no streams: still waiting
+            await asyncio.to_thread(cluster.start, (1, 2))
+            await asyncio.wait_for(creating, 90)
+            for config in stream_configs(3):
+                info = await js.stream_info(config.name)
+                assert info.config.num_replicas == 3
+        finally:
+            await connection.close()
+    finally:
+        cluster.stop()

@@ -1,11 +1,16 @@
 """NATS JetStream plumbing every service shares: the broker, the streams, the dead-letter queue."""
 
+import asyncio
+import time
+
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, ServiceUnavailableError
 
 from rujuk_contracts import subjects
 from rujuk_contracts.envelope import CONTENT_TYPE
@@ -18,6 +23,9 @@ DLQ_REASON_HEADER = "Rujuk-Dlq-Reason"
 DLQ_SUBJECT_HEADER = "Rujuk-Original-Subject"
 DLQ_SERVICE_HEADER = "Rujuk-Service"
 DLQ_CONSUMER_HEADER = "Rujuk-Consumer"
+# How long a starting service waits for JetStream to answer (a cluster electing its meta
+# leader does not, for a few seconds) before it gives up and exits.
+STREAMS_WAIT_SECONDS = 60.0
 
 
 def make_broker(servers: list[str], name: str) -> NatsBroker:
@@ -74,13 +82,31 @@ def stream_configs(replicas: int) -> list[StreamConfig]:
     ]
 
 
-async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
-    """Create rujuk's streams, or bring an existing one up to date; safe from every replica."""
+async def ensure_streams(
+    js: JetStreamContext, replicas: int = 1, *, wait: float = STREAMS_WAIT_SECONDS
+) -> None:
+    """Create rujuk's streams, or bring an existing one up to date; safe from every replica.
+
+    While JetStream cannot answer yet (no reply in time, no responders, 503: a cluster still
+    electing its meta leader, a server still starting), try again with backoff for up to
+    ``wait`` seconds; any other refusal, or still no answer then, is raised."""
+    give_up = time.monotonic() + wait
+    delay = 0.25
     for config in stream_configs(replicas):
-        try:
-            await js.add_stream(config)
-        except BadRequestError:
-            await js.update_stream(config)
+        while True:
+            try:
+                try:
+                    await js.add_stream(config)
+                except BadRequestError:
+                    await js.update_stream(config)
+                break
+            except (NatsTimeoutError, NoRespondersError, ServiceUnavailableError) as exc:
+                if time.monotonic() + delay > give_up:
+                    raise
+                log.warning("JetStream not ready, will retry", stream=config.name,
+                            error=type(exc).__name__, retry_in=delay)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
 
 def jetstream(broker: NatsBroker) -> JetStreamContext:
