@@ -1,7 +1,10 @@
 """NATS JetStream plumbing every service shares: the broker, the streams, the dead-letter queue."""
 
 import asyncio
+import functools
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
@@ -17,6 +20,7 @@ from rujuk_contracts.envelope import CONTENT_TYPE
 from rujuk_runtime.logs import get_logger
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 DUPLICATE_WINDOW_SECONDS = 15 * 60
 DLQ_REASON_HEADER = "Rujuk-Dlq-Reason"
@@ -24,8 +28,9 @@ DLQ_SUBJECT_HEADER = "Rujuk-Original-Subject"
 DLQ_SERVICE_HEADER = "Rujuk-Service"
 DLQ_CONSUMER_HEADER = "Rujuk-Consumer"
 # How long a starting service waits for JetStream to answer (a cluster electing its meta
-# leader does not, for a few seconds) before it gives up and exits.
-STREAMS_WAIT_SECONDS = 60.0
+# leader does not, for a few seconds) as it creates its streams and consumers, before it gives
+# up and exits.
+JETSTREAM_WAIT_SECONDS = 60.0
 
 
 def make_broker(servers: list[str], name: str) -> NatsBroker:
@@ -82,31 +87,46 @@ def stream_configs(replicas: int) -> list[StreamConfig]:
     ]
 
 
-async def ensure_streams(
-    js: JetStreamContext, replicas: int = 1, *, wait: float = STREAMS_WAIT_SECONDS
-) -> None:
-    """Create rujuk's streams, or bring an existing one up to date; safe from every replica.
+# What JetStream answers while it cannot serve yet (a cluster electing its meta leader, a
+# stream or consumer without a leader yet, a server still starting): worth asking again.
+NOT_READY = (NatsTimeoutError, NoRespondersError, ServiceUnavailableError)
 
-    While JetStream cannot answer yet (no reply in time, no responders, 503: a cluster still
-    electing its meta leader, a server still starting), try again with backoff for up to
-    ``wait`` seconds; any other refusal, or still no answer then, is raised."""
+
+async def when_jetstream_answers(
+    request: Callable[[], Awaitable[T]], what: str, *, wait: float = JETSTREAM_WAIT_SECONDS
+) -> T:
+    """``request()``, asked again with backoff for up to ``wait`` seconds while JetStream
+    cannot answer yet; any other refusal, or still no answer then, is raised."""
     give_up = time.monotonic() + wait
     delay = 0.25
+    while True:
+        try:
+            return await request()
+        except NOT_READY as exc:
+            if time.monotonic() + delay > give_up:
+                raise
+            log.warning("JetStream not ready, will retry", what=what,
+                        error=type(exc).__name__, retry_in=delay)  # fmt: skip
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def ensure_streams(
+    js: JetStreamContext, replicas: int = 1, *, wait: float = JETSTREAM_WAIT_SECONDS
+) -> None:
+    """Create rujuk's streams, or bring an existing one up to date; safe from every replica.
+    Waits (``when_jetstream_answers``) while JetStream cannot answer yet."""
+
+    async def add_or_update(config: StreamConfig) -> None:
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            await js.update_stream(config)
+
     for config in stream_configs(replicas):
-        while True:
-            try:
-                try:
-                    await js.add_stream(config)
-                except BadRequestError:
-                    await js.update_stream(config)
-                break
-            except (NatsTimeoutError, NoRespondersError, ServiceUnavailableError) as exc:
-                if time.monotonic() + delay > give_up:
-                    raise
-                log.warning("JetStream not ready, will retry", stream=config.name,
-                            error=type(exc).__name__, retry_in=delay)  # fmt: skip
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        await when_jetstream_answers(
+            functools.partial(add_or_update, config), f"stream {config.name}", wait=wait
+        )
 
 
 def jetstream(broker: NatsBroker) -> JetStreamContext:

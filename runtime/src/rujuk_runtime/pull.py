@@ -19,6 +19,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import ServiceUnavailableError
 
+from rujuk_runtime.bus import when_jetstream_answers
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING, CONSUMER_REDELIVERED
 
@@ -61,8 +62,11 @@ class PullConsumer:
         )
 
     async def start(self, js: JetStreamContext) -> None:
-        subscription = await js.pull_subscribe(
-            self.subject, durable=self.durable, stream=self.stream, config=self.config()
+        subscription = await when_jetstream_answers(
+            lambda: js.pull_subscribe(
+                self.subject, durable=self.durable, stream=self.stream, config=self.config()
+            ),
+            f"consumer {self.durable}",
         )
         self._subscription = subscription
         self._task = asyncio.create_task(self._run(subscription), name=f"pull-{self.durable}")
