@@ -587,7 +587,7 @@ async def measure_stack(args: argparse.Namespace, folder: Path) -> dict[str, Any
                 await fixed_rate(client, url, tracker, "warm-up", 40, args.warmup)
                 if not await tracker.wait_complete("warm-up", 90):
                     raise RuntimeError("warm-up reports did not complete in 90 s")
-                await analyze(stack.database_url, statements=bool(args.statements))
+                await analyze(stack.database_url)
                 idle = await idle_cpu(pids, args.idle_seconds)
                 if args.statements:
                     await reset_statements(stack.database_url)
@@ -633,18 +633,15 @@ async def measure_stack(args: argparse.Namespace, folder: Path) -> dict[str, Any
     }
 
 
-async def analyze(database_url: str, *, statements: bool = False) -> None:
+async def analyze(database_url: str) -> None:
     """Statistics for tables that hold the warm-up's rows, as autovacuum keeps them in a
     system that has run for a while (it looks once a minute). Without them the services'
     prepared statements keep the generic plans made for the empty tables of a new database
     (sequential scans), and the measured phases, inside the first minute, would pay for them
-    on tables growing to thousands of rows. With ``statements``, pg_stat_statements is made
-    ready."""
+    on tables growing to thousands of rows."""
     db = await asyncpg.connect(database_url)
     try:
         await db.execute("ANALYZE")
-        if statements:
-            await db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     finally:
         await db.close()
     print("warm-up done; tables analyzed, as autovacuum would have", flush=True)
@@ -654,6 +651,7 @@ async def reset_statements(database_url: str) -> None:
     """pg_stat_statements and the tables' scan counts start from zero for the measured phases."""
     db = await asyncpg.connect(database_url)
     try:
+        await db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         await db.execute("SELECT pg_stat_statements_reset()")
         await db.execute("SELECT pg_stat_reset()")
     finally:

@@ -9,10 +9,8 @@ import asyncpg
 import pytest
 
 from notify import store
-from rujuk_contracts import make_event
 from rujuk_runtime.db import Connection, create_pool
-from tests.integration.test_notify_settle import enqueue_to
-from tests.integration.test_notify_support import referral
+from tests.integration.test_notify_settle import delivery_for, enqueue_to
 
 pytestmark = pytest.mark.integration
 
@@ -81,13 +79,7 @@ async def pages_read(conn: Connection) -> int:
 
 async def queue_many(conn: Connection, agency: str, count: int) -> None:
     """``count`` referrals to ``agency`` on both channels, in one statement."""
-    batch = []
-    for n in range(count):
-        payload = referral(agency, n)
-        event = make_event(payload, source="/rujuk/routing")
-        delivery = store.Delivery(payload.referral_id, payload.case_id, agency, event.id,
-                                  event.type, event.to_bytes(), None, [], 0)  # fmt: skip
-        batch.append((delivery, CHANNELS))
+    batch = [(delivery_for(agency, n), CHANNELS) for n in range(count)]
     assert await store.enqueue_many(conn, batch) == count
 
 

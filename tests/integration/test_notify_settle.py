@@ -78,14 +78,19 @@ async def enqueue(pool: asyncpg.Pool, count: int, channels: list[str]) -> list[s
         return [await enqueue_to(conn, AGENCY, n, channels) for n in range(count)]
 
 
-async def enqueue_to(conn: Connection, agency: str, n: int, channels: list[str]) -> str:
-    """Queue the ``n``th referral to ``agency`` on ``channels``; its id."""
+def delivery_for(agency: str, n: int) -> store.Delivery:
+    """The ``n``th referral to ``agency``, as notify queues it."""
     payload = referral(agency, n)
     event = make_event(payload, source="/rujuk/routing")
-    delivery = store.Delivery(payload.referral_id, payload.case_id, agency, event.id,
-                              event.type, event.to_bytes(), None, [], 0)  # fmt: skip
+    return store.Delivery(payload.referral_id, payload.case_id, agency, event.id, event.type,
+                          event.to_bytes(), None, [], 0)  # fmt: skip
+
+
+async def enqueue_to(conn: Connection, agency: str, n: int, channels: list[str]) -> str:
+    """Queue the ``n``th referral to ``agency`` on ``channels``; its id."""
+    delivery = delivery_for(agency, n)
     assert await store.enqueue_many(conn, [(delivery, channels)]) == 1
-    return payload.referral_id
+    return delivery.referral_id
 
 
 def agencies_worker(

@@ -115,7 +115,8 @@ async def ensure_streams(
     js: JetStreamContext, replicas: int = 1, *, wait: float = JETSTREAM_WAIT_SECONDS
 ) -> None:
     """Create rujuk's streams, or bring an existing one up to date; safe from every replica.
-    Waits (``when_jetstream_answers``) while JetStream cannot answer yet."""
+    Waits (``when_jetstream_answers``) while JetStream cannot answer yet, ``wait`` seconds
+    for all the streams together."""
 
     async def add_or_update(config: StreamConfig) -> None:
         try:
@@ -123,9 +124,12 @@ async def ensure_streams(
         except BadRequestError:
             await js.update_stream(config)
 
+    give_up = time.monotonic() + wait
     for config in stream_configs(replicas):
         await when_jetstream_answers(
-            functools.partial(add_or_update, config), f"stream {config.name}", wait=wait
+            functools.partial(add_or_update, config),
+            f"stream {config.name}",
+            wait=max(0.0, give_up - time.monotonic()),
         )
 
 
