@@ -50,7 +50,7 @@ def servers(need_nats: bool = True) -> Iterator[tuple[str | None, str]]:
         nats_server = EmbeddedNats(root / "nats").start() if need_nats else None
         postgres = EmbeddedPostgres(root / "postgres").start()
         try:
-            yield (nats_server.url if nats_server else None), postgres.url
+            yield (nats_server.ops_url if nats_server else None), postgres.url
         finally:
             postgres.stop()
             if nats_server:

@@ -191,7 +191,7 @@ def main() -> None:
         nats_server = EmbeddedNats(Path(folder) / "nats").start()
         postgres = EmbeddedPostgres(Path(folder) / "postgres").start()
         try:
-            asyncio.run(run(args, nats_server.url, postgres.url))
+            asyncio.run(run(args, nats_server.ops_url, postgres.url))
         finally:
             nats_server.stop()
             postgres.stop()

@@ -221,11 +221,11 @@ def run_null_pipeline(
                 raise RuntimeError(f"null pipeline: the {name} did not start")
 
         try:
-            asyncio.run(make_streams(server.url))
+            asyncio.run(make_streams(server.ops_url))
             for role, count in expected.items():
-                start(role, run_hop, role, server.url, size, count, done)
+                start(role, run_hop, role, server.ops_url, size, count, done)
             go = context.Event()
-            start("publisher", run_publisher, go, server.url, referrals, size, done)
+            start("publisher", run_publisher, go, server.ops_url, referrals, size, done)
             pids = {name: (process.pid, False) for name, process in hops.items()}
             cpu = CpuMeter({**pids, "nats": (server.process.pid, False)})  # type: ignore[union-attr]
             cpu.start()

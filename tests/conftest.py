@@ -18,6 +18,7 @@ import pytest
 
 from rujuk_contracts import subjects
 from rujuk_runtime.embedded import EmbeddedNats, EmbeddedPostgres
+from rujuk_runtime.nats_auth import NatsKeyring
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +52,18 @@ def embedded_postgres(servers_folder: Path) -> Iterator[EmbeddedPostgres | None]
 
 @pytest.fixture(scope="session")
 def nats_url(embedded_nats: EmbeddedNats | None) -> str:
-    return embedded_nats.url if embedded_nats else os.environ["NATS_URL"]
+    """The operator's URL: the session's server, like every server rujuk starts, refuses
+    anonymous clients (a Stack given it with ``nats_keyring`` runs each service as itself)."""
+    return embedded_nats.ops_url if embedded_nats else os.environ["NATS_URL"]
+
+
+@pytest.fixture(scope="session")
+def nats_keyring(embedded_nats: EmbeddedNats | None) -> NatsKeyring | None:
+    """The credentials the session's NATS accepts, for a Stack that runs on it."""
+    if embedded_nats is not None:
+        return embedded_nats.keyring
+    given = os.environ.get("RUJUK_NATS_KEYRING")
+    return NatsKeyring(Path(given)) if given else None
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from intake.cli import app as token_app
 from notify.cli import app as partner_app
 from routing.cli import app as sop_app
 from rujuk.stack import Stack, StackError, running_stack_env
+from rujuk_runtime.nats_auth import NatsKeyring
 
 STATE_FOLDER = Path(".rujuk")
 
@@ -26,6 +27,8 @@ app.add_typer(audit_app, name="audit", help="Buku besar audit / the audit ledger
 app.add_typer(sop_app, name="sop")
 app.add_typer(token_app, name="token")
 app.add_typer(partner_app, name="partner")
+nats_app = typer.Typer(help="Bus NATS / the NATS bus: credentials", no_args_is_help=True)
+app.add_typer(nats_app, name="nats")
 
 
 @app.callback()
@@ -47,7 +50,7 @@ def up(
         stack.stop()
         typer.echo(f"Gagal menyalakan / could not start: {exc}", err=True)
         raise typer.Exit(1) from exc
-    typer.echo(f"NATS        {stack.nats_url}")
+    typer.echo(f"NATS        {stack.nats_public_url}")
     typer.echo(f"PostgreSQL  {stack.database_url}")
     for name, service in stack.services.items():
         typer.echo(f"{name:<11} {service.url}   log: {service.log_file}")
@@ -77,6 +80,20 @@ def demo(
         typer.echo(f"Demo gagal / demo failed: {exc}", err=True)
         raise typer.Exit(1) from exc
     raise typer.Exit(code)
+
+
+@nats_app.command("init")
+def nats_init(
+    keyring: Path = typer.Argument(..., help="Folder of the bus's credentials (kept private)"),
+) -> None:
+    """Make the bus's credentials (each service's nkey, the operator's password) where missing,
+    and write the authorization.conf nats-server includes. Safe to run again."""
+    ring = NatsKeyring(keyring).ensure()
+    typer.echo(
+        f"Kunci bus siap / bus credentials ready: {ring.authorization_file}\n"
+        f"  layanan / services: {', '.join(ring.service_public_keys())}; "
+        f"mitra / partners: {len(list(ring.partners()))}"
+    )
 
 
 def main() -> None:

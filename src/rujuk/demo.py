@@ -50,7 +50,7 @@ async def run_demo(folder: Path) -> int:
                 "and the four services ...")  # fmt: skip
             started = time.monotonic()
             await asyncio.to_thread(stack.start)
-            say(f"  NATS {stack.nats_url}, PostgreSQL {_redact(stack.database_url)}")
+            say(f"  NATS {stack.nats_public_url}, PostgreSQL {_redact(stack.database_url)}")
             for name, service in stack.services.items():
                 say(f"  {name:<8} {service.url}  (log: {service.log_file})")
             say(f"  ready in {time.monotonic() - started:.1f}s\n")

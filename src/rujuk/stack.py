@@ -17,6 +17,7 @@ import httpx
 
 from intake.vault import new_master_key_spec
 from rujuk_runtime.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from rujuk_runtime.nats_auth import SERVICE_GRANTS, NatsKeyring, without_credentials, write_private
 
 SERVICES = ("intake", "routing", "notify", "audit", "console")
 
@@ -46,16 +47,34 @@ class Stack:
     external_database_url: str | None = field(
         default_factory=lambda: os.environ.get("DATABASE_URL")
     )
+    # The bus's credentials: made in the folder for an embedded NATS; for an external one,
+    # the keyring its authorization was generated from (RUJUK_NATS_KEYRING), if any.
+    nats_keyring: NatsKeyring | None = field(
+        default_factory=lambda: (
+            NatsKeyring(Path(os.environ["RUJUK_NATS_KEYRING"]))
+            if os.environ.get("RUJUK_NATS_KEYRING")
+            else None
+        )
+    )
     nats: EmbeddedNats | None = None
     postgres: EmbeddedPostgres | None = None
     services: dict[str, ServiceProcess] = field(default_factory=dict)
 
     @property
-    def nats_url(self) -> str:
+    def nats_public_url(self) -> str:
+        """The bus's address, fit to print and to hand to partners (no credentials)."""
         url = self.nats.url if self.nats else self.external_nats_url
         if url is None:
             raise StackError("NATS is not started")
-        return url
+        return without_credentials(url)
+
+    @property
+    def nats_url(self) -> str:
+        """The operator's URL (the ``rujuk`` commands, tests): it carries a password, so it is
+        never printed."""
+        if self.nats_keyring is None:
+            return self.nats_public_url if self.nats else str(self.external_nats_url)
+        return self.nats_keyring.ops_url(self.nats_public_url)
 
     @property
     def database_url(self) -> str:
@@ -69,6 +88,7 @@ class Stack:
         self.folder.mkdir(parents=True, exist_ok=True)
         if not self.external_nats_url:
             self.nats = EmbeddedNats(self.folder / "nats").start()
+            self.nats_keyring = self.nats.keyring
         if not self.external_database_url:
             self.postgres = EmbeddedPostgres(
                 self.folder / "postgres", settings=self.postgres_settings
@@ -78,7 +98,7 @@ class Stack:
         keys = self.secrets()
         env = {
             **os.environ,
-            "NATS_URL": self.nats_url,
+            **self._nats_identity(name),
             "DATABASE_URL": self.database_url,
             f"{name.upper()}_HTTP_PORT": str(port),
             "INTAKE_MASTER_KEYS": os.environ.get("INTAKE_MASTER_KEYS", keys["master_keys"]),
@@ -105,6 +125,15 @@ class Stack:
                     env[f"{other.upper()}_URL"] = service.url
             env.setdefault("CONSOLE_SESSION_SECRET", keys["console_session_secret"])
         return env
+
+    def _nats_identity(self, name: str) -> dict[str, str]:
+        """Each service is itself on the bus: its own nkey, fenced by the authorization."""
+        if self.nats_keyring is None:  # someone else's server: its URL as given
+            return {"NATS_URL": self.nats_url}
+        identity = {"NATS_URL": self.nats_public_url}
+        if name in SERVICE_GRANTS:
+            identity["NATS_NKEY_SEED_FILE"] = str(self.nats_keyring.service_seed_file(name))
+        return identity
 
     def start_service(self, name: str) -> ServiceProcess:
         existing = self.services.get(name)
@@ -135,11 +164,13 @@ class Stack:
         return self.folder / "connection.json"
 
     def _write_connection_file(self) -> None:
-        """Where a running stack's servers are, so other `rujuk` commands can find them."""
+        """Where a running stack's servers are, so other `rujuk` commands can find them. The
+        commands act as the operator, so the file holds credentials: 0600."""
         urls = {f"{name.upper()}_URL": service.url for name, service in self.services.items()}
-        self.connection_file.write_text(
-            json.dumps({"NATS_URL": self.nats_url, "DATABASE_URL": self.database_url, **urls})
-        )
+        found = {"NATS_URL": self.nats_url, "DATABASE_URL": self.database_url, **urls}
+        if self.nats_keyring is not None:
+            found["RUJUK_NATS_KEYRING"] = str(self.nats_keyring.folder)
+        write_private(self.connection_file, json.dumps(found))
 
     def wait_healthy(self, timeout: float = 60, names: tuple[str, ...] = SERVICES) -> None:
         deadline = time.monotonic() + timeout

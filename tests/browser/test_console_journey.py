@@ -18,6 +18,7 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from intake import auth
 from intake.auth import Role
 from rujuk.stack import Stack
+from rujuk_runtime.nats_auth import NatsKeyring
 from tests.browser.accessibility import page_problems
 from tests.browser.conftest import CHROMIUM
 from tests.conftest import fresh_database, remove_streams
@@ -31,13 +32,17 @@ VICTIM = "CONTOH Korban Peramban"
 
 @pytest.fixture(scope="module")
 async def stack(
-    nats_url: str, server_database_url: str, tmp_path_factory: pytest.TempPathFactory
+    nats_url: str,
+    nats_keyring: NatsKeyring | None,
+    server_database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Stack]:
     await remove_streams(nats_url)
     async with fresh_database(server_database_url) as database_url:
         running = Stack(
             tmp_path_factory.mktemp("console-stack"),
             external_nats_url=nats_url,
+            nats_keyring=nats_keyring,
             external_database_url=database_url,
         )
         try:  # a start that fails half-way still stops what it started

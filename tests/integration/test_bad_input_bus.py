@@ -54,6 +54,7 @@ from rujuk_runtime.bus import (
     DLQ_SERVICE_HEADER,
     DLQ_SUBJECT_HEADER,
 )
+from rujuk_runtime.nats_auth import NatsKeyring
 from rujuk_runtime.pull import PullConsumer
 from rujuk_runtime.service import ServiceRuntime
 from tests.conftest import fresh_database, remove_streams
@@ -219,13 +220,17 @@ def bad_messages(subject: str) -> list[Bad]:
 
 @pytest.fixture(scope="module")
 async def swept(
-    nats_url: str, server_database_url: str, tmp_path_factory: pytest.TempPathFactory
+    nats_url: str,
+    nats_keyring: NatsKeyring | None,
+    server_database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Swept]:
     await remove_streams(nats_url)
     async with fresh_database(server_database_url) as database_url:
         stack = Stack(
             tmp_path_factory.mktemp("bad-input-bus"),
             external_nats_url=nats_url,
+            nats_keyring=nats_keyring,
             external_database_url=database_url,
             extra_env={"NOTIFY_WEBHOOK_BASE_URL": ""},  # each partner's NATS feed only
         )

@@ -19,6 +19,7 @@ from rujuk.stack import Stack
 from rujuk_contracts import parse_event, subjects
 from rujuk_contracts.events import CaseReported
 from rujuk_runtime.bus import DLQ_REASON_HEADER
+from rujuk_runtime.nats_auth import NatsKeyring
 from tests.conftest import fresh_database, remove_streams
 
 pytestmark = pytest.mark.integration
@@ -38,13 +39,17 @@ class Running:
 
 @pytest.fixture(scope="module")
 async def running(
-    nats_url: str, server_database_url: str, tmp_path_factory: pytest.TempPathFactory
+    nats_url: str,
+    nats_keyring: NatsKeyring | None,
+    server_database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Running]:
     await remove_streams(nats_url)
     async with fresh_database(server_database_url) as database_url:
         stack = Stack(
             tmp_path_factory.mktemp("stack"),
             external_nats_url=nats_url,
+            nats_keyring=nats_keyring,
             external_database_url=database_url,
         )
         receiver = WebhookReceiver(stack.secrets()["webhook_signing_key"].encode())

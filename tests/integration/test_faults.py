@@ -340,7 +340,8 @@ async def test_kill_each_service_and_restart_nats_and_postgres_under_load(tmp_pa
     postgres = await asyncio.to_thread(EmbeddedPostgres(tmp_path / "postgres").start)
     stack = Stack(
         tmp_path / "stack",
-        external_nats_url=nats.url,
+        external_nats_url=nats.ops_url,
+        nats_keyring=nats.keyring,
         external_database_url=postgres.url,
         extra_env={
             "ROUTING_MINUTE_SECONDS": MINUTE_SECONDS,
@@ -395,7 +396,7 @@ async def test_kill_each_service_and_restart_nats_and_postgres_under_load(tmp_pa
                         postgres.url, receiver, case_ids, view, deadlines, faults
                     )
                     check_routed_as_planned(view, filing)
-                    await check_partner_feed(nats.url, receiver, view)
+                    await check_partner_feed(nats.ops_url, receiver, view)
                     await check_every_referral_has_its_deadline(postgres.url, view)
                     await check_intake_projection(client, intake, case_ids)
                 finally:

@@ -37,6 +37,7 @@ from intake import auth
 from intake.auth import Role
 from intake.cli import connect
 from rujuk.stack import Stack
+from rujuk_runtime.nats_auth import NatsKeyring
 from tests.conftest import fresh_database, remove_streams
 from tests.service_apps import service_apps
 
@@ -88,13 +89,21 @@ async def _partner_token(database_url: str) -> str:
 
 @pytest.fixture(scope="module")
 def running(
-    nats_url: str, server_database_url: str, tmp_path_factory: pytest.TempPathFactory
+    nats_url: str,
+    nats_keyring: NatsKeyring | None,
+    server_database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Running]:
     asyncio.run(remove_streams(nats_url))
     database = fresh_database(server_database_url)
     database_url = asyncio.run(database.__aenter__())
     folder: Path = tmp_path_factory.mktemp("http-bad-input")
-    stack = Stack(folder, external_nats_url=nats_url, external_database_url=database_url)
+    stack = Stack(
+        folder,
+        external_nats_url=nats_url,
+        nats_keyring=nats_keyring,
+        external_database_url=database_url,
+    )
     stack.extra_env["INTAKE_MAX_BODY_BYTES"] = "8192"
     try:
         apps = service_apps(stack)

@@ -43,7 +43,8 @@ def report(number: int) -> dict[str, object]:
 class Harness:
     def __init__(self, folder: Path, database_url: str) -> None:
         self.nats = EmbeddedNats(folder / "nats").start()
-        self.stack = Stack(folder, external_nats_url=self.nats.url,
+        self.stack = Stack(folder, external_nats_url=self.nats.ops_url,
+                           nats_keyring=self.nats.keyring,
                            external_database_url=database_url)  # fmt: skip
         self.database_url = database_url
         self.headers: dict[str, str] = {}
@@ -70,7 +71,7 @@ class Harness:
         ``expected`` are there and the outbox is empty."""
         deadline = time.monotonic() + timeout
         while True:
-            connection = await nats.connect(self.nats.url)
+            connection = await nats.connect(self.nats.ops_url)
             try:
                 js = connection.jetstream()
                 info = await js.stream_info(subjects.EVENTS_STREAM)
@@ -126,7 +127,7 @@ async def test_reports_filed_while_nats_is_down_are_published_once_it_is_back(
     assert sorted(published) == sorted(before + during)  # each exactly once
 
     # The invented PII went nowhere but the vault: not in events, log or database dump.
-    connection = await nats.connect(harness.nats.url)
+    connection = await nats.connect(harness.nats.ops_url)
     try:
         sub = await connection.jetstream().pull_subscribe(
             subjects.EVENTS_WILDCARD, durable=None, stream=subjects.EVENTS_STREAM

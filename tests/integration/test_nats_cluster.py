@@ -3,6 +3,8 @@ replicas): losing a node mid-flow loses no report, no referral and no ledger ent
 
 import asyncio
 import os
+import secrets
+import shutil
 import signal
 import subprocess
 import time
@@ -20,6 +22,7 @@ from rujuk.samples import SAMPLE_REPORTS
 from rujuk.stack import Stack
 from rujuk_runtime.bus import ensure_streams, stream_configs
 from rujuk_runtime.embedded import free_port, nats_server_binary, wait_for_port
+from rujuk_runtime.nats_auth import NatsKeyring
 from tests.conftest import fresh_database
 
 pytestmark = pytest.mark.integration
@@ -29,25 +32,37 @@ NODE_CONFIG = Path(__file__).parents[2] / "deploy" / "nats" / "cluster" / "node.
 
 @dataclass
 class NatsCluster:
+    """Three nodes as deploy/ runs them: node.conf with the keyring's authorization beside it
+    (as compose mounts it), routes authenticated with a shared password."""
+
     folder: Path
     client_ports: list[int] = field(default_factory=lambda: [free_port() for _ in range(3)])
     cluster_ports: list[int] = field(default_factory=lambda: [free_port() for _ in range(3)])
     processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+    route_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+
+    def __post_init__(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(NODE_CONFIG, self.folder / "node.conf")
+        self.keyring = NatsKeyring(self.folder / "keyring").ensure()
 
     @property
     def url(self) -> str:
-        return ",".join(f"nats://127.0.0.1:{port}" for port in self.client_ports)
+        """The operator's URL to all three nodes."""
+        plain = ",".join(f"nats://127.0.0.1:{port}" for port in self.client_ports)
+        return self.keyring.ops_url(plain)
 
     def start(self, nodes: tuple[int, ...] = (0, 1, 2)) -> "NatsCluster":
         """Start these nodes (each knows the routes to all three)."""
         routes = {
-            f"NATS_ROUTE_{n + 1}": f"nats-route://127.0.0.1:{port}"
+            f"NATS_ROUTE_{n + 1}": f"nats-route://rujuk-route:{self.route_password}@127.0.0.1:{port}"
             for n, port in enumerate(self.cluster_ports)
         }
         for node in nodes:
             env = {
                 **os.environ,
                 **routes,
+                "NATS_ROUTE_PASSWORD": self.route_password,
                 "NATS_SERVER_NAME": f"n{node + 1}",
                 "NATS_CLIENT_PORT": str(self.client_ports[node]),
                 "NATS_CLUSTER_PORT": str(self.cluster_ports[node]),
@@ -55,7 +70,8 @@ class NatsCluster:
             }
             log = (self.folder / f"n{node + 1}.log").open("ab")
             self.processes[node] = subprocess.Popen(
-                [str(nats_server_binary()), "--config", str(NODE_CONFIG), "--addr", "127.0.0.1"],
+                [str(nats_server_binary()), "--config", str(self.folder / "node.conf"),
+                 "--addr", "127.0.0.1"],
                 env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
             )  # fmt: skip
         try:
@@ -94,13 +110,13 @@ async def test_losing_a_nats_node_mid_flow_loses_nothing(
     server_database_url: str, tmp_path: Path
 ) -> None:
     cluster = NatsCluster(tmp_path / "nats")
-    cluster.folder.mkdir()
     cluster.start()
     try:
         async with fresh_database(server_database_url) as database_url:
             stack = Stack(
                 tmp_path / "stack",
                 external_nats_url=cluster.url,
+                nats_keyring=cluster.keyring,
                 external_database_url=database_url,
                 # Backoff meant for partner endpoints must not outlast this test of the bus.
                 extra_env={"RUJUK_STREAM_REPLICAS": "3", "NOTIFY_BACKOFF_CAP_SECONDS": "5"},
@@ -184,10 +200,9 @@ async def test_a_service_starting_before_the_cluster_has_a_jetstream_leader_wait
     (what every service does as it starts) waits instead of failing, and completes, at three
     replicas, once the other two nodes join."""
     cluster = NatsCluster(tmp_path / "nats")
-    cluster.folder.mkdir()
     cluster.start(nodes=(0,))
     try:
-        connection = await nats.connect(f"nats://127.0.0.1:{cluster.client_ports[0]}")
+        connection = await nats.connect(cluster.url.split(",")[0])
         try:
             js = connection.jetstream()
             creating = asyncio.create_task(ensure_streams(js, replicas=3, wait=90))

@@ -19,6 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from rujuk.samples import IDENTIFYING_IN_SAMPLES, SAMPLE_REPORTS
 from rujuk.stack import Stack
 from rujuk_runtime.embedded import free_port
+from rujuk_runtime.nats_auth import NatsKeyring
 from tests.conftest import fresh_database, remove_streams
 
 pytestmark = pytest.mark.integration
@@ -88,7 +89,10 @@ class Observed:
 
 @pytest.fixture(scope="module")
 async def observed(
-    nats_url: str, server_database_url: str, tmp_path_factory: pytest.TempPathFactory
+    nats_url: str,
+    nats_keyring: NatsKeyring | None,
+    server_database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Observed]:
     await remove_streams(nats_url)
     receiver = OtlpReceiver()
@@ -100,6 +104,7 @@ async def observed(
         stack = Stack(
             tmp_path_factory.mktemp("observed"),
             external_nats_url=nats_url,
+            nats_keyring=nats_keyring,
             external_database_url=database_url,
             extra_env={
                 "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",

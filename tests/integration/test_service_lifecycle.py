@@ -8,15 +8,25 @@ import httpx
 import pytest
 
 from rujuk.stack import SERVICES, Stack
+from rujuk_runtime.nats_auth import NatsKeyring
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.mark.parametrize("name", SERVICES)
 def test_service_is_healthy_then_stops_cleanly_on_sigterm(
-    name: str, nats_url: str, server_database_url: str, tmp_path: Path
+    name: str,
+    nats_url: str,
+    nats_keyring: NatsKeyring | None,
+    server_database_url: str,
+    tmp_path: Path,
 ) -> None:
-    stack = Stack(tmp_path, external_nats_url=nats_url, external_database_url=server_database_url)
+    stack = Stack(
+        tmp_path,
+        external_nats_url=nats_url,
+        nats_keyring=nats_keyring,
+        external_database_url=server_database_url,
+    )
     service = stack.start_service(name)
     try:
         stack.wait_healthy(30, (name,))

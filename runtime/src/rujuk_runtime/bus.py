@@ -2,9 +2,10 @@
 
 import asyncio
 import functools
+import ssl
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
@@ -18,6 +19,8 @@ from nats.js.errors import BadRequestError, ServiceUnavailableError
 from rujuk_contracts import subjects
 from rujuk_contracts.envelope import CONTENT_TYPE
 from rujuk_runtime.logs import get_logger
+from rujuk_runtime.nats_auth import service_inbox_prefix
+from rujuk_runtime.settings import ServiceSettings
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -33,14 +36,28 @@ DLQ_CONSUMER_HEADER = "Rujuk-Consumer"
 JETSTREAM_WAIT_SECONDS = 60.0
 
 
-def make_broker(servers: list[str], name: str) -> NatsBroker:
+def identity(settings: ServiceSettings, name: str) -> dict[str, Any]:
+    """How a service introduces itself to NATS (nats-py ``connect`` options): its own nkey
+    and inbox prefix (the authorization lets it read replies there only) and, for tls://
+    servers, the CA to trust."""
+    options: dict[str, Any] = {"name": f"rujuk-{name}"}
+    if settings.nats_nkey_seed_file:
+        options["nkeys_seed"] = settings.nats_nkey_seed_file
+        options["inbox_prefix"] = service_inbox_prefix(name)
+    if settings.nats_tls_ca_file:
+        context = ssl.create_default_context(cafile=settings.nats_tls_ca_file)
+        options["tls"] = context
+    return options
+
+
+def make_broker(settings: ServiceSettings, name: str) -> NatsBroker:
     """A broker that reconnects forever: NATS restarting must never strand a service."""
     return NatsBroker(
-        servers,
-        name=f"rujuk-{name}",
+        settings.nats_servers(),
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
         logger=None,  # per-message INFO lines would drown the logs; we log what matters
+        **identity(settings, name),
     )
 
 

@@ -6,6 +6,7 @@ their data in a folder given by the caller, so a test can stop and restart them 
 """
 
 import importlib.util
+import json
 import os
 import pwd
 import random
@@ -20,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+from rujuk_runtime.nats_auth import NatsKeyring
 
 POSTGRES_SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
 STANDARD_PORTS = frozenset({4222, 5432, 6222, 8222})
@@ -110,20 +113,35 @@ def _stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10) 
 
 @dataclass
 class EmbeddedNats:
-    """One nats-server with JetStream, storing in ``folder``; keeps its port across restarts."""
+    """One nats-server with JetStream, storing in ``folder``; keeps its port across restarts.
+
+    It accepts only the credentials its ``keyring`` holds (by default one made in
+    ``folder/keyring``; the nodes of a cluster share one), each fenced by rujuk's authorization
+    model (``nats_auth``), and reloads that authorization on ``reload()`` or SIGHUP without
+    dropping anyone. There is no anonymous mode."""
 
     folder: Path
     port: int = field(default_factory=free_port)
     config_file: Path | None = None
+    keyring: NatsKeyring | None = None
     process: subprocess.Popen[bytes] | None = None
     started_once: bool = False
 
     def __post_init__(self) -> None:
         self.folder = self.folder.resolve()
+        if self.keyring is None:
+            self.keyring = NatsKeyring(self.folder / "keyring")
 
     @property
     def url(self) -> str:
+        """The server's address, without anyone's credentials."""
         return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def ops_url(self) -> str:
+        """The operator's URL (password inside: never print it)."""
+        assert self.keyring is not None
+        return self.keyring.ops_url(self.url)
 
     def start(self) -> "EmbeddedNats":
         """Start, keeping the port of an earlier start; a first start retries on a new port
@@ -140,10 +158,30 @@ class EmbeddedNats:
             "--store_dir", str(self.folder / "jetstream"),
             "--log", str(self.folder / "nats-server.log"),
         ]  # fmt: skip
-        if self.config_file is not None:
-            command += ["--config", str(self.config_file)]
+        command += ["--config", str(self._secured_config())]
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
         wait_for_port(self.port, 15, self.process)
+
+    def _secured_config(self) -> Path:
+        """A configuration that includes the keyring's authorization (and, given one, the
+        caller's own file); nats-server resolves includes relative to the including file."""
+        assert self.keyring is not None
+        self.keyring.ensure()
+        config = self.folder / "nats-server.conf"
+        lines = [
+            "# Written by rujuk at each start: the authorization is the keyring's.",
+            f"pid_file: {json.dumps(str(self.keyring.pid_file))}",
+            f"include {json.dumps(os.path.relpath(self.keyring.authorization_file, self.folder))}",
+        ]
+        if self.config_file is not None:
+            lines.append(f"include {json.dumps(os.path.relpath(self.config_file, self.folder))}")
+        config.write_text("\n".join(lines) + "\n")
+        return config
+
+    def reload(self) -> None:
+        """Apply a rewritten authorization (a partner added) without a restart."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGHUP)
 
     def stop(self) -> None:
         _stop_process(self.process)

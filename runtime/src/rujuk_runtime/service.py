@@ -18,7 +18,7 @@ from nats.js import JetStreamContext
 
 from rujuk_contracts import subjects
 from rujuk_contracts.events import EventPayload
-from rujuk_runtime.bus import ensure_streams, jetstream, make_broker
+from rujuk_runtime.bus import ensure_streams, identity, jetstream, make_broker
 from rujuk_runtime.consumer import BatchHandler, EnvelopeHandler, EventConsumer, Handler
 from rujuk_runtime.db import HeldConnection, create_pool
 from rujuk_runtime.logs import configure_logging, get_logger
@@ -39,7 +39,7 @@ class ServiceRuntime:
     def __init__(self, name: str, settings: ServiceSettings) -> None:
         self.name = name
         self.settings = settings
-        self.broker = make_broker(settings.nats_servers(), name)
+        self.broker = make_broker(settings, name)
         self.handlers: dict[str, Handler] = {}
         self.batch_handlers: dict[str, BatchHandler] = {}
         self._pool: asyncpg.Pool | None = None
@@ -135,7 +135,7 @@ class ServiceRuntime:
         configure_logging(self.name, self.settings.log_level)
         configure_tracing(self.name)
         connection = await nats.connect(
-            self.settings.nats_servers(), name=f"rujuk-{self.name}-setup"
+            self.settings.nats_servers(), **identity(self.settings, self.name)
         )
         try:
             await ensure_streams(connection.jetstream(), self.settings.stream_replicas)

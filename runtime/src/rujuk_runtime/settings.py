@@ -16,6 +16,16 @@ class ServiceSettings(BaseSettings):
         validation_alias=AliasChoices("nats_url", "NATS_URL"),
         description="NATS server(s), comma-separated for a cluster",
     )
+    nats_nkey_seed_file: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("nats_nkey_seed_file", "NATS_NKEY_SEED_FILE"),
+        description="File holding the service's own nkey seed (0600): who it is on the bus",
+    )
+    nats_tls_ca_file: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("nats_tls_ca_file", "NATS_TLS_CA_FILE"),
+        description="CA that signed the NATS server's certificate, for tls:// URLs",
+    )
     database_url: str = Field(
         default="postgresql://postgres@127.0.0.1:5432/rujuk",
         validation_alias=AliasChoices("database_url", "DATABASE_URL"),

@@ -13,6 +13,7 @@ import typer
 from notify import partners
 from notify.channels import partner_secret
 from rujuk_contracts import subjects
+from rujuk_runtime import nats_auth
 
 app = typer.Typer(help="Mitra / partner agencies: credentials and secrets", no_args_is_help=True)
 
@@ -35,95 +36,82 @@ def _check(agency_id: str) -> str:
         raise typer.BadParameter(str(exc)) from exc
 
 
+def _running_keyring() -> Path | None:
+    given = os.environ.get("RUJUK_NATS_KEYRING")
+    return Path(given) if given else None
+
+
 @app.command()
 def creds(
     agency: Annotated[str, typer.Argument(help="agency id, e.g. rsud-bangil")],
-    out: Annotated[Path, typer.Option(help="folder for the seed and public key")] = KEYS_DIR,
-    nats_url: Annotated[str, typer.Option(help="the URL partners connect to")] = (
-        "nats://nats.example:4222"
-    ),
+    out: Annotated[Path, typer.Option(help="folder for the partner's seed")] = KEYS_DIR,
+    keyring: Annotated[
+        Path | None,
+        typer.Option(
+            help="the bus's keyring (`rujuk nats init`); [default: the running stack's]",
+            show_default=False,
+        ),
+    ] = None,
+    nats_url: Annotated[
+        str | None,
+        typer.Option(help="the URL partners connect to; [default: the running stack's]"),
+    ] = None,
     force: Annotated[bool, typer.Option(help="replace an existing key")] = False,
 ) -> None:
-    """Make an nkey user fenced to the agency's own feed and replies.
+    """Make an nkey for the agency, admit it to the bus fenced to its own feed and replies,
+    and say what to hand the partner.
 
-    Writes <out>/<agency>.nk (the secret seed, for the partner only) and <out>/<agency>.pub
-    (the public key, for the server), and prints the nats-server user entry and what to give
-    the partner.
+    Writes <out>/<agency>.nk (the secret seed, for the partner only, 0600) and adds the public
+    key to the keyring's authorization; a running server reloads it at once (no restart).
     """
     agency = _check(agency)
-    out.mkdir(parents=True, exist_ok=True)
-    seed_file, public_file = out / f"{agency}.nk", out / f"{agency}.pub"
+    keyring = keyring or _running_keyring()
+    url = nats_url or os.environ.get("NATS_URL")
+    if keyring is None or not url:
+        _say(
+            "Tidak ada stack yang berjalan: beri --keyring dan --nats-url milik server NATS.",
+            "No running stack found: give the NATS server's --keyring and --nats-url.",
+        )
+        raise typer.Exit(1)
+    seed_file = out / f"{agency}.nk"
     if seed_file.exists() and not force:
         _say(
             f"Kunci untuk {agency} sudah ada di {seed_file}; pakai --force untuk menggantinya.",
             f"A key for {agency} exists at {seed_file}; use --force to replace it.",
         )
         raise typer.Exit(1)
-    key = partners.new_partner_key(agency)
-    assert key.seed is not None
-    seed_file.touch(mode=0o600)
-    seed_file.chmod(0o600)
-    seed_file.write_text(key.seed + "\n")
-    public_file.write_text(key.public_key + "\n")
-    typer.echo("# nats-server: add this entry to authorization { users = [...] }")
-    typer.echo(json.dumps(key.user_entry(), indent=2, sort_keys=True))
-    typer.echo("")
+    seed = nats_auth.new_seed()
+    nats_auth.write_private(seed_file, seed + "\n")
+    ring = nats_auth.NatsKeyring(keyring)
+    ring.add_partner(agency, nats_auth.public_key_of(seed))
+    if ring.reload_server():
+        _say(
+            f"Mitra {agency} diterima oleh server NATS yang berjalan (tanpa restart).",
+            f"Partner {agency} admitted by the running NATS server (no restart).",
+        )
+    else:
+        _say(
+            f"Mitra {agency} ditambahkan ke {ring.authorization_file}; muat ulang server NATS "
+            "(SIGHUP, mis. `docker compose kill -s HUP nats`).",
+            f"Partner {agency} added to {ring.authorization_file}; reload the NATS server "
+            "(SIGHUP, e.g. `docker compose kill -s HUP nats`).",
+        )
     _say(
         f"Berikan kepada mitra {agency} (lewat saluran aman) berkas {seed_file} dan:",
         f"Give partner {agency} (over a secure channel) the file {seed_file} and:",
     )
-    typer.echo(
-        json.dumps(
-            {
-                "nats_url": nats_url,
-                "nkey_seed_file": seed_file.name,
-                "inbox_prefix": partners.inbox_prefix(agency),
-                "stream": subjects.PARTNER_STREAM,
-                "durable_consumer": partners.durable_name(agency),
-                "feed_subjects": subjects.partner_outbound_wildcard(agency),
-                "reply_subjects": subjects.partner_inbound_wildcard(agency),
-            },
-            indent=2,
-        )
-    )
-    _say(
-        "Jalankan `rujuk partner nats-config` untuk menyusun ulang konfigurasi server.",
-        "Run `rujuk partner nats-config` to rebuild the server configuration.",
-    )
-
-
-@app.command("nats-config")
-def nats_config(
-    keys: Annotated[Path, typer.Option(help="folder of <agency>.pub files")] = KEYS_DIR,
-    service_user: Annotated[str, typer.Option(help="the internal services' user")] = "rujuk",
-    output: Annotated[Path | None, typer.Option(help="write here instead of stdout")] = None,
-) -> None:
-    """The nats-server `authorization` block: the services' user and every partner's nkey.
-
-    The services' password is read from RUJUK_NATS_SERVICE_PASSWORD and written as a bcrypt
-    hash; the services connect with nats://<user>:<password>@host:port.
-    """
-    password = os.environ.get("RUJUK_NATS_SERVICE_PASSWORD", "")
-    if not password:
-        _say(
-            "RUJUK_NATS_SERVICE_PASSWORD belum diisi.",
-            "RUJUK_NATS_SERVICE_PASSWORD is not set.",
-        )
-        raise typer.Exit(1)
-    users = [partners.service_user_entry(service_user, partners.hash_password(password))]
-    for public_file in sorted(keys.glob("*.pub")):
-        agency = _check(public_file.stem)
-        key = partners.PartnerKey(agency, public_file.read_text().strip())
-        users.append(key.user_entry())
-    block = partners.authorization_block(users)
-    if output is None:
-        typer.echo(block)
-    else:
-        output.write_text(block)
-        _say(
-            f"Konfigurasi untuk {len(users) - 1} mitra ditulis ke {output}.",
-            f"Configuration for {len(users) - 1} partners written to {output}.",
-        )
+    handout = {
+        "nats_url": nats_auth.without_credentials(url),
+        "nkey_seed_file": seed_file.name,
+        "inbox_prefix": partners.inbox_prefix(agency),
+        "stream": subjects.PARTNER_STREAM,
+        "durable_consumer": partners.durable_name(agency),
+        "feed_subjects": subjects.partner_outbound_wildcard(agency),
+        "reply_subjects": subjects.partner_inbound_wildcard(agency),
+    }
+    if ca_file := os.environ.get("NATS_TLS_CA_FILE"):
+        handout["tls_ca_file"] = ca_file
+    typer.echo(json.dumps(handout, indent=2))
 
 
 def _signing_key() -> bytes:
