@@ -85,15 +85,23 @@ def demo(
 @nats_app.command("init")
 def nats_init(
     keyring: Path = typer.Argument(..., help="Folder of the bus's credentials (kept private)"),
+    tls_host: list[str] = typer.Option(
+        [], help="A name or address the server is reached by: makes its TLS certificate"
+    ),
 ) -> None:
-    """Make the bus's credentials (each service's nkey, the operator's password) where missing,
-    and write the authorization.conf nats-server includes. Safe to run again."""
+    """Make the bus's credentials (each service's nkey, the operator's password; with
+    --tls-host, a private CA and the server's certificate) where missing, and write the
+    server/authorization.conf nats-server includes. Safe to run again."""
     ring = NatsKeyring(keyring).ensure()
+    if tls_host:
+        ring.ensure_tls(tls_host)
     typer.echo(
         f"Kunci bus siap / bus credentials ready: {ring.authorization_file}\n"
         f"  layanan / services: {', '.join(ring.service_public_keys())}; "
         f"mitra / partners: {len(list(ring.partners()))}"
-    )
+        + (f"\n  TLS: {ring.server_cert_file} ({', '.join(tls_host)}), CA {ring.ca_file}"
+           if tls_host else "")
+    )  # fmt: skip
 
 
 def main() -> None:

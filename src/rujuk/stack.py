@@ -133,6 +133,8 @@ class Stack:
         identity = {"NATS_URL": self.nats_public_url}
         if name in SERVICE_GRANTS:
             identity["NATS_NKEY_SEED_FILE"] = str(self.nats_keyring.service_seed_file(name))
+        if self.nats_public_url.startswith("tls://"):
+            identity["NATS_TLS_CA_FILE"] = str(self.nats_keyring.ca_file)
         return identity
 
     def start_service(self, name: str) -> ServiceProcess:

@@ -21,6 +21,9 @@ from rujuk.samples import SAMPLE_REPORTS
 from rujuk.stack import Stack
 from rujuk_contracts import subjects
 from rujuk_runtime import nats_auth
+from rujuk_runtime.bus import identity
+from rujuk_runtime.embedded import EmbeddedNats
+from rujuk_runtime.settings import ServiceSettings
 from tests.conftest import fresh_database
 
 pytestmark = pytest.mark.integration
@@ -122,26 +125,6 @@ async def connected(
         await connection.close()
 
 
-async def refused_to_connect(url: str, *, seed: str | None = None) -> str:
-    """Connect as given; the server's reason for refusing (the test fails if it accepts)."""
-    errors: list[str] = []
-
-    async def on_error(exc: Exception) -> None:
-        errors.append(str(exc).lower())
-
-    options = {"nkeys_seed_str": seed} if seed else {}
-    with pytest.raises(Exception):  # noqa: B017, PT011 - nats-py raises its own errors
-        await nats.connect(
-            url,
-            error_cb=on_error,
-            allow_reconnect=False,
-            max_reconnect_attempts=0,
-            connect_timeout=2,
-            **options,
-        )
-    return " ".join(errors)
-
-
 async def violation(errors: list[str], needle: str) -> None:
     """The server said 'permissions violation' about ``needle``."""
     try:
@@ -154,11 +137,11 @@ async def violation(errors: list[str], needle: str) -> None:
 
 async def test_no_anonymous_client_and_no_unknown_key_gets_in(running: Running) -> None:
     url = running.stack.nats_public_url
-    assert "authorization violation" in await refused_to_connect(url)
+    assert "authorization violation" in await refusal(url)
     stranger = nats_auth.new_seed()  # a well-formed key nobody admitted
-    assert "authorization violation" in await refused_to_connect(url, seed=stranger)
+    assert "authorization violation" in await refusal(url, seed=stranger)
     wrong_password = nats_auth.with_credentials(url, nats_auth.OPS_USER, "guessed")
-    assert "authorization violation" in await refused_to_connect(wrong_password)
+    assert "authorization violation" in await refusal(wrong_password)
 
 
 async def test_a_service_reaches_only_its_own_traffic(running: Running) -> None:
@@ -206,7 +189,7 @@ async def test_a_partner_is_admitted_while_the_server_runs_and_fenced_to_its_own
     seed_a, seed_b = admit(running, AGENCY_A), admit(running, AGENCY_B)
     inbox_a = nats_auth.partner_inbox_prefix(AGENCY_A)
     async with asyncio.timeout(10):  # the reload is asynchronous: until A's key is known
-        while "authorization violation" in await _try(url, seed_a, inbox_a):
+        while await refusal(url, seed_a, inbox_a):
             await asyncio.sleep(0.1)
     assert running.stack.nats is not None
     assert running.stack.nats.process is not None
@@ -306,24 +289,54 @@ async def test_a_partner_is_admitted_while_the_server_runs_and_fenced_to_its_own
         assert len(await feed_b.fetch(1, timeout=5)) == 1
 
 
-async def _try(url: str, seed: str, inbox_prefix: str) -> str:
-    """'' when the key gets in, else the server's refusal."""
-    errors: list[str] = []
-
-    async def on_error(exc: Exception) -> None:
-        errors.append(str(exc).lower())
-
+async def refusal(url: str, seed: str | None = None, inbox_prefix: str = "_INBOX") -> str:
+    """'' when the server lets the client in, else its reason for refusing."""
+    options = {"nkeys_seed_str": seed} if seed else {}
     try:
         connection = await nats.connect(
             url,
-            nkeys_seed_str=seed,
             inbox_prefix=inbox_prefix,
-            error_cb=on_error,
             allow_reconnect=False,
             max_reconnect_attempts=0,
             connect_timeout=2,
+            **options,
         )
-    except Exception:
-        return " ".join(errors) or "refused"
+    except Exception as exc:  # the refusal is what we want to see
+        return str(exc).lower() or type(exc).__name__
     await connection.close()
     return ""
+
+
+async def test_over_tls_a_service_trusts_the_keyrings_ca_and_nothing_else_gets_in(
+    tmp_path: Path,
+) -> None:
+    """What compose and the cluster run: clients over TLS, the server's certificate from the
+    keyring's CA (`rujuk nats init --tls-host ...`)."""
+    server = EmbeddedNats(tmp_path / "nats", tls_hosts=("127.0.0.1", "localhost")).start()
+    try:
+        assert server.keyring is not None
+        assert server.url.startswith("tls://")
+        settings = ServiceSettings(
+            nats_url=server.url,
+            nats_nkey_seed_file=str(server.keyring.service_seed_file("audit")),
+            nats_tls_ca_file=str(server.keyring.ca_file),
+        )
+        connection = await nats.connect(settings.nats_servers(), **identity(settings, "audit"))
+        try:
+            await connection.flush()
+            assert connection.is_connected
+        finally:
+            await connection.close()
+        # A client that trusts only the system's CAs cannot verify the server.
+        with pytest.raises(Exception):  # noqa: B017, PT011 - nats-py raises its own errors
+            await nats.connect(server.url, nkeys_seed=settings.nats_nkey_seed_file,
+                               allow_reconnect=False, max_reconnect_attempts=0,
+                               connect_timeout=2)  # fmt: skip
+        # Nor does a plain-text client get anywhere.
+        plain = server.url.replace("tls://", "nats://")
+        with pytest.raises(Exception):  # noqa: B017, PT011
+            await nats.connect(plain, nkeys_seed=settings.nats_nkey_seed_file,
+                               allow_reconnect=False, max_reconnect_attempts=0,
+                               connect_timeout=2)  # fmt: skip
+    finally:
+        server.stop()

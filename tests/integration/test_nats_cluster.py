@@ -6,6 +6,7 @@ import os
 import secrets
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -32,8 +33,8 @@ NODE_CONFIG = Path(__file__).parents[2] / "deploy" / "nats" / "cluster" / "node.
 
 @dataclass
 class NatsCluster:
-    """Three nodes as deploy/ runs them: node.conf with the keyring's authorization beside it
-    (as compose mounts it), routes authenticated with a shared password."""
+    """Three nodes as deploy/ runs them: node.conf beside the keyring's server/ folder (as
+    compose mounts it), clients over TLS, routes authenticated with a shared password."""
 
     folder: Path
     client_ports: list[int] = field(default_factory=lambda: [free_port() for _ in range(3)])
@@ -42,15 +43,19 @@ class NatsCluster:
     route_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
     def __post_init__(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.keyring = NatsKeyring(self.folder).ensure().ensure_tls(["127.0.0.1"])
         shutil.copy(NODE_CONFIG, self.folder / "node.conf")
-        self.keyring = NatsKeyring(self.folder / "keyring").ensure()
 
     @property
     def url(self) -> str:
         """The operator's URL to all three nodes."""
-        plain = ",".join(f"nats://127.0.0.1:{port}" for port in self.client_ports)
+        plain = ",".join(f"tls://127.0.0.1:{port}" for port in self.client_ports)
         return self.keyring.ops_url(plain)
+
+    async def connect(self, node: int) -> nats.aio.client.Client:
+        """The operator, to one node, trusting the keyring's CA."""
+        context = ssl.create_default_context(cafile=self.keyring.ca_file)
+        return await nats.connect(self.url.split(",")[node], tls=context)
 
     def start(self, nodes: tuple[int, ...] = (0, 1, 2)) -> "NatsCluster":
         """Start these nodes (each knows the routes to all three)."""
@@ -63,6 +68,8 @@ class NatsCluster:
                 **os.environ,
                 **routes,
                 "NATS_ROUTE_PASSWORD": self.route_password,
+                "NATS_TLS_CERT_FILE": str(self.keyring.server_cert_file),
+                "NATS_TLS_KEY_FILE": str(self.keyring.server_key_file),
                 "NATS_SERVER_NAME": f"n{node + 1}",
                 "NATS_CLIENT_PORT": str(self.client_ports[node]),
                 "NATS_CLUSTER_PORT": str(self.cluster_ports[node]),
@@ -202,7 +209,7 @@ async def test_a_service_starting_before_the_cluster_has_a_jetstream_leader_wait
     cluster = NatsCluster(tmp_path / "nats")
     cluster.start(nodes=(0,))
     try:
-        connection = await nats.connect(cluster.url.split(",")[0])
+        connection = await cluster.connect(0)
         try:
             js = connection.jetstream()
             creating = asyncio.create_task(ensure_streams(js, replicas=3, wait=90))

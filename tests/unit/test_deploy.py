@@ -1,10 +1,16 @@
 """compose.yaml and deploy/ stay in step with the code they run."""
 
 import importlib.util
+import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from rujuk_runtime.embedded import nats_server_binary
+from rujuk_runtime.nats_auth import NatsKeyring
 
 ROOT = Path(__file__).parents[2]
 
@@ -19,15 +25,75 @@ def test_compose_runs_each_service_module_that_exists() -> None:
     for name in ("intake", "routing", "notify", "audit"):
         assert services[name]["command"] == ["python", "-m", name]
         assert importlib.util.find_spec(f"{name}.__main__") is not None
-        assert services[name]["environment"]["NATS_URL"] == "nats://nats:4222"
+        assert services[name]["environment"]["NATS_URL"] == "tls://nats:4222"
         assert "healthcheck" in services[name]
 
 
-def test_compose_mounts_the_nats_configuration_from_deploy() -> None:
+def _keyring_mounts(service: dict[str, Any]) -> dict[str, str]:
+    """target -> subpath of each mount of the nats-keyring volume."""
+    return {
+        v["target"]: v["volume"]["subpath"]
+        for v in service.get("volumes", [])
+        if isinstance(v, dict) and v["source"] == "nats-keyring"
+    }
+
+
+def test_compose_gives_each_service_its_own_nats_key_and_the_ca_only() -> None:
+    services = _compose()["services"]
+    for name in ("intake", "routing", "notify", "audit"):
+        service = services[name]
+        mounts = _keyring_mounts(service)
+        assert mounts == {"/run/rujuk/nats": f"services/{name}", "/run/rujuk/nats-ca": "public"}
+        assert all(v["read_only"] for v in service["volumes"] if isinstance(v, dict))
+        environment = service["environment"]
+        assert environment["NATS_NKEY_SEED_FILE"] == "/run/rujuk/nats/seed.nk"
+        assert environment["NATS_TLS_CA_FILE"] == "/run/rujuk/nats-ca/ca.pem"
+    assert _keyring_mounts(services["nats"]) == {"/etc/nats/server": "server"}
+    assert services["nats"]["depends_on"]["nats-keyring"] == {
+        "condition": "service_completed_successfully"
+    }
+    assert services["nats-keyring"]["command"][:4] == ["rujuk", "nats", "init", "/keyring"]
+
+
+def _nats_server_accepts(config: Path, folder: Path, env: dict[str, str]) -> None:
+    """``nats-server -t``: the configuration, beside a keyring as compose mounts it, parses."""
+    NatsKeyring(folder).ensure().ensure_tls(["nats"])
+    shutil.copy(config, folder / config.name)
+    tls = {"NATS_TLS_CERT_FILE": str(folder / "server" / "tls-cert.pem"),
+           "NATS_TLS_KEY_FILE": str(folder / "server" / "tls-key.pem")}  # fmt: skip
+    result = subprocess.run(
+        [str(nats_server_binary()), "-c", str(folder / config.name), "-t"],
+        env={**os.environ, **tls, **env}, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout
+
+
+def test_the_single_node_configuration_compose_runs_is_valid(tmp_path: Path) -> None:
+    config = ROOT / "deploy" / "nats" / "nats-server.conf"
+    text = config.read_text()
+    assert 'include "server/authorization.conf"' in text
+    assert "tls {" in text
+    assert "jetstream" in text
+    _nats_server_accepts(config, tmp_path, {})
     nats = _compose()["services"]["nats"]
-    mounted = [v.split(":")[0] for v in nats["volumes"] if v.startswith("./")]
+    mounted = [
+        v.split(":")[0] for v in nats["volumes"] if isinstance(v, str) and v.startswith("./")
+    ]
     assert mounted == ["./deploy/nats/nats-server.conf"]
-    assert "jetstream" in (ROOT / mounted[0]).read_text()
+    assert set(nats["environment"]) == {"NATS_TLS_CERT_FILE", "NATS_TLS_KEY_FILE"}
+
+
+def test_the_cluster_node_configuration_is_valid(tmp_path: Path) -> None:
+    routes = {f"NATS_ROUTE_{n}": f"nats-route://rujuk-route:pw@n{n}:6222" for n in (1, 2, 3)}
+    env = {
+        "NATS_SERVER_NAME": "n1",
+        "NATS_CLIENT_PORT": "4222",
+        "NATS_CLUSTER_PORT": "6222",
+        "NATS_STORE_DIR": str(tmp_path / "js"),
+        "NATS_ROUTE_PASSWORD": "pw",
+        **routes,
+    }
+    _nats_server_accepts(ROOT / "deploy" / "nats" / "cluster" / "node.conf", tmp_path, env)
 
 
 class _ComposeLoader(yaml.SafeLoader):
@@ -53,7 +119,7 @@ def test_cluster_override_gives_every_node_what_node_conf_reads() -> None:
     for name in ("intake", "routing", "notify", "audit"):
         environment = cluster["services"][name]["environment"]
         assert environment["RUJUK_STREAM_REPLICAS"] == "3"
-        assert environment["NATS_URL"].count("nats://") == 3
+        assert environment["NATS_URL"].count("tls://") == 3
         assert "nats" not in cluster["services"][name]["depends_on"]
 
 

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from faststream.nats import NatsBroker
+from faststream.nats.security import NatsNKey, NatsSecurity
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
@@ -36,28 +37,42 @@ DLQ_CONSUMER_HEADER = "Rujuk-Consumer"
 JETSTREAM_WAIT_SECONDS = 60.0
 
 
+def _tls(settings: ServiceSettings) -> ssl.SSLContext | None:
+    """For tls:// servers: trust the CA that signed the server's certificate."""
+    if not settings.nats_tls_ca_file:
+        return None
+    return ssl.create_default_context(cafile=settings.nats_tls_ca_file)
+
+
 def identity(settings: ServiceSettings, name: str) -> dict[str, Any]:
     """How a service introduces itself to NATS (nats-py ``connect`` options): its own nkey
-    and inbox prefix (the authorization lets it read replies there only) and, for tls://
-    servers, the CA to trust."""
+    and inbox prefix (the authorization lets it read replies there only), and the CA it
+    trusts for tls:// servers."""
     options: dict[str, Any] = {"name": f"rujuk-{name}"}
     if settings.nats_nkey_seed_file:
         options["nkeys_seed"] = settings.nats_nkey_seed_file
         options["inbox_prefix"] = service_inbox_prefix(name)
-    if settings.nats_tls_ca_file:
-        context = ssl.create_default_context(cafile=settings.nats_tls_ca_file)
+    if context := _tls(settings):
         options["tls"] = context
     return options
 
 
 def make_broker(settings: ServiceSettings, name: str) -> NatsBroker:
-    """A broker that reconnects forever: NATS restarting must never strand a service."""
+    """A broker that reconnects forever: NATS restarting must never strand a service. It
+    connects as the service (``identity``), through FastStream's security objects."""
+    security: NatsSecurity | None = None
+    if settings.nats_nkey_seed_file:
+        security = NatsNKey.from_file(settings.nats_nkey_seed_file, ssl_context=_tls(settings))
+    elif context := _tls(settings):
+        security = NatsSecurity(ssl_context=context)
     return NatsBroker(
         settings.nats_servers(),
+        name=f"rujuk-{name}",
+        inbox_prefix=service_inbox_prefix(name) if settings.nats_nkey_seed_file else "_INBOX",
+        security=security,
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
         logger=None,  # per-message INFO lines would drown the logs; we log what matters
-        **identity(settings, name),
     )
 
 

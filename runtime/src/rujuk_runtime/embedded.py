@@ -124,6 +124,8 @@ class EmbeddedNats:
     port: int = field(default_factory=free_port)
     config_file: Path | None = None
     keyring: NatsKeyring | None = None
+    # Serve clients over TLS, with a certificate from the keyring's CA for these hosts.
+    tls_hosts: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     started_once: bool = False
 
@@ -135,7 +137,7 @@ class EmbeddedNats:
     @property
     def url(self) -> str:
         """The server's address, without anyone's credentials."""
-        return f"nats://127.0.0.1:{self.port}"
+        return f"{'tls' if self.tls_hosts else 'nats'}://127.0.0.1:{self.port}"
 
     @property
     def ops_url(self) -> str:
@@ -173,6 +175,14 @@ class EmbeddedNats:
             f"pid_file: {json.dumps(str(self.keyring.pid_file))}",
             f"include {json.dumps(os.path.relpath(self.keyring.authorization_file, self.folder))}",
         ]
+        if self.tls_hosts:
+            self.keyring.ensure_tls(self.tls_hosts)
+            lines += [
+                "tls {",
+                f"  cert_file: {json.dumps(str(self.keyring.server_cert_file))}",
+                f"  key_file: {json.dumps(str(self.keyring.server_key_file))}",
+                "}",
+            ]
         if self.config_file is not None:
             lines.append(f"include {json.dumps(os.path.relpath(self.config_file, self.folder))}")
         config.write_text("\n".join(lines) + "\n")

@@ -33,6 +33,7 @@ import bcrypt
 import nkeys  # type: ignore[import-untyped]
 
 from rujuk_contracts import events, subjects
+from rujuk_runtime import tls
 
 OPS_USER = "ops"
 SERVICE_NAMES = ("intake", "routing", "notify", "audit")
@@ -276,14 +277,18 @@ def write_private(path: Path, text: str) -> None:
 
 
 class NatsKeyring:
-    """A folder with the bus's credentials: each service's nkey seed (0600), each partner's
-    public key, the operator's password (0600), and the generated ``authorization.conf`` the
-    server includes. Made once per stack folder and kept.
+    """A folder with the bus's credentials, made once per deployment and kept. Laid out so
+    that each party can be given (mounted) only its own part:
 
     ::
 
-        <folder>/services/<service>.nk   seed, 0600      <folder>/ops.password   0600
-        <folder>/partners/<agency>.pub   public key      <folder>/authorization.conf
+        server/authorization.conf    what nats-server includes: public keys and a hash only
+        server/tls-cert.pem, tls-key.pem (0600)   the server's certificate, with ``ensure_tls``
+        public/ca.pem                the CA that signed it: clients and partners trust it
+        ca/ca-key.pem (0600)         the CA's key, to issue the next server certificate
+        services/<service>/seed.nk (0600)   one folder per service: its own nkey seed
+        partners/<agency>.pub        each admitted partner's public key
+        ops.password (0600)          the operator's password (the config holds its hash)
     """
 
     def __init__(self, folder: Path) -> None:
@@ -291,16 +296,28 @@ class NatsKeyring:
 
     @property
     def authorization_file(self) -> Path:
-        return self.folder / AUTHORIZATION_FILE
+        return self.folder / "server" / AUTHORIZATION_FILE
 
     @property
     def pid_file(self) -> Path:
         return self.folder / PID_FILE
 
+    @property
+    def ca_file(self) -> Path:
+        return self.folder / "public" / "ca.pem"
+
+    @property
+    def server_cert_file(self) -> Path:
+        return self.folder / "server" / "tls-cert.pem"
+
+    @property
+    def server_key_file(self) -> Path:
+        return self.folder / "server" / "tls-key.pem"
+
     def service_seed_file(self, service: str) -> Path:
         if service not in SERVICE_GRANTS:
             raise ValueError(f"{service!r} is not a rujuk service on the bus")
-        return self.folder / "services" / f"{service}.nk"
+        return self.folder / "services" / service / "seed.nk"
 
     def partner_public_file(self, agency_id: str) -> Path:
         return self.folder / "partners" / f"{subjects.check_agency_id(agency_id)}.pub"
@@ -323,6 +340,29 @@ class NatsKeyring:
         self.write_authorization()
         return self
 
+    def ensure_tls(self, hosts: Iterable[str]) -> "NatsKeyring":
+        """A private CA (made once) and a server certificate for ``hosts`` (names or IP
+        addresses), issued anew when the hosts change. A district replaces both with its own
+        PKI's for production (README)."""
+        wanted = sorted(set(hosts))
+        if (
+            self.server_cert_file.exists()
+            and tls.certificate_hosts(self.server_cert_file.read_bytes()) == wanted
+        ):
+            return self
+        ca_key_file = self.folder / "ca" / "ca-key.pem"
+        if not ca_key_file.exists():
+            ca_key, ca_cert = tls.new_ca("rujuk NATS CA")
+            write_private(ca_key_file, ca_key.decode())
+            self.ca_file.parent.mkdir(parents=True, exist_ok=True)
+            self.ca_file.write_bytes(ca_cert)
+        key, cert = tls.new_server_certificate(
+            ca_key_file.read_bytes(), self.ca_file.read_bytes(), wanted
+        )
+        write_private(self.server_key_file, key.decode())
+        self.server_cert_file.write_bytes(cert)
+        return self
+
     def service_public_keys(self) -> dict[str, str]:
         return {
             service: public_key_of(self.service_seed_file(service).read_text().strip())
@@ -340,6 +380,7 @@ class NatsKeyring:
             self.partner_public_keys(),
             (self.folder / "ops.password.bcrypt").read_text().strip(),
         )
+        self.authorization_file.parent.mkdir(parents=True, exist_ok=True)
         partial = self.authorization_file.with_suffix(".partial")
         partial.write_text(block)
         partial.replace(self.authorization_file)  # the server never reads half a file
@@ -370,10 +411,6 @@ class NatsKeyring:
         except (OSError, ValueError):
             return False
         return True
-
-    def service_url(self, url: str) -> str:
-        """What a service is given: the server URL, never anyone's password."""
-        return without_credentials(url)
 
     def ops_url(self, url: str) -> str:
         """The operator's URL for the ``rujuk`` commands and tests: it carries the password, so
