@@ -36,6 +36,15 @@ def test_a_service_may_not_publish_another_services_events_nor_read_the_bus_live
     assert not any(".DELETE." in s or ".PURGE." in s for s in routing["publish"]["allow"])
 
 
+def test_only_audit_reads_events_by_sequence_to_fill_a_gap_in_the_ledger() -> None:
+    """Seen in the fault test: audit's writer gets a missing event by sequence after a
+    restart; without this grant the ledger stalls."""
+    for name, grant in nats_auth.SERVICE_GRANTS.items():
+        allowed = nats_auth.service_permissions(grant)["publish"]["allow"]
+        reads = "$JS.API.STREAM.MSG.GET.RUJUK_EVENTS" in allowed
+        assert reads == (name == "audit"), name
+
+
 def test_a_partner_is_granted_its_own_feed_consumer_and_replies_only() -> None:
     allowed = nats_auth.partner_permissions("puskesmas-kraton")
     assert allowed == {

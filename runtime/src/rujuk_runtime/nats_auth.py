@@ -77,6 +77,8 @@ class ServiceGrant:
     consumers: tuple[Consumer, ...]
     # Consumers it manages for others, by stream: ``*`` tokens stand for any durable.
     manages_consumers_on: tuple[str, ...] = ()
+    # Streams it reads single messages of, by sequence (audit fills a gap in the ledger).
+    reads_messages_of: tuple[str, ...] = ()
 
 
 def _subjects(*payloads: type[events.EventPayload]) -> tuple[str, ...]:
@@ -149,6 +151,7 @@ SERVICE_GRANTS: dict[str, ServiceGrant] = {
                 *_events("audit-ledger", "audit-tokens"),
                 Consumer(subjects.DLQ_STREAM, "audit-dlq"),
             ),
+            reads_messages_of=(subjects.EVENTS_STREAM,),
         ),
     )
 }
@@ -184,6 +187,9 @@ def service_permissions(grant: ServiceGrant) -> dict[str, Any]:
         publish += _consumer_api(consumer.stream, consumer.durable)
     for stream in grant.manages_consumers_on:
         publish += _consumer_api(stream, "*")
+    for stream in grant.reads_messages_of:
+        publish += [f"{JS_API}.STREAM.MSG.GET.{stream}", f"{JS_API}.DIRECT.GET.{stream}.>",
+                    f"{JS_API}.DIRECT.GET.{stream}"]  # fmt: skip
     return {
         "publish": {"allow": publish},
         "subscribe": {"allow": [f"{service_inbox_prefix(grant.service)}.>"]},
