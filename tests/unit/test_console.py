@@ -722,6 +722,18 @@ def test_a_cookie_replayed_after_signing_out_gets_the_sign_in_page(
     assert "/signin" in replay.get(HOMES[token]).url.path
 
 
+def test_signing_in_again_ends_the_browsers_previous_session(
+    app: FastAPI, client: TestClient, sessions: MemorySessions
+) -> None:
+    sign_in(client, "op")
+    first = client.cookies[SESSION_COOKIE]
+    assert sign_in(client, "co").headers["location"] == "/coordinator"
+    assert sorted(str(r.ended_reason) for r in sessions.rows.values()) == ["None", "signed_out"]
+    replay = another_browser(app)
+    replay.cookies.set(SESSION_COOKIE, first)
+    assert replay.get("/reports/new", follow_redirects=False).status_code == 303
+
+
 def test_a_revoked_token_ends_every_session_signed_in_with_it(
     app: FastAPI, client: TestClient, fake: FakeServices, sessions: MemorySessions
 ) -> None:

@@ -333,6 +333,8 @@ def create_app(
             return render(request, "signin.html", status=401, notice="", error="signin.bad_token")
         token_id, role = str(who["token_id"]), str(who["role"])
         agency_id = who.get("agency_id")
+        # A new sign-in in this browser replaces its session: the old cookie opens nothing.
+        await signins.sign_out(request.cookies.get(SESSION_COOKIE))
         sealed = await signins.start(token, token_id, role, str(agency_id) if agency_id else None)
         response = RedirectResponse(HOME[role], status_code=303)
         set_cookie(response, SESSION_COOKIE, sealed, sealer.max_age_seconds, strict=True)
