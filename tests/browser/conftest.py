@@ -2,9 +2,16 @@
 downloads a browser. Without it they are skipped, and the run's summary says plainly that
 they did not run (a skip is never a pass)."""
 
+import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from playwright.async_api import Browser, async_playwright
+
+from rujuk.stack import Stack
+from rujuk_runtime.nats_auth import NatsKeyring
+from tests.conftest import fresh_database, remove_streams
 
 CHROMIUM = Path("/usr/bin/chromium")
 NOT_RUN = f"browser tests did not run: no {CHROMIUM} (apt-get install chromium)"
@@ -45,3 +52,37 @@ def screenshots(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     folder.mkdir()
     request.config.stash[SCREENSHOTS].append(folder)
     return folder
+
+
+@pytest.fixture(scope="package")
+async def stack(
+    nats_url: str,
+    nats_keyring: NatsKeyring | None,
+    server_database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Stack]:
+    """The whole stack as `rujuk up` runs it (on the session's servers, in a fresh database),
+    shared by the browser tests."""
+    await remove_streams(nats_url)
+    async with fresh_database(server_database_url) as database_url:
+        running = Stack(
+            tmp_path_factory.mktemp("console-stack"),
+            external_nats_url=nats_url,
+            nats_keyring=nats_keyring,
+            external_database_url=database_url,
+        )
+        try:  # a start that fails half-way still stops what it started
+            await asyncio.to_thread(running.start)
+            yield running
+        finally:
+            await asyncio.to_thread(running.stop)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox"]
+        )
+        yield launched
+        await launched.close()

@@ -6,60 +6,24 @@ accessibility check."""
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page
 
 from intake import auth
 from intake.auth import Role
 from rujuk.stack import Stack
-from rujuk_runtime.nats_auth import NatsKeyring
 from tests.browser.accessibility import page_problems
-from tests.browser.conftest import CHROMIUM
-from tests.conftest import fresh_database, remove_streams
 
 pytestmark = pytest.mark.integration
 
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 VICTIM = "CONTOH Korban Peramban"
-
-
-@pytest.fixture(scope="module")
-async def stack(
-    nats_url: str,
-    nats_keyring: NatsKeyring | None,
-    server_database_url: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[Stack]:
-    await remove_streams(nats_url)
-    async with fresh_database(server_database_url) as database_url:
-        running = Stack(
-            tmp_path_factory.mktemp("console-stack"),
-            external_nats_url=nats_url,
-            nats_keyring=nats_keyring,
-            external_database_url=database_url,
-        )
-        try:  # a start that fails half-way still stops what it started
-            await asyncio.to_thread(running.start)
-            yield running
-        finally:
-            await asyncio.to_thread(running.stop)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox"]
-        )
-        yield launched
-        await launched.close()
 
 
 class Journey:

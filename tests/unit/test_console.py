@@ -1,6 +1,7 @@
 """The console without the services: its catalogue, its report form against intake's model,
 and its pages against fake upstream APIs (httpx MockTransport)."""
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -11,14 +12,28 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from console import form, views
 from console.app import create_app
 from console.i18n import CATALOGUE, ENGLISH, INDONESIAN
-from console.session import SESSION_COOKIE, Session, SessionSealer, same_origin
+from console.session import (
+    SESSION_COOKIE,
+    EndReason,
+    SessionCookie,
+    SessionRecord,
+    SessionSealer,
+    TokenChecks,
+    new_session_id,
+    same_origin,
+    session_key,
+)
 from console.settings import ConsoleSettings
+from console.signins import SignIns
+from console.store import SessionsUnavailable
 from intake.report import Report
+from tests.fake_sessions import MemorySessions
 
 TEMPLATES = Path(form.__file__).parent / "templates"
 ORIGIN = "http://console.test"
@@ -138,17 +153,228 @@ def test_intakes_problems_go_next_to_the_inputs_they_name() -> None:
     assert placed.general == ["body is not valid UTF-8 JSON"]
 
 
-def test_a_sealed_session_cannot_be_read_altered_or_kept_past_its_age() -> None:
+def test_a_sealed_cookie_cannot_be_read_altered_or_kept_past_its_age() -> None:
     sealer = SessionSealer("a-secret-of-sixteen-or-more", max_age_seconds=60)
-    session = Session(token="rujuk_secret", token_id="tok-1", role="partner", agency_id="a")
-    sealed = sealer.seal(session)
+    cookie = SessionCookie(session_id=new_session_id(), token="rujuk_secret")
+    sealed = sealer.seal(cookie)
     assert "rujuk_secret" not in sealed
-    assert sealer.open(sealed) == session
+    assert cookie.session_id not in sealed
+    assert sealer.open(sealed) == cookie
     assert sealer.open(sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]) is None
     assert SessionSealer("another-secret-sixteen", 60).open(sealed) is None
     assert SessionSealer("a-secret-of-sixteen-or-more", -1).open(sealed) is None
     with pytest.raises(ValueError, match="CONSOLE_SESSION_SECRET"):
         SessionSealer("", 60)
+
+
+def test_a_cookie_sealed_before_server_side_sessions_opens_nothing() -> None:
+    sealer = SessionSealer("a-secret-of-sixteen-or-more", max_age_seconds=60)
+    stateless = {"token": "rujuk_secret", "token_id": "tok-1", "role": "partner", "agency_id": "a"}
+    sealed = sealer._fernet.encrypt(json.dumps(stateless).encode()).decode()
+    assert sealer.open(sealed) is None
+    assert sealer.open(sealer._fernet.encrypt(b'{"session_id": 1, "token": []}').decode()) is None
+
+
+def test_a_session_id_has_256_random_bits_and_is_kept_only_as_its_sha256() -> None:
+    ids = {new_session_id() for _ in range(100)}
+    assert len(ids) == 100
+    assert all(len(i) == 43 for i in ids)  # 32 bytes, url-safe base64 without padding
+    one = ids.pop()
+    assert session_key(one) == hashlib.sha256(one.encode()).digest()
+
+
+def test_a_session_is_active_until_it_ends_or_expires_and_keeps_its_first_end() -> None:
+    start = datetime(2026, 11, 23, 8, tzinfo=UTC)
+    record = SessionRecord(b"k" * 32, "tok-1", "partner", "a", start, start + timedelta(hours=12))
+    assert record.active(start + timedelta(hours=11, minutes=59))
+    assert not record.active(start + timedelta(hours=12))
+    ended = record.ended(EndReason.SIGNED_OUT, start + timedelta(hours=1))
+    assert not ended.active(start + timedelta(hours=1))
+    again = ended.ended(EndReason.TOKEN_REVOKED, start + timedelta(hours=2))
+    assert (again.ended_reason, again.ended_at) == (EndReason.SIGNED_OUT, ended.ended_at)
+
+
+def test_a_token_is_checked_again_once_its_interval_has_passed() -> None:
+    checks = TokenChecks(interval=5)
+    assert checks.due("tok-1", now=100)
+    checks.checked("tok-1", now=100)
+    assert not checks.due("tok-1", now=104.9)
+    assert checks.due("tok-1", now=105)
+    assert checks.due("tok-2", now=101)
+    checks.forget("tok-1")
+    assert checks.due("tok-1", now=101)
+    every_time = TokenChecks(interval=0)
+    every_time.checked("tok-1", now=100)
+    assert every_time.due("tok-1", now=100)
+
+
+def test_token_checks_stay_bounded_in_memory() -> None:
+    checks = TokenChecks(interval=5)
+    for n in range(TokenChecks.MAX_REMEMBERED + 10):
+        checks.checked(f"tok-{n}", now=n / 10_000)
+    assert len(checks._checked) <= TokenChecks.MAX_REMEMBERED
+    assert not checks.due(f"tok-{TokenChecks.MAX_REMEMBERED + 9}", now=1.0)
+
+
+class Clock:
+    """Wall time and monotonic time that a test moves on."""
+
+    def __init__(self) -> None:
+        self.wall = datetime(2026, 11, 23, 8, tzinfo=UTC)
+        self.seconds = 1000.0
+
+    def now(self) -> datetime:
+        return self.wall
+
+    def monotonic(self) -> float:
+        return self.seconds
+
+    def advance(self, seconds: float) -> None:
+        self.wall += timedelta(seconds=seconds)
+        self.seconds += seconds
+
+
+class Intake:
+    """Intake's verdicts on tokens, and how often it was asked."""
+
+    def __init__(self) -> None:
+        self.verdicts: dict[str, bool | None] = {}
+        self.asked = 0
+
+    async def check(self, token: str) -> bool | None:
+        self.asked += 1
+        return self.verdicts.get(token, False)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def intake() -> Intake:
+    return Intake()
+
+
+def sign_ins(records: MemorySessions, intake: Intake, clock: Clock, hours: int = 12) -> SignIns:
+    sealer = SessionSealer("a-secret-of-sixteen-or-more", max_age_seconds=hours * 3600)
+    return SignIns(
+        records, sealer, intake.check, check_interval=5, now=clock.now, monotonic=clock.monotonic
+    )
+
+
+async def test_a_session_is_kept_by_its_ids_hash_and_never_with_the_token(
+    intake: Intake, clock: Clock
+) -> None:
+    records = MemorySessions()
+    signins = sign_ins(records, intake, clock)
+    sealed = await signins.start("secret-pt", "tok-pt", "partner", "pkm-bangil")
+    (record,) = records.rows.values()
+    assert "secret-pt" not in repr(record)
+    assert record.expires_at == clock.now() + timedelta(hours=12)
+    session = await signins.resume(sealed)
+    assert session is not None
+    assert (session.token, session.token_id, session.role, session.agency_id) == (
+        "secret-pt",
+        "tok-pt",
+        "partner",
+        "pkm-bangil",
+    )
+    assert intake.asked == 0  # intake vouched for the token at sign-in
+
+
+async def test_signing_out_ends_the_session_for_every_copy_of_its_cookie(
+    intake: Intake, clock: Clock
+) -> None:
+    records = MemorySessions()
+    signins = sign_ins(records, intake, clock)
+    intake.verdicts["secret-op"] = True
+    sealed = await signins.start("secret-op", "tok-op", "operator", None)
+    other = await signins.start("secret-op", "tok-op", "operator", None)
+    assert await signins.sign_out(sealed)
+    assert await signins.resume(sealed) is None
+    assert not await signins.sign_out(sealed)  # once
+    (ended,) = [r for r in records.rows.values() if r.ended_at]
+    assert ended.ended_reason == EndReason.SIGNED_OUT
+    assert await signins.resume(other) is not None  # the same token elsewhere goes on
+    assert not await signins.sign_out(None)
+    assert not await signins.sign_out("forged")
+
+
+async def test_a_session_ends_when_its_hours_are_over(intake: Intake, clock: Clock) -> None:
+    signins = sign_ins(MemorySessions(), intake, clock, hours=1)
+    intake.verdicts["secret-co"] = True
+    sealed = await signins.start("secret-co", "tok-co", "coordinator", None)
+    clock.advance(3599)
+    assert await signins.resume(sealed) is not None
+    clock.advance(1)
+    assert await signins.resume(sealed) is None
+
+
+async def test_a_token_intake_refuses_ends_every_session_signed_in_with_it(
+    intake: Intake, clock: Clock
+) -> None:
+    records = MemorySessions()
+    signins = sign_ins(records, intake, clock)
+    intake.verdicts |= {"secret-pt": True, "secret-au": True}
+    first = await signins.start("secret-pt", "tok-pt", "partner", "pkm-bangil")
+    second = await signins.start("secret-pt", "tok-pt", "partner", "pkm-bangil")
+    auditor = await signins.start("secret-au", "tok-au", "auditor", None)
+    intake.verdicts["secret-pt"] = False  # revoked
+    assert await signins.resume(first) is not None  # checked at sign-in, less than 5 s ago
+    clock.advance(5)
+    assert await signins.resume(first) is None
+    assert intake.asked == 1
+    assert await signins.resume(second) is None  # ended with the first, intake not asked
+    assert intake.asked == 1
+    reasons = {r.token_id: r.ended_reason for r in records.rows.values()}
+    assert reasons == {"tok-pt": EndReason.TOKEN_REVOKED, "tok-au": None}
+    assert await signins.resume(auditor) is not None
+
+
+async def test_intake_is_asked_about_a_token_at_most_once_per_interval(
+    intake: Intake, clock: Clock
+) -> None:
+    signins = sign_ins(MemorySessions(), intake, clock)
+    intake.verdicts["secret-op"] = True
+    sealed = await signins.start("secret-op", "tok-op", "operator", None)
+    for _ in range(21):  # a page and its fragments every 0.5 s, from 0 s to 10 s
+        assert await signins.resume(sealed) is not None
+        clock.advance(0.5)
+    assert intake.asked == 2  # at 5 s and at 10 s
+
+
+async def test_without_an_answer_from_intake_the_page_goes_on_and_intake_is_asked_later(
+    intake: Intake, clock: Clock
+) -> None:
+    signins = sign_ins(MemorySessions(), intake, clock)
+    intake.verdicts["secret-op"] = True
+    sealed = await signins.start("secret-op", "tok-op", "operator", None)
+    clock.advance(5)
+    intake.verdicts["secret-op"] = None  # intake is down
+    assert await signins.resume(sealed) is not None
+    assert await signins.resume(sealed) is not None
+    assert intake.asked == 1
+    clock.advance(5)
+    intake.verdicts["secret-op"] = False
+    assert await signins.resume(sealed) is None
+
+
+async def test_a_sign_in_deletes_sessions_that_ended_or_expired_a_day_before(
+    intake: Intake, clock: Clock
+) -> None:
+    records = MemorySessions()
+    signins = sign_ins(records, intake, clock, hours=1)
+    intake.verdicts["secret-op"] = True
+    signed_out = await signins.start("secret-op", "tok-op", "operator", None)
+    await signins.start("secret-op", "tok-op", "operator", None)  # expires after an hour
+    await signins.sign_out(signed_out)
+    clock.advance(23 * 3600)
+    await signins.start("secret-op", "tok-op", "operator", None)
+    assert len(records.rows) == 3  # ended 23 h ago, expired 22 h ago: kept
+    clock.advance(2 * 3600 + 1)
+    await signins.start("secret-op", "tok-op", "operator", None)
+    assert len(records.rows) == 2  # the first two gone; the third, expired 1 h ago, kept
 
 
 def test_a_post_is_same_origin_only_by_its_origin_or_referer() -> None:
@@ -287,12 +513,32 @@ def fake() -> FakeServices:
 
 
 @pytest.fixture
-def client(fake: FakeServices) -> Iterator[TestClient]:
-    settings = ConsoleSettings(session_secret="test-secret-for-the-console-0123456789")
+def sessions() -> MemorySessions:
+    return MemorySessions()
+
+
+def console_app(fake: FakeServices, sessions: Any, **settings: Any) -> FastAPI:
+    configured = ConsoleSettings(
+        session_secret="test-secret-for-the-console-0123456789", **settings
+    )
     transports = {name: fake.transport(name) for name in ("intake", "routing", "notify", "audit")}
-    app = create_app(settings, transports=transports)
+    return create_app(configured, transports=transports, sessions=sessions)
+
+
+@pytest.fixture
+def app(fake: FakeServices, sessions: MemorySessions) -> FastAPI:
+    return console_app(fake, sessions)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app, base_url=ORIGIN, headers={"Origin": ORIGIN}) as test_client:
         yield test_client
+
+
+def another_browser(app: FastAPI) -> TestClient:
+    """A second client of the same running console, with a cookie jar of its own."""
+    return TestClient(app, base_url=ORIGIN, headers={"Origin": ORIGIN})
 
 
 def sign_in(client: TestClient, token: str) -> httpx.Response:
@@ -452,6 +698,98 @@ def test_a_token_revoked_meanwhile_sends_the_person_to_sign_in(
     assert page.headers["location"] == "/signin?expired=1"
     fragment = client.get(f"/cases/{CASE_ID}/status", headers={"HX-Request": "true"})
     assert fragment.headers["hx-redirect"].startswith("/signin?")
+
+
+HOMES = {"op": "/reports/new", "pt": "/inbox", "co": "/coordinator", "au": "/audit"}
+
+
+@pytest.mark.parametrize("token", sorted(HOMES))
+def test_a_cookie_replayed_after_signing_out_gets_the_sign_in_page(
+    app: FastAPI, client: TestClient, sessions: MemorySessions, token: str
+) -> None:
+    sign_in(client, token)
+    captured = client.cookies[SESSION_COOKIE]
+    assert client.get(HOMES[token], follow_redirects=False).status_code != 303  # signed in
+    client.post("/signout")
+    (record,) = sessions.rows.values()
+    assert record.ended_reason == EndReason.SIGNED_OUT
+    replay = another_browser(app)
+    replay.cookies.set(SESSION_COOKIE, captured)
+    for path in (*HOMES.values(), f"/cases/{CASE_ID}/details", "/"):
+        page = replay.get(path, follow_redirects=False)
+        assert page.status_code == 303, path
+        assert page.headers["location"].startswith("/signin"), path
+    assert "/signin" in replay.get(HOMES[token]).url.path
+
+
+def test_signing_in_again_ends_the_browsers_previous_session(
+    app: FastAPI, client: TestClient, sessions: MemorySessions
+) -> None:
+    sign_in(client, "op")
+    first = client.cookies[SESSION_COOKIE]
+    assert sign_in(client, "co").headers["location"] == "/coordinator"
+    assert sorted(str(r.ended_reason) for r in sessions.rows.values()) == ["None", "signed_out"]
+    replay = another_browser(app)
+    replay.cookies.set(SESSION_COOKIE, first)
+    assert replay.get("/reports/new", follow_redirects=False).status_code == 303
+
+
+def test_a_revoked_token_ends_every_session_signed_in_with_it(
+    app: FastAPI, client: TestClient, fake: FakeServices, sessions: MemorySessions
+) -> None:
+    fake.answer("routing", "GET", "/v1/referrals", 200, json={"referrals": []})
+    sign_in(client, "pt")
+    elsewhere = another_browser(app)
+    sign_in(elsewhere, "pt")
+    sign_in(another_browser(app), "au")
+    del fake.tokens["pt"]  # revoked
+    page = client.get("/inbox", follow_redirects=False)  # routing answers 401
+    assert page.headers["location"] == "/signin?expired=1"
+    reasons = sorted((r.token_id, str(r.ended_reason)) for r in sessions.rows.values())
+    assert reasons == [("tok-au", "None"), ("tok-pt", "token_revoked"), ("tok-pt", "token_revoked")]
+    # The other browser's next page calls no service and intake is not asked: ended anyway.
+    asked = len(fake.sent("intake", "/v1/whoami"))
+    other = elsewhere.get(f"/cases/{CASE_ID}/details", follow_redirects=False)
+    assert other.headers["location"] == "/signin?expired=1"
+    assert len(fake.sent("intake", "/v1/whoami")) == asked
+
+
+def test_a_page_that_calls_no_service_asks_intake_about_the_token(
+    fake: FakeServices, sessions: MemorySessions
+) -> None:
+    app = console_app(fake, sessions, token_cache_seconds=0)  # ask on every request
+    with TestClient(app, base_url=ORIGIN, headers={"Origin": ORIGIN}) as client:
+        sign_in(client, "op")
+        assert client.get("/reports/new").status_code == 200
+        del fake.tokens["op"]
+        page = client.get("/reports/new", follow_redirects=False)
+    assert page.headers["location"] == "/signin?expired=1"
+    (record,) = sessions.rows.values()
+    assert record.ended_reason == EndReason.TOKEN_REVOKED
+
+
+class DownSessions(MemorySessions):
+    async def find(self, key: bytes) -> SessionRecord | None:
+        raise SessionsUnavailable("ConnectionRefusedError")
+
+    async def add(self, record: SessionRecord) -> None:
+        raise SessionsUnavailable("ConnectionRefusedError")
+
+
+def test_without_the_sessions_database_pages_say_so_never_a_traceback(
+    fake: FakeServices,
+) -> None:
+    with TestClient(
+        console_app(fake, DownSessions()), base_url=ORIGIN, headers={"Origin": ORIGIN}
+    ) as client:
+        refused = sign_in(client, "op")
+        assert refused.status_code == 503
+        assert "basis data konsol" in refused.text
+        sealer = SessionSealer("test-secret-for-the-console-0123456789", 3600)
+        client.cookies.set(SESSION_COOKIE, sealer.seal(SessionCookie(new_session_id(), "op")))
+        page = client.get("/reports/new")
+        assert page.status_code == 503
+        assert "Traceback" not in page.text
 
 
 def test_the_language_link_goes_back_only_to_a_page_of_the_console(client: TestClient) -> None:

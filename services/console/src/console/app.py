@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 from fastapi import Depends, FastAPI, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -29,7 +29,9 @@ from console.session import (
     same_origin,
 )
 from console.settings import ConsoleSettings
+from console.signins import SessionRecords, SignIns
 from console.stats_view import stats_view
+from console.store import PostgresSessions, SessionsUnavailable
 from console.upstream import (
     Invalid,
     NotAllowed,
@@ -65,7 +67,7 @@ SECURITY_HEADERS = {
 
 
 class SignInRequired(Exception):
-    """No session, or one that expired: go to the sign-in page."""
+    """No session, or one that ended or expired: go to the sign-in page."""
 
 
 class RoleRefused(Exception):
@@ -85,23 +87,38 @@ def create_app(
     settings: ConsoleSettings | None = None,
     *,
     transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+    sessions: SessionRecords | None = None,
 ) -> FastAPI:
+    """The console; ``transports`` and ``sessions`` let tests stand in for the services and
+    for the sessions' PostgreSQL (without them: the services' URLs and DATABASE_URL)."""
     settings = settings or ConsoleSettings()
     sealer = SessionSealer(
         settings.session_secret.get_secret_value(), int(settings.session_hours * 3600)
     )
     zone = ZoneInfo(settings.timezone)
     upstreams = Upstreams(settings, transports)
+    database = PostgresSessions(settings.database_url) if sessions is None else None
+    records = sessions if sessions is not None else database
+    assert records is not None
+    signins = SignIns(
+        records, sealer, upstreams.token_valid, check_interval=settings.token_cache_seconds
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         configure_logging("console", settings.log_level)
         # httpx logs each request's URL at INFO, query included (a disclosure's purpose).
         logging.getLogger("httpx").setLevel(logging.WARNING)
+        if database is not None:
+            await database.open()
         log.info("service started", http_port=settings.http_port)
-        yield
-        await upstreams.aclose()
-        log.info("service stopped")
+        try:
+            yield
+        finally:
+            await upstreams.aclose()
+            if database is not None:
+                await database.close()
+            log.info("service stopped")
 
     app = FastAPI(
         title="rujuk console",
@@ -126,16 +143,21 @@ def create_app(
     def translator(request: Request) -> Translator:
         return Translator(language_of(request.cookies.get(LANGUAGE_COOKIE)))
 
-    def current(request: Request) -> Session | None:
-        found: Session | None = sealer.open(request.cookies.get(SESSION_COOKIE))
+    async def current(request: Request) -> Session | None:
+        """The request's live session (looked up once), or None."""
+        if not hasattr(request.state, "session"):
+            request.state.session = await signins.resume(request.cookies.get(SESSION_COOKIE))
+        found: Session | None = request.state.session
         return found
 
     def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         t = translator(request)
+        # The session a dependency of this page found; pages without one show no one.
+        session = getattr(request.state, "session", None)
         response = templates.TemplateResponse(
             request,
             template,
-            {"t": t, "lang": t.language, "session": current(request), **context},
+            {"t": t, "lang": t.language, "session": session, **context},
             status_code=status,
         )
         return response
@@ -144,7 +166,7 @@ def create_app(
 
     def signed_in(*roles: str) -> Callable[[Request], Awaitable[Session]]:
         async def dependency(request: Request) -> Session:
-            session = current(request)
+            session = await current(request)
             if session is None:
                 raise SignInRequired
             if session.role not in roles:
@@ -183,6 +205,11 @@ def create_app(
     async def sign_in_required(request: Request, _: SignInRequired) -> Response:
         return to_sign_in(request, "expired" if request.cookies.get(SESSION_COOKIE) else "first")
 
+    @app.exception_handler(SessionsUnavailable)
+    async def sessions_unavailable(request: Request, exc: SessionsUnavailable) -> Response:
+        log.warning("sessions unavailable", path=request.url.path, error=str(exc))
+        return problem_page(request, 503, translator(request)("error.sessions_unavailable"))
+
     @app.exception_handler(RoleRefused)
     async def role_refused(request: Request, _: RoleRefused) -> Response:
         return problem_page(request, 403, translator(request)("error.forbidden"))
@@ -198,6 +225,7 @@ def create_app(
             "upstream refused", service=exc.service, status=exc.status, path=request.url.path
         )
         if isinstance(exc, SignInNeeded):
+            await end_sessions_of_refused_token(request)
             return to_sign_in(request, "expired")
         if isinstance(exc, NotAllowed):
             detail = f" ({exc.detail})" if exc.detail else ""
@@ -212,6 +240,15 @@ def create_app(
         return problem_page(
             request, status, t("error.upstream", service=exc.service, detail=exc.detail)
         )
+
+    async def end_sessions_of_refused_token(request: Request) -> None:
+        session = getattr(request.state, "session", None)
+        if session is None:  # refused at sign-in: no session yet
+            return
+        try:
+            await signins.token_refused(session.token_id)
+        except SessionsUnavailable as exc:  # this cookie still goes; the others end on use
+            log.warning("sessions unavailable", path=request.url.path, error=str(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_problem(request: Request, exc: StarletteHTTPException) -> Response:
@@ -260,8 +297,10 @@ def create_app(
     # --- ops, language, sign-in -----------------------------------------------------------
 
     @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, Any]:
-        return {"service": "console", "ok": True}
+    async def healthz() -> Response:
+        checks = {"postgres": await database.healthy()} if database is not None else {}
+        ok = all(checks.values())
+        return JSONResponse({"service": "console", "ok": ok, **checks}, 200 if ok else 503)
 
     @app.get("/lang")
     async def switch_language(to: str = "id", next: str = "/") -> Response:
@@ -273,7 +312,7 @@ def create_app(
 
     @app.get("/")
     async def start(request: Request) -> Response:
-        session = current(request)
+        session = await current(request)
         return RedirectResponse(HOME[session.role] if session else "/signin", status_code=303)
 
     @app.get("/signin")
@@ -292,21 +331,21 @@ def create_app(
             who = None
         if who is None or who.get("role") not in HOME:
             return render(request, "signin.html", status=401, notice="", error="signin.bad_token")
-        session = Session(
-            token=token,
-            token_id=str(who["token_id"]),
-            role=str(who["role"]),
-            agency_id=who.get("agency_id"),
-        )
-        response = RedirectResponse(HOME[session.role], status_code=303)
-        set_cookie(
-            response, SESSION_COOKIE, sealer.seal(session), sealer.max_age_seconds, strict=True
-        )
-        log.info("signed in", token_id=session.token_id, role=session.role)
+        token_id, role = str(who["token_id"]), str(who["role"])
+        agency_id = who.get("agency_id")
+        # A new sign-in in this browser replaces its session: the old cookie opens nothing.
+        await signins.sign_out(request.cookies.get(SESSION_COOKIE))
+        sealed = await signins.start(token, token_id, role, str(agency_id) if agency_id else None)
+        response = RedirectResponse(HOME[role], status_code=303)
+        set_cookie(response, SESSION_COOKIE, sealed, sealer.max_age_seconds, strict=True)
+        log.info("signed in", token_id=token_id, role=role)
         return response
 
     @app.post("/signout")
-    async def sign_out() -> Response:
+    async def sign_out(request: Request) -> Response:
+        # Ended on the server: the cookie, wherever a copy of it went, opens nothing now.
+        if await signins.sign_out(request.cookies.get(SESSION_COOKIE)):
+            log.info("signed out")
         response = RedirectResponse("/signin?signed_out=1", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response

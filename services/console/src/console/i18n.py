@@ -39,6 +39,8 @@ INDONESIAN: dict[str, str] = {
     "error.forbidden": "Peran Anda tidak diizinkan membuka halaman ini.",
     "error.not_found": "Tidak ditemukan: {what}.",
     "error.unavailable": "Layanan {service} tidak dapat dihubungi saat ini. Coba lagi sebentar.",
+    "error.sessions_unavailable": "Sesi masuk tidak dapat diperiksa saat ini (basis data konsol "
+    "tidak menjawab). Coba lagi sebentar.",
     "error.upstream": "Layanan {service} menolak permintaan: {detail}",
     "error.bad_request": "Permintaan tidak sah: {detail}",
     "error.bad_case_id": "Nomor kasus tidak sah (contoh: 3514-ABCDEFGHJK).",
@@ -273,6 +275,8 @@ ENGLISH: dict[str, str] = {
     "error.forbidden": "Your role may not open this page.",
     "error.not_found": "Not found: {what}.",
     "error.unavailable": "The {service} service cannot be reached right now. Try again shortly.",
+    "error.sessions_unavailable": "Sign-ins cannot be checked right now (the console's database "
+    "does not answer). Try again shortly.",
     "error.upstream": "The {service} service refused the request: {detail}",
     "error.bad_request": "Invalid request: {detail}",
     "error.bad_case_id": "Not a valid case id (for example 3514-ABCDEFGHJK).",

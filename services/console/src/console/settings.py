@@ -15,7 +15,9 @@ def _url(name: str, default: str) -> str:
 
 
 class ConsoleSettings(ServiceSettings):
-    """The console needs no NATS or PostgreSQL of its own: it only calls the services' APIs."""
+    """The console calls the services' APIs for every page and keeps only its sign-in sessions,
+    in PostgreSQL (DATABASE_URL, schema ``console``); it needs no NATS. It asks intake about a
+    signed-in token again after RUJUK_TOKEN_CACHE_SECONDS, as every service re-checks one."""
 
     model_config = SettingsConfigDict(env_prefix="CONSOLE_", extra="ignore")
 

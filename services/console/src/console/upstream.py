@@ -148,6 +148,17 @@ class Upstreams:
         found: dict[str, Any] = await self._json("intake", "GET", "/v1/whoami", token)
         return found
 
+    async def token_valid(self, token: str) -> bool | None:
+        """Intake's verdict on a token: True valid, False refused (unknown or revoked),
+        None when intake gave no answer (down, timed out, or anything but 200 and 401)."""
+        try:
+            await self.whoami(token)
+        except SignInNeeded:
+            return False
+        except UpstreamError:
+            return None
+        return True
+
     async def file_report(
         self, token: str, body: dict[str, Any], idempotency_key: str
     ) -> dict[str, Any]:
