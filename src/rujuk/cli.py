@@ -51,7 +51,7 @@ def up(
         typer.echo(f"Gagal menyalakan / could not start: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"NATS        {stack.nats_public_url}")
-    typer.echo(f"PostgreSQL  {stack.database_url}")
+    typer.echo(f"PostgreSQL  {stack.database_address}")
     for name, service in stack.services.items():
         typer.echo(f"{name:<11} {service.url}   log: {service.log_file}")
     typer.echo("Berjalan / running. Ctrl-C untuk berhenti / to stop.")

@@ -50,7 +50,7 @@ async def run_demo(folder: Path) -> int:
                 "and the four services ...")  # fmt: skip
             started = time.monotonic()
             await asyncio.to_thread(stack.start)
-            say(f"  NATS {stack.nats_public_url}, PostgreSQL {_redact(stack.database_url)}")
+            say(f"  NATS {stack.nats_public_url}, PostgreSQL {stack.database_address}")
             for name, service in stack.services.items():
                 say(f"  {name:<8} {service.url}  (log: {service.log_file})")
             say(f"  ready in {time.monotonic() - started:.1f}s\n")
@@ -135,10 +135,6 @@ async def _wait_for_journeys(
             return True
         await asyncio.sleep(0.3)
     return False
-
-
-def _redact(url: str) -> str:
-    return httpx.URL(url).copy_with(password=None).__str__()
 
 
 def say(line: str) -> None:

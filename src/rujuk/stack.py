@@ -18,6 +18,7 @@ import httpx
 from intake.vault import new_master_key_spec
 from rujuk_runtime.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from rujuk_runtime.nats_auth import SERVICE_GRANTS, NatsKeyring, without_credentials, write_private
+from rujuk_runtime.roles import without_password
 
 SERVICES = ("intake", "routing", "notify", "audit", "console")
 
@@ -78,10 +79,16 @@ class Stack:
 
     @property
     def database_url(self) -> str:
+        """The superuser's URL: it carries a password, so it is never printed."""
         url = self.postgres.url if self.postgres else self.external_database_url
         if url is None:
             raise StackError("PostgreSQL is not started")
         return url
+
+    @property
+    def database_address(self) -> str:
+        """The server and database, fit to print."""
+        return self.postgres.address if self.postgres else without_password(self.database_url)
 
     def start_servers(self) -> None:
         """Embedded servers for what NATS_URL / DATABASE_URL (or the caller) did not give."""
