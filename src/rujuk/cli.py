@@ -31,10 +31,16 @@ nats_app = typer.Typer(help="Bus NATS / the NATS bus: credentials", no_args_is_h
 app.add_typer(nats_app, name="nats")
 
 
+# The service whose PostgreSQL role a command acts as against the stack `rujuk up` runs.
+DATABASE_ROLE_OF_COMMAND = {"token": "intake", "audit": "audit"}
+
+
 @app.callback()
-def use_running_stack() -> None:
-    """Commands that need the servers use those of `rujuk up` when it runs and none are set."""
-    for name, value in running_stack_env(STATE_FOLDER / "up").items():
+def use_running_stack(ctx: typer.Context) -> None:
+    """Commands that need the servers use those of `rujuk up` when it runs and none are set;
+    in PostgreSQL, as the role of the service they act for, never as the administrator."""
+    acting_as = DATABASE_ROLE_OF_COMMAND.get(ctx.invoked_subcommand or "")
+    for name, value in running_stack_env(STATE_FOLDER / "up", acting_as).items():
         os.environ.setdefault(name, value)
 
 
@@ -51,7 +57,10 @@ def up(
         typer.echo(f"Gagal menyalakan / could not start: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"NATS        {stack.nats_public_url}")
-    typer.echo(f"PostgreSQL  {stack.database_address}")
+    typer.echo(
+        f"PostgreSQL  {stack.database_address}   (each service its own role; passwords in "
+        f"{stack.folder / 'dev-secrets.json'})"
+    )
     for name, service in stack.services.items():
         typer.echo(f"{name:<11} {service.url}   log: {service.log_file}")
     typer.echo("Berjalan / running. Ctrl-C untuk berhenti / to stop.")

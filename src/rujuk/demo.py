@@ -81,10 +81,10 @@ async def _file_and_follow(stack: Stack, receiver: WebhookReceiver) -> int:
         finished = await _wait_for_journeys(client, stack, intake_url, cases)
     say("")
     for progress in cases:
-        entries = await case_history(stack.database_url, progress.case_id)
+        entries = await case_history(stack.service_database_url("audit"), progress.case_id)
         say(render_table(progress.case_id, history(entries)))
         say("")
-    verdict = await verify_ledger(stack.database_url)
+    verdict = await verify_ledger(stack.service_database_url("audit"))  # as audit reads it
     if verdict.ok:
         say(f"Buku besar audit terverifikasi / audit ledger verified: {verdict.entries} entries, "
             f"head #{verdict.head_seq} {short_hash(verdict.head_hash)}")  # fmt: skip
@@ -130,7 +130,8 @@ async def _wait_for_journeys(
             progress.routed = status["status"] == "routed"
             progress.referrals = len(status["referrals"])
             progress.delivered = sum(r["state"] == "delivered" for r in status["referrals"])
-            progress.ledger_entries = len(await case_history(stack.database_url, progress.case_id))
+            ledger = await case_history(stack.service_database_url("audit"), progress.case_id)
+            progress.ledger_entries = len(ledger)
         if all(p.complete for p in cases):
             return True
         await asyncio.sleep(0.3)

@@ -3,10 +3,15 @@ verifiers and the URLs each service connects with (tests/integration/test_databa
 runs the same plan against a real PostgreSQL)."""
 
 import base64
+import json
+import stat
+from pathlib import Path
 
 import pytest
 
+from rujuk.stack import Stack, running_stack_env
 from rujuk_runtime.roles import (
+    SCHEMAS,
     DatabaseRoles,
     ExistingRole,
     ForeignOwned,
@@ -165,3 +170,29 @@ def test_a_url_printed_keeps_its_user_and_loses_its_password() -> None:
         "postgresql://rujuk_audit@db:5432/rujuk"
     )
     assert without_password("postgresql://db:5432/rujuk") == "postgresql://db:5432/rujuk"
+
+
+def test_the_stack_gives_each_service_its_own_role_and_keeps_the_passwords_0600(
+    tmp_path: Path,
+) -> None:
+    stack = Stack(tmp_path, external_database_url="postgresql://postgres:adm1n@db:5432/rujuk")
+    users = {name: stack.service_env(name, 0)["DATABASE_URL"].split("//")[1].split(":")[0]
+             for name in SCHEMAS}  # fmt: skip
+    assert users == ROLES.runtime_roles
+    assert all("adm1n" not in stack.service_env(name, 0)["DATABASE_URL"] for name in SCHEMAS)
+    assert stat.S_IMODE((tmp_path / "dev-secrets.json").stat().st_mode) == 0o600
+    assert "adm1n" not in stack.database_address
+
+
+def test_a_rujuk_command_acts_as_the_role_of_its_service_on_a_running_stack(
+    tmp_path: Path,
+) -> None:
+    databases = {
+        "intake": "postgresql://rujuk_intake:a@h/rujuk",
+        "audit": "postgresql://rujuk_audit:b@h/rujuk",
+    }
+    connection = {"NATS_URL": "nats://ops:pw@127.0.0.1:1", "database_urls": databases}
+    (tmp_path / "connection.json").write_text(json.dumps(connection))
+    assert running_stack_env(tmp_path, "audit")["DATABASE_URL"] == databases["audit"]
+    assert running_stack_env(tmp_path, "intake")["DATABASE_URL"] == databases["intake"]
+    assert "DATABASE_URL" not in running_stack_env(tmp_path, None)
