@@ -15,6 +15,7 @@ from audit.report import history, render_table
 from rujuk.receiver import WebhookReceiver
 from rujuk.samples import SAMPLE_REPORTS
 from rujuk.stack import Stack
+from rujuk_runtime.logs import configure_logging
 
 JOURNEY_TIMEOUT_SECONDS = 60.0
 
@@ -38,6 +39,7 @@ class CaseProgress:
 
 
 async def run_demo(folder: Path) -> int:
+    configure_logging("rujuk-demo", "WARNING")  # the journey is the output, not provisioning's log
     shutil.rmtree(folder, ignore_errors=True)
     stack = Stack(folder)
     say("rujuk demo — sistem rujukan kasus kekerasan terhadap perempuan dan anak")

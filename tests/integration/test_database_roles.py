@@ -4,11 +4,15 @@ provision` does it, then each service's role tried against what it must not do."
 import base64
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
+from typer.testing import CliRunner
 
 from audit import store
+from rujuk import cli as rujuk_cli
 from rujuk_runtime.db import SchemaNotReady, create_pool, migrate
 from rujuk_runtime.embedded import EmbeddedPostgres
 from rujuk_runtime.provision import provision
@@ -301,3 +305,45 @@ async def test_our_password_verifier_is_the_one_postgresql_makes(database_url: s
     assert match is not None
     iterations, salt = int(match[1]), base64.b64decode(match[2])
     assert scram_verifier("correct-horse-battery", salt=salt, iterations=iterations) == stored
+
+
+@pytest.fixture
+async def empty_database(server_database_url: str) -> AsyncIterator[str]:
+    async with fresh_database(server_database_url) as url:
+        yield url
+
+
+def test_rujuk_db_provision_says_what_it_did_and_never_a_password(
+    empty_database: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no `rujuk up` running here
+    passwords = {schema: f"{schema}-password-from-env" for schema in SCHEMAS if schema != "console"}
+    for schema, password in passwords.items():
+        monkeypatch.setenv(f"{schema.upper()}_DB_PASSWORD", password)
+    monkeypatch.delenv("CONSOLE_DB_PASSWORD", raising=False)
+    runner = CliRunner()
+
+    first = runner.invoke(rujuk_cli.app, ["db", "provision", "--database-url", empty_database])
+    again = runner.invoke(rujuk_cli.app, ["db", "provision", "--database-url", empty_database])
+
+    assert first.exit_code == 0, first.output
+    roles = DatabaseRoles(database_name(empty_database))
+    assert f"owner role {roles.owner}" in first.output
+    assert f"role {roles.runtime('audit')}" in first.output
+    assert "migrations applied now: 6" in first.output
+    assert f"{roles.runtime('console')} has no password" in first.output
+    assert "CONSOLE_DB_PASSWORD" in first.output
+    assert again.exit_code == 0, again.output
+    assert "migrations applied now: 6" not in again.output
+    for output in (first.output, again.output):
+        assert not any(password in output for password in passwords.values())
+        assert urlsplit(empty_database).password not in output
+
+
+def test_rujuk_db_provision_refuses_a_database_name_roles_cannot_carry() -> None:
+    result = CliRunner().invoke(
+        rujuk_cli.app,
+        ["db", "provision", "--database-url", "postgresql://postgres:pw@127.0.0.1:1/rujuk-prod"],
+    )
+    assert result.exit_code == 2
+    assert "lowercase identifier" in result.output
