@@ -1,5 +1,6 @@
 """Shared by the audit benches: private servers, and invented events (no real data)."""
 
+import asyncio
 import contextlib
 import random
 import tempfile
@@ -11,6 +12,7 @@ from pathlib import Path
 from rujuk_contracts import CloudEvent, make_event
 from rujuk_contracts.events import CaseClosed, ReferralAcknowledged
 from rujuk_runtime.embedded import EmbeddedNats, EmbeddedPostgres
+from rujuk_runtime.provision import provision
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -43,13 +45,15 @@ def event_for(case_number: int, step: int) -> CloudEvent:
 
 @contextlib.contextmanager
 def servers(need_nats: bool = True) -> Iterator[tuple[str | None, str]]:
-    """Embedded NATS (optional) and PostgreSQL on free ports in a temp folder, stopped after."""
+    """Embedded NATS (optional) and PostgreSQL on free ports in a temp folder, stopped after;
+    the database provisioned, its administrator's URL given."""
     with tempfile.TemporaryDirectory(prefix="rujuk-bench-") as folder:
         root = Path(folder)
         root.chmod(0o755)  # PostgreSQL may run as its own user (never as root)
         nats_server = EmbeddedNats(root / "nats").start() if need_nats else None
         postgres = EmbeddedPostgres(root / "postgres").start()
         try:
+            asyncio.run(provision(postgres.url, {}))  # schemas and migrations, as for a stack
             yield (nats_server.ops_url if nats_server else None), postgres.url
         finally:
             postgres.stop()

@@ -30,6 +30,7 @@ from rujuk_contracts import make_event
 from rujuk_contracts.events import Priority, ReferralRequested, Service
 from rujuk_runtime.bus import ensure_streams, event_headers
 from rujuk_runtime.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from rujuk_runtime.provision import provision
 
 SIGNING_KEY = b"bench-signing-key"
 
@@ -191,6 +192,7 @@ def main() -> None:
         nats_server = EmbeddedNats(Path(folder) / "nats").start()
         postgres = EmbeddedPostgres(Path(folder) / "postgres").start()
         try:
+            asyncio.run(provision(postgres.url, {}))  # schemas and migrations, as for a stack
             asyncio.run(run(args, nats_server.ops_url, postgres.url))
         finally:
             nats_server.stop()

@@ -1,15 +1,18 @@
 """Session fixtures: a real nats-server with JetStream and a real PostgreSQL, on free ports.
 
 Both are started by the test session in a temporary folder and stopped at its end. Where
-NATS_URL and DATABASE_URL are set, those servers are used instead.
+NATS_URL and DATABASE_URL are set, those servers are used instead (DATABASE_URL as the
+administrator, a superuser: each test database is provisioned with its own roles).
 """
 
 import contextlib
 import os
+import secrets
 import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -19,6 +22,8 @@ import pytest
 from rujuk_contracts import subjects
 from rujuk_runtime.embedded import EmbeddedNats, EmbeddedPostgres
 from rujuk_runtime.nats_auth import NatsKeyring
+from rujuk_runtime.provision import provision
+from rujuk_runtime.roles import SCHEMAS, DatabaseRoles, role_url
 
 
 @pytest.fixture(scope="session")
@@ -73,7 +78,8 @@ def server_database_url(embedded_postgres: EmbeddedPostgres | None) -> str:
 
 @contextlib.asynccontextmanager
 async def fresh_database(server_database_url: str) -> AsyncIterator[str]:
-    """A new, empty database on the session's server, dropped afterwards."""
+    """A new, empty database on the session's server (the administrator's URL to it), dropped
+    afterwards with the roles any provisioning made for it."""
     name = f"test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(server_database_url)
     try:
@@ -81,19 +87,51 @@ async def fresh_database(server_database_url: str) -> AsyncIterator[str]:
     finally:
         await admin.close()
     base, _, _ = server_database_url.rpartition("/")
-    yield f"{base}/{name}"
-    admin = await asyncpg.connect(server_database_url)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield f"{base}/{name}"
     finally:
-        await admin.close()
+        admin = await asyncpg.connect(server_database_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            for role in DatabaseRoles(name).every_role:
+                await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        finally:
+            await admin.close()
+
+
+@dataclass(frozen=True)
+class ProvisionedDatabase:
+    """A database as `rujuk db provision` leaves it, and the passwords of its roles."""
+
+    admin_url: str
+    passwords: dict[str, str]
+
+    def role_url(self, schema: str) -> str:
+        """The URL the service of ``schema`` connects with: its own role."""
+        return role_url(self.admin_url, schema, self.passwords[schema])
+
+
+@contextlib.asynccontextmanager
+async def provisioned_database(server_database_url: str) -> AsyncIterator[ProvisionedDatabase]:
+    """A fresh database, provisioned: each service's role, the schemas owned by the owner
+    role, every migration applied."""
+    async with fresh_database(server_database_url) as url:
+        passwords = {schema: secrets.token_urlsafe(24) for schema in SCHEMAS}
+        await provision(url, passwords)
+        yield ProvisionedDatabase(url, passwords)
 
 
 @pytest.fixture
-async def database_url(server_database_url: str) -> AsyncIterator[str]:
-    """A fresh, empty database for one test."""
-    async with fresh_database(server_database_url) as url:
-        yield url
+async def database(server_database_url: str) -> AsyncIterator[ProvisionedDatabase]:
+    async with provisioned_database(server_database_url) as provisioned:
+        yield provisioned
+
+
+@pytest.fixture
+def database_url(database: ProvisionedDatabase) -> str:
+    """A fresh, provisioned database for one test: the administrator's URL (a superuser, who
+    may also tamper with what the services' roles may not)."""
+    return database.admin_url
 
 
 async def remove_streams(nats_url: str) -> None:

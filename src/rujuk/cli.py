@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import asyncpg
 import typer
 
 from audit.cli import app as audit_app
@@ -14,7 +15,10 @@ from intake.cli import app as token_app
 from notify.cli import app as partner_app
 from routing.cli import app as sop_app
 from rujuk.stack import Stack, StackError, running_stack_env
+from rujuk_runtime.logs import configure_logging
 from rujuk_runtime.nats_auth import NatsKeyring
+from rujuk_runtime.provision import ProvisionError, provision
+from rujuk_runtime.roles import SCHEMAS, RolePlanError
 
 STATE_FOLDER = Path(".rujuk")
 
@@ -31,10 +35,21 @@ nats_app = typer.Typer(help="Bus NATS / the NATS bus: credentials", no_args_is_h
 app.add_typer(nats_app, name="nats")
 
 
+db_app = typer.Typer(
+    help="Basis data / the PostgreSQL database: roles, schemas, migrations", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+
+# The service whose PostgreSQL role a command acts as against the stack `rujuk up` runs.
+DATABASE_ROLE_OF_COMMAND = {"token": "intake", "audit": "audit"}
+
+
 @app.callback()
-def use_running_stack() -> None:
-    """Commands that need the servers use those of `rujuk up` when it runs and none are set."""
-    for name, value in running_stack_env(STATE_FOLDER / "up").items():
+def use_running_stack(ctx: typer.Context) -> None:
+    """Commands that need the servers use those of `rujuk up` when it runs and none are set;
+    in PostgreSQL, as the role of the service they act for, never as the administrator."""
+    acting_as = DATABASE_ROLE_OF_COMMAND.get(ctx.invoked_subcommand or "")
+    for name, value in running_stack_env(STATE_FOLDER / "up", acting_as).items():
         os.environ.setdefault(name, value)
 
 
@@ -43,6 +58,7 @@ def up(
     folder: Path = typer.Option(STATE_FOLDER / "up", help="Where servers keep data and logs"),
 ) -> None:
     """Start NATS, PostgreSQL, the four services and the console; Ctrl-C stops everything."""
+    configure_logging("rujuk", "WARNING")  # what provisioning logs, the summary below says
     stack = Stack(folder)
     try:
         stack.start()
@@ -51,7 +67,10 @@ def up(
         typer.echo(f"Gagal menyalakan / could not start: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"NATS        {stack.nats_public_url}")
-    typer.echo(f"PostgreSQL  {stack.database_url}")
+    typer.echo(
+        f"PostgreSQL  {stack.database_address}   (each service its own role; passwords in "
+        f"{stack.folder / 'dev-secrets.json'})"
+    )
     for name, service in stack.services.items():
         typer.echo(f"{name:<11} {service.url}   log: {service.log_file}")
     typer.echo("Berjalan / running. Ctrl-C untuk berhenti / to stop.")
@@ -102,6 +121,58 @@ def nats_init(
         + (f"\n  TLS: {ring.server_cert_file} ({', '.join(tls_host)}), CA {ring.ca_file}"
            if tls_host else "")
     )  # fmt: skip
+
+
+@db_app.command("provision")
+def db_provision(
+    database_url: str | None = typer.Option(
+        None,
+        "--database-url",
+        help="The database administrator's (a superuser's) URL [default: $DATABASE_URL]",
+        show_default=False,
+    ),
+) -> None:
+    """Siapkan peran, skema dan migrasi / make each service's role, the schemas (owned by the
+    owner role), apply pending migrations as that owner, and grant each service its own schema
+    only. Passwords come from INTAKE_DB_PASSWORD, ROUTING_DB_PASSWORD, NOTIFY_DB_PASSWORD,
+    AUDIT_DB_PASSWORD and CONSOLE_DB_PASSWORD; a role whose variable is unset keeps its
+    password. Safe to run again: after an upgrade, or to rotate a password."""
+    url = database_url or os.environ.get("DATABASE_URL")
+    if not url:
+        typer.echo("Berikan / give --database-url or DATABASE_URL (the administrator's)", err=True)
+        raise typer.Exit(2)
+    passwords = {
+        schema: os.environ[variable]
+        for schema in SCHEMAS
+        if os.environ.get(variable := database_password_variable(schema))
+    }
+    try:
+        done = asyncio.run(provision(url, passwords))
+    except (ProvisionError, RolePlanError) as exc:
+        typer.echo(f"Tidak dapat menyiapkan / cannot provision: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        typer.echo(f"Basis data tidak terjangkau / database error: {type(exc).__name__}: {exc}",
+                   err=True)  # fmt: skip
+        raise typer.Exit(2) from exc
+    typer.echo(f"Basis data siap / database ready: {done.database}, owner role {done.roles.owner}")
+    for schema, role in done.roles.runtime_roles.items():
+        applied = len(done.migrations.get(schema, []))
+        typer.echo(f"  {schema:<8} role {role:<24} migrations applied now: {applied}")
+    if done.passwords_set:
+        typer.echo(f"  kata sandi diatur / passwords set: {', '.join(done.passwords_set)}")
+    for role in done.without_password:
+        schema = role.removeprefix(f"{done.database}_")
+        typer.echo(
+            f"Peringatan / warning: {role} has no password and cannot log in: set "
+            f"{database_password_variable(schema)} and run again",
+            err=True,
+        )
+
+
+def database_password_variable(schema: str) -> str:
+    """Where `rujuk db provision` (and compose) take a service role's password from."""
+    return f"{schema.upper()}_DB_PASSWORD"
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from audit.report import history, render_table
 from rujuk.receiver import WebhookReceiver
 from rujuk.samples import SAMPLE_REPORTS
 from rujuk.stack import Stack
+from rujuk_runtime.logs import configure_logging
 
 JOURNEY_TIMEOUT_SECONDS = 60.0
 
@@ -38,6 +39,7 @@ class CaseProgress:
 
 
 async def run_demo(folder: Path) -> int:
+    configure_logging("rujuk-demo", "WARNING")  # the journey is the output, not provisioning's log
     shutil.rmtree(folder, ignore_errors=True)
     stack = Stack(folder)
     say("rujuk demo — sistem rujukan kasus kekerasan terhadap perempuan dan anak")
@@ -50,7 +52,7 @@ async def run_demo(folder: Path) -> int:
                 "and the four services ...")  # fmt: skip
             started = time.monotonic()
             await asyncio.to_thread(stack.start)
-            say(f"  NATS {stack.nats_public_url}, PostgreSQL {_redact(stack.database_url)}")
+            say(f"  NATS {stack.nats_public_url}, PostgreSQL {stack.database_address}")
             for name, service in stack.services.items():
                 say(f"  {name:<8} {service.url}  (log: {service.log_file})")
             say(f"  ready in {time.monotonic() - started:.1f}s\n")
@@ -81,10 +83,10 @@ async def _file_and_follow(stack: Stack, receiver: WebhookReceiver) -> int:
         finished = await _wait_for_journeys(client, stack, intake_url, cases)
     say("")
     for progress in cases:
-        entries = await case_history(stack.database_url, progress.case_id)
+        entries = await case_history(stack.service_database_url("audit"), progress.case_id)
         say(render_table(progress.case_id, history(entries)))
         say("")
-    verdict = await verify_ledger(stack.database_url)
+    verdict = await verify_ledger(stack.service_database_url("audit"))  # as audit reads it
     if verdict.ok:
         say(f"Buku besar audit terverifikasi / audit ledger verified: {verdict.entries} entries, "
             f"head #{verdict.head_seq} {short_hash(verdict.head_hash)}")  # fmt: skip
@@ -130,15 +132,12 @@ async def _wait_for_journeys(
             progress.routed = status["status"] == "routed"
             progress.referrals = len(status["referrals"])
             progress.delivered = sum(r["state"] == "delivered" for r in status["referrals"])
-            progress.ledger_entries = len(await case_history(stack.database_url, progress.case_id))
+            ledger = await case_history(stack.service_database_url("audit"), progress.case_id)
+            progress.ledger_entries = len(ledger)
         if all(p.complete for p in cases):
             return True
         await asyncio.sleep(0.3)
     return False
-
-
-def _redact(url: str) -> str:
-    return httpx.URL(url).copy_with(password=None).__str__()
 
 
 def say(line: str) -> None:

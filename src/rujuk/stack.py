@@ -1,7 +1,9 @@
 """Run the whole system on one machine: embedded NATS and PostgreSQL (unless NATS_URL and
 DATABASE_URL are set), the four services and the console as separate processes, each with
-its own port."""
+its own port, its own identity on the bus and its own PostgreSQL role."""
 
+import asyncio
+import concurrent.futures
 import json
 import os
 import secrets
@@ -9,17 +11,23 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
+import asyncpg
 import httpx
 
 from intake.vault import new_master_key_spec
 from rujuk_runtime.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from rujuk_runtime.nats_auth import SERVICE_GRANTS, NatsKeyring, without_credentials, write_private
+from rujuk_runtime.provision import ProvisionError, provision
+from rujuk_runtime.roles import SCHEMAS, RolePlanError, role_url, without_password
 
 SERVICES = ("intake", "routing", "notify", "audit", "console")
+DATABASE_URLS = "database_urls"  # in connection.json: each service's own role
+T = TypeVar("T")
 
 
 class StackError(RuntimeError):
@@ -59,6 +67,7 @@ class Stack:
     nats: EmbeddedNats | None = None
     postgres: EmbeddedPostgres | None = None
     services: dict[str, ServiceProcess] = field(default_factory=dict)
+    _provisioned: bool = field(default=False, init=False)
 
     @property
     def nats_public_url(self) -> str:
@@ -78,10 +87,32 @@ class Stack:
 
     @property
     def database_url(self) -> str:
+        """The administrator's URL (a superuser: provisioning, tests). No service gets it, and
+        it carries a password, so it is never printed."""
         url = self.postgres.url if self.postgres else self.external_database_url
         if url is None:
             raise StackError("PostgreSQL is not started")
         return url
+
+    @property
+    def database_address(self) -> str:
+        """The server and database, fit to print."""
+        return self.postgres.address if self.postgres else without_password(self.database_url)
+
+    def service_database_url(self, name: str) -> str:
+        """The URL service ``name`` connects with: its own role, fenced to its own schema."""
+        return role_url(self.database_url, name, self.secrets()[f"database_password_{name}"])
+
+    def provision_database(self) -> None:
+        """Each service's role (this stack's passwords), the schemas owned by the owner role,
+        every migration applied as that owner: what `rujuk db provision` does."""
+        keys = self.secrets()
+        passwords = {schema: keys[f"database_password_{schema}"] for schema in SCHEMAS}
+        try:
+            _run_apart(provision(self.database_url, passwords))
+        except (OSError, asyncpg.PostgresError, ProvisionError, RolePlanError) as exc:
+            raise StackError(f"could not provision PostgreSQL: {exc}") from exc
+        self._provisioned = True
 
     def start_servers(self) -> None:
         """Embedded servers for what NATS_URL / DATABASE_URL (or the caller) did not give."""
@@ -99,7 +130,7 @@ class Stack:
         env = {
             **os.environ,
             **self._nats_identity(name),
-            "DATABASE_URL": self.database_url,
+            "DATABASE_URL": self.service_database_url(name),
             f"{name.upper()}_HTTP_PORT": str(port),
             "INTAKE_MASTER_KEYS": os.environ.get("INTAKE_MASTER_KEYS", keys["master_keys"]),
             "NOTIFY_WEBHOOK_SIGNING_KEY": os.environ.get(
@@ -138,6 +169,8 @@ class Stack:
         return identity
 
     def start_service(self, name: str) -> ServiceProcess:
+        if not self._provisioned:
+            self.provision_database()
         existing = self.services.get(name)
         port = existing.port if existing else free_port()
         logs = self.folder / "logs"
@@ -156,6 +189,7 @@ class Stack:
 
     def start(self, timeout: float = 60) -> None:
         self.start_servers()
+        self.provision_database()
         for name in SERVICES:
             self.start_service(name)
         self.wait_healthy(timeout)
@@ -167,11 +201,13 @@ class Stack:
 
     def _write_connection_file(self) -> None:
         """Where a running stack's servers are, so other `rujuk` commands can find them. The
-        commands act as the operator, so the file holds credentials: 0600."""
+        commands act as the operator on the bus and as one service's role in PostgreSQL (never
+        the administrator), so the file holds credentials: 0600."""
         urls = {f"{name.upper()}_URL": service.url for name, service in self.services.items()}
-        found = {"NATS_URL": self.nats_url, "DATABASE_URL": self.database_url, **urls}
+        found: dict[str, object] = {"NATS_URL": self.nats_url, **urls}
         if self.nats_keyring is not None:
             found["RUJUK_NATS_KEYRING"] = str(self.nats_keyring.folder)
+        found[DATABASE_URLS] = {name: self.service_database_url(name) for name in SCHEMAS}
         write_private(self.connection_file, json.dumps(found))
 
     def wait_healthy(self, timeout: float = 60, names: tuple[str, ...] = SERVICES) -> None:
@@ -240,21 +276,34 @@ class Stack:
             "auditor_token": lambda: secrets.token_urlsafe(32),
             "console_session_secret": lambda: secrets.token_urlsafe(32),
         }
+        for schema in SCHEMAS:  # each service's PostgreSQL role
+            wanted[f"database_password_{schema}"] = lambda: secrets.token_urlsafe(24)
         missing = {name: make() for name, make in wanted.items() if name not in existing}
         if missing:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({**existing, **missing}))
-            path.chmod(0o600)
+            write_private(path, json.dumps({**existing, **missing}))
         return {**existing, **missing}
 
 
-def running_stack_env(folder: Path) -> dict[str, str]:
-    """NATS_URL and DATABASE_URL of the stack `rujuk up` runs from ``folder``, if it runs."""
+def running_stack_env(folder: Path, acting_as: str | None = None) -> dict[str, str]:
+    """What a `rujuk` command needs to reach the stack `rujuk up` runs from ``folder``, if it
+    runs: NATS_URL, the services' URLs and, ``acting_as`` a service, DATABASE_URL as that
+    service's own role."""
     try:
-        loaded: dict[str, str] = json.loads((folder / "connection.json").read_text())
+        loaded: dict[str, object] = json.loads((folder / "connection.json").read_text())
     except (OSError, ValueError):
         return {}
-    return loaded
+    found = {name: value for name, value in loaded.items() if isinstance(value, str)}
+    databases = loaded.get(DATABASE_URLS)
+    if acting_as is not None and isinstance(databases, dict) and acting_as in databases:
+        found["DATABASE_URL"] = str(databases[acting_as])
+    return found
+
+
+def _run_apart(work: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end from synchronous code, on a loop of its own in a thread of
+    its own, whether or not the caller's thread already runs a loop."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(asyncio.run, work).result()
 
 
 def _tail(path: Path, lines: int = 15) -> str:

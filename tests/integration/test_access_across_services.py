@@ -27,7 +27,7 @@ from notify.settings import NotifySettings
 from routing.app import create_app as create_routing
 from routing.settings import RoutingSettings
 from rujuk_contracts.events import Role
-from tests.conftest import fresh_database, remove_streams
+from tests.conftest import provisioned_database, remove_streams
 from tests.integration.access_support import bearer, eventually
 
 pytestmark = pytest.mark.integration
@@ -85,20 +85,27 @@ class Services:
 @pytest.fixture(scope="module")
 async def services(nats_url: str, server_database_url: str) -> AsyncIterator[Services]:
     await remove_streams(nats_url)
-    async with fresh_database(server_database_url) as database_url:
-        shared: dict[str, Any] = {
-            "nats_url": nats_url,
-            "database_url": database_url,
-            "token_cache_seconds": TTL,
-        }
-        apps = {
+    async with provisioned_database(server_database_url) as database:
+        database_url = database.admin_url
+        shared: dict[str, Any] = {"nats_url": nats_url, "token_cache_seconds": TTL}
+        apps = {  # each service as its own PostgreSQL role
             "intake": create_intake(
-                IntakeSettings(**shared, master_keys=new_master_key_spec("k1"))
+                IntakeSettings(
+                    **shared,
+                    database_url=database.role_url("intake"),
+                    master_keys=new_master_key_spec("k1"),
+                )
             ),
-            "routing": create_routing(RoutingSettings(**shared)),
-            "audit": create_audit(AuditSettings(**shared)),
+            "routing": create_routing(
+                RoutingSettings(**shared, database_url=database.role_url("routing"))
+            ),
+            "audit": create_audit(AuditSettings(**shared, database_url=database.role_url("audit"))),
             "notify": create_notify(
-                NotifySettings(**shared, webhook_signing_key="test-signing-key")
+                NotifySettings(
+                    **shared,
+                    database_url=database.role_url("notify"),
+                    webhook_signing_key="test-signing-key",
+                )
             ),
         }
         async with contextlib.AsyncExitStack() as stack:
@@ -111,7 +118,9 @@ async def services(nats_url: str, server_database_url: str) -> AsyncIterator[Ser
                     )
                 )
             tokens = {}
-            conn = await asyncpg.connect(database_url, server_settings={"search_path": "intake"})
+            conn = await asyncpg.connect(
+                database.role_url("intake"), server_settings={"search_path": "intake"}
+            )
             try:  # as `rujuk token create` does: straight into intake's schema and outbox
                 for role in Role:
                     agency = "rsud-bangil" if role is Role.PARTNER else None

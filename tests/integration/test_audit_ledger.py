@@ -13,6 +13,7 @@ from audit.chain import FailureKind
 from audit.cli import app, case_history, verify_ledger
 from rujuk_contracts import CloudEvent
 from rujuk_runtime.db import create_pool
+from tests.conftest import fresh_database
 from tests.unit.test_audit_chain import CASE_ID, case_story
 
 pytestmark = pytest.mark.integration
@@ -170,9 +171,10 @@ async def test_an_entry_deleted_behind_the_triggers_back_is_named_as_missing(
     assert (result.failure.seq, result.failure.kind) == (4, FailureKind.GAP)
 
 
-async def test_a_database_without_a_ledger_is_a_readable_error(database_url: str) -> None:
-    with pytest.raises(store.LedgerMissing, match="has the audit service"):
-        await verify_ledger(database_url)
+async def test_a_database_without_a_ledger_is_a_readable_error(server_database_url: str) -> None:
+    async with fresh_database(server_database_url) as never_provisioned:
+        with pytest.raises(store.LedgerMissing, match="rujuk db provision"):
+            await verify_ledger(never_provisioned)
 
 
 def test_the_cli_replays_a_case_and_names_a_tampered_entry(database_url: str) -> None:

@@ -14,7 +14,7 @@ from rujuk_contracts.events import CaseClosed, EventPayload
 from rujuk_runtime.consumer import EventConsumer, Rejected
 from rujuk_runtime.db import Connection, create_pool
 from rujuk_runtime.outbox import add_to_outbox
-from tests.conftest import fresh_database
+from tests.conftest import provisioned_database
 
 pytestmark = pytest.mark.integration
 
@@ -44,8 +44,9 @@ async def remember(conn: Connection, event: CloudEvent, payload: EventPayload) -
 
 @pytest.fixture
 async def pool(server_database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    async with fresh_database(server_database_url) as database_url:
-        pool = await create_pool(database_url, "intake")
+    async with provisioned_database(server_database_url) as database:
+        # The administrator, who (unlike intake's role) may add the test's own table.
+        pool = await create_pool(database.admin_url, "intake")
         await pool.execute("CREATE TABLE seen (case_id text PRIMARY KEY)")
         try:
             yield pool

@@ -2,17 +2,24 @@
 reports filed over HTTP, referrals received by a webhook partner, every event in the ledger."""
 
 import asyncio
+import os
+import stat
 import subprocess
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import asyncpg
 import httpx
 import nats
 import pytest
+from typer.testing import CliRunner, Result
 
 from audit.cli import case_history, verify_ledger
+from rujuk import cli as rujuk_cli
 from rujuk.receiver import WebhookReceiver
 from rujuk.samples import IDENTIFYING_IN_SAMPLES, SAMPLE_REPORTS
 from rujuk.stack import Stack
@@ -20,6 +27,7 @@ from rujuk_contracts import parse_event, subjects
 from rujuk_contracts.events import CaseReported
 from rujuk_runtime.bus import DLQ_REASON_HEADER
 from rujuk_runtime.nats_auth import NatsKeyring
+from rujuk_runtime.roles import DatabaseRoles, database_name
 from tests.conftest import fresh_database, remove_streams
 
 pytestmark = pytest.mark.integration
@@ -134,6 +142,56 @@ async def test_every_event_of_every_case_is_in_the_ledger_once_and_it_verifies(
     verdict = await verify_ledger(running.stack.database_url)
     assert verdict.ok, verdict.failure
     assert verdict.entries >= sum(2 for _ in running.case_ids)
+
+
+async def test_each_service_connects_to_postgresql_as_its_own_role(running: Running) -> None:
+    admin = await asyncpg.connect(running.stack.database_url)
+    try:
+        rows = await admin.fetch(
+            "SELECT DISTINCT a.application_name, a.usename, r.rolsuper FROM pg_stat_activity a "
+            "JOIN pg_roles r ON r.oid = a.usesysid "
+            "WHERE a.datname = current_database() AND a.application_name LIKE 'rujuk-%'"
+        )
+    finally:
+        await admin.close()
+    roles = DatabaseRoles(database_name(running.stack.database_url))
+    users: dict[str, set[str]] = {}
+    for row in rows:
+        users.setdefault(row["application_name"], set()).add(row["usename"])
+        assert not row["rolsuper"], dict(row)
+    for name in ("intake", "routing", "notify", "audit"):  # each keeps a pooled connection
+        assert users[f"rujuk-{name}"] == {roles.runtime(name)}
+    if "rujuk-console" in users:
+        assert users["rujuk-console"] == {roles.runtime("console")}
+
+
+def command(args: list[str]) -> Result:
+    """`rujuk ARGS`, in a process environment of its own as if it were a process of its own."""
+    saved = dict(os.environ)
+    try:
+        return CliRunner().invoke(rujuk_cli.app, args)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def test_rujuk_commands_reach_the_running_stack_as_their_services_role(
+    running: Running, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `rujuk audit verify` and `rujuk token list` do while `rujuk up` runs: they find it
+    through its connection file (0600, no administrator in it), as audit's and intake's role."""
+    connection_file = running.stack.connection_file
+    assert stat.S_IMODE(connection_file.stat().st_mode) == 0o600
+    assert urlsplit(running.stack.database_url).password not in connection_file.read_text()
+    (tmp_path / ".rujuk").mkdir()
+    (tmp_path / ".rujuk" / "up").symlink_to(running.stack.folder)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    verify, tokens = command(["audit", "verify"]), command(["token", "list"])
+    assert verify.exit_code == 0, verify.output
+    assert "entries" in verify.output
+    assert tokens.exit_code == 0, tokens.output
+    assert "operator" in tokens.output
 
 
 async def test_partner_nats_feed_carries_its_own_referrals(running: Running) -> None:

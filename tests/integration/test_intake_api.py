@@ -31,7 +31,7 @@ from rujuk_contracts.events import (
     Service,
 )
 from rujuk_runtime.bus import event_headers
-from tests.conftest import fresh_database, remove_streams
+from tests.conftest import provisioned_database, remove_streams
 
 pytestmark = pytest.mark.integration
 
@@ -101,16 +101,19 @@ class Intake:
 @pytest.fixture(scope="module")
 async def intake(nats_url: str, server_database_url: str) -> AsyncIterator[Intake]:
     await remove_streams(nats_url)
-    async with fresh_database(server_database_url) as database_url:
+    async with provisioned_database(server_database_url) as database:
+        database_url = database.admin_url
         settings = IntakeSettings(
             nats_url=nats_url,
-            database_url=database_url,
+            database_url=database.role_url("intake"),
             master_keys=new_master_key_spec("k1"),
             max_body_bytes=4096,
         )
         app = create_app(settings)
         async with app.router.lifespan_context(app):
-            conn = await asyncpg.connect(database_url, server_settings={"search_path": "intake"})
+            conn = await asyncpg.connect(
+                database.role_url("intake"), server_settings={"search_path": "intake"}
+            )
             tokens, ids = {}, {}
             for name, role, agency in (
                 ("operator", Role.OPERATOR, None),

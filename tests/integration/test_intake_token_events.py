@@ -11,15 +11,17 @@ from intake.auth import Role
 from rujuk_contracts import parse_event
 from rujuk_contracts.events import EventPayload, TokenIssued, TokenRevoked
 from rujuk_runtime.access import hash_secret
-from rujuk_runtime.db import RUNTIME_MIGRATIONS, apply_migrations
+from tests.conftest import ProvisionedDatabase
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    await apply_migrations(database_url, "intake", [RUNTIME_MIGRATIONS, "intake"])
-    connection = await asyncpg.connect(database_url, server_settings={"search_path": "intake"})
+async def conn(database: ProvisionedDatabase) -> AsyncIterator[asyncpg.Connection]:
+    """As `rujuk token` connects: intake's own role."""
+    connection = await asyncpg.connect(
+        database.role_url("intake"), server_settings={"search_path": "intake"}
+    )
     yield connection
     await connection.close()
 

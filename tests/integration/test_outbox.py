@@ -14,7 +14,7 @@ from rujuk_contracts.events import CaseClosed
 from rujuk_runtime.bus import ensure_streams
 from rujuk_runtime.db import create_pool
 from rujuk_runtime.outbox import OutboxRelay, add_to_outbox
-from tests.conftest import fresh_database
+from tests.conftest import provisioned_database
 
 pytestmark = pytest.mark.integration
 
@@ -26,8 +26,8 @@ def closing(number: int) -> CloudEvent:
 
 @pytest.fixture
 async def pool(server_database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    async with fresh_database(server_database_url) as database_url:
-        pool = await create_pool(database_url, "intake")
+    async with provisioned_database(server_database_url) as database:
+        pool = await create_pool(database.role_url("intake"), "intake")
         try:
             yield pool
         finally:

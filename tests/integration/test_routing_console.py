@@ -26,7 +26,7 @@ from rujuk_contracts.events import (
 )
 from rujuk_contracts.triage import TriageFacts
 from rujuk_runtime.service import ServiceRuntime
-from tests.conftest import fresh_database, remove_streams
+from tests.conftest import provisioned_database, remove_streams
 from tests.integration.access_support import announce_token, bearer, eventually
 
 pytestmark = pytest.mark.integration
@@ -67,8 +67,9 @@ class Clock:
 @pytest.fixture(scope="module")
 async def console(nats_url: str, server_database_url: str) -> AsyncIterator[Console]:
     await remove_streams(nats_url)
-    async with fresh_database(server_database_url) as database_url:
-        app = create_app(RoutingSettings(nats_url=nats_url, database_url=database_url))
+    async with provisioned_database(server_database_url) as database:
+        settings = RoutingSettings(nats_url=nats_url, database_url=database.role_url("routing"))
+        app = create_app(settings)
         routing: Routing = app.state.routing
         runtime: ServiceRuntime = app.state.runtime
         clock = Clock()

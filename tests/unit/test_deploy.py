@@ -2,15 +2,18 @@
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from rujuk_runtime.embedded import nats_server_binary
 from rujuk_runtime.nats_auth import NatsKeyring
+from rujuk_runtime.roles import SCHEMAS, DatabaseRoles
 
 ROOT = Path(__file__).parents[2]
 
@@ -134,3 +137,55 @@ def test_prometheus_scrapes_every_service_port_that_compose_gives_it() -> None:
         assert services[name]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"].endswith(":4318")
     collector = yaml.safe_load((ROOT / "deploy" / "otel" / "collector.yaml").read_text())
     assert "0.0.0.0:4318" in collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
+
+
+def _interpolated(value: str) -> str:
+    """``${NAME:?message}`` as Compose fills it in, each variable set to ``<NAME>``."""
+    return re.sub(r"\$\{(\w+)(?::[?-][^}]*)?\}", r"<\1>", value)
+
+
+def test_compose_runs_each_service_as_its_own_postgresql_role_after_provisioning() -> None:
+    services = _compose()["services"]
+    roles = DatabaseRoles("rujuk")
+    for name in SCHEMAS:
+        url = urlsplit(_interpolated(services[name]["environment"]["DATABASE_URL"]))
+        assert url.username == roles.runtime(name)
+        assert url.password == f"<{name.upper()}_DB_PASSWORD>"
+        assert (url.hostname, url.path) == ("postgres", "/rujuk")
+    for name in ("intake", "routing", "notify", "audit"):
+        assert services[name]["depends_on"]["db-provision"] == {
+            "condition": "service_completed_successfully"
+        }
+        assert "postgres" not in services[name]["depends_on"]
+
+
+def test_compose_provisions_as_the_superuser_whose_password_has_no_default() -> None:
+    services = _compose()["services"]
+    provisioning = services["db-provision"]
+    assert provisioning["command"] == ["rujuk", "db", "provision"]
+    environment = {
+        name: _interpolated(value) for name, value in provisioning["environment"].items()
+    }
+    admin = urlsplit(environment["DATABASE_URL"])
+    assert (admin.username, admin.password) == ("postgres", "<POSTGRES_PASSWORD>")
+    for name in SCHEMAS:
+        assert environment[f"{name.upper()}_DB_PASSWORD"] == f"<{name.upper()}_DB_PASSWORD>"
+    postgres = services["postgres"]["environment"]
+    assert _interpolated(postgres["POSTGRES_PASSWORD"]) == "<POSTGRES_PASSWORD>"
+    assert "POSTGRES_USER" not in postgres  # the superuser is postgres, no service is
+    as_superuser = [
+        name
+        for name, service in services.items()
+        if name != "db-provision"
+        and urlsplit(_interpolated(service.get("environment", {}).get("DATABASE_URL", ""))).username
+        == "postgres"
+    ]
+    assert as_superuser == []
+
+
+def test_cluster_override_still_waits_for_provisioning() -> None:
+    cluster = yaml.load((ROOT / "deploy" / "compose.cluster.yaml").read_text(), _ComposeLoader)  # noqa: S506
+    for name in ("intake", "routing", "notify", "audit"):
+        assert cluster["services"][name]["depends_on"]["db-provision"] == {
+            "condition": "service_completed_successfully"
+        }

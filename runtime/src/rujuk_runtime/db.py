@@ -1,5 +1,6 @@
-"""The PostgreSQL adapter every service shares: a pool bound to the service's own schema,
-and versioned SQL migrations applied at start."""
+"""The PostgreSQL adapter every service shares: a pool bound to the service's own schema, and
+its versioned SQL migrations (applied by ``rujuk db provision`` as the owner role, checked at
+start)."""
 
 import contextlib
 import hashlib
@@ -24,8 +25,10 @@ SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")  # checked before it is put
 
 
 async def create_pool(database_url: str, schema: str, *, max_size: int = 10) -> asyncpg.Pool:
-    """A pool whose connections see the service's schema first, so its SQL stays unqualified."""
-    await apply_migrations(database_url, schema, _migration_packages(schema))
+    """A pool whose connections see the service's schema first, so its SQL stays unqualified.
+
+    The schema must be migrated already (SchemaNotReady otherwise): the service connects as its
+    own role, which may use its tables but not change them."""
     pool = await asyncpg.create_pool(
         database_url,
         min_size=1,
@@ -34,6 +37,12 @@ async def create_pool(database_url: str, schema: str, *, max_size: int = 10) -> 
         reset=keep_session,
     )
     assert pool is not None
+    try:
+        async with pool.acquire() as conn:
+            await check_migrated(conn, schema)
+    except BaseException:
+        await pool.close()
+        raise
     return pool
 
 
@@ -100,7 +109,9 @@ def _closed(connection: PoolConnectionProxy) -> bool:
         return True
 
 
-def _migration_packages(schema: str) -> list[str]:
+def migration_packages(schema: str) -> list[str]:
+    """Where a schema's migrations come from: the runtime's own (outbox, inbox, token
+    projection), then the service's package of the same name."""
     return [RUNTIME_MIGRATIONS, schema]
 
 
@@ -111,44 +122,84 @@ def _migration_files(package: str) -> list[Traversable]:
     return sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
 
 
-async def apply_migrations(database_url: str, schema: str, packages: list[str]) -> list[str]:
-    """Apply each package's migrations/NNNN_*.sql not yet applied, in order, one transaction each.
+def migration_versions(packages: list[str]) -> list[str]:
+    return [f"{package}/{file.name}" for package in packages for file in _migration_files(package)]
 
-    An advisory lock keeps two replicas starting at once from racing.
-    """
-    if not SCHEMA_NAME.fullmatch(schema):
-        raise ValueError(f"schema name {schema!r} must be a lowercase identifier")
-    applied_now: list[str] = []
-    conn = await asyncpg.connect(database_url)
+
+class SchemaNotReady(RuntimeError):
+    """A service's schema lacks migrations, or the service's role may not read it."""
+
+    def __init__(self, schema: str, problem: str) -> None:
+        self.schema = schema
+        super().__init__(
+            f"schema {schema!r} is not ready: {problem}. Run `rujuk db provision` with the "
+            "database administrator's DATABASE_URL (compose: the db-provision service), then "
+            f"start again. / Skema {schema!r} belum siap: jalankan `rujuk db provision`."
+        )
+
+
+async def check_migrated(conn: Connection, schema: str) -> None:
+    """Refuse (SchemaNotReady) unless every migration of ``schema`` is applied: a service never
+    migrates its own schema, the owner role does (``rujuk db provision``)."""
+    usable = await conn.fetchval(
+        "SELECT has_schema_privilege(oid, 'USAGE') FROM pg_namespace WHERE nspname = $1", schema
+    )
+    if usable is None:
+        raise SchemaNotReady(schema, "it does not exist")
+    refused = f"role {await conn.fetchval('SELECT current_user')!r} may not use it"
+    if not usable:
+        raise SchemaNotReady(schema, refused)
     try:
-        lock_key = int.from_bytes(hashlib.sha256(schema.encode()).digest()[:8], "big", signed=True)
-        await conn.execute("SELECT pg_advisory_lock($1)", lock_key)
-        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        pending = await pending_migrations(conn, schema)
+    except asyncpg.InsufficientPrivilegeError:
+        raise SchemaNotReady(schema, refused) from None
+    if pending:
+        more = f" and {len(pending) - 3} more" if len(pending) > 3 else ""
+        listed = ", ".join(pending[:3]) + more
+        raise SchemaNotReady(schema, f"{len(pending)} migrations not applied ({listed})")
+
+
+async def pending_migrations(conn: Connection, schema: str) -> list[str]:
+    """The migrations of ``schema`` not applied yet, in order."""
+    table = f"{_quoted(schema)}.schema_migrations"
+    done: set[str] = set()
+    if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
+        done = {row["version"] for row in await conn.fetch(f"SELECT version FROM {table}")}  # noqa: S608
+    return [v for v in migration_versions(migration_packages(schema)) if v not in done]
+
+
+async def migrate(conn: Connection, schema: str) -> list[str]:
+    """Apply each of the schema's migrations/NNNN_*.sql not yet applied, in order, one
+    transaction each, as whoever ``conn`` is (provisioning: the owner role); the schema exists.
+
+    An advisory lock keeps two provisioners running at once from racing.
+    """
+    quoted = _quoted(schema)
+    applied_now: list[str] = []
+    lock_key = int.from_bytes(hashlib.sha256(schema.encode()).digest()[:8], "big", signed=True)
+    await conn.execute("SELECT pg_advisory_lock($1)", lock_key)
+    try:
         await conn.execute(
-            f'CREATE TABLE IF NOT EXISTS "{schema}".schema_migrations ('
+            f"CREATE TABLE IF NOT EXISTS {quoted}.schema_migrations ("
             "version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        done = {
-            row["version"]
-            for row in await conn.fetch(
-                f'SELECT version FROM "{schema}".schema_migrations'  # noqa: S608
-            )
-        }
-        for package in packages:
-            for file in _migration_files(package):
-                version = f"{package}/{file.name}"
-                if version in done:
-                    continue
-                async with conn.transaction():
-                    await conn.execute(f'SET LOCAL search_path TO "{schema}"')
-                    await conn.execute(file.read_text())
-                    await conn.execute(
-                        f'INSERT INTO "{schema}".schema_migrations (version) VALUES ($1)',  # noqa: S608
-                        version,
-                    )
-                applied_now.append(version)
-                log.info("migration applied", schema=schema, version=version)
-        await conn.execute("SELECT pg_advisory_unlock($1)", lock_key)
+        for version in await pending_migrations(conn, schema):
+            package, _, name = version.partition("/")
+            async with conn.transaction():
+                await conn.execute(f"SET LOCAL search_path TO {quoted}")
+                await conn.execute((resources.files(package) / "migrations" / name).read_text())
+                await conn.execute(
+                    f"INSERT INTO {quoted}.schema_migrations (version) VALUES ($1)",  # noqa: S608
+                    version,
+                )
+            applied_now.append(version)
+            log.info("migration applied", schema=schema, version=version)
     finally:
-        await conn.close()
+        await conn.execute("SELECT pg_advisory_unlock($1)", lock_key)
     return applied_now
+
+
+def _quoted(schema: str) -> str:
+    if not SCHEMA_NAME.fullmatch(schema):
+        raise ValueError(f"schema name {schema!r} must be a lowercase identifier")
+    return f'"{schema}"'

@@ -10,6 +10,7 @@ import json
 import os
 import pwd
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -21,10 +22,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
-from rujuk_runtime.nats_auth import NatsKeyring
+from rujuk_runtime.nats_auth import NatsKeyring, write_private
+from rujuk_runtime.roles import scram_verifier
 
 POSTGRES_SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
+SUPERUSER = "postgres"
+PASSWORDS_ONLY_HBA = """\
+# Written by rujuk: every connection needs a password (SCRAM-SHA-256), the superuser's too.
+local all all scram-sha-256
+host  all all 127.0.0.1/32 scram-sha-256
+host  all all ::1/128 scram-sha-256
+"""
 STANDARD_PORTS = frozenset({4222, 5432, 6222, 8222})
 
 
@@ -206,7 +216,12 @@ class EmbeddedNats:
 
 @dataclass
 class EmbeddedPostgres:
-    """A PostgreSQL cluster in ``folder`` listening on a free loopback port (trust auth)."""
+    """A PostgreSQL cluster in ``folder`` listening on a free loopback port.
+
+    Every connection needs a password (SCRAM-SHA-256), the superuser's included: it is made at
+    the first start and kept in ``folder/superuser.password`` (0600); ``url`` and ``admin_url``
+    carry it, so they are never printed. A cluster made by an older rujuk with trust
+    authentication gets a password and loses trust at its next start."""
 
     folder: Path
     port: int = field(default_factory=free_port)
@@ -220,11 +235,30 @@ class EmbeddedPostgres:
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
+        """The superuser's URL to ``database`` (password inside)."""
+        return self._superuser_url(self.database)
 
     @property
     def admin_url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        """The superuser's URL to the ``postgres`` database (password inside)."""
+        return self._superuser_url("postgres")
+
+    @property
+    def address(self) -> str:
+        """The server and database, without credentials: fit to print."""
+        return f"postgresql://127.0.0.1:{self.port}/{self.database}"
+
+    @property
+    def password_file(self) -> Path:
+        return self.folder / "superuser.password"
+
+    @property
+    def superuser_password(self) -> str:
+        return self.password_file.read_text().strip()
+
+    def _superuser_url(self, database: str) -> str:
+        password = quote(self.superuser_password, safe="")
+        return f"postgresql://{SUPERUSER}:{password}@127.0.0.1:{self.port}/{database}"
 
     @property
     def data_dir(self) -> Path:
@@ -238,6 +272,8 @@ class EmbeddedPostgres:
         run_as = self._prepare_user()
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb(run_as)
+        elif not self.password_file.exists():
+            self._require_passwords(run_as)
         # A short path of its own: Unix socket paths are limited to about 100 bytes.
         socket_dir = Path(tempfile.mkdtemp(prefix="rujuk-pg-"))
         self._chown(run_as, socket_dir)
@@ -292,17 +328,47 @@ class EmbeddedPostgres:
     def _initdb(self, run_as: str | None) -> None:
         self.data_dir.mkdir(exist_ok=True)
         self._chown(run_as, self.data_dir)
-        command = [str(pg_binary("initdb")), "-D", str(self.data_dir), "--auth=trust",
-                   "--encoding=UTF8", "--locale=C", "-U", "postgres"]  # fmt: skip
-        subprocess.run(command, check=True, capture_output=True, **_as_user(run_as))
+        # initdb reads the password from a file: one for the server's user alone, removed after.
+        password_for_initdb = self.folder / ".initdb-password"
+        write_private(password_for_initdb, self._new_superuser_password() + "\n")
+        self._chown(run_as, password_for_initdb)
+        command = [str(pg_binary("initdb")), "-D", str(self.data_dir),
+                   "--auth=scram-sha-256", f"--pwfile={password_for_initdb}",
+                   "--encoding=UTF8", "--locale=C", "-U", SUPERUSER]  # fmt: skip
+        try:
+            subprocess.run(command, check=True, capture_output=True, **_as_user(run_as))
+        finally:
+            password_for_initdb.unlink()
+
+    def _new_superuser_password(self) -> str:
+        password = secrets.token_urlsafe(32)
+        write_private(self.password_file, password + "\n")
+        return password
+
+    def _require_passwords(self, run_as: str | None) -> None:
+        """A cluster an older rujuk made with trust authentication: give the superuser a
+        password (in single-user mode, before anyone can connect), then require one of all."""
+        verifier = scram_verifier(self._new_superuser_password())
+        result = subprocess.run(
+            [str(pg_binary("postgres")), "--single", "-D", str(self.data_dir), "postgres"],
+            input=f"ALTER ROLE {SUPERUSER} PASSWORD '{verifier}'\n".encode(),
+            capture_output=True,
+            check=False,
+            **_as_user(run_as),
+        )
+        if result.returncode != 0 or b"ERROR" in result.stdout + result.stderr:
+            self.password_file.unlink()
+            raise EmbeddedServerError("could not set the superuser's password in single-user mode")
+        (self.data_dir / "pg_hba.conf").write_text(PASSWORDS_ONLY_HBA)
 
     def _ensure_database(self) -> None:
         """Create the database unless it exists; retry while the server finishes starting."""
         deadline = time.monotonic() + 15
         command = [str(pg_binary("createdb")), "-h", "127.0.0.1", "-p", str(self.port),
-                   "-U", "postgres", self.database]  # fmt: skip
+                   "-U", SUPERUSER, self.database]  # fmt: skip
+        env = {**os.environ, "PGPASSWORD": self.superuser_password}  # not on the command line
         while True:
-            result = subprocess.run(command, capture_output=True, text=True)
+            result = subprocess.run(command, capture_output=True, text=True, env=env)
             if result.returncode == 0 or "already exists" in result.stderr:
                 return
             if time.monotonic() > deadline:

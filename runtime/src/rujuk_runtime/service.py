@@ -20,7 +20,7 @@ from rujuk_contracts import subjects
 from rujuk_contracts.events import EventPayload
 from rujuk_runtime.bus import ensure_streams, identity, jetstream, make_broker
 from rujuk_runtime.consumer import BatchHandler, EnvelopeHandler, EventConsumer, Handler
-from rujuk_runtime.db import HeldConnection, create_pool
+from rujuk_runtime.db import HeldConnection, SchemaNotReady, create_pool
 from rujuk_runtime.logs import configure_logging, get_logger
 from rujuk_runtime.metrics import render
 from rujuk_runtime.outbox import OutboxRelay
@@ -143,7 +143,11 @@ class ServiceRuntime:
             await connection.close()
         # Besides requests and consumers, up to two loops keep a connection of their own (the
         # outbox relay, and a scheduler or deadline watcher or ledger writer).
-        self._pool = await create_pool(self.settings.database_url, self.name, max_size=12)
+        try:
+            self._pool = await create_pool(self.settings.database_url, self.name, max_size=12)
+        except SchemaNotReady as exc:  # said plainly before the stack trace of a failed start
+            log.error("not starting: database schema not ready", reason=str(exc))
+            raise
         self._consumer = EventConsumer(
             service=self.name,
             pool=self._pool,

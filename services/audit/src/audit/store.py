@@ -30,8 +30,8 @@ class LedgerMissing(RuntimeError):
 
     def __init__(self) -> None:
         super().__init__(
-            "this database has no audit ledger (schema 'audit'): has the audit service "
-            "ever started against it?"
+            "this database has no audit ledger (schema 'audit'): has it been provisioned "
+            "(`rujuk db provision`)?"
         )
 
 

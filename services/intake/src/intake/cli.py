@@ -1,7 +1,7 @@
 """`rujuk token`: Token akses / access tokens for operators, partners, coordinators and auditors.
 
-These commands talk to intake's schema in PostgreSQL directly (DATABASE_URL), applying
-intake's migrations first if they were not applied yet. Each creation and revocation stages its
+These commands talk to intake's schema in PostgreSQL directly (DATABASE_URL, as intake's own
+role; its schema provisioned by `rujuk db provision`). Each creation and revocation stages its
 token event in intake's outbox in the same transaction; the running intake publishes it, and
 the other services' token projections follow.
 """
@@ -16,7 +16,7 @@ import typer
 from intake import auth
 from intake.auth import Role, TokenError
 from intake.settings import IntakeSettings
-from rujuk_runtime.db import RUNTIME_MIGRATIONS, apply_migrations
+from rujuk_runtime.db import SchemaNotReady, check_migrated
 
 T = TypeVar("T")
 SCHEMA = "intake"
@@ -42,9 +42,14 @@ def main() -> None:
 
 
 async def connect(database_url: str) -> asyncpg.Connection:
-    """A connection on intake's schema, its migrations applied."""
-    await apply_migrations(database_url, SCHEMA, [RUNTIME_MIGRATIONS, SCHEMA])
-    return await asyncpg.connect(database_url, server_settings={"search_path": SCHEMA})
+    """A connection on intake's schema; SchemaNotReady unless every migration is applied."""
+    conn = await asyncpg.connect(database_url, server_settings={"search_path": SCHEMA})
+    try:
+        await check_migrated(conn, SCHEMA)
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
 
 
 def _run(
@@ -61,6 +66,9 @@ def _run(
 
     try:
         return asyncio.run(go())
+    except SchemaNotReady as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
     except (OSError, asyncpg.PostgresError) as exc:
         typer.echo(f"Basis data tidak terjangkau / database error: {exc}", err=True)
         raise typer.Exit(2) from exc
