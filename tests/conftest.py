@@ -80,6 +80,16 @@ def server_database_url(embedded_postgres: EmbeddedPostgres | None) -> str:
 async def fresh_database(server_database_url: str) -> AsyncIterator[str]:
     """A new, empty database on the session's server (the administrator's URL to it), dropped
     afterwards with the roles any provisioning made for it."""
+    url = await create_database(server_database_url)
+    try:
+        yield url
+    finally:
+        await drop_database(server_database_url, url)
+
+
+async def create_database(server_database_url: str) -> str:
+    """A new, empty database on the session's server; its administrator's URL. For a fixture
+    that is not async (``fresh_database`` is, and the loop that ran it would finalize it)."""
     name = f"test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(server_database_url)
     try:
@@ -87,16 +97,19 @@ async def fresh_database(server_database_url: str) -> AsyncIterator[str]:
     finally:
         await admin.close()
     base, _, _ = server_database_url.rpartition("/")
+    return f"{base}/{name}"
+
+
+async def drop_database(server_database_url: str, database_url: str) -> None:
+    """Drop what ``create_database`` made, and the roles any provisioning made for it."""
+    name = database_url.rpartition("/")[2]
+    admin = await asyncpg.connect(server_database_url)
     try:
-        yield f"{base}/{name}"
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for role in DatabaseRoles(name).every_role:
+            await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
     finally:
-        admin = await asyncpg.connect(server_database_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            for role in DatabaseRoles(name).every_role:
-                await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
-        finally:
-            await admin.close()
+        await admin.close()
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from intake.auth import Role
 from intake.cli import connect
 from rujuk.stack import Stack
 from rujuk_runtime.nats_auth import NatsKeyring
-from tests.conftest import fresh_database, remove_streams
+from tests.conftest import create_database, drop_database, remove_streams
 from tests.service_apps import service_apps
 
 pytestmark = [
@@ -95,8 +95,7 @@ def running(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Running]:
     asyncio.run(remove_streams(nats_url))
-    database = fresh_database(server_database_url)
-    database_url = asyncio.run(database.__aenter__())
+    database_url = asyncio.run(create_database(server_database_url))
     folder: Path = tmp_path_factory.mktemp("http-bad-input")
     stack = Stack(
         folder,
@@ -118,7 +117,7 @@ def running(
         yield Running(stack, apps, tokens)
     finally:
         stack.stop()
-        asyncio.run(database.__aexit__(None, None, None))
+        asyncio.run(drop_database(server_database_url, database_url))
 
 
 def guarded_routes(app: FastAPI) -> list[tuple[str, str]]:

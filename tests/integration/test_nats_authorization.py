@@ -24,7 +24,7 @@ from rujuk_runtime import nats_auth
 from rujuk_runtime.bus import identity
 from rujuk_runtime.embedded import EmbeddedNats
 from rujuk_runtime.settings import ServiceSettings
-from tests.conftest import fresh_database
+from tests.conftest import create_database, drop_database
 
 pytestmark = pytest.mark.integration
 
@@ -46,8 +46,7 @@ def running(
     """The stack exactly as `rujuk up` starts it: its own embedded NATS (PostgreSQL is the
     session's, on a fresh database)."""
     folder = tmp_path_factory.mktemp("secured-stack")
-    database = fresh_database(server_database_url)
-    database_url = asyncio.run(database.__aenter__())
+    database_url = asyncio.run(create_database(server_database_url))
     stack = Stack(
         folder / "up", external_nats_url=None, external_database_url=database_url, nats_keyring=None
     )
@@ -64,7 +63,7 @@ def running(
         yield Running(stack, folder / "partner-seeds")
     finally:
         stack.stop()
-        asyncio.run(database.__aexit__(None, None, None))
+        asyncio.run(drop_database(server_database_url, database_url))
 
 
 async def wait_for_feeds(ops_url: str, agencies: tuple[str, ...]) -> None:
