@@ -87,16 +87,17 @@ async def fresh_database(server_database_url: str) -> AsyncIterator[str]:
     finally:
         await admin.close()
     base, _, _ = server_database_url.rpartition("/")
+    # No try/finally: module fixtures enter this with one asyncio.run and leave it with
+    # another; the end of the first run closes the suspended generator, which must not drop
+    # the database then.
+    yield f"{base}/{name}"
+    admin = await asyncpg.connect(server_database_url)
     try:
-        yield f"{base}/{name}"
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for role in DatabaseRoles(name).every_role:
+            await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
     finally:
-        admin = await asyncpg.connect(server_database_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            for role in DatabaseRoles(name).every_role:
-                await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
-        finally:
-            await admin.close()
+        await admin.close()
 
 
 @dataclass(frozen=True)
