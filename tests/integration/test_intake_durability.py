@@ -19,7 +19,7 @@ from rujuk.stack import Stack
 from rujuk_contracts import parse_event, subjects
 from rujuk_contracts.events import CaseReported
 from rujuk_runtime.embedded import EmbeddedNats, pg_binary
-from tests.conftest import fresh_database
+from tests.conftest import provisioned_database
 
 pytestmark = pytest.mark.integration
 
@@ -99,13 +99,13 @@ class Harness:
 
 @pytest.fixture
 async def harness(server_database_url: str, tmp_path: Path) -> AsyncIterator[Harness]:
-    async with fresh_database(server_database_url) as database_url:
-        conn = await connect(database_url)
+    async with provisioned_database(server_database_url) as database:
+        conn = await connect(database.role_url("intake"))  # as `rujuk token create` does
         try:
             _, secret = await auth.create_token(conn, Role.OPERATOR, label="durability test")
         finally:
             await conn.close()
-        h = Harness(tmp_path, database_url)
+        h = Harness(tmp_path, database.admin_url)
         h.headers = {"Authorization": f"Bearer {secret}"}
         try:
             await h.start_intake()
