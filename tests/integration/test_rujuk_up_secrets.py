@@ -46,8 +46,12 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
 
 
 def _generated_secrets(folder: Path) -> dict[str, str]:
-    """Every secret `rujuk up` made: development secrets, the bus's seeds and password."""
+    """Every secret `rujuk up` made: development secrets (each service's database password
+    among them), the bus's seeds and password, the PostgreSQL superuser's password."""
     found: dict[str, str] = dict(json.loads((folder / "dev-secrets.json").read_text()))
+    found["postgres superuser password"] = (
+        (folder / "postgres" / "superuser.password").read_text().strip()
+    )
     keyring = folder / "nats" / "keyring"
     found["ops password"] = (keyring / "ops.password").read_text().strip()
     for seed in keyring.glob("services/*/seed.nk"):
@@ -66,11 +70,13 @@ def test_secrets_stay_in_private_files_and_are_never_printed_or_logged(
     admitted = _rujuk("partner", "creds", "pkm-bangil", cwd=cwd)
     assert admitted.returncode == 0, admitted.stdout + admitted.stderr
     assert "admitted by the running NATS server" in admitted.stdout
-    listed = _rujuk("token", "list", cwd=cwd)
+    listed = _rujuk("token", "list", cwd=cwd)  # as intake's PostgreSQL role
+    assert listed.returncode == 0, listed.stdout + listed.stderr
     secrets = _generated_secrets(folder)
     assert len(secrets) >= 10
     private = [folder / "dev-secrets.json", folder / "connection.json",
                folder / "nats" / "keyring" / "ops.password",
+               folder / "postgres" / "superuser.password",
                *(folder / "nats" / "keyring").glob("services/*/seed.nk"),
                cwd / ".rujuk" / "partners" / "pkm-bangil.nk"]  # fmt: skip
     for path in private:

@@ -32,7 +32,7 @@ class PostgresSessions:
         self._pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
-        """Open the pool (the schema's migrations applied first)."""
+        """Open the pool (refused unless `rujuk db provision` applied the schema's migrations)."""
         self._pool = await create_pool(self._database_url, SCHEMA, max_size=POOL_SIZE)
 
     async def close(self) -> None:
