@@ -1,5 +1,7 @@
 """Settings every service shares. Each service subclasses with its own env prefix."""
 
+import os
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -54,3 +56,27 @@ class ServiceSettings(BaseSettings):
 
     def nats_servers(self) -> list[str]:
         return [url.strip() for url in self.nats_url.split(",") if url.strip()]
+
+
+class NoStackFound(RuntimeError):
+    """A command needs rujuk's servers and was told of none."""
+
+    def __init__(self, setting: str, option: str) -> None:
+        self.setting = setting
+        super().__init__(
+            "Tidak menemukan stack rujuk: tidak ada `rujuk up` yang berjalan dari folder ini "
+            f"(.rujuk/up/connection.json) dan {setting} belum diisi. Jalankan `rujuk up`, atau "
+            f"isi {setting} (atau {option}).\n"
+            "No rujuk stack found: no `rujuk up` running from this folder "
+            f"(.rujuk/up/connection.json) and {setting} is not set. Start `rujuk up`, or set "
+            f"{setting} (or {option})."
+        )
+
+
+def url_for_command(given: str | None, setting: str, option: str) -> str:
+    """The server a `rujuk` command talks to: the option, else the setting (which a running
+    `rujuk up` fills in); never a default port where some other server may answer."""
+    url = given or os.environ.get(setting)
+    if not url:
+        raise NoStackFound(setting, option)
+    return url

@@ -23,6 +23,7 @@ from audit.settings import AuditSettings
 from audit.verification import verify_connection
 from rujuk_contracts.envelope import SUBJECT_PATTERN
 from rujuk_contracts.events import CASE_ID_PATTERN
+from rujuk_runtime.settings import NoStackFound, url_for_command
 
 T = TypeVar("T")
 
@@ -58,7 +59,7 @@ DatabaseUrlOption = Annotated[
     str | None,
     typer.Option(
         "--database-url",
-        help="PostgreSQL URL [default: $DATABASE_URL, else the services' default]",
+        help="PostgreSQL URL [default: $DATABASE_URL, which a running `rujuk up` sets]",
         show_default=False,
     ),
 ]
@@ -270,12 +271,11 @@ def replay_bus(
     """Re-publish history in ledger order to rujuk.replay.<request>.… / Terbitkan ulang."""
     if case_id is not None and not re.fullmatch(SUBJECT_PATTERN, case_id):
         _fail(f"{case_id!r} is not a case id / bukan nomor kasus")
-    settings = AuditSettings()
     try:
         result = _run(
             replay_onto_bus(
-                database_url or settings.database_url,
-                nats_url or settings.nats_url,
+                _database_url(database_url),
+                _nats_url(nats_url),
                 case_id=case_id,
                 since=_utc(since),
                 until=_utc(until),
@@ -297,7 +297,17 @@ def _utc(moment: datetime | None) -> datetime | None:
 
 
 def _database_url(given: str | None) -> str:
-    return given or AuditSettings().database_url
+    try:
+        return url_for_command(given, "DATABASE_URL", "--database-url")
+    except NoStackFound as exc:
+        _fail(str(exc))
+
+
+def _nats_url(given: str | None) -> str:
+    try:
+        return url_for_command(given, "NATS_URL", "--nats-url")
+    except NoStackFound as exc:
+        _fail(str(exc))
 
 
 def _run(work: Coroutine[Any, Any, T]) -> T:

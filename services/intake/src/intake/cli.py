@@ -15,8 +15,8 @@ import typer
 
 from intake import auth
 from intake.auth import Role, TokenError
-from intake.settings import IntakeSettings
 from rujuk_runtime.db import SchemaNotReady, check_migrated
+from rujuk_runtime.settings import NoStackFound, url_for_command
 
 T = TypeVar("T")
 SCHEMA = "intake"
@@ -30,7 +30,7 @@ DatabaseUrlOption = Annotated[
     str | None,
     typer.Option(
         "--database-url",
-        help="PostgreSQL URL [default: $DATABASE_URL, else the services' default]",
+        help="PostgreSQL URL [default: $DATABASE_URL, which a running `rujuk up` sets]",
         show_default=False,
     ),
 ]
@@ -55,7 +55,11 @@ async def connect(database_url: str) -> asyncpg.Connection:
 def _run(
     database_url: str | None, work: Callable[[asyncpg.Connection], Coroutine[Any, Any, T]]
 ) -> T:
-    url = database_url or IntakeSettings().database_url
+    try:
+        url = url_for_command(database_url, "DATABASE_URL", "--database-url")
+    except NoStackFound as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
 
     async def go() -> T:
         conn = await connect(url)
