@@ -15,6 +15,7 @@ from intake.cli import app as token_app
 from notify.cli import app as partner_app
 from routing.cli import app as sop_app
 from rujuk.stack import Stack, StackError, running_stack_env
+from rujuk.supervise import Supervisor
 from rujuk_runtime.logs import configure_logging
 from rujuk_runtime.nats_auth import NatsKeyring
 from rujuk_runtime.provision import ProvisionError, provision
@@ -57,7 +58,8 @@ def use_running_stack(ctx: typer.Context) -> None:
 def up(
     folder: Path = typer.Option(STATE_FOLDER / "up", help="Where servers keep data and logs"),
 ) -> None:
-    """Start NATS, PostgreSQL, the four services and the console; Ctrl-C stops everything."""
+    """Start NATS, PostgreSQL, the four services and the console, and keep them running (a
+    process that exits is started again on its port); Ctrl-C stops everything."""
     configure_logging("rujuk", "WARNING")  # what provisioning logs, the summary below says
     stack = Stack(folder)
     try:
@@ -75,10 +77,12 @@ def up(
         typer.echo(f"{name:<11} {service.url}   log: {service.log_file}")
     typer.echo("Berjalan / running. Ctrl-C untuk berhenti / to stop.")
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
+    supervisor = Supervisor(stack)
     try:
-        while not (exited := stack.exited_services()):
-            time.sleep(0.5)
-        typer.echo(f"Layanan berhenti / service exited: {', '.join(exited)}", err=True)
+        while True:
+            for line in supervisor.check():
+                typer.echo(line, err=True)
+            time.sleep(0.1)
     except KeyboardInterrupt:
         pass
     finally:

@@ -1,0 +1,126 @@
+"""`rujuk up`'s supervisor on real servers: a service or NATS killed with kill -9 is started
+again by the supervisor, on the same port; a service that keeps crashing is reported while
+the rest keeps serving."""
+
+import asyncio
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rujuk.samples import SAMPLE_REPORTS
+from rujuk.stack import Stack
+from rujuk.supervise import Backoff, Supervisor
+from tests.conftest import create_database, drop_database
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Supervised:
+    stack: Stack
+    supervisor: Supervisor
+    said: list[str] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        """What `rujuk up` does after start: check every 0.1 s."""
+        while not self.stopping.is_set():
+            self.said += self.supervisor.check()
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def supervised(server_database_url: str, tmp_path: Path) -> Iterator[Supervised]:
+    """The stack with its own NATS (as `rujuk up` has), under a supervisor in a thread."""
+    database_url = asyncio.run(create_database(server_database_url))
+    stack = Stack(tmp_path / "up", external_nats_url=None, external_database_url=database_url,
+                  nats_keyring=None)  # fmt: skip
+    running = Supervised(stack, Supervisor(stack, Backoff(first_seconds=0.2)))
+    thread = threading.Thread(target=running.run, daemon=True)
+    try:
+        stack.start()
+        thread.start()
+        yield running
+    finally:
+        running.stopping.set()
+        thread.join(10)
+        stack.stop()
+        asyncio.run(drop_database(server_database_url, database_url))
+
+
+def healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def until(condition: Callable[[], bool], timeout: float) -> float:
+    """Seconds until ``condition()``; fails after ``timeout``."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, "not within the time allowed"
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def test_a_killed_service_and_a_killed_nats_come_back_on_their_ports(
+    supervised: Supervised,
+) -> None:
+    stack = supervised.stack
+    intake = stack.services["intake"]
+    assert intake.process is not None
+    killed_pid, url = intake.process.pid, intake.url
+    os.kill(killed_pid, signal.SIGKILL)
+    restarted = until(
+        lambda: (
+            stack.services["intake"].process is not None
+            and stack.services["intake"].process.pid != killed_pid
+        ),
+        timeout=2,
+    )
+    assert stack.services["intake"].url == url  # the same port: clients keep their URL
+    answered = until(lambda: healthy(url), timeout=20)
+    print(f"intake: started again {restarted:.2f} s after kill -9, healthy {answered:.2f} s later")
+    # A report filed now is taken: the service is really back.
+    response = httpx.post(f"{url}/v1/reports", json=_report(), headers=stack.operator_headers(),
+                          timeout=10)  # fmt: skip
+    assert response.status_code == 202, response.text
+
+    nats = stack.nats
+    assert nats is not None
+    assert nats.process is not None
+    nats_pid, nats_port = nats.process.pid, nats.port
+    os.kill(nats_pid, signal.SIGKILL)
+    until(lambda: nats.process is not None and nats.process.pid != nats_pid, timeout=3)
+    assert nats.port == nats_port
+    # The services reconnect to it by themselves.
+    until(lambda: all(healthy(s.url) for s in stack.services.values()), timeout=30)
+    assert any("intake exited" in line for line in supervised.said)
+    assert any("nats exited" in line for line in supervised.said)
+
+
+def test_a_crash_loop_is_reported_and_the_rest_keeps_serving(supervised: Supervised) -> None:
+    stack = supervised.stack
+    supervised.supervisor.backoff = Backoff(first_seconds=0.05, cap_seconds=0.2)
+    stack.extra_env["NOTIFY_WEBHOOK_SIGNING_KEY"] = ""  # notify refuses to start without it
+    notify = stack.services["notify"]
+    assert notify.process is not None
+    os.kill(notify.process.pid, signal.SIGKILL)
+    until(lambda: any("keeps crashing" in line and "notify" in line for line in supervised.said),
+          timeout=60)  # fmt: skip
+    assert all(healthy(stack.services[name].url) for name in ("intake", "routing", "audit"))
+    # It is still retried: once it can start, it is back.
+    stack.extra_env.pop("NOTIFY_WEBHOOK_SIGNING_KEY")
+    until(lambda: healthy(stack.services["notify"].url), timeout=30)
+
+
+def _report() -> dict[str, object]:
+    return dict(SAMPLE_REPORTS[0])
