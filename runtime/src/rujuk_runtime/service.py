@@ -31,6 +31,7 @@ from rujuk_runtime.telemetry import configure_tracing, instrument_asgi, shutdown
 log = get_logger(__name__)
 
 POOL_CLOSE_SECONDS = 10.0
+STOP_STEP_SECONDS = 10.0
 
 
 class ServiceRuntime:
@@ -174,11 +175,11 @@ class ServiceRuntime:
 
     async def _on_shutdown(self) -> None:
         for consumer in self._pull_consumers:
-            await consumer.stop()
+            await _bounded(consumer.stop(), f"consumer {consumer.durable}")
         for callback in self.on_stopping:
-            await callback()
+            await _bounded(callback(), "a stopping callback")
         if self._relay is not None:
-            await self._relay.stop()
+            await _bounded(self._relay.stop(), "the outbox relay")
 
     async def _after_shutdown(self) -> None:
         if self._pool is not None:
@@ -237,7 +238,7 @@ class ServiceRuntime:
             yield
         finally:
             await self._on_shutdown()
-            await self.broker.stop()
+            await _bounded(self.broker.stop(), "the NATS connection")
             await self._after_shutdown()
 
     def lifespan(self, _app: object) -> contextlib.AbstractAsyncContextManager[None]:
@@ -255,6 +256,16 @@ class ServiceRuntime:
             logger=None,
             **self.lifecycle_hooks(),  # type: ignore[arg-type]
         )
+
+
+async def _bounded(stopping: Awaitable[None], what: str) -> None:
+    """One step of a stop, given STOP_STEP_SECONDS at most: a stop must end (SIGTERM, a test's
+    teardown) even when a step waits on something that never answers; what was in flight is
+    redelivered, as after a crash."""
+    try:
+        await asyncio.wait_for(stopping, STOP_STEP_SECONDS)
+    except TimeoutError:
+        log.error("stop step did not finish; going on", step=what, seconds=STOP_STEP_SECONDS)
 
 
 def serve(app: Any, settings: ServiceSettings) -> None:
