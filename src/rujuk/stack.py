@@ -21,7 +21,8 @@ import httpx
 
 from intake.vault import new_master_key_spec
 from rujuk_runtime.embedded import EmbeddedNats, EmbeddedPostgres, free_port
-from rujuk_runtime.nats_auth import SERVICE_GRANTS, NatsKeyring, without_credentials, write_private
+from rujuk_runtime.nats_auth import SERVICE_GRANTS, NatsKeyring, without_credentials
+from rujuk_runtime.private_files import write_private
 from rujuk_runtime.provision import ProvisionError, provision
 from rujuk_runtime.roles import SCHEMAS, RolePlanError, role_url, without_password
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from rujuk.stack import SERVICES, Stack, StackError
+from rujuk.stack import Stack, StackError
 from rujuk_runtime.embedded import EmbeddedServerError
 
 
@@ -99,6 +99,9 @@ class Supervisor:
         return service.port if service else None
 
     def _log_of(self, name: str) -> str:
-        if name in SERVICES and name in self.stack.services:
-            return str(self.stack.services[name].log_file)
-        return str(self.stack.folder / name)
+        if name == "nats" and self.stack.nats is not None:
+            return str(self.stack.nats.folder / "nats-server.log")
+        if name == "postgres" and self.stack.postgres is not None:
+            return str(self.stack.postgres.folder / "postgres.log")
+        service = self.stack.services.get(name)
+        return str(service.log_file) if service else str(self.stack.folder / "logs")

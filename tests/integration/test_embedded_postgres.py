@@ -41,17 +41,21 @@ async def test_settings_reach_the_server_and_pg_stat_statements_counts(tmp_path:
 
 
 async def test_the_superuser_needs_its_password_kept_0600_beside_the_server(
-    embedded_postgres: EmbeddedPostgres | None,
+    tmp_path: Path,
 ) -> None:
-    if embedded_postgres is None:
-        pytest.skip("DATABASE_URL names someone else's server")
-    assert stat.S_IMODE(embedded_postgres.password_file.stat().st_mode) == 0o600
-    assert embedded_postgres.superuser_password not in embedded_postgres.address
-    anonymous = f"postgresql://postgres@127.0.0.1:{embedded_postgres.port}/rujuk"
-    with pytest.raises(asyncpg.InvalidPasswordError):
-        await asyncpg.connect(anonymous)
-    db = await asyncpg.connect(embedded_postgres.url)
-    await db.close()
+    await asyncio.to_thread(tmp_path.chmod, 0o755)  # PostgreSQL may run as its own user
+    server = EmbeddedPostgres(tmp_path / "postgres")  # its own, whatever DATABASE_URL says
+    await asyncio.to_thread(server.start)
+    try:
+        assert stat.S_IMODE(server.password_file.stat().st_mode) == 0o600
+        assert server.superuser_password not in server.address
+        anonymous = f"postgresql://postgres@127.0.0.1:{server.port}/rujuk"
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            await asyncpg.connect(anonymous)
+        db = await asyncpg.connect(server.url)
+        await db.close()
+    finally:
+        await asyncio.to_thread(server.stop)
 
 
 async def test_a_cluster_an_older_rujuk_made_with_trust_requires_passwords_once_started(

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from rujuk_runtime.nats_auth import NatsKeyring, write_private
+from rujuk_runtime.nats_auth import NatsKeyring
+from rujuk_runtime.private_files import write_private
 from rujuk_runtime.roles import scram_verifier
 
 POSTGRES_SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root

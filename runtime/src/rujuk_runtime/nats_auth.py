@@ -34,6 +34,7 @@ import nkeys  # type: ignore[import-untyped]
 
 from rujuk_contracts import events, subjects
 from rujuk_runtime import tls
+from rujuk_runtime.private_files import write_private
 
 OPS_USER = "ops"
 SERVICE_NAMES = ("intake", "routing", "notify", "audit")
@@ -268,18 +269,6 @@ def _each_server(url: str, netloc: Callable[[str], str]) -> str:
         urlunsplit(parts._replace(netloc=netloc(f"{parts.hostname}:{parts.port}")))
         for parts in servers
     )
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write a secret: the file is 0600 from its creation, never readable by others even for a
-    moment, and replaced whole (no half-written secret after a crash)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.unlink(missing_ok=True)
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        file.write(text)
-    partial.replace(path)
 
 
 class NatsKeyring:

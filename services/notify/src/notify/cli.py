@@ -14,6 +14,7 @@ from notify import partners
 from notify.channels import partner_secret
 from rujuk_contracts import subjects
 from rujuk_runtime import nats_auth
+from rujuk_runtime.private_files import write_private
 
 app = typer.Typer(help="Mitra / partner agencies: credentials and secrets", no_args_is_help=True)
 
@@ -81,7 +82,7 @@ def creds(
         )
         raise typer.Exit(1)
     seed = nats_auth.new_seed()
-    nats_auth.write_private(seed_file, seed + "\n")
+    write_private(seed_file, seed + "\n")
     ring = nats_auth.NatsKeyring(keyring)
     ring.add_partner(agency, nats_auth.public_key_of(seed))
     if ring.reload_server():
