@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import asyncpg
-from fastapi import Depends, HTTPException
+from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from rujuk_contracts import subjects
@@ -31,7 +31,7 @@ from rujuk_runtime.db import Connection
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.service import ServiceRuntime
 
-__all__ = ["Principal", "Role", "TokenVerifier", "follow_tokens", "hash_secret"]
+__all__ = ["Principal", "Role", "TokenVerifier", "follow_tokens", "hash_secret", "require"]
 
 log = get_logger(__name__)
 
@@ -116,37 +116,58 @@ class TokenVerifier:
         self._remembered.clear()
 
     def require(self, *roles: Role) -> Callable[..., Awaitable[Principal]]:
-        """A FastAPI dependency: the caller's principal if its role is one of ``roles``.
-
-        401 with ``WWW-Authenticate: Bearer`` without a token or for an unknown or revoked
-        one; 403 for a role that may not.
-        """
-        allowed = ", ".join(r.value for r in roles)
+        """A FastAPI dependency bound to this verifier (see ``require``)."""
         verifier = self
 
         async def principal(
             credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
         ) -> Principal:
-            if credentials is None:
-                raise HTTPException(
-                    401,
-                    "token akses diperlukan / a bearer token is required",
-                    headers={"WWW-Authenticate": 'Bearer realm="rujuk"'},
-                )
-            found = await verifier.principal(credentials.credentials)
-            if found is None:
-                raise HTTPException(
-                    401,
-                    "token tidak dikenal atau dicabut / unknown or revoked token",
-                    headers={"WWW-Authenticate": 'Bearer realm="rujuk", error="invalid_token"'},
-                )
-            if found.role not in roles:
-                raise HTTPException(
-                    403, f"peran tidak diizinkan / role {found.role.value} may not; only {allowed}"
-                )
-            return found
+            return await verifier.check(credentials, roles)
 
         return principal
+
+    async def check(
+        self, credentials: HTTPAuthorizationCredentials | None, roles: tuple[Role, ...]
+    ) -> Principal:
+        """The caller's principal if its role is one of ``roles``.
+
+        401 with ``WWW-Authenticate: Bearer`` without a token or for an unknown or revoked
+        one; 403 for a role that may not.
+        """
+        if credentials is None:
+            raise HTTPException(
+                401,
+                "token akses diperlukan / a bearer token is required",
+                headers={"WWW-Authenticate": 'Bearer realm="rujuk"'},
+            )
+        found = await self.principal(credentials.credentials)
+        if found is None:
+            raise HTTPException(
+                401,
+                "token tidak dikenal atau dicabut / unknown or revoked token",
+                headers={"WWW-Authenticate": 'Bearer realm="rujuk", error="invalid_token"'},
+            )
+        if found.role not in roles:
+            allowed = ", ".join(r.value for r in roles)
+            raise HTTPException(
+                403, f"peran tidak diizinkan / role {found.role.value} may not; only {allowed}"
+            )
+        return found
+
+
+def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
+    """A FastAPI dependency for module-level routes: the caller's principal if its role is one
+    of ``roles``, checked by the app's verifier (``app.state.verifier``, set by the service's
+    bootstrap). ``Annotated[Principal, Depends(require(Role.OPERATOR))]``."""
+
+    async def principal(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Principal:
+        verifier: TokenVerifier = request.app.state.verifier
+        return await verifier.check(credentials, roles)
+
+    return principal
 
 
 # --- the projection -----------------------------------------------------------------------

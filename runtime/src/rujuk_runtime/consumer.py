@@ -27,7 +27,9 @@ from rujuk_contracts.envelope import CloudEvent, EventError, parse_envelope, pay
 from rujuk_contracts.events import EVENT_MODELS, EventPayload, model_for_type
 from rujuk_runtime.bus import consumer_name, park
 from rujuk_runtime.db import Connection, HeldConnection
+from rujuk_runtime.inbox import record_processed, record_processed_batch
 from rujuk_runtime.logs import get_logger
+from rujuk_runtime.messages import deliveries, message_id
 from rujuk_runtime.metrics import DEAD_LETTERED, EVENTS_CONSUMED, HANDLER_SECONDS
 from rujuk_runtime.outbox import counting_staged
 from rujuk_runtime.telemetry import record_span, span_from
@@ -125,7 +127,7 @@ class EventConsumer:
                 subject=message.subject,
                 data=message.data,
                 reason=reason,
-                message_id=_message_id(message),
+                message_id=message_id(message),
                 consumer=consumer_name(message),
             )
             await message.ack()
@@ -187,14 +189,9 @@ class EventConsumer:
                     for message, item in work
                 ]
             # One statement records the whole batch as processed, instead of one per event.
-            fresh = await conn.fetch(
-                "INSERT INTO processed_events (event_id, event_type) "
-                "SELECT * FROM unnest($1::text[], $2::text[]) "
-                "ON CONFLICT DO NOTHING RETURNING event_id",
-                [item.event.id for _, item in work],
-                [item.event.type for _, item in work],
+            new_ids = await record_processed_batch(
+                conn, [item.event.id for _, item in work], [item.event.type for _, item in work]
             )
-            new_ids = {row["event_id"] for row in fresh}
             verdicts: list[str | None] = []
             run: list[_Work] = []  # consecutive new events for one batch handler
             for message, item in work:
@@ -315,12 +312,7 @@ class EventConsumer:
                 async with conn.transaction() if savepoint else contextlib.nullcontext():
                     inserted = new
                     if inserted is None:  # not recorded with its batch: record it here
-                        inserted = await conn.fetchval(
-                            "INSERT INTO processed_events (event_id, event_type) "
-                            "VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
-                            event.id,
-                            event.type,
-                        )
+                        inserted = await record_processed(conn, event.id, event.type)
                     if not inserted:
                         tally.append((event.type, "duplicate", 0.0))
                         return None
@@ -352,18 +344,18 @@ class EventConsumer:
             )
             tally.append((event.type, "parked", 0.0))
             return f"rejected: {exc.reason}"
-        deliveries = _deliveries(message)
+        delivered = deliveries(message)
         log.error(
             "event handler failed",
             event_id=event.id,
             case_id=event.subject,
             event_type=event.type,
-            deliveries=deliveries,
+            deliveries=delivered,
             exc_info=exc,
         )
-        if deliveries >= self.max_deliveries:
+        if delivered >= self.max_deliveries:
             tally.append((event.type, "parked", 0.0))
-            return f"handler failed {deliveries} times: {type(exc).__name__}: {exc}"
+            return f"handler failed {delivered} times: {type(exc).__name__}: {exc}"
         tally.append((event.type, "retried", 0.0))
         return "retry"
 
@@ -380,22 +372,6 @@ def _other_versions(event_type: str) -> str:
     if not family or not known or event_type in known:
         return ""
     return f": unknown schema version (known: {', '.join(known)})"
-
-
-def _deliveries(message: Msg) -> int:
-    try:
-        return int(message.metadata.num_delivered)
-    except Exception:
-        return 1
-
-
-def _message_id(message: Msg) -> str | None:
-    if message.headers and "Nats-Msg-Id" in message.headers:
-        return message.headers["Nats-Msg-Id"]
-    try:
-        return f"{message.metadata.stream}:{message.metadata.sequence.stream}"
-    except Exception:
-        return None
 
 
 async def nak_later(message: Msg) -> None:

@@ -5,7 +5,6 @@ acknowledged it, so a crash anywhere republishes, and JetStream drops the duplic
 """
 
 import asyncio
-import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -19,6 +18,7 @@ from rujuk_runtime.bus import event_headers
 from rujuk_runtime.db import Connection, HeldConnection, columns
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG
+from rujuk_runtime.tasks import BackgroundTask
 
 log = get_logger(__name__)
 
@@ -88,7 +88,7 @@ DELETE FROM outbox WHERE seq = ANY(ARRAY(
 """
 
 
-class OutboxRelay:
+class OutboxRelay(BackgroundTask):
     """Publishes staged events in order. Woken after each commit; polls as a safety net."""
 
     def __init__(
@@ -101,6 +101,7 @@ class OutboxRelay:
         poll_interval: float = 0.5,
         publish_timeout: float = 5.0,
     ) -> None:
+        super().__init__("outbox-relay")
         self._pool = pool
         self._js = js
         self._service = service
@@ -110,22 +111,9 @@ class OutboxRelay:
         # The relay runs one pass at a time, every few milliseconds under load: on a connection
         # of its own rather than one taken from the pool (and reset) for each pass.
         self._held = HeldConnection(lambda: pool)
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self.published = 0
 
-    def wake(self) -> None:
-        self._wakeup.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="outbox-relay")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def stopped(self) -> None:
         await self._held.release()
 
     async def relay_once(self) -> int:
@@ -164,11 +152,11 @@ class OutboxRelay:
         OUTBOX_BACKLOG.labels(self._service).set(backlog)
         return len(rows)
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
         backoff = self._poll_interval
         while True:
             # Cleared before the rows are taken: a commit after this wakes the next round.
-            self._wakeup.clear()
+            self.clear_wake()
             try:
                 while await self.relay_once() == self._batch_size:
                     pass
@@ -185,5 +173,4 @@ class OutboxRelay:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll_interval)
+            await self.wait_for_wake(self._poll_interval)

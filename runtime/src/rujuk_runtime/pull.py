@@ -22,6 +22,7 @@ from nats.js.errors import ServiceUnavailableError
 from rujuk_runtime.bus import when_jetstream_answers
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING, CONSUMER_REDELIVERED
+from rujuk_runtime.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -73,16 +74,9 @@ class PullConsumer:
         self._watch = asyncio.create_task(self._report_state(js), name=f"watch-{self.durable}")
 
     async def stop(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
-            self._watch = None
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        watch, task, self._watch, self._task = self._watch, self._task, None, None
+        await cancel_and_wait(watch)
+        await cancel_and_wait(task)
         if self.on_idle is not None:
             await self.on_idle()
         if self._subscription is not None:

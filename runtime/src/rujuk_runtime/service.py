@@ -1,9 +1,8 @@
 """What every rujuk service is made of: a FastStream broker with durable JetStream consumers,
-a pool on its own schema, an outbox relay, health endpoints, and a clean stop on SIGTERM."""
+a pool on its own schema, an outbox relay, its health, and a clean stop on SIGTERM."""
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -11,8 +10,6 @@ import asyncpg
 import nats
 import uvicorn
 import uvloop
-from faststream.asgi import AsgiFastStream, AsgiResponse, get
-from faststream.asgi.types import ASGIApp, Scope
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
@@ -22,7 +19,6 @@ from rujuk_runtime.bus import ensure_streams, identity, jetstream, make_broker
 from rujuk_runtime.consumer import BatchHandler, EnvelopeHandler, EventConsumer, Handler
 from rujuk_runtime.db import HeldConnection, SchemaNotReady, create_pool
 from rujuk_runtime.logs import configure_logging, get_logger
-from rujuk_runtime.metrics import render
 from rujuk_runtime.outbox import OutboxRelay
 from rujuk_runtime.pull import BatchProcessor, PullConsumer
 from rujuk_runtime.settings import ServiceSettings
@@ -53,6 +49,8 @@ class ServiceRuntime:
         # are acknowledged without any work (no transaction, no processed_events row).
         self.skip_unhandled = False
         self._pull_consumers: list[PullConsumer] = []
+        # What /healthz reports besides NATS and PostgreSQL, without deciding its status.
+        self.health_details: list[Callable[[], dict[str, Any]]] = []
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -199,38 +197,14 @@ class ServiceRuntime:
         except Exception as exc:
             checks["postgres"] = False
             checks["postgres_error"] = type(exc).__name__
-        return all(v for k, v in checks.items() if not k.endswith("_error")), checks
-
-    def health_route(self) -> ASGIApp:
-        runtime = self
-
-        @get(description="200 when NATS and PostgreSQL answer, 503 otherwise")
-        async def healthz(scope: Scope) -> AsgiResponse:
-            ok, checks = await runtime.health()
-            body = json.dumps({"service": runtime.name, "ok": ok, **checks}).encode()
-            return AsgiResponse(body, 200 if ok else 503, {"content-type": "application/json"})
-
-        return healthz
-
-    def metrics_route(self) -> ASGIApp:
-        @get(description="Prometheus metrics")
-        async def metrics(scope: Scope) -> AsgiResponse:
-            body, content_type = render()
-            return AsgiResponse(body, 200, {"content-type": content_type})
-
-        return metrics
-
-    def lifecycle_hooks(self) -> dict[str, list[Callable[[], Awaitable[None]]]]:
-        return {
-            "on_startup": [self._on_startup],
-            "after_startup": [self._after_startup],
-            "on_shutdown": [self._on_shutdown],
-            "after_shutdown": [self._after_shutdown],
-        }
+        ok = all(v for k, v in checks.items() if not k.endswith("_error"))
+        for details in self.health_details:  # said, not counted in ``ok``
+            checks.update(details())
+        return ok, checks
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """The same lifecycle for a service whose door is another ASGI app (e.g. FastAPI)."""
+        """Start everything, yield while the service serves, then stop everything."""
         await self._on_startup()
         await self.broker.start()
         await self._after_startup()
@@ -242,20 +216,8 @@ class ServiceRuntime:
             await self._after_shutdown()
 
     def lifespan(self, _app: object) -> contextlib.AbstractAsyncContextManager[None]:
-        """For a FastAPI door: ``FastAPI(lifespan=runtime.lifespan)``."""
+        """The lifespan of the service's FastAPI door (``rujuk_runtime.webapp``)."""
         return self.running()
-
-    def asgi_app(self, routes: list[tuple[str, ASGIApp]] | None = None) -> AsgiFastStream:
-        return AsgiFastStream(
-            self.broker,
-            asgi_routes=[
-                ("/healthz", self.health_route()),
-                ("/metrics", self.metrics_route()),
-                *(routes or []),
-            ],
-            logger=None,
-            **self.lifecycle_hooks(),  # type: ignore[arg-type]
-        )
 
 
 async def _bounded(stopping: Awaitable[None], what: str) -> None:
