@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from rujuk_runtime.body_guard import BodyGuard
 from rujuk_runtime.messages import deliveries, message_id, stream_sequence
-from rujuk_runtime.tasks import BackgroundTask
+from rujuk_runtime.tasks import BackgroundTask, cancel_and_wait
 
 
 class Ticker(BackgroundTask):
@@ -64,6 +64,36 @@ async def test_a_wake_during_the_look_for_work_is_kept_for_the_next_wait() -> No
     assert await ticker.wait_for_wake(0.01) is True
     ticker.clear_wake()
     assert await ticker.wait_for_wake(0.01) is False
+
+
+async def test_a_task_that_swallows_a_cancellation_is_still_stopped() -> None:
+    """As nats-py's fetch does on Python 3.11 when the cancellation meets its own timeout."""
+    swallowed: list[bool] = []
+
+    async def stubborn() -> None:
+        while True:
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                if swallowed:
+                    raise
+                swallowed.append(True)  # taken for a timeout: the loop goes on
+
+    task = asyncio.create_task(stubborn())
+    await settle()
+    await asyncio.wait_for(cancel_and_wait(task), 5)
+    assert task.cancelled()
+    assert swallowed == [True]
+
+
+async def test_the_error_a_task_ended_with_is_raised_by_its_stop() -> None:
+    async def broken() -> None:
+        raise RuntimeError("rusak untuk uji / broken for the test")
+
+    task = asyncio.create_task(broken())
+    await settle()
+    with pytest.raises(RuntimeError, match="broken for the test"):
+        await cancel_and_wait(task)
 
 
 def jetstream_message(headers: dict[str, str] | None, sequence: int, delivered: int) -> Any:

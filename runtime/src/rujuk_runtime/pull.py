@@ -6,10 +6,19 @@ it catches only ``nats.errors.TimeoutError`` while nats-py also raises the built
 ``TimeoutError``; the batch gathered so far is then dropped and comes back only after
 ``ack_wait``, behind later messages. Here a batch is whatever is waiting now, and when nothing
 is, one message is awaited; messages are handled strictly in the order they were delivered.
+
+Redelivery after a crash takes seconds, not half a minute: ``ack_wait`` is short
+(``ACK_WAIT_SECONDS``), and while a message is being worked on (a batch in a slow transaction,
+audit's commit that trails its batch) the consumer tells JetStream so every
+``PROGRESS_INTERVAL_SECONDS`` with an in-progress acknowledgement (``+WPI``), until the message
+is acknowledged, or for ``MAX_IN_PROGRESS_SECONDS`` at most. A process that dies stops telling,
+and JetStream hands its messages to the restarted one after ``ack_wait``. Redelivery of a
+message that was in fact processed is harmless: every consumer records what it processed.
 """
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -26,7 +35,11 @@ from rujuk_runtime.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
-ACK_WAIT_SECONDS = 30.0
+ACK_WAIT_SECONDS = 3.0
+PROGRESS_INTERVAL_SECONDS = 1.0
+# A message held longer is left to redelivery: whoever held it has lost it (e.g. a failed
+# commit that acks nothing).
+MAX_IN_PROGRESS_SECONDS = 120.0
 IDLE_WAIT_SECONDS = 5.0  # how long one wait for the next message lasts (then it is renewed)
 DRAIN_WAIT_SECONDS = 0.01
 STATE_INTERVAL_SECONDS = 5.0  # how long to wait for "what is there now"
@@ -49,20 +62,30 @@ class PullConsumer:
     # Called whenever nothing is waiting (before waiting for the next message) and at stop:
     # e.g. give back a database connection held only while one batch follows another.
     on_idle: IdleCallback | None = None
-    _task: asyncio.Task[None] | None = field(default=None, init=False)
+    ack_wait: float = ACK_WAIT_SECONDS
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False)
     _subscription: JetStreamContext.PullSubscription | None = field(default=None, init=False)
-    _watch: asyncio.Task[None] | None = field(default=None, init=False)
+    # Delivered and not yet acknowledged, by id(): the message, when it went to ``process``.
+    _working: dict[int, tuple[Msg, float]] = field(default_factory=dict, init=False)
 
     def config(self) -> ConsumerConfig:
         return ConsumerConfig(
+            name=self.durable,
             durable_name=self.durable,
+            filter_subject=self.subject,
             ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=ACK_WAIT_SECONDS,
+            ack_wait=self.ack_wait,
             deliver_policy=DeliverPolicy.ALL,
             max_ack_pending=self.max_ack_pending or max(1000, self.batch_size * 10),
         )
 
     async def start(self, js: JetStreamContext) -> None:
+        # Created, or updated to this config: a consumer made by an earlier version (e.g. with
+        # a 30 s ack_wait) takes the current settings rather than keeping its own.
+        await when_jetstream_answers(
+            lambda: js.add_consumer(self.stream, config=self.config()),
+            f"consumer {self.durable}",
+        )
         subscription = await when_jetstream_answers(
             lambda: js.pull_subscribe(
                 self.subject, durable=self.durable, stream=self.stream, config=self.config()
@@ -70,13 +93,17 @@ class PullConsumer:
             f"consumer {self.durable}",
         )
         self._subscription = subscription
-        self._task = asyncio.create_task(self._run(subscription), name=f"pull-{self.durable}")
-        self._watch = asyncio.create_task(self._report_state(js), name=f"watch-{self.durable}")
+        self._tasks = [
+            asyncio.create_task(self._report_state(js), name=f"watch-{self.durable}"),
+            asyncio.create_task(self._keep_in_progress(), name=f"progress-{self.durable}"),
+            asyncio.create_task(self._run(subscription), name=f"pull-{self.durable}"),
+        ]
 
     async def stop(self) -> None:
-        watch, task, self._watch, self._task = self._watch, self._task, None, None
-        await cancel_and_wait(watch)
-        await cancel_and_wait(task)
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            await cancel_and_wait(task)
+        self._working.clear()
         if self.on_idle is not None:
             await self.on_idle()
         if self._subscription is not None:
@@ -98,10 +125,26 @@ class PullConsumer:
                 continue
             if not batch:
                 continue
+            handed = time.monotonic()
+            self._working.update((id(message), (message, handed)) for message in batch)
             try:
                 await self.process(batch)
             except Exception:  # unacked messages come back after ack_wait; keep consuming
                 log.exception("batch processing failed", durable=self.durable, size=len(batch))
+                for message in batch:
+                    self._working.pop(id(message), None)
+
+    async def _keep_in_progress(self) -> None:
+        """Tell JetStream, for each message still being worked on, that it is (``+WPI``)."""
+        while True:
+            await asyncio.sleep(PROGRESS_INTERVAL_SECONDS)
+            now = time.monotonic()
+            for key, (message, handed) in list(self._working.items()):
+                if message.is_acked or now - handed > MAX_IN_PROGRESS_SECONDS:
+                    del self._working[key]
+                elif now - handed >= PROGRESS_INTERVAL_SECONDS:
+                    with contextlib.suppress(Exception):  # NATS away: ack_wait decides
+                        await message.in_progress()
 
     async def _report_state(self, js: JetStreamContext) -> None:
         """Keep the consumer's pending and redelivered counts in the metrics."""

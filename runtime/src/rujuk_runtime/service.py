@@ -207,8 +207,8 @@ class ServiceRuntime:
         """Start everything, yield while the service serves, then stop everything."""
         await self._on_startup()
         await self.broker.start()
-        await self._after_startup()
         try:
+            await self._after_startup()  # a start-up callback that fails still stops the rest
             yield
         finally:
             await self._on_shutdown()

@@ -3,17 +3,27 @@ watcher, notify's delivery worker, audit's checkpointer): each runs as one async
 started once, woken when there is work, and stopped cleanly."""
 
 import asyncio
-import contextlib
 from abc import ABC, abstractmethod
+from typing import Any
+
+RECANCEL_SECONDS = 1.0
 
 
-async def cancel_and_wait(task: asyncio.Task[None] | None) -> None:
-    """Cancel ``task`` and wait until it has ended; nothing for None."""
+async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    """Cancel ``task`` and wait until it has ended; nothing for None. An exception the task
+    ended with is raised here.
+
+    The cancellation is sent again every ``RECANCEL_SECONDS`` until the task ends: on Python
+    3.11 ``asyncio.wait_for`` swallows a cancellation that arrives as its inner wait finishes
+    (CPython gh-86296), and nats-py's ``fetch`` waits that way, so a pull loop could take one
+    cancellation for a timeout and carry on, and its stop would wait for ever."""
     if task is None:
         return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=RECANCEL_SECONDS)
+    if not task.cancelled() and (error := task.exception()) is not None:
+        raise error
 
 
 class BackgroundTask(ABC):
@@ -39,6 +49,11 @@ class BackgroundTask(ABC):
         task, self._task = self._task, None
         await cancel_and_wait(task)
         await self.stopped()
+
+    @property
+    def woken(self) -> bool:
+        """Whether a wake is waiting to be taken."""
+        return self._wakeup.is_set()
 
     def wake(self) -> None:
         """There is work: end the current ``wait_for_wake`` at once."""
