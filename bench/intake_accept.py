@@ -23,7 +23,7 @@ import aiohttp
 from latency import percentile
 from procs import CpuMeter
 
-from intake import auth
+from intake import store
 from intake.auth import Role
 from intake.cli import connect
 from rujuk.stack import Stack
@@ -126,7 +126,7 @@ async def main(args: argparse.Namespace) -> None:
     try:
         conn = await connect(stack.database_url)
         try:
-            _, secret = await auth.create_token(conn, Role.OPERATOR, label="bench")
+            _, secret = await store.create_token(conn, Role.OPERATOR, label="bench")
         finally:
             await conn.close()
         stack.start_service("intake")

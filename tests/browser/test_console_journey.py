@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page
 
-from intake import auth
+from intake import store
 from intake.auth import Role
 from rujuk.stack import Stack
 from tests.browser.accessibility import page_problems
@@ -59,7 +59,7 @@ async def partner_token(stack: Stack, agency_id: str) -> str:
     """A partner token, once every service that checks it has learnt of it."""
     conn = await asyncpg.connect(stack.database_url, server_settings={"search_path": "intake"})
     try:
-        _, secret = await auth.create_token(
+        _, secret = await store.create_token(
             conn, Role.PARTNER, agency_id=agency_id, label="browser test"
         )
     finally:

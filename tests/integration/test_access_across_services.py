@@ -18,8 +18,8 @@ from fastapi.routing import APIRoute
 
 from audit.app import create_app as create_audit
 from audit.settings import AuditSettings
-from intake import auth
-from intake.app import create_app as create_intake
+from intake import store
+from intake.bootstrap import create_app as create_intake
 from intake.settings import IntakeSettings
 from intake.vault import new_master_key_spec
 from notify.http import create_app as create_notify
@@ -27,6 +27,7 @@ from notify.settings import NotifySettings
 from routing.app import create_app as create_routing
 from routing.settings import RoutingSettings
 from rujuk_contracts.events import Role
+from rujuk_runtime.access import hash_secret
 from tests.conftest import provisioned_database, remove_streams
 from tests.integration.access_support import bearer, eventually
 
@@ -124,7 +125,7 @@ async def services(nats_url: str, server_database_url: str) -> AsyncIterator[Ser
             try:  # as `rujuk token create` does: straight into intake's schema and outbox
                 for role in Role:
                     agency = "rsud-bangil" if role is Role.PARTNER else None
-                    tokens[role] = await auth.create_token(
+                    tokens[role] = await store.create_token(
                         conn, role, agency_id=agency, label="Ibu Contoh (invented holder)"
                     )
             finally:
@@ -168,7 +169,7 @@ async def test_token_events_are_in_the_ledger_without_the_label_or_the_secret(
     assert entry["summary"] == f"token {token_id} issued: partner of rsud-bangil"
     data = entry["event"]["data"]
     assert (data["role"], data["agency_id"]) == ("partner", "rsud-bangil")
-    assert data["secret_sha256"] == auth.hash_secret(secret).hex()
+    assert data["secret_sha256"] == hash_secret(secret).hex()
     assert "Contoh" not in history.text
     assert secret not in history.text
 
@@ -207,7 +208,7 @@ async def test_a_revoked_token_stops_working_at_every_service(services: Services
     await eventually(lambda: intake.get("/v1/whoami", headers=coordinator), 200)
     conn = await services.intake_db()
     try:  # as `rujuk token revoke` does
-        assert await auth.revoke_token(conn, services.tokens[Role.COORDINATOR][0])
+        assert await store.revoke_token(conn, services.tokens[Role.COORDINATOR][0])
     finally:
         await conn.close()
     started = time.monotonic()

@@ -28,7 +28,7 @@ import pytest
 from nats.js import JetStreamContext
 
 from audit.app import DURABLE as LEDGER_DURABLE
-from intake import auth
+from intake import store
 from intake.auth import Role
 from notify.replies import REPLY_KINDS, reply_event_id
 from rujuk.samples import SAMPLE_REPORTS
@@ -282,8 +282,8 @@ async def good_journey(run: Swept, js: JetStreamContext) -> None:
     # A partner is issued a token and loses it: intake announces both.
     conn = await asyncpg.connect(stack.database_url, server_settings={"search_path": "intake"})
     try:
-        token_id, _ = await auth.create_token(conn, Role.PARTNER, agency_id=kept["agency_id"])
-        await auth.revoke_token(conn, token_id)
+        token_id, _ = await store.create_token(conn, Role.PARTNER, agency_id=kept["agency_id"])
+        await store.revoke_token(conn, token_id)
     finally:
         await conn.close()
 

@@ -33,7 +33,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from console import form as console_form
-from intake import auth
+from intake import store
 from intake.auth import Role
 from intake.cli import connect
 from rujuk.stack import Stack
@@ -82,7 +82,7 @@ class Running:
 async def _partner_token(database_url: str) -> str:
     conn = await connect(database_url)
     try:
-        return (await auth.create_token(conn, Role.PARTNER, agency_id=PARTNER_AGENCY))[1]
+        return (await store.create_token(conn, Role.PARTNER, agency_id=PARTNER_AGENCY))[1]
     finally:
         await conn.close()
 

@@ -12,9 +12,9 @@ import httpx
 import nats
 import pytest
 
-from intake import auth
-from intake.app import create_app
+from intake import store
 from intake.auth import Role
+from intake.bootstrap import create_app
 from intake.settings import IntakeSettings
 from intake.vault import new_master_key_spec
 from rujuk_contracts import make_event, parse_event, subjects
@@ -124,10 +124,10 @@ async def intake(nats_url: str, server_database_url: str) -> AsyncIterator[Intak
                 ("stranger", Role.PARTNER, "lembaga-lain"),
                 ("revoked", Role.OPERATOR, None),
             ):
-                ids[name], tokens[name] = await auth.create_token(
+                ids[name], tokens[name] = await store.create_token(
                     conn, role, agency_id=agency, label=f"test {name}"
                 )
-            await auth.revoke_token(conn, ids["revoked"])
+            await store.revoke_token(conn, ids["revoked"])
             await conn.close()
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:

@@ -12,7 +12,7 @@ import httpx
 import nats
 import pytest
 
-from intake import auth
+from intake import store
 from intake.auth import Role
 from intake.cli import connect
 from rujuk.stack import Stack
@@ -102,7 +102,7 @@ async def harness(server_database_url: str, tmp_path: Path) -> AsyncIterator[Har
     async with provisioned_database(server_database_url) as database:
         conn = await connect(database.role_url("intake"))  # as `rujuk token create` does
         try:
-            _, secret = await auth.create_token(conn, Role.OPERATOR, label="durability test")
+            _, secret = await store.create_token(conn, Role.OPERATOR, label="durability test")
         finally:
             await conn.close()
         h = Harness(tmp_path, database.admin_url)

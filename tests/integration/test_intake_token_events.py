@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from intake import auth
+from intake import store
 from intake.auth import Role
 from rujuk_contracts import parse_event
 from rujuk_contracts.events import EventPayload, TokenIssued, TokenRevoked
@@ -34,7 +34,7 @@ async def staged(conn: asyncpg.Connection) -> list[EventPayload]:
 async def test_a_new_token_is_announced_with_its_hash_and_never_its_secret_or_label(
     conn: asyncpg.Connection,
 ) -> None:
-    token_id, secret = await auth.create_token(
+    token_id, secret = await store.create_token(
         conn, Role.PARTNER, agency_id="rsud-bangil", label="Ibu Contoh, IGD"
     )
     [issued] = await staged(conn)
@@ -50,17 +50,17 @@ async def test_a_new_token_is_announced_with_its_hash_and_never_its_secret_or_la
 
 
 async def test_a_token_that_cannot_be_stored_is_not_announced(conn: asyncpg.Connection) -> None:
-    _, secret = await auth.create_token(conn, Role.OPERATOR)
+    _, secret = await store.create_token(conn, Role.OPERATOR)
     with pytest.raises(asyncpg.UniqueViolationError):
-        await auth.create_token(conn, Role.OPERATOR, secret=secret)  # the same hash again
+        await store.create_token(conn, Role.OPERATOR, secret=secret)  # the same hash again
     assert len(await staged(conn)) == 1
 
 
 async def test_revoking_is_announced_once(conn: asyncpg.Connection) -> None:
-    token_id, _ = await auth.create_token(conn, Role.AUDITOR)
-    assert await auth.revoke_token(conn, token_id)
-    assert await auth.revoke_token(conn, token_id)  # again: still revoked, nothing new
-    assert not await auth.revoke_token(conn, "tok-000000000000")
+    token_id, _ = await store.create_token(conn, Role.AUDITOR)
+    assert await store.revoke_token(conn, token_id)
+    assert await store.revoke_token(conn, token_id)  # again: still revoked, nothing new
+    assert not await store.revoke_token(conn, "tok-000000000000")
     assert [type(p) for p in await staged(conn)] == [TokenIssued, TokenRevoked]
 
 
@@ -68,8 +68,8 @@ async def test_bootstrap_tokens_are_announced_when_first_installed(
     conn: asyncpg.Connection,
 ) -> None:
     spec = "coordinator=" + "c" * 40 + ",partner:rsud-bangil=" + "p" * 40
-    assert await auth.install_bootstrap_tokens(conn, spec) == 2
-    assert await auth.install_bootstrap_tokens(conn, spec) == 0  # the next start
+    assert await store.install_bootstrap_tokens(conn, spec) == 2
+    assert await store.install_bootstrap_tokens(conn, spec) == 0  # the next start
     events = await staged(conn)
     assert [(p.role, p.agency_id) for p in events if isinstance(p, TokenIssued)] == [
         (Role.COORDINATOR, None),
@@ -89,8 +89,8 @@ async def test_tokens_made_before_announcements_are_announced_once(
             hash_secret(token_id),
             revoked,
         )
-    assert await auth.announce_unannounced(conn) == 2
-    assert await auth.announce_unannounced(conn) == 0
+    assert await store.announce_unannounced(conn) == 2
+    assert await store.announce_unannounced(conn) == 0
     announced = [(type(p).__name__, p.token_id) for p in await staged(conn)]  # type: ignore[attr-defined]
     assert sorted(announced) == [
         ("TokenIssued", "tok-0000000000a1"),

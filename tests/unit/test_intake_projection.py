@@ -1,8 +1,7 @@
 """Intake's projection as a fold over a run of events: the same result as applying them one by
 one, in order, with routing's lifecycle deciding which replies move a referral on."""
 
-from intake.projection import fold, referrals_read
-from intake.store import ProjectedReferral
+from intake.projection import ProjectedReferral, fold, referrals_read
 from rujuk_contracts.events import (
     CaseClosed,
     CaseRouted,

@@ -1,6 +1,6 @@
 """`python -m intake`: serve intake's HTTP API."""
 
-from intake.app import create_app
+from intake.bootstrap import create_app
 from intake.settings import IntakeSettings
 from rujuk_runtime.service import serve
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, TypeVar
 import asyncpg
 import typer
 
-from intake import auth
+from intake import auth, store
 from intake.auth import Role, TokenError
 from rujuk_runtime.db import SchemaNotReady, check_migrated
 from rujuk_runtime.settings import NoStackFound, url_for_command
@@ -95,7 +95,7 @@ def create(
         raise typer.Exit(2) from exc
     token_id, secret = _run(
         database_url,
-        lambda conn: auth.create_token(conn, role, agency_id=agency, label=label),
+        lambda conn: store.create_token(conn, role, agency_id=agency, label=label),
     )
     typer.echo(f"token_id: {token_id}", err=True)
     typer.echo(
@@ -112,7 +112,7 @@ def revoke(
 ) -> None:
     """Cabut token / revoke a token: every service refuses it within RUJUK_TOKEN_CACHE_SECONDS
     (default 5) of intake publishing the revocation."""
-    if not _run(database_url, lambda conn: auth.revoke_token(conn, token_id)):
+    if not _run(database_url, lambda conn: store.revoke_token(conn, token_id)):
         typer.echo(f"Token tidak ada / no token {token_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"dicabut / revoked: {token_id}")
@@ -121,7 +121,7 @@ def revoke(
 @app.command("list")
 def list_tokens(database_url: DatabaseUrlOption = None) -> None:
     """Daftar token (tanpa rahasia) / list tokens (never their secrets)."""
-    tokens = _run(database_url, auth.list_tokens)
+    tokens = _run(database_url, store.list_tokens)
     typer.echo(
         f"{'token_id':<18} {'role':<12} {'agency':<24} {'created':<20} {'revoked':<20} label"
     )

@@ -7,6 +7,7 @@ from the vault.
 """
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from rujuk_contracts.events import Service
@@ -67,6 +68,10 @@ FIELD_POLICY: dict[Service, tuple[str, ...]] = {
     ),
 }
 
+# A referral whose agency still has a part in the case. Declined, completed, cancelled and
+# escalated-away referrals no longer give their agency access to the case's details.
+INACTIVE_REFERRAL_STATES = ("declined", "completed", "cancelled", "escalated")
+
 ALL_FIELDS = tuple(sorted({f for fields in FIELD_POLICY.values() for f in fields}))
 
 
@@ -90,3 +95,24 @@ def select(record: dict[str, Any], fields: Iterable[str]) -> dict[str, Any]:
             target = target.setdefault(part, {})
         target[leaf] = source.get(leaf) if isinstance(source, dict) else None
     return out
+
+
+@dataclass(frozen=True)
+class Release:
+    """What a partner is shown: its referrals' services, the fields they need, their values."""
+
+    services: list[str]
+    fields: list[str]
+    details: dict[str, Any]
+
+
+def release(record: dict[str, object], triage: dict[str, Any], services: Iterable[str]) -> Release:
+    """The details of a case that a partner holding referrals for ``services`` may read: the
+    vault's ``record`` with the triage's sex and disability, cut to the fields they need."""
+    victim = record.setdefault("victim", {})
+    assert isinstance(victim, dict)
+    victim["sex"] = triage.get("sex")
+    victim["disability"] = triage.get("disability")
+    needed = sorted(set(services))
+    fields = fields_for(needed)
+    return Release(needed, fields, select(record, fields))

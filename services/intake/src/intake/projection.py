@@ -1,9 +1,9 @@
-"""What intake shows an operator about a case after it left the door: routed, delivered, ..."""
+"""What intake shows an operator about a case after it left the door: routed, delivered, ...
+Pure: the fold of a run of events over the referrals' rows (``intake.handlers`` reads and
+writes them through ``intake.store``)."""
 
 from dataclasses import dataclass, field, replace
 
-from intake import store
-from rujuk_contracts.envelope import CloudEvent
 from rujuk_contracts.events import (
     CaseClosed,
     CaseRouted,
@@ -17,8 +17,6 @@ from rujuk_contracts.events import (
     ReferralEscalated,
     ReferralRequested,
 )
-from rujuk_runtime.consumer import BatchHandler
-from rujuk_runtime.db import Connection
 
 REFERRAL_STATES: dict[type[EventPayload], str] = {
     ReferralDelivered: "delivered",
@@ -44,12 +42,24 @@ MOVES_FROM: dict[type[EventPayload], tuple[str, ...] | None] = {
 }
 
 
+@dataclass(frozen=True)
+class ProjectedReferral:
+    """A referral as intake shows it to the operator."""
+
+    referral_id: str
+    case_id: str
+    agency_id: str
+    service: str
+    priority: str
+    state: str
+
+
 @dataclass
 class Changes:
     """What a run of events changes: each touched referral's row as it ends, and each case's
     final status. ``fold`` computes it from the rows as they were; nothing here does I/O."""
 
-    referrals: dict[str, store.ProjectedReferral] = field(default_factory=dict)
+    referrals: dict[str, ProjectedReferral] = field(default_factory=dict)
     case_status: dict[str, str] = field(default_factory=dict)
 
 
@@ -64,25 +74,25 @@ def referrals_read(payloads: list[EventPayload]) -> list[str]:
     return ids
 
 
-def fold(payloads: list[EventPayload], current: dict[str, store.ProjectedReferral]) -> Changes:
+def fold(payloads: list[EventPayload], current: dict[str, ProjectedReferral]) -> Changes:
     """Apply events in their order to the rows ``current`` holds (referral id -> row)."""
     rows = dict(current)
     changes = Changes()
 
-    def put(row: store.ProjectedReferral) -> None:
+    def put(row: ProjectedReferral) -> None:
         rows[row.referral_id] = changes.referrals[row.referral_id] = row
 
     for payload in payloads:
         if isinstance(payload, CaseRouted):
             changes.case_status[payload.case_id] = "routed"
             for made in payload.referrals:
-                put(store.ProjectedReferral(made.referral_id, payload.case_id, made.agency_id,
-                                            made.service, made.priority, "requested"))  # fmt: skip
+                put(ProjectedReferral(made.referral_id, payload.case_id, made.agency_id,
+                                      made.service, made.priority, "requested"))  # fmt: skip
         elif isinstance(payload, ReferralRequested):  # also referrals made by an escalation
             if payload.referral_id not in rows:
-                put(store.ProjectedReferral(payload.referral_id, payload.case_id,
-                                            payload.agency_id, payload.service,
-                                            payload.priority, "requested"))  # fmt: skip
+                put(ProjectedReferral(payload.referral_id, payload.case_id,
+                                      payload.agency_id, payload.service,
+                                      payload.priority, "requested"))  # fmt: skip
         elif isinstance(payload, CaseClosed):
             changes.case_status[payload.case_id] = "closed"
         elif (state := REFERRAL_STATES.get(type(payload))) is not None:
@@ -93,26 +103,10 @@ def fold(payloads: list[EventPayload], current: dict[str, store.ProjectedReferra
     return changes
 
 
-async def project(conn: Connection, events: list[tuple[CloudEvent, EventPayload]]) -> None:
-    """Project a run of events with three statements, however many there are: read the rows
-    they touch (locked, so replicas projecting at once take turns), fold, write the result."""
-    payloads = [payload for _, payload in events]
-    current = await store.referrals_for_update(conn, referrals_read(payloads))
-    changes = fold(payloads, current)
-    await store.put_referrals(conn, list(changes.referrals.values()))
-    await store.set_case_statuses(conn, changes.case_status)
-
-
+# The types that change what an operator sees; the fold ignores any other.
 PROJECTED: tuple[type[EventPayload], ...] = (
     CaseRouted,
     ReferralRequested,
     CaseClosed,
     *REFERRAL_STATES,
 )
-
-
-def projection_handlers() -> dict[str, BatchHandler]:
-    """The types that change what an operator sees. Intake reads the whole stream in order
-    with one consumer, so a referral's `delivered` can never overtake the `routed` that
-    created it; the other known types are skipped (``ServiceRuntime.skip_unhandled``)."""
-    return {model.event_type(): project for model in PROJECTED}

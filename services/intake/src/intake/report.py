@@ -1,5 +1,7 @@
 """The report an operator files: a clinical-form model, and the triage facts derived from it."""
 
+import hashlib
+import secrets
 from datetime import UTC, date, datetime
 from enum import StrEnum
 
@@ -15,6 +17,7 @@ from rujuk_contracts.triage import (
 )
 
 ADULT_AGE_YEARS = 18  # UU 35/2014: a child is anyone under 18
+CASE_ID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
 
 
 class Relationship(StrEnum):
@@ -156,3 +159,13 @@ def identifying_data(report: Report) -> dict[str, object]:
         ),
         "village": report.village,
     }
+
+
+def new_case_id(district: str) -> str:
+    """A pseudonymous case id: the district, then 10 random Crockford base32 characters."""
+    return f"{district}-" + "".join(secrets.choice(CASE_ID_ALPHABET) for _ in range(10))
+
+
+def request_hash(report: Report) -> bytes:
+    """What tells a retry of this report from another report under the same Idempotency-Key."""
+    return hashlib.sha256(report.model_dump_json().encode()).digest()

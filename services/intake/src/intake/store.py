@@ -1,13 +1,28 @@
-"""Intake's PostgreSQL adapter: cases, the vault and the referral projection."""
+"""Intake's PostgreSQL adapter, the only module that writes SQL: cases, the vault, the referral
+projection, the access log and the tokens intake issues."""
 
 import json
 from dataclasses import astuple, dataclass
 from datetime import datetime
 from typing import Any
 
+from intake import events
+from intake.auth import (
+    BOOTSTRAP_LABEL,
+    Role,
+    TokenInfo,
+    bootstrap_token_id,
+    check_binding,
+    new_secret,
+    new_token_id,
+    parse_bootstrap_tokens,
+)
+from intake.disclosure import INACTIVE_REFERRAL_STATES
+from intake.projection import ProjectedReferral
 from intake.vault import SealedRecord
 from rujuk_contracts.envelope import CloudEvent
 from rujuk_contracts.triage import TriageFacts
+from rujuk_runtime.access import Principal, hash_secret
 from rujuk_runtime.db import Connection, columns
 from rujuk_runtime.outbox import OUTBOX_COLUMNS, add_to_outbox, outbox_row
 
@@ -102,18 +117,6 @@ async def case_status(conn: Connection, case_id: str) -> dict[str, Any] | None:
     }
 
 
-@dataclass(frozen=True)
-class ProjectedReferral:
-    """A referral as intake shows it to the operator."""
-
-    referral_id: str
-    case_id: str
-    agency_id: str
-    service: str
-    priority: str
-    state: str
-
-
 async def referrals_for_update(
     conn: Connection, referral_ids: list[str]
 ) -> dict[str, ProjectedReferral]:
@@ -150,11 +153,6 @@ async def set_case_statuses(conn: Connection, statuses: dict[str, str]) -> None:
             list(statuses),
             list(statuses.values()),
         )
-
-
-# A referral whose agency still has a part in the case. Declined, completed, cancelled and
-# escalated-away referrals no longer give their agency access to the case's details.
-INACTIVE_REFERRAL_STATES = ("declined", "completed", "cancelled", "escalated")
 
 
 @dataclass(frozen=True)
@@ -261,3 +259,119 @@ async def erase_case(
         erased_at,
     )
     await add_to_outbox(conn, event)
+
+
+# --- tokens (their policy is intake.auth) ---------------------------------------------------
+
+
+async def create_token(
+    conn: Connection,
+    role: Role,
+    *,
+    agency_id: str | None = None,
+    label: str | None = None,
+    secret: str | None = None,
+    token_id: str | None = None,
+) -> tuple[str, str]:
+    """Store a new token; return (token_id, secret). The secret is not kept anywhere."""
+    check_binding(role, agency_id)
+    secret = secret or new_secret()
+    token_id = token_id or new_token_id()
+    digest = hash_secret(secret)
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO access_tokens (token_id, secret_sha256, role, agency_id, label) "
+            "VALUES ($1, $2, $3, $4, $5)",
+            token_id,
+            digest,
+            role.value,
+            agency_id,
+            label,
+        )
+        await add_to_outbox(conn, events.token_issued(token_id, role, agency_id, digest))
+    return token_id, secret
+
+
+async def revoke_token(conn: Connection, token_id: str) -> bool:
+    """Revoke; False if there is no such token. Revoking twice keeps the first time."""
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT revoked_at FROM access_tokens WHERE token_id = $1 FOR UPDATE", token_id
+        )
+        if row is None:
+            return False
+        if row["revoked_at"] is None:
+            await conn.execute(
+                "UPDATE access_tokens SET revoked_at = now() WHERE token_id = $1", token_id
+            )
+            await add_to_outbox(conn, events.token_revoked(token_id))
+    return True
+
+
+async def announce_unannounced(conn: Connection) -> int:
+    """Announce tokens made before tokens were announced (an upgraded database); once each."""
+    async with conn.transaction():
+        rows = await conn.fetch(
+            "UPDATE access_tokens SET announced = true WHERE NOT announced "
+            "RETURNING token_id, secret_sha256, role, agency_id, revoked_at"
+        )
+        for row in rows:
+            issued = events.token_issued(
+                row["token_id"], Role(row["role"]), row["agency_id"], bytes(row["secret_sha256"])
+            )
+            await add_to_outbox(conn, issued)
+            if row["revoked_at"] is not None:
+                await add_to_outbox(conn, events.token_revoked(row["token_id"]))
+    return len(rows)
+
+
+async def list_tokens(conn: Connection) -> list[TokenInfo]:
+    rows = await conn.fetch(
+        "SELECT token_id, role, agency_id, label, created_at, revoked_at "
+        "FROM access_tokens ORDER BY created_at, token_id"
+    )
+    return [
+        TokenInfo(
+            token_id=r["token_id"],
+            role=Role(r["role"]),
+            agency_id=r["agency_id"],
+            label=r["label"],
+            created_at=r["created_at"],
+            revoked_at=r["revoked_at"],
+        )
+        for r in rows
+    ]
+
+
+async def principal_of(conn: Connection, secret_sha256: bytes) -> Principal | None:
+    """The live token with this hash in intake's own table (intake's TokenVerifier lookup)."""
+    row = await conn.fetchrow(
+        "SELECT token_id, role, agency_id FROM access_tokens "
+        "WHERE secret_sha256 = $1 AND revoked_at IS NULL",
+        secret_sha256,
+    )
+    if row is None:
+        return None
+    return Principal(row["token_id"], Role(row["role"]), row["agency_id"])
+
+
+async def install_bootstrap_tokens(conn: Connection, spec: str) -> int:
+    """Insert each bootstrap token unless its hash is known (a revoked one stays revoked)."""
+    added = 0
+    for role, agency, secret in parse_bootstrap_tokens(spec):
+        digest = hash_secret(secret)
+        token_id = bootstrap_token_id(digest)
+        async with conn.transaction():
+            result = await conn.execute(
+                "INSERT INTO access_tokens (token_id, secret_sha256, role, agency_id, label) "
+                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                token_id,
+                digest,
+                role.value,
+                agency,
+                BOOTSTRAP_LABEL,
+            )
+            if result.endswith(" 1"):
+                await add_to_outbox(conn, events.token_issued(token_id, role, agency, digest))
+                added += 1
+    return added

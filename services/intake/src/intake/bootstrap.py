@@ -1,0 +1,61 @@
+"""Intake's composition root: the runtime, the vault, the token verifier, the bus handlers and
+the start-up work, wired to the HTTP door (``intake.http``). The only module that knows them
+all; ``python -m intake`` and the tests call ``create_app``."""
+
+from functools import partial
+
+from fastapi import FastAPI
+
+from intake import auth, handlers, http, store
+from intake.settings import IntakeSettings
+from intake.vault import Vault, parse_master_keys
+from rujuk_contracts import subjects
+from rujuk_runtime.access import TokenVerifier
+from rujuk_runtime.logs import get_logger
+from rujuk_runtime.service import ServiceRuntime
+from rujuk_runtime.webapp import service_app
+
+log = get_logger(__name__)
+
+
+def create_app(settings: IntakeSettings | None = None) -> FastAPI:
+    settings = settings or IntakeSettings()
+    vault = Vault(parse_master_keys(settings.master_keys.get_secret_value()))
+    bootstrap = settings.bootstrap_tokens.get_secret_value()
+    auth.parse_bootstrap_tokens(bootstrap)  # refuse to start on a malformed setting
+    runtime = ServiceRuntime("intake", settings)
+    verifier = TokenVerifier(
+        lambda: runtime.pool, ttl=settings.token_cache_seconds, lookup=store.principal_of
+    )
+    runtime.batch_handlers.update(handlers.projection_handlers())
+    runtime.skip_unhandled = True  # e.g. its own case.reported: nothing to project
+    runtime.handlers.update(handlers.token_event_handlers(verifier))
+    runtime.subscribe_batches(subjects.EVENTS_WILDCARD, durable="intake-projection")
+    runtime.on_started.append(partial(install_tokens, runtime, bootstrap))
+    app = service_app(
+        runtime,
+        title="rujuk intake",
+        version="1.1.0",
+        summary="File reports of violence; read a case's status; disclose and erase details.",
+        routers=[],
+        state={"verifier": verifier, "vault": vault},
+        max_body_bytes=settings.max_body_bytes,
+    )
+    # The routes go onto the app itself, not through include_router: FastAPI (0.165) includes
+    # a router as one opaque entry of app.routes, and the tests that check each route's guard
+    # (test_http_bad_input, test_access_across_services) list the APIRoutes of app.routes.
+    app.router.routes.extend(http.router.routes)
+    return app
+
+
+async def install_tokens(runtime: ServiceRuntime, bootstrap: str) -> None:
+    """At start: announce tokens made before tokens were announced, install the bootstrap
+    tokens (``INTAKE_BOOTSTRAP_TOKENS``), and let the relay publish their events."""
+    async with runtime.pool.acquire() as conn:
+        announced = await store.announce_unannounced(conn)
+        added = await store.install_bootstrap_tokens(conn, bootstrap) if bootstrap else 0
+    if bootstrap:
+        log.info("bootstrap tokens installed", added=added)
+    if announced:
+        log.info("earlier tokens announced", tokens=announced)
+    runtime.wake_relay()

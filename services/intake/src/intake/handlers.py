@@ -1,0 +1,33 @@
+"""Intake's bus handlers: what it consumes from the bus. The referral projection (each run of
+routing's and notify's events folded into what an operator sees of a case) and token events
+(which only tell it to forget remembered tokens: intake checks its own table)."""
+
+from intake import store
+from intake.projection import PROJECTED, fold, referrals_read
+from rujuk_contracts.envelope import CloudEvent
+from rujuk_contracts.events import EventPayload
+from rujuk_runtime.access import TokenVerifier, token_handlers
+from rujuk_runtime.consumer import BatchHandler, Handler
+from rujuk_runtime.db import Connection
+
+
+async def project(conn: Connection, events: list[tuple[CloudEvent, EventPayload]]) -> None:
+    """Project a run of events with three statements, however many there are: read the rows
+    they touch (locked, so replicas projecting at once take turns), fold, write the result."""
+    payloads = [payload for _, payload in events]
+    current = await store.referrals_for_update(conn, referrals_read(payloads))
+    changes = fold(payloads, current)
+    await store.put_referrals(conn, list(changes.referrals.values()))
+    await store.set_case_statuses(conn, changes.case_status)
+
+
+def projection_handlers() -> dict[str, BatchHandler]:
+    """The types that change what an operator sees. Intake reads the whole stream in order
+    with one consumer, so a referral's `delivered` can never overtake the `routed` that
+    created it; the other known types are skipped (``ServiceRuntime.skip_unhandled``)."""
+    return {model.event_type(): project for model in PROJECTED}
+
+
+def token_event_handlers(verifier: TokenVerifier) -> dict[str, Handler]:
+    """Intake checks its own table; token events only tell it to forget remembered tokens."""
+    return token_handlers(verifier, project=False)

@@ -1,0 +1,269 @@
+"""Intake's HTTP door: operators file reports and read a case's status, partners read the
+details their referral needs, coordinators erase, auditors read the access log.
+
+Each route is a module-level function on ``router``; what it needs at request time (the
+runtime's pool and relay, the vault, the token verifier) comes from ``app.state``, which
+``intake.bootstrap`` fills in."""
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request
+
+from intake import events, store
+from intake.disclosure import release
+from intake.report import Report, identifying_data, new_case_id, request_hash, triage_of
+from intake.schemas import (
+    CaseStatus,
+    DisclosedDetails,
+    Disclosure,
+    DisclosureLogEntry,
+    Erasure,
+    ErasureRequest,
+    ReportAccepted,
+    WhoAmI,
+)
+from intake.vault import Vault, VaultError
+from rujuk_contracts.events import CASE_ID_PATTERN
+from rujuk_runtime.access import Principal, Role, require
+from rujuk_runtime.logs import get_logger
+from rujuk_runtime.problems import documented as _problems
+from rujuk_runtime.telemetry import current_traceparent, span_from
+from rujuk_runtime.webapp import Runtime
+
+log = get_logger(__name__)
+
+router = APIRouter()
+
+
+def vault_of(request: Request) -> Vault:
+    """The vault that seals and opens identifying data (set by ``intake.bootstrap``)."""
+    vault: Vault = request.app.state.vault
+    return vault
+
+
+VaultDep = Annotated[Vault, Depends(vault_of)]
+CaseIdPath = Annotated[str, Path(pattern=CASE_ID_PATTERN, description="Pseudonymous case id")]
+
+
+@router.get(
+    "/v1/whoami",
+    response_model=WhoAmI,
+    responses=_problems(401),
+    tags=["tokens"],
+    summary="The calling token's id, role and agency (any role)",
+)
+async def whoami(principal: Annotated[Principal, Depends(require(*Role))]) -> WhoAmI:
+    return WhoAmI(
+        token_id=principal.token_id,
+        role=principal.role.value,
+        agency_id=principal.agency_id,
+    )
+
+
+@router.post(
+    "/v1/reports",
+    status_code=202,
+    response_model=ReportAccepted,
+    responses=_problems(401, 403, 409, 413, 415),
+    tags=["reports"],
+    summary="File a report (operator)",
+)
+async def file_report(
+    report: Report,
+    request: Request,
+    principal: Annotated[Principal, Depends(require(Role.OPERATOR))],
+    runtime: Runtime,
+    vault: VaultDep,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
+) -> ReportAccepted:
+    fingerprint = request_hash(report)
+    with span_from("intake file report", None) as span:
+        triage = triage_of(report)
+        case_id = new_case_id(triage.district)
+        reported_at = datetime.now(UTC)
+        event = events.case_reported(
+            case_id, report.channel, reported_at, triage, traceparent=current_traceparent()
+        )
+        async with runtime.pool.acquire() as conn:
+            inserted = await store.insert_case(
+                conn,
+                case_id=case_id,
+                channel=report.channel,
+                triage=triage,
+                reported_at=reported_at,
+                sealed=vault.seal(case_id, identifying_data(report)),
+                event=event,
+                idempotency_key=idempotency_key,
+                request_hash=fingerprint,
+            )
+            if not inserted:  # the Idempotency-Key is a case's already
+                assert idempotency_key is not None
+                existing = await store.find_by_idempotency_key(conn, idempotency_key)
+                if existing is None or existing.request_hash != fingerprint:
+                    raise HTTPException(
+                        409, "Idempotency-Key was already used for a different report"
+                    )
+                return _accepted(request, existing.case_id)
+        span.set_attribute("rujuk.case_id", case_id)
+    runtime.wake_relay()
+    log.info("report accepted", case_id=case_id, event_id=event.id, token_id=principal.token_id)
+    return _accepted(request, case_id)
+
+
+@router.get(
+    "/v1/cases/{case_id}",
+    response_model=CaseStatus,
+    responses=_problems(401, 403, 404),
+    tags=["reports"],
+    summary="A case's status and referrals (operator, coordinator)",
+)
+async def read_case(
+    case_id: CaseIdPath,
+    _: Annotated[Principal, Depends(require(Role.OPERATOR, Role.COORDINATOR))],
+    runtime: Runtime,
+) -> dict[str, Any]:
+    async with runtime.pool.acquire() as conn:
+        status = await store.case_status(conn, case_id)
+    if status is None:
+        raise HTTPException(404, f"kasus tidak ada / no case {case_id}")
+    return status
+
+
+@router.get(
+    "/v1/cases/{case_id}/details",
+    response_model=Disclosure,
+    response_model_exclude_unset=True,
+    responses=_problems(401, 403, 410, 503),
+    tags=["partners"],
+    summary="Identifying details a partner's referral needs (partner with an active referral)",
+)
+async def disclose(
+    case_id: CaseIdPath,
+    purpose: Annotated[
+        str,
+        Query(
+            min_length=3,
+            max_length=200,
+            description="Why the details are read (kept in the access log and the event)",
+        ),
+    ],
+    principal: Annotated[Principal, Depends(require(Role.PARTNER))],
+    runtime: Runtime,
+    vault: VaultDep,
+) -> Disclosure:
+    agency_id = principal.agency_id
+    assert agency_id is not None  # a partner token is always bound to an agency
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        referrals = await store.active_referrals(conn, case_id, agency_id)
+        entry = await store.vault_entry(conn, case_id) if referrals else None
+        if entry is None:  # the same answer whether or not the case exists
+            raise HTTPException(
+                403,
+                "lembaga Anda tidak memegang rujukan aktif untuk kasus ini / "
+                "your agency holds no active referral for this case",
+            )
+        if entry.sealed is None:
+            raise HTTPException(410, "data kasus telah dihapus / the case's data was erased")
+        try:
+            record = vault.open(case_id, entry.sealed)
+        except VaultError as exc:
+            log.error("vault cannot open a case", case_id=case_id, error=str(exc))
+            raise HTTPException(
+                503, "brankas tidak dapat membuka data / the vault cannot open this record"
+            ) from exc
+        shown = release(record, entry.triage, (r.service for r in referrals))
+        referral_id = referrals[0].referral_id
+        event = events.details_disclosed(
+            case_id,
+            agency_id=agency_id,
+            referral_id=referral_id,
+            fields=shown.fields,
+            purpose=purpose,
+            token_id=principal.token_id,
+            traceparent=current_traceparent(),
+        )
+        await store.record_disclosure(
+            conn,
+            event=event,
+            case_id=case_id,
+            referral_id=referral_id,
+            agency_id=agency_id,
+            token_id=principal.token_id,
+            fields=shown.fields,
+            purpose=purpose,
+        )
+    runtime.wake_relay()
+    log.info(
+        "details disclosed",
+        case_id=case_id,
+        agency_id=agency_id,
+        token_id=principal.token_id,
+        fields=len(shown.fields),
+    )
+    return Disclosure(
+        case_id=case_id,
+        agency_id=agency_id,
+        referral_id=referral_id,
+        services=shown.services,
+        fields=shown.fields,
+        details=DisclosedDetails.model_validate(shown.details),
+    )
+
+
+@router.get(
+    "/v1/cases/{case_id}/disclosures",
+    response_model=list[DisclosureLogEntry],
+    responses=_problems(401, 403, 404),
+    tags=["partners"],
+    summary="The access log of a case: who read which fields, why (auditor, coordinator)",
+)
+async def disclosure_log(
+    case_id: CaseIdPath,
+    _: Annotated[Principal, Depends(require(Role.AUDITOR, Role.COORDINATOR))],
+    runtime: Runtime,
+) -> list[dict[str, Any]]:
+    async with runtime.pool.acquire() as conn:
+        if await store.case_status(conn, case_id) is None:
+            raise HTTPException(404, f"kasus tidak ada / no case {case_id}")
+        return await store.disclosures_of(conn, case_id)
+
+
+@router.post(
+    "/v1/cases/{case_id}/erase",
+    response_model=Erasure,
+    responses=_problems(401, 403, 404, 413, 415),
+    tags=["reports"],
+    summary="Crypto-shred a case's identifying data (coordinator)",
+)
+async def erase(
+    case_id: CaseIdPath,
+    body: ErasureRequest,
+    principal: Annotated[Principal, Depends(require(Role.COORDINATOR))],
+    runtime: Runtime,
+) -> Erasure:
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        exists, erased_at = await store.lock_case_for_erasure(conn, case_id)
+        if not exists:
+            raise HTTPException(404, f"kasus tidak ada / no case {case_id}")
+        if erased_at is not None:
+            return Erasure(case_id=case_id, erased_at=erased_at, already_erased=True)
+        erased_at = datetime.now(UTC)
+        event = events.case_erased(
+            case_id,
+            erased_by=f"{principal.role.value}:{principal.token_id}",
+            reason=body.reason,
+            traceparent=current_traceparent(),
+        )
+        await store.erase_case(conn, case_id, erased_at, event)
+    runtime.wake_relay()
+    log.info("case erased", case_id=case_id, token_id=principal.token_id)
+    return Erasure(case_id=case_id, erased_at=erased_at, already_erased=False)
+
+
+def _accepted(request: Request, case_id: str) -> ReportAccepted:
+    return ReportAccepted(
+        case_id=case_id,
+        status="accepted",
+        status_url=str(request.url_for("read_case", case_id=case_id)),
+    )
