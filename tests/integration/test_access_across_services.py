@@ -22,7 +22,7 @@ from intake import store
 from intake.bootstrap import create_app as create_intake
 from intake.settings import IntakeSettings
 from intake.vault import new_master_key_spec
-from notify.http import create_app as create_notify
+from notify.bootstrap import create_app as create_notify
 from notify.settings import NotifySettings
 from routing.app import create_app as create_routing
 from routing.settings import RoutingSettings

@@ -16,7 +16,7 @@ import uvicorn
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from notify.app import build_notify
+from notify.bootstrap import build_notify
 from notify.settings import NotifySettings
 from rujuk_contracts import parse_event
 from rujuk_contracts.events import ReferralDelivered

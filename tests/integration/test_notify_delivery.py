@@ -11,7 +11,7 @@ import nats
 import pytest
 from prometheus_client import Counter
 
-from notify.app import build_notify
+from notify.bootstrap import build_notify
 from notify.breaker import BreakerState
 from notify.partners import durable_name
 from notify.settings import NotifySettings

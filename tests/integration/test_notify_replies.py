@@ -15,7 +15,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from intake.auth import new_secret
-from notify.http import create_app
+from notify.bootstrap import create_app
 from notify.replies import reply_event_id
 from notify.settings import NotifySettings
 from rujuk_contracts import make_event, parse_event, subjects

@@ -1,6 +1,6 @@
 """`python -m notify`: run the notify service."""
 
-from notify.http import create_app
+from notify.bootstrap import create_app
 from notify.settings import NotifySettings
 from rujuk_runtime.service import serve
 

@@ -1,17 +1,16 @@
-"""Notify's HTTP door: health, partners' replies, and the FHIR rendering of a referral."""
+"""Notify's HTTP door: partners' replies, and the FHIR rendering of a referral (health,
+/metrics and problem responses come with ``rujuk_runtime.webapp.service_app``)."""
 
 import json
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from notify import store
-from notify.app import Notify, build_notify
 from notify.fhir import referral_bundle
-from notify.replies import Reply, ReplyRefused, accept_reply, reply_event_id
-from notify.settings import NotifySettings
+from notify.replies import Reply, ReplyRefused, reply_event_id
 from rujuk_contracts.envelope import parse_event
 from rujuk_contracts.events import (
     DeclineReason,
@@ -23,10 +22,14 @@ from rujuk_contracts.events import (
     ReplyKind,
     Service,
 )
-from rujuk_runtime.access import Principal, Role, TokenVerifier, follow_tokens
-from rujuk_runtime.metrics import metrics_endpoint
-from rujuk_runtime.problems import install_validation_problems
-from rujuk_runtime.telemetry import FASTAPI_TELEMETRY, current_traceparent, span_from
+from rujuk_runtime.access import Principal, Role, require
+from rujuk_runtime.inbox import processed_among
+from rujuk_runtime.telemetry import current_traceparent, span_from
+from rujuk_runtime.webapp import Runtime
+
+router = APIRouter()
+
+Partner = Annotated[Principal, Depends(require(Role.PARTNER))]
 
 
 class ReplyRequest(BaseModel):
@@ -48,6 +51,11 @@ class Problem(BaseModel):
     detail: str | list[dict[str, Any]]
 
 
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem} for status in (401, 403, 404, 422)
+}
+
+
 def _problem(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
@@ -67,111 +75,71 @@ def _reply_payload(body: ReplyRequest, case_id: str, referral_id: str, agency_id
     return ReferralDeclined(**common, reason=body.reason, note=body.note)
 
 
-def create_app(settings: NotifySettings | None = None) -> FastAPI:
-    settings = settings or NotifySettings()
-    notify = build_notify(settings)
-    runtime = notify.runtime
-    verifier = TokenVerifier(lambda: runtime.pool, ttl=settings.token_cache_seconds)
-    follow_tokens(runtime, verifier)
-    partner = Depends(verifier.require(Role.PARTNER))
+def _agency_of(principal: Principal) -> str:
+    assert principal.agency_id is not None  # a partner token is always bound to an agency
+    return principal.agency_id
 
-    app = FastAPI(
-        title="rujuk notify",
-        version="1.0.0",
-        summary="Partners' replies to referrals; referrals as FHIR R4 resources.",
-        lifespan=runtime.lifespan,
-        telemetry=FASTAPI_TELEMETRY,
-    )
-    app.state.notify = notify
-    app.state.verifier = verifier
-    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
 
-    install_validation_problems(app)
+@router.post(
+    "/v1/referrals/{referral_id}/replies",
+    status_code=202,
+    response_model=ReplyAccepted,
+    responses=PROBLEMS,
+    tags=["replies"],
+)
+async def reply(
+    referral_id: Annotated[str, Field(max_length=100)],
+    body: ReplyRequest,
+    principal: Partner,
+    runtime: Runtime,
+) -> ReplyAccepted | JSONResponse:
+    """Acknowledge, accept, decline or complete a referral delivered to your agency.
 
-    @app.get("/healthz", tags=["ops"])
-    async def healthz() -> JSONResponse:
-        ok, checks = await runtime.health()
-        return JSONResponse({"service": "notify", "ok": ok, **checks}, 200 if ok else 503)
-
-    def agency_of(principal: Principal) -> str:
-        assert principal.agency_id is not None  # a partner token is always bound to an agency
-        return principal.agency_id
-
-    @app.post(
-        "/v1/referrals/{referral_id}/replies",
-        status_code=202,
-        response_model=ReplyAccepted,
-        responses={
-            401: {"model": Problem},
-            403: {"model": Problem},
-            404: {"model": Problem},
-            422: {"model": Problem},
-        },
-        tags=["replies"],
-    )
-    async def reply(
-        referral_id: Annotated[str, Field(max_length=100)],
-        body: ReplyRequest,
-        principal: Annotated[Principal, partner],
-    ) -> ReplyAccepted | JSONResponse:
-        """Acknowledge, accept, decline or complete a referral delivered to your agency.
-
-        202 means notify handed the reply to routing; if the lifecycle does not allow it,
-        routing's refusal arrives on your feed as `reply.refused`."""
-        agency_id = agency_of(principal)
-        with span_from("notify partner reply", None, {"rujuk.agency_id": agency_id}):
-            try:
-                async with runtime.pool.acquire() as conn, conn.transaction():
-                    delivered = await store.delivered_to(conn, referral_id)
-                    if delivered is None or delivered[1] != agency_id:
-                        raise ReplyRefused(
-                            f"referral {referral_id!r} was not delivered to {agency_id!r}",
-                            status=404,
-                        )
-                    payload = _reply_payload(body, delivered[0], referral_id, agency_id)
-                    event_id, new = await accept_reply(
-                        conn, agency_id, payload, current_traceparent()
+    202 means notify handed the reply to routing; if the lifecycle does not allow it,
+    routing's refusal arrives on your feed as `reply.refused`."""
+    agency_id = _agency_of(principal)
+    with span_from("notify partner reply", None, {"rujuk.agency_id": agency_id}):
+        try:
+            async with runtime.pool.acquire() as conn, conn.transaction():
+                delivered = await store.delivered_to(conn, referral_id)
+                if delivered is None or delivered[1] != agency_id:
+                    raise ReplyRefused(
+                        f"referral {referral_id!r} was not delivered to {agency_id!r}",
+                        status=404,
                     )
-            except ReplyRefused as refused:
-                return _problem(refused.status, refused.reason)
-        if new:
-            runtime.wake_relay()
-        return ReplyAccepted(event_id=event_id, status="accepted" if new else "duplicate")
-
-    @app.get(
-        "/v1/referrals/{referral_id}/fhir",
-        responses={
-            200: {"content": {"application/fhir+json": {}}},
-            401: {"model": Problem},
-            403: {"model": Problem},
-            404: {"model": Problem},
-            422: {"model": Problem},
-        },
-        tags=["fhir"],
-    )
-    async def referral_as_fhir(
-        referral_id: Annotated[str, Field(max_length=100)],
-        principal: Annotated[Principal, partner],
-    ) -> Response:
-        """The referral as an HL7 FHIR R4(B) Bundle: a ServiceRequest and its Task, whose
-        status follows your replies. Health referrals only; your agency's own only."""
-        agency_id = agency_of(principal)
-        async with runtime.pool.acquire() as conn:
-            delivered = await store.delivered_to(conn, referral_id)
-            delivery = await store.delivery_of(conn, referral_id)
-            if delivered is None or delivered[1] != agency_id or delivery is None:
-                return _problem(404, f"referral {referral_id!r} was not delivered to {agency_id!r}")
-            event, referral = parse_event(delivery.body)
-            if not isinstance(referral, ReferralRequested) or referral.service != Service.HEALTH:
-                return _problem(404, "only health referrals have a FHIR form")
-            ids = {reply_event_id(agency_id, referral_id, kind): kind for kind in ReplyKind}
-            replies = {ids[i] for i in await store.seen_events(conn, list(ids))}
-        bundle = referral_bundle(referral, event.time, replies)
-        return Response(json.dumps(bundle), media_type="application/fhir+json")
-
-    return app
+                payload = _reply_payload(body, delivered[0], referral_id, agency_id)
+                event_id, new = await store.accept_reply(
+                    conn, agency_id, payload, current_traceparent()
+                )
+        except ReplyRefused as refused:
+            return _problem(refused.status, refused.reason)
+    if new:
+        runtime.wake_relay()
+    return ReplyAccepted(event_id=event_id, status="accepted" if new else "duplicate")
 
 
-def notify_of(app: FastAPI) -> Notify:
-    notify: Notify = app.state.notify
-    return notify
+@router.get(
+    "/v1/referrals/{referral_id}/fhir",
+    responses={200: {"content": {"application/fhir+json": {}}}, **PROBLEMS},
+    tags=["fhir"],
+)
+async def referral_as_fhir(
+    referral_id: Annotated[str, Field(max_length=100)],
+    principal: Partner,
+    runtime: Runtime,
+) -> Response:
+    """The referral as an HL7 FHIR R4(B) Bundle: a ServiceRequest and its Task, whose
+    status follows your replies. Health referrals only; your agency's own only."""
+    agency_id = _agency_of(principal)
+    async with runtime.pool.acquire() as conn:
+        delivered = await store.delivered_to(conn, referral_id)
+        delivery = await store.delivery_of(conn, referral_id)
+        if delivered is None or delivered[1] != agency_id or delivery is None:
+            return _problem(404, f"referral {referral_id!r} was not delivered to {agency_id!r}")
+        event, referral = parse_event(delivery.body)
+        if not isinstance(referral, ReferralRequested) or referral.service != Service.HEALTH:
+            return _problem(404, "only health referrals have a FHIR form")
+        ids = {reply_event_id(agency_id, referral_id, kind): kind for kind in ReplyKind}
+        replies = {ids[i] for i in await processed_among(conn, list(ids))}
+    bundle = referral_bundle(referral, event.time, replies)
+    return Response(json.dumps(bundle), media_type="application/fhir+json")

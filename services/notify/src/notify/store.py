@@ -1,4 +1,5 @@
-"""Notify's PostgreSQL adapter: the delivery queue, its lanes, and the record of every attempt.
+"""Notify's PostgreSQL adapter: the delivery queue, its lanes, the record of every attempt, and
+the staging of partners' replies (through the runtime's inbox and outbox).
 
 A referral to deliver is one ``deliveries`` row and one ``sends`` row per channel. The sends of
 one (agency, channel) form a lane, delivered strictly in order: only a lane's oldest pending
@@ -11,7 +12,13 @@ from datetime import timedelta
 
 import asyncpg
 
+from notify.replies import REPLY_KINDS, Reply, accepted_reply
 from rujuk_runtime.db import Connection, columns
+from rujuk_runtime.inbox import record_processed
+from rujuk_runtime.logs import get_logger
+from rujuk_runtime.outbox import add_to_outbox
+
+log = get_logger(__name__)
 
 WAKE_CHANNEL = "notify_sends"  # NOTIFY on commit of new sends wakes the workers
 
@@ -350,8 +357,18 @@ def _delivery(row: asyncpg.Record, *, attempts: int) -> Delivery:
     )
 
 
-async def seen_events(conn: Connection, event_ids: list[str]) -> set[str]:
-    rows = await conn.fetch(
-        "SELECT event_id FROM processed_events WHERE event_id = ANY($1::text[])", event_ids
-    )
-    return {r["event_id"] for r in rows}
+async def accept_reply(
+    conn: Connection, agency_id: str, reply: Reply, traceparent: str | None
+) -> tuple[str, bool]:
+    """Check a partner's reply against what notify delivered (``replies.accepted_reply``) and
+    stage its internal event in the outbox, in the caller's transaction.
+
+    Returns the internal event id and whether it is new (False: a retry, nothing staged)."""
+    delivered = await delivered_to(conn, reply.referral_id)
+    event = accepted_reply(agency_id, reply, delivered, traceparent)
+    if not await record_processed(conn, event.id, event.type):
+        return event.id, False
+    await add_to_outbox(conn, event)
+    log.info("partner reply accepted", case_id=reply.case_id, referral_id=reply.referral_id,
+             agency_id=agency_id, reply=REPLY_KINDS[type(reply)].value)  # fmt: skip
+    return event.id, True

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -37,6 +38,7 @@ from rujuk_contracts.events import (
 from rujuk_runtime.db import Connection, HeldConnection
 from rujuk_runtime.logs import get_logger, logging_about
 from rujuk_runtime.outbox import add_to_outbox
+from rujuk_runtime.tasks import BackgroundTask, cancel_and_wait
 from rujuk_runtime.telemetry import current_traceparent, span_from
 
 log = get_logger(__name__)
@@ -90,7 +92,10 @@ class WorkerStats:
     by_endpoint: dict[str, int] = field(default_factory=dict)
 
 
-class DeliveryWorker:
+class DeliveryWorker(BackgroundTask):
+    """The scheduler loop (``run``), woken by new sends or a lane that needs another look,
+    starts a task per due lane; the lanes' batches are settled together by a settler task."""
+
     def __init__(
         self,
         pool: asyncpg.Pool,
@@ -104,6 +109,7 @@ class DeliveryWorker:
         lease_seconds: float = 60.0,
         lane_batch: int = 20,
     ) -> None:
+        super().__init__("delivery-worker")
         self._pool = pool
         self._held = HeldConnection(lambda: pool)  # the scheduler's, used on every wake
         self._senders = senders
@@ -122,8 +128,6 @@ class DeliveryWorker:
             tuple[list[tuple[store.Send, str | None]], list[int], asyncio.Future[None]]
         ] = []
         self._settler: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._listener: PoolConnectionProxy | None = None
         self.after_commit: list[Callable[[], None]] = []
         self.stats = WorkerStats()
@@ -131,19 +135,13 @@ class DeliveryWorker:
     def channels_for(self, agency_id: str) -> list[DeliveryChannel]:
         return self._directory.channels_for(agency_id, self._senders.available())
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="delivery-worker")
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def stop(self) -> None:
-        tasks = [t for t in (self._task, *self._lanes.values(), self._settler) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async def stopped(self) -> None:
+        """The scheduler has ended: end the lanes and the settler, give the connections back."""
+        # Any: cancel_and_wait takes Task[None], a lane is a Task[bool]
+        tasks: list[asyncio.Task[Any]] = [*self._lanes.values()]
+        if self._settler is not None:
+            tasks.append(self._settler)
+        await asyncio.gather(*(cancel_and_wait(task) for task in tasks))
         self._lanes.clear()
         await self._held.release()
         if self._listener is not None:
@@ -171,12 +169,12 @@ class DeliveryWorker:
             log.warning("cannot listen for new deliveries", error=type(exc).__name__)
 
     def _on_notify(self, *_: object) -> None:
-        self._wake.set()
+        self.wake()
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
         while True:
             await self._listen()
-            self._wake.clear()
+            self.clear_wake()
             try:
                 wait = await self.schedule_once()
             except asyncio.CancelledError:
@@ -185,8 +183,7 @@ class DeliveryWorker:
                 log.warning("delivery round failed", error=type(exc).__name__,
                             detail=str(exc)[:200])  # fmt: skip
                 wait = 1.0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.005, wait))
+            await self.wait_for_wake(max(0.005, wait))
 
     async def schedule_once(self) -> float:
         """Start a task for each lane whose head is due and whose endpoint may be tried;
@@ -237,7 +234,7 @@ class DeliveryWorker:
         drained = not task.cancelled() and task.exception() is None and not task.result()
         if lane in self._recheck or not drained:
             self._recheck.discard(lane)
-            self._wake.set()
+            self.wake()
 
     def _endpoint(self, agency_id: str, channel: str) -> str:
         if channel == DeliveryChannel.WEBHOOK:

@@ -1,33 +1,27 @@
-"""Notify's door: consumes `referral requested`, queues it per channel, runs the delivery
-worker, takes partners' replies (NATS and HTTP) in."""
+"""Notify's composition root: the runtime, the directory, the bus handlers (referrals to
+deliver, partners' replies, routing's refusals), the delivery worker and its channels, the
+token verifier, and the HTTP app."""
 
 import aiohttp
+from fastapi import FastAPI
 
-from notify import store
+from notify import http
 from notify.breaker import Breakers
 from notify.channels import EmailSender, NatsFeed, SmsGateway, WebhookSender
 from notify.directory import Directory
-from notify.replies import NatsReplies, forward_refusal
+from notify.handlers import NatsReplies, ReferralRequests, RefusalForwarder
 from notify.settings import NotifySettings
 from notify.worker import DeliveryWorker, RetryPolicy, Senders
 from rujuk_contracts import subjects
-from rujuk_contracts.envelope import CloudEvent
-from rujuk_contracts.events import (
-    DeliveryChannel,
-    EventPayload,
-    ReferralReplyRefused,
-    ReferralRequested,
-)
-from rujuk_runtime.consumer import Rejected
-from rujuk_runtime.db import Connection
-from rujuk_runtime.logs import get_logger
+from rujuk_contracts.events import DeliveryChannel, ReferralReplyRefused, ReferralRequested
+from rujuk_runtime.access import TokenVerifier, follow_tokens
 from rujuk_runtime.service import ServiceRuntime
-
-log = get_logger(__name__)
+from rujuk_runtime.webapp import service_app
 
 
 class Notify:
-    """What the running service holds, for its routes and its tests."""
+    """The running service's parts, for its app and its tests: the runtime, the directory,
+    the NATS reply consumer and, once started, the delivery worker and its HTTP client."""
 
     def __init__(self, settings: NotifySettings) -> None:
         self.settings = settings
@@ -38,12 +32,13 @@ class Notify:
             raise SystemExit("NOTIFY_WEBHOOK_SIGNING_KEY is not set: webhooks cannot be signed")
         self.client: aiohttp.ClientSession | None = None  # made on start, in the event loop
         self.worker: DeliveryWorker | None = None
-        self.replies: NatsReplies | None = None
         self.available = {DeliveryChannel.NATS, DeliveryChannel.WEBHOOK}
         if settings.smtp_host:
             self.available.add(DeliveryChannel.EMAIL)
         if settings.sms_gateway_url:
             self.available.add(DeliveryChannel.SMS)
+        runtime = self.runtime
+        self.replies = NatsReplies(lambda: runtime.pool, runtime.js, runtime.wake_relay)
 
     def senders(self, client: aiohttp.ClientSession) -> Senders:
         s = self.settings
@@ -74,36 +69,6 @@ class Notify:
             sms=sms,
             intake_url=s.intake_public_url,
         )
-
-    async def on_referrals_requested(
-        self, conn: Connection, events: list[tuple[CloudEvent, EventPayload]]
-    ) -> None:
-        """Queue a batch's referrals, each on the channels its agency has, in one statement."""
-        queue: list[tuple[store.Delivery, list[str]]] = []
-        for event, payload in events:
-            if not isinstance(payload, ReferralRequested):
-                raise Rejected(f"expected a referral request, got {event.type}")
-            channels = self.directory.channels_for(payload.agency_id, self.available)
-            delivery = store.Delivery(
-                referral_id=payload.referral_id,
-                case_id=payload.case_id,
-                agency_id=payload.agency_id,
-                event_id=event.id,
-                event_type=event.type,
-                body=event.to_bytes(),
-                traceparent=event.traceparent,
-                channels_done=[],
-                attempts=0,
-            )
-            queue.append((delivery, [str(c) for c in channels]))
-        await store.enqueue_many(conn, queue)
-
-    async def on_reply_refused(
-        self, conn: Connection, event: CloudEvent, payload: EventPayload
-    ) -> None:
-        if not isinstance(payload, ReferralReplyRefused):
-            raise Rejected(f"expected a refused reply, got {event.type}")
-        await forward_refusal(self.runtime.js(), event, payload)
 
     async def start_worker(self) -> None:
         s = self.settings
@@ -137,24 +102,37 @@ class Notify:
 
 
 def build_notify(settings: NotifySettings | None = None) -> Notify:
+    """Notify's runtime with its bus handlers and its worker, without the HTTP app."""
     notify = Notify(settings or NotifySettings())
     runtime = notify.runtime
+    requests = ReferralRequests(notify.directory, notify.available)
     runtime.handle_batches(
-        ReferralRequested, notify.on_referrals_requested, durable="notify-referral-requested"
+        ReferralRequested, requests.on_referrals_requested, durable="notify-referral-requested"
     )
-    replies = NatsReplies(lambda: runtime.pool, runtime.js, runtime.wake_relay)
-    notify.replies = replies
     runtime.subscribe_batches(
         f"{subjects.PREFIX}.partner.*.in.>",
         durable="notify-partner-replies",
         stream=subjects.PARTNER_STREAM,
-        process=replies.process,
+        process=notify.replies.process,
     )
-    runtime.handle(ReferralReplyRefused, notify.on_reply_refused, durable="notify-reply-refused")
+    refusals = RefusalForwarder(runtime.js)
+    runtime.handle(ReferralReplyRefused, refusals.on_reply_refused, durable="notify-reply-refused")
     runtime.on_started.insert(0, notify.start_worker)
     runtime.on_stopping.append(notify.stop)
     return notify
 
 
-def build(settings: NotifySettings | None = None) -> ServiceRuntime:
-    return build_notify(settings).runtime
+def create_app(settings: NotifySettings | None = None) -> FastAPI:
+    settings = settings or NotifySettings()
+    notify = build_notify(settings)
+    runtime = notify.runtime
+    verifier = TokenVerifier(lambda: runtime.pool, ttl=settings.token_cache_seconds)
+    follow_tokens(runtime, verifier)
+    return service_app(
+        runtime,
+        title="rujuk notify",
+        version="1.0.0",
+        summary="Partners' replies to referrals; referrals as FHIR R4 resources.",
+        routers=[http.router],
+        state={"notify": notify, "verifier": verifier},
+    )
