@@ -289,7 +289,7 @@ async def test_a_lane_that_claimed_the_new_work_itself_asks_for_no_extra_look(
         # at. Batches of twenty: `first` was all its claim found; it drained without
         # `second`, which the scheduler must now be woken for.
         assert feed.got == ([first, second] if not wakes else [first])
-        assert worker._wakeup.is_set() is wakes
+        assert worker.woken is wakes
         if wakes:
             assert await worker._run_lane(AGENCY, "nats") is False
             assert feed.got == [first, second]

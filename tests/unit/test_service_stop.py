@@ -1,4 +1,4 @@
-"""A service's stop ends even when one of its steps never does."""
+"""A service's stop ends even when one of its steps never does, or fails."""
 
 import asyncio
 
@@ -22,3 +22,17 @@ async def test_a_stop_step_that_never_ends_is_abandoned_and_the_stop_goes_on(
         await service._bounded(quick(), "the next step")
     assert finished == ["quick"]
     assert never.cancelled()
+
+
+async def test_a_stop_step_that_fails_is_logged_and_the_stop_goes_on() -> None:
+    finished: list[str] = []
+
+    async def broken() -> None:
+        raise RuntimeError("rusak untuk uji / broken for the test")
+
+    async def quick() -> None:
+        finished.append("quick")
+
+    await service._bounded(broken(), "a step that fails")
+    await service._bounded(quick(), "the next step")
+    assert finished == ["quick"]

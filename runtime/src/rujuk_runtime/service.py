@@ -222,12 +222,14 @@ class ServiceRuntime:
 
 async def _bounded(stopping: Awaitable[None], what: str) -> None:
     """One step of a stop, given STOP_STEP_SECONDS at most: a stop must end (SIGTERM, a test's
-    teardown) even when a step waits on something that never answers; what was in flight is
-    redelivered, as after a crash."""
+    teardown) even when a step waits on something that never answers or fails; what was in
+    flight is redelivered, as after a crash."""
     try:
         await asyncio.wait_for(stopping, STOP_STEP_SECONDS)
     except TimeoutError:
         log.error("stop step did not finish; going on", step=what, seconds=STOP_STEP_SECONDS)
+    except Exception as exc:  # one step's failure must not leave the others undone
+        log.error("stop step failed; going on", step=what, error=type(exc).__name__)
 
 
 def serve(app: Any, settings: ServiceSettings) -> None:

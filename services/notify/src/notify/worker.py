@@ -137,7 +137,6 @@ class DeliveryWorker(BackgroundTask):
 
     async def stopped(self) -> None:
         """The scheduler has ended: end the lanes and the settler, give the connections back."""
-        # Any: cancel_and_wait takes Task[None], a lane is a Task[bool]
         tasks: list[asyncio.Task[Any]] = [*self._lanes.values()]
         if self._settler is not None:
             tasks.append(self._settler)
