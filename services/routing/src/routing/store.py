@@ -12,6 +12,7 @@ import asyncpg
 
 from routing.decide import Decision, WithheldReferral
 from routing.lifecycle import SETTLED_STATES, EscalationStep, ReferralState
+from routing.stats import StatsRows
 from rujuk_contracts.events import Priority, Service
 from rujuk_runtime.db import Connection, columns
 
@@ -466,19 +467,6 @@ async def list_referrals(
         offset,
     )
     return [dict(row) for row in rows]
-
-
-@dataclass(frozen=True)
-class StatsRows:
-    """The figures of one period, as PostgreSQL computed them (see routing.stats)."""
-
-    cases_total: int
-    cases_by_violence_type: list[dict[str, object]]
-    cases_by_month: list[dict[str, object]]
-    acknowledgement_by_agency: list[dict[str, object]]
-    deadlines: dict[str, int]
-    open_referrals: list[dict[str, object]]
-    escalations_by_reason: list[dict[str, object]]
 
 
 async def period_stats(
