@@ -24,7 +24,7 @@ from intake.settings import IntakeSettings
 from intake.vault import new_master_key_spec
 from notify.http import create_app as create_notify
 from notify.settings import NotifySettings
-from routing.app import create_app as create_routing
+from routing.bootstrap import create_app as create_routing
 from routing.settings import RoutingSettings
 from rujuk_contracts.events import Role
 from tests.conftest import provisioned_database, remove_streams

@@ -516,6 +516,8 @@ NOT_LOGIC = {
         "decide",
         "lifecycle",
         "stats",
+        "events",
+        "clock",
     ],
 )
 def test_routing_logic_imports_no_io_library(module: str) -> None:

@@ -6,12 +6,18 @@ The only module that writes SQL.
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import asyncpg
 
 from routing.decide import Decision, WithheldReferral
-from routing.lifecycle import SETTLED_STATES, EscalationStep, ReferralState
+from routing.lifecycle import (
+    SETTLED_STATES,
+    EscalationStep,
+    ReferralState,
+    StoredCase,
+    StoredReferral,
+)
 from routing.stats import StatsRows
 from rujuk_contracts.events import Priority, Service
 from rujuk_runtime.db import Connection, columns
@@ -24,25 +30,6 @@ _REFERRAL_COLUMNS = (
 
 
 @dataclass(frozen=True)
-class StoredReferral:
-    referral_id: str
-    case_id: str
-    agency_id: str
-    state: ReferralState
-    service: Service
-    priority: Priority
-    acknowledgement_deadline: datetime
-    escalation_chain: tuple[str, ...]
-    escalation_step: int
-    rule_ids: tuple[str, ...]
-    consent_override: str | None
-    sop_id: str
-    sop_version: int
-    acknowledge_within: timedelta
-    root_referral_id: str
-
-
-@dataclass(frozen=True)
 class StoredSop:
     district_code: str
     version: int
@@ -51,16 +38,6 @@ class StoredSop:
     sha256: str
     published_by: str
     published_at: datetime
-
-
-@dataclass(frozen=True)
-class StoredCase:
-    case_id: str
-    closed_at: datetime | None
-    referrals: tuple[StoredReferral, ...]
-
-    def open_referrals(self) -> list[StoredReferral]:
-        return [r for r in self.referrals if r.state not in SETTLED_STATES]
 
 
 async def add_case(
@@ -339,6 +316,13 @@ async def close_case(
 
 
 # --- published SOPs -----------------------------------------------------------------------
+
+
+async def lock_district_sops(conn: Connection, district_code: str) -> None:
+    """One publisher per district at a time: held until the transaction ends."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('routing.sops:' || $1))", district_code
+    )
 
 
 async def newest_sop(conn: Connection, district_code: str) -> tuple[int, str] | None:
