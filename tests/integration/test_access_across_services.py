@@ -14,7 +14,7 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from audit.app import create_app as create_audit
 from audit.settings import AuditSettings
@@ -24,7 +24,7 @@ from intake.settings import IntakeSettings
 from intake.vault import new_master_key_spec
 from notify.bootstrap import create_app as create_notify
 from notify.settings import NotifySettings
-from routing.app import create_app as create_routing
+from routing.bootstrap import create_app as create_routing
 from routing.settings import RoutingSettings
 from rujuk_contracts.events import Role
 from rujuk_runtime.access import hash_secret
@@ -180,7 +180,7 @@ async def test_every_protected_route_refuses_no_token_and_the_wrong_role(
 ) -> None:
     declared = {
         (method, route.path)
-        for route in services.apps[service].routes
+        for route in (c.original_route for c in iter_route_contexts(services.apps[service].routes))
         if isinstance(route, APIRoute) and route.path.startswith("/v1/")
         for method in route.methods
     }

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from routing.app import Routing, create_app
+from routing.bootstrap import create_app
+from routing.handlers import RoutingHandlers
 from routing.settings import SHIPPED_SOPS, RoutingSettings
 from rujuk_contracts import make_event
 from rujuk_contracts.events import CaseReported, Role
@@ -74,7 +75,7 @@ async def test_publishing_an_sop_over_http(http: httpx.AsyncClient) -> None:
 async def test_closing_a_case_over_http(http: httpx.AsyncClient) -> None:
     assert (await http.post(f"/v1/cases/{CASE_ID}/close")).status_code == 404
     runtime: ServiceRuntime = http.app.state.runtime  # type: ignore[attr-defined]
-    routing: Routing = http.app.state.routing  # type: ignore[attr-defined]
+    routing: RoutingHandlers = http.app.state.handlers  # type: ignore[attr-defined]
     case = CaseReported(
         case_id=CASE_ID,
         channel="walk_in",

@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from routing.app import Routing, create_app
+from routing.bootstrap import create_app
+from routing.handlers import RoutingHandlers
 from routing.settings import RoutingSettings
 from rujuk_contracts import make_event
 from rujuk_contracts.events import (
@@ -69,11 +70,10 @@ async def console(nats_url: str, server_database_url: str) -> AsyncIterator[Cons
     await remove_streams(nats_url)
     async with provisioned_database(server_database_url) as database:
         settings = RoutingSettings(nats_url=nats_url, database_url=database.role_url("routing"))
-        app = create_app(settings)
-        routing: Routing = app.state.routing
-        runtime: ServiceRuntime = app.state.runtime
         clock = Clock()
-        routing.clock = clock
+        app = create_app(settings, clock=clock)
+        routing: RoutingHandlers = app.state.handlers
+        runtime: ServiceRuntime = app.state.runtime
         transport = httpx.ASGITransport(app=app)
         async with (
             app.router.lifespan_context(app),
@@ -94,7 +94,7 @@ async def console(nats_url: str, server_database_url: str) -> AsyncIterator[Cons
             yield Console(http, *tokens)
 
 
-async def play_scenario(routing: Routing, runtime: ServiceRuntime, clock: Clock) -> None:
+async def play_scenario(routing: RoutingHandlers, runtime: ServiceRuntime, clock: Clock) -> None:
     """What happened (times after T0, when every case was routed):
     - UPT PPA: A acknowledged at +10 (met); B accepted at +30 without acknowledging (met),
       completed at +180; C acknowledged at +150 (missed: the deadline was +120).

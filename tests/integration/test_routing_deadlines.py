@@ -10,7 +10,7 @@ from pathlib import Path
 import nats
 import pytest
 
-from routing.app import create_app
+from routing.bootstrap import create_app
 from routing.deadlines import DEADLINES_MISSED
 from routing.settings import RoutingSettings
 from rujuk_contracts import make_event, parse_event

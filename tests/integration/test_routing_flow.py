@@ -7,7 +7,8 @@ import nats
 import pytest
 from nats.aio.msg import Msg
 
-from routing.app import create_app, event_id
+from routing.bootstrap import create_app
+from routing.events import event_id
 from routing.settings import RoutingSettings
 from rujuk_contracts import make_event, parse_event, subjects
 from rujuk_contracts.events import CaseReported, CaseRouted, ReferralRequested

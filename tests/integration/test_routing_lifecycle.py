@@ -9,10 +9,13 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from routing.app import CaseHasOpenReferrals, Routing, SopConflict, event_id
+from routing.cases import CaseHasOpenReferrals, close_case
 from routing.deadlines import DeadlineWatcher
+from routing.events import event_id
+from routing.handlers import RoutingHandlers
 from routing.settings import SHIPPED_SOPS
 from routing.sop import SopError, load_sop_folder
+from routing.sops import SopConflict, SopsInForce
 from rujuk_contracts import EventPayload, make_event, parse_event
 from rujuk_contracts.events import (
     CaseClosed,
@@ -57,8 +60,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def routing(clock: Clock) -> Routing:
-    return Routing(load_sop_folder(SHIPPED_SOPS), clock=clock)
+def routing(clock: Clock) -> RoutingHandlers:
+    return RoutingHandlers(SopsInForce(load_sop_folder(SHIPPED_SOPS)), clock=clock)
 
 
 def adult_case(case_id: str = CASE_ID, **triage: object) -> CaseReported:
@@ -79,7 +82,7 @@ def adult_case(case_id: str = CASE_ID, **triage: object) -> CaseReported:
     )
 
 
-async def handle(routing: Routing, pool: asyncpg.Pool, payload: EventPayload) -> str:
+async def handle(routing: RoutingHandlers, pool: asyncpg.Pool, payload: EventPayload) -> str:
     """Handle one event as the consumer would; return its event id."""
     event = make_event(payload, source="/rujuk/partners/test")
     handler = {
@@ -115,7 +118,7 @@ MANAGER, COUNSELLING = f"{CASE_ID}-01", f"{CASE_ID}-02"  # uptppa-pasuruan, pusp
 
 
 async def test_partner_replies_move_the_referral_along_the_table(
-    pool: asyncpg.Pool, routing: Routing
+    pool: asyncpg.Pool, routing: RoutingHandlers
 ) -> None:
     await handle(routing, pool, adult_case())
     assert (await referral(pool, MANAGER))["agency_id"] == "uptppa-pasuruan"
@@ -137,7 +140,7 @@ async def test_partner_replies_move_the_referral_along_the_table(
     ],
 )
 async def test_a_reply_for_a_referral_the_agency_does_not_hold_is_refused(
-    pool: asyncpg.Pool, routing: Routing, referral_id: str, agency_id: str, reason: str
+    pool: asyncpg.Pool, routing: RoutingHandlers, referral_id: str, agency_id: str, reason: str
 ) -> None:
     await handle(routing, pool, adult_case())
     incoming = await handle(routing, pool, reply(ReferralAccepted, referral_id, agency_id))
@@ -155,7 +158,7 @@ async def test_a_reply_for_a_referral_the_agency_does_not_hold_is_refused(
 
 
 async def test_a_decline_escalates_to_the_next_agency_and_a_later_accept_is_refused(
-    pool: asyncpg.Pool, routing: Routing, clock: Clock
+    pool: asyncpg.Pool, routing: RoutingHandlers, clock: Clock
 ) -> None:
     await handle(routing, pool, adult_case())
     clock.now = START + timedelta(minutes=10)
@@ -186,7 +189,7 @@ async def test_a_decline_escalates_to_the_next_agency_and_a_later_accept_is_refu
 
 
 async def test_a_decline_at_the_coordinator_ends_the_chain_and_accept_after_it_is_refused(
-    pool: asyncpg.Pool, routing: Routing
+    pool: asyncpg.Pool, routing: RoutingHandlers
 ) -> None:
     await handle(routing, pool, adult_case())
     await handle(routing, pool, reply(ReferralDeclined, COUNSELLING, "puspaga-pasuruan"))
@@ -203,11 +206,11 @@ async def test_a_decline_at_the_coordinator_ends_the_chain_and_accept_after_it_i
 
 
 async def test_a_missed_deadline_escalates_once_and_a_met_one_does_nothing(
-    pool: asyncpg.Pool, routing: Routing, clock: Clock
+    pool: asyncpg.Pool, routing: RoutingHandlers, clock: Clock
 ) -> None:
     await handle(routing, pool, adult_case())
     await handle(routing, pool, reply(ReferralAcknowledged, MANAGER, "uptppa-pasuruan"))
-    watcher = DeadlineWatcher(pool, routing)
+    watcher = DeadlineWatcher(lambda: pool, clock=clock)
 
     clock.now = START + timedelta(minutes=119)  # the manager's deadline is at 120 minutes
     assert await watcher.run_once() == 0
@@ -255,11 +258,11 @@ def sop_version_2(escalate_to: str = "dinsos-pasuruan") -> str:
 
 
 async def test_a_published_version_applies_to_new_cases_and_referrals_in_flight_keep_theirs(
-    pool: asyncpg.Pool, routing: Routing
+    pool: asyncpg.Pool, routing: RoutingHandlers
 ) -> None:
     await handle(routing, pool, adult_case())
     async with pool.acquire() as conn, conn.transaction():
-        published = await routing.publish_sop(conn, sop_version_2(), "test")
+        published = await routing.sops.publish_sop(conn, sop_version_2(), "test", routing.clock)
     assert (published.sop.version, published.created) == (2, True)
 
     await handle(routing, pool, adult_case("3514-BB12CD34EF"))
@@ -282,51 +285,55 @@ async def test_a_published_version_applies_to_new_cases_and_referrals_in_flight_
 
 
 async def test_a_broken_or_stale_sop_is_refused_and_the_version_in_force_stays(
-    pool: asyncpg.Pool, routing: Routing
+    pool: asyncpg.Pool, routing: RoutingHandlers
 ) -> None:
     broken = sop_version_2(escalate_to="nowhere-agency")
     async with pool.acquire() as conn:
         with pytest.raises(SopError) as caught:
             async with conn.transaction():
-                await routing.publish_sop(conn, broken, "test")
+                await routing.sops.publish_sop(conn, broken, "test", routing.clock)
         assert any(
             "agency 'nowhere-agency' is not in the directory" in str(i) for i in caught.value.issues
         )
         assert all(issue.line is not None for issue in caught.value.issues)
         with pytest.raises(SopConflict, match="SOP 3514 v1 is in force: publish a version above 1"):
             async with conn.transaction():
-                await routing.publish_sop(conn, SOP_3514.replace("Sakera", "Sakera (x)"), "t")
+                await routing.sops.publish_sop(
+                    conn, SOP_3514.replace("Sakera", "Sakera (x)"), "t", routing.clock
+                )
         async with conn.transaction():
-            await routing.publish_sop(conn, sop_version_2(), "test")
+            await routing.sops.publish_sop(conn, sop_version_2(), "test", routing.clock)
         async with conn.transaction():
-            again = await routing.publish_sop(conn, sop_version_2(), "test")
+            again = await routing.sops.publish_sop(conn, sop_version_2(), "test", routing.clock)
         assert not again.created
         with pytest.raises(SopConflict, match="already published with other content"):
             async with conn.transaction():
-                await routing.publish_sop(conn, sop_version_2("rsud-bangil"), "test")
+                await routing.sops.publish_sop(
+                    conn, sop_version_2("rsud-bangil"), "test", routing.clock
+                )
         assert await conn.fetchval("SELECT count(*) FROM sops") == 1
-        assert (await routing.sop_in_force(conn, "3514")).version == 2
+        assert (await routing.sops.sop_in_force(conn, "3514")).version == 2
     assert len([p for p in await staged(pool) if isinstance(p, SopPublished)]) == 1
 
 
 async def test_a_case_closes_only_when_every_referral_is_settled(
-    pool: asyncpg.Pool, routing: Routing
+    pool: asyncpg.Pool, routing: RoutingHandlers
 ) -> None:
     await handle(routing, pool, adult_case())
     await handle(routing, pool, reply(ReferralDeclined, COUNSELLING, "puspaga-pasuruan"))
     async with pool.acquire() as conn:
         with pytest.raises(CaseHasOpenReferrals) as caught:
             async with conn.transaction():
-                await routing.close_case(conn, CASE_ID, "coordinator", "done")
+                await close_case(conn, CASE_ID, "coordinator", "done", clock=routing.clock)
     assert [r.referral_id for r in caught.value.open_referrals] == [MANAGER, f"{COUNSELLING}-e1"]
     assert "3514-AB12CD34EF-01 (uptppa-pasuruan, requested)" in str(caught.value)
     for referral_id in (MANAGER, f"{COUNSELLING}-e1"):
         for kind in (ReferralAcknowledged, ReferralAccepted, ReferralCompleted):
             await handle(routing, pool, reply(kind, referral_id, "uptppa-pasuruan"))
     async with pool.acquire() as conn, conn.transaction():
-        assert await routing.close_case(conn, CASE_ID, "coordinator", "done")
+        assert await close_case(conn, CASE_ID, "coordinator", "done", clock=routing.clock)
     async with pool.acquire() as conn, conn.transaction():
-        assert not await routing.close_case(conn, CASE_ID, "coordinator", "done")
+        assert not await close_case(conn, CASE_ID, "coordinator", "done", clock=routing.clock)
     closed = [p for p in await staged(pool) if isinstance(p, CaseClosed)]
     assert [(c.case_id, c.closed_by, c.reason) for c in closed] == [
         (CASE_ID, "coordinator", "done")

@@ -7,9 +7,11 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from routing.app import Routing, event_id
+from routing.events import event_id
+from routing.handlers import RoutingHandlers
 from routing.settings import SHIPPED_SOPS
 from routing.sop import load_sop_folder
+from routing.sops import SopsInForce
 from rujuk_contracts import CloudEvent, EventPayload, make_event, parse_event
 from rujuk_contracts.events import (
     CaseReported,
@@ -36,8 +38,8 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture
-def routing() -> Routing:
-    return Routing(load_sop_folder(SHIPPED_SOPS), clock=lambda: NOW)
+def routing() -> RoutingHandlers:
+    return RoutingHandlers(SopsInForce(load_sop_folder(SHIPPED_SOPS)), clock=lambda: NOW)
 
 
 def reported(case_id: str = CASE_ID, district: str = "3514", **triage: object) -> CaseReported:
@@ -62,13 +64,13 @@ def envelope(payload: EventPayload) -> CloudEvent:
     return make_event(payload, source="/rujuk/test")
 
 
-async def handle_case(pool: asyncpg.Pool, routing: Routing, payload: CaseReported) -> None:
+async def handle_case(pool: asyncpg.Pool, routing: RoutingHandlers, payload: CaseReported) -> None:
     async with pool.acquire() as conn, conn.transaction():
         await routing.on_case_reported(conn, envelope(payload), payload)
 
 
 async def test_a_case_stages_all_its_events_in_one_statement(
-    pool: asyncpg.Pool, routing: Routing
+    pool: asyncpg.Pool, routing: RoutingHandlers
 ) -> None:
     """A round trip per event was 5 to 8 per case; their order is checked below."""
     statements: list[str] = []
@@ -82,7 +84,7 @@ async def test_a_case_stages_all_its_events_in_one_statement(
 
 
 async def test_case_reported_stores_the_case_its_referrals_and_stages_the_events(
-    pool: asyncpg.Pool, routing: Routing
+    pool: asyncpg.Pool, routing: RoutingHandlers
 ) -> None:
     await handle_case(pool, routing, reported())
 
@@ -132,7 +134,7 @@ async def test_case_reported_stores_the_case_its_referrals_and_stages_the_events
 
 
 async def test_adult_case_without_police_consent_stores_the_withheld_referral(
-    pool: asyncpg.Pool, routing: Routing
+    pool: asyncpg.Pool, routing: RoutingHandlers
 ) -> None:
     await handle_case(
         pool, routing, reported(age_group="adult", consent={"share_with_health": True})
@@ -147,7 +149,7 @@ async def test_adult_case_without_police_consent_stores_the_withheld_referral(
 
 
 async def test_a_case_routed_twice_is_refused_and_changes_nothing(
-    pool: asyncpg.Pool, routing: Routing
+    pool: asyncpg.Pool, routing: RoutingHandlers
 ) -> None:
     await handle_case(pool, routing, reported())
     async with pool.acquire() as conn:
@@ -163,7 +165,7 @@ async def test_a_case_routed_twice_is_refused_and_changes_nothing(
 
 
 async def test_a_case_of_a_district_without_sop_is_refused_and_stores_nothing(
-    pool: asyncpg.Pool, routing: Routing
+    pool: asyncpg.Pool, routing: RoutingHandlers
 ) -> None:
     with pytest.raises(Rejected, match="no SOP for district 3599"):
         await handle_case(pool, routing, reported("3599-AB12CD34EF", district="3599"))
@@ -172,7 +174,7 @@ async def test_a_case_of_a_district_without_sop_is_refused_and_stores_nothing(
         assert await conn.fetchval("SELECT count(*) FROM outbox") == 0
 
 
-async def report(pool: asyncpg.Pool, routing: Routing, payload: EventPayload) -> str:
+async def report(pool: asyncpg.Pool, routing: RoutingHandlers, payload: EventPayload) -> str:
     async with pool.acquire() as conn, conn.transaction():
         if isinstance(payload, ReferralDelivered):
             await routing.on_referrals_delivered(conn, [(envelope(payload), payload)])
@@ -205,7 +207,7 @@ def failed(attempts: int = 5) -> ReferralDeliveryFailed:
 
 
 async def test_delivery_reports_move_the_referral_state(
-    pool: asyncpg.Pool, routing: Routing
+    pool: asyncpg.Pool, routing: RoutingHandlers
 ) -> None:
     await handle_case(pool, routing, reported())
     assert await report(pool, routing, delivered(attempts=2)) == "delivered"
@@ -218,7 +220,7 @@ async def test_delivery_reports_move_the_referral_state(
 
 
 async def test_a_failed_delivery_escalates_and_a_late_delivery_report_changes_nothing(
-    pool: asyncpg.Pool, routing: Routing
+    pool: asyncpg.Pool, routing: RoutingHandlers
 ) -> None:
     await handle_case(pool, routing, reported())
     assert await report(pool, routing, failed(attempts=5)) == "escalated"
@@ -243,7 +245,7 @@ async def test_a_failed_delivery_escalates_and_a_late_delivery_report_changes_no
 
 
 async def test_a_delivery_failure_after_delivery_is_refused_with_the_reason(
-    pool: asyncpg.Pool, routing: Routing
+    pool: asyncpg.Pool, routing: RoutingHandlers
 ) -> None:
     await handle_case(pool, routing, reported())
     await report(pool, routing, delivered())
@@ -252,7 +254,7 @@ async def test_a_delivery_failure_after_delivery_is_refused_with_the_reason(
 
 
 async def test_a_delivery_report_naming_another_agency_is_refused(
-    pool: asyncpg.Pool, routing: Routing
+    pool: asyncpg.Pool, routing: RoutingHandlers
 ) -> None:
     await handle_case(pool, routing, reported())
     with pytest.raises(Rejected, match="was made to pkm-pandaan, not rsud-bangil"):
@@ -260,7 +262,7 @@ async def test_a_delivery_report_naming_another_agency_is_refused(
 
 
 async def test_a_delivery_report_for_an_unknown_referral_is_refused(
-    pool: asyncpg.Pool, routing: Routing
+    pool: asyncpg.Pool, routing: RoutingHandlers
 ) -> None:
     with pytest.raises(Rejected, match=f"unknown referral {CASE_ID}-01"):
         await report(pool, routing, delivered())
@@ -283,7 +285,7 @@ async def referrals_of_the_case(conn: Connection) -> list[asyncpg.Record]:
 
 
 async def test_a_run_of_delivery_reports_moves_every_referral_in_two_statements(
-    pool: asyncpg.Pool, routing: Routing
+    pool: asyncpg.Pool, routing: RoutingHandlers
 ) -> None:
     await handle_case(pool, routing, reported())
     async with pool.acquire() as conn:
@@ -307,7 +309,7 @@ async def test_a_run_of_delivery_reports_moves_every_referral_in_two_statements(
 
 
 async def test_a_run_with_one_wrong_report_is_refused_whole_naming_it(
-    pool: asyncpg.Pool, routing: Routing
+    pool: asyncpg.Pool, routing: RoutingHandlers
 ) -> None:
     """The consumer then takes the run report by report and parks only the wrong one."""
     await handle_case(pool, routing, reported())

@@ -5,7 +5,7 @@ answers come before the database.)"""
 import httpx
 import pytest
 
-from routing.app import create_app
+from routing.bootstrap import create_app
 from routing.settings import RoutingSettings
 from rujuk_runtime.access import Principal, Role
 

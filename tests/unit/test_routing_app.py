@@ -1,14 +1,16 @@
-"""Routing's door without servers: which SOP a case gets, and the events a decision becomes."""
+"""Routing without servers: its settings, which SOP a case gets, and the events a decision
+becomes."""
 
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from routing.app import Routing, event_id, routing_events
 from routing.decide import decide
+from routing.events import event_id, routing_events
 from routing.settings import SHIPPED_SOPS, RoutingSettings
 from routing.sop import load_sop_folder
+from routing.sops import SopsInForce
 from rujuk_contracts import parse_event
 from rujuk_contracts.events import CaseRouted, ReferralRequested
 from rujuk_contracts.triage import TriageFacts
@@ -43,17 +45,17 @@ def test_routing_settings_read_the_routing_prefix(monkeypatch: pytest.MonkeyPatc
 
 
 def test_a_district_without_an_sop_is_refused_by_name() -> None:
-    routing = Routing(load_sop_folder(SHIPPED_SOPS))
+    sops = SopsInForce(load_sop_folder(SHIPPED_SOPS))
     with pytest.raises(Rejected, match=r"^no SOP for district 3599$"):
-        routing.sop_for("3599")
+        sops.sop_for("3599")
 
 
 def test_a_district_whose_sop_was_refused_says_so(tmp_path: Path) -> None:
     (tmp_path / "3514.yaml").write_text("sop_id: [\n")
-    routing = Routing()
-    routing.load_sops(tmp_path)
+    sops = SopsInForce()
+    sops.load_sops(tmp_path)
     with pytest.raises(Rejected, match="SOP for district 3514 was refused at start"):
-        routing.sop_for("3514")
+        sops.sop_for("3514")
 
 
 def test_a_decision_becomes_one_case_routed_and_one_request_per_referral() -> None:

@@ -1,6 +1,6 @@
 """`python -m routing`: serve routing's consumers and health endpoint."""
 
-from routing.app import create_app
+from routing.bootstrap import create_app
 from routing.settings import RoutingSettings
 from rujuk_runtime.service import serve
 

@@ -9,17 +9,17 @@ row is fired and never taken again. Why not JetStream's scheduled messages: see 
 """
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
 import asyncpg
 from prometheus_client import Counter, Gauge
 
-from routing import store
-from routing.app import Routing
+from routing import referrals, store
+from routing.clock import Clock, utc_now
 from routing.lifecycle import OPEN_STATES
 from rujuk_runtime.db import HeldConnection
 from rujuk_runtime.logs import get_logger
+from rujuk_runtime.tasks import BackgroundTask
 
 log = get_logger(__name__)
 
@@ -36,33 +36,24 @@ OPEN_REFERRALS = Gauge(
 BATCH = 100
 
 
-class DeadlineWatcher:
+class DeadlineWatcher(BackgroundTask):
+    """Started with the service (``pool`` is asked for then), stopped before its pool closes."""
+
     def __init__(
         self,
-        pool: asyncpg.Pool,
-        routing: Routing,
+        pool: Callable[[], asyncpg.Pool],
         *,
+        clock: Clock = utc_now,
         poll: float = 0.2,
         after_commit: Callable[[], None] = lambda: None,
     ) -> None:
+        super().__init__("deadline-watcher")
         self._pool = pool
-        self._held = HeldConnection(lambda: pool)  # polled every few hundred milliseconds
-        self._routing = routing
+        self._held = HeldConnection(pool)  # polled every few hundred milliseconds
+        self._clock = clock
         self._poll = poll
         self._after_commit = after_commit
-        self._task: asyncio.Task[None] | None = None
         self.fired = 0
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="deadline-watcher")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self._held.release()
 
     async def run_once(self) -> int:
         """Fire every deadline due now (in batches); return how many fired."""
@@ -74,11 +65,11 @@ class DeadlineWatcher:
                 return total
 
     async def _fire_batch(self) -> int:
-        now = self._routing.clock()
+        now = self._clock()
         async with self._held.use() as conn, conn.transaction():
             due = await store.claim_due_deadlines(conn, now, BATCH)
             for referral, due_at in due:
-                outcome = await self._routing.fire_deadline(conn, referral)
+                outcome = await referrals.fire_deadline(conn, referral, clock=self._clock)
                 await store.mark_deadline(conn, referral.referral_id, now, outcome)
                 if outcome != "met":
                     DEADLINES_MISSED.labels(referral.agency_id, outcome).inc()
@@ -96,14 +87,14 @@ class DeadlineWatcher:
         return len(due)
 
     async def report_open_referrals(self) -> None:
-        async with self._pool.acquire() as conn:
+        async with self._pool().acquire() as conn:
             counts = await store.referrals_by_state_and_agency(conn)
         OPEN_REFERRALS.clear()
         for state, agency_id, count in counts:
             if state in OPEN_STATES:
                 OPEN_REFERRALS.labels(agency_id, state).set(count)
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
         rounds = 0
         while True:
             try:
@@ -120,3 +111,6 @@ class DeadlineWatcher:
                     detail=str(exc)[:200],
                 )
             await asyncio.sleep(self._poll)
+
+    async def stopped(self) -> None:
+        await self._held.release()

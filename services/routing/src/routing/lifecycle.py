@@ -1,8 +1,12 @@
-"""A referral's states and the transitions between them, as one table; where escalation goes."""
+"""A referral's states and the transitions between them, as one table; where escalation goes;
+a referral and a case as routing keeps them."""
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
+
+from rujuk_contracts.events import Priority, Service
 
 
 class ReferralState(StrEnum):
@@ -133,3 +137,32 @@ def next_escalation(
             step=new_step,
         )
     return None
+
+
+@dataclass(frozen=True)
+class StoredReferral:
+    referral_id: str
+    case_id: str
+    agency_id: str
+    state: ReferralState
+    service: Service
+    priority: Priority
+    acknowledgement_deadline: datetime
+    escalation_chain: tuple[str, ...]
+    escalation_step: int
+    rule_ids: tuple[str, ...]
+    consent_override: str | None
+    sop_id: str
+    sop_version: int
+    acknowledge_within: timedelta
+    root_referral_id: str
+
+
+@dataclass(frozen=True)
+class StoredCase:
+    case_id: str
+    closed_at: datetime | None
+    referrals: tuple[StoredReferral, ...]
+
+    def open_referrals(self) -> list[StoredReferral]:
+        return [r for r in self.referrals if r.state not in SETTLED_STATES]

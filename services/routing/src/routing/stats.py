@@ -4,14 +4,26 @@ shapes (the OpenAPI schemas), the period's bounds and the CSV form. No I/O."""
 import csv
 import io
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from routing.store import StatsRows
-
 CSV_HEADER = ("section", "key", "subkey", "metric", "value")
+
+
+@dataclass(frozen=True)
+class StatsRows:
+    """The figures of one period, as PostgreSQL computed them (``routing.store.period_stats``)."""
+
+    cases_total: int
+    cases_by_violence_type: list[dict[str, object]]
+    cases_by_month: list[dict[str, object]]
+    acknowledgement_by_agency: list[dict[str, object]]
+    deadlines: dict[str, int]
+    open_referrals: list[dict[str, object]]
+    escalations_by_reason: list[dict[str, object]]
 
 
 class ReferralItem(BaseModel):

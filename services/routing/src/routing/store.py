@@ -6,12 +6,19 @@ The only module that writes SQL.
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import asyncpg
 
 from routing.decide import Decision, WithheldReferral
-from routing.lifecycle import SETTLED_STATES, EscalationStep, ReferralState
+from routing.lifecycle import (
+    SETTLED_STATES,
+    EscalationStep,
+    ReferralState,
+    StoredCase,
+    StoredReferral,
+)
+from routing.stats import StatsRows
 from rujuk_contracts.events import Priority, Service
 from rujuk_runtime.db import Connection, columns
 
@@ -23,25 +30,6 @@ _REFERRAL_COLUMNS = (
 
 
 @dataclass(frozen=True)
-class StoredReferral:
-    referral_id: str
-    case_id: str
-    agency_id: str
-    state: ReferralState
-    service: Service
-    priority: Priority
-    acknowledgement_deadline: datetime
-    escalation_chain: tuple[str, ...]
-    escalation_step: int
-    rule_ids: tuple[str, ...]
-    consent_override: str | None
-    sop_id: str
-    sop_version: int
-    acknowledge_within: timedelta
-    root_referral_id: str
-
-
-@dataclass(frozen=True)
 class StoredSop:
     district_code: str
     version: int
@@ -50,16 +38,6 @@ class StoredSop:
     sha256: str
     published_by: str
     published_at: datetime
-
-
-@dataclass(frozen=True)
-class StoredCase:
-    case_id: str
-    closed_at: datetime | None
-    referrals: tuple[StoredReferral, ...]
-
-    def open_referrals(self) -> list[StoredReferral]:
-        return [r for r in self.referrals if r.state not in SETTLED_STATES]
 
 
 async def add_case(
@@ -340,6 +318,13 @@ async def close_case(
 # --- published SOPs -----------------------------------------------------------------------
 
 
+async def lock_district_sops(conn: Connection, district_code: str) -> None:
+    """One publisher per district at a time: held until the transaction ends."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('routing.sops:' || $1))", district_code
+    )
+
+
 async def newest_sop(conn: Connection, district_code: str) -> tuple[int, str] | None:
     """(version, sha256) of the newest published SOP of the district."""
     row = await conn.fetchrow(
@@ -466,19 +451,6 @@ async def list_referrals(
         offset,
     )
     return [dict(row) for row in rows]
-
-
-@dataclass(frozen=True)
-class StatsRows:
-    """The figures of one period, as PostgreSQL computed them (see routing.stats)."""
-
-    cases_total: int
-    cases_by_violence_type: list[dict[str, object]]
-    cases_by_month: list[dict[str, object]]
-    acknowledgement_by_agency: list[dict[str, object]]
-    deadlines: dict[str, int]
-    open_referrals: list[dict[str, object]]
-    escalations_by_reason: list[dict[str, object]]
 
 
 async def period_stats(

@@ -1,0 +1,190 @@
+"""The events routing publishes, built from what it decided: envelopes with deterministic ids
+(derived from what they announce, so a re-run stages the same Nats-Msg-Id) and routing's
+source. No I/O: the caller gives the time and the traceparent, and stages the events."""
+
+import uuid
+from datetime import datetime
+
+from routing.decide import Decision, ReferralDecision
+from routing.lifecycle import EscalationStep, StoredReferral
+from routing.sop import Sop
+from rujuk_contracts import CloudEvent, make_event
+from rujuk_contracts.events import (
+    CaseClosed,
+    CaseRouted,
+    EscalationReason,
+    EventPayload,
+    ReferralEscalated,
+    ReferralReplyRefused,
+    ReferralRequested,
+    ReferralSummary,
+    ReplyKind,
+    SopPublished,
+    WithheldReferral,
+)
+
+SOURCE = "/rujuk/routing"
+EVENT_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:rujuk:routing")
+
+
+def event_id(key: str) -> str:
+    """A deterministic event id, e.g. ``event_id(f"{referral_id}:requested")``."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, key))
+
+
+def routing_event(
+    payload: EventPayload, key: str, now: datetime, traceparent: str | None
+) -> CloudEvent:
+    """One of routing's events, its id derived from ``key``."""
+    return make_event(
+        payload, source=SOURCE, traceparent=traceparent, event_id=event_id(key), time=now
+    )
+
+
+# --- a case routed ------------------------------------------------------------------------
+
+
+def routing_events(decision: Decision, now: datetime, traceparent: str | None) -> list[CloudEvent]:
+    """One CaseRouted, then one ReferralRequested per referral, with deterministic ids."""
+    routed = routing_event(case_routed(decision), f"{decision.case_id}:routed", now, traceparent)
+    requested = [
+        routing_event(
+            referral_requested(decision, referral),
+            f"{referral.referral_id}:requested",
+            now,
+            traceparent,
+        )
+        for referral in decision.referrals
+    ]
+    return [routed, *requested]
+
+
+def case_routed(decision: Decision) -> CaseRouted:
+    return CaseRouted(
+        case_id=decision.case_id,
+        sop_id=decision.sop_id,
+        sop_version=decision.sop_version,
+        rules_fired=list(decision.rules_fired),
+        referrals=[
+            ReferralSummary(
+                referral_id=referral.referral_id,
+                service=referral.service,
+                agency_id=referral.agency_id,
+                priority=referral.priority,
+                acknowledgement_deadline=referral.acknowledgement_deadline,
+                consent_override=referral.consent_override,
+            )
+            for referral in decision.referrals
+        ],
+        withheld=[
+            WithheldReferral(
+                service=withheld.service,
+                agency_id=withheld.agency_id,
+                rule_ids=list(withheld.rule_ids),
+                reason=withheld.reason[:200],
+            )
+            for withheld in decision.withheld
+        ],
+    )
+
+
+def referral_requested(decision: Decision, referral: ReferralDecision) -> ReferralRequested:
+    return ReferralRequested(
+        case_id=decision.case_id,
+        referral_id=referral.referral_id,
+        agency_id=referral.agency_id,
+        service=referral.service,
+        priority=referral.priority,
+        acknowledgement_deadline=referral.acknowledgement_deadline,
+        escalation_chain=list(referral.escalation_chain),
+        sop_id=decision.sop_id,
+        sop_version=decision.sop_version,
+        rule_ids=list(referral.rule_ids),
+        consent_override=referral.consent_override,
+    )
+
+
+# --- a referral handed on -----------------------------------------------------------------
+
+
+def escalation_events(
+    referral: StoredReferral,
+    step: EscalationStep,
+    reason: EscalationReason,
+    deadline: datetime,
+    now: datetime,
+    traceparent: str | None,
+) -> list[CloudEvent]:
+    """ReferralEscalated, then the ReferralRequested of the referral that takes over; their
+    ids derive from the new referral's id."""
+    escalated = ReferralEscalated(
+        case_id=referral.case_id,
+        referral_id=referral.referral_id,
+        from_agency_id=referral.agency_id,
+        to_agency_id=step.agency_id,
+        reason=reason,
+        step=step.step,
+    )
+    requested = ReferralRequested(
+        case_id=referral.case_id,
+        referral_id=step.referral_id,
+        agency_id=step.agency_id,
+        service=referral.service,
+        priority=referral.priority,
+        acknowledgement_deadline=deadline,
+        escalation_chain=list(step.chain),
+        sop_id=referral.sop_id,
+        sop_version=referral.sop_version,
+        rule_ids=list(referral.rule_ids),
+        consent_override=referral.consent_override,
+    )
+    return [
+        routing_event(payload, f"{step.referral_id}:{kind}", now, traceparent)
+        for payload, kind in ((escalated, "escalated"), (requested, "requested"))
+    ]
+
+
+def reply_refused(
+    refused_event_id: str,
+    *,
+    case_id: str,
+    referral_id: str,
+    agency_id: str,
+    reply: ReplyKind,
+    reason: str,
+    now: datetime,
+    traceparent: str | None,
+) -> CloudEvent:
+    """ReferralReplyRefused for the partner reply ``refused_event_id``."""
+    refused = ReferralReplyRefused(
+        case_id=case_id,
+        referral_id=referral_id,
+        agency_id=agency_id,
+        reply=reply,
+        reason=reason[:300],
+    )
+    return routing_event(refused, f"{refused_event_id}:refused", now, traceparent)
+
+
+# --- a case closed, an SOP published ------------------------------------------------------
+
+
+def case_closed(
+    case_id: str, closed_by: str, reason: str, now: datetime, traceparent: str | None
+) -> CloudEvent:
+    closed = CaseClosed(case_id=case_id, closed_by=closed_by, reason=reason)
+    return routing_event(closed, f"{case_id}:closed", now, traceparent)
+
+
+def sop_published(
+    sop: Sop, sha256: str, published_by: str, now: datetime, traceparent: str | None
+) -> CloudEvent:
+    published = SopPublished(
+        sop_id=sop.sop_id,
+        district_code=sop.district_code,
+        sop_version=sop.version,
+        sha256=sha256,
+        published_by=published_by,
+    )
+    key = f"sop:{sop.district_code}:{sop.version}:{sha256}"
+    return routing_event(published, key, now, traceparent)

@@ -1,0 +1,90 @@
+"""Routing's bus handlers: an event in (a reported case, a delivery report, a partner's reply)
+becomes a call of the aggregate it concerns (``cases``, ``referrals``), in the consumer's
+transaction; the events that follow are staged in the outbox there."""
+
+from datetime import timedelta
+from typing import TypeVar
+
+from routing import cases, referrals
+from routing.clock import Clock, utc_now
+from routing.decide import ONE_MINUTE, Decision
+from routing.referrals import REPLY_KINDS, PartnerReply
+from routing.sops import SopsInForce
+from rujuk_contracts import CloudEvent
+from rujuk_contracts.events import (
+    CaseReported,
+    EventPayload,
+    ReferralDelivered,
+    ReferralDeliveryFailed,
+)
+from rujuk_runtime.consumer import Rejected
+from rujuk_runtime.db import Connection
+from rujuk_runtime.logs import get_logger
+
+log = get_logger(__name__)
+
+P = TypeVar("P", bound=EventPayload)
+
+
+class RoutingHandlers:
+    """The handlers behind routing's durable consumers, and what they share: the SOPs in force,
+    the clock, and how long a minute is (shorter in compressed-time runs)."""
+
+    def __init__(
+        self, sops: SopsInForce, clock: Clock = utc_now, *, minute: timedelta = ONE_MINUTE
+    ) -> None:
+        self.sops = sops
+        self.clock = clock
+        self.minute = minute
+
+    async def on_case_reported(
+        self, conn: Connection, event: CloudEvent, payload: EventPayload
+    ) -> None:
+        reported = _expect(payload, CaseReported)
+        decision = await cases.route_case(
+            conn, self.sops, reported, clock=self.clock, minute=self.minute
+        )
+        _log_decision(decision, event)
+
+    async def on_referrals_delivered(
+        self, conn: Connection, batch: list[tuple[CloudEvent, EventPayload]]
+    ) -> None:
+        reports = [(event, _expect(payload, ReferralDelivered)) for event, payload in batch]
+        await referrals.record_deliveries(conn, reports)
+
+    async def on_referral_delivery_failed(
+        self, conn: Connection, event: CloudEvent, payload: EventPayload
+    ) -> None:
+        failed = _expect(payload, ReferralDeliveryFailed)
+        await referrals.record_delivery_failure(conn, failed, clock=self.clock)
+
+    async def on_partner_reply(
+        self, conn: Connection, event: CloudEvent, payload: EventPayload
+    ) -> None:
+        if type(payload) not in REPLY_KINDS:
+            raise Rejected(f"{payload.event_type()} is not a partner reply")
+        reply: PartnerReply = payload  # type: ignore[assignment]
+        await referrals.record_reply(conn, event, reply, clock=self.clock)
+
+
+def _expect(payload: EventPayload, model: type[P]) -> P:
+    if not isinstance(payload, model):
+        raise Rejected(f"expected {model.event_type()}, got {payload.event_type()}")
+    return payload
+
+
+def _log_decision(decision: Decision, event: CloudEvent) -> None:
+    log.info(
+        "case routed",
+        case_id=decision.case_id,
+        event_id=event.id,
+        sop_id=decision.sop_id,
+        sop_version=decision.sop_version,
+        rules_fired=list(decision.rules_fired),
+        referrals=[
+            f"{r.referral_id} {r.service.value} -> {r.agency_id} ({r.priority.value})"
+            for r in decision.referrals
+        ],
+        consent_overrides=decision.consent_overrides(),
+        withheld=[f"{w.service.value} -> {w.agency_id}: {w.reason}" for w in decision.withheld],
+    )

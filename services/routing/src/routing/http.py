@@ -1,0 +1,326 @@
+"""Routing's HTTP API: the SOPs in force, publishing an SOP, closing a case, and the console's
+reads: the referral list and monitoring & evaluation figures. (/healthz and /metrics come with
+``rujuk_runtime.webapp``.)
+
+Every /v1 route but the SOP list takes a bearer token issued by intake (rujuk_runtime.access):
+publishing, closing and the figures the coordinator's; the referral list the coordinator's
+or a partner's (fenced to its own agency).
+"""
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field, ValidationError
+
+from routing import cases, store
+from routing.cases import CaseHasOpenReferrals, CaseNotFound
+from routing.clock import Clock
+from routing.lifecycle import ReferralState
+from routing.settings import RoutingSettings
+from routing.sop import SopError
+from routing.sops import SopConflict, SopsInForce
+from routing.stats import Period, ReferralPage, Stats, period_bounds, render_csv, stats_of
+from rujuk_contracts.events import CASE_ID_PATTERN
+from rujuk_contracts.subjects import AGENCY_ID_PATTERN
+from rujuk_runtime.access import Principal, Role, require
+from rujuk_runtime.problems import documented
+from rujuk_runtime.webapp import Runtime
+
+YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"}
+MAX_SOP_BYTES = 512 * 1024
+MAX_PAGE = 500
+
+router = APIRouter()
+
+
+# --- what a route takes from the app (set by routing.bootstrap) ---------------------------
+
+
+def sops_of(request: Request) -> SopsInForce:
+    sops: SopsInForce = request.app.state.sops
+    return sops
+
+
+def clock_of(request: Request) -> Clock:
+    clock: Clock = request.app.state.clock
+    return clock
+
+
+def settings_of(request: Request) -> RoutingSettings:
+    settings: RoutingSettings = request.app.state.settings
+    return settings
+
+
+Sops = Annotated[SopsInForce, Depends(sops_of)]
+Now = Annotated[Clock, Depends(clock_of)]
+Settings = Annotated[RoutingSettings, Depends(settings_of)]
+
+coordinator = Depends(require(Role.COORDINATOR))
+coordinator_or_partner = Depends(require(Role.COORDINATOR, Role.PARTNER))
+anyone_signed_in = Depends(require(*Role))
+
+
+class CloseRequest(BaseModel):
+    reason: str = Field(
+        default="every referral completed or cancelled",
+        min_length=1,
+        max_length=200,
+        description="Why the case is closed; no identifying data",
+    )
+
+
+class SopRefused(BaseModel):
+    detail: str
+    errors: list[str] = Field(description="Every problem in the document, with its line")
+
+
+# --- SOPs ---------------------------------------------------------------------------------
+
+
+@router.get("/v1/sops", tags=["sops"], dependencies=[anyone_signed_in], responses=documented(401))
+async def sops_in_force(runtime: Runtime, sops: Sops) -> dict[str, Any]:
+    """The SOP in force per district (published, else the file), and refused files; for any
+    signed-in role."""
+    async with runtime.pool.acquire() as conn:
+        in_force = await sops.sops_in_force(conn)
+    return {
+        "in_force": {
+            district: {
+                "sop_id": sop.sop_id,
+                "version": sop.version,
+                "name": sop.name,
+                "origin": origin,
+                "sample_data": sop.sample_data,
+                "rules": [rule.id for rule in sop.rules],
+            }
+            for district, (sop, origin) in sorted(in_force.items())
+        },
+        "refused_files": sops.library.refused,
+    }
+
+
+@router.post(
+    "/v1/sops",
+    status_code=201,
+    tags=["sops"],
+    responses={**documented(401, 403, 409, 413, 415), 422: {"model": SopRefused}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/yaml": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def publish_sop(
+    request: Request,
+    principal: Annotated[Principal, coordinator],
+    runtime: Runtime,
+    sops: Sops,
+    clock: Now,
+) -> JSONResponse:
+    """Publish a new SOP version (YAML body; coordinator). 422 lists every error with its
+    line; 409 when the version does not follow the one in force; 200 when this document
+    was published before."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in YAML_TYPES:
+        raise HTTPException(415, "send the SOP as application/yaml")
+    raw = await request.body()
+    if len(raw) > MAX_SOP_BYTES:
+        raise HTTPException(413, f"SOP larger than {MAX_SOP_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HTTPException(400, "the SOP must be UTF-8 text") from exc
+    try:
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            published = await sops.publish_sop(conn, text, _actor(principal), clock)
+    except SopError as exc:
+        return JSONResponse(
+            {"detail": "SOP refused", "errors": [str(issue) for issue in exc.issues]}, 422
+        )
+    except SopConflict as exc:
+        raise HTTPException(409, str(exc)) from exc
+    runtime.wake_relay()
+    sop = published.sop
+    return JSONResponse(
+        {
+            "sop_id": sop.sop_id,
+            "district_code": sop.district_code,
+            "version": sop.version,
+            "sha256": published.sha256,
+            "published_at": published.published_at.isoformat(),
+            "created": published.created,
+        },
+        201 if published.created else 200,
+    )
+
+
+# --- cases --------------------------------------------------------------------------------
+
+
+@router.post("/v1/cases/{case_id}/close", tags=["cases"], responses=documented(401, 403, 404))
+async def close_case(
+    request: Request,
+    case_id: Annotated[str, Path(pattern=CASE_ID_PATTERN)],
+    principal: Annotated[Principal, coordinator],  # checked before the body is read
+    runtime: Runtime,
+    clock: Now,
+) -> dict[str, Any]:
+    """Close a case once every referral is completed or cancelled (409 names the open
+    ones; coordinator); publishes CaseClosed. Optional JSON body: ``{"reason": "..."}``."""
+    raw = await request.body()
+    try:
+        reason = CloseRequest.model_validate_json(raw or b"{}").reason
+    except ValidationError as exc:
+        problems = [{"field": ".".join(map(str, e["loc"])), "problem": e["msg"]}
+                    for e in exc.errors()]  # fmt: skip
+        raise HTTPException(422, problems) from exc
+    try:
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            closed = await cases.close_case(conn, case_id, _actor(principal), reason, clock=clock)
+    except CaseNotFound as exc:
+        raise HTTPException(404, f"kasus tidak ada / no case {case_id}") from exc
+    except CaseHasOpenReferrals as exc:
+        return JSONResponse(  # type: ignore[return-value]
+            {
+                "detail": str(exc),
+                "open_referrals": [
+                    {
+                        "referral_id": r.referral_id,
+                        "agency_id": r.agency_id,
+                        "service": r.service.value,
+                        "state": r.state.value,
+                    }
+                    for r in exc.open_referrals
+                ],
+            },
+            409,
+        )
+    runtime.wake_relay()
+    return {"case_id": case_id, "closed": True, "already_closed": not closed}
+
+
+# --- the console's reads ------------------------------------------------------------------
+
+
+@router.get(
+    "/v1/referrals",
+    response_model=ReferralPage,
+    responses=documented(401, 403),
+    tags=["console"],
+    summary="Referrals, open and most urgent first (coordinator: all; partner: its own)",
+)
+async def list_referrals(
+    principal: Annotated[Principal, coordinator_or_partner],
+    runtime: Runtime,
+    clock: Now,
+    agency_id: Annotated[
+        str | None, Query(pattern=AGENCY_ID_PATTERN, description="Only this agency's")
+    ] = None,
+    state: Annotated[
+        list[ReferralState] | None, Query(description="Only these states (repeatable)")
+    ] = None,
+    open: Annotated[
+        bool | None,
+        Query(description="true: not completed, declined, cancelled or escalated; false: those"),
+    ] = None,
+    case_id: Annotated[str | None, Query(pattern=CASE_ID_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> ReferralPage:
+    """Open referrals first, then by priority (emergency, urgent, routine), then newest.
+    A partner sees only its own agency's referrals; asking for another agency's is 403."""
+    if principal.role is Role.PARTNER:
+        if agency_id is not None and agency_id != principal.agency_id:
+            raise HTTPException(
+                403,
+                "mitra hanya melihat rujukan lembaganya sendiri / a partner sees only its "
+                f"own agency's referrals ({principal.agency_id})",
+            )
+        agency_id = principal.agency_id
+    async with runtime.pool.acquire() as conn:
+        rows = await store.list_referrals(
+            conn,
+            now=clock(),
+            agency_id=agency_id,
+            states=[s.value for s in state or []],
+            open_only=open,
+            case_id=case_id,
+            limit=limit + 1,  # one more tells whether there is a next page
+            offset=offset,
+        )
+    more = len(rows) > limit
+    return ReferralPage.model_validate(
+        {
+            "referrals": rows[:limit],
+            "limit": limit,
+            "offset": offset,
+            "next_offset": offset + limit if more else None,
+        }
+    )
+
+
+From = Annotated[date, Query(alias="from", description="First day, YYYY-MM-DD (inclusive)")]
+To = Annotated[date, Query(alias="to", description="Last day, YYYY-MM-DD (inclusive)")]
+
+
+async def period_figures(
+    _: Annotated[Principal, coordinator],
+    start: From,
+    end: To,
+    runtime: Runtime,
+    clock: Now,
+    settings: Settings,
+) -> Stats:
+    if end < start:
+        raise HTTPException(
+            422, [{"field": "query.to", "problem": "'to' must not be before 'from'"}]
+        )
+    zone = settings.stats_timezone
+    since, until = period_bounds(start, end, zone)
+    async with runtime.pool.acquire() as conn:
+        rows = await store.period_stats(conn, start=since, end=until, timezone=zone, now=clock())
+    return stats_of(rows, Period.model_validate({"from": start, "to": end, "timezone": zone}))
+
+
+Figures = Annotated[Stats, Depends(period_figures)]
+
+
+@router.get(
+    "/v1/stats",
+    response_model=Stats,
+    responses=documented(401, 403),
+    tags=["console"],
+    summary="Monitoring & evaluation figures for a period (coordinator)",
+)
+async def stats(figures: Figures) -> Stats:
+    """Cases reported in the period by violence type and month; for referrals made in it,
+    time to the agency's first answer, acknowledgement deadlines met, those still open,
+    and escalations. Days and months in ``ROUTING_STATS_TIMEZONE``."""
+    return figures
+
+
+@router.get(
+    "/v1/stats.csv",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}, **documented(401, 403)},
+    tags=["console"],
+    summary="The same figures as CSV: section,key,subkey,metric,value (coordinator)",
+)
+async def stats_csv(figures: Figures) -> Response:
+    period = figures.period
+    return Response(
+        render_csv(figures),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": "attachment; "
+            f'filename="rujuk-stats-{period.from_}-{period.to}.csv"'
+        },
+    )
+
+
+def _actor(principal: Principal) -> str:
+    """Who did it, for events and logs: role and token id, never a name."""
+    return f"{principal.role.value}:{principal.token_id}"

@@ -1,0 +1,243 @@
+"""What can be wrong with an SOP document: duplicated YAML keys, the schema's own errors, and
+the cross-checks a schema cannot see (references between agencies, rules and the consent
+policy). Each problem names its location in the document; the loader turns it into a line."""
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from routing.sop.model import Agency, Condition, Rule, Sop, normalise
+from rujuk_contracts.events import Service
+
+Location = tuple[str | int, ...]
+_M = TypeVar("_M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Problem:
+    location: Location
+    reason: str
+    missing: bool = False  # the last part of the location is a key that is not there
+    show_path: bool = True  # prefix the reason with the field's path inside its element
+
+
+def _fact(location: Location, reason: str) -> Problem:
+    """A cross-check problem: its reason already says what it is about."""
+    return Problem(location, reason, show_path=False)
+
+
+def duplicate_keys(node: yaml.Node, location: Location = ()) -> Iterator[Problem]:
+    if isinstance(node, yaml.MappingNode):
+        counts = Counter(key.value for key, _ in node.value if isinstance(key, yaml.ScalarNode))
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else None
+            if name is not None and counts[name] > 1:
+                counts[name] = 0  # report each duplicated key once
+                yield _fact((*location, name), f"key '{name}' appears more than once")
+            if name is not None:
+                yield from duplicate_keys(value, (*location, name))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from duplicate_keys(item, (*location, index))
+
+
+# --- what is wrong ------------------------------------------------------------------------
+
+
+def schema_problems(data: dict[str, Any]) -> list[Problem]:
+    try:
+        Sop.model_validate(data)
+    except ValidationError as exc:
+        return [_from_pydantic(error) for error in exc.errors()]
+    return []
+
+
+def _from_pydantic(error: Any) -> Problem:
+    kind: str = error["type"]
+    location: Location = tuple(error["loc"])
+    if kind == "missing":
+        return Problem(location, "'{path}' is required", missing=True)
+    if kind == "extra_forbidden":
+        return Problem(location, "'{path}' is not a known field")
+    message: str = error["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    given = error.get("input")
+    if kind in {"enum", "literal_error", "string_pattern_mismatch"} and isinstance(
+        given, str | int | float | bool
+    ):
+        message = f"{message}, got {given!r}"
+    return Problem(location, message)
+
+
+def _items(data: dict[str, Any], section: str) -> list[Any]:
+    items = data.get(section)
+    return items if isinstance(items, list) else []
+
+
+def _raw_id(item: Any) -> str | None:
+    value = item.get("id") if isinstance(item, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _valid(model: type[_M], raw: Any) -> _M | None:
+    """The item as a model if it validates on its own (its own errors are reported already)."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def cross_check_problems(data: dict[str, Any]) -> list[Problem]:
+    """What a schema cannot see: references between agencies, rules and the policy.
+
+    Works item by item, so one broken rule or agency does not hide the others' problems, and
+    an agency with a broken field still counts as in the directory (no cascade of errors).
+    """
+    raw_agencies, raw_rules = _items(data, "directory"), _items(data, "rules")
+    agencies = [_valid(Agency, raw) for raw in raw_agencies]
+    known = {agency_id for agency_id in map(_raw_id, raw_agencies) if agency_id}
+    offers = {agency.id: agency for agency in agencies if agency is not None}
+    coordinator = data.get("coordinator")
+    problems = [
+        *_duplicates("directory", raw_agencies, "agency id"),
+        *_duplicates("rules", raw_rules, "rule id"),
+    ]
+    if isinstance(coordinator, str) and known and coordinator not in known:
+        problems.append(
+            _fact(("coordinator",), f"coordinator '{coordinator}' is not in the directory")
+        )
+    district_kecamatan = data.get("kecamatan")
+    if isinstance(district_kecamatan, list):
+        known_kecamatan = {normalise(k) for k in district_kecamatan if isinstance(k, str)}
+        problems += _unknown_kecamatan(agencies, raw_rules, known_kecamatan)
+    for index, raw_rule in enumerate(raw_rules):
+        refer = raw_rule.get("refer") if isinstance(raw_rule, dict) else None
+        for position, raw_item in enumerate(refer if isinstance(refer, list) else []):
+            if isinstance(raw_item, dict) and known:
+                here: Location = ("rules", index, "refer", position)
+                problems += _referral_problems(here, raw_item, known, offers, coordinator)
+    rules = [_valid(Rule, raw) for raw in raw_rules]
+    if rules and all(rules) and not _has_case_manager(rules):
+        problems.append(
+            _fact(
+                ("rules",),
+                "no rule gives every case a case manager: add a rule with an empty 'when' "
+                "that refers case_management",
+            )
+        )
+    return problems
+
+
+def _duplicates(section: str, items: list[Any], what: str) -> list[Problem]:
+    seen: set[str] = set()
+    problems = []
+    for index, item_id in enumerate(map(_raw_id, items)):
+        if item_id is None:
+            continue
+        if item_id in seen:
+            problems.append(_fact((section, index, "id"), f"{what} '{item_id}' is used twice"))
+        seen.add(item_id)
+    return problems
+
+
+def _unknown_kecamatan(
+    agencies: list[Agency | None], raw_rules: list[Any], known: set[str]
+) -> list[Problem]:
+    places: list[tuple[Location, str]] = []
+    for index, agency in enumerate(agencies):
+        if agency is not None and agency.kecamatan != "all":
+            places += [
+                (("directory", index, "kecamatan", position), name)
+                for position, name in enumerate(agency.kecamatan)
+            ]
+    for index, raw_rule in enumerate(raw_rules):
+        when = _valid(Condition, raw_rule.get("when") if isinstance(raw_rule, dict) else None)
+        places += [
+            (("rules", index, "when", "kecamatan", position), name)
+            for position, name in enumerate((when.kecamatan or []) if when else [])
+        ]
+    return [
+        _fact(location, f"kecamatan '{name}' is not one of the district's kecamatan")
+        for location, name in places
+        if normalise(name) not in known
+    ]
+
+
+def _referral_problems(
+    here: Location,
+    item: dict[str, Any],
+    known: set[str],
+    offers: dict[str, Agency],
+    coordinator: Any,
+) -> list[Problem]:
+    """Checked on the raw item, so a typo elsewhere in it does not hide these."""
+    service = item.get("service")
+    service = Service(service) if service in set(Service) else None
+    problems = []
+    for field_name in ("agency", "fallback"):
+        agency_id = item.get(field_name)
+        if not isinstance(agency_id, str):
+            continue
+        agency = offers.get(agency_id)
+        if agency_id not in known:
+            problems.append(
+                _fact((*here, field_name), f"agency '{agency_id}' is not in the directory")
+            )
+        elif agency is not None and service is not None and service not in agency.services:
+            problems.append(
+                _fact(
+                    (*here, field_name),
+                    f"agency '{agency_id}' does not offer {service.value} "
+                    f"(it offers {', '.join(s.value for s in agency.services)})",
+                )
+            )
+    if (
+        item.get("pick") == "by_kecamatan"
+        and service is not None
+        and not any(
+            service in agency.services and agency.kecamatan != "all" for agency in offers.values()
+        )
+    ):
+        problems.append(
+            _fact(
+                (*here, "pick"),
+                f"no agency lists kecamatan for {service.value}: "
+                "the pick would always use the fallback",
+            )
+        )
+    return problems + _chain_problems(here, item, known, coordinator)
+
+
+def _chain_problems(
+    here: Location, item: dict[str, Any], known: set[str], coordinator: Any
+) -> list[Problem]:
+    chain = item.get("escalate_to")
+    steps = [step for step in chain if isinstance(step, str)] if isinstance(chain, list) else []
+    problems = []
+    for position, agency_id in enumerate(steps):
+        at: Location = (*here, "escalate_to", position)
+        if agency_id not in known:
+            problems.append(_fact(at, f"agency '{agency_id}' is not in the directory"))
+        if agency_id in steps[:position]:
+            problems.append(_fact(at, f"agency '{agency_id}' appears twice in escalate_to"))
+        if agency_id == item.get("agency"):
+            problems.append(_fact(at, f"agency '{agency_id}' cannot escalate to itself"))
+        if agency_id == coordinator and position != len(steps) - 1:
+            problems.append(
+                _fact(at, f"the coordinator '{agency_id}' may only be the last escalation step")
+            )
+    return problems
+
+
+def _has_case_manager(rules: list[Rule | None]) -> bool:
+    return any(
+        rule is not None
+        and rule.when.is_unconditional()
+        and any(item.service == Service.CASE_MANAGEMENT for item in rule.refer)
+        for rule in rules
+    )
