@@ -91,11 +91,18 @@ def create_app(settings: AuditSettings | None = None) -> FastAPI:
     runtime = create_runtime(settings)
     verifier = TokenVerifier(lambda: runtime.pool, ttl=settings.token_cache_seconds)
     follow_tokens(runtime, verifier)
-    return service_app(
+    app = service_app(
         runtime,
         title="rujuk audit",
         version="1.0.0",
         summary="Read the ledger: case histories, verification, checkpoints, replays.",
-        routers=[http.router],
+        routers=[],
         state={"verifier": verifier, "public_key": trusted_public_key(settings)},
     )
+    # Not routers=[http.router]: FastAPI (0.165) includes a router lazily, so app.routes would
+    # hold one _IncludedRouter instead of the APIRoutes that tests list a service's routes
+    # from (test_access_across_services, test_http_bad_input). The routes are complete as
+    # declared (no prefix, tags or dependencies added on inclusion); to go once service_app
+    # lays its routers' routes out itself.
+    app.router.routes.extend(http.router.routes)
+    return app
