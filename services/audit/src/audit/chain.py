@@ -17,7 +17,7 @@ import hashlib
 import json
 import operator
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -96,6 +96,17 @@ def canonical_event(event: CloudEvent) -> str:
         raise UnrepresentableEvent(
             f"event {event.id} has no RFC 8785 canonical form: {exc}"
         ) from exc
+
+
+def canonical_texts(events: Sequence[CloudEvent]) -> list[str | UnrepresentableEvent]:
+    """``canonical_event`` of each event, or the error it raised, for ``store.append_batch``."""
+    texts: list[str | UnrepresentableEvent] = []
+    for event in events:
+        try:
+            texts.append(canonical_event(event))
+        except UnrepresentableEvent as exc:
+            texts.append(exc)
+    return texts
 
 
 _MAX_SAFE_INTEGER = 2**53 - 1

@@ -292,9 +292,9 @@ async def append_batch(
     An event whose id is already recorded (or repeats within the batch) takes no seq; one
     with no canonical form is refused with the reason and the rest go on. ``texts``, if
     given, are ``chain.canonical_event`` of each event made beforehand (or the error it
-    raised), so that work need not wait for the lock (see ``canonical_texts``). Runs in its own
-    transaction or a savepoint of the caller's; the advisory lock is held to the end of the
-    outermost transaction, as in ``append``.
+    raised), so that work need not wait for the lock (see ``chain.canonical_texts``). Runs in
+    its own transaction or a savepoint of the caller's; the advisory lock is held to the end
+    of the outermost transaction, as in ``append``.
     """
     moment = recorded_at or datetime.now(UTC)
     result = BatchAppend([], [], [])
@@ -367,17 +367,6 @@ async def stream_position(conn: Connection, stream: str) -> int | None:
     if value is None and not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM ledger)"):
         return 0  # a new ledger reads the stream from its start
     return value
-
-
-def canonical_texts(events: Sequence[CloudEvent]) -> list[str | UnrepresentableEvent]:
-    """``chain.canonical_event`` of each event, or the error it raised, for ``append_batch``."""
-    texts: list[str | UnrepresentableEvent] = []
-    for event in events:
-        try:
-            texts.append(chain.canonical_event(event))
-        except UnrepresentableEvent as exc:
-            texts.append(exc)
-    return texts
 
 
 async def entries_between(conn: Connection, first_seq: int, last_seq: int) -> list[Entry]:

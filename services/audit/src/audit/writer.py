@@ -14,7 +14,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from audit import store
-from audit.chain import UnrepresentableEvent
+from audit.chain import UnrepresentableEvent, canonical_texts
 from rujuk_contracts import subjects
 from rujuk_contracts.envelope import CloudEvent, EventError, parse_envelope
 from rujuk_runtime.bus import consumer_name, park
@@ -80,7 +80,7 @@ class LedgerWriter:
             except EventError as exc:
                 to_park.append((message, str(exc)))
         # Canonical JSON needs no seq: made here, while the previous batch commits.
-        texts = store.canonical_texts(events)
+        texts = canonical_texts(events)
         await self._finish_in_flight()
         self._in_flight = asyncio.create_task(
             self._commit(batch, events, texts, valid, to_park, position),
