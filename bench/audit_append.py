@@ -16,7 +16,7 @@ import asyncpg
 import nats
 from audit_common import event_for, servers
 
-from audit.app import create_runtime
+from audit.bootstrap import create_runtime
 from audit.settings import AuditSettings
 from rujuk_contracts import model_for_type
 from rujuk_runtime.bus import ensure_streams, event_headers

@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from audit.app import create_app as create_audit
+from audit.bootstrap import create_app as create_audit
 from audit.settings import AuditSettings
 from intake import store
 from intake.bootstrap import create_app as create_intake

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 import nats
 import pytest
 
-from audit.app import DURABLE, create_runtime
+from audit.bootstrap import DURABLE, create_runtime
 from audit.cli import case_history, verify_ledger
 from audit.settings import AuditSettings
 from rujuk_contracts import CloudEvent, model_for_type, subjects

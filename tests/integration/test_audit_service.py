@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from typer.testing import CliRunner
 
 from audit import bundle, signing
-from audit.app import create_app
+from audit.bootstrap import create_app
 from audit.cli import app as audit_cli
 from audit.settings import AuditSettings
 from intake.auth import new_secret

@@ -27,7 +27,7 @@ import nats
 import pytest
 from nats.js import JetStreamContext
 
-from audit.app import DURABLE as LEDGER_DURABLE
+from audit.bootstrap import DURABLE as LEDGER_DURABLE
 from intake import store
 from intake.auth import Role
 from notify.replies import REPLY_KINDS, reply_event_id

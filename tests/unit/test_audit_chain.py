@@ -2,6 +2,7 @@
 
 import dataclasses
 import hashlib
+import inspect
 import itertools
 import json
 from datetime import UTC, datetime, timedelta, timezone
@@ -164,6 +165,14 @@ def test_the_fast_canonical_body_is_exactly_rfc8785(actor: str) -> None:
     )
     assert chain.body_of(entry) == reference
     assert entry.event == rfc8785.dumps(json.loads(entry.event)).decode()
+
+
+def test_the_entry_fields_are_defined_once_in_entry_order() -> None:
+    """The ledger's columns and the hashed body follow Entry's field order (chain.ENTRY_FIELDS):
+    canonical_body takes the body fields in that order, so body_of can pass them positionally."""
+    assert tuple(field.name for field in dataclasses.fields(Entry)) == chain.ENTRY_FIELDS
+    assert (*chain.BODY_FIELDS, "prev_hash", "hash") == chain.ENTRY_FIELDS
+    assert tuple(inspect.signature(chain.canonical_body).parameters) == chain.BODY_FIELDS
 
 
 def test_a_time_in_another_offset_hashes_like_the_same_instant_in_utc() -> None:

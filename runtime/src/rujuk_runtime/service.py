@@ -22,6 +22,7 @@ from rujuk_runtime.logs import configure_logging, get_logger
 from rujuk_runtime.outbox import OutboxRelay
 from rujuk_runtime.pull import BatchProcessor, PullConsumer
 from rujuk_runtime.settings import ServiceSettings
+from rujuk_runtime.tasks import BackgroundTask
 from rujuk_runtime.telemetry import configure_tracing, instrument_asgi, shutdown_tracing
 
 log = get_logger(__name__)
@@ -49,6 +50,7 @@ class ServiceRuntime:
         # are acknowledged without any work (no transaction, no processed_events row).
         self.skip_unhandled = False
         self._pull_consumers: list[PullConsumer] = []
+        self._background: list[BackgroundTask] = []
         # What /healthz reports besides NATS and PostgreSQL, without deciding its status.
         self.health_details: list[Callable[[], dict[str, Any]]] = []
 
@@ -74,6 +76,11 @@ class ServiceRuntime:
     def pull_consumers(self) -> tuple[PullConsumer, ...]:
         """The durable consumers this service declared: each subject it reads, and how."""
         return tuple(self._pull_consumers)
+
+    def run_in_background(self, task: BackgroundTask) -> None:
+        """Start ``task`` once the service has started (after the ``on_started`` callbacks);
+        stop it after the ``on_stopping`` callbacks, before the outbox relay."""
+        self._background.append(task)
 
     def handles(self, event_type: str) -> bool:
         """Whether a handler of this service acts on ``event_type``."""
@@ -169,6 +176,8 @@ class ServiceRuntime:
             await consumer.start(self.js())
         for callback in self.on_started:
             await callback()
+        for task in self._background:
+            task.start()
         log.info("service started", http_port=self.settings.http_port)
 
     async def _on_shutdown(self) -> None:
@@ -176,6 +185,8 @@ class ServiceRuntime:
             await _bounded(consumer.stop(), f"consumer {consumer.durable}")
         for callback in self.on_stopping:
             await _bounded(callback(), "a stopping callback")
+        for task in self._background:
+            await _bounded(task.stop(), task.name)
         if self._relay is not None:
             await _bounded(self._relay.stop(), "the outbox relay")
 

@@ -1,6 +1,6 @@
 """`python -m audit`: run the ledger consumer and its health endpoint."""
 
-from audit.app import create_app
+from audit.bootstrap import create_app
 from audit.settings import AuditSettings
 from rujuk_runtime.service import serve
 

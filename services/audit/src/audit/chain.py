@@ -12,10 +12,12 @@ so an auditor can recompute every hash with any JCS library, and verification ne
 re-canonicalise it: it is spliced into the body as it is stored.
 """
 
+import dataclasses
 import hashlib
 import json
+import operator
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -56,6 +58,13 @@ class Entry:
         return document
 
 
+# Entry's fields, in order: the ledger's columns (``store``), and but for the two hashes the
+# content the hash covers (``canonical_body`` takes them in this order). Defined once, here.
+ENTRY_FIELDS: tuple[str, ...] = tuple(field.name for field in dataclasses.fields(Entry))
+BODY_FIELDS: tuple[str, ...] = ENTRY_FIELDS[:-2]  # all but prev_hash and hash
+_body_values = operator.attrgetter(*BODY_FIELDS)
+
+
 class Head(NamedTuple):
     """The last entry's seq and hash: where the next entry attaches."""
 
@@ -87,6 +96,17 @@ def canonical_event(event: CloudEvent) -> str:
         raise UnrepresentableEvent(
             f"event {event.id} has no RFC 8785 canonical form: {exc}"
         ) from exc
+
+
+def canonical_texts(events: Sequence[CloudEvent]) -> list[str | UnrepresentableEvent]:
+    """``canonical_event`` of each event, or the error it raised, for ``store.append_batch``."""
+    texts: list[str | UnrepresentableEvent] = []
+    for event in events:
+        try:
+            texts.append(canonical_event(event))
+        except UnrepresentableEvent as exc:
+            texts.append(exc)
+    return texts
 
 
 _MAX_SAFE_INTEGER = 2**53 - 1
@@ -146,7 +166,6 @@ def timestamp(moment: datetime) -> str:
 
 
 def canonical_body(
-    *,
     seq: int,
     event_id: str,
     case_id: str,
@@ -156,23 +175,12 @@ def canonical_body(
     recorded_at: datetime,
     event: str,
 ) -> bytes:
-    """RFC 8785 form of an entry without its hashes, given the event's canonical text."""
-    return _body(seq, event_id, case_id, event_type, actor, event_time, recorded_at, event)
-
-
-def _body(
-    seq: int,
-    event_id: str,
-    case_id: str,
-    event_type: str,
-    actor: str,
-    event_time: datetime,
-    recorded_at: datetime,
-    event: str,
-) -> bytes:
+    """RFC 8785 form of an entry without its hashes, given the event's canonical text; the
+    parameters are ``BODY_FIELDS``, in that order."""
     # Built by hand rather than by rfc8785.dumps because it is verification's hot path: the
     # keys are already in JCS order, encode_basestring escapes exactly as JCS does, and the
     # event is spliced in as stored (a unit test holds the result equal to rfc8785.dumps).
+    # store._BODY builds the same text in SQL.
     return (
         f'{{"actor":{encode_basestring(actor)},"case_id":{encode_basestring(case_id)}'
         f',"event":{event},"event_id":{encode_basestring(event_id)}'
@@ -187,16 +195,7 @@ def entry_hash(prev_hash: bytes, body: bytes) -> bytes:
 
 def body_of(entry: Entry) -> bytes:
     """The canonical form of an entry's content (everything but its hashes)."""
-    return _body(
-        entry.seq,
-        entry.event_id,
-        entry.case_id,
-        entry.event_type,
-        entry.actor,
-        entry.event_time,
-        entry.recorded_at,
-        entry.event,
-    )
+    return canonical_body(*_body_values(entry))
 
 
 def recompute_hash(entry: Entry) -> bytes:

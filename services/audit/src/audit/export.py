@@ -12,7 +12,7 @@ from rujuk_runtime.db import Connection
 async def export_bundle(conn: Connection, case_id: str) -> dict[str, Any] | None:
     """The bundle of one case, or None if the case has no entries. One snapshot: the case's
     entries, the latest checkpoint and the segment between agree."""
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
+    async with store.snapshot(conn):
         entries = await store.case_entries(conn, case_id)
         if not entries:
             return None

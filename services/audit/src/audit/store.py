@@ -1,7 +1,9 @@
 """The ledger's PostgreSQL adapter: append an event, read a case, stream the whole chain."""
 
 import base64
+import contextlib
 import hashlib
+import operator
 import struct
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
@@ -20,8 +22,23 @@ SCHEMA = "audit"
 LEDGER_LOCK_KEY = int.from_bytes(hashlib.sha256(b"rujuk.audit.ledger").digest()[:8], "big") >> 1
 STREAM_CHUNK_SIZE = 10_000
 
-_COLUMNS = (
-    "seq, event_id, case_id, event_type, actor, event_time, recorded_at, event, prev_hash, hash"
+# The ledger's columns are chain.Entry's fields, in its order (chain.ENTRY_FIELDS), with their
+# SQL types here: rows read back make an Entry as they come (``_entry``).
+_COLUMN_TYPES = dict(
+    zip(
+        chain.ENTRY_FIELDS,
+        ("bigint", "text", "text", "text", "text", "timestamptz", "timestamptz", "json",
+         "bytea", "bytea"),
+        strict=True,
+    )
+)  # fmt: skip
+_COLUMNS = ", ".join(_COLUMN_TYPES)
+_row: Callable[[Entry], tuple[object, ...]] = operator.attrgetter(*_COLUMN_TYPES)
+
+_INSERT_ENTRY = (
+    f"INSERT INTO ledger ({_COLUMNS}) "  # noqa: S608
+    f"VALUES ({', '.join(f'${n}' for n in range(1, len(_COLUMN_TYPES) + 1))}) "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING true"
 )
 
 
@@ -60,21 +77,14 @@ async def append(
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", LEDGER_LOCK_KEY)
         entry = chain.next_entry(await head(conn), event, recorded_at or datetime.now(UTC))
-        inserted = await conn.fetchval(
-            f"INSERT INTO ledger ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "  # noqa: S608
-            "ON CONFLICT (event_id) DO NOTHING RETURNING true",
-            entry.seq,
-            entry.event_id,
-            entry.case_id,
-            entry.event_type,
-            entry.actor,
-            entry.event_time,
-            entry.recorded_at,
-            entry.event,
-            entry.prev_hash,
-            entry.hash,
-        )
+        inserted = await conn.fetchval(_INSERT_ENTRY, *_row(entry))
     return entry if inserted else None
+
+
+def snapshot(conn: Connection) -> contextlib.AbstractAsyncContextManager[object]:
+    """A read-only, repeatable-read transaction: every read inside sees the ledger as of one
+    moment, even while the service appends."""
+    return conn.transaction(isolation="repeatable_read", readonly=True)
 
 
 async def case_entries(conn: Connection, case_id: str) -> list[Entry]:
@@ -98,7 +108,7 @@ async def stream_entries(
     the service appends. ``conn`` must not be in a transaction; close the iterator when done
     (``contextlib.aclosing``) if you stop early.
     """
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
+    async with snapshot(conn):
         try:
             cursor = await conn.cursor(
                 f"SELECT {_COLUMNS} FROM ledger ORDER BY seq"  # noqa: S608
@@ -145,7 +155,7 @@ async def stream_bodies(
     ``ChainVerifier.feed_bodies``: what ``stream_entries`` gives, reduced to what the hash
     covers, at a fraction of the cost. Same snapshot and cursor rules as ``stream_entries``.
     """
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
+    async with snapshot(conn):
         async for chunk in cursor_bodies(conn, chunk_size=chunk_size):
             yield chunk
 
@@ -282,9 +292,9 @@ async def append_batch(
     An event whose id is already recorded (or repeats within the batch) takes no seq; one
     with no canonical form is refused with the reason and the rest go on. ``texts``, if
     given, are ``chain.canonical_event`` of each event made beforehand (or the error it
-    raised), so that work need not wait for the lock (see ``canonical_texts``). Runs in its own
-    transaction or a savepoint of the caller's; the advisory lock is held to the end of the
-    outermost transaction, as in ``append``.
+    raised), so that work need not wait for the lock (see ``chain.canonical_texts``). Runs in
+    its own transaction or a savepoint of the caller's; the advisory lock is held to the end
+    of the outermost transaction, as in ``append``.
     """
     moment = recorded_at or datetime.now(UTC)
     result = BatchAppend([], [], [])
@@ -313,7 +323,7 @@ async def append_batch(
             known.add(event.id)
             result.entries.append(entry)
             current = Head(entry.seq, entry.hash)
-        rows = columns((_row(entry) for entry in result.entries), 10)
+        rows = columns((_row(entry) for entry in result.entries), len(_COLUMN_TYPES))
         if result.entries and position is not None:  # both in one statement
             await conn.execute(_INSERT_ENTRIES_KEEP_POSITION, *rows, *position)
         elif result.entries:
@@ -331,8 +341,8 @@ LEFT JOIN LATERAL (SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1) AS h 
 # Constants only in these f-strings (S608 is about input, and there is none).
 _INSERT_ENTRIES = (
     f"INSERT INTO ledger ({_COLUMNS}) SELECT * FROM unnest("  # noqa: S608
-    "$1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], "
-    "$6::timestamptz[], $7::timestamptz[], $8::json[], $9::bytea[], $10::bytea[])"
+    + ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(_COLUMN_TYPES.values(), start=1))
+    + ")"
 )
 _POSITION_UPSERT = (
     "ON CONFLICT (stream) DO UPDATE "
@@ -343,7 +353,8 @@ _KEEP_POSITION = (
 )
 _INSERT_ENTRIES_KEEP_POSITION = (
     f"WITH entries AS ({_INSERT_ENTRIES}) "  # noqa: S608
-    f"INSERT INTO stream_position (stream, last_seq) VALUES ($11, $12) {_POSITION_UPSERT}"
+    f"INSERT INTO stream_position (stream, last_seq) "
+    f"VALUES (${len(_COLUMN_TYPES) + 1}, ${len(_COLUMN_TYPES) + 2}) {_POSITION_UPSERT}"
 )
 
 
@@ -356,32 +367,6 @@ async def stream_position(conn: Connection, stream: str) -> int | None:
     if value is None and not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM ledger)"):
         return 0  # a new ledger reads the stream from its start
     return value
-
-
-def canonical_texts(events: Sequence[CloudEvent]) -> list[str | UnrepresentableEvent]:
-    """``chain.canonical_event`` of each event, or the error it raised, for ``append_batch``."""
-    texts: list[str | UnrepresentableEvent] = []
-    for event in events:
-        try:
-            texts.append(chain.canonical_event(event))
-        except UnrepresentableEvent as exc:
-            texts.append(exc)
-    return texts
-
-
-def _row(entry: Entry) -> tuple[object, ...]:
-    return (
-        entry.seq,
-        entry.event_id,
-        entry.case_id,
-        entry.event_type,
-        entry.actor,
-        entry.event_time,
-        entry.recorded_at,
-        entry.event,
-        entry.prev_hash,
-        entry.hash,
-    )
 
 
 async def entries_between(conn: Connection, first_seq: int, last_seq: int) -> list[Entry]:

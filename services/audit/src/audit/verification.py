@@ -37,7 +37,7 @@ async def verify_connection(
     # The server builds each entry's canonical body and streams it by COPY (store.copy_bodies);
     # the hash, the links and the anchors are checked here exactly as ChainVerifier.feed
     # checks Entries. From the first row the server cannot build, a cursor takes over.
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
+    async with store.snapshot(conn):
         rest = await store.copy_bodies(conn, verifier.feed_bodies)
         if rest is not None and not verifier.failed:
             async with contextlib.aclosing(store.cursor_bodies(conn, first_seq=rest)) as chunks:

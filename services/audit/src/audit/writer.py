@@ -1,4 +1,4 @@
-"""From the bus into the ledger: batches of events, parked messages, and signed checkpoints."""
+"""From the bus into the ledger: each pulled batch of events chained in stream order."""
 
 import asyncio
 import collections
@@ -7,7 +7,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import asyncpg
 from nats.aio.msg import Msg
@@ -15,21 +14,13 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from audit import store
-from audit.chain import UnrepresentableEvent
-from audit.signing import SigningKey
+from audit.chain import UnrepresentableEvent, canonical_texts
 from rujuk_contracts import subjects
 from rujuk_contracts.envelope import CloudEvent, EventError, parse_envelope
-from rujuk_contracts.ledger import Checkpoint
-from rujuk_runtime.bus import (
-    DLQ_REASON_HEADER,
-    DLQ_SERVICE_HEADER,
-    DLQ_SUBJECT_HEADER,
-    consumer_name,
-    park,
-)
-from rujuk_runtime.consumer import nak_later
+from rujuk_runtime.bus import consumer_name, park
 from rujuk_runtime.db import HeldConnection
 from rujuk_runtime.logs import get_logger
+from rujuk_runtime.messages import message_id, stream_sequence
 from rujuk_runtime.metrics import EVENTS_CONSUMED
 from rujuk_runtime.telemetry import record_span
 
@@ -37,7 +28,6 @@ log = get_logger(__name__)
 
 RETRY_DELAY_SECONDS = 1.0
 MAX_RETRY_DELAY_SECONDS = 5.0
-MAX_REASON_CHARS = 500
 
 
 class LedgerWriter:
@@ -90,7 +80,7 @@ class LedgerWriter:
             except EventError as exc:
                 to_park.append((message, str(exc)))
         # Canonical JSON needs no seq: made here, while the previous batch commits.
-        texts = store.canonical_texts(events)
+        texts = canonical_texts(events)
         await self._finish_in_flight()
         self._in_flight = asyncio.create_task(
             self._commit(batch, events, texts, valid, to_park, position),
@@ -104,7 +94,7 @@ class LedgerWriter:
         behind newer ones. Returns the position to record with the batch."""
         numbered: list[tuple[int, Msg]] = []
         for message in batch:
-            seq = _stream_seq(message)
+            seq = stream_sequence(message)
             if seq is None:  # not JetStream messages (e.g. a test's): as they come
                 return batch, None
             numbered.append((seq, message))
@@ -230,7 +220,7 @@ class LedgerWriter:
         refused = {index for index, _ in result.refused}
         for message, reason in to_park:
             await park(self._js(), self.service, subject=message.subject, data=message.data,
-                       reason=reason, message_id=_message_id(message),
+                       reason=reason, message_id=message_id(message),
                        consumer=consumer_name(message))  # fmt: skip
             await message.ack()
         for index, message in enumerate(valid):
@@ -294,133 +284,3 @@ class _FromStream:
 
     async def in_progress(self) -> None:
         return None
-
-
-def _stream_seq(message: Msg) -> int | None:
-    try:
-        return int(message.metadata.sequence.stream)
-    except Exception:  # not from JetStream
-        return None
-
-
-def _message_id(message: Msg) -> str | None:
-    if message.headers and "Nats-Msg-Id" in message.headers:
-        return message.headers["Nats-Msg-Id"]
-    try:
-        return f"{message.metadata.stream}:{message.metadata.sequence.stream}"
-    except Exception:
-        return None
-
-
-class ParkedCounter:
-    """Counts every message on the dead-letter stream: service, reason, subject, size, time."""
-
-    def __init__(self, pool: Callable[[], asyncpg.Pool]) -> None:
-        self._pool = pool
-
-    async def process(self, batch: list[Msg]) -> None:
-        rows = []
-        for message in batch:
-            headers = message.headers or {}
-            metadata = message.metadata
-            rows.append(
-                store.ParkedMessage(
-                    dlq_seq=metadata.sequence.stream,
-                    service=headers.get(DLQ_SERVICE_HEADER)
-                    or message.subject.removeprefix(subjects.dead_letter("")),
-                    reason=(headers.get(DLQ_REASON_HEADER) or "(no reason given)")[
-                        :MAX_REASON_CHARS
-                    ],
-                    original_subject=headers.get(DLQ_SUBJECT_HEADER) or "(unknown)",
-                    size=len(message.data),
-                    parked_at=metadata.timestamp or datetime.now(UTC),
-                )
-            )
-        try:
-            async with self._pool().acquire() as conn:
-                new = await store.record_parked(conn, rows)
-        except Exception as exc:
-            log.warning("parked batch failed, will be redelivered", error=type(exc).__name__)
-            for message in batch:
-                await nak_later(message)
-            return
-        for message in batch:
-            await message.ack()
-        if new:
-            log.info("parked messages counted", count=new)
-
-
-class Checkpointer:
-    """Signs the ledger's head every ``every`` entries or ``interval`` seconds, if it moved;
-    stores the checkpoint and publishes it on ``rujuk.audit.checkpoint``."""
-
-    def __init__(
-        self,
-        key: SigningKey,
-        pool: Callable[[], asyncpg.Pool],
-        js: Callable[[], JetStreamContext],
-        *,
-        every: int,
-        interval: float,
-    ) -> None:
-        self.key = key
-        self._pool = pool
-        self._js = js
-        self.every = every
-        self.interval = interval
-        self._since = 0
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def appended(self, count: int) -> None:
-        self._since += count
-        if self._since >= self.every:
-            self._wake.set()
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="audit-checkpointer")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        with contextlib.suppress(Exception):  # a last checkpoint of what was recorded
-            await self.checkpoint_now()
-
-    async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
-            self._wake.clear()
-            try:
-                await self.checkpoint_now()
-            except Exception:
-                log.exception("checkpoint failed, will retry")
-                await asyncio.sleep(1)
-
-    async def checkpoint_now(self) -> Checkpoint | None:
-        """Sign, store and publish the head, unless a checkpoint already covers it."""
-        async with self._pool().acquire() as conn:
-            head = await store.head(conn)
-            latest = await store.latest_checkpoint(conn)
-            self._since = 0
-            if head.seq == 0 or (latest is not None and latest.checkpoint.seq >= head.seq):
-                return None
-            checkpoint = self.key.sign(seq=head.seq, hash=head.hash, time=datetime.now(UTC))
-            if not await store.insert_checkpoint(conn, checkpoint, self.key.public_raw):
-                return None  # another replica signed this head first
-        try:
-            await self._js().publish(
-                subjects.CHECKPOINT_SUBJECT,
-                checkpoint.to_bytes(),
-                headers={
-                    "Nats-Msg-Id": f"checkpoint:{checkpoint.seq}",
-                    "Content-Type": "application/json",
-                },
-            )
-        except Exception as exc:  # stored all the same; the next one is published
-            log.warning("checkpoint not published", seq=checkpoint.seq, error=type(exc).__name__)
-        log.info("checkpoint signed", seq=checkpoint.seq, key_id=checkpoint.key_id)
-        return checkpoint

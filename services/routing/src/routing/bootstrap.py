@@ -45,10 +45,9 @@ def create_app(settings: RoutingSettings | None = None, *, clock: Clock = utc_no
             log.warning("time is compressed", minute_seconds=settings.minute_seconds)
         async with runtime.pool.acquire() as conn:
             await sops.log_in_force(conn)
-        watcher.start()
 
     runtime.on_started.append(started)
-    runtime.on_stopping.append(watcher.stop)
+    runtime.run_in_background(watcher)
     return service_app(
         runtime,
         title="rujuk routing",

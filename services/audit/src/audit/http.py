@@ -1,0 +1,166 @@
+"""Audit's HTTP door: a small read API for auditors and tools (case histories, bundles,
+verification, checkpoints, parked counts) and replays onto the bus. Every route takes an
+auditor's or the coordinator's token issued by intake."""
+
+import base64
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from audit import report, store
+from audit.bundle import BUNDLE_FORMAT
+from audit.export import bundle_text, export_bundle
+from audit.replay import ReplayRequestError, replay_to_bus
+from audit.verification import verify_connection
+from rujuk_contracts.envelope import SUBJECT_PATTERN
+from rujuk_runtime.access import Role, require
+from rujuk_runtime.problems import documented
+from rujuk_runtime.webapp import Runtime
+
+router = APIRouter()
+
+guarded = [Depends(require(Role.AUDITOR, Role.COORDINATOR))]
+
+
+def public_key_of(request: Request) -> bytes | None:
+    """The public key checkpoints must be signed with (None: the key stored beside them)."""
+    key: bytes | None = request.app.state.public_key
+    return key
+
+
+PublicKey = Annotated[bytes | None, Depends(public_key_of)]
+
+
+class ReplayRequest(BaseModel):
+    """Which history to re-publish: one case, a time range of event times, or both."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    case_id: str | None = Field(
+        default=None, pattern=SUBJECT_PATTERN, description="A case id (or any event subject)"
+    )
+    since: datetime | None = Field(default=None, alias="from")
+    until: datetime | None = Field(default=None, alias="to")
+    request_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+    @model_validator(mode="after")
+    def _selects_something(self) -> "ReplayRequest":
+        if self.case_id is None and self.since is None and self.until is None:
+            raise ValueError("give case_id, or from/to, or both")
+        for moment in (self.since, self.until):
+            if moment is not None and moment.tzinfo is None:
+                raise ValueError("times must carry their offset, e.g. 2026-03-02T01:00:00Z")
+        return self
+
+
+@router.get(
+    "/v1/cases/{case_id}/history",
+    dependencies=guarded,
+    responses=documented(401, 403, 404),
+    tags=["ledger"],
+)
+async def case_history(case_id: str, runtime: Runtime) -> dict[str, Any]:
+    """A case's entries in ledger order (as ``rujuk audit replay --format json``)."""
+    async with runtime.pool.acquire() as conn:
+        entries = await store.case_entries(conn, case_id)
+    if not entries:
+        raise HTTPException(404, report.no_history(case_id))
+    return report.history_document(case_id, report.history(entries))
+
+
+@router.get(
+    "/v1/cases/{case_id}/bundle",
+    dependencies=guarded,
+    tags=["ledger"],
+    response_class=Response,
+    responses={
+        200: {"content": {"application/json": {}}, "description": BUNDLE_FORMAT},
+        **documented(401, 403, 404),
+    },
+)
+async def case_bundle(
+    case_id: Annotated[str, Path(pattern=SUBJECT_PATTERN, description="A case id")],
+    runtime: Runtime,
+) -> Response:
+    """The case's evidence bundle, as `rujuk audit export` writes it, as a download;
+    check it offline with `rujuk audit verify-bundle FILE --public-key KEY`. Without a
+    signed checkpoint yet, the bundle cannot be verified (``checkpoint`` is null)."""
+    async with runtime.pool.acquire() as conn:
+        document = await export_bundle(conn, case_id)
+    if document is None:
+        raise HTTPException(404, report.no_history(case_id))
+    return Response(
+        bundle_text(document),
+        media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="rujuk-audit-{case_id}.json"'},
+    )
+
+
+@router.get(
+    "/v1/ledger/verify",
+    dependencies=guarded,
+    responses=documented(401, 403, 409),
+    tags=["ledger"],
+)
+async def verify(runtime: Runtime, public_key: PublicKey) -> JSONResponse:
+    """Verify the whole chain and every checkpoint; 200 if it holds, 409 naming the entry."""
+    async with runtime.pool.acquire() as conn:
+        result = await verify_connection(conn, public_key=public_key)
+    return JSONResponse(report.verify_document(result), 200 if result.ok else 409)
+
+
+@router.get(
+    "/v1/checkpoints/latest",
+    dependencies=guarded,
+    responses=documented(401, 403, 404),
+    tags=["ledger"],
+)
+async def latest_checkpoint(runtime: Runtime) -> dict[str, Any]:
+    """The newest signed checkpoint, with the public key stored beside it."""
+    async with runtime.pool.acquire() as conn:
+        latest = await store.latest_checkpoint(conn)
+    if latest is None:
+        raise HTTPException(404, "no checkpoint yet / belum ada checkpoint")
+    document: dict[str, Any] = json.loads(latest.checkpoint.to_bytes())
+    document["public_key"] = base64.b64encode(latest.public_key).decode()
+    return document
+
+
+@router.get("/v1/parked", dependencies=guarded, responses=documented(401, 403), tags=["ledger"])
+async def parked(runtime: Runtime) -> dict[str, Any]:
+    """How many messages each service parked on the dead-letter queue."""
+    async with runtime.pool.acquire() as conn:
+        counts = await store.parked_counts(conn)
+    return {"total": sum(counts.values()), "by_service": counts}
+
+
+@router.post(
+    "/v1/replays",
+    dependencies=guarded,
+    responses=documented(401, 403),
+    tags=["ledger"],
+    status_code=202,
+)
+async def replays(request: ReplayRequest, runtime: Runtime) -> dict[str, Any]:
+    """Re-publish matching events in ledger order to ``rujuk.replay.<request_id>.…``."""
+    try:
+        async with runtime.pool.acquire() as conn:
+            result = await replay_to_bus(
+                conn,
+                runtime.js(),
+                case_id=request.case_id,
+                since=request.since,
+                until=request.until,
+                request_id=request.request_id,
+            )
+    except ReplayRequestError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    return {
+        "request_id": result.request_id,
+        "count": result.count,
+        "subjects": f"{result.subject_prefix}.>",
+    }
