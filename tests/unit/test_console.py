@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from console import form, views
-from console.app import create_app
+from console.bootstrap import create_app
 from console.i18n import CATALOGUE, ENGLISH, INDONESIAN
 from console.session import (
     SESSION_COOKIE,
