@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from console import form, views
 from console.bootstrap import create_app
+from console.http import PageProblem, period
 from console.i18n import CATALOGUE, ENGLISH, INDONESIAN
 from console.session import (
     SESSION_COOKIE,
@@ -961,6 +962,16 @@ def test_the_coordinator_sees_open_referrals_charts_and_a_csv(
     csv = client.get("/coordinator/stats.csv?from=2026-11-01&to=2026-11-30")
     assert csv.text == "section,key\r\n"
     assert "attachment" in csv.headers["content-disposition"]
+
+
+def test_the_coordinators_period_is_the_last_30_days_unless_asked_earlier_date_first() -> None:
+    today = date(2026, 11, 30)
+    assert period("", "", today) == ("2026-11-01", "2026-11-30")
+    assert period("2026-11-20", "", today) == ("2026-11-20", "2026-11-30")
+    assert period("2026-11-20", "2026-11-10", today) == ("2026-11-10", "2026-11-20")
+    with pytest.raises(PageProblem) as refused:
+        period("2026-02-30", "", today)
+    assert refused.value.status == 400
 
 
 def test_the_auditor_sees_the_timeline_the_verdict_and_the_bundle(
