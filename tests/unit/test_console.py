@@ -1,11 +1,12 @@
 """The console without the services: its catalogue, its report form against intake's model,
 and its pages against fake upstream APIs (httpx MockTransport)."""
 
+import ast
 import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,7 +17,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from console import form, views
-from console.app import create_app
+from console.bootstrap import create_app
+from console.http import PageProblem, period
 from console.i18n import CATALOGUE, ENGLISH, INDONESIAN
 from console.session import (
     SESSION_COOKIE,
@@ -464,6 +466,28 @@ def test_the_timeline_sets_each_first_answer_against_its_deadline() -> None:
     assert steps[3].margin == "40 m 00 s"
     assert steps[5].margin == "30 m 00 s"
     assert [s.handoff for s in steps] == [False, True, True, True, True, True]
+
+
+# --- the logic imports no I/O library and no door or adapter of the console -----------------
+
+NO_IO = {"faststream", "nats", "asyncpg", "httpx", "fastapi", "starlette", "uvicorn"}
+DOORS_AND_ADAPTERS = {"console.bootstrap", "console.http", "console.store", "console.upstream"}
+
+
+@pytest.mark.parametrize(
+    "module", ["form", "views", "charts", "stats_view", "i18n", "session", "signins"]
+)
+def test_console_logic_imports_no_io_library(module: str) -> None:
+    source = (TEMPLATES.parent / f"{module}.py").read_text()
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+            imported |= {f"{node.module}.{alias.name}" for alias in node.names}
+    assert not {name.split(".")[0] for name in imported} & NO_IO
+    assert not imported & DOORS_AND_ADAPTERS
 
 
 # --- pages against fake services ----------------------------------------------------------
@@ -938,6 +962,16 @@ def test_the_coordinator_sees_open_referrals_charts_and_a_csv(
     csv = client.get("/coordinator/stats.csv?from=2026-11-01&to=2026-11-30")
     assert csv.text == "section,key\r\n"
     assert "attachment" in csv.headers["content-disposition"]
+
+
+def test_the_coordinators_period_is_the_last_30_days_unless_asked_earlier_date_first() -> None:
+    today = date(2026, 11, 30)
+    assert period("", "", today) == ("2026-11-01", "2026-11-30")
+    assert period("2026-11-20", "", today) == ("2026-11-20", "2026-11-30")
+    assert period("2026-11-20", "2026-11-10", today) == ("2026-11-10", "2026-11-20")
+    with pytest.raises(PageProblem) as refused:
+        period("2026-02-30", "", today)
+    assert refused.value.status == 400
 
 
 def test_the_auditor_sees_the_timeline_the_verdict_and_the_bundle(

@@ -1,6 +1,6 @@
 """`python -m console`: serve the console's pages."""
 
-from console.app import create_app
+from console.bootstrap import create_app
 from console.settings import ConsoleSettings
 from rujuk_runtime.service import serve
 

@@ -72,6 +72,11 @@ class SignIns:
     def lifetime(self) -> timedelta:
         return timedelta(seconds=self._sealer.max_age_seconds)
 
+    @property
+    def max_age_seconds(self) -> int:
+        """How long the session cookie is kept (the seal refuses it after that, too)."""
+        return self._sealer.max_age_seconds
+
     async def start(self, token: str, token_id: str, role: str, agency_id: str | None) -> str:
         """A new session for a token intake has just vouched for; the sealed cookie."""
         now = self._now()

@@ -1,0 +1,638 @@
+"""The console's door: server-rendered pages for each person in the design's table, calling
+the services' public APIs with the signed-in person's own token.
+
+Every page is a module-level route on ``router``; what it needs at request time (the sign-ins,
+the services' clients, the templates, the settings) it takes from ``app.state`` through the
+small dependencies below, which ``bootstrap.py`` fills in. The exception handlers and the
+``guard`` middleware turn every failure into a page a person can act on; ``bootstrap.py``
+installs them."""
+
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from console import form, views
+from console.i18n import Translator, language_of
+from console.session import LANGUAGE_COOKIE, SESSION_COOKIE, Session, same_origin
+from console.settings import ConsoleSettings
+from console.signins import SignIns
+from console.stats_view import stats_view
+from console.store import PostgresSessions, SessionsUnavailable
+from console.upstream import (
+    Invalid,
+    NotAllowed,
+    NotFound,
+    SignInNeeded,
+    Unavailable,
+    UpstreamError,
+    Upstreams,
+)
+from rujuk_contracts.events import CASE_ID_PATTERN, DeclineReason, ReplyKind
+from rujuk_runtime.logs import get_logger
+
+log = get_logger(__name__)
+
+HOME = {
+    "operator": "/reports/new",
+    "partner": "/inbox",
+    "coordinator": "/coordinator",
+    "auditor": "/audit",
+}
+CASE_ID = re.compile(CASE_ID_PATTERN)
+REFERRAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+TOKEN_SHAPE = re.compile(r"[\x21-\x7e]{1,512}")  # visible ASCII: what a bearer token can be
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+    "script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+router = APIRouter()
+
+
+class SignInRequired(Exception):
+    """No session, or one that ended or expired: go to the sign-in page."""
+
+
+class RoleRefused(Exception):
+    """Signed in, but this page is for other roles."""
+
+
+class PageProblem(Exception):
+    """A page that cannot be shown, with a reason for a person and an HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# --- what a page needs, from app.state (set in bootstrap.py) --------------------------------
+
+
+def settings_of(request: Request) -> ConsoleSettings:
+    settings: ConsoleSettings = request.app.state.settings
+    return settings
+
+
+def zone_of(request: Request) -> ZoneInfo:
+    """The zone times are shown and typed in (``CONSOLE_TIMEZONE``)."""
+    zone: ZoneInfo = request.app.state.zone
+    return zone
+
+
+def upstreams_of(request: Request) -> Upstreams:
+    upstreams: Upstreams = request.app.state.upstreams
+    return upstreams
+
+
+def signins_of(request: Request) -> SignIns:
+    signins: SignIns = request.app.state.signins
+    return signins
+
+
+def templates_of(request: Request) -> Jinja2Templates:
+    templates: Jinja2Templates = request.app.state.templates
+    return templates
+
+
+def database_of(request: Request) -> PostgresSessions | None:
+    """The sessions' PostgreSQL; None when a test stands in for it."""
+    database: PostgresSessions | None = request.app.state.database
+    return database
+
+
+SettingsDep = Annotated[ConsoleSettings, Depends(settings_of)]
+ZoneDep = Annotated[ZoneInfo, Depends(zone_of)]
+UpstreamsDep = Annotated[Upstreams, Depends(upstreams_of)]
+SignInsDep = Annotated[SignIns, Depends(signins_of)]
+DatabaseDep = Annotated[PostgresSessions | None, Depends(database_of)]
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+
+def translator(request: Request) -> Translator:
+    return Translator(language_of(request.cookies.get(LANGUAGE_COOKIE)))
+
+
+async def current(request: Request) -> Session | None:
+    """The request's live session (looked up once), or None."""
+    if not hasattr(request.state, "session"):
+        signins = signins_of(request)
+        request.state.session = await signins.resume(request.cookies.get(SESSION_COOKIE))
+    found: Session | None = request.state.session
+    return found
+
+
+def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    t = translator(request)
+    # The session a dependency of this page found; pages without one show no one.
+    session = getattr(request.state, "session", None)
+    response = templates_of(request).TemplateResponse(
+        request,
+        template,
+        {"t": t, "lang": t.language, "session": session, **context},
+        status_code=status,
+    )
+    return response
+
+
+# --- who may see what -----------------------------------------------------------------------
+
+
+def signed_in(*roles: str) -> Callable[[Request], Awaitable[Session]]:
+    """A dependency: the request's session, if its role is one of ``roles``."""
+
+    async def dependency(request: Request) -> Session:
+        session = await current(request)
+        if session is None:
+            raise SignInRequired
+        if session.role not in roles:
+            raise RoleRefused
+        return session
+
+    return dependency
+
+
+Operator = Annotated[Session, Depends(signed_in("operator"))]
+CaseReader = Annotated[Session, Depends(signed_in("operator", "coordinator"))]
+Partner = Annotated[Session, Depends(signed_in("partner"))]
+Coordinator = Annotated[Session, Depends(signed_in("coordinator"))]
+Auditor = Annotated[Session, Depends(signed_in("auditor", "coordinator"))]
+
+
+def checked_case_id(case_id: str) -> str:
+    case_id = case_id.strip().upper()
+    if not CASE_ID.fullmatch(case_id):
+        raise PageProblem(404, "error.bad_case_id")
+    return case_id
+
+
+# --- errors: never a traceback, always a page a person can act on ---------------------------
+
+
+def to_sign_in(request: Request, reason: str) -> Response:
+    target = f"/signin?{reason}=1"
+    if request.headers.get("HX-Request"):  # htmx follows this instead of swapping
+        response: Response = Response(status_code=204, headers={"HX-Redirect": target})
+    else:
+        response = RedirectResponse(target, status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+def problem_page(request: Request, status: int, message: str) -> HTMLResponse:
+    return render(request, "problem.html", status=status, message=message)
+
+
+async def sign_in_required(request: Request, _: SignInRequired) -> Response:
+    return to_sign_in(request, "expired" if request.cookies.get(SESSION_COOKIE) else "first")
+
+
+async def sessions_unavailable(request: Request, exc: SessionsUnavailable) -> Response:
+    log.warning("sessions unavailable", path=request.url.path, error=str(exc))
+    return problem_page(request, 503, translator(request)("error.sessions_unavailable"))
+
+
+async def role_refused(request: Request, _: RoleRefused) -> Response:
+    return problem_page(request, 403, translator(request)("error.forbidden"))
+
+
+async def page_problem(request: Request, exc: PageProblem) -> Response:
+    return problem_page(request, exc.status, translator(request)(exc.message))
+
+
+async def upstream_failed(request: Request, exc: UpstreamError) -> Response:
+    t = translator(request)
+    log.warning("upstream refused", service=exc.service, status=exc.status, path=request.url.path)
+    if isinstance(exc, SignInNeeded):
+        await end_sessions_of_refused_token(request)
+        return to_sign_in(request, "expired")
+    if isinstance(exc, NotAllowed):
+        detail = f" ({exc.detail})" if exc.detail else ""
+        return problem_page(request, 403, t("error.forbidden") + detail)
+    if isinstance(exc, NotFound):
+        return problem_page(request, 404, t("error.not_found", what=exc.detail or exc.service))
+    if isinstance(exc, Unavailable):
+        return problem_page(request, 503, t("error.unavailable", service=exc.service))
+    if isinstance(exc, Invalid):
+        return problem_page(request, 400, t("error.bad_request", detail=exc.detail))
+    status = exc.status if 400 <= exc.status < 500 else 502  # e.g. 409, 413
+    return problem_page(
+        request, status, t("error.upstream", service=exc.service, detail=exc.detail)
+    )
+
+
+async def end_sessions_of_refused_token(request: Request) -> None:
+    session = getattr(request.state, "session", None)
+    if session is None:  # refused at sign-in: no session yet
+        return
+    try:
+        await signins_of(request).token_refused(session.token_id)
+    except SessionsUnavailable as exc:  # this cookie still goes; the others end on use
+        log.warning("sessions unavailable", path=request.url.path, error=str(exc))
+
+
+async def http_problem(request: Request, exc: StarletteHTTPException) -> Response:
+    if exc.status_code == 404:
+        return problem_page(
+            request, 404, translator(request)("error.not_found", what=request.url.path)
+        )
+    return problem_page(request, exc.status_code, str(exc.detail))
+
+
+async def unexpected(request: Request, exc: Exception) -> Response:
+    log.error("console page failed", path=request.url.path, error=type(exc).__name__)
+    return problem_page(request, 500, translator(request)("error.title"))
+
+
+# What bootstrap.py installs with ``app.add_exception_handler``.
+EXCEPTION_HANDLERS: dict[type[Exception], Callable[..., Awaitable[Response]]] = {
+    SignInRequired: sign_in_required,
+    SessionsUnavailable: sessions_unavailable,
+    RoleRefused: role_refused,
+    PageProblem: page_problem,
+    UpstreamError: upstream_failed,
+    StarletteHTTPException: http_problem,
+    Exception: unexpected,
+}
+
+
+async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """The console's one middleware: cross-site POSTs refused, security headers on every
+    response."""
+    # A POST must come from a page of this console: SameSite=Strict keeps the session
+    # cookie off cross-site requests, and this check refuses them outright.
+    if request.method not in ("GET", "HEAD", "OPTIONS") and not same_origin(
+        request.headers.get("origin"),
+        request.headers.get("referer"),
+        request.headers.get("host"),
+    ):
+        response: Response = problem_page(request, 403, translator(request)("error.cross_site"))
+    else:
+        response = await call_next(request)
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+def set_cookie(
+    response: Response, name: str, value: str, max_age: int, *, strict: bool, secure: bool
+) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        secure=secure,
+        samesite="strict" if strict else "lax",
+    )
+
+
+# --- ops, language, sign-in -----------------------------------------------------------------
+
+
+@router.get("/healthz", include_in_schema=False)
+async def healthz(database: DatabaseDep) -> Response:
+    checks = {"postgres": await database.healthy()} if database is not None else {}
+    ok = all(checks.values())
+    return JSONResponse({"service": "console", "ok": ok, **checks}, 200 if ok else 503)
+
+
+@router.get("/lang")
+async def switch_language(settings: SettingsDep, to: str = "id", next: str = "/") -> Response:
+    # Only a path of this console: "//host" and "/\\host" would leave it.
+    target = next if next.startswith("/") and not next.startswith(("//", "/\\")) else "/"
+    response = RedirectResponse(target, status_code=303)
+    set_cookie(
+        response,
+        LANGUAGE_COOKIE,
+        language_of(to),
+        365 * 86400,
+        strict=False,
+        secure=settings.secure_cookies,
+    )
+    return response
+
+
+@router.get("/")
+async def start(request: Request) -> Response:
+    session = await current(request)
+    return RedirectResponse(HOME[session.role] if session else "/signin", status_code=303)
+
+
+@router.get("/signin")
+async def sign_in_page(request: Request, expired: str = "", signed_out: str = "") -> Response:
+    notice = "signin.expired" if expired else "signin.signed_out" if signed_out else ""
+    return render(request, "signin.html", notice=notice, error="")
+
+
+@router.post("/signin")
+async def sign_in(
+    request: Request,
+    upstreams: UpstreamsDep,
+    signins: SignInsDep,
+    settings: SettingsDep,
+    token: Annotated[str, Form()] = "",
+) -> Response:
+    token = token.strip()
+    try:
+        # Only what could be a token goes into an Authorization header: no one issued one
+        # with spaces, control or non-ASCII characters, which a header cannot carry.
+        who = await upstreams.whoami(token) if TOKEN_SHAPE.fullmatch(token) else None
+    except SignInNeeded:
+        who = None
+    if who is None or who.get("role") not in HOME:
+        return render(request, "signin.html", status=401, notice="", error="signin.bad_token")
+    token_id, role = str(who["token_id"]), str(who["role"])
+    agency_id = who.get("agency_id")
+    # A new sign-in in this browser replaces its session: the old cookie opens nothing.
+    await signins.sign_out(request.cookies.get(SESSION_COOKIE))
+    sealed = await signins.start(token, token_id, role, str(agency_id) if agency_id else None)
+    response = RedirectResponse(HOME[role], status_code=303)
+    set_cookie(
+        response,
+        SESSION_COOKIE,
+        sealed,
+        signins.max_age_seconds,
+        strict=True,
+        secure=settings.secure_cookies,
+    )
+    log.info("signed in", token_id=token_id, role=role)
+    return response
+
+
+@router.post("/signout")
+async def sign_out(request: Request, signins: SignInsDep) -> Response:
+    # Ended on the server: the cookie, wherever a copy of it went, opens nothing now.
+    if await signins.sign_out(request.cookies.get(SESSION_COOKIE)):
+        log.info("signed out")
+    response = RedirectResponse("/signin?signed_out=1", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+# --- operator: file a report, follow its case -----------------------------------------------
+
+
+def report_form(
+    request: Request,
+    values: form.FormValues,
+    problems: form.PlacedProblems,
+    idempotency_key: str,
+    status: int = 200,
+) -> HTMLResponse:
+    return render(
+        request,
+        "report.html",
+        status=status,
+        groups=form.groups(),
+        values=values,
+        problems=problems,
+        idempotency_key=idempotency_key,
+    )
+
+
+@router.get("/reports/new")
+async def new_report(request: Request, _: Operator) -> Response:
+    return report_form(
+        request, {"district_code": ""}, form.PlacedProblems(), secrets.token_urlsafe(18)
+    )
+
+
+@router.post("/reports")
+async def file_report(
+    request: Request, session: Operator, upstreams: UpstreamsDep, zone: ZoneDep
+) -> Response:
+    submitted = await request.form()
+    pairs = [(k, v) for k, v in submitted.multi_items() if isinstance(v, str)]
+    values = form.values_from(pairs)
+    key = str(submitted.get("idempotency_key") or secrets.token_urlsafe(18))[:200]
+    try:
+        accepted = await upstreams.file_report(session.token, form.report_body(values, zone), key)
+    except Invalid as refused:
+        placed = form.place_problems(refused.problems)
+        return report_form(request, values, placed, key, status=422)
+    case_id = quote(str(accepted["case_id"]), safe="")
+    return RedirectResponse(f"/cases/{case_id}?filed=1", status_code=303)
+
+
+@router.get("/cases")
+async def find_case(request: Request, _: CaseReader, case_id: str = "") -> Response:
+    if not case_id:
+        return render(request, "find_case.html", action="/cases")
+    return RedirectResponse(f"/cases/{quote(checked_case_id(case_id), safe='')}", 303)
+
+
+async def case_context(upstreams: Upstreams, session: Session, case_id: str) -> dict[str, Any]:
+    status = await upstreams.case_status(session.token, checked_case_id(case_id))
+    return {"case": status}
+
+
+@router.get("/cases/{case_id}")
+async def case_page(
+    request: Request,
+    case_id: str,
+    session: CaseReader,
+    upstreams: UpstreamsDep,
+    filed: str = "",
+) -> Response:
+    context = await case_context(upstreams, session, case_id)
+    return render(request, "case.html", filed=bool(filed), **context)
+
+
+@router.get("/cases/{case_id}/status")
+async def case_status_fragment(
+    request: Request, case_id: str, session: CaseReader, upstreams: UpstreamsDep
+) -> Response:
+    context = await case_context(upstreams, session, case_id)
+    return render(request, "_case_status.html", **context)
+
+
+# --- partner: inbox, replies, disclosure ----------------------------------------------------
+
+
+async def inbox_context(upstreams: Upstreams, session: Session) -> dict[str, Any]:
+    referrals = await upstreams.referrals(
+        session.token, agency_id=session.agency_id, open=True, limit=200
+    )
+    return {
+        "items": views.inbox(referrals, datetime.now(UTC)),
+        "decline_reasons": [str(r) for r in DeclineReason],
+    }
+
+
+@router.get("/inbox")
+async def inbox_page(
+    request: Request, session: Partner, upstreams: UpstreamsDep, sent: str = ""
+) -> Response:
+    sent = sent if sent in {*ReplyKind, "duplicate"} else ""
+    return render(request, "inbox.html", sent=sent, **await inbox_context(upstreams, session))
+
+
+@router.get("/inbox/items")
+async def inbox_items(request: Request, session: Partner, upstreams: UpstreamsDep) -> Response:
+    return render(request, "_inbox_items.html", **await inbox_context(upstreams, session))
+
+
+@router.post("/referrals/{referral_id}/reply")
+async def reply(
+    referral_id: str,
+    session: Partner,
+    upstreams: UpstreamsDep,
+    reply: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form()] = "",
+    note: Annotated[str, Form()] = "",
+) -> Response:
+    if not REFERRAL_ID.fullmatch(referral_id) or reply not in set(ReplyKind):
+        raise PageProblem(400, "error.title")
+    body: dict[str, Any] = {"reply": reply}
+    if reply == ReplyKind.DECLINE:
+        body["reason"] = reason or None
+        if note.strip():
+            body["note"] = note.strip()
+    answer = await upstreams.reply(session.token, referral_id, body)
+    shown = "duplicate" if answer.get("status") == "duplicate" else reply
+    return RedirectResponse(f"/inbox?sent={shown}", status_code=303)
+
+
+@router.get("/cases/{case_id}/details")
+async def details_warning(request: Request, case_id: str, _: Partner) -> Response:
+    return render(request, "details_confirm.html", case_id=checked_case_id(case_id))
+
+
+@router.post("/cases/{case_id}/details")
+async def details(
+    request: Request,
+    case_id: str,
+    session: Partner,
+    upstreams: UpstreamsDep,
+    purpose: Annotated[str, Form()] = "",
+) -> Response:
+    case_id = checked_case_id(case_id)
+    try:
+        disclosed = await upstreams.case_details(session.token, case_id, purpose.strip())
+    except Invalid as refused:
+        return render(
+            request,
+            "details_confirm.html",
+            status=422,
+            case_id=case_id,
+            purpose=purpose,
+            problem=refused.detail,
+        )
+    return render(request, "details.html", case_id=case_id, disclosure=disclosed)
+
+
+# --- coordinator: what is open, what is late, monitoring & evaluation -----------------------
+
+
+def period(since: str, until: str, today: date) -> tuple[str, str]:
+    """The ``from``/``to`` dates of a coordinator's query, the last 30 days by default,
+    earlier one first."""
+    try:
+        start = date.fromisoformat(since) if since else today - timedelta(days=29)
+        end = date.fromisoformat(until) if until else today
+    except ValueError as exc:
+        raise PageProblem(400, "error.title") from exc
+    return (
+        (start.isoformat(), end.isoformat())
+        if start <= end
+        else (end.isoformat(), start.isoformat())
+    )
+
+
+def asked_period(request: Request, zone: ZoneInfo) -> tuple[str, str]:
+    today = datetime.now(zone).date()
+    return period(request.query_params.get("from", ""), request.query_params.get("to", ""), today)
+
+
+async def open_overview(upstreams: Upstreams, session: Session) -> views.OpenOverview:
+    return views.open_overview(await upstreams.referrals(session.token, open=True, limit=500))
+
+
+@router.get("/coordinator")
+async def coordinator_page(
+    request: Request, session: Coordinator, upstreams: UpstreamsDep, zone: ZoneDep
+) -> Response:
+    start, end = asked_period(request, zone)
+    stats = await upstreams.stats(session.token, start, end)
+    return render(
+        request,
+        "coordinator.html",
+        start=start,
+        end=end,
+        overview=await open_overview(upstreams, session),
+        charts=stats_view(stats, translator(request)),
+    )
+
+
+@router.get("/coordinator/open")
+async def coordinator_open(
+    request: Request, session: Coordinator, upstreams: UpstreamsDep
+) -> Response:
+    overview = await open_overview(upstreams, session)
+    return render(request, "_coordinator_open.html", overview=overview)
+
+
+@router.get("/coordinator/stats.csv")
+async def coordinator_csv(
+    request: Request, session: Coordinator, upstreams: UpstreamsDep, zone: ZoneDep
+) -> Response:
+    start, end = asked_period(request, zone)
+    download = await upstreams.stats_csv(session.token, start, end)
+    return Response(
+        download.content,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{download.filename}"'},
+    )
+
+
+# --- auditor: a case's hand-offs from the ledger, the chain's verdict, the bundle ------------
+
+
+@router.get("/audit")
+async def audit_lookup(request: Request, _: Auditor, case_id: str = "") -> Response:
+    if not case_id:
+        return render(request, "find_case.html", action="/audit")
+    return RedirectResponse(f"/audit/cases/{quote(checked_case_id(case_id), safe='')}", 303)
+
+
+@router.get("/audit/cases/{case_id}")
+async def audit_case(
+    request: Request, case_id: str, session: Auditor, upstreams: UpstreamsDep
+) -> Response:
+    case_id = checked_case_id(case_id)
+    history = await upstreams.case_history(session.token, case_id)
+    verdict = await upstreams.verify_ledger(session.token)
+    return render(
+        request,
+        "audit_case.html",
+        case_id=case_id,
+        steps=views.timeline(history),
+        verdict=verdict,
+    )
+
+
+@router.get("/audit/cases/{case_id}/bundle")
+async def audit_bundle(case_id: str, session: Auditor, upstreams: UpstreamsDep) -> Response:
+    case_id = checked_case_id(case_id)
+    download = await upstreams.case_bundle(session.token, case_id)
+    return Response(
+        download.content,
+        media_type=download.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{download.filename}"'},
+    )
