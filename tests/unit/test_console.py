@@ -1,7 +1,6 @@
 """The console without the services: its catalogue, its report form against intake's model,
 and its pages against fake upstream APIs (httpx MockTransport)."""
 
-import ast
 import hashlib
 import json
 import re
@@ -466,28 +465,6 @@ def test_the_timeline_sets_each_first_answer_against_its_deadline() -> None:
     assert steps[3].margin == "40 m 00 s"
     assert steps[5].margin == "30 m 00 s"
     assert [s.handoff for s in steps] == [False, True, True, True, True, True]
-
-
-# --- the logic imports no I/O library and no door or adapter of the console -----------------
-
-NO_IO = {"faststream", "nats", "asyncpg", "httpx", "fastapi", "starlette", "uvicorn"}
-DOORS_AND_ADAPTERS = {"console.bootstrap", "console.http", "console.store", "console.upstream"}
-
-
-@pytest.mark.parametrize(
-    "module", ["form", "views", "charts", "stats_view", "i18n", "session", "signins"]
-)
-def test_console_logic_imports_no_io_library(module: str) -> None:
-    source = (TEMPLATES.parent / f"{module}.py").read_text()
-    imported: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module)
-            imported |= {f"{node.module}.{alias.name}" for alias in node.names}
-    assert not {name.split(".")[0] for name in imported} & NO_IO
-    assert not imported & DOORS_AND_ADAPTERS
 
 
 # --- pages against fake services ----------------------------------------------------------

@@ -1,10 +1,7 @@
-"""Intake's logic: case ids, the release of details to a partner, and that the logic modules
-import no I/O library (the HTTP door, the bus handlers and the store do the I/O)."""
+"""Intake's logic: case ids, the request hash, the release of details to a partner. (That
+the logic imports no I/O is tests/unit/test_service_layout.py's, for every service.)"""
 
-import json
 import re
-import subprocess
-import sys
 
 from intake.disclosure import fields_for, release
 from intake.report import CASE_ID_ALPHABET, Report, new_case_id, request_hash
@@ -12,16 +9,6 @@ from rujuk_contracts.events import CASE_ID_PATTERN
 
 LOGIC = ("auth", "disclosure", "events", "projection", "report", "schemas", "vault")
 IO_LIBRARIES = {"faststream", "nats", "asyncpg", "httpx", "fastapi", "starlette", "uvicorn"}
-
-
-def test_intake_logic_imports_no_io_library() -> None:
-    """Checked in a fresh interpreter, so that what the logic imports indirectly counts too."""
-    code = "".join(f"import intake.{module}\n" for module in LOGIC) + (
-        "import json, sys\nprint(json.dumps(sorted(sys.modules)))"
-    )
-    loaded = set(json.loads(subprocess.check_output([sys.executable, "-c", code])))
-    assert not {name.split(".")[0] for name in loaded} & IO_LIBRARIES
-    assert not loaded & {f"intake.{door}" for door in ("store", "http", "handlers", "bootstrap")}
 
 
 def test_case_ids_match_the_contract_and_differ() -> None:

@@ -1,8 +1,5 @@
-"""Notify's checks of a partner's reply, as pure functions; and notify's logic modules import
-no I/O library (the doors and adapters do the I/O)."""
-
-import subprocess
-import sys
+"""Notify's checks of a partner's reply, as pure functions. (That the logic imports no I/O is
+tests/unit/test_service_layout.py's, for every service.)"""
 
 import pytest
 
@@ -66,22 +63,3 @@ def test_subject_and_original_id() -> None:
     assert original_id(b'{"id": "abc"}', 7) == "abc"
     assert original_id(b"not json", 7) == "seq-7"
     assert original_id(b"\xff", None) is None
-
-
-@pytest.mark.parametrize(
-    "module", ["replies", "fhir", "templates", "directory", "breaker", "retry"]
-)
-def test_notify_logic_imports_no_io_library(module: str) -> None:
-    script = (
-        f"import sys, notify.{module}\n"
-        "print(' '.join(sorted({name.split('.')[0] for name in sys.modules})))\n"
-        "print(' '.join(sorted(n for n in sys.modules if n.startswith('notify.'))))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
-    )
-    top, own = (set(line.split()) for line in result.stdout.splitlines())
-    io = {"faststream", "nats", "asyncpg", "httpx", "aiohttp", "fastapi", "starlette", "uvicorn"}
-    assert not top & io
-    doors = {f"notify.{m}" for m in ("bootstrap", "http", "handlers", "store", "worker")}
-    assert not own & (doors | {"notify.channels", "notify.partners"})

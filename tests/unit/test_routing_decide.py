@@ -1,10 +1,8 @@
 """Routing decisions under the shipped SOPs of Kabupaten Pasuruan (3514) and Probolinggo (3513)."""
 
-import ast
 import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -481,55 +479,6 @@ def test_decide_refuses_a_case_of_another_district() -> None:
 def test_decision_names_the_sop_and_its_version() -> None:
     decision = route("3513")
     assert (decision.sop_id, decision.sop_version) == ("sop-3513", 1)
-
-
-IO_LIBRARIES = {
-    "faststream",
-    "asyncpg",
-    "nats",
-    "httpx",
-    "rujuk_runtime",
-    "fastapi",
-    "starlette",
-    "uvicorn",
-}
-# Routing's own adapters, doors and service layer: the logic imports none of them.
-NOT_LOGIC = {
-    "routing.store",
-    "routing.http",
-    "routing.handlers",
-    "routing.bootstrap",
-    "routing.deadlines",
-    "routing.sops",
-    "routing.cases",
-    "routing.referrals",
-}
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        "sop/__init__",
-        "sop/model",
-        "sop/loader",
-        "sop/checks",
-        "decide",
-        "lifecycle",
-        "stats",
-        "events",
-        "clock",
-    ],
-)
-def test_routing_logic_imports_no_io_library(module: str) -> None:
-    source = (Path(SHIPPED_SOPS).parent / f"{module}.py").read_text()
-    imported: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module)
-    assert not {name.split(".")[0] for name in imported} & IO_LIBRARIES
-    assert not imported & NOT_LOGIC
 
 
 def _name(district: str) -> str:

@@ -115,17 +115,6 @@ class TokenVerifier:
         """Drop every remembered token (a token event was projected)."""
         self._remembered.clear()
 
-    def require(self, *roles: Role) -> Callable[..., Awaitable[Principal]]:
-        """A FastAPI dependency bound to this verifier (see ``require``)."""
-        verifier = self
-
-        async def principal(
-            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-        ) -> Principal:
-            return await verifier.check(credentials, roles)
-
-        return principal
-
     async def check(
         self, credentials: HTTPAuthorizationCredentials | None, roles: tuple[Role, ...]
     ) -> Principal:
