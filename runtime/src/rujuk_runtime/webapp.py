@@ -19,13 +19,18 @@ from rujuk_runtime.service import ServiceRuntime
 from rujuk_runtime.telemetry import FASTAPI_TELEMETRY
 
 
-def runtime_of(request: Request) -> ServiceRuntime:
-    """The serving app's runtime: its pool, its relay."""
-    runtime: ServiceRuntime = request.app.state.runtime
-    return runtime
+def from_app_state(name: str) -> Any:
+    """A FastAPI dependency on ``app.state.<name>``, which the service's bootstrap sets (through
+    ``service_app(state=...)``): ``Vault = Annotated[vault.Vault, from_app_state("vault")]``."""
+
+    def read(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    read.__name__ = f"{name}_of"
+    return Depends(read)
 
 
-Runtime = Annotated[ServiceRuntime, Depends(runtime_of)]
+Runtime = Annotated[ServiceRuntime, from_app_state("runtime")]
 
 ops = APIRouter(tags=["ops"])
 

@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, HTTPException, Path
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -19,20 +19,14 @@ from audit.verification import verify_connection
 from rujuk_contracts.envelope import SUBJECT_PATTERN
 from rujuk_runtime.access import Role, require
 from rujuk_runtime.problems import documented
-from rujuk_runtime.webapp import Runtime
+from rujuk_runtime.webapp import Runtime, from_app_state
 
 router = APIRouter()
 
 guarded = [Depends(require(Role.AUDITOR, Role.COORDINATOR))]
 
 
-def public_key_of(request: Request) -> bytes | None:
-    """The public key checkpoints must be signed with (None: the key stored beside them)."""
-    key: bytes | None = request.app.state.public_key
-    return key
-
-
-PublicKey = Annotated[bytes | None, Depends(public_key_of)]
+PublicKey = Annotated[bytes | None, from_app_state("public_key")]
 
 
 class ReplayRequest(BaseModel):

@@ -38,6 +38,7 @@ from console.upstream import (
 )
 from rujuk_contracts.events import CASE_ID_PATTERN, DeclineReason, ReplyKind
 from rujuk_runtime.logs import get_logger
+from rujuk_runtime.webapp import from_app_state
 
 log = get_logger(__name__)
 
@@ -81,22 +82,6 @@ class PageProblem(Exception):
 # --- what a page needs, from app.state (set in bootstrap.py) --------------------------------
 
 
-def settings_of(request: Request) -> ConsoleSettings:
-    settings: ConsoleSettings = request.app.state.settings
-    return settings
-
-
-def zone_of(request: Request) -> ZoneInfo:
-    """The zone times are shown and typed in (``CONSOLE_TIMEZONE``)."""
-    zone: ZoneInfo = request.app.state.zone
-    return zone
-
-
-def upstreams_of(request: Request) -> Upstreams:
-    upstreams: Upstreams = request.app.state.upstreams
-    return upstreams
-
-
 def signins_of(request: Request) -> SignIns:
     signins: SignIns = request.app.state.signins
     return signins
@@ -107,17 +92,11 @@ def templates_of(request: Request) -> Jinja2Templates:
     return templates
 
 
-def database_of(request: Request) -> PostgresSessions | None:
-    """The sessions' PostgreSQL; None when a test stands in for it."""
-    database: PostgresSessions | None = request.app.state.database
-    return database
-
-
-SettingsDep = Annotated[ConsoleSettings, Depends(settings_of)]
-ZoneDep = Annotated[ZoneInfo, Depends(zone_of)]
-UpstreamsDep = Annotated[Upstreams, Depends(upstreams_of)]
+SettingsDep = Annotated[ConsoleSettings, from_app_state("settings")]
+ZoneDep = Annotated[ZoneInfo, from_app_state("zone")]  # times shown and typed in (CONSOLE_TIMEZONE)
+UpstreamsDep = Annotated[Upstreams, from_app_state("upstreams")]
 SignInsDep = Annotated[SignIns, Depends(signins_of)]
-DatabaseDep = Annotated[PostgresSessions | None, Depends(database_of)]
+DatabaseDep = Annotated[PostgresSessions | None, from_app_state("database")]
 
 
 # --- rendering ------------------------------------------------------------------------------

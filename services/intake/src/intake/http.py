@@ -29,20 +29,14 @@ from rujuk_runtime.access import Principal, Role, require
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.problems import documented as _problems
 from rujuk_runtime.telemetry import current_traceparent, span_from
-from rujuk_runtime.webapp import Runtime
+from rujuk_runtime.webapp import Runtime, from_app_state
 
 log = get_logger(__name__)
 
 router = APIRouter()
 
 
-def vault_of(request: Request) -> Vault:
-    """The vault that seals and opens identifying data (set by ``intake.bootstrap``)."""
-    vault: Vault = request.app.state.vault
-    return vault
-
-
-VaultDep = Annotated[Vault, Depends(vault_of)]
+VaultDep = Annotated[Vault, from_app_state("vault")]
 CaseIdPath = Annotated[str, Path(pattern=CASE_ID_PATTERN, description="Pseudonymous case id")]
 
 

@@ -26,7 +26,7 @@ from rujuk_contracts.events import CASE_ID_PATTERN
 from rujuk_contracts.subjects import AGENCY_ID_PATTERN
 from rujuk_runtime.access import Principal, Role, require
 from rujuk_runtime.problems import documented
-from rujuk_runtime.webapp import Runtime
+from rujuk_runtime.webapp import Runtime, from_app_state
 
 YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"}
 MAX_SOP_BYTES = 512 * 1024
@@ -38,24 +38,9 @@ router = APIRouter()
 # --- what a route takes from the app (set by routing.bootstrap) ---------------------------
 
 
-def sops_of(request: Request) -> SopsInForce:
-    sops: SopsInForce = request.app.state.sops
-    return sops
-
-
-def clock_of(request: Request) -> Clock:
-    clock: Clock = request.app.state.clock
-    return clock
-
-
-def settings_of(request: Request) -> RoutingSettings:
-    settings: RoutingSettings = request.app.state.settings
-    return settings
-
-
-Sops = Annotated[SopsInForce, Depends(sops_of)]
-Now = Annotated[Clock, Depends(clock_of)]
-Settings = Annotated[RoutingSettings, Depends(settings_of)]
+Sops = Annotated[SopsInForce, from_app_state("sops")]
+Now = Annotated[Clock, from_app_state("clock")]
+Settings = Annotated[RoutingSettings, from_app_state("settings")]
 
 coordinator = Depends(require(Role.COORDINATOR))
 coordinator_or_partner = Depends(require(Role.COORDINATOR, Role.PARTNER))
