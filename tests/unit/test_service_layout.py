@@ -4,13 +4,17 @@ the source; they fail when a room is missing, a route is a closure, SQL leaves t
 logic imports I/O, or something other than the composition root wires the doors together."""
 
 import ast
+import importlib
+import inspect
 import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastapi.routing import APIRoute
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("intake", "routing", "notify", "audit", "console")
@@ -212,3 +216,25 @@ def test_the_modules_of_a_service_import_each_other_without_a_circle(service: st
 
     for name in sorted(graph):
         visit(name, ())
+
+
+def sync_dependencies(dependant: Any, path: str) -> list[str]:
+    found = []
+    for sub in dependant.dependencies:
+        call = sub.call
+        target = call if inspect.isfunction(call) else getattr(call, "__call__", call)  # noqa: B004
+        if not inspect.iscoroutinefunction(target):
+            found.append(f"{path}: {getattr(call, '__name__', call)}")
+        found += sync_dependencies(sub, path)
+    return found
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_no_dependency_of_a_route_runs_in_a_thread(service: str) -> None:
+    """FastAPI runs a plain ``def`` dependency in its thread pool, on every request: it cost
+    intake half its CPU per report once (the first app-state readers were plain functions)."""
+    router = importlib.import_module(f"{service}.http").router
+    routes = [route for route in router.routes if isinstance(route, APIRoute)]
+    assert routes
+    found = [item for route in routes for item in sync_dependencies(route.dependant, route.path)]
+    assert not found, found

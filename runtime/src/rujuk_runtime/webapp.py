@@ -23,7 +23,7 @@ def from_app_state(name: str) -> Any:
     """A FastAPI dependency on ``app.state.<name>``, which the service's bootstrap sets (through
     ``service_app(state=...)``): ``Vault = Annotated[vault.Vault, from_app_state("vault")]``."""
 
-    def read(request: Request) -> Any:
+    async def read(request: Request) -> Any:  # async: FastAPI runs a plain def in a thread
         return getattr(request.app.state, name)
 
     read.__name__ = f"{name}_of"

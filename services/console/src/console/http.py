@@ -95,7 +95,7 @@ def templates_of(request: Request) -> Jinja2Templates:
 SettingsDep = Annotated[ConsoleSettings, from_app_state("settings")]
 ZoneDep = Annotated[ZoneInfo, from_app_state("zone")]  # times shown and typed in (CONSOLE_TIMEZONE)
 UpstreamsDep = Annotated[Upstreams, from_app_state("upstreams")]
-SignInsDep = Annotated[SignIns, Depends(signins_of)]
+SignInsDep = Annotated[SignIns, from_app_state("signins")]
 DatabaseDep = Annotated[PostgresSessions | None, from_app_state("database")]
 
 
