@@ -15,6 +15,15 @@ from asyncpg.pool import PoolConnectionProxy
 
 from rujuk_runtime.logs import get_logger
 
+# What a statement raises when the database is restarting or away, rather than refusing it.
+DATABASE_AWAY: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # e.g. the server shutting down, starting up
+    asyncpg.InterfaceError,  # the connection closed under the request
+    asyncpg.exceptions.InternalClientError,  # a connection left mid-operation by a restart
+    OSError,  # refused
+)
+
 log = get_logger(__name__)
 
 RUNTIME_MIGRATIONS = "rujuk_runtime"

@@ -4,7 +4,6 @@ request that fails validation ``{"detail": [{"field", "problem"}]}`` naming each
 
 from typing import Any
 
-import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -12,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from rujuk_runtime.db import DATABASE_AWAY
 from rujuk_runtime.logs import get_logger
 
 log = get_logger(__name__)
@@ -51,13 +51,7 @@ def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 # The database is restarting or away: the request may be sent again as it was (intake's
 # Idempotency-Key makes that safe), so 503 with Retry-After rather than a 500.
-UNAVAILABLE = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,  # e.g. the server shutting down, starting up
-    asyncpg.InterfaceError,  # the connection closed under the request
-    asyncpg.exceptions.InternalClientError,  # a connection left mid-operation by a restart
-    OSError,  # refused
-)
+UNAVAILABLE = DATABASE_AWAY
 RETRY_AFTER_SECONDS = 2
 
 

@@ -12,7 +12,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from console.session import EndReason, SessionRecord
-from rujuk_runtime.db import create_pool
+from rujuk_runtime.db import DATABASE_AWAY, create_pool
 
 SCHEMA = "console"
 POOL_SIZE = 4  # a lookup per page, an update per sign-in or sign-out: short and few
@@ -22,6 +22,11 @@ _COLUMNS = "id_sha256, token_id, role, agency_id, created_at, expires_at, ended_
 
 class SessionsUnavailable(Exception):
     """The console's database did not answer."""
+
+
+# The database away or restarting (e.g. a connection dropped mid-query, which asyncpg may
+# report as InternalClientError), or refusing: the pages say sessions are unavailable (503).
+SESSIONS_AWAY: tuple[type[Exception], ...] = (*DATABASE_AWAY, TimeoutError, asyncpg.PostgresError)
 
 
 class PostgresSessions:
@@ -54,7 +59,7 @@ class PostgresSessions:
         try:
             async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_SECONDS) as conn:
                 yield conn
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except SESSIONS_AWAY as exc:
             raise SessionsUnavailable(type(exc).__name__) from exc
 
     async def add(self, record: SessionRecord) -> None:
