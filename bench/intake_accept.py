@@ -124,6 +124,7 @@ async def main(args: argparse.Namespace) -> None:
     stack = Stack(folder, external_nats_url=None, external_database_url=None)
     stack.start_servers()
     try:
+        stack.provision_database()  # as `rujuk db provision`: roles, schemas, migrations
         conn = await connect(stack.database_url)
         try:
             _, secret = await store.create_token(conn, Role.OPERATOR, label="bench")
