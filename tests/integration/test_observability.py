@@ -35,6 +35,7 @@ class Span:
     span_id: str
     parent_id: str
     attributes: dict[str, str]
+    links: tuple[str, ...] = ()  # the trace ids it links to
 
 
 @dataclass
@@ -69,6 +70,7 @@ class OtlpReceiver:
                             span_id=span.span_id.hex(),
                             parent_id=span.parent_span_id.hex(),
                             attributes={a.key: _value(a.value) for a in span.attributes},
+                            links=tuple(link.trace_id.hex() for link in span.links),
                         )
                     )
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -276,3 +278,50 @@ def _log_lines(path: Path) -> list[dict[str, Any]]:
         if raw.startswith("{"):
             lines.append(json.loads(raw))
     return lines
+
+
+def is_statement(span: Span) -> bool:
+    return any(key.startswith("db.system") for key in span.attributes)
+
+
+def test_no_statement_is_traced_outside_a_trace(observed: Observed) -> None:
+    """Idle polls (the outbox relay, the delivery worker, the deadline watcher) ran all along;
+    not one of their statements became a trace of its own."""
+    statements = [s for s in observed.receiver.spans if is_statement(s)]
+    assert statements, "no statement was traced at all"
+    assert [s.name for s in statements if not s.parent_id] == []
+
+
+def test_a_batch_consumers_statements_sit_under_a_span_linked_to_the_report(
+    observed: Observed,
+) -> None:
+    trace_id = _report_trace(observed)
+    spans = {s.span_id: s for s in observed.receiver.spans}
+    batches = [
+        s for s in observed.receiver.spans
+        if s.name == "audit append batch" and trace_id in s.links
+    ]  # fmt: skip
+    assert batches, "audit's ledger batch is not linked to the report's trace"
+    assert all(s.parent_id == "" for s in batches)
+    under = [s for s in observed.receiver.spans if s.parent_id in {b.span_id for b in batches}]
+    assert any(
+        is_statement(s) and "INSERT INTO ledger" in " ".join(s.attributes.values()) for s in under
+    ), [s.name for s in under]
+    assert all(spans[s.parent_id].trace_id == s.trace_id for s in under)
+
+
+async def test_idling_makes_no_trace(observed: Observed) -> None:
+    """Once the report's last spans are in (intake's projection and audit trail the delivery),
+    three seconds of idling export nothing: the relay, the worker and the watcher poll all the
+    while."""
+    deadline = time.monotonic() + 15
+    while True:  # until nothing new came for 1.5 s
+        seen = len(observed.receiver.spans)
+        await asyncio.sleep(1.5)
+        if len(observed.receiver.spans) == seen:
+            break
+        assert time.monotonic() < deadline, "spans kept coming for 15 s"
+    before = len(observed.receiver.spans)
+    await asyncio.sleep(3)
+    new = [(s.service, s.name, s.parent_id) for s in observed.receiver.spans[before:]]
+    assert new == [], "\n".join(map(str, new))

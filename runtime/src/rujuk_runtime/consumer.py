@@ -32,7 +32,7 @@ from rujuk_runtime.logs import get_logger
 from rujuk_runtime.messages import deliveries, message_id
 from rujuk_runtime.metrics import DEAD_LETTERED, EVENTS_CONSUMED, HANDLER_SECONDS
 from rujuk_runtime.outbox import counting_staged
-from rujuk_runtime.telemetry import record_span, span_from
+from rujuk_runtime.telemetry import batch_span, record_span, span_from
 
 log = get_logger(__name__)
 
@@ -158,11 +158,16 @@ class EventConsumer:
         if not work:
             return outcome
         tally: list[_Count] = []
-        try:  # optimistic: one transaction, no savepoint per event (two round trips each)
-            verdicts = await self._apply_all(work, tally, held, savepoints=False)
-        except _EventFailed:  # one event failed: again, each in its savepoint, to judge each
-            tally.clear()
-            verdicts = await self._apply_all(work, tally, held, savepoints=True)
+        with batch_span(
+            f"{self.service} process batch",
+            (item.event.traceparent for _, item in work),
+            {"messaging.operation.type": "process", "messaging.batch.message_count": len(work)},
+        ):
+            try:  # optimistic: one transaction, no savepoint per event (two round trips each)
+                verdicts = await self._apply_all(work, tally, held, savepoints=False)
+            except _EventFailed:  # one failed: again, each in its savepoint, to judge each
+                tally.clear()
+                verdicts = await self._apply_all(work, tally, held, savepoints=True)
         for (message, _), verdict in zip(work, verdicts, strict=True):
             if verdict is None:
                 outcome.ack.append(message)

@@ -8,10 +8,16 @@ tracer does, so the events it publishes carry that traceparent on and log lines 
 where no context comes in (a report over HTTP), one is still started.
 Span attributes never carry identifying data: case ids are pseudonymous, and SQL statements are
 parameterised.
+
+A SQL statement is traced only inside a trace: an idle poll (the outbox relay, the delivery
+worker, the deadline watcher) makes none, so the reports' traces are not buried under
+thousands of one-statement traces. A batch consumer's statements go under one span for the
+batch, linked to the trace of each message in it (OpenTelemetry's messaging conventions for a
+batch); what is done for one event goes in that event's trace.
 """
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +27,16 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
-from opentelemetry.trace import Span
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    Decision,
+    Sampler,
+    SamplingResult,
+)
+from opentelemetry.trace import Link, Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace.span import TraceState
+from opentelemetry.util.types import Attributes
 
 if TYPE_CHECKING:
     from fastapi.telemetry import TelemetryConfig
@@ -32,6 +45,34 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 _TRACER = trace.get_tracer("rujuk")  # follows the provider configure_tracing installs
 _configured: TracerProvider | None = None
 _recording = True  # until configure_tracing finds no endpoint
+
+
+class StatementsInTracesOnly(Sampler):
+    """Drops a database statement's span that would start a trace of its own (no parent): an
+    idle poll, a relay pass. Everything else is decided by ``inner``."""
+
+    def __init__(self, inner: Sampler) -> None:
+        self._inner = inner
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        statement = attributes is not None and any(k.startswith("db.system") for k in attributes)
+        if statement and not trace.get_current_span(parent_context).get_span_context().is_valid:
+            return SamplingResult(Decision.DROP)
+        return self._inner.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return f"StatementsInTracesOnly{{{self._inner.get_description()}}}"
 
 
 def configure_tracing(service: str) -> TracerProvider:
@@ -48,6 +89,8 @@ def configure_tracing(service: str) -> TracerProvider:
         resource=Resource.create({"service.name": f"rujuk-{service}"}),
         sampler=None if exporting else ALWAYS_OFF,  # None: the OTEL_TRACES_SAMPLER default
     )
+    if exporting:  # that default, without orphan statements (before any tracer is made)
+        provider.sampler = StatementsInTracesOnly(provider.sampler)
     if exporting:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -104,6 +147,27 @@ def span_from(
             return
     with _TRACER.start_as_current_span(name, context=context, attributes=attributes) as span:
         yield span
+
+
+@contextmanager
+def batch_span(
+    name: str, traceparents: Iterable[str | None], attributes: dict[str, str | int]
+) -> Iterator[None]:
+    """A span for the work done for a whole batch of messages, linked to each message's trace
+    (not a child of any: a batch belongs to many traces). Nothing when not exporting."""
+    if not _recording:
+        yield
+        return
+    links = []
+    for traceparent in traceparents:
+        if traceparent:
+            linked = trace.get_current_span(_PROPAGATOR.extract({"traceparent": traceparent}))
+            if linked.get_span_context().is_valid:
+                links.append(Link(linked.get_span_context()))
+    with _TRACER.start_as_current_span(
+        name, context=Context(), kind=SpanKind.CONSUMER, links=links, attributes=attributes
+    ):
+        yield
 
 
 def current_traceparent() -> str | None:

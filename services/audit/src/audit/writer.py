@@ -22,7 +22,7 @@ from rujuk_runtime.db import HeldConnection
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.messages import message_id, stream_sequence
 from rujuk_runtime.metrics import EVENTS_CONSUMED
-from rujuk_runtime.telemetry import record_span
+from rujuk_runtime.telemetry import batch_span, record_span
 
 log = get_logger(__name__)
 
@@ -209,7 +209,12 @@ class LedgerWriter:
         position: int | None,
     ) -> None:
         started = time.time_ns()
-        result = await self._append_until_committed(batch, events, texts, position)
+        with batch_span(
+            f"{self.service} append batch",
+            (event.traceparent for event in events),
+            {"messaging.operation.type": "process", "messaging.batch.message_count": len(batch)},
+        ):
+            result = await self._append_until_committed(batch, events, texts, position)
         if result is None:  # stopping with the database away: JetStream redelivers, in order
             return
         if result.entries:
