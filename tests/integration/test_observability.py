@@ -325,3 +325,15 @@ async def test_idling_makes_no_trace(observed: Observed) -> None:
     await asyncio.sleep(3)
     new = [(s.service, s.name, s.parent_id) for s in observed.receiver.spans[before:]]
     assert new == [], "\n".join(map(str, new))
+
+
+def test_every_span_notify_makes_for_the_report_names_its_case(observed: Observed) -> None:
+    trace_id = _report_trace(observed)
+    at_notify = [
+        s for s in observed.receiver.spans
+        if s.service == "rujuk-notify" and s.trace_id == trace_id and not is_statement(s)
+    ]  # fmt: skip
+    assert {"notify deliver referral", "notify report delivery"} <= {s.name for s in at_notify}
+    assert [
+        s.name for s in at_notify if s.attributes.get("rujuk.case_id") != observed.case_id
+    ] == []

@@ -98,7 +98,7 @@ async def reply(
     202 means notify handed the reply to routing; if the lifecycle does not allow it,
     routing's refusal arrives on your feed as `reply.refused`."""
     agency_id = _agency_of(principal)
-    with span_from("notify partner reply", None, {"rujuk.agency_id": agency_id}):
+    with span_from("notify partner reply", None, {"rujuk.agency_id": agency_id}) as span:
         try:
             async with runtime.pool.acquire() as conn, conn.transaction():
                 delivered = await store.delivered_to(conn, referral_id)
@@ -107,6 +107,7 @@ async def reply(
                         f"referral {referral_id!r} was not delivered to {agency_id!r}",
                         status=404,
                     )
+                span.set_attribute("rujuk.case_id", delivered[0])
                 payload = _reply_payload(body, delivered[0], referral_id, agency_id)
                 event_id, new = await store.accept_reply(
                     conn, agency_id, payload, current_traceparent()

@@ -459,7 +459,8 @@ class DeliveryWorker(BackgroundTask):
             log.warning("referral delivery failed", referral_id=delivery.referral_id,
                         agency_id=delivery.agency_id, attempts=attempts,
                         reason=reason[:200])  # fmt: skip
-        with span_from("notify report delivery", delivery.traceparent):
+        attributes = {"rujuk.case_id": delivery.case_id, "rujuk.agency_id": delivery.agency_id}
+        with span_from("notify report delivery", delivery.traceparent, attributes):
             return make_event(
                 payload,
                 source=SOURCE,
