@@ -9,7 +9,7 @@ VENV := .venv
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_PYTHON := $(shell command -v $(PYTHON))
 
-.PHONY: demo test up lint typecheck format clean schemas chromium
+.PHONY: demo test up lint typecheck format clean schemas chromium promtool
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -32,7 +32,7 @@ lint: $(VENV)/.synced
 typecheck: $(VENV)/.synced
 	$(VENV)/bin/mypy contracts/src runtime/src services/intake/src services/routing/src services/notify/src services/audit/src services/console/src src
 
-test: lint typecheck chromium
+test: lint typecheck chromium promtool
 	$(VENV)/bin/pytest
 
 # The console's browser tests drive Debian's chromium (never a browser Playwright downloads).
@@ -42,6 +42,13 @@ chromium:
 	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 		&& apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 		|| echo "no /usr/bin/chromium and it cannot be installed here: browser tests will not run"
+
+# promtool checks the alert rules (deploy/prometheus/); from Debian's prometheus package, as
+# chromium above (the package's server is not started).
+promtool:
+	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
+		|| echo "no promtool and it cannot be installed here: alert rule tests will not run"
 
 format: $(VENV)/.synced
 	$(VENV)/bin/ruff format .

@@ -42,6 +42,16 @@ CONSUMER_REDELIVERED = Gauge(
 OUTBOX_BACKLOG = Gauge(
     "rujuk_outbox_backlog", "Events committed but not yet acknowledged by JetStream", ["service"]
 )
+OUTBOX_OLDEST = Gauge(
+    "rujuk_outbox_oldest_age_seconds",
+    "Age of the oldest event still in the outbox (0 when the relay has drained it)",
+    ["service"],
+)
+DEPENDENCY_UP = Gauge(
+    "rujuk_dependency_up",
+    "Whether the service reaches NATS and PostgreSQL (1) or not (0)",
+    ["service", "dependency"],
+)
 
 
 def render() -> tuple[bytes, str]:

@@ -5,6 +5,7 @@ acknowledged it, so a crash anywhere republishes, and JetStream drops the duplic
 """
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -15,9 +16,9 @@ from nats.js import JetStreamContext
 from rujuk_contracts.envelope import CloudEvent
 from rujuk_contracts.events import model_for_type
 from rujuk_runtime.bus import event_headers
-from rujuk_runtime.db import Connection, HeldConnection, columns
+from rujuk_runtime.db import DATABASE_AWAY, Connection, HeldConnection, columns
 from rujuk_runtime.logs import get_logger
-from rujuk_runtime.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG
+from rujuk_runtime.metrics import DEPENDENCY_UP, EVENTS_PUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST
 from rujuk_runtime.tasks import BackgroundTask
 
 log = get_logger(__name__)
@@ -152,6 +153,19 @@ class OutboxRelay(BackgroundTask):
         OUTBOX_BACKLOG.labels(self._service).set(backlog)
         return len(rows)
 
+    async def _measure_stuck(self, failure: Exception) -> None:
+        """After a failed pass: is PostgreSQL away, and how old is the oldest waiting event."""
+        database_away = isinstance(failure, DATABASE_AWAY)
+        DEPENDENCY_UP.labels(self._service, "postgres").set(0 if database_away else 1)
+        if database_away:
+            return
+        with contextlib.suppress(Exception):  # it may have gone meanwhile: the next pass says
+            async with self._held.use() as conn:
+                age = await conn.fetchval(
+                    "SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0) FROM outbox"
+                )
+            OUTBOX_OLDEST.labels(self._service).set(float(age))
+
     async def run(self) -> None:
         backoff = self._poll_interval
         while True:
@@ -161,6 +175,8 @@ class OutboxRelay(BackgroundTask):
                 while await self.relay_once() == self._batch_size:
                     pass
                 backoff = self._poll_interval
+                OUTBOX_OLDEST.labels(self._service).set(0)
+                DEPENDENCY_UP.labels(self._service, "postgres").set(1)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # NATS or PostgreSQL away: keep the rows, try again
@@ -170,6 +186,7 @@ class OutboxRelay(BackgroundTask):
                     detail=str(exc)[:200],
                     retry_in=backoff,
                 )
+                await self._measure_stuck(exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue

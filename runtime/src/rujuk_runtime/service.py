@@ -19,6 +19,7 @@ from rujuk_runtime.bus import ensure_streams, identity, jetstream, make_broker
 from rujuk_runtime.consumer import BatchHandler, EnvelopeHandler, EventConsumer, Handler
 from rujuk_runtime.db import HeldConnection, SchemaNotReady, create_pool
 from rujuk_runtime.logs import configure_logging, get_logger
+from rujuk_runtime.metrics import DEPENDENCY_UP
 from rujuk_runtime.outbox import OutboxRelay
 from rujuk_runtime.pull import BatchProcessor, PullConsumer
 from rujuk_runtime.settings import ServiceSettings
@@ -170,6 +171,8 @@ class ServiceRuntime:
             self._relay.wake()
 
     async def _after_startup(self) -> None:
+        connection = self.broker.connection  # connected: what /metrics says of NATS
+        DEPENDENCY_UP.labels(self.name, "nats").set_function(lambda: float(connection.is_connected))
         self._relay = OutboxRelay(self.pool, self.js(), service=self.name)  # broker connected
         self._relay.start()
         for consumer in self._pull_consumers:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 from nats.js import JetStreamContext
+from prometheus_client import Gauge
 
 from audit import store
 from audit.signing import SigningKey
@@ -15,6 +16,11 @@ from rujuk_contracts import subjects
 from rujuk_contracts.ledger import Checkpoint
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.tasks import BackgroundTask
+
+HEAD_SIGNED = Gauge(
+    "rujuk_ledger_head_signed_timestamp_seconds",
+    "When the checkpointer last found the ledger's head covered by a signed checkpoint",
+)
 
 log = get_logger(__name__)
 
@@ -68,10 +74,13 @@ class Checkpointer(BackgroundTask):
             latest = await store.latest_checkpoint(conn)
             self._since = 0
             if head.seq == 0 or (latest is not None and latest.checkpoint.seq >= head.seq):
+                HEAD_SIGNED.set_to_current_time()  # nothing new: the head stands signed
                 return None
             checkpoint = self.key.sign(seq=head.seq, hash=head.hash, time=datetime.now(UTC))
             if not await store.insert_checkpoint(conn, checkpoint, self.key.public_raw):
+                HEAD_SIGNED.set_to_current_time()
                 return None  # another replica signed this head first
+        HEAD_SIGNED.set_to_current_time()
         try:
             await self._js().publish(
                 subjects.CHECKPOINT_SUBJECT,

@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from notify import store
 from notify.breaker import Breakers
@@ -52,6 +52,11 @@ REFERRALS_SETTLED = Counter(
     "rujuk_referrals_settled_total",
     "Referrals notify finished: delivered on every channel, or delivery failed",
     ["agency_id", "outcome"],
+)
+BREAKER_OPEN = Gauge(
+    "rujuk_breaker_open",
+    "Whether deliveries to an agency's channel are held back by an open circuit breaker",
+    ["agency_id", "channel"],
 )
 
 SOURCE = "/rujuk/notify"
@@ -279,6 +284,7 @@ class DeliveryWorker(BackgroundTask):
                             breaker.failed()
                             break
                         breaker.succeeded()
+                BREAKER_OPEN.labels(agency_id, channel).set(breaker.state == "open")
                 untried = [send.send_id for send in sends[len(results) :]]
                 await self._settle(results, untried)
                 if results[-1][1] is not None:

@@ -26,8 +26,9 @@ log = get_logger(__name__)
 METRICS_EVERY_ROUNDS = 25  # with the default poll, the open-referrals gauge every ~5 s
 DEADLINES_MISSED = Counter(
     "rujuk_deadlines_missed_total",
-    "Referrals not acknowledged by their deadline, by agency and what followed",
-    ["agency_id", "outcome"],
+    "Referrals not acknowledged by their deadline, by agency, priority and what followed "
+    "(escalated, chain_exhausted)",
+    ["agency_id", "priority", "outcome"],
 )
 OPEN_REFERRALS = Gauge(
     "rujuk_open_referrals", "Referrals not yet accepted, declined or closed", ["agency_id", "state"]
@@ -72,7 +73,9 @@ class DeadlineWatcher(BackgroundTask):
                 outcome = await referrals.fire_deadline(conn, referral, clock=self._clock)
                 await store.mark_deadline(conn, referral.referral_id, now, outcome)
                 if outcome != "met":
-                    DEADLINES_MISSED.labels(referral.agency_id, outcome).inc()
+                    DEADLINES_MISSED.labels(
+                        referral.agency_id, referral.priority.value, outcome
+                    ).inc()
                 log.info(
                     "deadline fired",
                     case_id=referral.case_id,
