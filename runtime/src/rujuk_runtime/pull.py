@@ -10,7 +10,7 @@ is, one message is awaited; messages are handled strictly in the order they were
 Redelivery after a crash takes seconds, not half a minute: ``ack_wait`` is short
 (``ACK_WAIT_SECONDS``), and while a message is being worked on (a batch in a slow transaction,
 audit's commit that trails its batch) the consumer tells JetStream so every
-``PROGRESS_INTERVAL_SECONDS`` with an in-progress acknowledgement (``+WPI``), until the message
+third of ``ack_wait`` with an in-progress acknowledgement (``+WPI``), until the message
 is acknowledged, or for ``MAX_IN_PROGRESS_SECONDS`` at most. A process that dies stops telling,
 and JetStream hands its messages to the restarted one after ``ack_wait``. Redelivery of a
 message that was in fact processed is harmless: every consumer records what it processed.
@@ -36,7 +36,6 @@ from rujuk_runtime.tasks import cancel_and_wait
 log = get_logger(__name__)
 
 ACK_WAIT_SECONDS = 3.0
-PROGRESS_INTERVAL_SECONDS = 1.0
 # A message held longer is left to redelivery: whoever held it has lost it (e.g. a failed
 # commit that acks nothing).
 MAX_IN_PROGRESS_SECONDS = 120.0
@@ -67,6 +66,12 @@ class PullConsumer:
     _subscription: JetStreamContext.PullSubscription | None = field(default=None, init=False)
     # Delivered and not yet acknowledged, by id(): the message, when it went to ``process``.
     _working: dict[int, tuple[Msg, float]] = field(default_factory=dict, init=False)
+
+    @property
+    def progress_interval(self) -> float:
+        """How often a message still worked on is said to be in progress: three times within
+        ``ack_wait``, so that one lost +WPI does not let JetStream redeliver it."""
+        return self.ack_wait / 3
 
     def config(self) -> ConsumerConfig:
         return ConsumerConfig(
@@ -137,12 +142,12 @@ class PullConsumer:
     async def _keep_in_progress(self) -> None:
         """Tell JetStream, for each message still being worked on, that it is (``+WPI``)."""
         while True:
-            await asyncio.sleep(PROGRESS_INTERVAL_SECONDS)
+            await asyncio.sleep(self.progress_interval)
             now = time.monotonic()
             for key, (message, handed) in list(self._working.items()):
                 if message.is_acked or now - handed > MAX_IN_PROGRESS_SECONDS:
                     del self._working[key]
-                elif now - handed >= PROGRESS_INTERVAL_SECONDS:
+                elif now - handed >= self.progress_interval:
                     with contextlib.suppress(Exception):  # NATS away: ack_wait decides
                         await message.in_progress()
 
