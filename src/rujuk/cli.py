@@ -21,6 +21,7 @@ from rujuk_runtime.logs import configure_logging
 from rujuk_runtime.nats_auth import NatsKeyring
 from rujuk_runtime.provision import ProvisionError, provision
 from rujuk_runtime.roles import SCHEMAS, RolePlanError
+from rujuk_runtime.settings import systemd_credentials
 
 STATE_FOLDER = Path(".rujuk")
 
@@ -49,7 +50,10 @@ DATABASE_ROLE_OF_COMMAND = {"token": "intake", "audit": "audit"}
 @app.callback()
 def use_running_stack(ctx: typer.Context) -> None:
     """Commands that need the servers use those of `rujuk up` when it runs and none are set;
-    in PostgreSQL, as the role of the service they act for, never as the administrator."""
+    in PostgreSQL, as the role of the service they act for, never as the administrator.
+    Secrets systemd hands over as credentials (files named as their variables) come first."""
+    for name, value in systemd_credentials().items():  # under systemd: deploy/systemd
+        os.environ[name] = value
     acting_as = DATABASE_ROLE_OF_COMMAND.get(ctx.invoked_subcommand or "")
     for name, value in running_stack_env(STATE_FOLDER / "up", acting_as).items():
         os.environ.setdefault(name, value)
