@@ -14,12 +14,14 @@ from audit.cli import app as audit_app
 from intake.cli import app as token_app
 from notify.cli import app as partner_app
 from routing.cli import app as sop_app
+from rujuk.ports import PortBook
 from rujuk.stack import Stack, StackError, running_stack_env
 from rujuk.supervise import Supervisor
 from rujuk_runtime.logs import configure_logging
 from rujuk_runtime.nats_auth import NatsKeyring
 from rujuk_runtime.provision import ProvisionError, provision
 from rujuk_runtime.roles import SCHEMAS, RolePlanError
+from rujuk_runtime.settings import systemd_credentials
 
 STATE_FOLDER = Path(".rujuk")
 
@@ -48,7 +50,10 @@ DATABASE_ROLE_OF_COMMAND = {"token": "intake", "audit": "audit"}
 @app.callback()
 def use_running_stack(ctx: typer.Context) -> None:
     """Commands that need the servers use those of `rujuk up` when it runs and none are set;
-    in PostgreSQL, as the role of the service they act for, never as the administrator."""
+    in PostgreSQL, as the role of the service they act for, never as the administrator.
+    Secrets systemd hands over as credentials (files named as their variables) come first."""
+    for name, value in systemd_credentials().items():  # under systemd: deploy/systemd
+        os.environ[name] = value
     acting_as = DATABASE_ROLE_OF_COMMAND.get(ctx.invoked_subcommand or "")
     for name, value in running_stack_env(STATE_FOLDER / "up", acting_as).items():
         os.environ.setdefault(name, value)
@@ -59,9 +64,11 @@ def up(
     folder: Path = typer.Option(STATE_FOLDER / "up", help="Where servers keep data and logs"),
 ) -> None:
     """Start NATS, PostgreSQL, the four services and the console, and keep them running (a
-    process that exits is started again on its port); Ctrl-C stops everything."""
+    process that exits is started again on its port); Ctrl-C stops everything. Each listens
+    on the port of the last run from this folder (ports.json), else on its default (8081-8085,
+    NATS 4322, PostgreSQL 5532) or the port its variable sets, where free."""
     configure_logging("rujuk", "WARNING")  # what provisioning logs, the summary below says
-    stack = Stack(folder)
+    stack = Stack(folder, ports=PortBook(folder, say=lambda line: typer.echo(line, err=True)))
     try:
         stack.start()
     except StackError as exc:
@@ -75,6 +82,7 @@ def up(
     )
     for name, service in stack.services.items():
         typer.echo(f"{name:<11} {service.url}   log: {service.log_file}")
+    typer.echo(f"Port dicatat / ports recorded: {folder / 'ports.json'} (the next run reuses them)")
     typer.echo("Berjalan / running. Ctrl-C untuk berhenti / to stop.")
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
     supervisor = Supervisor(stack)

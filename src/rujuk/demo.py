@@ -12,6 +12,7 @@ import httpx
 from audit.chain import short_hash
 from audit.cli import case_history, verify_ledger
 from audit.report import history, render_table
+from rujuk.ports import PortBook
 from rujuk.receiver import WebhookReceiver
 from rujuk.samples import SAMPLE_REPORTS
 from rujuk.stack import Stack
@@ -40,8 +41,9 @@ class CaseProgress:
 
 async def run_demo(folder: Path) -> int:
     configure_logging("rujuk-demo", "WARNING")  # the journey is the output, not provisioning's log
+    ports = PortBook(folder, say=say)  # read before the wipe: the demo keeps its ports
     shutil.rmtree(folder, ignore_errors=True)
-    stack = Stack(folder)
+    stack = Stack(folder, ports=ports)
     say("rujuk demo — sistem rujukan kasus kekerasan terhadap perempuan dan anak")
     say("           referral system for violence against women and children\n")
     receiver = WebhookReceiver(stack.secrets()["webhook_signing_key"].encode())

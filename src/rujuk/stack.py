@@ -20,6 +20,7 @@ import asyncpg
 import httpx
 
 from intake.vault import new_master_key_spec
+from rujuk.ports import PortBook
 from rujuk_runtime.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from rujuk_runtime.nats_auth import SERVICE_GRANTS, NatsKeyring, without_credentials
 from rujuk_runtime.private_files import write_private
@@ -68,6 +69,9 @@ class Stack:
     nats: EmbeddedNats | None = None
     postgres: EmbeddedPostgres | None = None
     services: dict[str, ServiceProcess] = field(default_factory=dict)
+    # `rujuk up` and `rujuk demo`: the ports of the last run from this folder, or the README's
+    # defaults, where free (rujuk.ports). Without a book (tests, benchmarks), free ports.
+    ports: PortBook | None = None
     _provisioned: bool = field(default=False, init=False)
 
     @property
@@ -119,12 +123,17 @@ class Stack:
         """Embedded servers for what NATS_URL / DATABASE_URL (or the caller) did not give."""
         self.folder.mkdir(parents=True, exist_ok=True)
         if not self.external_nats_url:
-            self.nats = EmbeddedNats(self.folder / "nats").start()
+            self.nats = EmbeddedNats(self.folder / "nats", port=self._new_port("nats")).start()
             self.nats_keyring = self.nats.keyring
         if not self.external_database_url:
             self.postgres = EmbeddedPostgres(
-                self.folder / "postgres", settings=self.postgres_settings
+                self.folder / "postgres",
+                port=self._new_port("postgres"),
+                settings=self.postgres_settings,
             ).start()
+
+    def _new_port(self, role: str) -> int:
+        return self.ports.choose(role) if self.ports else free_port()
 
     def service_env(self, name: str, port: int) -> dict[str, str]:
         keys = self.secrets()
@@ -173,7 +182,7 @@ class Stack:
         if not self._provisioned:
             self.provision_database()
         existing = self.services.get(name)
-        port = existing.port if existing else free_port()
+        port = existing.port if existing else self._new_port(name)
         logs = self.folder / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         service = ServiceProcess(name, port, logs / f"{name}.log")
@@ -194,7 +203,17 @@ class Stack:
         for name in SERVICES:
             self.start_service(name)
         self.wait_healthy(timeout)
+        if self.ports is not None:
+            self.ports.record(self.listening_ports())
         self._write_connection_file()
+
+    def listening_ports(self) -> dict[str, int]:
+        """Each process this stack started, and its port."""
+        found = {name: service.port for name, service in self.services.items()}
+        for name, server in (("nats", self.nats), ("postgres", self.postgres)):
+            if server is not None:
+                found[name] = server.port
+        return found
 
     @property
     def connection_file(self) -> Path:

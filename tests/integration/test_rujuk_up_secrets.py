@@ -5,16 +5,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
+from tests.integration.rujuk_up_support import RUJUK, free_ports_env, fresh_shell_env, start_up
 
-RUJUK = [str(Path(sys.executable).parent / "rujuk")]  # the command a person runs
+pytestmark = pytest.mark.integration
 
 
 def _rujuk(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -28,21 +26,11 @@ def _rujuk(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """`rujuk up` in a folder of its own, until it says it runs; (its folder, its output)."""
     cwd = tmp_path_factory.mktemp("rujuk-up")
-    output = cwd / "up.out"
-    env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
-    with output.open("w") as sink:
-        process = subprocess.Popen([*RUJUK, "up"], cwd=cwd, env=env, stdout=sink,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
+    running = start_up(cwd, {**fresh_shell_env(), **free_ports_env()}, cwd / "up.out")
     try:
-        deadline = time.monotonic() + 120
-        while "Ctrl-C" not in output.read_text():
-            assert process.poll() is None, output.read_text()
-            assert time.monotonic() < deadline, output.read_text()
-            time.sleep(0.2)
-        yield cwd, output
+        yield cwd, running.output
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(60)
+        running.stop(signal.SIGTERM)
 
 
 def _generated_secrets(folder: Path) -> dict[str, str]:

@@ -1,9 +1,37 @@
 """Settings every service shares. Each service subclasses with its own env prefix."""
 
 import os
+from collections.abc import Mapping
+from pathlib import Path
 
 from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+
+def systemd_credentials() -> dict[str, str]:
+    """Secrets systemd hands a process as files (``LoadCredential=NAME:PATH``): each file in
+    ``$CREDENTIALS_DIRECTORY`` is named as the variable it stands for (``DATABASE_URL``,
+    ``INTAKE_MASTER_KEYS`` ...), so no secret is ever written inline in a unit or in an
+    environment file (deploy/systemd, docs/operations.md)."""
+    folder = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not folder:
+        return {}
+    return {
+        path.name: path.read_text().strip() for path in Path(folder).iterdir() if path.is_file()
+    }
+
+
+class SystemdCredentialsSource(EnvSettingsSource):
+    """The settings' variables, read from systemd's credentials instead of the environment."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        found = systemd_credentials()
+        return found if self.case_sensitive else {k.lower(): v for k, v in found.items()}
 
 
 class ServiceSettings(BaseSettings):
@@ -53,6 +81,19 @@ class ServiceSettings(BaseSettings):
         description="How long a verified bearer token is remembered in the process: a revoked "
         "token keeps working this long at most (0: look every token up)",
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """A secret systemd hands over as a credential wins over the same variable."""
+        credentials = SystemdCredentialsSource(settings_cls)
+        return init_settings, credentials, env_settings, dotenv_settings, file_secret_settings
 
     def nats_servers(self) -> list[str]:
         return [url.strip() for url in self.nats_url.split(",") if url.strip()]
