@@ -51,6 +51,20 @@ def test_every_alert_is_tested_and_says_what_is_wrong_in_both_languages() -> Non
         assert f"alertname: {rule['alert']}" in tests, f"{rule['alert']} has no promtool test"
 
 
+def test_every_runbook_link_leads_to_a_section_of_the_operations_guide() -> None:
+    guide = (PROMETHEUS.parents[1] / "docs" / "operations.md").read_text()
+    anchors = {
+        line.lstrip("#").strip().lower().replace(" ", "-")
+        for line in guide.splitlines()
+        if line.startswith("#")
+    }
+    for rule in rules():
+        annotations = rule["annotations"]
+        assert isinstance(annotations, dict)
+        anchor = str(annotations["runbook_url"]).split("#", 1)[1]
+        assert anchor in anchors, f"{rule['alert']}: no section #{anchor} in docs/operations.md"
+
+
 def test_prometheus_loads_the_rules_and_scrapes_no_json() -> None:
     config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
     assert "/etc/prometheus/rujuk.rules.yml" in config["rule_files"]
