@@ -68,6 +68,7 @@ class Stack:
     nats: EmbeddedNats | None = None
     postgres: EmbeddedPostgres | None = None
     services: dict[str, ServiceProcess] = field(default_factory=dict)
+    connection_extra: dict[str, str] = field(default_factory=dict)  # more for connection.json
     _provisioned: bool = field(default=False, init=False)
 
     @property
@@ -156,6 +157,8 @@ class Stack:
                 if other != "console":
                     env[f"{other.upper()}_URL"] = service.url
             env.setdefault("CONSOLE_SESSION_SECRET", keys["console_session_secret"])
+            # Where `rujuk up`'s supervisor says which process crash-loops (none: no banner).
+            env.setdefault("CONSOLE_SUPERVISION_FILE", str(self.supervision_file.resolve()))
         return env
 
     def _nats_identity(self, name: str) -> dict[str, str]:
@@ -197,6 +200,10 @@ class Stack:
         self._write_connection_file()
 
     @property
+    def supervision_file(self) -> Path:
+        return self.folder / "supervision.json"
+
+    @property
     def connection_file(self) -> Path:
         return self.folder / "connection.json"
 
@@ -209,6 +216,7 @@ class Stack:
         if self.nats_keyring is not None:
             found["RUJUK_NATS_KEYRING"] = str(self.nats_keyring.folder)
         found[DATABASE_URLS] = {name: self.service_database_url(name) for name in SCHEMAS}
+        found.update(self.connection_extra)
         write_private(self.connection_file, json.dumps(found))
 
     def wait_healthy(self, timeout: float = 60, names: tuple[str, ...] = SERVICES) -> None:

@@ -1,8 +1,11 @@
 """`rujuk up`'s supervisor on real servers: a service or NATS killed with kill -9 is started
-again by the supervisor, on the same port; a service that keeps crashing is reported while
-the rest keeps serving."""
+again by the supervisor, on the same port, and the reports in flight reach their partners
+once each; a service that keeps crashing is reported (log, metric, console banner) while the
+rest keeps serving, and no longer once it is back."""
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
 import threading
@@ -16,7 +19,7 @@ import pytest
 
 from rujuk.samples import SAMPLE_REPORTS
 from rujuk.stack import Stack
-from rujuk.supervise import Backoff, Supervisor
+from rujuk.supervise import METRICS_URL, Backoff, Supervisor, start_supervised
 from tests.conftest import create_database, drop_database
 
 pytestmark = pytest.mark.integration
@@ -36,23 +39,33 @@ class Supervised:
             time.sleep(0.1)
 
 
-@pytest.fixture
-def supervised(server_database_url: str, tmp_path: Path) -> Iterator[Supervised]:
-    """The stack with its own NATS (as `rujuk up` has), under a supervisor in a thread."""
+@contextlib.contextmanager
+def supervised_stack(
+    server_database_url: str, folder: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[Supervised]:
+    """The stack with its own NATS (as `rujuk up` has), started as `rujuk up` starts it, under
+    its supervisor checking in a thread."""
     database_url = asyncio.run(create_database(server_database_url))
-    stack = Stack(tmp_path / "up", external_nats_url=None, external_database_url=database_url,
-                  nats_keyring=None)  # fmt: skip
-    running = Supervised(stack, Supervisor(stack, Backoff(first_seconds=0.2)))
+    stack = Stack(folder, external_nats_url=None, external_database_url=database_url,
+                  nats_keyring=None, extra_env=dict(extra_env or {}))  # fmt: skip
+    supervisor = start_supervised(stack, Backoff(first_seconds=0.2))
+    running = Supervised(stack, supervisor)
     thread = threading.Thread(target=running.run, daemon=True)
     try:
-        stack.start()
         thread.start()
         yield running
     finally:
         running.stopping.set()
         thread.join(10)
         stack.stop()
+        supervisor.close()
         asyncio.run(drop_database(server_database_url, database_url))
+
+
+@pytest.fixture
+def supervised(server_database_url: str, tmp_path: Path) -> Iterator[Supervised]:
+    with supervised_stack(server_database_url, tmp_path / "up") as running:
+        yield running
 
 
 def healthy(url: str) -> bool:
@@ -107,9 +120,31 @@ def test_a_killed_service_and_a_killed_nats_come_back_on_their_ports(
     assert any("nats exited" in line for line in supervised.said)
 
 
+def metrics(stack: Stack) -> dict[str, float]:
+    """The supervisor's metrics, found as a person would: through connection.json."""
+    url = json.loads(stack.connection_file.read_text())[METRICS_URL]
+    assert url.startswith("http://127.0.0.1:")
+    found = {}
+    for line in httpx.get(url, timeout=5).text.splitlines():
+        if line.startswith("rujuk_process_"):
+            name, _, value = line.rpartition(" ")
+            found[name] = float(value)
+    return found
+
+
+def banner(stack: Stack) -> str:
+    """The crash-loop banner on the console's sign-in page (every page has it), or ""."""
+    page = httpx.get(f"{stack.services['console'].url}/signin", timeout=5)
+    assert page.status_code == 200
+    start = page.text.find('class="warning crash-loop"')
+    return "" if start < 0 else page.text[start : page.text.index("</div>", start)]
+
+
 def test_a_crash_loop_is_reported_and_the_rest_keeps_serving(supervised: Supervised) -> None:
     stack = supervised.stack
-    supervised.supervisor.backoff = Backoff(first_seconds=0.05, cap_seconds=0.2)
+    supervised.supervisor.backoff = Backoff(first_seconds=0.05, cap_seconds=0.2, settle_seconds=1)
+    assert metrics(stack)['rujuk_process_up{process="notify"}'] == 1
+    assert banner(stack) == ""
     stack.extra_env["NOTIFY_WEBHOOK_SIGNING_KEY"] = ""  # notify refuses to start without it
     notify = stack.services["notify"]
     assert notify.process is not None
@@ -117,9 +152,23 @@ def test_a_crash_loop_is_reported_and_the_rest_keeps_serving(supervised: Supervi
     until(lambda: any("keeps crashing" in line and "notify" in line for line in supervised.said),
           timeout=60)  # fmt: skip
     assert all(healthy(stack.services[name].url) for name in ("intake", "routing", "audit"))
-    # It is still retried: once it can start, it is back.
+    found = metrics(stack)
+    assert found['rujuk_process_crash_looping{process="notify"}'] == 1
+    assert found['rujuk_process_restarts_total{process="notify"}'] >= 4
+    assert found['rujuk_process_crash_looping{process="intake"}'] == 0
+    assert found['rujuk_process_up{process="intake"}'] == 1
+    shown = banner(stack)
+    assert "notify" in shown
+    assert "terus mogok" in shown
+    assert str(notify.log_file.resolve()) in shown or str(notify.log_file) in shown
+    # It is still retried: once it can start, it is back, and no longer reported.
     stack.extra_env.pop("NOTIFY_WEBHOOK_SIGNING_KEY")
     until(lambda: healthy(stack.services["notify"].url), timeout=30)
+    until(lambda: banner(stack) == "", timeout=10)
+    found = metrics(stack)
+    assert found['rujuk_process_crash_looping{process="notify"}'] == 0
+    assert found['rujuk_process_up{process="notify"}'] == 1
+    assert any("notify is back" in line for line in supervised.said)
 
 
 def _report() -> dict[str, object]:
