@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import multiprocessing
 import os
 import signal
 import sys
@@ -40,12 +39,20 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from e2e import BODIES, DELIVERED, Journey, Tracker, machine, rounded, run_receiver, source_version
+from e2e import (
+    BODIES,
+    DELIVERED,
+    Journey,
+    Tracker,
+    machine,
+    rounded,
+    source_version,
+    start_receiver,
+)
 
 from audit.cli import verify_ledger
 from rujuk.stack import Stack
 from rujuk.supervise import Supervisor, start_supervised
-from rujuk_runtime.embedded import free_port
 
 RESULTS = Path(__file__).parent / "results"
 TARGET_SECONDS = 5.0  # every report filed before a kill: first delivered within this of it
@@ -210,13 +217,7 @@ def print_kill(figures: dict[str, Any]) -> None:
 @contextlib.asynccontextmanager
 async def supervised_stack(folder: Path) -> Any:
     stack = Stack(folder, external_nats_url=None, external_database_url=None)
-    port = free_port()
-    stack.extra_env["NOTIFY_WEBHOOK_BASE_URL"] = f"http://127.0.0.1:{port}/webhooks"
-    signing_key = stack.secrets()["webhook_signing_key"].encode()
-    receiver = multiprocessing.get_context("spawn").Process(
-        target=run_receiver, args=(signing_key, port)
-    )
-    receiver.start()
+    receiver, port = start_receiver(stack)
     supervising: Supervising | None = None
     try:
         supervisor = await asyncio.to_thread(start_supervised, stack, None, 90)
