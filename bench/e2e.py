@@ -532,13 +532,9 @@ async def stream_messages(js: Any) -> int:
     return total
 
 
-@contextlib.asynccontextmanager
-async def running_stack(
-    folder: Path, *, statements: bool = False
-) -> AsyncIterator[tuple[Stack, str, Any]]:
-    stack = Stack(folder, external_nats_url=None, external_database_url=None)
-    if statements:
-        stack.postgres_settings = STATEMENT_SETTINGS
+def start_receiver(stack: Stack) -> tuple[Any, int]:
+    """The receiver in a process of its own, the stack's notify told to deliver to it (before
+    notify starts); the process and its port (GET /arrivals there)."""
     port = free_port()
     stack.extra_env["NOTIFY_WEBHOOK_BASE_URL"] = f"http://127.0.0.1:{port}/webhooks"
     signing_key = stack.secrets()["webhook_signing_key"].encode()
@@ -546,6 +542,17 @@ async def running_stack(
         target=run_receiver, args=(signing_key, port)
     )
     receiver.start()
+    return receiver, port
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    folder: Path, *, statements: bool = False
+) -> AsyncIterator[tuple[Stack, str, Any]]:
+    stack = Stack(folder, external_nats_url=None, external_database_url=None)
+    if statements:
+        stack.postgres_settings = STATEMENT_SETTINGS
+    receiver, port = start_receiver(stack)
     try:
         stack.start_servers()
         for name in SERVICES:

@@ -16,7 +16,7 @@ from notify.cli import app as partner_app
 from routing.cli import app as sop_app
 from rujuk.ports import PortBook
 from rujuk.stack import Stack, StackError, running_stack_env
-from rujuk.supervise import Supervisor
+from rujuk.supervise import METRICS_URL, start_supervised
 from rujuk_runtime.logs import configure_logging
 from rujuk_runtime.nats_auth import NatsKeyring
 from rujuk_runtime.provision import ProvisionError, provision
@@ -70,9 +70,8 @@ def up(
     configure_logging("rujuk", "WARNING")  # what provisioning logs, the summary below says
     stack = Stack(folder, ports=PortBook(folder, say=lambda line: typer.echo(line, err=True)))
     try:
-        stack.start()
+        supervisor = start_supervised(stack)
     except StackError as exc:
-        stack.stop()
         typer.echo(f"Gagal menyalakan / could not start: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"NATS        {stack.nats_public_url}")
@@ -82,10 +81,10 @@ def up(
     )
     for name, service in stack.services.items():
         typer.echo(f"{name:<11} {service.url}   log: {service.log_file}")
+    typer.echo(f"metrics     {stack.connection_extra[METRICS_URL]}   (the supervisor's)")
     typer.echo(f"Port dicatat / ports recorded: {folder / 'ports.json'} (the next run reuses them)")
     typer.echo("Berjalan / running. Ctrl-C untuk berhenti / to stop.")
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
-    supervisor = Supervisor(stack)
     try:
         while True:
             for line in supervisor.check():
@@ -96,6 +95,7 @@ def up(
     finally:
         typer.echo("Mematikan / stopping ...")
         stack.stop()
+        supervisor.close()
 
 
 @app.command()

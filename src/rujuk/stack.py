@@ -72,6 +72,7 @@ class Stack:
     # `rujuk up` and `rujuk demo`: the ports of the last run from this folder, or the README's
     # defaults, where free (rujuk.ports). Without a book (tests, benchmarks), free ports.
     ports: PortBook | None = None
+    connection_extra: dict[str, str] = field(default_factory=dict)  # more for connection.json
     _provisioned: bool = field(default=False, init=False)
 
     @property
@@ -165,6 +166,8 @@ class Stack:
                 if other != "console":
                     env[f"{other.upper()}_URL"] = service.url
             env.setdefault("CONSOLE_SESSION_SECRET", keys["console_session_secret"])
+            # Where `rujuk up`'s supervisor says which process crash-loops (none: no banner).
+            env.setdefault("CONSOLE_SUPERVISION_FILE", str(self.supervision_file.resolve()))
         return env
 
     def _nats_identity(self, name: str) -> dict[str, str]:
@@ -216,6 +219,10 @@ class Stack:
         return found
 
     @property
+    def supervision_file(self) -> Path:
+        return self.folder / "supervision.json"
+
+    @property
     def connection_file(self) -> Path:
         return self.folder / "connection.json"
 
@@ -228,6 +235,7 @@ class Stack:
         if self.nats_keyring is not None:
             found["RUJUK_NATS_KEYRING"] = str(self.nats_keyring.folder)
         found[DATABASE_URLS] = {name: self.service_database_url(name) for name in SCHEMAS}
+        found.update(self.connection_extra)
         write_private(self.connection_file, json.dumps(found))
 
     def wait_healthy(self, timeout: float = 60, names: tuple[str, ...] = SERVICES) -> None:

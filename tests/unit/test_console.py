@@ -997,3 +997,73 @@ def test_the_auditor_sees_the_timeline_the_verdict_and_the_bundle(
     bundle = client.get(f"/audit/cases/{CASE_ID}/bundle")
     assert bundle.content == b"{}"
     assert CASE_ID in bundle.headers["content-disposition"]
+
+
+# --- the supervisor's crash-loop banner ----------------------------------------------------
+
+
+def _supervision(path: Path, looping: bool) -> None:
+    path.write_text(
+        json.dumps(
+            {
+                "written_at": "2026-11-23T04:00:00+00:00",
+                "processes": {
+                    "notify": {
+                        "up": not looping,
+                        "restarts": 6,
+                        "crash_looping": looping,
+                        "since": "2026-11-23T04:05:00+00:00" if looping else None,
+                        "log": "/srv/rujuk/up/logs/notify.log",
+                    },
+                    "intake": {
+                        "up": True,
+                        "restarts": 0,
+                        "crash_looping": False,
+                        "since": None,
+                        "log": "/srv/rujuk/up/logs/intake.log",
+                    },
+                },
+            }
+        )
+    )
+
+
+def test_a_crash_looping_process_is_named_on_every_page_until_it_is_back(
+    fake: FakeServices, sessions: MemorySessions, tmp_path: Path
+) -> None:
+    status = tmp_path / "supervision.json"
+    _supervision(status, looping=True)
+    app = console_app(fake, sessions, supervision_file=str(status))
+    with TestClient(app, base_url=ORIGIN, headers={"Origin": ORIGIN}) as client:
+        signin = client.get("/signin").text  # before anyone signs in, too
+        assert "notify" in signin
+        assert "2026-11-23 11:05" in signin
+        assert "/srv/rujuk/up/logs/notify.log" in signin
+        assert "terus mogok" in signin  # Bahasa Indonesia by default
+        assert "intake.log" not in signin  # only the one that loops
+        sign_in(client, "op")
+        page = client.get("/reports/new").text
+        assert "notify" in page
+        assert "terus mogok" in page
+        client.get("/lang?to=en&next=/reports/new")
+        english = client.get("/reports/new").text
+        assert "keeps crashing since 2026-11-23 11:05" in english
+        assert "Read its log:" in english
+
+        _supervision(status, looping=False)  # the supervisor saw it back
+        assert "mogok" not in client.get("/reports/new").text
+        assert "keeps crashing" not in client.get("/reports/new").text
+
+
+@pytest.mark.parametrize("content", [None, "", "not json", '{"processes": []}', "[1]"])
+def test_no_status_file_or_a_bad_one_shows_no_banner_and_no_error(
+    fake: FakeServices, sessions: MemorySessions, tmp_path: Path, content: str | None
+) -> None:
+    status = tmp_path / "supervision.json"
+    if content is not None:
+        status.write_text(content)
+    app = console_app(fake, sessions, supervision_file=str(status))
+    with TestClient(app, base_url=ORIGIN, headers={"Origin": ORIGIN}) as client:
+        page = client.get("/signin")
+    assert page.status_code == 200
+    assert "crash-loop" not in page.text

@@ -11,6 +11,7 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -20,7 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from console import form, views
+from console import form, supervision, views
 from console.i18n import Translator, language_of
 from console.session import LANGUAGE_COOKIE, SESSION_COOKIE, Session, same_origin
 from console.settings import ConsoleSettings
@@ -115,6 +116,19 @@ async def current(request: Request) -> Session | None:
     return found
 
 
+def crash_loops(request: Request) -> list[supervision.CrashLoop]:
+    """The processes `rujuk up`'s supervisor says keep crashing (CONSOLE_SUPERVISION_FILE).
+    Under compose or systemd there is no such file: none, and no error."""
+    settings: ConsoleSettings = request.app.state.settings
+    if not settings.supervision_file:
+        return []
+    try:
+        text = Path(settings.supervision_file).read_text()
+    except OSError:
+        return []
+    return supervision.crash_loops(text)
+
+
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
     t = translator(request)
     # The session a dependency of this page found; pages without one show no one.
@@ -122,7 +136,13 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
     response = templates_of(request).TemplateResponse(
         request,
         template,
-        {"t": t, "lang": t.language, "session": session, **context},
+        {
+            "t": t,
+            "lang": t.language,
+            "session": session,
+            "crash_loops": crash_loops(request),
+            **context,
+        },
         status_code=status,
     )
     return response

@@ -16,6 +16,9 @@ INDONESIAN: dict[str, str] = {
     "app.footer": "Data contoh ditandai CONTOH. Setiap pembukaan detail kasus dicatat.",
     "app.refreshing": "Diperbarui otomatis setiap {seconds} detik.",
     "app.times_in": "Waktu dalam {zone}.",
+    "supervision.crash_loop": "PERINGATAN: proses {process} terus mogok sejak {since}; "
+    "rujuk up terus mencoba menyalakannya lagi. Selama itu pekerjaannya tertunda.",
+    "supervision.read_log": "Baca lognya:",
     "role.operator": "operator",
     "role.partner": "lembaga mitra",
     "role.coordinator": "koordinator",
@@ -254,6 +257,9 @@ ENGLISH: dict[str, str] = {
     "app.footer": "Sample data is marked CONTOH. Every opening of a case's details is recorded.",
     "app.refreshing": "Refreshes by itself every {seconds} seconds.",
     "app.times_in": "Times in {zone}.",
+    "supervision.crash_loop": "WARNING: process {process} keeps crashing since {since}; "
+    "rujuk up keeps trying to start it again. Its work waits meanwhile.",
+    "supervision.read_log": "Read its log:",
     "role.operator": "operator",
     "role.partner": "partner agency",
     "role.coordinator": "coordinator",

@@ -37,3 +37,8 @@ class ConsoleSettings(ServiceSettings):
     timezone: str = Field(default="Asia/Jakarta", description="Times are shown (and read) in it")
     upstream_timeout_seconds: float = Field(default=10, gt=0)
     poll_seconds: int = Field(default=3, ge=1, description="How often pages refresh their lists")
+    supervision_file: str = Field(
+        default="",
+        description="Status file `rujuk up`'s supervisor keeps: a process that crash-loops is "
+        "named on every page (none, or no such file: no banner)",
+    )
