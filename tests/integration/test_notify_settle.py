@@ -208,8 +208,8 @@ async def test_both_channels_settled_at_once_report_each_referral_once_and_never
 ) -> None:
     ids = await enqueue(pool, 5, ["nats", "webhook"])
     async with pool.acquire() as conn:
-        nats = await store.claim_lane(conn, AGENCY, "nats", 20, LEASE)
-        webhook = await store.claim_lane(conn, AGENCY, "webhook", 20, LEASE)
+        nats = await store.claim_lane(conn, AGENCY, "nats", 20, LEASE, "uji")
+        webhook = await store.claim_lane(conn, AGENCY, "webhook", 20, LEASE, "uji")
     async with (
         pool.acquire() as blocker,
         pool.acquire() as first,

@@ -129,19 +129,44 @@ class Send:
 
 
 async def claim_lane(
-    conn: Connection, agency_id: str, channel: str, limit: int, lease: timedelta
+    conn: Connection, agency_id: str, channel: str, limit: int, lease: timedelta, worker: str
 ) -> list[Send]:
     """Take the lane's due sends from its head on (at most ``limit``), in order, counting an
-    attempt on each and leasing them; empty if the head is not due."""
+    attempt on each and leasing them to ``worker``; empty if the head is not due."""
     lane = (agency_id, channel)
-    return (await claim_lanes(conn, [lane], limit, lease)).get(lane, [])
+    return (await claim_lanes(conn, [lane], limit, lease, worker)).get(lane, [])
+
+
+def _worker_lock(worker: str) -> str:
+    return f"rujuk.notify.worker:{worker}"
+
+
+async def hold_worker_lock(conn: Connection, worker: str) -> None:
+    """Held by the worker's own session while it runs (released when that session ends, as
+    when the process is killed): how others tell its leases from a dead worker's."""
+    await conn.execute("SELECT pg_advisory_lock(hashtext($1))", _worker_lock(worker))
+
+
+async def reclaim_abandoned(conn: Connection, worker: str) -> int:
+    """Sends leased by a worker that no longer runs (its lock is free) are due again now, not
+    when their lease ends; how many. Their attempt stays counted: it may have reached the
+    partner (the partner's idempotency key, the webhook-id, tells a resend)."""
+    async with conn.transaction():  # the probing locks are the transaction's, freed at commit
+        status = await conn.execute(
+            "UPDATE sends SET next_attempt_at = now(), leased_by = NULL "
+            "WHERE state = 'pending' AND leased_by IS NOT NULL AND leased_by <> $1 "
+            "AND next_attempt_at > now() "
+            "AND pg_try_advisory_xact_lock(hashtext('rujuk.notify.worker:' || leased_by))",
+            worker,
+        )
+    return int(status.split()[-1])
 
 
 async def unclaim(conn: Connection, send_ids: list[int]) -> None:
     """Claimed sends that were not tried (one before them failed): due again, no attempt."""
     if send_ids:
         await conn.execute(
-            "UPDATE sends SET attempts = attempts - 1, next_attempt_at = now() "
+            "UPDATE sends SET attempts = attempts - 1, next_attempt_at = now(), leased_by = NULL "
             "WHERE id = ANY($1::bigint[])",
             send_ids,
         )
@@ -175,7 +200,7 @@ WITH tried AS (
     UPDATE sends s SET state = t.state, last_error = CASE WHEN t.ok THEN NULL ELSE t.detail END,
         next_attempt_at = CASE WHEN t.state = 'pending' THEN now() + t.retry_in
                           ELSE s.next_attempt_at END,
-        finished_at = CASE WHEN t.state = 'pending' THEN NULL ELSE now() END
+        finished_at = CASE WHEN t.state = 'pending' THEN NULL ELSE now() END, leased_by = NULL
     FROM tried t, locked_sends l WHERE s.id = t.send_id AND l.id = s.id
 ), finished AS (
     SELECT referral_id, min(n) AS n, count(*) AS sends,
@@ -231,7 +256,7 @@ WITH lanes AS (
                          AND y.agency_id = x.agency_id AND y.channel = x.channel),
                         9223372036854775807)
 )
-UPDATE sends s SET attempts = s.attempts + 1, next_attempt_at = now() + $4
+UPDATE sends s SET attempts = s.attempts + 1, next_attempt_at = now() + $4, leased_by = $5
 FROM prefix, deliveries d
 WHERE s.id = prefix.id AND d.referral_id = s.referral_id
 RETURNING s.id, s.channel, s.attempts, d.referral_id, d.case_id, d.agency_id, d.event_id,
@@ -240,14 +265,14 @@ RETURNING s.id, s.channel, s.attempts, d.referral_id, d.case_id, d.agency_id, d.
 
 
 async def claim_lanes(
-    conn: Connection, lanes: list[tuple[str, str]], limit: int, lease: timedelta
+    conn: Connection, lanes: list[tuple[str, str]], limit: int, lease: timedelta, worker: str
 ) -> dict[tuple[str, str], list[Send]]:
     """``claim_lane`` for several (agency, channel) lanes in one statement: each lane's
     claimed sends, in order (a lane whose head is not due has none)."""
     if not lanes:
         return {}
     rows = await conn.fetch(
-        _CLAIM_LANES, [a for a, _ in lanes], [c for _, c in lanes], limit, lease
+        _CLAIM_LANES, [a for a, _ in lanes], [c for _, c in lanes], limit, lease, worker
     )
     claimed: dict[tuple[str, str], list[Send]] = {}
     for r in sorted(rows, key=lambda row: row["id"]):

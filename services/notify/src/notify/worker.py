@@ -12,6 +12,7 @@ A lane whose head failed waits for the head's backoff: later referrals never ove
 import asyncio
 import contextlib
 import functools
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ BREAKER_OPEN = Gauge(
     ["agency_id", "channel"],
 )
 
+RECLAIM_SECONDS = 5.0  # how often a worker looks for sends a killed worker had claimed
 SOURCE = "/rujuk/notify"
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c1f0e-2f43-4d1e-9d0a-6a1b2c3d4e5f")
 
@@ -136,6 +138,9 @@ class DeliveryWorker(BackgroundTask):
         self._listener: PoolConnectionProxy | None = None
         self.after_commit: list[Callable[[], None]] = []
         self.stats = WorkerStats()
+        # Its leases carry this id; its listening session holds a lock on it (store).
+        self.worker_id = uuid.uuid4().hex
+        self._reclaimed_at = float("-inf")
 
     def channels_for(self, agency_id: str) -> list[DeliveryChannel]:
         return self._directory.channels_for(agency_id, self._senders.available())
@@ -167,8 +172,9 @@ class DeliveryWorker(BackgroundTask):
             self._listener = None
         try:
             connection = await self._pool.acquire()
-            await connection.add_listener(store.WAKE_CHANNEL, self._on_notify)
             self._listener = connection
+            await store.hold_worker_lock(connection, self.worker_id)
+            await connection.add_listener(store.WAKE_CHANNEL, self._on_notify)
         except Exception as exc:
             log.warning("cannot listen for new deliveries", error=type(exc).__name__)
 
@@ -189,10 +195,22 @@ class DeliveryWorker(BackgroundTask):
                 wait = 1.0
             await self.wait_for_wake(max(0.005, wait))
 
+    async def _reclaim_abandoned(self, conn: Connection) -> None:
+        """At start and every RECLAIM_SECONDS: the sends a killed worker had claimed are due
+        again now, not when their lease would have ended (a minute later)."""
+        now = time.monotonic()
+        if now - self._reclaimed_at < RECLAIM_SECONDS:
+            return
+        self._reclaimed_at = now
+        reclaimed = await store.reclaim_abandoned(conn, self.worker_id)
+        if reclaimed:
+            log.info("sends of a stopped worker taken back", sends=reclaimed)
+
     async def schedule_once(self) -> float:
         """Start a task for each lane whose head is due and whose endpoint may be tried;
         return how long the scheduler may sleep."""
         async with self._held.use() as conn:
+            await self._reclaim_abandoned(conn)
             heads = await store.lane_heads(conn)
         wait = self._poll_interval
         due: list[tuple[str, str]] = []
@@ -218,7 +236,9 @@ class DeliveryWorker(BackgroundTask):
             for lane in due:
                 self._recheck.discard(lane)  # answered by this claim
             async with self._held.use() as conn:
-                claimed = await store.claim_lanes(conn, due, self._lane_batch, self._lease)
+                claimed = await store.claim_lanes(
+                    conn, due, self._lane_batch, self._lease, self.worker_id
+                )
             for lane in due:
                 if lane in claimed:
                     self._start_lane(lane, claimed[lane])
@@ -271,7 +291,9 @@ class DeliveryWorker(BackgroundTask):
                     # earlier is answered by it (one asked for from now on still stands).
                     self._recheck.discard((agency_id, channel))
                     async with self._pool.acquire() as conn:
-                        sends = await store.claim_lane(conn, agency_id, channel, batch, self._lease)
+                        sends = await store.claim_lane(
+                            conn, agency_id, channel, batch, self._lease, self.worker_id
+                        )
                 if not sends:
                     breaker.release()
                     return False
