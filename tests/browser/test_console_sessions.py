@@ -3,6 +3,7 @@ captured before signing out opens nothing afterwards, and revoking a token (`ruj
 revoke`) ends every console session signed in with it."""
 
 import asyncio
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ import asyncpg
 import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from console.session import SESSION_COOKIE
 from rujuk.stack import Stack
@@ -76,6 +78,8 @@ async def signed_in(
     await page.goto(f"{console}/signin")
     await page.fill("#token", secret)
     await page.click("main button[type=submit]")
+    with contextlib.suppress(PlaywrightTimeoutError):  # the click does not wait for the page
+        await page.locator("form.who").wait_for(timeout=15_000)
     assert await page.locator("form.who").count() == 1, "not signed in"
     return context, page
 
