@@ -2,12 +2,14 @@
 together are published in the order given, each with its id as Nats-Msg-Id, and a row leaves
 the outbox only once JetStream has acknowledged it."""
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import asyncpg
 import nats
 import pytest
 from nats.js import JetStreamContext
+from prometheus_client import REGISTRY
 
 from rujuk_contracts import CloudEvent, make_event
 from rujuk_contracts.events import CaseClosed
@@ -91,3 +93,26 @@ async def test_a_refused_publish_keeps_every_row_of_its_batch(
     kept = await pool.fetch("SELECT event_id FROM outbox ORDER BY seq")
     assert [row["event_id"] for row in kept] == [event.id for event in events]
     assert relay.published == 0
+
+
+async def test_a_stuck_outbox_shows_in_its_metrics(
+    pool: asyncpg.Pool, js: JetStreamContext
+) -> None:
+    """What the RujukOutboxStuck alert reads: the oldest waiting event's age grows while
+    JetStream refuses it, and PostgreSQL is said to answer (it is NATS that does not)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await add_to_outbox(conn, closing(1))
+        await conn.execute("UPDATE outbox SET subject = 'tidak.ada.stream'")
+    relay = OutboxRelay(pool, js, service="uji-stuck", publish_timeout=0.5)
+    relay.start()
+    try:
+        await asyncio.sleep(2.0)
+    finally:
+        await relay.stop()
+    age = REGISTRY.get_sample_value("rujuk_outbox_oldest_age_seconds", {"service": "uji-stuck"})
+    up = REGISTRY.get_sample_value(
+        "rujuk_dependency_up", {"service": "uji-stuck", "dependency": "postgres"}
+    )
+    assert age is not None
+    assert age >= 1.0, age
+    assert up == 1

@@ -5,6 +5,7 @@ import re
 
 from intake.disclosure import fields_for, release
 from intake.report import CASE_ID_ALPHABET, Report, new_case_id, request_hash
+from rujuk.samples import INVENTED_NIK
 from rujuk_contracts.events import CASE_ID_PATTERN
 
 LOGIC = ("auth", "disclosure", "events", "projection", "report", "schemas", "vault")
@@ -37,7 +38,7 @@ def test_the_request_hash_tells_reports_apart() -> None:
 
 def test_release_adds_the_triage_facts_and_keeps_only_the_needed_fields() -> None:
     record: dict[str, object] = {
-        "victim": {"name": "CONTOH A", "nik": "9999000011112222", "phone": "+62 800 0000"},
+        "victim": {"name": "CONTOH A", "nik": INVENTED_NIK, "phone": "+62 800 0000"},
         "incident": {"narrative": "cerita rekaan", "place": "rumah"},
         "village": "Desa Contoh",
     }
