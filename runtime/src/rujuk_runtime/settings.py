@@ -1,14 +1,13 @@
 """Settings every service shares. Each service subclasses with its own env prefix."""
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import (
     BaseSettings,
-    EnvSettingsSource,
     PydanticBaseSettingsSource,
+    SecretsSettingsSource,
     SettingsConfigDict,
 )
 
@@ -24,14 +23,6 @@ def systemd_credentials() -> dict[str, str]:
     return {
         path.name: path.read_text().strip() for path in Path(folder).iterdir() if path.is_file()
     }
-
-
-class SystemdCredentialsSource(EnvSettingsSource):
-    """The settings' variables, read from systemd's credentials instead of the environment."""
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        found = systemd_credentials()
-        return found if self.case_sensitive else {k.lower(): v for k, v in found.items()}
 
 
 class ServiceSettings(BaseSettings):
@@ -91,8 +82,11 @@ class ServiceSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """A secret systemd hands over as a credential wins over the same variable."""
-        credentials = SystemdCredentialsSource(settings_cls)
+        """A secret systemd hands over as a credential wins over the same variable: pydantic's
+        secrets source, reading ``$CREDENTIALS_DIRECTORY``."""
+        credentials = SecretsSettingsSource(
+            settings_cls, secrets_dir=os.environ.get("CREDENTIALS_DIRECTORY")
+        )
         return init_settings, credentials, env_settings, dotenv_settings, file_secret_settings
 
     def nats_servers(self) -> list[str]:
