@@ -154,8 +154,9 @@ class Stack:
             # other services' token projections follow (their consumers read from the start).
             "INTAKE_BOOTSTRAP_TOKENS": os.environ.get(
                 "INTAKE_BOOTSTRAP_TOKENS",
-                f"operator={keys['operator_token']},coordinator={keys['coordinator_token']},"
-                f"auditor={keys['auditor_token']}",
+                f"operator:province={keys['operator_token']},"
+                f"coordinator:province={keys['coordinator_token']},"
+                f"auditor:province={keys['auditor_token']}",
             ),
             **self.extra_env,
         }

@@ -7,7 +7,7 @@ import asyncpg
 import pytest
 
 from intake import store
-from intake.auth import Role
+from intake.auth import Role, TokenError
 from rujuk_contracts import parse_event
 from rujuk_contracts.events import EventPayload, TokenIssued, TokenRevoked
 from rujuk_runtime.access import hash_secret
@@ -67,15 +67,38 @@ async def test_revoking_is_announced_once(conn: asyncpg.Connection) -> None:
 async def test_bootstrap_tokens_are_announced_when_first_installed(
     conn: asyncpg.Connection,
 ) -> None:
-    spec = "coordinator=" + "c" * 40 + ",partner:rsud-bangil=" + "p" * 40
+    spec = "coordinator:3514=" + "c" * 40 + ",partner:rsud-bangil=" + "p" * 40
     assert await store.install_bootstrap_tokens(conn, spec) == 2
     assert await store.install_bootstrap_tokens(conn, spec) == 0  # the next start
     events = await staged(conn)
-    assert [(p.role, p.agency_id) for p in events if isinstance(p, TokenIssued)] == [
-        (Role.COORDINATOR, None),
-        (Role.PARTNER, "rsud-bangil"),
-    ]
+    issued = [(p.role, p.agency_id, p.districts) for p in events if isinstance(p, TokenIssued)]
+    assert issued == [(Role.COORDINATOR, None, ["3514"]), (Role.PARTNER, "rsud-bangil", None)]
     assert len(events) == 2
+
+
+async def test_a_bootstrap_secret_rebound_wider_in_the_setting_is_refused(
+    conn: asyncpg.Connection,
+) -> None:
+    """The setting once made the secret a 3514 coordinator; an edit to province level must
+    not quietly widen the token that already exists under it."""
+    await store.install_bootstrap_tokens(conn, "coordinator:3514=" + "c" * 40)
+    with pytest.raises(TokenError, match="bound otherwise"):
+        await store.install_bootstrap_tokens(conn, "coordinator:province=" + "c" * 40)
+    row = await conn.fetchrow("SELECT districts FROM access_tokens")
+    assert row["districts"] == ["3514"]
+
+
+async def test_a_province_token_is_listed_and_announced_as_such(
+    conn: asyncpg.Connection,
+) -> None:
+    """A province-level token (as every token made before migration 0004 stays) carries no
+    districts in its event, and `rujuk token list` names its reach."""
+    token_id, _ = await store.create_token(conn, Role.COORDINATOR)
+    [listed] = await store.list_tokens(conn)
+    assert (listed.token_id, listed.bound_to) == (token_id, "province")
+    [issued] = await staged(conn)
+    assert isinstance(issued, TokenIssued)
+    assert issued.districts is None
 
 
 async def test_tokens_made_before_announcements_are_announced_once(

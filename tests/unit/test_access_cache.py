@@ -7,7 +7,7 @@ from typing import Any
 
 from rujuk_runtime.access import Principal, Role, TokenVerifier, hash_secret
 
-COORDINATOR = Principal("tok-000000000001", Role.COORDINATOR, None)
+COORDINATOR = Principal("tok-000000000001", Role.COORDINATOR, None, None)
 
 
 class FakePool:

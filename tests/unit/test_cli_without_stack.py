@@ -17,7 +17,7 @@ from rujuk.cli import app
         (["audit", "export", "3514-AB12CD34EF"], "DATABASE_URL"),
         (["audit", "replay-bus", "--database-url", "postgresql://x@127.0.0.1:1/x"], "NATS_URL"),
         (["token", "list"], "DATABASE_URL"),
-        (["token", "create", "--role", "operator"], "DATABASE_URL"),
+        (["token", "create", "--role", "operator", "--district", "3514"], "DATABASE_URL"),
     ],
 )
 def test_a_command_with_no_stack_to_talk_to_says_so_and_names_the_setting(

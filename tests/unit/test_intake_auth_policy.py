@@ -20,12 +20,40 @@ def test_secrets_are_random_prefixed_and_hashed() -> None:
 
 
 def test_bootstrap_tokens_parse_and_refuse_bad_entries() -> None:
-    parsed = auth.parse_bootstrap_tokens(f"operator={SECRET}, partner:rsud-bangil={SECRET}y")
-    assert parsed == [(Role.OPERATOR, None, SECRET), (Role.PARTNER, "rsud-bangil", SECRET + "y")]
-    for bad in (f"operator={'x' * 10}", f"wizard={SECRET}", f"partner={SECRET}",
-                f"operator:rsud={SECRET}", f"partner:Bad_Agency={SECRET}", "operator"):  # fmt: skip
+    parsed = auth.parse_bootstrap_tokens(
+        f"operator:3514={SECRET}, partner:rsud-bangil={SECRET}y, "
+        f"coordinator:3514+35.13={SECRET}z, auditor:province={SECRET}w"
+    )
+    assert parsed == [
+        auth.BootstrapToken(Role.OPERATOR, None, ("3514",), SECRET),
+        auth.BootstrapToken(Role.PARTNER, "rsud-bangil", None, SECRET + "y"),
+        auth.BootstrapToken(Role.COORDINATOR, None, ("3513", "3514"), SECRET + "z"),
+        auth.BootstrapToken(Role.AUDITOR, None, None, SECRET + "w"),
+    ]
+    for bad in (f"operator:3514={'x' * 10}", f"wizard={SECRET}", f"partner={SECRET}",
+                f"operator:rsud={SECRET}", f"partner:Bad_Agency={SECRET}", "operator",
+                f"operator={SECRET}", f"operator:3514+rsud={SECRET}",
+                f"coordinator:351={SECRET}"):  # fmt: skip
         with pytest.raises(TokenError):
             auth.parse_bootstrap_tokens(bad)
+
+
+def test_a_token_states_its_reach_never_neither() -> None:
+    assert auth.check_binding(Role.COORDINATOR, None, ["35.14", "3513", "3514"]) == (
+        "3513",
+        "3514",
+    )
+    assert auth.check_binding(Role.AUDITOR, None, province=True) is None
+    assert auth.check_binding(Role.PARTNER, "rsud-bangil") is None
+    for role, agency, districts, province in (
+        (Role.OPERATOR, None, [], False),  # neither districts nor province
+        (Role.OPERATOR, None, ["3514"], True),  # both
+        (Role.PARTNER, "rsud-bangil", ["3514"], False),  # a partner goes by its agency
+        (Role.COORDINATOR, "rsud-bangil", ["3514"], False),
+        (Role.OPERATOR, None, ["Pasuruan"], False),
+    ):
+        with pytest.raises(TokenError):
+            auth.check_binding(role, agency, districts, province=province)
 
 
 def test_every_service_has_a_policy_and_health_sees_no_nik_or_address() -> None:

@@ -12,8 +12,8 @@ from rujuk_runtime.access import Principal, Role
 SOP_URL = "http://routing/v1/sops"
 CLOSE_URL = "http://routing/v1/cases/3514-AB12CD34EF/close"
 TOKENS = {
-    "right-token": Principal("tok-000000000001", Role.COORDINATOR, None),
-    "partner-token": Principal("tok-000000000002", Role.PARTNER, "rsud-bangil"),
+    "right-token": Principal("tok-000000000001", Role.COORDINATOR, None, None),
+    "partner-token": Principal("tok-000000000002", Role.PARTNER, "rsud-bangil", None),
 }
 
 

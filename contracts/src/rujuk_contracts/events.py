@@ -6,18 +6,20 @@ its NATS subject. A breaking change is a new class with a new version, published
 
 from datetime import datetime
 from enum import StrEnum
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from rujuk_contracts.subjects import AGENCY_ID_PATTERN, event_subject
 from rujuk_contracts.triage import ReportChannel, TriageFacts
 
 CASE_ID_PATTERN = r"^[0-9]{4}-[0-9A-HJKMNP-TV-Z]{10}$"
+DISTRICT_CODE_PATTERN = r"^\d{4}$"  # BPS regency code without its dot, e.g. 3514
 TYPE_PREFIX = "id.rujuk"
 
 CaseId = str
 AgencyId = str
+DistrictCode = Annotated[str, StringConstraints(pattern=DISTRICT_CODE_PATTERN)]
 
 
 class Service(StrEnum):
@@ -278,7 +280,7 @@ class SopPublished(EventPayload):
     event = "published"
 
     sop_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
-    district_code: str = Field(pattern=r"^\d{4}$")
+    district_code: str = Field(pattern=DISTRICT_CODE_PATTERN)
     sop_version: int = Field(ge=1)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Of the YAML document")
     published_by: str = Field(max_length=100)
@@ -294,6 +296,12 @@ class Role(StrEnum):
     PARTNER = "partner"  # bound to one agency: its referrals, replies and case details
     COORDINATOR = "coordinator"  # the SOP, every referral, monitoring, closing and erasing
     AUDITOR = "auditor"  # the ledger and the disclosure log
+
+    @property
+    def district_bound(self) -> bool:
+        """Operators, coordinators and auditors serve districts (or the whole province); a
+        partner is bound to its agency instead, and through it to the SOPs that name it."""
+        return self is not Role.PARTNER
 
 
 TOKEN_ID_PATTERN = r"^[a-z]{1,8}-[0-9a-f]{6,32}$"  # noqa: S105 (a pattern, not a secret)
@@ -316,11 +324,22 @@ class TokenIssued(EventPayload):
         default=None, pattern=AGENCY_ID_PATTERN, description="Set for a partner token only"
     )
     secret_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the secret")
+    districts: list[DistrictCode] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="The district codes an operator, coordinator or auditor token serves. "
+        "Absent (null) on such a token: province-level, every district; that is also what "
+        "a token issued before tokens carried districts could reach, so an old event keeps "
+        "exactly the access it gave. Never set on a partner token.",
+    )
 
     @model_validator(mode="after")
-    def _partner_bound_to_agency(self) -> "TokenIssued":
+    def _bound(self) -> "TokenIssued":
         if (self.role is Role.PARTNER) != (self.agency_id is not None):
             raise ValueError("a partner token names its agency_id; no other token does")
+        if self.role is Role.PARTNER and self.districts is not None:
+            raise ValueError("a partner token is bound to its agency, not to districts")
         return self
 
     def subject_id(self) -> str:

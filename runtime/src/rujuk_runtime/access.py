@@ -31,7 +31,15 @@ from rujuk_runtime.db import Connection
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.service import ServiceRuntime
 
-__all__ = ["Principal", "Role", "TokenVerifier", "follow_tokens", "hash_secret", "require"]
+__all__ = [
+    "Principal",
+    "Role",
+    "TokenVerifier",
+    "districts_of",
+    "follow_tokens",
+    "hash_secret",
+    "require",
+]
 
 log = get_logger(__name__)
 
@@ -48,11 +56,50 @@ bearer = HTTPBearer(
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the token's id (never its secret), role and, for a partner, agency."""
+    """Who is calling: the token's id (never its secret), its role and what it is bound to.
+
+    A partner is bound to its agency (``agency_id``). Operators, coordinators and auditors
+    are bound to the districts they serve: ``districts`` names them, or is None for a
+    province-level token, which serves every district.
+    """
 
     token_id: str
     role: Role
     agency_id: str | None
+    districts: frozenset[str] | None
+
+    @property
+    def province(self) -> bool:
+        """A province-level operator, coordinator or auditor: every district."""
+        return self.role.district_bound and self.districts is None
+
+    def serves(self, district_code: str) -> bool:
+        """Whether this token may see or act on a district's cases. A partner serves no
+        district as such: what it may see goes by its agency's referrals."""
+        if not self.role.district_bound:
+            return False
+        return self.districts is None or district_code in self.districts
+
+    @property
+    def district_filter(self) -> list[str] | None:
+        """The districts a query must keep to (``district_code = ANY($n)``), or None for
+        no filter (province level). A partner's is empty: by district it sees nothing."""
+        if not self.role.district_bound:
+            return []
+        return None if self.districts is None else sorted(self.districts)
+
+    @property
+    def scope(self) -> str:
+        """What the token is bound to, as people read it: ``agency:…``, ``province`` or the
+        district codes."""
+        if not self.role.district_bound:
+            return f"agency:{self.agency_id}"
+        return "province" if self.districts is None else ",".join(sorted(self.districts))
+
+
+def districts_of(value: list[str] | None) -> frozenset[str] | None:
+    """A ``districts`` column or field as a Principal keeps it."""
+    return None if value is None else frozenset(value)
 
 
 def hash_secret(secret: str) -> bytes:
@@ -66,11 +113,15 @@ TokenLookup = Callable[[Connection, bytes], Awaitable[Principal | None]]
 async def projected_principal(conn: Connection, secret_sha256: bytes) -> Principal | None:
     """The live token with this hash in the service's projection, or None."""
     row = await conn.fetchrow(
-        "SELECT token_id, role, agency_id FROM access_token_projection "
+        "SELECT token_id, role, agency_id, districts FROM access_token_projection "
         "WHERE secret_sha256 = $1 AND revoked_at IS NULL",
         secret_sha256,
     )
-    return None if row is None else Principal(row["token_id"], Role(row["role"]), row["agency_id"])
+    if row is None:
+        return None
+    return Principal(
+        row["token_id"], Role(row["role"]), row["agency_id"], districts_of(row["districts"])
+    )
 
 
 class TokenVerifier:
@@ -167,13 +218,16 @@ async def project_token_event(conn: Connection, event: CloudEvent, payload: Even
     if isinstance(payload, TokenIssued):
         await conn.execute(
             "INSERT INTO access_token_projection "
-            "(token_id, secret_sha256, role, agency_id, issued_at) VALUES ($1, $2, $3, $4, $5) "
+            "(token_id, secret_sha256, role, agency_id, districts, issued_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6) "
             "ON CONFLICT (token_id) DO UPDATE SET secret_sha256 = EXCLUDED.secret_sha256, "
-            "role = EXCLUDED.role, agency_id = EXCLUDED.agency_id, issued_at = EXCLUDED.issued_at",
+            "role = EXCLUDED.role, agency_id = EXCLUDED.agency_id, "
+            "districts = EXCLUDED.districts, issued_at = EXCLUDED.issued_at",
             payload.token_id,
             bytes.fromhex(payload.secret_sha256),
             payload.role.value,
             payload.agency_id,
+            payload.districts,
             event.time,
         )
     elif isinstance(payload, TokenRevoked):

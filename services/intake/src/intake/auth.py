@@ -15,17 +15,27 @@ transaction, so every service's token projection follows; checking a token is
 
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from rujuk_contracts.events import Role
+from rujuk_contracts.events import DISTRICT_CODE_PATTERN, Role
 from rujuk_contracts.subjects import AGENCY_ID_PATTERN
 
-__all__ = ["Role", "TokenError", "TokenInfo", "check_binding", "parse_bootstrap_tokens"]
+__all__ = [
+    "BootstrapToken",
+    "Role",
+    "TokenError",
+    "TokenInfo",
+    "check_binding",
+    "parse_bootstrap_tokens",
+]
 
 TOKEN_PREFIX = "rujuk_"  # noqa: S105 (a prefix, not a secret)
 BOOTSTRAP_LABEL = "bootstrap (INTAKE_BOOTSTRAP_TOKENS)"
 _AGENCY_ID = re.compile(AGENCY_ID_PATTERN)
+_DISTRICT = re.compile(DISTRICT_CODE_PATTERN)
+PROVINCE = "province"
 
 
 class TokenError(ValueError):
@@ -37,9 +47,25 @@ class TokenInfo:
     token_id: str
     role: Role
     agency_id: str | None
+    districts: tuple[str, ...] | None  # None: province level (or a partner)
     label: str | None
     created_at: datetime
     revoked_at: datetime | None
+
+    @property
+    def bound_to(self) -> str:
+        """``agency:…``, ``province`` or the districts, as `rujuk token list` shows it."""
+        if self.role is Role.PARTNER:
+            return f"agency:{self.agency_id}"
+        return PROVINCE if self.districts is None else ",".join(self.districts)
+
+
+@dataclass(frozen=True)
+class BootstrapToken:
+    role: Role
+    agency_id: str | None
+    districts: tuple[str, ...] | None
+    secret: str
 
 
 def new_secret() -> str:
@@ -55,7 +81,20 @@ def bootstrap_token_id(secret_sha256: bytes) -> str:
     return "boot-" + secret_sha256[:6].hex()
 
 
-def check_binding(role: Role, agency_id: str | None) -> None:
+def check_binding(
+    role: Role,
+    agency_id: str | None,
+    districts: Iterable[str] = (),
+    *,
+    province: bool = False,
+) -> tuple[str, ...] | None:
+    """What the token is bound to, checked: the districts it serves (sorted, without dots),
+    or None for a partner (bound to ``agency_id``) or a province-level token.
+
+    An operator, coordinator or auditor names its districts or is province-level, never
+    neither: a token with no stated reach would have to be read as all or nothing.
+    """
+    codes = sorted({code.strip().replace(".", "") for code in districts})
     if role is Role.PARTNER:
         if not agency_id:
             raise TokenError("a partner token needs --agency / token mitra perlu --agency")
@@ -63,26 +102,62 @@ def check_binding(role: Role, agency_id: str | None) -> None:
             raise TokenError(
                 f"agency id {agency_id!r} must be lowercase letters, digits and dashes"
             )
-    elif agency_id is not None:
+        if codes or province:
+            raise TokenError(
+                "token mitra terikat pada lembaganya, bukan kabupaten / a partner token is "
+                "bound to its agency, not to districts"
+            )
+        return None
+    if agency_id is not None:
         raise TokenError("only a partner token is bound to an agency")
+    if province and codes:
+        raise TokenError("give --district or --province, not both / pilih salah satu")
+    if province:
+        return None
+    if not codes:
+        raise TokenError(
+            f"token {role.value} perlu --district KODE (bisa diulang) atau --province / "
+            f"a {role.value} token needs --district CODE (repeatable) or --province"
+        )
+    for code in codes:
+        if not _DISTRICT.fullmatch(code):
+            raise TokenError(f"district {code!r} must be a BPS regency code such as 3514")
+    return tuple(codes)
 
 
-def parse_bootstrap_tokens(spec: str) -> list[tuple[Role, str | None, str]]:
-    """``ROLE[:AGENCY]=SECRET``, comma-separated -> [(role, agency, secret)].
+def parse_bootstrap_tokens(spec: str) -> list[BootstrapToken]:
+    """``ROLE:BINDING=SECRET``, comma-separated. BINDING is the agency of a partner, and
+    ``province`` or district codes joined by ``+`` (``3514+3513``) for the other roles.
 
     For deployments and local stacks that must start with a working token (e.g. the demo's
     operator). Secrets shorter than 32 characters are refused.
     """
-    tokens: list[tuple[Role, str | None, str]] = []
+    tokens: list[BootstrapToken] = []
     for part in (p.strip() for p in spec.split(",") if p.strip()):
         who, sep, secret = part.partition("=")
-        role_name, _, agency = who.partition(":")
+        role_name, _, binding = who.partition(":")
         if not sep or len(secret) < 32:
-            raise TokenError("bootstrap tokens are ROLE[:AGENCY]=SECRET, secret ≥ 32 characters")
+            raise TokenError(
+                "bootstrap tokens are ROLE:BINDING=SECRET (BINDING: a partner's agency, or "
+                "province, or districts as 3514+3513), secret ≥ 32 characters"
+            )
         try:
             role = Role(role_name.strip())
         except ValueError as exc:
             raise TokenError(f"unknown role {role_name!r} in bootstrap tokens") from exc
-        check_binding(role, agency.strip() or None)
-        tokens.append((role, agency.strip() or None, secret.strip()))
+        binding = binding.strip()
+        if role is Role.PARTNER:
+            districts = check_binding(role, binding or None)
+            agency = binding or None
+        else:
+            codes = [] if binding in ("", PROVINCE) else binding.split("+")
+            try:
+                districts = check_binding(role, None, codes, province=binding == PROVINCE)
+            except TokenError as exc:
+                raise TokenError(
+                    f"bootstrap {role.value} token: {exc} (write {role.value}:province=… or "
+                    f"{role.value}:3514=…)"
+                ) from exc
+            agency = None
+        tokens.append(BootstrapToken(role, agency, districts, secret.strip()))
     return tokens

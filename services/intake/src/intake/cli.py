@@ -84,20 +84,34 @@ def create(
     agency: Annotated[
         str | None, typer.Option(help="The partner's agency id (partners only)")
     ] = None,
+    district: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A district the token serves, BPS code such as 3514 (repeatable; operators, "
+            "coordinators and auditors)"
+        ),
+    ] = None,
+    province: Annotated[
+        bool,
+        typer.Option("--province", help="Province level: every district (instead of --district)"),
+    ] = False,
     label: Annotated[str | None, typer.Option(help="Who or what holds it; no secrets")] = None,
     database_url: DatabaseUrlOption = None,
 ) -> None:
     """Buat token; rahasianya dicetak sekali / create a token; its secret is printed once."""
     try:
-        auth.check_binding(role, agency)
+        districts = auth.check_binding(role, agency, district or (), province=province)
     except TokenError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
     token_id, secret = _run(
         database_url,
-        lambda conn: store.create_token(conn, role, agency_id=agency, label=label),
+        lambda conn: store.create_token(
+            conn, role, agency_id=agency, districts=districts, label=label
+        ),
     )
-    typer.echo(f"token_id: {token_id}", err=True)
+    bound = f"agency {agency}" if agency else (", ".join(districts) if districts else "province")
+    typer.echo(f"token_id: {token_id} ({role.value}; {bound})", err=True)
     typer.echo(
         "Simpan sekarang, tidak akan ditampilkan lagi / keep it now, it is not shown again:",
         err=True,
@@ -123,11 +137,11 @@ def list_tokens(database_url: DatabaseUrlOption = None) -> None:
     """Daftar token (tanpa rahasia) / list tokens (never their secrets)."""
     tokens = _run(database_url, store.list_tokens)
     typer.echo(
-        f"{'token_id':<18} {'role':<12} {'agency':<24} {'created':<20} {'revoked':<20} label"
+        f"{'token_id':<18} {'role':<12} {'bound to':<24} {'created':<20} {'revoked':<20} label"
     )
     for t in tokens:
         revoked = t.revoked_at.strftime("%Y-%m-%d %H:%M:%S") if t.revoked_at else "-"
         typer.echo(
-            f"{t.token_id:<18} {t.role.value:<12} {t.agency_id or '-':<24} "
+            f"{t.token_id:<18} {t.role.value:<12} {t.bound_to:<24} "
             f"{t.created_at:%Y-%m-%d %H:%M:%S}  {revoked:<20} {t.label or ''}"
         )

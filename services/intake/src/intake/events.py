@@ -2,6 +2,7 @@
 disclosed, its data erased; a token issued or revoked."""
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 from rujuk_contracts import make_event
@@ -70,9 +71,19 @@ def case_erased(
     )
 
 
-def token_issued(token_id: str, role: Role, agency_id: str | None, digest: bytes) -> CloudEvent:
+def token_issued(
+    token_id: str,
+    role: Role,
+    agency_id: str | None,
+    districts: Sequence[str] | None,
+    digest: bytes,
+) -> CloudEvent:
     issued = TokenIssued(
-        token_id=token_id, role=role, agency_id=agency_id, secret_sha256=digest.hex()
+        token_id=token_id,
+        role=role,
+        agency_id=agency_id,
+        districts=None if districts is None else list(districts),
+        secret_sha256=digest.hex(),
     )
     return make_event(issued, source=SOURCE, event_id=_event_id(issued))
 

@@ -2,6 +2,7 @@
 projection, the access log and the tokens intake issues."""
 
 import json
+from collections.abc import Sequence
 from dataclasses import astuple, dataclass
 from datetime import datetime
 from typing import Any
@@ -10,6 +11,7 @@ from intake import events
 from intake.auth import (
     BOOTSTRAP_LABEL,
     Role,
+    TokenError,
     TokenInfo,
     bootstrap_token_id,
     check_binding,
@@ -22,7 +24,7 @@ from intake.projection import ProjectedReferral
 from intake.vault import SealedRecord
 from rujuk_contracts.envelope import CloudEvent
 from rujuk_contracts.triage import TriageFacts
-from rujuk_runtime.access import Principal, hash_secret
+from rujuk_runtime.access import Principal, districts_of, hash_secret
 from rujuk_runtime.db import Connection, columns
 from rujuk_runtime.outbox import OUTBOX_COLUMNS, add_to_outbox, outbox_row
 
@@ -269,26 +271,32 @@ async def create_token(
     role: Role,
     *,
     agency_id: str | None = None,
+    districts: Sequence[str] | None = None,
     label: str | None = None,
     secret: str | None = None,
     token_id: str | None = None,
 ) -> tuple[str, str]:
-    """Store a new token; return (token_id, secret). The secret is not kept anywhere."""
-    check_binding(role, agency_id)
+    """Store a new token; return (token_id, secret). The secret is not kept anywhere.
+
+    ``districts`` None makes an operator, coordinator or auditor token province-level
+    (`rujuk token create` asks for that in words: --province)."""
+    province = role.district_bound and districts is None
+    bound = check_binding(role, agency_id, districts or (), province=province)
     secret = secret or new_secret()
     token_id = token_id or new_token_id()
     digest = hash_secret(secret)
     async with conn.transaction():
         await conn.execute(
-            "INSERT INTO access_tokens (token_id, secret_sha256, role, agency_id, label) "
-            "VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO access_tokens (token_id, secret_sha256, role, agency_id, districts, "
+            "label) VALUES ($1, $2, $3, $4, $5, $6)",
             token_id,
             digest,
             role.value,
             agency_id,
+            bound,
             label,
         )
-        await add_to_outbox(conn, events.token_issued(token_id, role, agency_id, digest))
+        await add_to_outbox(conn, events.token_issued(token_id, role, agency_id, bound, digest))
     return token_id, secret
 
 
@@ -313,11 +321,15 @@ async def announce_unannounced(conn: Connection) -> int:
     async with conn.transaction():
         rows = await conn.fetch(
             "UPDATE access_tokens SET announced = true WHERE NOT announced "
-            "RETURNING token_id, secret_sha256, role, agency_id, revoked_at"
+            "RETURNING token_id, secret_sha256, role, agency_id, districts, revoked_at"
         )
         for row in rows:
             issued = events.token_issued(
-                row["token_id"], Role(row["role"]), row["agency_id"], bytes(row["secret_sha256"])
+                row["token_id"],
+                Role(row["role"]),
+                row["agency_id"],
+                row["districts"],
+                bytes(row["secret_sha256"]),
             )
             await add_to_outbox(conn, issued)
             if row["revoked_at"] is not None:
@@ -327,7 +339,7 @@ async def announce_unannounced(conn: Connection) -> int:
 
 async def list_tokens(conn: Connection) -> list[TokenInfo]:
     rows = await conn.fetch(
-        "SELECT token_id, role, agency_id, label, created_at, revoked_at "
+        "SELECT token_id, role, agency_id, districts, label, created_at, revoked_at "
         "FROM access_tokens ORDER BY created_at, token_id"
     )
     return [
@@ -335,6 +347,7 @@ async def list_tokens(conn: Connection) -> list[TokenInfo]:
             token_id=r["token_id"],
             role=Role(r["role"]),
             agency_id=r["agency_id"],
+            districts=None if r["districts"] is None else tuple(r["districts"]),
             label=r["label"],
             created_at=r["created_at"],
             revoked_at=r["revoked_at"],
@@ -346,32 +359,59 @@ async def list_tokens(conn: Connection) -> list[TokenInfo]:
 async def principal_of(conn: Connection, secret_sha256: bytes) -> Principal | None:
     """The live token with this hash in intake's own table (intake's TokenVerifier lookup)."""
     row = await conn.fetchrow(
-        "SELECT token_id, role, agency_id FROM access_tokens "
+        "SELECT token_id, role, agency_id, districts FROM access_tokens "
         "WHERE secret_sha256 = $1 AND revoked_at IS NULL",
         secret_sha256,
     )
     if row is None:
         return None
-    return Principal(row["token_id"], Role(row["role"]), row["agency_id"])
+    return Principal(
+        row["token_id"], Role(row["role"]), row["agency_id"], districts_of(row["districts"])
+    )
 
 
 async def install_bootstrap_tokens(conn: Connection, spec: str) -> int:
-    """Insert each bootstrap token unless its hash is known (a revoked one stays revoked)."""
+    """Insert each bootstrap token unless its hash is known (a revoked one stays revoked).
+
+    A known one must be bound as the setting says: a secret kept while its binding was
+    changed in the setting would otherwise keep its old, perhaps wider, reach. That is
+    refused (TokenError) with what to do."""
     added = 0
-    for role, agency, secret in parse_bootstrap_tokens(spec):
-        digest = hash_secret(secret)
+    for token in parse_bootstrap_tokens(spec):
+        digest = hash_secret(token.secret)
         token_id = bootstrap_token_id(digest)
+        districts = None if token.districts is None else list(token.districts)
         async with conn.transaction():
             result = await conn.execute(
-                "INSERT INTO access_tokens (token_id, secret_sha256, role, agency_id, label) "
-                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                "INSERT INTO access_tokens (token_id, secret_sha256, role, agency_id, districts,"
+                " label) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
                 token_id,
                 digest,
-                role.value,
-                agency,
+                token.role.value,
+                token.agency_id,
+                districts,
                 BOOTSTRAP_LABEL,
             )
             if result.endswith(" 1"):
-                await add_to_outbox(conn, events.token_issued(token_id, role, agency, digest))
+                issued = events.token_issued(
+                    token_id, token.role, token.agency_id, districts, digest
+                )
+                await add_to_outbox(conn, issued)
                 added += 1
+                continue
+            known = await conn.fetchrow(
+                "SELECT token_id, role, agency_id, districts FROM access_tokens "
+                "WHERE secret_sha256 = $1",
+                digest,
+            )
+            if known is not None and (
+                known["role"] != token.role.value
+                or known["agency_id"] != token.agency_id
+                or known["districts"] != districts
+            ):
+                raise TokenError(
+                    f"INTAKE_BOOTSTRAP_TOKENS: token {known['token_id']} exists bound otherwise "
+                    "than the setting says; give it a new secret (and `rujuk token revoke "
+                    f"{known['token_id']}`) / token sudah ada dengan ikatan lain"
+                )
     return added
