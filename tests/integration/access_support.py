@@ -30,14 +30,20 @@ async def _publish(nats_url: str, payload: EventPayload) -> None:
 
 
 async def announce_token(
-    nats_url: str, role: Role, agency_id: str | None = None, secret: str | None = None
+    nats_url: str,
+    role: Role,
+    agency_id: str | None = None,
+    secret: str | None = None,
+    districts: list[str] | None = None,
 ) -> tuple[str, str]:
-    """Publish ``token.issued`` for a new (or the given) secret; returns (token_id, secret)."""
+    """Publish ``token.issued`` for a new (or the given) secret; returns (token_id, secret).
+    ``districts`` None: province level (every district), or a partner."""
     token_id, secret = new_token_id(), secret or new_secret()
     issued = TokenIssued(
         token_id=token_id,
         role=role,
         agency_id=agency_id,
+        districts=districts,
         secret_sha256=hash_secret(secret).hex(),
     )
     await _publish(nats_url, issued)

@@ -115,17 +115,17 @@ async def intake(nats_url: str, server_database_url: str) -> AsyncIterator[Intak
                 database.role_url("intake"), server_settings={"search_path": "intake"}
             )
             tokens, ids = {}, {}
-            for name, role, agency in (
-                ("operator", Role.OPERATOR, None),
-                ("coordinator", Role.COORDINATOR, None),
-                ("auditor", Role.AUDITOR, None),
-                ("health", Role.PARTNER, "puskesmas-contoh"),
-                ("police", Role.PARTNER, "polres-contoh"),
-                ("stranger", Role.PARTNER, "lembaga-lain"),
-                ("revoked", Role.OPERATOR, None),
+            for name, role, agency, districts in (
+                ("operator", Role.OPERATOR, None, None),
+                ("coordinator", Role.COORDINATOR, None, None),
+                ("auditor", Role.AUDITOR, None, ["3514", "3513"]),
+                ("health", Role.PARTNER, "puskesmas-contoh", None),
+                ("police", Role.PARTNER, "polres-contoh", None),
+                ("stranger", Role.PARTNER, "lembaga-lain", None),
+                ("revoked", Role.OPERATOR, None, None),
             ):
                 ids[name], tokens[name] = await store.create_token(
-                    conn, role, agency_id=agency, label=f"test {name}"
+                    conn, role, agency_id=agency, districts=districts, label=f"test {name}"
                 )
             await store.revoke_token(conn, ids["revoked"])
             await conn.close()
@@ -371,11 +371,20 @@ async def test_whoami_names_the_tokens_role_and_agency_but_never_its_secret(
     assert (await intake.client.get("/v1/whoami")).status_code == 401
     revoked = await intake.client.get("/v1/whoami", headers=intake.as_("revoked"))
     assert revoked.status_code == 401
-    for name, role, agency in (("operator", "operator", None), ("auditor", "auditor", None),
-                               ("health", "partner", "puskesmas-contoh")):  # fmt: skip
+    for name, role, agency, districts, scope in (
+        ("operator", "operator", None, None, "province"),
+        ("auditor", "auditor", None, ["3513", "3514"], "3513,3514"),
+        ("health", "partner", "puskesmas-contoh", None, "agency:puskesmas-contoh"),
+    ):
         got = await intake.client.get("/v1/whoami", headers=intake.as_(name))
         assert got.status_code == 200, name
-        assert got.json() == {"token_id": intake.token_ids[name], "role": role, "agency_id": agency}
+        assert got.json() == {
+            "token_id": intake.token_ids[name],
+            "role": role,
+            "agency_id": agency,
+            "districts": districts,
+            "scope": scope,
+        }
         assert intake.tokens[name] not in got.text
 
 

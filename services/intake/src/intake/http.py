@@ -45,13 +45,15 @@ CaseIdPath = Annotated[str, Path(pattern=CASE_ID_PATTERN, description="Pseudonym
     response_model=WhoAmI,
     responses=_problems(401),
     tags=["tokens"],
-    summary="The calling token's id, role and agency (any role)",
+    summary="The calling token's id, role, agency and districts (any role)",
 )
 async def whoami(principal: Annotated[Principal, Depends(require(*Role))]) -> WhoAmI:
     return WhoAmI(
         token_id=principal.token_id,
         role=principal.role.value,
         agency_id=principal.agency_id,
+        districts=None if principal.districts is None else sorted(principal.districts),
+        scope=principal.scope,
     )
 
 

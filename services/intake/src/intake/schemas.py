@@ -42,6 +42,11 @@ class WhoAmI(BaseModel):
     token_id: str
     role: str
     agency_id: str | None
+    districts: list[str] | None = Field(
+        description="The districts an operator, coordinator or auditor token serves; null "
+        "for a province-level token (every district) and for a partner (bound to its agency)"
+    )
+    scope: str = Field(description="What the token is bound to: agency:…, province, or codes")
 
 
 class Erasure(BaseModel):
