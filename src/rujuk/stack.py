@@ -207,6 +207,7 @@ class Stack:
         for name in SERVICES:
             self.start_service(name)
         self.wait_healthy(timeout)
+        self.wait_sops_known(timeout)
         if self.ports is not None:
             self.ports.record(self.listening_ports())
         self._write_connection_file()
@@ -260,6 +261,31 @@ class Stack:
                 raise StackError(f"not healthy after {timeout:.0f}s: {', '.join(sorted(pending))}")
             if pending:
                 time.sleep(0.2)
+
+    def wait_sops_known(self, timeout: float = 60) -> None:
+        """Until intake knows each SOP routing had in force when it started (routing announces
+        them at start, intake learns them from the bus; both /healthz say which): a report
+        filed right after the start is not refused for a district intake has not heard of."""
+        deadline = time.monotonic() + timeout
+        while True:
+            wanted: dict[str, int] = self._health("routing").get("sops_in_force") or {}
+            known: dict[str, int] = self._health("intake").get("sops_in_force") or {}
+            missing = sorted(d for d, version in wanted.items() if known.get(d, 0) < version)
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"intake has not learnt of the SOPs in force for {', '.join(missing)} "
+                    f"after {timeout:.0f}s; see {self.services['intake'].log_file}"
+                )
+            time.sleep(0.1)
+
+    def _health(self, name: str) -> dict[str, Any]:
+        try:
+            found = httpx.get(f"{self.services[name].url}/healthz", timeout=1).json()
+        except (httpx.HTTPError, ValueError):
+            return {}
+        return found if isinstance(found, dict) else {}
 
     def operator_headers(self) -> dict[str, str]:
         """The development operator's credentials (installed by intake at start)."""

@@ -32,6 +32,13 @@ from rujuk_contracts.events import (
 )
 from rujuk_runtime.bus import event_headers
 from tests.conftest import provisioned_database, remove_streams
+from tests.integration.sop_support import (
+    announce,
+    invented_sop_text,
+    published_event,
+    shipped_sop_events,
+    until_intake_knows,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -117,6 +124,7 @@ async def intake(nats_url: str, server_database_url: str) -> AsyncIterator[Intak
             tokens, ids = {}, {}
             for name, role, agency, districts in (
                 ("operator", Role.OPERATOR, None, None),
+                ("operator-3514", Role.OPERATOR, None, ["3514"]),
                 ("coordinator", Role.COORDINATOR, None, None),
                 ("auditor", Role.AUDITOR, None, ["3514", "3513"]),
                 ("health", Role.PARTNER, "puskesmas-contoh", None),
@@ -131,6 +139,8 @@ async def intake(nats_url: str, server_database_url: str) -> AsyncIterator[Intak
             await conn.close()
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
+                await announce(nats_url, *shipped_sop_events())  # as routing does at start
+                await until_intake_knows(client, {"3513": 1, "3514": 1})
                 yield Intake(client, database_url, nats_url, tokens, ids)
 
 
@@ -422,3 +432,72 @@ async def test_idempotency_key_files_one_case_even_when_pressed_twice_at_once(
     assert (rows, vaulted) == (1, 1)
     reported = await events_of(intake.nats_url, CaseReported.subject(), case_id, 2)
     assert len(reported) == 1
+
+
+async def written(intake: Intake) -> tuple[int, int]:
+    """Cases and vault records in intake's tables."""
+    conn = await intake.db()
+    try:
+        return (
+            await conn.fetchval("SELECT count(*) FROM cases"),
+            await conn.fetchval("SELECT count(*) FROM vault"),
+        )
+    finally:
+        await conn.close()
+
+
+async def test_a_report_for_a_district_without_an_sop_in_force_is_refused_and_nothing_kept(
+    intake: Intake,
+) -> None:
+    before = await written(intake)
+    for district in ("3515", "0818", "35.15"):
+        response = await intake.client.post(
+            "/v1/reports", json=report(district_code=district), headers=intake.as_("operator")
+        )
+        assert response.status_code == 422, response.text
+        [problem] = response.json()["detail"]
+        assert problem["field"] == "district_code"
+        code = district.replace(".", "")
+        assert f"no SOP in force for district {code}" in problem["problem"]
+        assert problem["problem"].endswith("you can file for: 3513, 3514")
+    assert await written(intake) == before
+
+
+async def test_a_report_for_a_district_the_operator_does_not_serve_is_refused(
+    intake: Intake,
+) -> None:
+    before = await written(intake)
+    refused = await intake.client.post(
+        "/v1/reports", json=report(district_code="3513"), headers=intake.as_("operator-3514")
+    )
+    assert refused.status_code == 422, refused.text
+    [problem] = refused.json()["detail"]
+    assert problem["field"] == "district_code"
+    assert "your token does not serve district 3513" in problem["problem"]
+    assert problem["problem"].endswith("you can file for: 3514")
+    assert await written(intake) == before
+    accepted = await intake.client.post(
+        "/v1/reports", json=report(district_code="35.14"), headers=intake.as_("operator-3514")
+    )
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["case_id"].startswith("3514-")
+
+
+async def test_a_district_comes_in_force_when_routing_announces_its_sop(intake: Intake) -> None:
+    new_district = report(district_code="3598")
+    refused = await intake.client.post(
+        "/v1/reports", json=new_district, headers=intake.as_("operator")
+    )
+    assert refused.status_code == 422, refused.text
+    await announce(intake.nats_url, published_event(invented_sop_text("3598", version=2)))
+    await until_intake_knows(intake.client, {"3598": 2})
+    accepted = await intake.client.post(
+        "/v1/reports", json=new_district, headers=intake.as_("operator")
+    )
+    assert accepted.status_code == 202, accepted.text
+    # An older version announced late (redelivered, reordered) does not replace the newer one.
+    await announce(intake.nats_url, published_event(invented_sop_text("3598", version=1)))
+    await announce(intake.nats_url, published_event(invented_sop_text("3597", version=1)))
+    await until_intake_knows(intake.client, {"3597": 1})  # announced after the old one
+    health = (await intake.client.get("/healthz")).json()
+    assert health["sops_in_force"]["3598"] == 2

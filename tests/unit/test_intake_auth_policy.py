@@ -75,3 +75,16 @@ def test_select_keeps_only_the_named_fields() -> None:
         "victim": {"name": "CONTOH A"},
         "incident": {"place": None},
     }
+
+
+def test_a_partner_token_needs_an_agency_an_sop_in_force_names_and_says_what_was_checked() -> None:
+    named = {"3514": ["rsud-bangil", "pkm-bangil"], "3513": ["rsud-waluyo-jati"]}
+    auth.check_agency_in_force("pkm-bangil", named)
+    with pytest.raises(TokenError) as refused:
+        auth.check_agency_in_force("pkm-khayalan", named)
+    message = str(refused.value)
+    assert "agency pkm-khayalan is not in the directory of any SOP in force" in message
+    assert "districts 3513, 3514" in message
+    assert "rsud-bangil" not in message  # which agencies exist is not told
+    with pytest.raises(TokenError, match="intake knows no SOP in force yet"):
+        auth.check_agency_in_force("pkm-bangil", {})

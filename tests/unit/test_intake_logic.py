@@ -4,11 +4,12 @@ the logic imports no I/O is tests/unit/test_service_layout.py's, for every servi
 import re
 
 from intake.disclosure import fields_for, release
+from intake.districts import DistrictsInForce, refusal
 from intake.report import CASE_ID_ALPHABET, Report, new_case_id, request_hash
 from rujuk.samples import INVENTED_NIK
 from rujuk_contracts.events import CASE_ID_PATTERN
 
-LOGIC = ("auth", "disclosure", "events", "projection", "report", "schemas", "vault")
+LOGIC = ("auth", "disclosure", "districts", "events", "projection", "report", "schemas", "vault")
 IO_LIBRARIES = {"faststream", "nats", "asyncpg", "httpx", "fastapi", "starlette", "uvicorn"}
 
 
@@ -51,3 +52,53 @@ def test_release_adds_the_triage_facts_and_keeps_only_the_needed_fields() -> Non
     assert "nik" not in shown.details["victim"]
     assert "village" not in shown.details
     assert "place" not in shown.details["incident"]
+
+
+def test_a_report_is_refused_for_a_district_without_an_sop_naming_those_the_token_can_use() -> None:
+    in_force = {"3513", "3514"}
+    assert refusal("3514", in_force, lambda _: True) is None
+    no_sop = refusal("3515", in_force, lambda _: True)
+    assert no_sop is not None
+    assert "no SOP in force for district 3515" in no_sop
+    assert no_sop.endswith("you can file for: 3513, 3514")
+
+
+def test_a_report_is_refused_for_a_district_the_token_does_not_serve() -> None:
+    only_pasuruan = {"3514"}.__contains__
+    refused = refusal("3513", {"3513", "3514"}, only_pasuruan)
+    assert refused is not None
+    assert "your token does not serve district 3513" in refused
+    assert refused.endswith("you can file for: 3514")
+    nowhere = refusal("3599", {"3513"}, only_pasuruan)
+    assert nowhere is not None
+    assert nowhere.endswith("you can file for: tidak ada / none")
+
+
+async def test_a_district_once_known_is_not_looked_up_again_and_a_new_one_is_at_once() -> None:
+    in_force: set[str] = {"3514"}
+    lookups = 0
+
+    async def load() -> set[str]:
+        nonlocal lookups
+        lookups += 1
+        return set(in_force)
+
+    known = DistrictsInForce()
+    assert await known.refusal("3514", lambda _: True, load) is None
+    assert await known.refusal("3514", lambda _: True, load) is None
+    assert lookups == 1
+    assert await known.refusal("3513", lambda _: True, load) is not None  # not in force yet
+    in_force.add("3513")  # routing announced it meanwhile
+    assert await known.refusal("3513", lambda _: True, load) is None
+    assert lookups == 3
+
+
+def test_a_report_for_35_14_is_a_report_for_3514() -> None:
+    body = {
+        "channel": "hotline",
+        "district_code": "35.14",
+        "victim": {"name": "CONTOH A", "age_years": 30, "sex": "female"},
+        "reporter": {"relationship": "self"},
+        "incident": {"violence_types": ["physical"]},
+    }
+    assert Report.model_validate(body).district == "3514"

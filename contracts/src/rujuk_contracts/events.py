@@ -289,6 +289,39 @@ class SopPublished(EventPayload):
         return self.sop_id
 
 
+class SopOrigin(StrEnum):
+    FILE = "file"  # routing's SOP folder, where nothing was published for the district
+    PUBLISHED = "published"  # published through routing's API (``sop.published``)
+
+
+class SopInForce(EventPayload):
+    """This SOP is the one routing applies to a district's new cases, with the agencies its
+    directory names. Routing announces it when a version comes in force (published) and, at
+    start, for every SOP in force not announced before (the files above all); once per
+    document: the event id derives from district, version and sha256.
+
+    Not ``sop.published``: that one records an act, by whom; this one states what is in force,
+    whatever its origin, for whoever keeps a view of it (intake files reports only for these
+    districts, and issues partner tokens only for agencies these directories name)."""
+
+    aggregate = "sop"
+    event = "in_force"
+
+    sop_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    district_code: str = Field(pattern=DISTRICT_CODE_PATTERN)
+    sop_version: int = Field(ge=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Of the YAML document")
+    origin: SopOrigin
+    agency_ids: list[Annotated[str, StringConstraints(pattern=AGENCY_ID_PATTERN)]] = Field(
+        min_length=1,
+        max_length=500,
+        description="Every agency id in the SOP's directory, the coordinator's included",
+    )
+
+    def subject_id(self) -> str:
+        return self.sop_id
+
+
 class Role(StrEnum):
     """What a bearer token may do; intake issues tokens, every service checks them."""
 
@@ -376,6 +409,7 @@ EVENT_MODELS: dict[str, type[EventPayload]] = {
         CaseErased,
         ReferralReplyRefused,
         SopPublished,
+        SopInForce,
         TokenIssued,
         TokenRevoked,
     )

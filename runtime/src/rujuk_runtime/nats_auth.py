@@ -113,6 +113,7 @@ SERVICE_GRANTS: dict[str, ServiceGrant] = {
                 events.ReferralEscalated,
                 events.ReferralReplyRefused,
                 events.SopPublished,
+                events.SopInForce,
             ),
             consumers=_events(
                 "routing-case-reported",

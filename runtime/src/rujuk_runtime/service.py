@@ -3,6 +3,7 @@ a pool on its own schema, an outbox relay, its health, and a clean stop on SIGTE
 
 import asyncio
 import contextlib
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -52,8 +53,11 @@ class ServiceRuntime:
         self.skip_unhandled = False
         self._pull_consumers: list[PullConsumer] = []
         self._background: list[BackgroundTask] = []
-        # What /healthz reports besides NATS and PostgreSQL, without deciding its status.
-        self.health_details: list[Callable[[], dict[str, Any]]] = []
+        # What /healthz reports besides NATS and PostgreSQL, without deciding its status
+        # (a coroutine function when it reads the database).
+        self.health_details: list[
+            Callable[[], dict[str, Any]] | Callable[[], Awaitable[dict[str, Any]]]
+        ] = []
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -213,7 +217,8 @@ class ServiceRuntime:
             checks["postgres_error"] = type(exc).__name__
         ok = all(v for k, v in checks.items() if not k.endswith("_error"))
         for details in self.health_details:  # said, not counted in ``ok``
-            checks.update(details())
+            found = details()
+            checks.update(await found if inspect.isawaitable(found) else found)
         return ok, checks
 
     @contextlib.asynccontextmanager

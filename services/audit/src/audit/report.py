@@ -27,6 +27,7 @@ from rujuk_contracts.events import (
     ReferralDeliveryFailed,
     ReferralEscalated,
     ReferralRequested,
+    SopInForce,
     SopPublished,
     TokenIssued,
     TokenRevoked,
@@ -158,6 +159,8 @@ def summarize(payload: EventPayload, tz: tzinfo = UTC) -> str:
             return f"identifying data erased by {erased_by}: {reason}"
         case SopPublished(sop_id=sop, sop_version=version, district_code=district):
             return f"SOP {sop} v{version} published for district {district}"
+        case SopInForce(sop_id=sop, sop_version=version, district_code=district):
+            return f"SOP {sop} v{version} in force for district {district} ({payload.origin})"
         case TokenIssued(token_id=token_id, role=role, agency_id=agency_id):
             holder = f" of {agency_id}" if agency_id else ""
             return f"token {token_id} issued: {role}{holder}"

@@ -15,7 +15,7 @@ transaction, so every service's token projection follows; checking a token is
 
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -27,6 +27,7 @@ __all__ = [
     "Role",
     "TokenError",
     "TokenInfo",
+    "check_agency_in_force",
     "check_binding",
     "parse_bootstrap_tokens",
 ]
@@ -123,6 +124,24 @@ def check_binding(
         if not _DISTRICT.fullmatch(code):
             raise TokenError(f"district {code!r} must be a BPS regency code such as 3514")
     return tuple(codes)
+
+
+def check_agency_in_force(agency_id: str, named: Mapping[str, Collection[str]]) -> None:
+    """A partner's agency must be in the directory of an SOP in force (``named``: district ->
+    the agency ids its SOP names), else TokenError saying which districts' SOPs were checked
+    and never listing the agencies they name."""
+    if any(agency_id in agencies for agencies in named.values()):
+        return
+    if not named:
+        raise TokenError(
+            "intake belum mengetahui SOP yang berlaku / intake knows no SOP in force yet: "
+            "routing announces them when it starts (`rujuk up`); try again then"
+        )
+    raise TokenError(
+        f"lembaga {agency_id} tidak ada di direktori SOP yang berlaku / agency {agency_id} "
+        "is not in the directory of any SOP in force (SOPs checked: districts "
+        f"{', '.join(sorted(named))}); check the id, or publish an SOP that names it"
+    )
 
 
 def parse_bootstrap_tokens(spec: str) -> list[BootstrapToken]:

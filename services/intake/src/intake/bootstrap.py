@@ -3,10 +3,12 @@ the start-up work, wired to the HTTP door (``intake.http``). The only module tha
 all; ``python -m intake`` and the tests call ``create_app``."""
 
 from functools import partial
+from typing import Any
 
 from fastapi import FastAPI
 
 from intake import auth, handlers, http, store
+from intake.districts import DistrictsInForce
 from intake.settings import IntakeSettings
 from intake.vault import Vault, parse_master_keys
 from rujuk_contracts import subjects
@@ -30,15 +32,17 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     runtime.batch_handlers.update(handlers.projection_handlers())
     runtime.skip_unhandled = True  # e.g. its own case.reported: nothing to project
     runtime.handlers.update(handlers.token_event_handlers(verifier))
+    runtime.handlers.update(handlers.sop_handlers())
     runtime.subscribe_batches(subjects.EVENTS_WILDCARD, durable="intake-projection")
     runtime.on_started.append(partial(install_tokens, runtime, bootstrap))
+    runtime.health_details.append(partial(sops_known, runtime))
     app = service_app(
         runtime,
         title="rujuk intake",
         version="1.1.0",
         summary="File reports of violence; read a case's status; disclose and erase details.",
         routers=[http.router],
-        state={"verifier": verifier, "vault": vault},
+        state={"verifier": verifier, "vault": vault, "districts_in_force": DistrictsInForce()},
         max_body_bytes=settings.max_body_bytes,
     )
     return app
@@ -55,3 +59,13 @@ async def install_tokens(runtime: ServiceRuntime, bootstrap: str) -> None:
     if announced:
         log.info("earlier tokens announced", tokens=announced)
     runtime.wake_relay()
+
+
+async def sops_known(runtime: ServiceRuntime) -> dict[str, Any]:
+    """For /healthz: the SOPs in force intake has learnt of (district -> version), which
+    whoever starts a stack waits for (rujuk.stack); said, never counted against health."""
+    try:
+        async with runtime.pool.acquire(timeout=2) as conn:
+            return {"sops_in_force": await store.sops_in_force(conn)}
+    except Exception as exc:  # the database check above says why
+        return {"sops_in_force_error": type(exc).__name__}

@@ -98,18 +98,28 @@ def create(
     label: Annotated[str | None, typer.Option(help="Who or what holds it; no secrets")] = None,
     database_url: DatabaseUrlOption = None,
 ) -> None:
-    """Buat token; rahasianya dicetak sekali / create a token; its secret is printed once."""
+    """Buat token; rahasianya dicetak sekali / create a token; its secret is printed once.
+
+    A partner's agency must be named in the directory of an SOP in force (as intake learnt
+    them from routing), else nothing is made (exit 2)."""
     try:
         districts = auth.check_binding(role, agency, district or (), province=province)
     except TokenError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
-    token_id, secret = _run(
-        database_url,
-        lambda conn: store.create_token(
+
+    async def checked_and_created(conn: asyncpg.Connection) -> tuple[str, str]:
+        if agency is not None:  # a partner: bound to an agency some SOP in force names
+            auth.check_agency_in_force(agency, await store.agencies_in_force(conn))
+        return await store.create_token(
             conn, role, agency_id=agency, districts=districts, label=label
-        ),
-    )
+        )
+
+    try:
+        token_id, secret = _run(database_url, checked_and_created)
+    except TokenError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
     bound = f"agency {agency}" if agency else (", ".join(districts) if districts else "province")
     typer.echo(f"token_id: {token_id} ({role.value}; {bound})", err=True)
     typer.echo(

@@ -1,13 +1,15 @@
 """Intake's bus handlers: what it consumes from the bus. The referral projection (each run of
-routing's and notify's events folded into what an operator sees of a case) and token events
-(which only tell it to forget remembered tokens: intake checks its own table)."""
+routing's and notify's events folded into what an operator sees of a case), the SOPs in force
+(routing's ``sop.in_force``: where reports may be filed, which agencies partners belong to)
+and token events (which only tell it to forget remembered tokens: intake checks its own
+table)."""
 
 from intake import store
 from intake.projection import PROJECTED, fold, referrals_read
 from rujuk_contracts.envelope import CloudEvent
-from rujuk_contracts.events import EventPayload
+from rujuk_contracts.events import EventPayload, SopInForce
 from rujuk_runtime.access import TokenVerifier, token_handlers
-from rujuk_runtime.consumer import BatchHandler, Handler
+from rujuk_runtime.consumer import BatchHandler, Handler, Rejected
 from rujuk_runtime.db import Connection
 
 
@@ -31,3 +33,14 @@ def projection_handlers() -> dict[str, BatchHandler]:
 def token_event_handlers(verifier: TokenVerifier) -> dict[str, Handler]:
     """Intake checks its own table; token events only tell it to forget remembered tokens."""
     return token_handlers(verifier, project=False)
+
+
+async def project_sop_in_force(conn: Connection, event: CloudEvent, payload: EventPayload) -> None:
+    if not isinstance(payload, SopInForce):
+        raise Rejected(f"expected {SopInForce.event_type()}, got {payload.event_type()}")
+    await store.put_sop_in_force(conn, payload, event.time)
+
+
+def sop_handlers() -> dict[str, Handler]:
+    """The SOPs in force, as routing announces them (on the same ordered consumer)."""
+    return {SopInForce.event_type(): project_sop_in_force}

@@ -6,12 +6,14 @@ runtime's pool and relay, the vault, the token verifier) comes from ``app.state`
 ``intake.bootstrap`` fills in."""
 
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request
 
 from intake import events, store
 from intake.disclosure import release
+from intake.districts import DistrictsInForce
 from intake.report import Report, identifying_data, new_case_id, request_hash, triage_of
 from intake.schemas import (
     CaseStatus,
@@ -28,6 +30,7 @@ from rujuk_contracts.events import CASE_ID_PATTERN
 from rujuk_runtime.access import Principal, Role, require
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.problems import documented as _problems
+from rujuk_runtime.service import ServiceRuntime
 from rujuk_runtime.telemetry import current_traceparent, span_from
 from rujuk_runtime.webapp import Runtime, from_app_state
 
@@ -37,6 +40,7 @@ router = APIRouter()
 
 
 VaultDep = Annotated[Vault, from_app_state("vault")]
+InForce = Annotated[DistrictsInForce, from_app_state("districts_in_force")]
 CaseIdPath = Annotated[str, Path(pattern=CASE_ID_PATTERN, description="Pseudonymous case id")]
 
 
@@ -63,7 +67,7 @@ async def whoami(principal: Annotated[Principal, Depends(require(*Role))]) -> Wh
     response_model=ReportAccepted,
     responses=_problems(401, 403, 409, 413, 415),
     tags=["reports"],
-    summary="File a report (operator)",
+    summary="File a report (operator; a district with an SOP in force that the token serves)",
 )
 async def file_report(
     report: Report,
@@ -71,8 +75,16 @@ async def file_report(
     principal: Annotated[Principal, Depends(require(Role.OPERATOR))],
     runtime: Runtime,
     vault: VaultDep,
+    in_force: InForce,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
 ) -> ReportAccepted:
+    """422 naming ``district_code`` (and the districts the token can file for) when the
+    district has no SOP in force or the token does not serve it; nothing is written then."""
+    refused = await in_force.refusal(
+        report.district, principal.serves, partial(_districts_in_force, runtime)
+    )
+    if refused is not None:
+        raise HTTPException(422, [{"field": "district_code", "problem": refused}])
     fingerprint = request_hash(report)
     with span_from("intake file report", None) as span:
         triage = triage_of(report)
@@ -255,6 +267,11 @@ async def erase(
     runtime.wake_relay()
     log.info("case erased", case_id=case_id, token_id=principal.token_id)
     return Erasure(case_id=case_id, erased_at=erased_at, already_erased=False)
+
+
+async def _districts_in_force(runtime: ServiceRuntime) -> list[str]:
+    async with runtime.pool.acquire() as conn:
+        return list(await store.sops_in_force(conn))
 
 
 def _accepted(request: Request, case_id: str) -> ReportAccepted:

@@ -101,6 +101,11 @@ class Report(_Form):
     risk: RiskFacts = Field(default_factory=RiskFacts)
     consent: Consent = Field(default_factory=Consent)
 
+    @property
+    def district(self) -> str:
+        """The district's BPS code without its dot: ``35.14`` is ``3514``."""
+        return self.district_code.replace(".", "")
+
     @model_validator(mode="after")
     def _sexual_assault_hours_need_sexual_violence(self) -> "Report":
         if (
@@ -142,7 +147,7 @@ def triage_of(report: Report, today: date | None = None) -> TriageFacts:
         perpetrator_has_access=report.risk.perpetrator_has_access,
         suicidal_thoughts=report.risk.suicidal_thoughts,
         consent=report.consent,
-        district_code=report.district_code.replace(".", ""),
+        district_code=report.district,
         kecamatan=report.kecamatan,
     )
 

@@ -1,5 +1,5 @@
 """Intake's PostgreSQL adapter, the only module that writes SQL: cases, the vault, the referral
-projection, the access log and the tokens intake issues."""
+projection, the SOPs in force, the access log and the tokens intake issues."""
 
 import json
 from collections.abc import Sequence
@@ -23,6 +23,7 @@ from intake.disclosure import INACTIVE_REFERRAL_STATES
 from intake.projection import ProjectedReferral
 from intake.vault import SealedRecord
 from rujuk_contracts.envelope import CloudEvent
+from rujuk_contracts.events import SopInForce
 from rujuk_contracts.triage import TriageFacts
 from rujuk_runtime.access import Principal, districts_of, hash_secret
 from rujuk_runtime.db import Connection, columns
@@ -155,6 +156,41 @@ async def set_case_statuses(conn: Connection, statuses: dict[str, str]) -> None:
             list(statuses),
             list(statuses.values()),
         )
+
+
+# --- the SOPs in force (routing's sop.in_force) ---------------------------------------------
+
+
+async def put_sop_in_force(conn: Connection, sop: SopInForce, announced_at: datetime) -> None:
+    """Keep the district's SOP in force unless a newer version is kept already."""
+    await conn.execute(
+        "INSERT INTO sops_in_force (district_code, sop_id, sop_version, sha256, origin, "
+        "agency_ids, announced_at) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+        "ON CONFLICT (district_code) DO UPDATE SET sop_id = EXCLUDED.sop_id, "
+        "sop_version = EXCLUDED.sop_version, sha256 = EXCLUDED.sha256, "
+        "origin = EXCLUDED.origin, agency_ids = EXCLUDED.agency_ids, "
+        "announced_at = EXCLUDED.announced_at "
+        "WHERE sops_in_force.sop_version <= EXCLUDED.sop_version",
+        sop.district_code,
+        sop.sop_id,
+        sop.sop_version,
+        sop.sha256,
+        sop.origin.value,
+        list(sop.agency_ids),
+        announced_at,
+    )
+
+
+async def sops_in_force(conn: Connection) -> dict[str, int]:
+    """District -> the version of its SOP in force."""
+    rows = await conn.fetch("SELECT district_code, sop_version FROM sops_in_force")
+    return {row["district_code"]: row["sop_version"] for row in rows}
+
+
+async def agencies_in_force(conn: Connection) -> dict[str, list[str]]:
+    """District -> the agency ids its SOP in force names."""
+    rows = await conn.fetch("SELECT district_code, agency_ids FROM sops_in_force")
+    return {row["district_code"]: list(row["agency_ids"]) for row in rows}
 
 
 @dataclass(frozen=True)

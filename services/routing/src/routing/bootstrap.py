@@ -45,8 +45,14 @@ def create_app(settings: RoutingSettings | None = None, *, clock: Clock = utc_no
             log.warning("time is compressed", minute_seconds=settings.minute_seconds)
         async with runtime.pool.acquire() as conn:
             await sops.log_in_force(conn)
+            async with conn.transaction():  # once per document, whatever the restarts
+                announced = await sops.announce_in_force(conn, clock)
+        if announced:
+            log.info("sops in force announced", sops=announced)
+            runtime.wake_relay()
 
     runtime.on_started.append(started)
+    runtime.health_details.append(lambda: {"sops_in_force": dict(sops.in_force_at_start)})
     runtime.run_in_background(watcher)
     return service_app(
         runtime,
@@ -60,6 +66,7 @@ def create_app(settings: RoutingSettings | None = None, *, clock: Clock = utc_no
             "sops": sops,
             "clock": clock,
             "handlers": handlers,
+            "minute": handlers.minute,
             "watcher": watcher,
         },
     )

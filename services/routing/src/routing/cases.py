@@ -1,14 +1,16 @@
 """Cases: routing a reported case by the SOP in force (its referrals, their deadlines and the
-events announcing them, in one transaction), and closing a case whose referrals are settled."""
+events announcing them, in one transaction), or keeping it as unrouted when routing cannot;
+routing an unrouted case again by hand; closing a case whose referrals are settled."""
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from routing import store
 from routing.clock import Clock
 from routing.decide import Decision, decide
 from routing.events import case_closed, routing_events
-from routing.lifecycle import StoredReferral
-from routing.sops import SopsInForce
+from routing.lifecycle import StoredReferral, UnroutedCase, UnroutedReason
+from routing.sops import SopsInForce, Unroutable
 from rujuk_contracts.events import CaseReported
 from rujuk_runtime.consumer import Rejected
 from rujuk_runtime.db import Connection
@@ -41,10 +43,20 @@ async def route_case(
     minute: timedelta,
 ) -> Decision:
     """Apply the SOP in force, store the case with its referrals and deadlines, and stage
-    CaseRouted and the referral requests. Rejected if the case was routed before."""
+    CaseRouted and the referral requests. Rejected if the case was routed before; Unroutable
+    (before anything is written) when there is no usable SOP or the decision fails."""
     sop = await sops.sop_in_force(conn, reported.triage.district)
     now = clock()
-    decision = decide(sop, reported.case_id, reported.triage, now, minute=minute)
+    try:
+        decision = decide(sop, reported.case_id, reported.triage, now, minute=minute)
+    except Exception as exc:  # pure code: trying again would fail the same way
+        log.exception("decision failed", case_id=reported.case_id, sop_id=sop.sop_id)
+        raise Unroutable(
+            UnroutedReason.DECISION_FAILED,
+            f"keputusan gagal / the decision failed under {sop.label}: {type(exc).__name__}: {exc}"[
+                :500
+            ],
+        ) from exc
     stored = await store.add_case(
         conn,
         decision,
@@ -59,13 +71,87 @@ async def route_case(
     return decision
 
 
+async def take_reported_case(
+    conn: Connection,
+    sops: SopsInForce,
+    reported: CaseReported,
+    *,
+    clock: Clock,
+    minute: timedelta,
+) -> Decision | Unroutable:
+    """Route a reported case or, when routing cannot, keep it as unrouted (listed for the
+    coordinator, counted in rujuk_cases_unrouted) and say why: a report is never dropped."""
+    try:
+        return await route_case(conn, sops, reported, clock=clock, minute=minute)
+    except Unroutable as unroutable:
+        if await store.routed_case_district(conn, reported.case_id) is not None:
+            raise Rejected(f"case {reported.case_id} was routed before") from unroutable
+        await store.record_unrouted(
+            conn,
+            case_id=reported.case_id,
+            district_code=reported.triage.district,
+            reason=unroutable.unrouted_reason.value,
+            detail=unroutable.reason,
+            reported=reported.model_dump_json(),
+            reported_at=reported.reported_at,
+            at=clock(),
+        )
+        log.warning(
+            "case unrouted",
+            case_id=reported.case_id,
+            district=reported.triage.district,
+            reason=unroutable.unrouted_reason.value,
+        )
+        return unroutable
+
+
+@dataclass(frozen=True)
+class RoutedByHand:
+    """What routing an unrouted case again came to: its decision, or why it is still
+    unrouted (``still``), or that it had been routed already."""
+
+    case_id: str
+    decision: Decision | None = None
+    still: Unroutable | None = None
+    already_routed: bool = False
+
+
+class CaseClosedAlready(Exception):
+    pass
+
+
+async def route_by_hand(
+    conn: Connection,
+    sops: SopsInForce,
+    unrouted: UnroutedCase,
+    routed_by: str,
+    *,
+    clock: Clock,
+    minute: timedelta,
+) -> RoutedByHand:
+    """Route an unrouted case (locked by the caller) with the SOP in force now. Still
+    unroutable: the attempt is counted and the new reason kept. Closed: CaseClosedAlready."""
+    case_id = unrouted.case_id
+    if unrouted.resolution == "closed":
+        raise CaseClosedAlready(case_id)
+    if unrouted.resolution == "routed":
+        return RoutedByHand(case_id, already_routed=True)
+    reported = CaseReported.model_validate(unrouted.reported)
+    outcome = await take_reported_case(conn, sops, reported, clock=clock, minute=minute)
+    if isinstance(outcome, Unroutable):
+        return RoutedByHand(case_id, still=outcome)
+    await store.resolve_unrouted(conn, case_id, resolution="routed", by=routed_by, at=clock())
+    log.info("case routed by hand", case_id=case_id, routed_by=routed_by)
+    return RoutedByHand(case_id, decision=outcome)
+
+
 async def close_case(
     conn: Connection, case_id: str, closed_by: str, reason: str, *, clock: Clock
 ) -> bool:
     """Close a case whose referrals are all settled; False if it was closed already."""
     case = await store.lock_case(conn, case_id)
     if case is None:
-        raise CaseNotFound(case_id)
+        return await _close_unrouted(conn, case_id, closed_by, reason, clock=clock)
     if case.closed_at is not None:
         return False
     still_open = case.open_referrals()
@@ -75,4 +161,20 @@ async def close_case(
     await store.close_case(conn, case_id, closed_at=now, closed_by=closed_by, reason=reason)
     await add_to_outbox(conn, case_closed(case_id, closed_by, reason, now, current_traceparent()))
     log.info("case closed", case_id=case_id, closed_by=closed_by)
+    return True
+
+
+async def _close_unrouted(
+    conn: Connection, case_id: str, closed_by: str, reason: str, *, clock: Clock
+) -> bool:
+    """Close a case routing could not route (it has no referrals): it leaves the list."""
+    unrouted = await store.lock_unrouted(conn, case_id)
+    if unrouted is None:
+        raise CaseNotFound(case_id)
+    if unrouted.resolution is not None:
+        return False
+    now = clock()
+    await store.resolve_unrouted(conn, case_id, resolution="closed", by=closed_by, at=now)
+    await add_to_outbox(conn, case_closed(case_id, closed_by, reason, now, current_traceparent()))
+    log.info("unrouted case closed", case_id=case_id, closed_by=closed_by)
     return True

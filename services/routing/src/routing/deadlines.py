@@ -23,7 +23,7 @@ from rujuk_runtime.tasks import BackgroundTask
 
 log = get_logger(__name__)
 
-METRICS_EVERY_ROUNDS = 25  # with the default poll, the open-referrals gauge every ~5 s
+METRICS_EVERY_ROUNDS = 25  # with the default poll, the gauges (open, unrouted) every ~5 s
 DEADLINES_MISSED = Counter(
     "rujuk_deadlines_missed_total",
     "Referrals not acknowledged by their deadline, by agency, priority and what followed "
@@ -32,6 +32,11 @@ DEADLINES_MISSED = Counter(
 )
 OPEN_REFERRALS = Gauge(
     "rujuk_open_referrals", "Referrals not yet accepted, declined or closed", ["agency_id", "state"]
+)
+CASES_UNROUTED = Gauge(
+    "rujuk_cases_unrouted",
+    "Reported cases routing could not route, not yet routed by hand or closed, by district",
+    ["district"],
 )
 
 BATCH = 100
@@ -97,6 +102,13 @@ class DeadlineWatcher(BackgroundTask):
             if state in OPEN_STATES:
                 OPEN_REFERRALS.labels(agency_id, state).set(count)
 
+    async def report_unrouted_cases(self) -> None:
+        async with self._pool().acquire() as conn:
+            counts = await store.unrouted_by_district(conn)
+        CASES_UNROUTED.clear()  # a district whose last case was routed or closed: no series
+        for district, count in counts:
+            CASES_UNROUTED.labels(district).set(count)
+
     async def run(self) -> None:
         rounds = 0
         while True:
@@ -104,6 +116,7 @@ class DeadlineWatcher(BackgroundTask):
                 await self.run_once()
                 if rounds % METRICS_EVERY_ROUNDS == 0:
                     await self.report_open_referrals()
+                    await self.report_unrouted_cases()
                 rounds += 1
             except asyncio.CancelledError:
                 raise

@@ -19,6 +19,8 @@ from rujuk_contracts.events import (
     ReferralRequested,
     ReferralSummary,
     ReplyKind,
+    SopInForce,
+    SopOrigin,
     SopPublished,
     WithheldReferral,
 )
@@ -166,7 +168,7 @@ def reply_refused(
     return routing_event(refused, f"{refused_event_id}:refused", now, traceparent)
 
 
-# --- a case closed, an SOP published ------------------------------------------------------
+# --- a case closed, an SOP published or in force ------------------------------------------
 
 
 def case_closed(
@@ -188,3 +190,20 @@ def sop_published(
     )
     key = f"sop:{sop.district_code}:{sop.version}:{sha256}"
     return routing_event(published, key, now, traceparent)
+
+
+def sop_in_force(
+    sop: Sop, sha256: str, origin: SopOrigin, now: datetime, traceparent: str | None
+) -> CloudEvent:
+    """The SOP routing applies to the district's new cases, with its directory's agencies; one
+    id per document, however often it is announced."""
+    in_force = SopInForce(
+        sop_id=sop.sop_id,
+        district_code=sop.district_code,
+        sop_version=sop.version,
+        sha256=sha256,
+        origin=origin,
+        agency_ids=sorted({agency.id for agency in sop.directory}),
+    )
+    key = f"sop-in-force:{sop.district_code}:{sop.sop_id}:{sop.version}:{sha256}"
+    return routing_event(in_force, key, now, traceparent)

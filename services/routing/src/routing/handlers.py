@@ -41,10 +41,11 @@ class RoutingHandlers:
         self, conn: Connection, event: CloudEvent, payload: EventPayload
     ) -> None:
         reported = _expect(payload, CaseReported)
-        decision = await cases.route_case(
+        outcome = await cases.take_reported_case(
             conn, self.sops, reported, clock=self.clock, minute=self.minute
         )
-        _log_decision(decision, event)
+        if isinstance(outcome, Decision):  # else kept as unrouted, and acknowledged
+            _log_decision(outcome, event)
 
     async def on_referrals_delivered(
         self, conn: Connection, batch: list[tuple[CloudEvent, EventPayload]]

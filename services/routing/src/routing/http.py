@@ -1,13 +1,14 @@
-"""Routing's HTTP API: the SOPs in force, publishing an SOP, closing a case, and the console's
-reads: the referral list and monitoring & evaluation figures. (/healthz and /metrics come with
-``rujuk_runtime.webapp``.)
+"""Routing's HTTP API: the SOPs in force, publishing an SOP, closing a case, the cases routing
+could not route (listed, routed again by hand), and the console's reads: the referral list and
+monitoring & evaluation figures. (/healthz and /metrics come with ``rujuk_runtime.webapp``.)
 
 Every /v1 route but the SOP list takes a bearer token issued by intake (rujuk_runtime.access):
-publishing, closing and the figures the coordinator's; the referral list the coordinator's
-or a partner's (fenced to its own agency).
+publishing, closing, unrouted cases and the figures the coordinator's (unrouted cases kept to
+the districts the token serves); the referral list the coordinator's or a partner's (fenced to
+its own agency).
 """
 
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -15,9 +16,9 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from routing import cases, store
-from routing.cases import CaseHasOpenReferrals, CaseNotFound
+from routing.cases import CaseClosedAlready, CaseHasOpenReferrals, CaseNotFound
 from routing.clock import Clock
-from routing.lifecycle import ReferralState
+from routing.lifecycle import ReferralState, UnroutedReason
 from routing.settings import RoutingSettings
 from routing.sop import SopError
 from routing.sops import SopConflict, SopsInForce
@@ -41,6 +42,7 @@ router = APIRouter()
 Sops = Annotated[SopsInForce, from_app_state("sops")]
 Now = Annotated[Clock, from_app_state("clock")]
 Settings = Annotated[RoutingSettings, from_app_state("settings")]
+Minute = Annotated[timedelta, from_app_state("minute")]
 
 coordinator = Depends(require(Role.COORDINATOR))
 coordinator_or_partner = Depends(require(Role.COORDINATOR, Role.PARTNER))
@@ -54,6 +56,38 @@ class CloseRequest(BaseModel):
         max_length=200,
         description="Why the case is closed; no identifying data",
     )
+
+
+class UnroutedCaseView(BaseModel):
+    case_id: str
+    district_code: str
+    reason: UnroutedReason = Field(description="no_sop, sop_refused, sop_invalid, decision_failed")
+    detail: str = Field(description="What to do about it, in Bahasa Indonesia and English")
+    since: datetime = Field(description="When routing first could not route it")
+    attempts: int = Field(description="How often routing tried, by hand included")
+    last_attempt_at: datetime
+    reported_at: datetime
+
+
+class UnroutedPage(BaseModel):
+    cases: list[UnroutedCaseView]
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class RoutedAgain(BaseModel):
+    case_id: str
+    routed: bool = True
+    already_routed: bool = Field(description="It had been routed before this request")
+    sop_id: str | None = None
+    sop_version: int | None = None
+    referral_ids: list[str] = Field(default_factory=list)
+
+
+class StillUnrouted(BaseModel):
+    detail: str
+    reason: UnroutedReason
 
 
 class SopRefused(BaseModel):
@@ -154,7 +188,8 @@ async def close_case(
     clock: Now,
 ) -> dict[str, Any]:
     """Close a case once every referral is completed or cancelled (409 names the open
-    ones; coordinator); publishes CaseClosed. Optional JSON body: ``{"reason": "..."}``."""
+    ones; coordinator); a case routing could not route closes as it is, and leaves the
+    unrouted list. Publishes CaseClosed. Optional JSON body: ``{"reason": "..."}``."""
     raw = await request.body()
     try:
         reason = CloseRequest.model_validate_json(raw or b"{}").reason
@@ -185,6 +220,89 @@ async def close_case(
         )
     runtime.wake_relay()
     return {"case_id": case_id, "closed": True, "already_closed": not closed}
+
+
+# --- cases routing could not route -------------------------------------------------------
+
+
+@router.get(
+    "/v1/cases/unrouted",
+    response_model=UnroutedPage,
+    responses=documented(401, 403),
+    tags=["cases"],
+    summary="Cases routing could not route, oldest first (coordinator, its districts)",
+)
+async def unrouted_cases(
+    principal: Annotated[Principal, coordinator],
+    runtime: Runtime,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> UnroutedPage:
+    """Each stays listed until it is routed by hand (``POST /v1/cases/{id}/route``) or
+    closed (``POST /v1/cases/{id}/close``)."""
+    async with runtime.pool.acquire() as conn:
+        rows = await store.list_unrouted(
+            conn, districts=principal.district_filter, limit=limit + 1, offset=offset
+        )
+    more = len(rows) > limit
+    return UnroutedPage.model_validate(
+        {
+            "cases": rows[:limit],
+            "limit": limit,
+            "offset": offset,
+            "next_offset": offset + limit if more else None,
+        }
+    )
+
+
+@router.post(
+    "/v1/cases/{case_id}/route",
+    response_model=RoutedAgain,
+    responses={**documented(401, 403, 404), 409: {"model": StillUnrouted}},
+    tags=["cases"],
+    summary="Route an unrouted case again, with the SOP in force now (coordinator)",
+)
+async def route_again(
+    case_id: Annotated[str, Path(pattern=CASE_ID_PATTERN)],
+    principal: Annotated[Principal, coordinator],
+    runtime: Runtime,
+    sops: Sops,
+    clock: Now,
+    minute: Minute,
+) -> RoutedAgain:
+    """200 with the referrals made (``already_routed`` when it was routed before); 409 with
+    the reason when it still cannot be routed (the attempt is counted) or was closed; 404 for
+    a case routing does not know or of a district the token does not serve."""
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        unrouted = await store.lock_unrouted(conn, case_id)
+        district = (
+            unrouted.district_code
+            if unrouted is not None
+            else await store.routed_case_district(conn, case_id)
+        )
+        if district is None or not principal.serves(district):
+            raise HTTPException(404, f"kasus tidak ada / no case {case_id}")
+        if unrouted is None:  # routed when it was reported
+            return RoutedAgain(case_id=case_id, already_routed=True)
+        try:
+            result = await cases.route_by_hand(
+                conn, sops, unrouted, _actor(principal), clock=clock, minute=minute
+            )
+        except CaseClosedAlready as exc:
+            raise HTTPException(409, f"kasus sudah ditutup / case {case_id} is closed") from exc
+    if result.still is not None:  # the attempt is kept: answered after the commit
+        return JSONResponse(  # type: ignore[return-value]
+            {"detail": result.still.reason, "reason": result.still.unrouted_reason.value}, 409
+        )
+    runtime.wake_relay()
+    decision = result.decision
+    return RoutedAgain(
+        case_id=case_id,
+        already_routed=result.already_routed,
+        sop_id=decision.sop_id if decision else None,
+        sop_version=decision.sop_version if decision else None,
+        referral_ids=[r.referral_id for r in decision.referrals] if decision else [],
+    )
 
 
 # --- the console's reads ------------------------------------------------------------------

@@ -5,6 +5,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from rujuk_contracts.events import Priority, Service
 
@@ -166,3 +167,28 @@ class StoredCase:
 
     def open_referrals(self) -> list[StoredReferral]:
         return [r for r in self.referrals if r.state not in SETTLED_STATES]
+
+
+class UnroutedReason(StrEnum):
+    """Why routing could not route a reported case."""
+
+    NO_SOP = "no_sop"  # no SOP in force for the case's district
+    SOP_REFUSED = "sop_refused"  # the district's SOP file was refused at start
+    SOP_INVALID = "sop_invalid"  # the published version in force can no longer be read
+    DECISION_FAILED = "decision_failed"  # applying the SOP failed (a fault in routing)
+
+
+@dataclass(frozen=True)
+class UnroutedCase:
+    """A reported case routing could not route: kept, counted and listed for the coordinator
+    until it is routed by hand or closed (``resolution``)."""
+
+    case_id: str
+    district_code: str
+    reason: UnroutedReason
+    detail: str
+    since: datetime
+    attempts: int
+    reported: dict[str, Any]  # the case.reported payload: triage facts, never identifying data
+    resolved_at: datetime | None = None
+    resolution: str | None = None  # routed, closed

@@ -1,6 +1,6 @@
 """The SOPs in force: the files read at start, and the versions published since (in
 PostgreSQL, so every routing replica applies a new version from the moment it is committed);
-publishing a new version."""
+publishing a new version; announcing each SOP in force (``sop.in_force``) once."""
 
 import hashlib
 from dataclasses import dataclass
@@ -9,8 +9,10 @@ from pathlib import Path
 
 from routing import store
 from routing.clock import Clock
-from routing.events import sop_published
-from routing.sop import Sop, SopLibrary, load_sop_folder, parse_sop
+from routing.events import sop_in_force, sop_published
+from routing.lifecycle import UnroutedReason
+from routing.sop import Sop, SopError, SopLibrary, load_sop_folder, parse_sop
+from rujuk_contracts.events import SopOrigin
 from rujuk_runtime.consumer import Rejected
 from rujuk_runtime.db import Connection
 from rujuk_runtime.logs import get_logger
@@ -22,6 +24,31 @@ log = get_logger(__name__)
 
 class SopConflict(Exception):
     """A published SOP whose version cannot follow the one in force."""
+
+
+class Unroutable(Rejected):
+    """Routing cannot route a case now: why (``reason``), and what a person can act on."""
+
+    def __init__(self, reason: UnroutedReason, detail: str) -> None:
+        super().__init__(detail)
+        self.unrouted_reason = reason
+
+
+def no_sop(district: str) -> Unroutable:
+    return Unroutable(
+        UnroutedReason.NO_SOP,
+        f"tidak ada SOP berlaku untuk kabupaten {district} / no SOP in force for district "
+        f"{district}",
+    )
+
+
+@dataclass(frozen=True)
+class InForce:
+    """An SOP in force, where it came from, and the sha256 of its YAML document."""
+
+    sop: Sop
+    origin: SopOrigin
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -39,6 +66,9 @@ class SopsInForce:
     def __init__(self, library: SopLibrary | None = None) -> None:
         self.library = library or SopLibrary()  # the files: where nothing was published
         self._published: dict[tuple[str, int, str], Sop] = {}  # (district, version, sha256)
+        # District -> version of the SOPs in force when this process started: /healthz says
+        # it, so that whoever starts a stack can wait until intake knows them (rujuk.stack).
+        self.in_force_at_start: dict[str, int] = {}
 
     def load_sops(self, folder: Path) -> SopLibrary:
         """Read every SOP in the folder; a broken one is refused, the others stay."""
@@ -66,8 +96,12 @@ class SopsInForce:
         if sop is not None:
             return sop
         if f"{district}.yaml" in self.library.refused:
-            raise Rejected(f"the SOP for district {district} was refused at start (see the log)")
-        raise Rejected(f"no SOP for district {district}")
+            raise Unroutable(
+                UnroutedReason.SOP_REFUSED,
+                f"SOP kabupaten {district} ditolak saat routing mulai / the SOP for district "
+                f"{district} was refused at start (see routing's log)",
+            )
+        raise no_sop(district)
 
     async def sop_in_force(self, conn: Connection, district: str) -> Sop:
         """The newest version published for the district, else its SOP file.
@@ -84,19 +118,63 @@ class SopsInForce:
         if sop is None:
             stored = await store.get_sop(conn, district, version)
             assert stored is not None
-            sop = parse_sop(stored.yaml, origin=f"published {district} v{version}")
+            try:
+                sop = parse_sop(stored.yaml, origin=f"published {district} v{version}")
+            except SopError as exc:  # valid when published; this routing reads it otherwise
+                raise Unroutable(
+                    UnroutedReason.SOP_INVALID,
+                    f"SOP {district} v{version} tidak terbaca / the published SOP {district} "
+                    f"v{version} cannot be read now: {exc.issues[0]}"[:500],
+                ) from exc
             self._published[key] = sop
         return sop
 
+    async def documents_in_force(self, conn: Connection) -> dict[str, InForce]:
+        """District -> the SOP in force (published, else the file); a published version that
+        can no longer be read is left out (its cases are recorded unrouted, with the reason)."""
+        in_force = {
+            district: InForce(sop, SopOrigin.FILE, self.library.sha256[district])
+            for district, sop in self.library.sops.items()
+        }
+        for stored in await store.newest_sops(conn):
+            try:
+                sop = await self.sop_in_force(conn, stored.district_code)
+            except Unroutable as exc:
+                log.error("sop in force unreadable", district=stored.district_code,
+                          reason=exc.reason)  # fmt: skip
+                in_force.pop(stored.district_code, None)
+                continue
+            in_force[stored.district_code] = InForce(sop, SopOrigin.PUBLISHED, stored.sha256)
+        return in_force
+
     async def sops_in_force(self, conn: Connection) -> dict[str, tuple[Sop, str]]:
         """District -> (SOP in force, where it came from: 'published' or 'file')."""
-        in_force = {district: (sop, "file") for district, sop in self.library.sops.items()}
-        for stored in await store.newest_sops(conn):
-            in_force[stored.district_code] = (
-                await self.sop_in_force(conn, stored.district_code),
-                "published",
-            )
-        return in_force
+        return {
+            district: (found.sop, found.origin.value)
+            for district, found in (await self.documents_in_force(conn)).items()
+        }
+
+    async def announce_in_force(self, conn: Connection, clock: Clock) -> list[str]:
+        """Stage ``sop.in_force`` for each SOP in force not announced before (the files, and
+        versions published before routing announced them); return their labels."""
+        announced = []
+        now = clock()
+        for district, found in sorted((await self.documents_in_force(conn)).items()):
+            self.in_force_at_start[district] = found.sop.version
+            if await self._announce(conn, found, now):
+                announced.append(found.sop.label)
+        return announced
+
+    async def _announce(self, conn: Connection, found: InForce, now: datetime) -> bool:
+        sop = found.sop
+        if not await store.add_sop_announcement(
+            conn, sop.district_code, sop.version, found.sha256, now
+        ):
+            return False
+        await add_to_outbox(
+            conn, sop_in_force(sop, found.sha256, found.origin, now, current_traceparent())
+        )
+        return True
 
     async def log_in_force(self, conn: Connection) -> None:
         for district, (sop, origin) in sorted((await self.sops_in_force(conn)).items()):
@@ -146,6 +224,7 @@ class SopsInForce:
         await add_to_outbox(
             conn, sop_published(sop, sha256, published_by, now, current_traceparent())
         )
+        await self._announce(conn, InForce(sop, SopOrigin.PUBLISHED, sha256), now)
         log.info(
             "sop published",
             sop_id=sop.sop_id,

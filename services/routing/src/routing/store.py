@@ -1,4 +1,5 @@
-"""Routing's PostgreSQL adapter: cases, referrals, deadlines, published SOPs.
+"""Routing's PostgreSQL adapter: cases, referrals, deadlines, published SOPs and their
+announcements, unrouted cases.
 
 The only module that writes SQL.
 """
@@ -17,6 +18,8 @@ from routing.lifecycle import (
     ReferralState,
     StoredCase,
     StoredReferral,
+    UnroutedCase,
+    UnroutedReason,
 )
 from routing.stats import StatsRows
 from rujuk_contracts.events import Priority, Service
@@ -364,6 +367,126 @@ async def add_sop(conn: Connection, sop: StoredSop) -> bool:
         sop.published_at,
     )
     return bool(inserted)
+
+
+async def add_sop_announcement(
+    conn: Connection, district_code: str, version: int, sha256: str, at: datetime
+) -> bool:
+    """Note that this SOP document was announced as in force; False if it was before."""
+    inserted = await conn.fetchval(
+        "INSERT INTO sop_announcements (district_code, version, sha256, announced_at) "
+        "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true",
+        district_code,
+        version,
+        sha256,
+        at,
+    )
+    return bool(inserted)
+
+
+# --- unrouted cases -----------------------------------------------------------------------
+
+
+async def record_unrouted(
+    conn: Connection,
+    *,
+    case_id: str,
+    district_code: str,
+    reason: str,
+    detail: str,
+    reported: str,
+    reported_at: datetime,
+    at: datetime,
+) -> None:
+    """Keep a case routing could not route (``reported``: the case.reported payload as JSON);
+    another attempt on an open one counts and keeps the latest reason. A case closed or routed
+    meanwhile stays as it is."""
+    await conn.execute(
+        "INSERT INTO unrouted_cases (case_id, district_code, reason, detail, reported, "
+        "reported_at, since, last_attempt_at) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $7) "
+        "ON CONFLICT (case_id) DO UPDATE SET reason = EXCLUDED.reason, "
+        "detail = EXCLUDED.detail, attempts = unrouted_cases.attempts + 1, "
+        "last_attempt_at = EXCLUDED.last_attempt_at WHERE unrouted_cases.resolved_at IS NULL",
+        case_id,
+        district_code,
+        reason,
+        detail,
+        reported,
+        reported_at,
+        at,
+    )
+
+
+_UNROUTED_COLUMNS = (
+    "case_id, district_code, reason, detail, since, attempts, reported, resolved_at, resolution"
+)
+
+
+async def lock_unrouted(conn: Connection, case_id: str) -> UnroutedCase | None:
+    """The unrouted case (open or resolved), locked until the transaction ends."""
+    row = await conn.fetchrow(
+        f"SELECT {_UNROUTED_COLUMNS} FROM unrouted_cases WHERE case_id = $1 FOR UPDATE",  # noqa: S608
+        case_id,
+    )
+    if row is None:
+        return None
+    return UnroutedCase(
+        case_id=row["case_id"],
+        district_code=row["district_code"],
+        reason=UnroutedReason(row["reason"]),
+        detail=row["detail"],
+        since=row["since"],
+        attempts=row["attempts"],
+        reported=json.loads(row["reported"]),
+        resolved_at=row["resolved_at"],
+        resolution=row["resolution"],
+    )
+
+
+async def resolve_unrouted(
+    conn: Connection, case_id: str, *, resolution: str, by: str, at: datetime
+) -> None:
+    await conn.execute(
+        "UPDATE unrouted_cases SET resolved_at = $2, resolution = $3, resolved_by = $4 "
+        "WHERE case_id = $1 AND resolved_at IS NULL",
+        case_id,
+        at,
+        resolution,
+        by,
+    )
+
+
+async def list_unrouted(
+    conn: Connection, *, districts: list[str] | None, limit: int, offset: int
+) -> list[dict[str, object]]:
+    """Open unrouted cases, oldest first; ``districts`` None: every district."""
+    rows = await conn.fetch(
+        "SELECT case_id, district_code, reason, detail, since, attempts, last_attempt_at, "
+        "reported_at FROM unrouted_cases WHERE resolved_at IS NULL "
+        "AND ($1::text[] IS NULL OR district_code = ANY($1::text[])) "
+        "ORDER BY since, case_id LIMIT $2 OFFSET $3",
+        districts,
+        limit,
+        offset,
+    )
+    return [dict(row) for row in rows]
+
+
+async def unrouted_by_district(conn: Connection) -> list[tuple[str, int]]:
+    """(district, open unrouted cases), for the rujuk_cases_unrouted gauge."""
+    rows = await conn.fetch(
+        "SELECT district_code, count(*) AS n FROM unrouted_cases WHERE resolved_at IS NULL "
+        "GROUP BY district_code"
+    )
+    return [(row["district_code"], row["n"]) for row in rows]
+
+
+async def routed_case_district(conn: Connection, case_id: str) -> str | None:
+    """The district of a case routing routed, or None."""
+    district: str | None = await conn.fetchval(
+        "SELECT district_code FROM cases WHERE case_id = $1", case_id
+    )
+    return district
 
 
 def _referral(row: asyncpg.Record) -> StoredReferral:

@@ -5,6 +5,7 @@ checks (``routing.sop.checks``) find what is wrong in the data, by location, and
 turns each location into the line and the readable path a writer of the SOP can find.
 """
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,7 @@ class SopLibrary:
 
     sops: dict[str, Sop] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)
+    sha256: dict[str, str] = field(default_factory=dict)  # district -> of its file's text
 
     def for_district(self, district_code: str) -> Sop | None:
         return self.sops.get(district_code)
@@ -91,8 +93,9 @@ def load_sop_folder(folder: Path) -> SopLibrary:
     """Every ``<district>.yaml`` in the folder; a broken file is refused, the others stay."""
     library = SopLibrary()
     for path in sorted(folder.glob("*.y*ml")):
+        text = path.read_text(encoding="utf-8")
         try:
-            sop = load_sop(path)
+            sop = parse_sop(text, origin=path.name)
         except SopError as exc:
             library.refused[path.name] = str(exc)
             continue
@@ -105,6 +108,7 @@ def load_sop_folder(folder: Path) -> SopLibrary:
             library.refused[path.name] = f"{sop.label}: a second SOP for the same district"
         else:
             library.sops[sop.district_code] = sop
+            library.sha256[sop.district_code] = hashlib.sha256(text.encode()).hexdigest()
     return library
 
 
