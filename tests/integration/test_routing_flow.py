@@ -5,15 +5,19 @@ from datetime import UTC, datetime
 
 import nats
 import pytest
+from fastapi import FastAPI
 from nats.aio.msg import Msg
 
+from routing import store
 from routing.bootstrap import create_app
 from routing.events import event_id
+from routing.lifecycle import UnroutedCase, UnroutedReason
 from routing.settings import RoutingSettings
 from rujuk_contracts import make_event, parse_event, subjects
 from rujuk_contracts.events import CaseReported, CaseRouted, ReferralRequested
 from rujuk_contracts.triage import TriageFacts
 from rujuk_runtime.bus import DLQ_REASON_HEADER, event_headers
+from rujuk_runtime.service import ServiceRuntime
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +48,7 @@ async def collect(subscription: nats.js.JetStreamContext.PushSubscription, count
     return messages
 
 
-async def test_a_reported_case_on_the_bus_comes_back_routed_and_refused_cases_are_parked(
+async def test_a_case_comes_back_routed_a_repeat_is_parked_an_unroutable_one_is_kept(
     clean_bus: str, database_url: str
 ) -> None:
     settings = RoutingSettings(nats_url=clean_bus, database_url=database_url, batch_size=10)
@@ -79,15 +83,27 @@ async def test_a_reported_case_on_the_bus_comes_back_routed_and_refused_cases_ar
             summary.referral_id for summary in routed.referrals
         ]
 
-        reasons = sorted(
-            (message.headers or {}).get(DLQ_REASON_HEADER, "")
-            for message in await collect(parked_feed, 2)
+        [parked] = await collect(parked_feed, 1)
+        assert (parked.headers or {}).get(DLQ_REASON_HEADER) == (
+            f"rejected: case {CASE_ID} was routed before"
         )
-        assert reasons == [
-            f"rejected: case {CASE_ID} was routed before",
-            "rejected: no SOP for district 3599",
-        ]
+        unrouted = await until_unrouted(app, "3599-AB12CD34EF")
+        assert unrouted.reason is UnroutedReason.NO_SOP
+        assert unrouted.district_code == "3599"
         await asyncio.sleep(0.5)  # nothing more arrives: the republished duplicate was dropped
         with pytest.raises(nats.errors.TimeoutError):
             await routed_feed.next_msg(timeout=0.5)
+        with pytest.raises(nats.errors.TimeoutError):  # the unroutable case was not parked
+            await parked_feed.next_msg(timeout=0.5)
         await connection.close()
+
+
+async def until_unrouted(app: FastAPI, case_id: str) -> UnroutedCase:
+    runtime: ServiceRuntime = app.state.runtime
+    async with asyncio.timeout(20):
+        while True:
+            async with runtime.pool.acquire() as conn:
+                found = await store.lock_unrouted(conn, case_id)
+            if found is not None:
+                return found
+            await asyncio.sleep(0.05)

@@ -27,6 +27,8 @@ from rujuk_contracts.events import (
     ReferralEscalated,
     ReferralReplyRefused,
     ReferralRequested,
+    SopInForce,
+    SopOrigin,
     SopPublished,
 )
 from rujuk_contracts.triage import TriageFacts
@@ -282,6 +284,30 @@ async def test_a_published_version_applies_to_new_cases_and_referrals_in_flight_
         2,
     )
     assert announced.sha256 == published.sha256
+    [in_force] = [p for p in await staged(pool) if isinstance(p, SopInForce)]
+    assert (in_force.sop_version, in_force.origin, in_force.sha256) == (
+        2,
+        SopOrigin.PUBLISHED,
+        published.sha256,
+    )
+    assert set(in_force.agency_ids) == {agency.id for agency in published.sop.directory}
+
+
+async def test_every_sop_in_force_is_announced_once_whatever_the_restarts(
+    pool: asyncpg.Pool, routing: RoutingHandlers
+) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        first = await routing.sops.announce_in_force(conn, routing.clock)
+    assert first == ["SOP 3513 v1", "SOP 3514 v1"]
+    restarted = SopsInForce(load_sop_folder(SHIPPED_SOPS))
+    async with pool.acquire() as conn, conn.transaction():
+        assert await restarted.announce_in_force(conn, routing.clock) == []
+    announced = [p for p in await staged(pool) if isinstance(p, SopInForce)]
+    assert [(p.district_code, p.origin) for p in announced] == [
+        ("3513", SopOrigin.FILE),
+        ("3514", SopOrigin.FILE),
+    ]
+    assert restarted.in_force_at_start == {"3513": 1, "3514": 1}
 
 
 async def test_a_broken_or_stale_sop_is_refused_and_the_version_in_force_stays(
@@ -314,6 +340,7 @@ async def test_a_broken_or_stale_sop_is_refused_and_the_version_in_force_stays(
         assert await conn.fetchval("SELECT count(*) FROM sops") == 1
         assert (await routing.sops.sop_in_force(conn, "3514")).version == 2
     assert len([p for p in await staged(pool) if isinstance(p, SopPublished)]) == 1
+    assert len([p for p in await staged(pool) if isinstance(p, SopInForce)]) == 1
 
 
 async def test_a_case_closes_only_when_every_referral_is_settled(

@@ -164,14 +164,50 @@ async def test_a_case_routed_twice_is_refused_and_changes_nothing(
         )
 
 
-async def test_a_case_of_a_district_without_sop_is_refused_and_stores_nothing(
+async def test_a_case_of_a_district_without_sop_is_kept_unrouted_with_its_reason(
     pool: asyncpg.Pool, routing: RoutingHandlers
 ) -> None:
-    with pytest.raises(Rejected, match="no SOP for district 3599"):
-        await handle_case(pool, routing, reported("3599-AB12CD34EF", district="3599"))
+    case = reported("3599-AB12CD34EF", district="3599")
+    await handle_case(pool, routing, case)
+    await handle_case(pool, routing, case)  # reported again: one more attempt, one row
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM cases") == 0
         assert await conn.fetchval("SELECT count(*) FROM outbox") == 0
+        kept = await conn.fetchrow("SELECT * FROM unrouted_cases")
+    assert (kept["case_id"], kept["district_code"], kept["reason"]) == (
+        "3599-AB12CD34EF",
+        "3599",
+        "no_sop",
+    )
+    assert "no SOP in force for district 3599" in kept["detail"]
+    assert (kept["since"], kept["attempts"], kept["resolved_at"]) == (NOW, 2, None)
+    assert CaseReported.model_validate_json(kept["reported"]) == case
+
+
+async def test_a_case_whose_decision_fails_is_kept_unrouted_not_retried(
+    pool: asyncpg.Pool, routing: RoutingHandlers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: object, **__: object) -> None:
+        raise KeyError("a fault in routing")
+
+    monkeypatch.setattr("routing.cases.decide", broken)
+    await handle_case(pool, routing, reported())
+    async with pool.acquire() as conn:
+        kept = await conn.fetchrow("SELECT reason, detail FROM unrouted_cases")
+        assert await conn.fetchval("SELECT count(*) FROM cases") == 0
+    assert kept["reason"] == "decision_failed"
+    assert "KeyError" in kept["detail"]
+
+
+async def test_a_routed_case_reported_again_when_its_sop_is_gone_is_not_called_unrouted(
+    pool: asyncpg.Pool, routing: RoutingHandlers
+) -> None:
+    await handle_case(pool, routing, reported())
+    without_sops = RoutingHandlers(SopsInForce(), clock=lambda: NOW)
+    with pytest.raises(Rejected, match=f"case {CASE_ID} was routed before"):
+        await handle_case(pool, without_sops, reported())
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM unrouted_cases") == 0
 
 
 async def report(pool: asyncpg.Pool, routing: RoutingHandlers, payload: EventPayload) -> str:
