@@ -49,6 +49,8 @@ ALLOWED: dict[str, dict[tuple[str, str], set[Role]]] = {
     "routing": {
         ("POST", "/v1/sops"): {Role.COORDINATOR},
         ("POST", "/v1/cases/{case_id}/close"): {Role.COORDINATOR},
+        ("GET", "/v1/cases/unrouted"): {Role.COORDINATOR},
+        ("POST", "/v1/cases/{case_id}/route"): {Role.COORDINATOR},
         ("GET", "/v1/referrals"): {Role.COORDINATOR, Role.PARTNER},
         ("GET", "/v1/stats"): {Role.COORDINATOR},
         ("GET", "/v1/stats.csv"): {Role.COORDINATOR},
