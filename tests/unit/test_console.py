@@ -915,6 +915,7 @@ def test_the_coordinator_sees_open_referrals_charts_and_a_csv(
         json={"referrals": [missed], "limit": 500, "offset": 0, "next_offset": None},
     )
     fake.answer("routing", "GET", "/v1/stats", 200, json=STATS)
+    fake.answer("routing", "GET", "/v1/cases/unrouted", 200, json=NO_UNROUTED)
     fake.answer(
         "routing",
         "GET",
@@ -939,6 +940,48 @@ def test_the_coordinator_sees_open_referrals_charts_and_a_csv(
     csv = client.get("/coordinator/stats.csv?from=2026-11-01&to=2026-11-30")
     assert csv.text == "section,key\r\n"
     assert "attachment" in csv.headers["content-disposition"]
+
+
+NO_UNROUTED = {"cases": [], "limit": 100, "offset": 0, "next_offset": None}
+UNROUTED_CASE = "3515-AB12CD34EF"
+NO_SOP = "tidak ada SOP berlaku / no SOP in force for district 3515"
+
+
+def test_the_coordinator_sees_cases_not_routed_and_routes_one_again(
+    client: TestClient, fake: FakeServices
+) -> None:
+    unrouted = {
+        "case_id": UNROUTED_CASE,
+        "district_code": "3515",
+        "reason": "no_sop",
+        "detail": NO_SOP,
+        "since": "2026-11-23T01:00:00Z",
+        "attempts": 1,
+        "last_attempt_at": "2026-11-23T01:00:00Z",
+        "reported_at": "2026-11-23T00:59:00Z",
+    }
+    listed = {**NO_UNROUTED, "cases": [unrouted]}
+    fake.answer("routing", "GET", "/v1/cases/unrouted", 200, json=listed)
+    sign_in(client, "co")
+    fragment = client.get("/coordinator/unrouted", headers={"HX-Request": "true"})
+    assert fragment.status_code == 200
+    assert 'id="unrouted"' in fragment.text
+    assert UNROUTED_CASE in fragment.text
+    assert NO_SOP in fragment.text
+    assert f'action="/coordinator/cases/{UNROUTED_CASE}/route"' in fragment.text
+
+    route = f"/v1/cases/{UNROUTED_CASE}/route"
+    fake.answer("routing", "POST", route, 409, json={"detail": NO_SOP, "reason": "no_sop"})
+    still = client.post(f"/coordinator/cases/{UNROUTED_CASE}/route", follow_redirects=False)
+    assert still.status_code == 409
+    assert NO_SOP in still.text
+    routed_body = {"case_id": UNROUTED_CASE, "routed": True, "already_routed": False}
+    fake.answer("routing", "POST", route, 200, json=routed_body)
+    routed = client.post(f"/coordinator/cases/{UNROUTED_CASE}/route", follow_redirects=False)
+    assert routed.status_code == 303
+    assert routed.headers["location"] == f"/coordinator?routed={UNROUTED_CASE}#unrouted"
+    [*_, sent] = fake.sent("routing", route)
+    assert sent.headers["authorization"] == "Bearer co"
 
 
 def test_the_coordinators_period_is_the_last_30_days_unless_asked_earlier_date_first() -> None:

@@ -576,6 +576,10 @@ async def coordinator_page(
         end=end,
         overview=await open_overview(upstreams, session),
         charts=stats_view(stats, translator(request)),
+        unrouted=await upstreams.unrouted_cases(session.token),
+        routed=routed
+        if CASE_ID.fullmatch(routed := request.query_params.get("routed", ""))
+        else "",
     )
 
 
@@ -585,6 +589,22 @@ async def coordinator_open(
 ) -> Response:
     overview = await open_overview(upstreams, session)
     return render(request, "_coordinator_open.html", overview=overview)
+
+
+@router.get("/coordinator/unrouted")
+async def coordinator_unrouted(
+    request: Request, session: Coordinator, upstreams: UpstreamsDep
+) -> Response:
+    unrouted = await upstreams.unrouted_cases(session.token)
+    return render(request, "_coordinator_unrouted.html", unrouted=unrouted)
+
+
+@router.post("/coordinator/cases/{case_id}/route")
+async def route_case_again(case_id: str, session: Coordinator, upstreams: UpstreamsDep) -> Response:
+    """Routing's 409 (still no SOP in force, ...) becomes a page that says why."""
+    case_id = checked_case_id(case_id)
+    await upstreams.route_case(session.token, case_id)
+    return RedirectResponse(f"/coordinator?routed={quote(case_id, safe='')}#unrouted", 303)
 
 
 @router.get("/coordinator/stats.csv")

@@ -200,6 +200,19 @@ class Upstreams:
         items = found.get("items", found.get("referrals")) if isinstance(found, dict) else found
         return list(items or [])
 
+    async def unrouted_cases(self, token: str) -> list[Any]:
+        """Cases routing could not route, in the districts the token serves, oldest first."""
+        found = await self._json("routing", "GET", "/v1/cases/unrouted", token)
+        cases = found.get("cases") if isinstance(found, dict) else None
+        return list(cases or [])
+
+    async def route_case(self, token: str, case_id: str) -> dict[str, Any]:
+        """Route an unrouted case again; 409 (UpstreamError) says why it still cannot be."""
+        routed: dict[str, Any] = await self._json(
+            "routing", "POST", f"/v1/cases/{_segment(case_id)}/route", token
+        )
+        return routed
+
     async def stats(self, token: str, since: str, until: str) -> dict[str, Any]:
         stats: dict[str, Any] = await self._json(
             "routing", "GET", "/v1/stats", token, params={"from": since, "to": until}
