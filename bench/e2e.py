@@ -558,6 +558,7 @@ async def running_stack(
         for name in SERVICES:
             stack.start_service(name)
         await asyncio.to_thread(stack.wait_healthy, 90, SERVICES)
+        await asyncio.to_thread(stack.wait_sops_known, 90)
         yield stack, f"http://127.0.0.1:{port}/arrivals", receiver
     finally:
         await asyncio.to_thread(stack.stop)

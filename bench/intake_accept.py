@@ -17,16 +17,23 @@ import os
 import statistics
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 from latency import percentile
 from procs import CpuMeter
 
 from intake import store
 from intake.auth import Role
 from intake.cli import connect
+from routing.events import sop_in_force
+from routing.settings import SHIPPED_SOPS
+from routing.sop import load_sop_folder
 from rujuk.stack import Stack
+from rujuk_contracts import parse_event
+from rujuk_contracts.events import SopInForce, SopOrigin
 
 REPORT = {
     "channel": "hotline",
@@ -119,6 +126,17 @@ def report(
     )
 
 
+async def shipped_sops_in_force(conn: asyncpg.Connection) -> None:
+    """Intake files reports only for districts with an SOP in force, which it learns from
+    routing's ``sop.in_force``; with intake alone, put the shipped SOPs' into its projection."""
+    library = load_sop_folder(SHIPPED_SOPS)
+    for district, sop in library.sops.items():
+        event = sop_in_force(sop, library.sha256[district], SopOrigin.FILE, datetime.now(UTC), None)
+        _, payload = parse_event(event.to_bytes())
+        assert isinstance(payload, SopInForce)
+        await store.put_sop_in_force(conn, payload, event.time)
+
+
 async def main(args: argparse.Namespace) -> None:
     folder = Path(tempfile.mkdtemp(prefix="rujuk-bench-"))
     stack = Stack(folder, external_nats_url=None, external_database_url=None)
@@ -128,6 +146,7 @@ async def main(args: argparse.Namespace) -> None:
         conn = await connect(stack.database_url)
         try:
             _, secret = await store.create_token(conn, Role.OPERATOR, label="bench")
+            await shipped_sops_in_force(conn)  # what intake learns from routing, not started
         finally:
             await conn.close()
         stack.start_service("intake")
