@@ -20,6 +20,7 @@ from rujuk_contracts import parse_event, subjects
 from rujuk_contracts.events import CaseReported
 from rujuk_runtime.embedded import EmbeddedNats, pg_binary
 from tests.conftest import provisioned_database
+from tests.integration.sop_support import put_shipped_sops
 
 pytestmark = pytest.mark.integration
 
@@ -103,6 +104,7 @@ async def harness(server_database_url: str, tmp_path: Path) -> AsyncIterator[Har
         conn = await connect(database.role_url("intake"))  # as `rujuk token create` does
         try:
             _, secret = await store.create_token(conn, Role.OPERATOR, label="durability test")
+            await put_shipped_sops(conn)  # what intake learns from routing, not started here
         finally:
             await conn.close()
         h = Harness(tmp_path, database.admin_url)
