@@ -7,6 +7,9 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from routing import store
+from routing.cases import route_by_hand
+from routing.decide import ONE_MINUTE as MINUTE
 from routing.events import event_id
 from routing.handlers import RoutingHandlers
 from routing.settings import SHIPPED_SOPS
@@ -197,6 +200,27 @@ async def test_a_case_whose_decision_fails_is_kept_unrouted_not_retried(
         assert await conn.fetchval("SELECT count(*) FROM cases") == 0
     assert kept["reason"] == "decision_failed"
     assert "KeyError" in kept["detail"]
+
+
+async def test_routing_by_hand_a_case_routed_meanwhile_routes_nothing_twice(
+    pool: asyncpg.Pool, routing: RoutingHandlers
+) -> None:
+    case = reported()
+    await handle_case(pool, RoutingHandlers(SopsInForce(), clock=lambda: NOW), case)
+    await handle_case(pool, routing, case)  # reported again (another event id), now routed
+    async with pool.acquire() as conn, conn.transaction():
+        unrouted = await store.lock_unrouted(conn, CASE_ID)
+        assert unrouted is not None
+        result = await route_by_hand(
+            conn, routing.sops, unrouted, "coordinator:tok-1", clock=routing.clock, minute=MINUTE
+        )
+    assert result.already_routed
+    async with pool.acquire() as conn:
+        assert (
+            await conn.fetchval("SELECT resolution FROM unrouted_cases WHERE case_id = $1", CASE_ID)
+            == "routed"
+        )
+        assert await conn.fetchval("SELECT count(*) FROM cases") == 1
 
 
 async def test_a_routed_case_reported_again_when_its_sop_is_gone_is_not_called_unrouted(

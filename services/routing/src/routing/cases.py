@@ -136,6 +136,9 @@ async def route_by_hand(
         raise CaseClosedAlready(case_id)
     if unrouted.resolution == "routed":
         return RoutedByHand(case_id, already_routed=True)
+    if await store.routed_case_district(conn, case_id) is not None:  # reported again, routed
+        await store.resolve_unrouted(conn, case_id, resolution="routed", by=routed_by, at=clock())
+        return RoutedByHand(case_id, already_routed=True)
     reported = CaseReported.model_validate(unrouted.reported)
     outcome = await take_reported_case(conn, sops, reported, clock=clock, minute=minute)
     if isinstance(outcome, Unroutable):
