@@ -60,10 +60,18 @@ async def route_case(
 
 
 async def close_case(
-    conn: Connection, case_id: str, closed_by: str, reason: str, *, clock: Clock
+    conn: Connection,
+    case_id: str,
+    closed_by: str,
+    reason: str,
+    *,
+    clock: Clock,
+    districts: list[str] | None,
 ) -> bool:
-    """Close a case whose referrals are all settled; False if it was closed already."""
-    case = await store.lock_case(conn, case_id)
+    """Close a case whose referrals are all settled; False if it was closed already.
+    CaseNotFound also for a case outside ``districts`` (None: every district), before its
+    referrals are looked at: whether it has open ones is not told either."""
+    case = await store.lock_case(conn, case_id, districts)
     if case is None:
         raise CaseNotFound(case_id)
     if case.closed_at is not None:
