@@ -196,34 +196,48 @@ async def test_the_console_names_each_tokens_districts_and_offers_only_those(
 # --- what the services decide, shown by the console ------------------------------------------
 
 
-async def test_a_case_outside_the_tokens_districts_looks_like_no_case_on_every_page(
+async def looks_like_no_case(console: httpx.AsyncClient, who: str, path: str, world: World) -> None:
+    """The page of the 3513 case is the page of a case never filed: same status, same text."""
+    outside = await console.get(path.format(world.case_3513))
+    unknown = await console.get(path.format(NO_SUCH_CASE))
+    assert unknown.status_code == 404, f"{who}: {path} of no case"
+    assert (
+        outside.status_code,
+        outside.text.replace(world.case_3513, "CASE"),
+    ) == (
+        unknown.status_code,
+        unknown.text.replace(NO_SUCH_CASE, "CASE"),
+    ), f"{who}: {path} tells a 3513 case from no case"
+
+
+async def test_a_case_outside_the_tokens_districts_looks_like_no_case_on_the_case_pages(
     stack: Stack, world: World
 ) -> None:
-    pages = {
-        "operator 3514": CASE_PAGES,
-        "coordinator 3514": CASE_PAGES + AUDIT_PAGES,
-        "auditor 3514": AUDIT_PAGES,
-    }
-    for who, paths in pages.items():
+    for who in ("operator 3514", "coordinator 3514"):
         async with console_as(stack, world.tokens[who]) as console:
-            for path in paths:
+            for path in CASE_PAGES:
                 own = await console.get(path.format(world.case_3514))
                 assert own.status_code == 200, f"{who}: {path} of its own district's case"
-                outside = await console.get(path.format(world.case_3513))
-                unknown = await console.get(path.format(NO_SUCH_CASE))
-                assert unknown.status_code == 404, f"{who}: {path} of no case"
-                assert (
-                    outside.status_code,
-                    outside.text.replace(world.case_3513, "CASE"),
-                ) == (
-                    unknown.status_code,
-                    unknown.text.replace(NO_SUCH_CASE, "CASE"),
-                ), f"{who}: {path} tells a 3513 case from no case"
-    # The 3513 case is there for those who serve its district.
-    for who, paths in (("coordinator province", CASE_PAGES + AUDIT_PAGES),):
+                await looks_like_no_case(console, who, path, world)
+    async with console_as(stack, world.tokens["operator province"]) as console:
+        for path in CASE_PAGES:  # the 3513 case is there for those who serve its district
+            assert (await console.get(path.format(world.case_3513))).status_code == 200
+
+
+async def test_a_case_outside_the_tokens_districts_looks_like_no_case_on_the_audit_pages(
+    stack: Stack, world: World
+) -> None:
+    # Audit exports bundles to province-level tokens only: a district's own case gets 403.
+    own_status = {AUDIT_PAGES[0]: 200, AUDIT_PAGES[1]: 403}
+    for who in ("auditor 3514", "coordinator 3514"):
         async with console_as(stack, world.tokens[who]) as console:
-            for path in paths:
-                assert (await console.get(path.format(world.case_3513))).status_code == 200
+            for path in AUDIT_PAGES:
+                own = await console.get(path.format(world.case_3514))
+                assert own.status_code == own_status[path], f"{who}: {path} of its own case"
+                await looks_like_no_case(console, who, path, world)
+    async with console_as(stack, world.tokens["auditor province"]) as console:
+        for path in AUDIT_PAGES:
+            assert (await console.get(path.format(world.case_3513))).status_code == 200
 
 
 async def test_a_3514_coordinators_listings_and_figures_hold_no_3513_row(
