@@ -22,6 +22,12 @@ AgencyId = str
 DistrictCode = Annotated[str, StringConstraints(pattern=DISTRICT_CODE_PATTERN)]
 
 
+def district_of(case_id: CaseId) -> str:
+    """The district a case belongs to: a case id begins with its district's code
+    (``3514-…``), so every service can tell without a look-up."""
+    return case_id[:4]
+
+
 class Service(StrEnum):
     HEALTH = "health"
     POLICE = "police"

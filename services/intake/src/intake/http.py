@@ -1,6 +1,10 @@
 """Intake's HTTP door: operators file reports and read a case's status, partners read the
 details their referral needs, coordinators erase, auditors read the access log.
 
+An operator, coordinator or auditor reaches only the cases of the districts its token serves
+(``Principal.district_filter``, applied in the query): a case elsewhere answers the very 404
+of a case that does not exist, so a token cannot learn which cases exist outside its reach.
+
 Each route is a module-level function on ``router``; what it needs at request time (the
 runtime's pool and relay, the vault, the token verifier) comes from ``app.state``, which
 ``intake.bootstrap`` fills in."""
@@ -124,15 +128,15 @@ async def file_report(
     response_model=CaseStatus,
     responses=_problems(401, 403, 404),
     tags=["reports"],
-    summary="A case's status and referrals (operator, coordinator)",
+    summary="A case's status and referrals (operator, coordinator; of a district served)",
 )
 async def read_case(
     case_id: CaseIdPath,
-    _: Annotated[Principal, Depends(require(Role.OPERATOR, Role.COORDINATOR))],
+    principal: Annotated[Principal, Depends(require(Role.OPERATOR, Role.COORDINATOR))],
     runtime: Runtime,
 ) -> dict[str, Any]:
     async with runtime.pool.acquire() as conn:
-        status = await store.case_status(conn, case_id)
+        status = await store.case_status(conn, case_id, principal.district_filter)
     if status is None:
         raise HTTPException(404, f"kasus tidak ada / no case {case_id}")
     return status
@@ -224,15 +228,16 @@ async def disclose(
     response_model=list[DisclosureLogEntry],
     responses=_problems(401, 403, 404),
     tags=["partners"],
-    summary="The access log of a case: who read which fields, why (auditor, coordinator)",
+    summary="The access log of a case: who read which fields, why (auditor, coordinator; of "
+    "a district served)",
 )
 async def disclosure_log(
     case_id: CaseIdPath,
-    _: Annotated[Principal, Depends(require(Role.AUDITOR, Role.COORDINATOR))],
+    principal: Annotated[Principal, Depends(require(Role.AUDITOR, Role.COORDINATOR))],
     runtime: Runtime,
 ) -> list[dict[str, Any]]:
     async with runtime.pool.acquire() as conn:
-        if await store.case_status(conn, case_id) is None:
+        if not await store.case_exists(conn, case_id, principal.district_filter):
             raise HTTPException(404, f"kasus tidak ada / no case {case_id}")
         return await store.disclosures_of(conn, case_id)
 
@@ -242,7 +247,7 @@ async def disclosure_log(
     response_model=Erasure,
     responses=_problems(401, 403, 404, 413, 415),
     tags=["reports"],
-    summary="Crypto-shred a case's identifying data (coordinator)",
+    summary="Crypto-shred a case's identifying data (coordinator; of a district served)",
 )
 async def erase(
     case_id: CaseIdPath,
@@ -251,7 +256,9 @@ async def erase(
     runtime: Runtime,
 ) -> Erasure:
     async with runtime.pool.acquire() as conn, conn.transaction():
-        exists, erased_at = await store.lock_case_for_erasure(conn, case_id)
+        exists, erased_at = await store.lock_case_for_erasure(
+            conn, case_id, principal.district_filter
+        )
         if not exists:
             raise HTTPException(404, f"kasus tidak ada / no case {case_id}")
         if erased_at is not None:

@@ -149,12 +149,22 @@ async def route_by_hand(
 
 
 async def close_case(
-    conn: Connection, case_id: str, closed_by: str, reason: str, *, clock: Clock
+    conn: Connection,
+    case_id: str,
+    closed_by: str,
+    reason: str,
+    *,
+    clock: Clock,
+    districts: list[str] | None,
 ) -> bool:
-    """Close a case whose referrals are all settled; False if it was closed already."""
-    case = await store.lock_case(conn, case_id)
+    """Close a case whose referrals are all settled; False if it was closed already.
+    CaseNotFound also for a case outside ``districts`` (None: every district), before its
+    referrals are looked at: whether it has open ones is not told either."""
+    case = await store.lock_case(conn, case_id, districts)
     if case is None:
-        return await _close_unrouted(conn, case_id, closed_by, reason, clock=clock)
+        return await _close_unrouted(
+            conn, case_id, closed_by, reason, clock=clock, districts=districts
+        )
     if case.closed_at is not None:
         return False
     still_open = case.open_referrals()
@@ -168,13 +178,25 @@ async def close_case(
 
 
 async def _close_unrouted(
-    conn: Connection, case_id: str, closed_by: str, reason: str, *, clock: Clock
+    conn: Connection,
+    case_id: str,
+    closed_by: str,
+    reason: str,
+    *,
+    clock: Clock,
+    districts: list[str] | None,
 ) -> bool:
-    """Close a case routing could not route (it has no referrals): it leaves the list."""
+    """Close a case routing could not route (it has no referrals): it leaves the list.
+    CaseNotFound for one outside ``districts``, and for one routed since (it is a routed
+    case, which the caller did not find in its districts)."""
     unrouted = await store.lock_unrouted(conn, case_id)
-    if unrouted is None:
+    if (
+        unrouted is None
+        or unrouted.resolution == "routed"
+        or (districts is not None and unrouted.district_code not in districts)
+    ):
         raise CaseNotFound(case_id)
-    if unrouted.resolution is not None:
+    if unrouted.resolution == "closed":
         return False
     now = clock()
     await store.resolve_unrouted(conn, case_id, resolution="closed", by=closed_by, at=now)
