@@ -9,7 +9,7 @@ from routing.decide import Decision, decide
 from routing.events import case_closed, routing_events
 from routing.lifecycle import StoredReferral
 from routing.sops import SopsInForce
-from rujuk_contracts.events import CaseReported
+from rujuk_contracts.events import CaseReported, CloseReason
 from rujuk_runtime.consumer import Rejected
 from rujuk_runtime.db import Connection
 from rujuk_runtime.logs import get_logger
@@ -60,9 +60,16 @@ async def route_case(
 
 
 async def close_case(
-    conn: Connection, case_id: str, closed_by: str, reason: str, *, clock: Clock
+    conn: Connection,
+    case_id: str,
+    closed_by: str,
+    reason: CloseReason,
+    *,
+    note_ref: str | None = None,
+    clock: Clock,
 ) -> bool:
-    """Close a case whose referrals are all settled; False if it was closed already."""
+    """Close a case whose referrals are all settled; False if it was closed already. The
+    coordinator's own words, if any, are a note at intake that ``note_ref`` names."""
     case = await store.lock_case(conn, case_id)
     if case is None:
         raise CaseNotFound(case_id)
@@ -73,6 +80,7 @@ async def close_case(
         raise CaseHasOpenReferrals(case_id, still_open)
     now = clock()
     await store.close_case(conn, case_id, closed_at=now, closed_by=closed_by, reason=reason)
-    await add_to_outbox(conn, case_closed(case_id, closed_by, reason, now, current_traceparent()))
+    closed = case_closed(case_id, closed_by, reason, note_ref, now, current_traceparent())
+    await add_to_outbox(conn, closed)
     log.info("case closed", case_id=case_id, closed_by=closed_by)
     return True

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from routing import cases, store
 from routing.cases import CaseHasOpenReferrals, CaseNotFound
@@ -22,7 +22,7 @@ from routing.settings import RoutingSettings
 from routing.sop import SopError
 from routing.sops import SopConflict, SopsInForce
 from routing.stats import Period, ReferralPage, Stats, period_bounds, render_csv, stats_of
-from rujuk_contracts.events import CASE_ID_PATTERN
+from rujuk_contracts.events import CASE_ID_PATTERN, CloseReason, NoteRef
 from rujuk_contracts.subjects import AGENCY_ID_PATTERN
 from rujuk_runtime.access import Principal, Role, require
 from rujuk_runtime.problems import documented
@@ -48,11 +48,15 @@ anyone_signed_in = Depends(require(*Role))
 
 
 class CloseRequest(BaseModel):
-    reason: str = Field(
-        default="every referral completed or cancelled",
-        min_length=1,
-        max_length=200,
-        description="Why the case is closed; no identifying data",
+    model_config = ConfigDict(extra="forbid")
+
+    reason: CloseReason = Field(
+        default=CloseReason.SERVICES_COMPLETED, description="Why the case is closed, a code"
+    )
+    note_ref: NoteRef | None = Field(
+        default=None,
+        description="The coordinator's own words, if any: a close_note written at intake "
+        "(POST /v1/cases/{case_id}/notes), named by its id. Free text never comes here.",
     )
 
 
@@ -154,17 +158,20 @@ async def close_case(
     clock: Now,
 ) -> dict[str, Any]:
     """Close a case once every referral is completed or cancelled (409 names the open
-    ones; coordinator); publishes CaseClosed. Optional JSON body: ``{"reason": "..."}``."""
+    ones; coordinator); publishes CaseClosed. Optional JSON body: ``{"reason": "<CloseReason
+    code>", "note_ref": "note-…"}`` (reason defaults to services_completed)."""
     raw = await request.body()
     try:
-        reason = CloseRequest.model_validate_json(raw or b"{}").reason
+        body = CloseRequest.model_validate_json(raw or b"{}")
     except ValidationError as exc:
         problems = [{"field": ".".join(map(str, e["loc"])), "problem": e["msg"]}
                     for e in exc.errors()]  # fmt: skip
         raise HTTPException(422, problems) from exc
     try:
         async with runtime.pool.acquire() as conn, conn.transaction():
-            closed = await cases.close_case(conn, case_id, _actor(principal), reason, clock=clock)
+            closed = await cases.close_case(
+                conn, case_id, _actor(principal), body.reason, note_ref=body.note_ref, clock=clock
+            )
     except CaseNotFound as exc:
         raise HTTPException(404, f"kasus tidak ada / no case {case_id}") from exc
     except CaseHasOpenReferrals as exc:

@@ -19,7 +19,7 @@ from routing.lifecycle import (
     StoredReferral,
 )
 from routing.stats import StatsRows
-from rujuk_contracts.events import Priority, Service
+from rujuk_contracts.events import CloseReason, Priority, Service
 from rujuk_runtime.db import Connection, columns
 
 _REFERRAL_COLUMNS = (
@@ -304,14 +304,14 @@ async def lock_case(conn: Connection, case_id: str) -> StoredCase | None:
 
 
 async def close_case(
-    conn: Connection, case_id: str, *, closed_at: datetime, closed_by: str, reason: str
+    conn: Connection, case_id: str, *, closed_at: datetime, closed_by: str, reason: CloseReason
 ) -> None:
     await conn.execute(
         "UPDATE cases SET closed_at = $2, closed_by = $3, close_reason = $4 WHERE case_id = $1",
         case_id,
         closed_at,
         closed_by,
-        reason,
+        reason.value,
     )
 
 
