@@ -9,7 +9,7 @@ VENV := .venv
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_PYTHON := $(shell command -v $(PYTHON))
 
-.PHONY: demo test up lint typecheck format clean schemas chromium promtool
+.PHONY: demo test up lint typecheck format clean schemas chromium promtool amtool
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -32,7 +32,7 @@ lint: $(VENV)/.synced
 typecheck: $(VENV)/.synced
 	$(VENV)/bin/mypy contracts/src runtime/src services/intake/src services/routing/src services/notify/src services/audit/src services/console/src src
 
-test: lint typecheck chromium promtool
+test: lint typecheck chromium promtool amtool
 	$(VENV)/bin/pytest
 
 # The console's browser tests drive Debian's chromium (never a browser Playwright downloads).
@@ -49,6 +49,17 @@ promtool:
 	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 		&& apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
 		|| echo "no promtool and it cannot be installed here: alert rule tests will not run"
+
+# amtool checks the Alertmanager configuration compose renders; taken out of Debian's
+# prometheus-alertmanager package into .tools/ (never installed: no daemon is set up).
+amtool:
+	@command -v amtool >/dev/null || test -x .tools/amtool || { command -v apt-get >/dev/null \
+		&& rm -rf .tools/deb && mkdir -p .tools/deb && cd .tools/deb \
+		&& { apt-get download -qq prometheus-alertmanager 2>/dev/null || { [ "$$(id -u)" = 0 ] \
+			&& apt-get update -qq && apt-get download -qq prometheus-alertmanager 2>/dev/null; }; } \
+		&& dpkg-deb -x prometheus-alertmanager_*.deb extracted && cp extracted/usr/bin/amtool ../amtool \
+		&& cd .. && rm -rf deb; } \
+		|| echo "no amtool and it cannot be fetched here: the Alertmanager configuration test will not run"
 
 format: $(VENV)/.synced
 	$(VENV)/bin/ruff format .

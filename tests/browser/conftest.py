@@ -1,6 +1,7 @@
 """Browser tests drive Debian's Chromium (/usr/bin/chromium) through Playwright; nothing
 downloads a browser. Without it they are skipped, and the run's summary says plainly that
-they did not run (a skip is never a pass)."""
+they did not run (a skip is never a pass). Tests here that speak to the console over plain
+HTTP (no ``browser`` fixture) run either way, on the same package-scoped stack."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -26,7 +27,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if CHROMIUM.exists():
         return
     for item in items:
-        if Path(str(item.fspath)).parent == Path(__file__).parent:
+        in_here = Path(str(item.fspath)).parent == Path(__file__).parent
+        if in_here and "browser" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.skip(reason=NOT_RUN))
 
 

@@ -90,7 +90,7 @@ async def file_report(journey: Journey, page: Page) -> str:
     await page.wait_for_selector("form.report")
     await journey.record(page, "operator-form")
     await page.select_option("#f-channel", "hotline")
-    await page.fill("#f-district-code", "3514")
+    await page.select_option("#f-district-code", "3514")  # a province operator chooses
     await page.fill("#f-kecamatan", "Bangil")
     await page.fill("#f-village", "Desa Contoh (SAMPLE)")
     await page.fill("#f-victim-name", VICTIM)

@@ -50,9 +50,8 @@ async def rujuk_token(stack: Stack, *args: str) -> tuple[str, str]:
 
 async def create_token(stack: Stack, role: str, agency: str | None = None) -> tuple[str, str]:
     """(token_id, secret) of a token `rujuk token create` made, once routing knows it too."""
-    secret, said = await rujuk_token(
-        stack, "create", "--role", role, *(["--agency", agency] if agency else [])
-    )
+    binding = ["--agency", agency] if agency else ["--province"]
+    secret, said = await rujuk_token(stack, "create", "--role", role, *binding)
     token_id = said.split("token_id:", 1)[1].split()[0]
     await until_routing_knows(stack, secret)
     return token_id, secret

@@ -1,5 +1,6 @@
 """The console's session store on a real PostgreSQL (schema ``console``), and the dict the page
-tests use in its place held to the same specification; two console replicas sharing one."""
+tests use in its place held to the same specification; two console replicas sharing one; the
+migration that made sessions keep the districts their token serves."""
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from console.session import (
 )
 from console.signins import SessionRecords, SignIns
 from console.store import PostgresSessions, SessionsUnavailable
+from rujuk_runtime.db import migrate
 from tests.fake_sessions import MemorySessions
 
 pytestmark = pytest.mark.integration
@@ -61,6 +63,14 @@ async def test_a_session_is_found_by_its_key_as_it_was_kept(records: SessionReco
     coordinator = record("tok-co", role="coordinator", agency_id=None)
     await records.add(coordinator)
     assert await records.find(coordinator.key) == coordinator
+    two_districts = record(
+        "tok-co2", role="coordinator", agency_id=None, districts=("3513", "3514")
+    )
+    await records.add(two_districts)
+    found = await records.find(two_districts.key)
+    assert found == two_districts
+    assert found is not None
+    assert found.districts == ("3513", "3514")
 
 
 async def test_a_session_ends_once_with_its_first_reason(records: SessionRecords) -> None:
@@ -148,6 +158,7 @@ async def test_the_table_holds_neither_session_ids_nor_tokens(
         "expires_at",
         "ended_at",
         "ended_reason",
+        "districts",
     ]
     assert "rujuk_secret_of_the_partner" not in dump
     assert cookie.session_id not in dump
@@ -193,3 +204,28 @@ async def test_a_database_that_stops_answering_is_said_plainly(
     with pytest.raises(SessionsUnavailable):
         await postgres.find(session_key(new_session_id()))
     assert not await postgres.healthy()
+
+
+async def test_sessions_open_before_they_kept_districts_end_at_the_migration(
+    database_url: str,
+) -> None:
+    """Their NULL would read as "province level": those people sign in again instead."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(  # the schema as it was before 0002
+            "ALTER TABLE console.sessions DROP COLUMN districts; DELETE FROM "
+            "console.schema_migrations WHERE version = 'console/0002_session_districts.sql'"
+        )
+        insert = (
+            "INSERT INTO console.sessions (id_sha256, token_id, role, agency_id, created_at, "
+            "expires_at, ended_at, ended_reason) "
+            "VALUES ($1, $2, 'coordinator', NULL, $3, $4, $5, $6)"
+        )
+        still_open, ended = session_key("open"), session_key("ended")
+        await conn.execute(insert, still_open, "tok-1", NOW, NOW + HOURS, None, None)
+        await conn.execute(insert, ended, "tok-2", NOW, NOW + HOURS, NOW, "signed_out")
+        assert await migrate(conn, "console") == ["console/0002_session_districts.sql"]
+        kept = await conn.fetch("SELECT id_sha256, districts FROM console.sessions")
+    finally:
+        await conn.close()
+    assert [(row["id_sha256"], row["districts"]) for row in kept] == [(ended, None)]

@@ -30,6 +30,7 @@ from rujuk_contracts.events import CaseReported, DeclineReason, ReferralDeclined
 from rujuk_runtime.bus import DLQ_REASON_HEADER
 from rujuk_runtime.nats_auth import NatsKeyring
 from rujuk_runtime.roles import DatabaseRoles, database_name
+from tests import named_metrics
 from tests.conftest import fresh_database, remove_streams
 from tests.integration.access_support import eventually
 from tests.integration.test_free_text import readable_rows
@@ -146,6 +147,32 @@ async def test_every_event_of_every_case_is_in_the_ledger_once_and_it_verifies(
     verdict = await verify_ledger(running.stack.database_url)
     assert verdict.ok, verdict.failure
     assert verdict.entries >= sum(2 for _ in running.case_ids)
+
+
+async def test_every_metric_an_alert_or_dashboard_reads_is_one_a_service_exports(
+    running: Running,
+) -> None:
+    """deploy/prometheus's rules and deploy/grafana's dashboards query only metrics that the
+    services, started as `rujuk up` starts them, expose at /metrics: a renamed or dropped
+    metric would leave an alert that can never fire or a panel that stays empty."""
+    for case_id in running.case_ids:
+        await wait_until_delivered(running, case_id)
+    exported: set[str] = set(named_metrics.PROMETHEUS_OWN)
+    for name in ("intake", "routing", "notify", "audit"):
+        response = await running.client.get(f"{running.stack.services[name].url}/metrics")
+        assert response.status_code == 200, name
+        exported |= named_metrics.exposed_names(response.text)
+    queried = {
+        **{f"rule {k}": v for k, v in named_metrics.rule_expressions().items()},
+        **{f"dashboard {k}": v for k, v in named_metrics.dashboard_expressions().items()},
+    }
+    missing = {
+        where: sorted(named_metrics.names_in(expression) - exported)
+        for where, expression in queried.items()
+        if named_metrics.names_in(expression) - exported
+    }
+    assert missing == {}
+    assert len(queried) > 20
 
 
 async def test_each_service_connects_to_postgresql_as_its_own_role(running: Running) -> None:

@@ -250,6 +250,8 @@ def test_parent_links_follow_the_hand_offs(observed: Observed) -> None:
     for span in delivered:
         chain = ancestors(span)
         assert chain.index("rujuk-routing") < chain.index("rujuk-intake")
+        # a send hangs under notify's handling of that referral's request
+        assert spans[span.parent_id].name == "notify handle id.rujuk.referral.requested.v1"
     audited = [s for s in spans.values() if s.service == "rujuk-audit"]
     assert audited
     assert all(ancestors(s) for s in audited), "every audit append hangs under its producer"

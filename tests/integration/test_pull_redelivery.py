@@ -100,14 +100,21 @@ async def test_a_message_worked_on_longer_than_ack_wait_is_not_redelivered(
     await worker.start(js)
     await js.publish(SUBJECT, b"lambat")
     try:
+        while not deliveries:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(ACK_WAIT)
+        held = worker.oldest_unacked_age()  # what rujuk_consumer_oldest_unacked_age_seconds shows
         await asyncio.wait_for(done.wait(), ACK_WAIT * 6)
         await asyncio.sleep(ACK_WAIT + 1)  # a redelivery would have come by now
         info = await js.consumer_info(subjects.EVENTS_STREAM, "uji-redelivery")
+        after = worker.oldest_unacked_age()
     finally:
         await worker.stop()
     assert deliveries == [b"lambat"]
     assert info.num_redelivered == 0
     assert (info.num_ack_pending, info.num_pending) == (0, 0)
+    assert ACK_WAIT <= held < ACK_WAIT * 3
+    assert after == 0.0
 
 
 async def test_a_consumer_made_with_a_longer_ack_wait_takes_the_current_one(

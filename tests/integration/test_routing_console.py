@@ -250,7 +250,12 @@ async def test_bad_referral_queries_get_a_422_naming_the_parameter(
 
 
 EXPECTED_APRIL = {
-    "period": {"from": "2026-03-01", "to": "2026-04-30", "timezone": "Asia/Jakarta"},
+    "period": {
+        "from": "2026-03-01",
+        "to": "2026-04-30",
+        "timezone": "Asia/Jakarta",
+        "districts": None,  # a province-level token: every district
+    },
     "cases_total": 3,
     "cases_by_violence_type": [
         {"violence_type": "physical", "cases": 2},
@@ -315,6 +320,7 @@ async def test_the_csv_holds_the_same_figures_as_the_json(console: Console) -> N
         return row["value"]
 
     assert value("period", "from") == stats["period"]["from"]
+    assert value("period", "districts") == "all"
     assert int(value("cases", "cases")) == stats["cases_total"]
     for item in stats["cases_by_violence_type"]:
         assert int(value("cases_by_violence_type", "cases", item["violence_type"])) == item["cases"]
@@ -332,7 +338,7 @@ async def test_the_csv_holds_the_same_figures_as_the_json(console: Console) -> N
     assert int(value("escalations", "escalations")) == stats["escalations_total"]
     for item in stats["escalations_by_reason"]:
         assert int(value("escalations_by_reason", "escalations", item["reason"])) == 1
-    assert len(rows) == 3 + 1 + 2 + 2 + 6 + 4 + 3 + 1 + 1  # those, and nothing else
+    assert len(rows) == 4 + 1 + 2 + 2 + 6 + 4 + 3 + 1 + 1  # those, and nothing else
 
 
 @pytest.mark.parametrize(

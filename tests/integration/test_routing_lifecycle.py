@@ -262,7 +262,9 @@ async def test_a_published_version_applies_to_new_cases_and_referrals_in_flight_
 ) -> None:
     await handle(routing, pool, adult_case())
     async with pool.acquire() as conn, conn.transaction():
-        published = await routing.sops.publish_sop(conn, sop_version_2(), "test", routing.clock)
+        published = await routing.sops.publish_sop(
+            conn, sop_version_2(), "test", routing.clock, districts=None
+        )
     assert (published.sop.version, published.created) == (2, True)
 
     await handle(routing, pool, adult_case("3514-BB12CD34EF"))
@@ -291,7 +293,7 @@ async def test_a_broken_or_stale_sop_is_refused_and_the_version_in_force_stays(
     async with pool.acquire() as conn:
         with pytest.raises(SopError) as caught:
             async with conn.transaction():
-                await routing.sops.publish_sop(conn, broken, "test", routing.clock)
+                await routing.sops.publish_sop(conn, broken, "test", routing.clock, districts=None)
         assert any(
             "agency 'nowhere-agency' is not in the directory" in str(i) for i in caught.value.issues
         )
@@ -299,17 +301,25 @@ async def test_a_broken_or_stale_sop_is_refused_and_the_version_in_force_stays(
         with pytest.raises(SopConflict, match="SOP 3514 v1 is in force: publish a version above 1"):
             async with conn.transaction():
                 await routing.sops.publish_sop(
-                    conn, SOP_3514.replace("Sakera", "Sakera (x)"), "t", routing.clock
+                    conn,
+                    SOP_3514.replace("Sakera", "Sakera (x)"),
+                    "t",
+                    routing.clock,
+                    districts=None,
                 )
         async with conn.transaction():
-            await routing.sops.publish_sop(conn, sop_version_2(), "test", routing.clock)
+            await routing.sops.publish_sop(
+                conn, sop_version_2(), "test", routing.clock, districts=None
+            )
         async with conn.transaction():
-            again = await routing.sops.publish_sop(conn, sop_version_2(), "test", routing.clock)
+            again = await routing.sops.publish_sop(
+                conn, sop_version_2(), "test", routing.clock, districts=None
+            )
         assert not again.created
         with pytest.raises(SopConflict, match="already published with other content"):
             async with conn.transaction():
                 await routing.sops.publish_sop(
-                    conn, sop_version_2("rsud-bangil"), "test", routing.clock
+                    conn, sop_version_2("rsud-bangil"), "test", routing.clock, districts=None
                 )
         assert await conn.fetchval("SELECT count(*) FROM sops") == 1
         assert (await routing.sops.sop_in_force(conn, "3514")).version == 2
@@ -324,16 +334,22 @@ async def test_a_case_closes_only_when_every_referral_is_settled(
     async with pool.acquire() as conn:
         with pytest.raises(CaseHasOpenReferrals) as caught:
             async with conn.transaction():
-                await close_case(conn, CASE_ID, "coordinator", "done", clock=routing.clock)
+                await close_case(
+                    conn, CASE_ID, "coordinator", "done", clock=routing.clock, districts=None
+                )
     assert [r.referral_id for r in caught.value.open_referrals] == [MANAGER, f"{COUNSELLING}-e1"]
     assert "3514-AB12CD34EF-01 (uptppa-pasuruan, requested)" in str(caught.value)
     for referral_id in (MANAGER, f"{COUNSELLING}-e1"):
         for kind in (ReferralAcknowledged, ReferralAccepted, ReferralCompleted):
             await handle(routing, pool, reply(kind, referral_id, "uptppa-pasuruan"))
     async with pool.acquire() as conn, conn.transaction():
-        assert await close_case(conn, CASE_ID, "coordinator", "done", clock=routing.clock)
+        assert await close_case(
+            conn, CASE_ID, "coordinator", "done", clock=routing.clock, districts=None
+        )
     async with pool.acquire() as conn, conn.transaction():
-        assert not await close_case(conn, CASE_ID, "coordinator", "done", clock=routing.clock)
+        assert not await close_case(
+            conn, CASE_ID, "coordinator", "done", clock=routing.clock, districts=None
+        )
     closed = [p for p in await staged(pool) if isinstance(p, CaseClosed)]
     assert [(c.case_id, c.closed_by, c.reason) for c in closed] == [
         (CASE_ID, "coordinator", "done")

@@ -482,6 +482,17 @@ class FakeServices:
             "pt": ("partner", "pkm-bangil"),
             "co": ("coordinator", None),
             "au": ("auditor", None),
+            "op14": ("operator", None),
+            "co14": ("coordinator", None),
+            "co2": ("coordinator", None),
+            "au14": ("auditor", None),
+        }
+        # The districts each token serves; a token not named here is province level.
+        self.districts: dict[str, list[str]] = {
+            "op14": ["3514"],
+            "co14": ["3514"],
+            "co2": ["3513", "3514"],
+            "au14": ["3514"],
         }
         self.routes: dict[tuple[str, str, str], Handler] = {}
 
@@ -496,8 +507,17 @@ class FakeServices:
                 return route(request)
             if (service, request.url.path) == ("intake", "/v1/whoami"):
                 role, agency = self.tokens[token]
+                districts = self.districts.get(token)
+                scope = f"agency:{agency}" if agency else ",".join(districts or ["province"])
                 return httpx.Response(
-                    200, json={"token_id": f"tok-{token}", "role": role, "agency_id": agency}
+                    200,
+                    json={
+                        "token_id": f"tok-{token}",
+                        "role": role,
+                        "agency_id": agency,
+                        "districts": None if agency else districts,
+                        "scope": scope,
+                    },
                 )
             return httpx.Response(404, json={"detail": f"no {request.url.path}"})
 
@@ -991,6 +1011,200 @@ def test_the_coordinator_sees_open_referrals_charts_and_a_csv(
     assert "attachment" in csv.headers["content-disposition"]
 
 
+# --- the districts a token serves ----------------------------------------------------------
+
+SOPS_IN_FORCE = {
+    "in_force": {
+        "3513": {"sop_id": "sop-3513", "version": 1, "name": "CONTOH", "rules": []},
+        "3514": {"sop_id": "sop-3514", "version": 1, "name": "CONTOH", "rules": []},
+    },
+    "refused_files": [],
+}
+
+
+def scope_shown(page: httpx.Response) -> str:
+    """What the header says the signed-in token serves."""
+    found = re.search(r'<span class="scope">([^<]*)</span>', page.text)
+    assert found, "no scope in the header"
+    return found.group(1)
+
+
+def options(page: httpx.Response, select_id: str) -> list[tuple[str, bool]]:
+    """(value, selected) of each option of one select."""
+    select = re.search(rf'<select id="{select_id}"[^>]*>(.*?)</select>', page.text, re.S)
+    assert select, f"no select #{select_id}"
+    return [
+        (value, bool(selected))
+        for value, selected in re.findall(r'<option value="([^"]*)"( selected)?>', select.group(1))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("token", "home", "shown"),
+    [
+        ("co14", "/coordinator", "Kab. Pasuruan (3514)"),
+        ("co2", "/coordinator", "Kab. Probolinggo (3513), Kab. Pasuruan (3514)"),
+        ("co", "/coordinator", "Provinsi (semua kabupaten)"),
+        ("op14", "/reports/new", "Kab. Pasuruan (3514)"),
+        ("au14", "/audit", "Kab. Pasuruan (3514)"),
+    ],
+)
+def test_the_header_names_the_districts_the_token_serves_as_the_session_keeps_them(
+    client: TestClient,
+    fake: FakeServices,
+    sessions: MemorySessions,
+    token: str,
+    home: str,
+    shown: str,
+) -> None:
+    fake.answer("routing", "GET", "/v1/stats", 200, json=STATS)
+    fake.answer("routing", "GET", "/v1/referrals", 200, json={"referrals": []})
+    sign_in(client, token)
+    (record,) = sessions.rows.values()
+    listed = fake.districts.get(token)
+    assert record.districts == (None if listed is None else tuple(listed))
+    page = client.get(home)
+    assert page.status_code == 200
+    assert scope_shown(page) == shown
+    calls = len(fake.calls)
+    assert scope_shown(client.get("/cases")) == shown  # from the session: intake not asked
+    assert len(fake.calls) == calls
+
+
+def test_a_district_without_a_name_shows_its_code_and_english_names_them_too(
+    client: TestClient, fake: FakeServices
+) -> None:
+    fake.tokens["co-far"] = ("coordinator", None)
+    fake.districts["co-far"] = ["3514", "3599"]
+    sign_in(client, "co-far")
+    assert scope_shown(client.get("/audit")) == "Kab. Pasuruan (3514), 3599"
+    english = client.get("/lang?to=en&next=/audit")
+    assert scope_shown(english) == "Pasuruan Regency (3514), 3599"
+    sign_in(client, "pt")
+    partner = client.get(f"/cases/{CASE_ID}/details")
+    assert "pkm-bangil" in partner.text
+    assert 'class="scope"' not in partner.text
+
+
+def test_the_report_form_offers_only_the_operators_districts(
+    client: TestClient, fake: FakeServices
+) -> None:
+    fake.answer("routing", "GET", "/v1/sops", 200, json=SOPS_IN_FORCE)
+    sign_in(client, "op14")
+    form_page = client.get("/reports/new")
+    assert options(form_page, "f-district-code") == [("3514", True)]
+    assert "Kab. Pasuruan (3514)" in form_page.text
+    assert fake.sent("routing", "/v1/sops") == []  # the token's own: nothing to ask
+
+    sign_in(client, "op")  # province level: every district with an SOP in force
+    form_page = client.get("/reports/new")
+    assert options(form_page, "f-district-code") == [
+        ("", False),
+        ("3513", False),
+        ("3514", False),
+    ]
+    (asked,) = fake.sent("routing", "/v1/sops")
+    assert asked.headers["authorization"] == "Bearer op"
+
+
+def test_without_routings_sops_a_province_operator_types_the_district(
+    client: TestClient, fake: FakeServices
+) -> None:
+    fake.answer("routing", "GET", "/v1/sops", 503, text="down")
+    sign_in(client, "op")
+    form_page = client.get("/reports/new")
+    assert form_page.status_code == 200
+    assert re.search(r'<input id="f-district-code" name="district_code"', form_page.text)
+
+
+def test_intake_refusing_a_district_shows_beside_the_district_choice(
+    client: TestClient, fake: FakeServices
+) -> None:
+    refusal = "kabupaten 3513 tidak Anda layani / you do not serve district 3513"
+    fake.answer(
+        "intake",
+        "POST",
+        "/v1/reports",
+        422,
+        json={"detail": [{"field": "district_code", "problem": refusal}]},
+    )
+    sign_in(client, "op14")
+    page = client.post("/reports", data={"channel": "hotline", "district_code": "3513"})
+    assert page.status_code == 422
+    select = page.text.index('<select id="f-district-code"')
+    problem = page.text.index(refusal)
+    assert 0 < problem - select < 800
+    assert 'aria-invalid="true" aria-describedby="p-district-code-1' in page.text[select:problem]
+    assert options(page, "f-district-code") == [("3514", True)]  # offered again, nothing else
+    (sent,) = fake.sent("intake", "/v1/reports")
+    assert json.loads(sent.content)["district_code"] == "3513"
+
+
+def test_a_coordinator_of_several_districts_narrows_every_figure_to_one(
+    client: TestClient, fake: FakeServices
+) -> None:
+    # Missed deadlines are listed one by one, with their referral ids.
+    in_3513 = _referral("r-3513", "urgent", 5, case_id="3513-ABCDEFGHJK", deadline_missed=True)
+    in_3514 = _referral("r-3514", "urgent", 5, deadline_missed=True)
+    fake.answer("routing", "GET", "/v1/referrals", 200, json={"referrals": [in_3513, in_3514]})
+    fake.answer("routing", "GET", "/v1/stats", 200, json=STATS)
+    fake.answer("routing", "GET", "/v1/stats.csv", 200, text="s\r\n")
+    sign_in(client, "co2")
+    everything = client.get("/coordinator")
+    assert options(everything, "district") == [("", True), ("3513", False), ("3514", False)]
+    assert "r-3513" in everything.text
+    assert "r-3514" in everything.text
+    assert "district" not in fake.sent("routing", "/v1/stats")[-1].url.params
+
+    narrowed = client.get("/coordinator?district=3513")
+    assert narrowed.status_code == 200
+    assert options(narrowed, "district") == [("", False), ("3513", True), ("3514", False)]
+    assert fake.sent("routing", "/v1/stats")[-1].url.params["district"] == "3513"
+    assert "r-3513" in narrowed.text
+    assert "r-3514" not in narrowed.text
+    assert 'hx-get="/coordinator/open?district=3513"' in narrowed.text
+    assert "stats.csv?from=" in narrowed.text
+    assert "&amp;district=3513" in narrowed.text
+    fragment = client.get("/coordinator/open?district=3514")
+    assert "r-3514" in fragment.text
+    assert "r-3513" not in fragment.text
+    client.get("/coordinator/stats.csv?district=3513")
+    assert fake.sent("routing", "/v1/stats.csv")[-1].url.params["district"] == "3513"
+    assert fake.sent("routing", "/v1/sops") == []  # its districts come with the session
+
+
+def test_a_single_district_coordinator_sees_its_name_and_no_other_district(
+    client: TestClient, fake: FakeServices
+) -> None:
+    fake.answer("routing", "GET", "/v1/referrals", 200, json={"referrals": []})
+    fake.answer("routing", "GET", "/v1/stats", 200, json=STATS)
+    sign_in(client, "co14")
+    page = client.get("/coordinator")
+    assert 'id="district"' not in page.text
+    assert '<p class="scope">Kabupaten: Kab. Pasuruan (3514)</p>' in page.text
+    asked_before = len(fake.calls)
+    for path in ("/coordinator", "/coordinator/open", "/coordinator/stats.csv"):
+        refused = client.get(f"{path}?district=3513")
+        assert refused.status_code == 403, path
+        assert "tidak melayani kabupaten 3513" in refused.text
+        assert client.get(f"{path}?district=35x4").status_code == 400, path
+        assert client.get(f"{path}?district=\u0663\u0665\u0661\u0664").status_code == 400
+    assert len(fake.calls) == asked_before  # refused before any service is asked
+
+
+def test_a_province_coordinator_chooses_among_the_districts_with_an_sop(
+    client: TestClient, fake: FakeServices
+) -> None:
+    fake.answer("routing", "GET", "/v1/referrals", 200, json={"referrals": []})
+    fake.answer("routing", "GET", "/v1/stats", 200, json=STATS)
+    fake.answer("routing", "GET", "/v1/sops", 200, json=SOPS_IN_FORCE)
+    sign_in(client, "co")
+    page = client.get("/coordinator?district=3514")
+    assert options(page, "district") == [("", False), ("3513", False), ("3514", True)]
+    assert '<p class="scope">Kabupaten: Kab. Pasuruan (3514)</p>' in page.text
+    assert fake.sent("routing", "/v1/stats")[-1].url.params["district"] == "3514"
+
+
 def test_the_coordinators_period_is_the_last_30_days_unless_asked_earlier_date_first() -> None:
     today = date(2026, 11, 30)
     assert period("", "", today) == ("2026-11-01", "2026-11-30")
@@ -1047,6 +1261,11 @@ def test_the_auditor_sees_the_timeline_the_verdict_and_the_bundle(
     bundle = client.get(f"/audit/cases/{CASE_ID}/bundle")
     assert bundle.content == b"{}"
     assert CASE_ID in bundle.headers["content-disposition"]
+    assert f'href="/audit/cases/{CASE_ID}/bundle"' in page.text
+    sign_in(client, "au14")  # audit exports bundles to province-level tokens only
+    district_page = client.get(f"/audit/cases/{CASE_ID}")
+    assert f'href="/audit/cases/{CASE_ID}/bundle"' not in district_page.text
+    assert "hanya untuk token tingkat provinsi" in district_page.text
 
 
 # --- the supervisor's crash-loop banner ----------------------------------------------------

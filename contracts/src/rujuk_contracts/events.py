@@ -79,6 +79,12 @@ class NoteKind(StrEnum):
     DISCLOSURE_NOTE = "disclosure_note"  # a partner's reading of details (case.details_disclosed)
 
 
+def district_of(case_id: CaseId) -> str:
+    """The district a case belongs to: a case id begins with its district's code
+    (``3514-…``), so every service can tell without a look-up."""
+    return case_id[:4]
+
+
 class Service(StrEnum):
     HEALTH = "health"
     POLICE = "police"

@@ -32,7 +32,7 @@ from rujuk_runtime.logs import get_logger
 from rujuk_runtime.messages import deliveries, message_id
 from rujuk_runtime.metrics import DEAD_LETTERED, EVENTS_CONSUMED, HANDLER_SECONDS
 from rujuk_runtime.outbox import counting_staged
-from rujuk_runtime.telemetry import batch_span, record_span, span_from
+from rujuk_runtime.telemetry import batch_span, handling_each, span_from
 
 log = get_logger(__name__)
 
@@ -222,24 +222,21 @@ class EventConsumer:
         handler = run[0].batch_handler
         assert handler is not None
         started = time.perf_counter()
+        spans: list[tuple[str, str, str | None, dict[str, str | int]]] = [
+            (f"{self.service} handle {item.event.type}", item.event.id, item.event.traceparent,
+             {"rujuk.case_id": item.event.subject or "", "rujuk.event_id": item.event.id,
+              "rujuk.event_type": item.event.type, "rujuk.batch_size": len(run)})
+            for item in run
+        ]  # fmt: skip
         try:
-            await handler(conn, [(item.event, item.payload) for item in run if item.payload])
+            with handling_each(spans):  # each event's span, open while the batch is handled
+                await handler(conn, [(item.event, item.payload) for item in run if item.payload])
         except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
             raise
         except Exception as exc:
             raise _EventFailed from exc
         share = (time.perf_counter() - started) / len(run)
-        for item in run:
-            event = item.event
-            record_span(
-                f"{self.service} handle {event.type}",
-                event.traceparent,
-                {"rujuk.case_id": event.subject or "", "rujuk.event_id": event.id,
-                 "rujuk.event_type": event.type, "rujuk.batch_size": len(run)},
-                time.time_ns() - int(share * 1e9),
-                time.time_ns(),
-            )  # fmt: skip
-            tally.append((event.type, "processed", share))
+        tally.extend((item.event.type, "processed", share) for item in run)
 
     def _count(self, tally: list[_Count]) -> None:
         for event_type, outcome, seconds in tally:

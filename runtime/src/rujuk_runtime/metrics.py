@@ -39,6 +39,16 @@ CONSUMER_REDELIVERED = Gauge(
     "Messages JetStream had to redeliver to this durable consumer",
     ["service", "durable"],
 )
+CONSUMER_OLDEST_UNACKED = Gauge(
+    "rujuk_consumer_oldest_unacked_age_seconds",
+    "Age of the oldest message this process took from the durable consumer and has not yet "
+    "acknowledged (0 when none is in hand)",
+    ["service", "durable"],
+)
+STREAM_MESSAGES = Gauge(
+    "rujuk_stream_messages", "Messages JetStream holds in the stream", ["stream"]
+)
+STREAM_BYTES = Gauge("rujuk_stream_bytes", "Bytes JetStream holds in the stream", ["stream"])
 OUTBOX_BACKLOG = Gauge(
     "rujuk_outbox_backlog", "Events committed but not yet acknowledged by JetStream", ["service"]
 )

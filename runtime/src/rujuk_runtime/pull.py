@@ -30,7 +30,14 @@ from nats.js.errors import ServiceUnavailableError
 
 from rujuk_runtime.bus import when_jetstream_answers
 from rujuk_runtime.logs import get_logger
-from rujuk_runtime.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING, CONSUMER_REDELIVERED
+from rujuk_runtime.metrics import (
+    CONSUMER_ACK_PENDING,
+    CONSUMER_OLDEST_UNACKED,
+    CONSUMER_PENDING,
+    CONSUMER_REDELIVERED,
+    STREAM_BYTES,
+    STREAM_MESSAGES,
+)
 from rujuk_runtime.tasks import cancel_and_wait
 
 log = get_logger(__name__)
@@ -155,15 +162,25 @@ class PullConsumer:
                     with contextlib.suppress(Exception):  # NATS away: ack_wait decides
                         await message.in_progress()
 
+    def oldest_unacked_age(self) -> float:
+        """Seconds since the oldest message in hand and not yet acknowledged was taken."""
+        held = [handed for message, handed in self._working.values() if not message.is_acked]
+        return time.monotonic() - min(held) if held else 0.0
+
     async def _report_state(self, js: JetStreamContext) -> None:
-        """Keep the consumer's pending and redelivered counts in the metrics."""
+        """Keep the consumer's pending, unacknowledged and redelivered counts, the age of the
+        oldest message in hand, and its stream's size in the metrics."""
         labels = (self.service, self.durable)
         while True:
+            CONSUMER_OLDEST_UNACKED.labels(*labels).set(self.oldest_unacked_age())
             try:
                 info = await js.consumer_info(self.stream, self.durable)
                 CONSUMER_PENDING.labels(*labels).set(info.num_pending or 0)
                 CONSUMER_ACK_PENDING.labels(*labels).set(info.num_ack_pending or 0)
                 CONSUMER_REDELIVERED.labels(*labels).set(info.num_redelivered or 0)
+                stream = await js.stream_info(self.stream)
+                STREAM_MESSAGES.labels(self.stream).set(stream.state.messages)
+                STREAM_BYTES.labels(self.stream).set(stream.state.bytes)
             except Exception as exc:  # NATS away for a moment: the next round will tell
                 log.debug("consumer info unavailable", durable=self.durable, error=str(exc))
             await asyncio.sleep(STATE_INTERVAL_SECONDS)

@@ -19,6 +19,7 @@ batch); what is done for one event goes in that event's trace.
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -194,6 +195,44 @@ def _ids(context: trace.SpanContext) -> dict[str, str]:
     if not context.is_valid:
         return {}
     return {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"}
+
+
+# The span of each event a batch handler is handling now, by event id (handling_each).
+_HANDLING: ContextVar[dict[str, Span]] = ContextVar("rujuk_handling", default={})  # noqa: B039
+
+
+@contextmanager
+def handling_each(
+    spans: Sequence[tuple[str, str, str | None, dict[str, str | int]]],
+) -> Iterator[None]:
+    """One span per event handled together in bulk (name, event id, its traceparent,
+    attributes), each in its event's trace, open while the block runs: work that follows
+    from one event (``handling_traceparent``) hangs under that event's handling."""
+    if not _recording:
+        yield
+        return
+    opened: dict[str, Span] = {}
+    for name, event_id, traceparent, attributes in spans:
+        context = _PROPAGATOR.extract({"traceparent": traceparent}) if traceparent else None
+        opened[event_id] = _TRACER.start_span(name, context=context, attributes=attributes)
+    token = _HANDLING.set(opened)
+    try:
+        yield
+    finally:
+        _HANDLING.reset(token)
+        for span in opened.values():
+            span.end()
+
+
+def handling_traceparent(event_id: str, default: str | None) -> str | None:
+    """The traceparent of this event's handling span (inside ``handling_each``), for what is
+    done later because of it; else ``default`` (the event's own)."""
+    span = _HANDLING.get().get(event_id)
+    if span is None:
+        return default
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
+    return carrier.get("traceparent", default)
 
 
 def record_span(

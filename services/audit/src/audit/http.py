@@ -1,6 +1,7 @@
 """Audit's HTTP door: a small read API for auditors and tools (case histories, bundles,
 verification, checkpoints, parked counts) and replays onto the bus. Every route takes an
-auditor's or the coordinator's token issued by intake."""
+auditor's or the coordinator's token issued by intake; a district-bound token reads only the
+cases of its districts, and another district's case answers as one that does not exist."""
 
 import base64
 import json
@@ -11,19 +12,25 @@ from fastapi import APIRouter, Depends, HTTPException, Path
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from audit import report, store
+from audit import report, scope, store
 from audit.bundle import BUNDLE_FORMAT
 from audit.export import bundle_text, export_bundle
 from audit.replay import ReplayRequestError, replay_to_bus
 from audit.verification import verify_connection
 from rujuk_contracts.envelope import SUBJECT_PATTERN
-from rujuk_runtime.access import Role, require
+from rujuk_runtime.access import Principal, Role, require
 from rujuk_runtime.problems import documented
 from rujuk_runtime.webapp import Runtime, from_app_state
 
 router = APIRouter()
 
 guarded = [Depends(require(Role.AUDITOR, Role.COORDINATOR))]
+Caller = Annotated[Principal, Depends(require(Role.AUDITOR, Role.COORDINATOR))]
+
+BUNDLE_NEEDS_PROVINCE = (
+    "bundel memuat entri kabupaten lain: hanya token tingkat provinsi / a bundle holds the "
+    "chain segment with other districts' entries: only a province-level token may export one"
+)
 
 
 PublicKey = Annotated[bytes | None, from_app_state("public_key")]
@@ -53,14 +60,17 @@ class ReplayRequest(BaseModel):
 
 @router.get(
     "/v1/cases/{case_id}/history",
-    dependencies=guarded,
     responses=documented(401, 403, 404),
     tags=["ledger"],
 )
-async def case_history(case_id: str, runtime: Runtime) -> dict[str, Any]:
-    """A case's entries in ledger order (as ``rujuk audit replay --format json``)."""
+async def case_history(case_id: str, runtime: Runtime, caller: Caller) -> dict[str, Any]:
+    """A case's entries in ledger order (as ``rujuk audit replay --format json``). A
+    district-bound token gets 404 for a case of another district, as for an unknown case."""
+    districts = caller.district_filter
+    if scope.hidden_case(districts, case_id):
+        raise HTTPException(404, report.no_history(case_id))
     async with runtime.pool.acquire() as conn:
-        entries = await store.case_entries(conn, case_id)
+        entries = await store.case_entries(conn, case_id, districts)
     if not entries:
         raise HTTPException(404, report.no_history(case_id))
     return report.history_document(case_id, report.history(entries))
@@ -68,7 +78,6 @@ async def case_history(case_id: str, runtime: Runtime) -> dict[str, Any]:
 
 @router.get(
     "/v1/cases/{case_id}/bundle",
-    dependencies=guarded,
     tags=["ledger"],
     response_class=Response,
     responses={
@@ -79,10 +88,18 @@ async def case_history(case_id: str, runtime: Runtime) -> dict[str, Any]:
 async def case_bundle(
     case_id: Annotated[str, Path(pattern=SUBJECT_PATTERN, description="A case id")],
     runtime: Runtime,
+    caller: Caller,
 ) -> Response:
     """The case's evidence bundle, as `rujuk audit export` writes it, as a download;
     check it offline with `rujuk audit verify-bundle FILE --public-key KEY`. Without a
-    signed checkpoint yet, the bundle cannot be verified (``checkpoint`` is null)."""
+    signed checkpoint yet, the bundle cannot be verified (``checkpoint`` is null).
+
+    Province-level tokens only (403 otherwise): the bundle holds other districts' entries.
+    A case of a district the token does not serve answers 404 first, as an unknown case."""
+    if scope.hidden_case(caller.district_filter, case_id):
+        raise HTTPException(404, report.no_history(case_id))
+    if not scope.may_export(caller.district_filter):
+        raise HTTPException(403, BUNDLE_NEEDS_PROVINCE)
     async with runtime.pool.acquire() as conn:
         document = await export_bundle(conn, case_id)
     if document is None:
@@ -101,7 +118,8 @@ async def case_bundle(
     tags=["ledger"],
 )
 async def verify(runtime: Runtime, public_key: PublicKey) -> JSONResponse:
-    """Verify the whole chain and every checkpoint; 200 if it holds, 409 naming the entry."""
+    """Verify the whole chain and every checkpoint; 200 if it holds, 409 naming the entry.
+    The same for every token: it names entries by seq and hash, never a case id."""
     async with runtime.pool.acquire() as conn:
         result = await verify_connection(conn, public_key=public_key)
     return JSONResponse(report.verify_document(result), 200 if result.ok else 409)
@@ -114,7 +132,8 @@ async def verify(runtime: Runtime, public_key: PublicKey) -> JSONResponse:
     tags=["ledger"],
 )
 async def latest_checkpoint(runtime: Runtime) -> dict[str, Any]:
-    """The newest signed checkpoint, with the public key stored beside it."""
+    """The newest signed checkpoint, with the public key stored beside it (the same for
+    every token: a seq, a hash and a signature, no case)."""
     async with runtime.pool.acquire() as conn:
         latest = await store.latest_checkpoint(conn)
     if latest is None:
@@ -126,7 +145,8 @@ async def latest_checkpoint(runtime: Runtime) -> dict[str, Any]:
 
 @router.get("/v1/parked", dependencies=guarded, responses=documented(401, 403), tags=["ledger"])
 async def parked(runtime: Runtime) -> dict[str, Any]:
-    """How many messages each service parked on the dead-letter queue."""
+    """How many messages each service parked on the dead-letter queue (counts only, the same
+    for every token)."""
     async with runtime.pool.acquire() as conn:
         counts = await store.parked_counts(conn)
     return {"total": sum(counts.values()), "by_service": counts}
@@ -134,13 +154,14 @@ async def parked(runtime: Runtime) -> dict[str, Any]:
 
 @router.post(
     "/v1/replays",
-    dependencies=guarded,
     responses=documented(401, 403),
     tags=["ledger"],
     status_code=202,
 )
-async def replays(request: ReplayRequest, runtime: Runtime) -> dict[str, Any]:
-    """Re-publish matching events in ledger order to ``rujuk.replay.<request_id>.…``."""
+async def replays(request: ReplayRequest, runtime: Runtime, caller: Caller) -> dict[str, Any]:
+    """Re-publish matching events in ledger order to ``rujuk.replay.<request_id>.…``. A
+    district-bound token's replay holds only its districts' entries (no ``token.*``); a case
+    of another district replays nothing, as an unknown case."""
     try:
         async with runtime.pool.acquire() as conn:
             result = await replay_to_bus(
@@ -150,6 +171,7 @@ async def replays(request: ReplayRequest, runtime: Runtime) -> dict[str, Any]:
                 since=request.since,
                 until=request.until,
                 request_id=request.request_id,
+                districts=caller.district_filter,
             )
     except ReplayRequestError as exc:
         raise HTTPException(422, str(exc)) from exc

@@ -2,6 +2,7 @@
 
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -56,11 +57,14 @@ async def replay_to_bus(
     since: datetime | None = None,
     until: datetime | None = None,
     request_id: str | None = None,
+    districts: Sequence[str] | None = None,
 ) -> ReplayResult:
     """Publish the selected entries' CloudEvents to ``rujuk.replay.<request_id>.…`` in order.
 
     The body is the CloudEvent as the ledger holds it (its RFC 8785 text); the message id is
     ``replay:<request_id>:<event_id>``, so retrying the same request publishes nothing twice.
+    With ``districts`` (a district-bound token's), only the entries of those districts are
+    selected (``audit.scope``): a case of another district replays like an unknown one, 0.
     """
     if case_id is None and since is None and until is None:
         raise ReplayRequestError("give a case id or a time range / beri nomor kasus atau rentang")
@@ -69,7 +73,9 @@ async def replay_to_bus(
     request_id = request_id or new_request_id()
     if not REQUEST_ID_PATTERN.fullmatch(request_id):
         raise ReplayRequestError("a request id is 1-64 letters, digits, '-' or '_'")
-    entries = await store.replay_selection(conn, case_id=case_id, since=since, until=until)
+    entries = await store.replay_selection(
+        conn, case_id=case_id, since=since, until=until, districts=districts
+    )
     for entry in entries:
         await js.publish(
             replay_subject(request_id, entry),

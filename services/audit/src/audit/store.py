@@ -11,9 +11,10 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from audit import chain
+from audit import chain, scope
 from audit.chain import Entry, Head, UnrepresentableEvent
 from rujuk_contracts.envelope import CloudEvent
+from rujuk_contracts.events import CASE_ID_PATTERN
 from rujuk_contracts.ledger import Checkpoint
 from rujuk_runtime.db import Connection, columns
 
@@ -87,12 +88,38 @@ def snapshot(conn: Connection) -> contextlib.AbstractAsyncContextManager[object]
     return conn.transaction(isolation="repeatable_read", readonly=True)
 
 
-async def case_entries(conn: Connection, case_id: str) -> list[Entry]:
-    """Every entry of one case, in ledger order."""
+def _in_scope(parameter: int) -> str:
+    """SQL keeping the entries of the districts in ``$parameter`` (text[]; NULL keeps every
+    entry), by the rule of ``audit.scope``: a case's by its id, an SOP's by its payload."""
+    districts = f"${parameter}::text[]"
+    case_types = " OR ".join(f"event_type LIKE '{prefix}%'" for prefix in scope.CASE_TYPE_PREFIXES)
+    payload_types = " OR ".join(
+        f"event_type LIKE '{prefix}%'" for prefix in scope.PAYLOAD_TYPE_PREFIXES
+    )
+    return (
+        f"({districts} IS NULL "
+        f"OR (({case_types}) AND case_id ~ '{CASE_ID_PATTERN}' "
+        f"AND left(case_id, 4) = ANY({districts})) "
+        f"OR (({payload_types}) AND event -> 'data' ->> 'district_code' = ANY({districts})))"
+    )
+
+
+_CASE_ENTRIES = (
+    f"SELECT {_COLUMNS} FROM ledger "  # noqa: S608
+    f"WHERE case_id = $1 AND {_in_scope(2)} ORDER BY seq"
+)
+
+
+async def case_entries(
+    conn: Connection, case_id: str, districts: Sequence[str] | None = None
+) -> list[Entry]:
+    """Every entry of one case (or other subject), in ledger order; with ``districts``, only
+    those of these districts (``audit.scope``)."""
     try:
         rows = await conn.fetch(
-            f"SELECT {_COLUMNS} FROM ledger WHERE case_id = $1 ORDER BY seq",  # noqa: S608
+            _CASE_ENTRIES,
             case_id,
+            None if districts is None else list(districts),
         )
     except asyncpg.UndefinedTableError as exc:
         raise LedgerMissing from exc
@@ -379,22 +406,30 @@ async def entries_between(conn: Connection, first_seq: int, last_seq: int) -> li
     return [_entry(row) for row in rows]
 
 
+_REPLAY_SELECTION = (
+    f"SELECT {_COLUMNS} FROM ledger "  # noqa: S608
+    "WHERE ($1::text IS NULL OR case_id = $1) "
+    "AND ($2::timestamptz IS NULL OR event_time >= $2) "
+    f"AND ($3::timestamptz IS NULL OR event_time < $3) AND {_in_scope(4)} ORDER BY seq"
+)
+
+
 async def replay_selection(
     conn: Connection,
     *,
     case_id: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    districts: Sequence[str] | None = None,
 ) -> list[Entry]:
-    """The entries a replay re-publishes: one case, and/or event times in [since, until)."""
+    """The entries a replay re-publishes: one case, and/or event times in [since, until);
+    with ``districts``, only those of these districts (``audit.scope``)."""
     rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM ledger "  # noqa: S608
-        "WHERE ($1::text IS NULL OR case_id = $1) "
-        "AND ($2::timestamptz IS NULL OR event_time >= $2) "
-        "AND ($3::timestamptz IS NULL OR event_time < $3) ORDER BY seq",
+        _REPLAY_SELECTION,
         case_id,
         since,
         until,
+        None if districts is None else list(districts),
     )
     return [_entry(row) for row in rows]
 

@@ -50,6 +50,7 @@ HOME = {
     "auditor": "/audit",
 }
 CASE_ID = re.compile(CASE_ID_PATTERN)
+DISTRICT_CODE = re.compile(r"[0-9]{4}")  # a BPS regency code, such as 3514
 REFERRAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 NOTE_MAX_CHARS = 1000  # what intake keeps of a note (POST /v1/cases/{case_id}/notes)
 TOKEN_SHAPE = re.compile(r"[\x21-\x7e]{1,512}")  # visible ASCII: what a bearer token can be
@@ -75,10 +76,11 @@ class RoleRefused(Exception):
 class PageProblem(Exception):
     """A page that cannot be shown, with a reason for a person and an HTTP status."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, **params: object) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.params = params
 
 
 # --- what a page needs, from app.state (set in bootstrap.py) --------------------------------
@@ -211,7 +213,7 @@ async def role_refused(request: Request, _: RoleRefused) -> Response:
 
 
 async def page_problem(request: Request, exc: PageProblem) -> Response:
-    return problem_page(request, exc.status, translator(request)(exc.message))
+    return problem_page(request, exc.status, translator(request)(exc.message, **exc.params))
 
 
 async def upstream_failed(request: Request, exc: UpstreamError) -> Response:
@@ -359,9 +361,13 @@ async def sign_in(
         return render(request, "signin.html", status=401, notice="", error="signin.bad_token")
     token_id, role = str(who["token_id"]), str(who["role"])
     agency_id = who.get("agency_id")
+    listed = who.get("districts")  # None: province level, or a partner
+    districts = [str(code) for code in listed] if isinstance(listed, list) else None
     # A new sign-in in this browser replaces its session: the old cookie opens nothing.
     await signins.sign_out(request.cookies.get(SESSION_COOKIE))
-    sealed = await signins.start(token, token_id, role, str(agency_id) if agency_id else None)
+    sealed = await signins.start(
+        token, token_id, role, str(agency_id) if agency_id else None, districts
+    )
     response = RedirectResponse(HOME[role], status_code=303)
     set_cookie(
         response,
@@ -371,7 +377,7 @@ async def sign_in(
         strict=True,
         secure=settings.secure_cookies,
     )
-    log.info("signed in", token_id=token_id, role=role)
+    log.info("signed in", token_id=token_id, role=role, districts=districts)
     return response
 
 
@@ -385,11 +391,44 @@ async def sign_out(request: Request, signins: SignInsDep) -> Response:
     return response
 
 
+# --- the districts a person serves -----------------------------------------------------------
+
+
+async def districts_served(upstreams: Upstreams, session: Session) -> tuple[str, ...]:
+    """The districts to offer: the token's own, or for a province-level one every district
+    with an SOP in force (routing's GET /v1/sops). Without routing's answer, none: the pages
+    then ask for a code as text, and intake and routing still decide."""
+    if session.districts is not None:
+        return session.districts
+    try:
+        return tuple(await upstreams.districts_in_force(session.token))
+    except SignInNeeded:
+        raise
+    except UpstreamError as exc:
+        log.warning("districts in force unknown", service=exc.service, status=exc.status)
+        return ()
+
+
+def chosen_district(session: Session, asked: str) -> str | None:
+    """The district a coordinator narrowed a page to, or None for all it serves. One it
+    does not serve is refused here (routing would refuse it too)."""
+    asked = asked.strip().replace(".", "")
+    if not asked:
+        return None
+    if not DISTRICT_CODE.fullmatch(asked):
+        raise PageProblem(400, "error.bad_district")
+    if session.districts is not None and asked not in session.districts:
+        raise PageProblem(403, "error.district_not_served", district=asked)
+    return asked
+
+
 # --- operator: file a report, follow its case -----------------------------------------------
 
 
-def report_form(
+async def report_form(
     request: Request,
+    upstreams: Upstreams,
+    session: Session,
     values: form.FormValues,
     problems: form.PlacedProblems,
     idempotency_key: str,
@@ -403,13 +442,19 @@ def report_form(
         values=values,
         problems=problems,
         idempotency_key=idempotency_key,
+        districts=await districts_served(upstreams, session),
     )
 
 
 @router.get("/reports/new")
-async def new_report(request: Request, _: Operator) -> Response:
-    return report_form(
-        request, {"district_code": ""}, form.PlacedProblems(), secrets.token_urlsafe(18)
+async def new_report(request: Request, session: Operator, upstreams: UpstreamsDep) -> Response:
+    return await report_form(
+        request,
+        upstreams,
+        session,
+        {"district_code": ""},
+        form.PlacedProblems(),
+        secrets.token_urlsafe(18),
     )
 
 
@@ -425,7 +470,7 @@ async def file_report(
         accepted = await upstreams.file_report(session.token, form.report_body(values, zone), key)
     except Invalid as refused:
         placed = form.place_problems(refused.problems)
-        return report_form(request, values, placed, key, status=422)
+        return await report_form(request, upstreams, session, values, placed, key, status=422)
     case_id = quote(str(accepted["case_id"]), safe="")
     return RedirectResponse(f"/cases/{case_id}?filed=1", status_code=303)
 
@@ -582,40 +627,56 @@ def asked_period(request: Request, zone: ZoneInfo) -> tuple[str, str]:
     return period(request.query_params.get("from", ""), request.query_params.get("to", ""), today)
 
 
-async def open_overview(upstreams: Upstreams, session: Session) -> views.OpenOverview:
-    return views.open_overview(await upstreams.referrals(session.token, open=True, limit=500))
+async def open_overview(
+    upstreams: Upstreams, session: Session, district: str | None
+) -> views.OpenOverview:
+    referrals = await upstreams.referrals(session.token, open=True, limit=500)
+    return views.open_overview(views.in_district(referrals, district))
 
 
 @router.get("/coordinator")
 async def coordinator_page(
-    request: Request, session: Coordinator, upstreams: UpstreamsDep, zone: ZoneDep
+    request: Request,
+    session: Coordinator,
+    upstreams: UpstreamsDep,
+    zone: ZoneDep,
+    district: str = "",
 ) -> Response:
     start, end = asked_period(request, zone)
-    stats = await upstreams.stats(session.token, start, end)
+    chosen = chosen_district(session, district)
+    stats = await upstreams.stats(session.token, start, end, chosen)
     return render(
         request,
         "coordinator.html",
         start=start,
         end=end,
-        overview=await open_overview(upstreams, session),
+        district=chosen,
+        districts=await districts_served(upstreams, session),
+        overview=await open_overview(upstreams, session, chosen),
         charts=stats_view(stats, translator(request)),
     )
 
 
 @router.get("/coordinator/open")
 async def coordinator_open(
-    request: Request, session: Coordinator, upstreams: UpstreamsDep
+    request: Request, session: Coordinator, upstreams: UpstreamsDep, district: str = ""
 ) -> Response:
-    overview = await open_overview(upstreams, session)
-    return render(request, "_coordinator_open.html", overview=overview)
+    chosen = chosen_district(session, district)
+    overview = await open_overview(upstreams, session, chosen)
+    return render(request, "_coordinator_open.html", overview=overview, district=chosen)
 
 
 @router.get("/coordinator/stats.csv")
 async def coordinator_csv(
-    request: Request, session: Coordinator, upstreams: UpstreamsDep, zone: ZoneDep
+    request: Request,
+    session: Coordinator,
+    upstreams: UpstreamsDep,
+    zone: ZoneDep,
+    district: str = "",
 ) -> Response:
     start, end = asked_period(request, zone)
-    download = await upstreams.stats_csv(session.token, start, end)
+    chosen = chosen_district(session, district)
+    download = await upstreams.stats_csv(session.token, start, end, chosen)
     return Response(
         download.content,
         media_type="text/csv; charset=utf-8",

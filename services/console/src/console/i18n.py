@@ -1,6 +1,6 @@
 """Every string the console shows, in Bahasa Indonesia (the default) and English."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 DEFAULT_LANGUAGE = "id"
@@ -12,6 +12,9 @@ INDONESIAN: dict[str, str] = {
     "app.language_switch": "English",
     "app.signed_in_as": "Masuk sebagai {role}",
     "app.agency": "lembaga {agency}",
+    "scope.province": "Provinsi (semua kabupaten)",
+    "district.3513": "Kab. Probolinggo",
+    "district.3514": "Kab. Pasuruan",
     "app.sign_out": "Keluar",
     "app.footer": "Data contoh ditandai CONTOH. Setiap pembukaan detail kasus dicatat.",
     "app.refreshing": "Diperbarui otomatis setiap {seconds} detik.",
@@ -48,6 +51,8 @@ INDONESIAN: dict[str, str] = {
     "error.bad_request": "Permintaan tidak sah: {detail}",
     "error.bad_case_id": "Nomor kasus tidak sah (contoh: 3514-ABCDEFGHJK).",
     "error.cross_site": "Formulir ini tidak dikirim dari konsol ini.",
+    "error.bad_district": "Kode kabupaten tidak sah (contoh: 3514).",
+    "error.district_not_served": "Anda tidak melayani kabupaten {district}.",
     "error.back": "Kembali",
     # operator: report form
     "report.title": "Laporan baru",
@@ -176,6 +181,8 @@ INDONESIAN: dict[str, str] = {
     "coord.cases": "Kasus",
     "coord.table": "Tabel angka",
     "coord.no_data": "Belum ada data untuk periode ini.",
+    "coord.district": "Kabupaten",
+    "coord.all_districts": "Semua kabupaten Anda",
     # auditor
     "audit.title": "Audit kasus",
     "audit.case_title": "Riwayat kasus {case_id}",
@@ -183,6 +190,8 @@ INDONESIAN: dict[str, str] = {
     "audit.verified": "Rantai terverifikasi: {entries} entri, kepala #{head}.",
     "audit.failed": "VERIFIKASI GAGAL pada entri #{seq}: {detail}",
     "audit.bundle": "Unduh bundel ekspor (dapat diverifikasi offline)",
+    "audit.bundle_province_only": "Bundel ekspor hanya untuk token tingkat provinsi: bundel "
+    "memuat entri kabupaten lain. Mintalah kepada auditor provinsi.",
     "audit.seq": "#",
     "audit.time": "Waktu",
     "audit.since": "Sejak laporan",
@@ -264,6 +273,9 @@ ENGLISH: dict[str, str] = {
     "app.language_switch": "Bahasa Indonesia",
     "app.signed_in_as": "Signed in as {role}",
     "app.agency": "agency {agency}",
+    "scope.province": "Province (every district)",
+    "district.3513": "Probolinggo Regency",
+    "district.3514": "Pasuruan Regency",
     "app.sign_out": "Sign out",
     "app.footer": "Sample data is marked CONTOH. Every opening of a case's details is recorded.",
     "app.refreshing": "Refreshes by itself every {seconds} seconds.",
@@ -298,6 +310,8 @@ ENGLISH: dict[str, str] = {
     "error.bad_request": "Invalid request: {detail}",
     "error.bad_case_id": "Not a valid case id (for example 3514-ABCDEFGHJK).",
     "error.cross_site": "This form was not sent from this console.",
+    "error.bad_district": "Not a valid district code (for example 3514).",
+    "error.district_not_served": "You do not serve district {district}.",
     "error.back": "Back",
     "report.title": "New report",
     "report.intro": "Fields marked * are required. Identifying data is kept encrypted in "
@@ -421,12 +435,16 @@ ENGLISH: dict[str, str] = {
     "coord.cases": "Cases",
     "coord.table": "Figures as a table",
     "coord.no_data": "No data for this period yet.",
+    "coord.district": "District",
+    "coord.all_districts": "All your districts",
     "audit.title": "Case audit",
     "audit.case_title": "History of case {case_id}",
     "audit.chain": "Ledger chain verification",
     "audit.verified": "Chain verified: {entries} entries, head #{head}.",
     "audit.failed": "VERIFICATION FAILED at entry #{seq}: {detail}",
     "audit.bundle": "Download the export bundle (verifiable offline)",
+    "audit.bundle_province_only": "The export bundle is for province-level tokens only: it "
+    "holds other districts' entries. Ask a province auditor for it.",
     "audit.seq": "#",
     "audit.time": "Time",
     "audit.since": "Since report",
@@ -522,6 +540,17 @@ class Translator:
         """The label of one enumeration value, or the value itself if it is a new one."""
         key = f"enum.{kind}.{value}"
         return CATALOGUE[self.language].get(key, str(value).replace("_", " "))
+
+    def district(self, code: str) -> str:
+        """``Kab. Pasuruan (3514)``; a district the catalogue does not name shows its code."""
+        name = CATALOGUE[self.language].get(f"district.{code}")
+        return f"{name} ({code})" if name else code
+
+    def scope(self, districts: Sequence[str] | None) -> str:
+        """The districts a token serves, as people read them; None is province level."""
+        if districts is None:
+            return self("scope.province")
+        return ", ".join(self.district(code) for code in districts)
 
     @property
     def other_language(self) -> str:

@@ -24,12 +24,15 @@ KEEP_ENDED = timedelta(days=1)
 
 @dataclass(frozen=True)
 class Session:
-    """The signed-in person, as pages use it."""
+    """The signed-in person, as pages use it. ``districts``: those an operator, coordinator
+    or auditor token serves (sorted), None for a province-level token and for a partner
+    (bound to ``agency_id``), as intake's ``GET /v1/whoami`` said at sign-in."""
 
     token: str
     token_id: str
     role: str
     agency_id: str | None
+    districts: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class SessionRecord:
     expires_at: datetime
     ended_at: datetime | None = None
     ended_reason: EndReason | None = None
+    districts: tuple[str, ...] | None = None  # as in Session
 
     def active(self, now: datetime) -> bool:
         return self.ended_at is None and now < self.expires_at

@@ -5,7 +5,7 @@ PostgreSQL) and intake's answer about a token (``GET /v1/whoami``, through ``ups
 """
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -77,8 +77,16 @@ class SignIns:
         """How long the session cookie is kept (the seal refuses it after that, too)."""
         return self._sealer.max_age_seconds
 
-    async def start(self, token: str, token_id: str, role: str, agency_id: str | None) -> str:
-        """A new session for a token intake has just vouched for; the sealed cookie."""
+    async def start(
+        self,
+        token: str,
+        token_id: str,
+        role: str,
+        agency_id: str | None,
+        districts: Sequence[str] | None = None,
+    ) -> str:
+        """A new session for a token intake has just vouched for; the sealed cookie.
+        ``districts``: those the token serves; None for a province-level token or a partner."""
         now = self._now()
         await self._records.delete_ended_before(now - KEEP_ENDED)
         session_id = new_session_id()
@@ -90,6 +98,7 @@ class SignIns:
                 agency_id=agency_id,
                 created_at=now,
                 expires_at=now + self.lifetime,
+                districts=None if districts is None else tuple(sorted(set(districts))),
             )
         )
         self._checks.checked(token_id, self._monotonic())
@@ -117,6 +126,7 @@ class SignIns:
             token_id=record.token_id,
             role=record.role,
             agency_id=record.agency_id,
+            districts=record.districts,
         )
 
     async def sign_out(self, sealed: str | None) -> bool:

@@ -17,7 +17,10 @@ from rujuk_runtime.db import DATABASE_AWAY, create_pool
 SCHEMA = "console"
 POOL_SIZE = 4  # a lookup per page, an update per sign-in or sign-out: short and few
 ACQUIRE_TIMEOUT_SECONDS = 5.0
-_COLUMNS = "id_sha256, token_id, role, agency_id, created_at, expires_at, ended_at, ended_reason"
+_COLUMNS = (
+    "id_sha256, token_id, role, agency_id, created_at, expires_at, ended_at, ended_reason, "
+    "districts"
+)
 
 
 class SessionsUnavailable(Exception):
@@ -65,7 +68,7 @@ class PostgresSessions:
     async def add(self, record: SessionRecord) -> None:
         async with self._connection() as conn:
             await conn.execute(
-                f"INSERT INTO sessions ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",  # noqa: S608
+                f"INSERT INTO sessions ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",  # noqa: S608
                 record.key,
                 record.token_id,
                 record.role,
@@ -74,6 +77,7 @@ class PostgresSessions:
                 record.expires_at,
                 record.ended_at,
                 record.ended_reason.value if record.ended_reason else None,
+                None if record.districts is None else list(record.districts),
             )
 
     async def find(self, key: bytes) -> SessionRecord | None:
@@ -84,7 +88,7 @@ class PostgresSessions:
             )
         if row is None:
             return None
-        reason = row["ended_reason"]
+        reason, districts = row["ended_reason"], row["districts"]
         return SessionRecord(
             key=row["id_sha256"],
             token_id=row["token_id"],
@@ -94,6 +98,7 @@ class PostgresSessions:
             expires_at=row["expires_at"],
             ended_at=row["ended_at"],
             ended_reason=EndReason(reason) if reason else None,
+            districts=None if districts is None else tuple(districts),
         )
 
     async def end(self, key: bytes, reason: EndReason, at: datetime) -> bool:

@@ -211,17 +211,28 @@ class Upstreams:
         items = found.get("items", found.get("referrals")) if isinstance(found, dict) else found
         return list(items or [])
 
-    async def stats(self, token: str, since: str, until: str) -> dict[str, Any]:
+    async def stats(
+        self, token: str, since: str, until: str, district: str | None = None
+    ) -> dict[str, Any]:
         stats: dict[str, Any] = await self._json(
-            "routing", "GET", "/v1/stats", token, params={"from": since, "to": until}
+            "routing", "GET", "/v1/stats", token, params=_period(since, until, district)
         )
         return stats
 
-    async def stats_csv(self, token: str, since: str, until: str) -> Download:
+    async def stats_csv(
+        self, token: str, since: str, until: str, district: str | None = None
+    ) -> Download:
         response = await self._send(
-            "routing", "GET", "/v1/stats.csv", token, params={"from": since, "to": until}
+            "routing", "GET", "/v1/stats.csv", token, params=_period(since, until, district)
         )
         return _download(response, f"rujuk-stats-{since}-{until}.csv")
+
+    async def districts_in_force(self, token: str) -> list[str]:
+        """The districts with an SOP in force that the token may see (routing's GET /v1/sops,
+        which any role may read), sorted."""
+        found = await self._json("routing", "GET", "/v1/sops", token)
+        in_force = found.get("in_force") if isinstance(found, dict) else None
+        return sorted(str(code) for code in in_force) if isinstance(in_force, dict) else []
 
     # --- notify ---------------------------------------------------------------------------
 
@@ -249,6 +260,14 @@ class Upstreams:
     async def case_bundle(self, token: str, case_id: str) -> Download:
         response = await self._send("audit", "GET", f"/v1/cases/{_segment(case_id)}/bundle", token)
         return _download(response, f"rujuk-bundle-{case_id}.json")
+
+
+def _period(since: str, until: str, district: str | None) -> dict[str, str]:
+    """The query of routing's figures: a period, narrowed to one district when asked."""
+    params = {"from": since, "to": until}
+    if district is not None:
+        params["district"] = district
+    return params
 
 
 def _download(response: httpx.Response, fallback_name: str) -> Download:

@@ -186,6 +186,16 @@ class OpenOverview:
     escalations_waiting: list[Mapping[str, Any]]
 
 
+def in_district(
+    referrals: Sequence[Mapping[str, Any]], district: str | None
+) -> list[Mapping[str, Any]]:
+    """The referrals of one district's cases (a case id begins with its district's code), or
+    all of them for None. A narrowing for the page: routing already keeps to the token's."""
+    if district is None:
+        return list(referrals)
+    return [r for r in referrals if str(r.get("case_id", "")).startswith(f"{district}-")]
+
+
 def open_overview(referrals: Sequence[Mapping[str, Any]]) -> OpenOverview:
     """The coordinator's watch list from the open referrals."""
     counts: dict[tuple[str, str], int] = {}

@@ -3,6 +3,10 @@ details their referral needs, coordinators erase, auditors read the access log; 
 coordinators keep free-text notes about their actions, sealed in the vault, and those who may
 read them back do so, each read logged and announced.
 
+An operator, coordinator or auditor reaches only the cases of the districts its token serves
+(``Principal.district_filter``, applied in the query): a case elsewhere answers the very 404
+of a case that does not exist, so a token cannot learn which cases exist outside its reach.
+
 Each route is a module-level function on ``router``; what it needs at request time (the
 runtime's pool and relay, the vault, the token verifier) comes from ``app.state``, which
 ``intake.bootstrap`` fills in."""
@@ -139,15 +143,15 @@ async def file_report(
     response_model=CaseStatus,
     responses=_problems(401, 403, 404),
     tags=["reports"],
-    summary="A case's status and referrals (operator, coordinator)",
+    summary="A case's status and referrals (operator, coordinator; of a district served)",
 )
 async def read_case(
     case_id: CaseIdPath,
-    _: Annotated[Principal, Depends(require(Role.OPERATOR, Role.COORDINATOR))],
+    principal: Annotated[Principal, Depends(require(Role.OPERATOR, Role.COORDINATOR))],
     runtime: Runtime,
 ) -> dict[str, Any]:
     async with runtime.pool.acquire() as conn:
-        status = await store.case_status(conn, case_id)
+        status = await store.case_status(conn, case_id, principal.district_filter)
     if status is None:
         raise HTTPException(404, f"kasus tidak ada / no case {case_id}")
     return status
@@ -242,15 +246,16 @@ async def disclose(
     response_model=list[DisclosureLogEntry],
     responses=_problems(401, 403, 404),
     tags=["partners"],
-    summary="The access log of a case: who read which fields or notes, why (auditor, coordinator)",
+    summary="The access log of a case: who read which fields or notes, why (auditor, "
+    "coordinator; of a district served)",
 )
 async def disclosure_log(
     case_id: CaseIdPath,
-    _: Annotated[Principal, Depends(require(Role.AUDITOR, Role.COORDINATOR))],
+    principal: Annotated[Principal, Depends(require(Role.AUDITOR, Role.COORDINATOR))],
     runtime: Runtime,
 ) -> list[dict[str, Any]]:
     async with runtime.pool.acquire() as conn:
-        if await store.case_status(conn, case_id) is None:
+        if not await store.case_exists(conn, case_id, principal.district_filter):
             raise HTTPException(404, f"kasus tidak ada / no case {case_id}")
         return await store.disclosures_of(conn, case_id)
 
@@ -260,7 +265,8 @@ async def disclosure_log(
     response_model=Erasure,
     responses=_problems(401, 403, 404, 413, 415),
     tags=["reports"],
-    summary="Crypto-shred a case's identifying data and its notes (coordinator)",
+    summary="Crypto-shred a case's identifying data and its notes (coordinator; of a district "
+    "served)",
     description="Drops the case's data key and the sealed text of every note of the case, in "
     "one transaction, and publishes `case.erased` with the reason's code. The optional "
     "`note` is not kept anywhere (not stored, logged or published): sealed under the case's "
@@ -274,7 +280,9 @@ async def erase(
     runtime: Runtime,
 ) -> Erasure:
     async with runtime.pool.acquire() as conn, conn.transaction():
-        exists, erased_at = await store.lock_case_for_erasure(conn, case_id)
+        exists, erased_at = await store.lock_case_for_erasure(
+            conn, case_id, principal.district_filter
+        )
         if not exists:
             raise HTTPException(404, f"kasus tidak ada / no case {case_id}")
         if erased_at is not None:

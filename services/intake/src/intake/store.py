@@ -95,11 +95,17 @@ async def insert_case(
     return inserted == 1
 
 
-async def case_status(conn: Connection, case_id: str) -> dict[str, Any] | None:
+async def case_status(
+    conn: Connection, case_id: str, districts: list[str] | None
+) -> dict[str, Any] | None:
+    """The case and its referrals; None when there is no such case in ``districts`` (None:
+    every district)."""
     row = await conn.fetchrow(
         "SELECT case_id, district_code, channel, reported_at, status, triage, erased_at "
-        "FROM cases WHERE case_id = $1",
+        "FROM cases WHERE case_id = $1 "
+        "AND ($2::text[] IS NULL OR district_code = ANY($2::text[]))",
         case_id,
+        districts,
     )
     if row is None:
         return None
@@ -235,6 +241,17 @@ async def record_disclosure(
     await add_to_outbox(conn, event)
 
 
+async def case_exists(conn: Connection, case_id: str, districts: list[str] | None) -> bool:
+    """Whether the case exists in ``districts`` (None: in any district)."""
+    found: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT FROM cases WHERE case_id = $1 "
+        "AND ($2::text[] IS NULL OR district_code = ANY($2::text[])))",
+        case_id,
+        districts,
+    )
+    return found
+
+
 async def disclosures_of(conn: Connection, case_id: str) -> list[dict[str, Any]]:
     """The access log of a case: each read of its details and of its notes, oldest first."""
     rows = await conn.fetch(
@@ -317,10 +334,18 @@ async def record_note_read(
     await add_to_outbox(conn, event)
 
 
-async def lock_case_for_erasure(conn: Connection, case_id: str) -> tuple[bool, datetime | None]:
-    """(whether the case exists, when it was erased if it was). Locks the case row until the
-    transaction ends, so two erasures cannot race."""
-    row = await conn.fetchrow("SELECT erased_at FROM cases WHERE case_id = $1 FOR UPDATE", case_id)
+async def lock_case_for_erasure(
+    conn: Connection, case_id: str, districts: list[str] | None
+) -> tuple[bool, datetime | None]:
+    """(whether the case exists in ``districts``, when it was erased if it was). Locks the
+    case row until the transaction ends, so two erasures cannot race; a case outside the
+    districts is neither locked nor told apart from one that does not exist."""
+    row = await conn.fetchrow(
+        "SELECT erased_at FROM cases WHERE case_id = $1 "
+        "AND ($2::text[] IS NULL OR district_code = ANY($2::text[])) FOR UPDATE",
+        case_id,
+        districts,
+    )
     if row is None:
         return False, None
     erased_at: datetime | None = row["erased_at"]

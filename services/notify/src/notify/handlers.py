@@ -39,6 +39,7 @@ from rujuk_runtime.consumer import Rejected
 from rujuk_runtime.db import Connection
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.messages import stream_sequence
+from rujuk_runtime.telemetry import handling_traceparent
 
 log = get_logger(__name__)
 
@@ -68,7 +69,8 @@ class ReferralRequests:
                 event_id=event.id,
                 event_type=event.type,
                 body=event.to_bytes(),
-                traceparent=event.traceparent,
+                # each send hangs under notify's handling of the request, in its trace
+                traceparent=handling_traceparent(event.id, event.traceparent),
                 channels_done=[],
                 attempts=0,
             )

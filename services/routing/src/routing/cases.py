@@ -67,10 +67,13 @@ async def close_case(
     *,
     note_ref: str | None = None,
     clock: Clock,
+    districts: list[str] | None,
 ) -> bool:
-    """Close a case whose referrals are all settled; False if it was closed already. The
-    coordinator's own words, if any, are a note at intake that ``note_ref`` names."""
-    case = await store.lock_case(conn, case_id)
+    """Close a case whose referrals are all settled; False if it was closed already.
+    CaseNotFound also for a case outside ``districts`` (None: every district), before its
+    referrals are looked at: whether it has open ones is not told either. The coordinator's
+    own words, if any, are a note at intake that ``note_ref`` names."""
+    case = await store.lock_case(conn, case_id, districts)
     if case is None:
         raise CaseNotFound(case_id)
     if case.closed_at is not None:

@@ -17,6 +17,7 @@ from prometheus_client import Counter, Gauge
 from routing import referrals, store
 from routing.clock import Clock, utc_now
 from routing.lifecycle import OPEN_STATES
+from rujuk_contracts.events import district_of
 from rujuk_runtime.db import HeldConnection
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.tasks import BackgroundTask
@@ -26,9 +27,9 @@ log = get_logger(__name__)
 METRICS_EVERY_ROUNDS = 25  # with the default poll, the open-referrals gauge every ~5 s
 DEADLINES_MISSED = Counter(
     "rujuk_deadlines_missed_total",
-    "Referrals not acknowledged by their deadline, by agency, priority and what followed "
-    "(escalated, chain_exhausted)",
-    ["agency_id", "priority", "outcome"],
+    "Referrals not acknowledged by their deadline, by district, agency, priority and what "
+    "followed (escalated, chain_exhausted)",
+    ["district", "agency_id", "priority", "outcome"],
 )
 OPEN_REFERRALS = Gauge(
     "rujuk_open_referrals", "Referrals not yet accepted, declined or closed", ["agency_id", "state"]
@@ -74,7 +75,10 @@ class DeadlineWatcher(BackgroundTask):
                 await store.mark_deadline(conn, referral.referral_id, now, outcome)
                 if outcome != "met":
                     DEADLINES_MISSED.labels(
-                        referral.agency_id, referral.priority.value, outcome
+                        district_of(referral.case_id),
+                        referral.agency_id,
+                        referral.priority.value,
+                        outcome,
                     ).inc()
                 log.info(
                     "deadline fired",

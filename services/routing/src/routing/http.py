@@ -2,12 +2,19 @@
 reads: the referral list and monitoring & evaluation figures. (/healthz and /metrics come with
 ``rujuk_runtime.webapp``.)
 
-Every /v1 route but the SOP list takes a bearer token issued by intake (rujuk_runtime.access):
-publishing, closing and the figures the coordinator's; the referral list the coordinator's
-or a partner's (fenced to its own agency).
+Every /v1 route takes a bearer token issued by intake (rujuk_runtime.access): publishing,
+closing and the figures the coordinator's; the referral list the coordinator's or a
+partner's (fenced to its own agency); the SOP list anyone's.
+
+A coordinator (or operator, auditor) token reaches only the districts it serves
+(``Principal.district_filter``, applied in SQL): a case elsewhere is closed as one that
+does not exist (404), its referrals are not listed and not counted, and asking for figures
+of a district not served or publishing its SOP is refused (403, naming the district: SOPs
+and district codes are no secret). A partner sees the SOPs whose directory names its agency.
 """
 
 from datetime import date
+from pathlib import PurePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -19,10 +26,10 @@ from routing.cases import CaseHasOpenReferrals, CaseNotFound
 from routing.clock import Clock
 from routing.lifecycle import ReferralState
 from routing.settings import RoutingSettings
-from routing.sop import SopError
-from routing.sops import SopConflict, SopsInForce
+from routing.sop import Sop, SopError
+from routing.sops import SopConflict, SopNotServed, SopsInForce
 from routing.stats import Period, ReferralPage, Stats, period_bounds, render_csv, stats_of
-from rujuk_contracts.events import CASE_ID_PATTERN, CloseReason, NoteRef
+from rujuk_contracts.events import CASE_ID_PATTERN, CloseReason, DistrictCode, NoteRef
 from rujuk_contracts.subjects import AGENCY_ID_PATTERN
 from rujuk_runtime.access import Principal, Role, require
 from rujuk_runtime.problems import documented
@@ -68,12 +75,24 @@ class SopRefused(BaseModel):
 # --- SOPs ---------------------------------------------------------------------------------
 
 
-@router.get("/v1/sops", tags=["sops"], dependencies=[anyone_signed_in], responses=documented(401))
-async def sops_in_force(runtime: Runtime, sops: Sops) -> dict[str, Any]:
+@router.get("/v1/sops", tags=["sops"], responses=documented(401))
+async def sops_in_force(
+    principal: Annotated[Principal, anyone_signed_in], runtime: Runtime, sops: Sops
+) -> dict[str, Any]:
     """The SOP in force per district (published, else the file), and refused files; for any
-    signed-in role."""
+    signed-in role: the districts it serves (a province token: all), a partner the SOPs
+    whose directory names its agency."""
     async with runtime.pool.acquire() as conn:
-        in_force = await sops.sops_in_force(conn)
+        in_force = {
+            district: (sop, origin)
+            for district, (sop, origin) in (await sops.sops_in_force(conn)).items()
+            if _sees_sop(principal, district, sop)
+        }
+    refused = {
+        name: reason
+        for name, reason in sops.library.refused.items()
+        if principal.serves(PurePath(name).stem)  # <district>.yaml; a partner sees none
+    }
     return {
         "in_force": {
             district: {
@@ -86,8 +105,14 @@ async def sops_in_force(runtime: Runtime, sops: Sops) -> dict[str, Any]:
             }
             for district, (sop, origin) in sorted(in_force.items())
         },
-        "refused_files": sops.library.refused,
+        "refused_files": refused,
     }
+
+
+def _sees_sop(principal: Principal, district: str, sop: Sop) -> bool:
+    if principal.role is Role.PARTNER:
+        return principal.agency_id is not None and sop.lists_agency(principal.agency_id)
+    return principal.serves(district)
 
 
 @router.post(
@@ -109,9 +134,9 @@ async def publish_sop(
     sops: Sops,
     clock: Now,
 ) -> JSONResponse:
-    """Publish a new SOP version (YAML body; coordinator). 422 lists every error with its
-    line; 409 when the version does not follow the one in force; 200 when this document
-    was published before."""
+    """Publish a new SOP version (YAML body; coordinator of its district). 422 lists every
+    error with its line; 403 for a district the token does not serve; 409 when the version
+    does not follow the one in force; 200 when this document was published before."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in YAML_TYPES:
         raise HTTPException(415, "send the SOP as application/yaml")
@@ -124,7 +149,11 @@ async def publish_sop(
         raise HTTPException(400, "the SOP must be UTF-8 text") from exc
     try:
         async with runtime.pool.acquire() as conn, conn.transaction():
-            published = await sops.publish_sop(conn, text, _actor(principal), clock)
+            published = await sops.publish_sop(
+                conn, text, _actor(principal), clock, districts=principal.district_filter
+            )
+    except SopNotServed as exc:
+        raise HTTPException(403, _not_served(exc.district_code)) from exc
     except SopError as exc:
         return JSONResponse(
             {"detail": "SOP refused", "errors": [str(issue) for issue in exc.issues]}, 422
@@ -158,8 +187,9 @@ async def close_case(
     clock: Now,
 ) -> dict[str, Any]:
     """Close a case once every referral is completed or cancelled (409 names the open
-    ones; coordinator); publishes CaseClosed. Optional JSON body: ``{"reason": "<CloseReason
-    code>", "note_ref": "note-…"}`` (reason defaults to services_completed)."""
+    ones; coordinator of its district, else 404 as for no case); publishes CaseClosed.
+    Optional JSON body: ``{"reason": "<CloseReason code>", "note_ref": "note-…"}`` (reason
+    defaults to services_completed)."""
     raw = await request.body()
     try:
         body = CloseRequest.model_validate_json(raw or b"{}")
@@ -170,7 +200,13 @@ async def close_case(
     try:
         async with runtime.pool.acquire() as conn, conn.transaction():
             closed = await cases.close_case(
-                conn, case_id, _actor(principal), body.reason, note_ref=body.note_ref, clock=clock
+                conn,
+                case_id,
+                _actor(principal),
+                body.reason,
+                note_ref=body.note_ref,
+                clock=clock,
+                districts=principal.district_filter,
             )
     except CaseNotFound as exc:
         raise HTTPException(404, f"kasus tidak ada / no case {case_id}") from exc
@@ -202,7 +238,7 @@ async def close_case(
     response_model=ReferralPage,
     responses=documented(401, 403),
     tags=["console"],
-    summary="Referrals, open and most urgent first (coordinator: all; partner: its own)",
+    summary="Referrals, open and most urgent first (coordinator: its districts'; partner: its own)",
 )
 async def list_referrals(
     principal: Annotated[Principal, coordinator_or_partner],
@@ -223,8 +259,12 @@ async def list_referrals(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> ReferralPage:
     """Open referrals first, then by priority (emergency, urgent, routine), then newest.
-    A partner sees only its own agency's referrals; asking for another agency's is 403."""
+    A coordinator sees the referrals of cases in the districts it serves (a case elsewhere:
+    an empty page, as for no case). A partner sees only its own agency's referrals, of any
+    district; asking for another agency's is 403."""
+    districts = principal.district_filter
     if principal.role is Role.PARTNER:
+        districts = None  # fenced by its agency instead
         if agency_id is not None and agency_id != principal.agency_id:
             raise HTTPException(
                 403,
@@ -242,6 +282,7 @@ async def list_referrals(
             case_id=case_id,
             limit=limit + 1,  # one more tells whether there is a next page
             offset=offset,
+            districts=districts,
         )
     more = len(rows) > limit
     return ReferralPage.model_validate(
@@ -258,23 +299,53 @@ From = Annotated[date, Query(alias="from", description="First day, YYYY-MM-DD (i
 To = Annotated[date, Query(alias="to", description="Last day, YYYY-MM-DD (inclusive)")]
 
 
+Districts = Annotated[
+    list[DistrictCode] | None,
+    Query(
+        alias="district",
+        description="Only these districts (repeatable), each one the token serves; without "
+        "it, every district the token serves",
+    ),
+]
+
+
 async def period_figures(
-    _: Annotated[Principal, coordinator],
+    principal: Annotated[Principal, coordinator],
     start: From,
     end: To,
     runtime: Runtime,
     clock: Now,
     settings: Settings,
+    asked: Districts = None,
 ) -> Stats:
     if end < start:
         raise HTTPException(
             422, [{"field": "query.to", "problem": "'to' must not be before 'from'"}]
         )
+    districts = _districts_counted(principal, asked)
     zone = settings.stats_timezone
     since, until = period_bounds(start, end, zone)
     async with runtime.pool.acquire() as conn:
-        rows = await store.period_stats(conn, start=since, end=until, timezone=zone, now=clock())
-    return stats_of(rows, Period.model_validate({"from": start, "to": end, "timezone": zone}))
+        rows = await store.period_stats(
+            conn, start=since, end=until, timezone=zone, now=clock(), districts=districts
+        )
+    period = {"from": start, "to": end, "timezone": zone, "districts": districts}
+    return stats_of(rows, Period.model_validate(period))
+
+
+def _districts_counted(principal: Principal, asked: list[str] | None) -> list[str] | None:
+    """The districts the figures count: those asked for, each one the token serves (else
+    403), or every one it serves (None: every district)."""
+    if not asked:
+        return principal.district_filter
+    for district in asked:
+        if not principal.serves(district):
+            raise HTTPException(403, _not_served(district))
+    return sorted(set(asked))
+
+
+def _not_served(district: str) -> str:
+    return f"Anda tidak melayani kabupaten {district} / you do not serve district {district}"
 
 
 Figures = Annotated[Stats, Depends(period_figures)]
@@ -285,7 +356,7 @@ Figures = Annotated[Stats, Depends(period_figures)]
     response_model=Stats,
     responses=documented(401, 403),
     tags=["console"],
-    summary="Monitoring & evaluation figures for a period (coordinator)",
+    summary="Monitoring & evaluation figures for a period (coordinator; its districts)",
 )
 async def stats(figures: Figures) -> Stats:
     """Cases reported in the period by violence type and month; for referrals made in it,

@@ -4,6 +4,8 @@ referral by the transition table (``routing.lifecycle``) and stages the events t
 
 from dataclasses import replace
 
+from prometheus_client import Histogram
+
 from routing import store
 from routing.clock import Clock
 from routing.events import escalation_events, reply_refused
@@ -28,6 +30,7 @@ from rujuk_contracts.events import (
     ReferralDelivered,
     ReferralDeliveryFailed,
     ReplyKind,
+    district_of,
 )
 from rujuk_runtime.consumer import Rejected
 from rujuk_runtime.db import Connection
@@ -45,6 +48,14 @@ REPLY_KINDS: dict[type[EventPayload], tuple[ReplyKind, ReferralEvent]] = {
     ReferralDeclined: (ReplyKind.DECLINE, ReferralEvent.DECLINED),
     ReferralCompleted: (ReplyKind.COMPLETE, ReferralEvent.COMPLETED),
 }
+
+FIRST_ANSWER_SECONDS = Histogram(
+    "rujuk_referral_first_answer_seconds",
+    "Time from a referral's request to its agency's first answer (acknowledged, accepted or "
+    "declined), by district and priority",
+    ["district", "priority"],
+    buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400, 259200),
+)
 
 
 # --- delivery reports (from notify) -------------------------------------------------------
@@ -120,6 +131,11 @@ async def record_reply(
         decline_reason=reply.reason.value if isinstance(reply, ReferralDeclined) else None,
     )
     _log_state(referral, happened, state)
+    if referral.state in AWAITING_ACKNOWLEDGEMENT and state not in AWAITING_ACKNOWLEDGEMENT:
+        requested_at = referral.acknowledgement_deadline - referral.acknowledge_within
+        FIRST_ANSWER_SECONDS.labels(district_of(referral.case_id), referral.priority.value).observe(
+            max(0.0, (event.time - requested_at).total_seconds())
+        )
     if state == ReferralState.DECLINED:
         await escalate(conn, referral, EscalationReason.DECLINED, clock=clock)
 

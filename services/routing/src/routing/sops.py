@@ -3,6 +3,7 @@ PostgreSQL, so every routing replica applies a new version from the moment it is
 publishing a new version."""
 
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,14 @@ log = get_logger(__name__)
 
 class SopConflict(Exception):
     """A published SOP whose version cannot follow the one in force."""
+
+
+class SopNotServed(Exception):
+    """An SOP for a district the publisher does not serve."""
+
+    def __init__(self, district_code: str) -> None:
+        super().__init__(f"the publisher does not serve district {district_code}")
+        self.district_code = district_code
 
 
 @dataclass(frozen=True)
@@ -104,14 +113,23 @@ class SopsInForce:
                      sop_version=sop.version, origin=origin)  # fmt: skip
 
     async def publish_sop(
-        self, conn: Connection, text: str, published_by: str, clock: Clock
+        self,
+        conn: Connection,
+        text: str,
+        published_by: str,
+        clock: Clock,
+        *,
+        districts: Collection[str] | None,
     ) -> PublishedSop:
         """Validate, store and announce a new SOP version; it applies to new cases only.
+        The publisher serves ``districts`` (None: every district).
 
-        Raises SopError (every problem, with its line) or SopConflict; nothing changes then,
-        and the version in force stays.
+        Raises SopError (every problem, with its line), SopNotServed or SopConflict; nothing
+        changes then, and the version in force stays.
         """
         sop = parse_sop(text, origin="published document")
+        if districts is not None and sop.district_code not in districts:
+            raise SopNotServed(sop.district_code)
         sha256 = hashlib.sha256(text.encode()).hexdigest()
         await store.lock_district_sops(conn, sop.district_code)
         existing = await store.get_sop(conn, sop.district_code, sop.version)

@@ -68,6 +68,9 @@ class Period(BaseModel):
     from_: date = Field(alias="from")
     to: date
     timezone: str = Field(description="Days and months are counted in this time zone")
+    districts: list[str] | None = Field(
+        default=None, description="The districts counted; null: every district (province level)"
+    )
 
 
 class ViolenceTypeCount(BaseModel):
@@ -161,6 +164,8 @@ def csv_rows(stats: Stats) -> Iterator[tuple[str, str, str, str, object]]:
     yield "period", "", "", "from", period.from_.isoformat()
     yield "period", "", "", "to", period.to.isoformat()
     yield "period", "", "", "timezone", period.timezone
+    counted = "all" if period.districts is None else " ".join(period.districts)
+    yield "period", "", "", "districts", counted
     yield "cases", "", "", "cases", stats.cases_total
     for by_type in stats.cases_by_violence_type:
         yield "cases_by_violence_type", by_type.violence_type, "", "cases", by_type.cases

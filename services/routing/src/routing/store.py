@@ -288,10 +288,16 @@ async def mark_deadline(
 # --- cases --------------------------------------------------------------------------------
 
 
-async def lock_case(conn: Connection, case_id: str) -> StoredCase | None:
-    """The case and its referrals; the case row is locked so two closes do not race."""
+async def lock_case(
+    conn: Connection, case_id: str, districts: list[str] | None
+) -> StoredCase | None:
+    """The case and its referrals; the case row is locked so two closes do not race. None
+    when there is no such case in ``districts`` (None: in any district)."""
     row = await conn.fetchrow(
-        "SELECT case_id, closed_at FROM cases WHERE case_id = $1 FOR UPDATE", case_id
+        "SELECT case_id, closed_at FROM cases WHERE case_id = $1 "
+        "AND ($2::text[] IS NULL OR district_code = ANY($2::text[])) FOR UPDATE",
+        case_id,
+        districts,
     )
     if row is None:
         return None
@@ -419,6 +425,20 @@ _PRIORITY_RANK = "CASE priority WHEN 'emergency' THEN 0 WHEN 'urgent' THEN 1 ELS
 _MINUTES_TO_ANSWER = "extract(epoch FROM acknowledged_at - created_at) / 60"
 
 
+def _in_districts(parameter: int) -> str:
+    """A case in the districts of text[] parameter ``$parameter``, or anywhere when it is
+    NULL (province level)."""
+    return f"(${parameter}::text[] IS NULL OR district_code = ANY(${parameter}::text[]))"
+
+
+def _referral_in_districts(parameter: int) -> str:
+    """A referral whose case is in the districts of ``$parameter`` (NULL: anywhere)."""
+    return (
+        f"(${parameter}::text[] IS NULL OR case_id IN "  # noqa: S608 (a number, not input)
+        f"(SELECT case_id FROM cases WHERE district_code = ANY(${parameter}::text[])))"
+    )
+
+
 async def list_referrals(
     conn: Connection,
     *,
@@ -429,8 +449,10 @@ async def list_referrals(
     case_id: str | None = None,
     limit: int = 100,
     offset: int = 0,
+    districts: list[str] | None,
 ) -> list[dict[str, object]]:
-    """Referrals for the console: open ones first, most urgent first, then newest."""
+    """Referrals for the console: open ones first, most urgent first, then newest. Only
+    those of cases in ``districts`` (None: every district)."""
     rows = await conn.fetch(
         "SELECT referral_id, case_id, agency_id, service, priority, state, "  # noqa: S608
         f"{_OPEN} AS open, created_at AS requested_at, acknowledgement_deadline, "
@@ -440,6 +462,7 @@ async def list_referrals(
         "AND (cardinality($3::text[]) = 0 OR state = ANY($3::text[])) "
         f"AND ($4::boolean IS NULL OR ({_OPEN}) = $4) "
         "AND ($5::text IS NULL OR case_id = $5) "
+        f"AND {_referral_in_districts(8)} "
         f"ORDER BY {_OPEN} DESC, {_PRIORITY_RANK}, created_at DESC, referral_id "
         "LIMIT $6 OFFSET $7",
         now,
@@ -449,33 +472,48 @@ async def list_referrals(
         case_id,
         limit,
         offset,
+        districts,
     )
     return [dict(row) for row in rows]
 
 
 async def period_stats(
-    conn: Connection, *, start: datetime, end: datetime, timezone: str, now: datetime
+    conn: Connection,
+    *,
+    start: datetime,
+    end: datetime,
+    timezone: str,
+    now: datetime,
+    districts: list[str] | None,
 ) -> StatsRows:
-    """Cases reported and referrals made in [start, end), in one consistent snapshot."""
+    """Cases reported and referrals made in [start, end), in one consistent snapshot; only
+    cases of ``districts`` and their referrals (None: every district)."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         cases_total = await conn.fetchval(
-            "SELECT count(*) FROM cases WHERE reported_at >= $1 AND reported_at < $2", start, end
+            "SELECT count(*) FROM cases WHERE reported_at >= $1 AND reported_at < $2 "  # noqa: S608
+            f"AND {_in_districts(3)}",
+            start,
+            end,
+            districts,
         )
         by_type = await conn.fetch(
-            "SELECT violence_type, count(*) AS cases "
+            "SELECT violence_type, count(*) AS cases "  # noqa: S608
             "FROM cases, unnest(violence_types) AS violence_type "
-            "WHERE reported_at >= $1 AND reported_at < $2 "
+            f"WHERE reported_at >= $1 AND reported_at < $2 AND {_in_districts(3)} "
             "GROUP BY violence_type ORDER BY cases DESC, violence_type",
             start,
             end,
+            districts,
         )
         by_month = await conn.fetch(
-            "SELECT to_char(reported_at AT TIME ZONE $3, 'YYYY-MM') AS month, count(*) AS cases "
-            "FROM cases WHERE reported_at >= $1 AND reported_at < $2 "
+            "SELECT to_char(reported_at AT TIME ZONE $3, 'YYYY-MM') AS month, "  # noqa: S608
+            "count(*) AS cases "
+            f"FROM cases WHERE reported_at >= $1 AND reported_at < $2 AND {_in_districts(4)} "
             "GROUP BY month ORDER BY month",
             start,
             end,
             timezone,
+            districts,
         )
         acknowledgement = await conn.fetch(
             "SELECT agency_id, count(*) AS acknowledged, "  # noqa: S608
@@ -483,32 +521,40 @@ async def period_stats(
             f"(ORDER BY {_MINUTES_TO_ANSWER}))::numeric, 2)::float8 AS median_minutes, "
             f"round(max({_MINUTES_TO_ANSWER})::numeric, 2)::float8 AS worst_minutes "
             "FROM referrals WHERE created_at >= $1 AND created_at < $2 "
-            "AND acknowledged_at IS NOT NULL GROUP BY agency_id ORDER BY agency_id",
+            f"AND acknowledged_at IS NOT NULL AND {_referral_in_districts(3)} "
+            "GROUP BY agency_id ORDER BY agency_id",
             start,
             end,
+            districts,
         )
         deadlines = await conn.fetchrow(
             f"SELECT count(*) FILTER (WHERE {_MET}) AS met, "  # noqa: S608
             f"count(*) FILTER (WHERE {_MISSED}) AS missed, "
             f"count(*) FILTER (WHERE NOT {_MET} AND NOT ({_MISSED})) AS pending "
-            "FROM referrals WHERE created_at >= $2 AND created_at < $3",
+            "FROM referrals WHERE created_at >= $2 AND created_at < $3 "
+            f"AND {_referral_in_districts(4)}",
             now,
             start,
             end,
+            districts,
         )
         still_open = await conn.fetch(
             "SELECT agency_id, state, count(*) AS referrals FROM referrals "  # noqa: S608
             f"WHERE created_at >= $1 AND created_at < $2 AND {_OPEN} "
+            f"AND {_referral_in_districts(3)} "
             "GROUP BY agency_id, state ORDER BY agency_id, state",
             start,
             end,
+            districts,
         )
         escalations = await conn.fetch(
-            "SELECT coalesce(escalation_reason, 'unknown') AS reason, count(*) AS escalations "
-            "FROM referrals WHERE escalated_from IS NOT NULL "
-            "AND created_at >= $1 AND created_at < $2 GROUP BY reason ORDER BY reason",
+            "SELECT coalesce(escalation_reason, 'unknown') AS reason, "  # noqa: S608
+            "count(*) AS escalations FROM referrals WHERE escalated_from IS NOT NULL "
+            f"AND created_at >= $1 AND created_at < $2 AND {_referral_in_districts(3)} "
+            "GROUP BY reason ORDER BY reason",
             start,
             end,
+            districts,
         )
     return StatsRows(
         cases_total=cases_total,

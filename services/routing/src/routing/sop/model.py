@@ -245,6 +245,10 @@ class Sop(_SopModel):
     def label(self) -> str:
         return f"SOP {self.district_code} v{self.version}"
 
+    def lists_agency(self, agency_id: str) -> bool:
+        """Whether the directory names the agency."""
+        return any(agency.id == agency_id for agency in self.directory)
+
     def agency(self, agency_id: str) -> Agency:
         for agency in self.directory:
             if agency.id == agency_id:
