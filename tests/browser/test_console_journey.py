@@ -155,7 +155,8 @@ async def test_a_report_goes_from_operator_to_partner_coordinator_and_auditor_in
     assert "akan dicatat" in await page.locator("main").inner_text()
     assert VICTIM not in await page.content()
     await journey.record(page, "partner-disclosure-warning")
-    await page.fill("#purpose", "pemeriksaan dan visum")
+    await page.select_option("#purpose", "medical_care")
+    await page.fill("#note", "pemeriksaan dan visum")  # kept as a note at intake, sealed
     await page.click("main form button[type=submit]")
     assert VICTIM in await page.locator("main").inner_text()
     await journey.record(page, "partner-details")

@@ -36,6 +36,7 @@ pytestmark = pytest.mark.integration
 TTL = 0.5  # RUJUK_TOKEN_CACHE_SECONDS for this test: revocation shows within it
 CASE = "3514-AB12CD34EF"
 REFERRAL = f"{CASE}-01"
+NOTE = "note-" + "0" * 32
 # Who may call each protected route; every other role gets 403. The test fails if a service
 # grows a /v1 route that is not listed here (whoami and the SOP list take any caller).
 ALLOWED: dict[str, dict[tuple[str, str], set[Role]]] = {
@@ -45,6 +46,12 @@ ALLOWED: dict[str, dict[tuple[str, str], set[Role]]] = {
         ("GET", "/v1/cases/{case_id}/details"): {Role.PARTNER},
         ("GET", "/v1/cases/{case_id}/disclosures"): {Role.AUDITOR, Role.COORDINATOR},
         ("POST", "/v1/cases/{case_id}/erase"): {Role.COORDINATOR},
+        ("POST", "/v1/cases/{case_id}/notes"): {Role.PARTNER, Role.COORDINATOR},
+        ("GET", "/v1/cases/{case_id}/notes/{note_id}"): {
+            Role.PARTNER,
+            Role.COORDINATOR,
+            Role.AUDITOR,
+        },
     },
     "routing": {
         ("POST", "/v1/sops"): {Role.COORDINATOR},
@@ -189,7 +196,7 @@ async def test_every_protected_route_refuses_no_token_and_the_wrong_role(
     assert declared - OPEN_TO_ANY == set(ALLOWED[service]), "a /v1 route is not in ALLOWED"
     client = services.clients[service]
     for (method, path), allowed in ALLOWED[service].items():
-        url = path.format(case_id=CASE, referral_id=REFERRAL)
+        url = path.format(case_id=CASE, referral_id=REFERRAL, note_id=NOTE)
         body = {"json": {}} if method == "POST" else {}
         anonymous = await client.request(method, url, **body)
         assert anonymous.status_code == 401, (method, path)

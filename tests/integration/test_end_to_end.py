@@ -19,17 +19,21 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from audit.cli import case_history, verify_ledger
+from intake import store as intake_store
+from intake.cli import connect as intake_connect
 from rujuk import cli as rujuk_cli
 from rujuk.receiver import WebhookReceiver
 from rujuk.samples import IDENTIFYING_IN_SAMPLES, SAMPLE_REPORTS
 from rujuk.stack import SERVICES, Stack
-from rujuk_contracts import parse_event, subjects
-from rujuk_contracts.events import CaseReported
+from rujuk_contracts import make_event, parse_event, subjects
+from rujuk_contracts.events import CaseReported, DeclineReason, ReferralDeclined, Role
 from rujuk_runtime.bus import DLQ_REASON_HEADER
 from rujuk_runtime.nats_auth import NatsKeyring
 from rujuk_runtime.roles import DatabaseRoles, database_name
 from tests import named_metrics
 from tests.conftest import fresh_database, remove_streams
+from tests.integration.access_support import eventually
+from tests.integration.test_free_text import readable_rows
 
 pytestmark = pytest.mark.integration
 
@@ -238,9 +242,110 @@ async def test_partner_nats_feed_carries_its_own_referrals(running: Running) -> 
     assert all(getattr(e, "agency_id", None) == agency for e in events)
 
 
+# Issue 18: what testers typed into purposes, notes and reasons. Every sample's identifying
+# string at once, into every free-text field there is.
+TYPED = " / ".join(IDENTIFYING_IN_SAMPLES)
+
+
+async def type_identifying_data_into_every_free_text_field(run: Running) -> str:
+    """As a partner and the coordinator would: a decline's note (at intake, and straight into
+    a NATS reply's deprecated `note`, and an HTTP reply's), a disclosure's note, a close's
+    note, an erasure's note; then the case is erased. Returns the erased case's id."""
+    case_id = run.case_ids[0]
+    status = await wait_until_delivered(run, case_id)
+    referral = status["referrals"][0]
+    agency, referral_id = referral["agency_id"], referral["referral_id"]
+    conn = await intake_connect(run.stack.database_url)
+    try:
+        _, secret = await intake_store.create_token(conn, Role.PARTNER, agency_id=agency)
+    finally:
+        await conn.close()
+    partner = {"Authorization": f"Bearer {secret}"}
+    coordinator = {"Authorization": f"Bearer {run.stack.secrets()['coordinator_token']}"}
+    notify = run.stack.services["notify"].url
+    notes = f"{run.intake}/v1/cases/{case_id}/notes"
+
+    async def note(kind: str, headers: dict[str, str]) -> str:
+        written = await run.client.post(notes, json={"kind": kind, "text": TYPED}, headers=headers)
+        assert written.status_code == 201, written.text
+        return str(written.json()["note_id"])
+
+    reply_url = f"{notify}/v1/referrals/{referral_id}/replies"
+    typed_reply = {"reply": "decline", "reason": "other", "note": TYPED}
+    refused = await eventually(  # 401 until notify projects the new token
+        lambda: run.client.post(reply_url, json=typed_reply, headers=partner), 422
+    )
+    assert refused.json()["detail"][0]["field"] == "note"
+    disclosure_note = await note("disclosure_note", partner)
+    details = await run.client.get(
+        f"{run.intake}/v1/cases/{case_id}/details",
+        params={"purpose": "first_contact", "note_ref": disclosure_note},
+        headers=partner,
+    )
+    assert details.status_code == 200, details.text
+
+    connection = await nats.connect(run.stack.nats_url)
+    try:  # over NATS, as the partner publishes: refused, and erased from the partner stream
+        js = connection.jetstream()
+        refusals = await js.subscribe(
+            subjects.partner_outbound(agency, "reply.refused"),
+            stream=subjects.PARTNER_STREAM,
+            ordered_consumer=True,
+        )
+        declined = ReferralDeclined(case_id=case_id, referral_id=referral_id, agency_id=agency,
+                                    reason=DeclineReason.OTHER, note=TYPED[:280])  # fmt: skip
+        sent = await js.publish(
+            subjects.partner_inbound(agency, "decline"),
+            make_event(declined, source=f"urn:partner:{agency}").to_bytes(),
+        )
+        await refusals.next_msg(timeout=15)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                await js.get_msg(subjects.PARTNER_STREAM, sent.seq)
+            except nats.js.errors.NotFoundError:
+                break
+            assert time.monotonic() < deadline, "the typed reply is still in the partner stream"
+            await asyncio.sleep(0.2)
+    finally:
+        await connection.close()
+
+    decline_note = await note("decline_note", partner)
+    with_ref = {"reply": "decline", "reason": "other", "note_ref": decline_note}
+    assert (await run.client.post(reply_url, json=with_ref, headers=partner)).status_code == 202
+    read_back = await run.client.get(f"{notes}/{decline_note}", headers=coordinator)
+    assert read_back.json()["text"] == TYPED
+    close_note = await note("close_note", coordinator)
+    closing = await run.client.post(
+        f"{run.stack.services['routing'].url}/v1/cases/{case_id}/close",
+        json={"reason": "survivor_withdrew", "note_ref": close_note},
+        headers=coordinator,
+    )
+    assert closing.status_code == 409  # its referrals are open: typed all the same
+    erased = await run.client.post(
+        f"{run.intake}/v1/cases/{case_id}/erase",
+        json={"reason": "survivor_request", "note": TYPED},
+        headers=coordinator,
+    )
+    assert erased.status_code == 200, erased.text
+    gone = await run.client.get(f"{notes}/{decline_note}", headers=coordinator)
+    assert gone.status_code == 410
+    await wait_for_ledger_type(run, case_id, "id.rujuk.case.erased.v1")
+    return case_id
+
+
+async def wait_for_ledger_type(run: Running, case_id: str, event_type: str) -> None:
+    deadline = time.monotonic() + 30
+    while event_type not in {e.event_type for e in await case_history(run.stack.database_url,
+                                                                      case_id)}:  # fmt: skip
+        assert time.monotonic() < deadline, f"no {event_type} of {case_id} in the ledger"
+        await asyncio.sleep(0.2)
+
+
 async def test_no_identifying_data_in_events_logs_or_database(running: Running) -> None:
     for case_id in running.case_ids:
         await wait_until_delivered(running, case_id)
+    await type_identifying_data_into_every_free_text_field(running)
     leaks: list[str] = []
     connection = await nats.connect(running.stack.nats_url)
     try:
@@ -274,8 +379,14 @@ async def test_no_identifying_data_in_events_logs_or_database(running: Running) 
             leaks.append(f"log of {service.name}")
     dump = _pg_dump(running.stack.database_url)
     assert "CREATE TABLE intake.vault" in dump
+    assert "CREATE TABLE intake.case_notes" in dump
     if _leaks(dump):
         leaks.append("database dump")
+    # A dump shows bytea as hex: every value as a SELECT reads it, bytes as bytes, too.
+    for value in await readable_rows(running.stack.database_url):
+        text = value.decode(errors="replace") if isinstance(value, bytes) else value
+        if _leaks(text):
+            leaks.append(f"a database row: {text[:80]!r}")
     assert leaks == []
 
 

@@ -66,7 +66,11 @@ OPEN_PATHS = {"/healthz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc"
 HTML_ONLY = {"console"}
 PARTNER_AGENCY = "puskesmas-contoh"
 ROLE_REFUSED = "peran tidak diizinkan"  # the 403 of a role that may not (rujuk_runtime.access)
-PATH_VALUES = {"case_id": "3514-AB12CD34EF", "referral_id": "3514-AB12CD34EF-01"}
+PATH_VALUES = {
+    "case_id": "3514-AB12CD34EF",
+    "referral_id": "3514-AB12CD34EF-01",
+    "note_id": "note-" + "0" * 32,
+}
 
 
 @dataclass

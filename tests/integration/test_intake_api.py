@@ -245,7 +245,7 @@ async def test_partner_reads_only_what_its_service_needs_and_each_read_is_an_eve
     referrals = await route(intake, case_id)
     url = f"/v1/cases/{case_id}/details"
 
-    health = await intake.client.get(url, params={"purpose": "pemeriksaan medis"},
+    health = await intake.client.get(url, params={"purpose": "medical_care"},
                                      headers=intake.as_("health"))  # fmt: skip
     assert health.status_code == 200, health.text
     body = health.json()
@@ -258,14 +258,14 @@ async def test_partner_reads_only_what_its_service_needs_and_each_read_is_an_eve
     assert "address" not in body["details"]["victim"]
     assert "reporter" not in body["details"]
 
-    police = await intake.client.get(url, params={"purpose": "penyidikan"},
+    police = await intake.client.get(url, params={"purpose": "police_investigation"},
                                      headers=intake.as_("police"))  # fmt: skip
     assert police.status_code == 200
     assert police.json()["details"]["victim"]["nik"] == PII["nik"]
     assert police.json()["details"]["incident"]["place"] == PII["place"]
 
     for name in ("stranger", "operator", "coordinator"):
-        refused = await intake.client.get(url, params={"purpose": "ingin tahu"},
+        refused = await intake.client.get(url, params={"purpose": "case_review"},
                                           headers=intake.as_(name))  # fmt: skip
         assert refused.status_code == 403, name
     no_purpose = await intake.client.get(url, headers=intake.as_("health"))
@@ -277,7 +277,7 @@ async def test_partner_reads_only_what_its_service_needs_and_each_read_is_an_eve
     assert len(disclosed) == 2
     by_agency = {p.agency_id: p for p in disclosed}
     assert by_agency["puskesmas-contoh"].fields == body["fields"]
-    assert by_agency["puskesmas-contoh"].purpose == "pemeriksaan medis"
+    assert by_agency["puskesmas-contoh"].purpose == "medical_care"
     assert by_agency["puskesmas-contoh"].token_id == intake.token_ids["health"]
     assert by_agency["polres-contoh"].referral_id == referrals["police"]
     raw = "".join(p.model_dump_json() for p in disclosed)
@@ -296,7 +296,9 @@ async def test_partner_reads_only_what_its_service_needs_and_each_read_is_an_eve
     )
     await publish(intake.nats_url, make_event(declined, source="/test"), declined.subject())
     await wait_for(lambda s: any(r["state"] == "declined" for r in s["referrals"]), intake, case_id)
-    after = await intake.client.get(url, params={"purpose": "lagi"}, headers=intake.as_("health"))
+    after = await intake.client.get(
+        url, params={"purpose": "medical_care"}, headers=intake.as_("health")
+    )
     assert after.status_code == 403
 
 
@@ -304,7 +306,7 @@ async def test_erasure_shreds_the_key_and_disclosure_is_gone(intake: Intake) -> 
     case_id = await intake.file()
     await route(intake, case_id)
     erase_url = f"/v1/cases/{case_id}/erase"
-    reason = {"reason": "permintaan korban (UU PDP)"}
+    reason = {"reason": "survivor_request"}
     assert (await intake.client.post(erase_url, json=reason, headers=intake.as_("operator"))
             ).status_code == 403  # fmt: skip
     erased = await intake.client.post(erase_url, json=reason, headers=intake.as_("coordinator"))
@@ -313,7 +315,8 @@ async def test_erasure_shreds_the_key_and_disclosure_is_gone(intake: Intake) -> 
     again = await intake.client.post(erase_url, json=reason, headers=intake.as_("coordinator"))
     assert again.json() == {**erased.json(), "already_erased": True}
 
-    gone = await intake.client.get(f"/v1/cases/{case_id}/details", params={"purpose": "medis"},
+    gone = await intake.client.get(f"/v1/cases/{case_id}/details",
+                                   params={"purpose": "medical_care"},
                                    headers=intake.as_("health"))  # fmt: skip
     assert gone.status_code == 410
     conn = await intake.db()

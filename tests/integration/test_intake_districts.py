@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 PASURUAN, PROBOLINGGO = "3514", "3513"
 NO_SUCH_CASE = "3513-0000000000"  # the same district as the case out of reach, never filed
-ERASURE = {"reason": "permintaan korban (CONTOH)"}
+ERASURE = {"reason": "survivor_request"}
 # name -> (role, districts); None is province level
 TOKENS: dict[str, tuple[Role, list[str] | None]] = {
     "filer": (Role.OPERATOR, None),

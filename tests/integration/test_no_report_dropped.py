@@ -257,7 +257,7 @@ async def test_closing_an_unroutable_case_clears_it_and_says_so_on_the_bus(
         elsewhere = await services.routing.post(url, headers=services.tokens["coordinator-3514"])
         assert elsewhere.status_code == 404, elsewhere.text  # as for no case; nothing closed
         assert case_id in [c["case_id"] for c in await services.unrouted()]
-        closed = await services.routing.post(url, json={"reason": "CONTOH: duplicate report"},
+        closed = await services.routing.post(url, json={"reason": "duplicate_report"},
                                              headers=coordinator)  # fmt: skip
         assert closed.status_code == 200, closed.text
         assert closed.json() == {"case_id": case_id, "closed": True, "already_closed": False}

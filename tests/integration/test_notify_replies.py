@@ -2,6 +2,7 @@
 get a clear error, are parked, and change nothing."""
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -16,12 +17,14 @@ from nats.js import JetStreamContext
 
 from intake.auth import new_secret
 from notify.bootstrap import create_app
-from notify.replies import reply_event_id
+from notify.replies import FREE_TEXT_REMOVED, reply_event_id
 from notify.settings import NotifySettings
 from rujuk_contracts import make_event, parse_event, subjects
 from rujuk_contracts.events import (
+    DeclineReason,
     ReferralAccepted,
     ReferralAcknowledged,
+    ReferralDeclined,
     ReferralDelivered,
     ReferralReplyRefused,
     ReplyKind,
@@ -29,6 +32,7 @@ from rujuk_contracts.events import (
 )
 from rujuk_runtime.bus import DLQ_REASON_HEADER, event_headers
 from tests.integration.access_support import announce_token, bearer, eventually
+from tests.integration.test_free_text import readable_rows
 from tests.integration.test_notify_support import SIGNING_KEY, publish_referral, referral
 
 pytestmark = pytest.mark.integration
@@ -199,3 +203,104 @@ async def test_replies_over_nats_and_http(clean_bus: str, database_url: str) -> 
         assert forwarded.subject == "rujuk.partner.polres-b.out.reply.refused"
         assert parse_event(forwarded.data)[0].id == routing_says.id
         await connection.close()
+
+
+TYPED = "CONTOH Siti Rekaan, NIK 9999555500000027, HP +62 800 5555 0027"  # invented
+
+
+async def test_a_decline_with_free_text_is_refused_parked_without_it_and_erased(
+    clean_bus: str, database_url: str
+) -> None:
+    """Issue 18: a tester typed a NIK and a phone number into a decline's note. Over NATS the
+    reply is refused on the partner's feed, parked without the text, and the partner's own
+    message is erased from the stream; over HTTP it is a 422 naming `note`. Nothing reaches
+    routing, and the text is in no stream and no row. A decline naming a note at intake by
+    `note_ref` goes through, carrying the id only."""
+    settings = NotifySettings(
+        nats_url=clean_bus,
+        database_url=database_url,
+        webhook_signing_key=SIGNING_KEY.decode(),
+        poll_interval_seconds=0.2,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        connection = await nats.connect(clean_bus)
+        js = connection.jetstream()
+        declines = await js.subscribe(ReferralDeclined.subject(), ordered_consumer=True)
+        delivered = await js.subscribe(ReferralDelivered.subject(), ordered_consumer=True)
+        refusals = await js.subscribe(
+            "rujuk.partner.rsud-a.out.reply.refused", stream=subjects.PARTNER_STREAM,
+            ordered_consumer=True,
+        )  # fmt: skip
+        parked = await js.subscribe(subjects.dead_letter("notify"), ordered_consumer=True)
+        to_a = referral("rsud-a", 1)
+        await publish_referral(js, to_a)
+        await delivered.next_msg(timeout=10)
+
+        def decline(**fields: Any) -> ReferralDeclined:
+            return ReferralDeclined(
+                case_id=to_a.case_id,
+                referral_id=to_a.referral_id,
+                agency_id="rsud-a",
+                reason=DeclineReason.OTHER,
+                **fields,
+            )
+
+        # NATS
+        sent = await js.publish(
+            subjects.partner_inbound("rsud-a", "decline"), reply_bytes(decline(note=TYPED))
+        )
+        _, refusal = parse_event((await refusals.next_msg(timeout=10)).data)
+        assert isinstance(refusal, ReferralReplyRefused)
+        assert "note_ref" in refusal.reason
+        dead = await parked.next_msg(timeout=10)
+        assert TYPED.encode() not in dead.data
+        assert json.loads(dead.data)["data"]["note"] == FREE_TEXT_REMOVED
+        assert dead.headers is not None
+        assert "note" in dead.headers[DLQ_REASON_HEADER]
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:  # the partner's own message is erased from the stream
+            try:
+                await js.get_msg(subjects.PARTNER_STREAM, sent.seq)
+            except nats.js.errors.NotFoundError:
+                break
+            assert asyncio.get_running_loop().time() < deadline, "still in the partner stream"
+            await asyncio.sleep(0.1)
+
+        # HTTP
+        _, token = await announce_token(clean_bus, Role.PARTNER, "rsud-a")
+        url = f"/v1/referrals/{to_a.referral_id}/replies"
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://notify") as client:
+            body = {"reply": "decline", "reason": "other", "note": TYPED}
+            refused = await eventually(lambda: client.post(url, json=body, headers=bearer(token)),
+                                       422)  # fmt: skip
+            assert refused.json()["detail"][0]["field"] == "note"
+            assert "note_ref" in refused.json()["detail"][0]["problem"]
+            assert TYPED not in refused.text
+            assert await next_or_none(declines, 0.5) is None  # nothing reached routing
+
+            note_ref = "note-" + "9b" * 16
+            fine = await client.post(
+                url, json={"reply": "decline", "reason": "other", "note_ref": note_ref},
+                headers=bearer(token),
+            )  # fmt: skip
+            assert fine.status_code == 202, fine.text
+        _, passed_on = parse_event((await declines.next_msg(timeout=10)).data)
+        assert isinstance(passed_on, ReferralDeclined)
+        assert (passed_on.note_ref, passed_on.note) == (note_ref, None)
+
+        everything: list[bytes] = []
+        for stream in (subjects.PARTNER_STREAM, subjects.DLQ_STREAM, subjects.EVENTS_STREAM):
+            info = await js.stream_info(stream)
+            for seq in range(info.state.first_seq, info.state.last_seq + 1):
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    everything.append((await js.get_msg(stream, seq)).data or b"")
+        await connection.close()
+    assert everything
+    assert [m for m in everything if TYPED.encode() in m] == []
+    assert [v for v in await readable_rows(database_url) if _has(v, TYPED)] == []
+
+
+def _has(value: str | bytes, text: str) -> bool:
+    return (text.encode() if isinstance(value, bytes) else text) in value  # type: ignore[operator]

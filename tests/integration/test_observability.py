@@ -127,7 +127,9 @@ async def observed(
                 assert response.status_code == 202, response.text
                 case_id = response.json()["case_id"]
                 await _wait_until_delivered(client, stack, case_id)
+                erased = await _type_identifying_data_into_notes(client, stack)
             await _wait_for_spans(receiver, case_id)
+            await _wait_for_span(receiver, f"POST /v1/cases/{erased}/erase")
             yield Observed(stack, receiver, case_id)
         finally:
             await asyncio.to_thread(stack.stop)
@@ -143,6 +145,43 @@ async def _wait_until_delivered(client: httpx.AsyncClient, stack: Stack, case_id
             return
         await asyncio.sleep(0.2)
     pytest.fail(f"case {case_id} was not delivered")
+
+
+async def _type_identifying_data_into_notes(client: httpx.AsyncClient, stack: Stack) -> str:
+    """Issue 18: on a case of its own (the report's trace stays the report's), the coordinator
+    types the person's name into a close note, reads it back, and erases the case with the
+    name in the erasure's note: no span may carry it."""
+    intake = stack.services["intake"].url
+    filed = await client.post(f"{intake}/v1/reports", json=SAMPLE_REPORTS[1])
+    assert filed.status_code == 202, filed.text
+    case_id = filed.json()["case_id"]
+    coordinator = {"Authorization": f"Bearer {stack.secrets()['coordinator_token']}"}
+    typed = f"{DISTINCTIVE_PII} pindah, lihat catatan"
+    note = await client.post(
+        f"{intake}/v1/cases/{case_id}/notes",
+        json={"kind": "close_note", "text": typed},
+        headers=coordinator,
+    )
+    assert note.status_code == 201, note.text
+    read = await client.get(
+        f"{intake}/v1/cases/{case_id}/notes/{note.json()['note_id']}", headers=coordinator
+    )
+    assert read.json()["text"] == typed
+    erased = await client.post(
+        f"{intake}/v1/cases/{case_id}/erase",
+        json={"reason": "survivor_request", "note": typed},
+        headers=coordinator,
+    )
+    assert erased.status_code == 200, erased.text
+    return str(case_id)
+
+
+async def _wait_for_span(receiver: OtlpReceiver, name: str) -> None:
+    """Until a span of that name (an HTTP request's: method and path) was exported."""
+    deadline = time.monotonic() + 20
+    while not any(s.name == name for s in receiver.spans):
+        assert time.monotonic() < deadline, f"no span {name!r} exported"
+        await asyncio.sleep(0.2)
 
 
 async def _wait_for_spans(receiver: OtlpReceiver, case_id: str) -> None:
@@ -220,7 +259,8 @@ def test_parent_links_follow_the_hand_offs(observed: Observed) -> None:
 
 def test_no_trace_export_or_log_line_carries_identifying_data(observed: Observed) -> None:
     """Whole exports (span names, attributes, events, resources) and whole logs, DEBUG lines
-    included, searched for everything identifying the report carried."""
+    included, searched for everything identifying the report carried, and for the name the
+    coordinator typed into a note, read back, and into an erasure's note."""
     identifying = [DISTINCTIVE_PII, *IDENTIFYING_IN_SAMPLES]
     # The report filed is the first sample with the victim's name replaced by DISTINCTIVE_PII:
     # it carried every other kind too (reporter's name, NIK, phone, address, narrative).
@@ -250,7 +290,7 @@ def test_log_lines_carry_trace_span_case_and_event_ids(observed: Observed) -> No
     accepted = [
         line
         for line in _log_lines(observed.stack.services["intake"].log_file)
-        if line.get("event") == "report accepted"
+        if line.get("event") == "report accepted" and line.get("case_id") == observed.case_id
     ]
     assert [line["trace_id"] for line in accepted] == [trace_id]
 

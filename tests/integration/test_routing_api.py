@@ -4,13 +4,14 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
+import nats
 import pytest
 
 from routing.bootstrap import create_app
 from routing.handlers import RoutingHandlers
 from routing.settings import SHIPPED_SOPS, RoutingSettings
-from rujuk_contracts import make_event
-from rujuk_contracts.events import CaseReported, Role
+from rujuk_contracts import make_event, parse_event
+from rujuk_contracts.events import CaseClosed, CaseReported, CloseReason, Role
 from rujuk_contracts.triage import TriageFacts
 from rujuk_runtime.service import ServiceRuntime
 from tests.integration.access_support import announce_token, bearer, eventually
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.integration
 
 SOP_3513 = (SHIPPED_SOPS / "3513.yaml").read_text()
 CASE_ID = "3513-AB12CD34EF"
+NOTE_ID = "note-" + "7a" * 16  # a close note at intake; routing passes its id on unchecked
 YAML = {"Content-Type": "application/yaml"}
 
 
@@ -87,9 +89,10 @@ async def test_closing_a_case_over_http(http: httpx.AsyncClient) -> None:
     async with runtime.pool.acquire() as conn, conn.transaction():
         await routing.on_case_reported(conn, make_event(case, source="/rujuk/test"), case)
         await conn.execute("UPDATE referrals SET state = 'completed' WHERE referral_id LIKE '%-01'")
-    response = await http.post(
-        f"/v1/cases/{CASE_ID}/close", json={"reason": "pendampingan selesai"}
-    )
+    typed = await http.post(f"/v1/cases/{CASE_ID}/close", json={"reason": "CONTOH Korban pindah"})
+    assert typed.status_code == 422  # free text is not a reason: refused before anything
+    assert typed.json()["detail"][0]["field"] == "reason"
+    response = await http.post(f"/v1/cases/{CASE_ID}/close", json={"reason": "survivor_withdrew"})
     assert response.status_code == 409
     body = response.json()
     open_ids = [r["referral_id"] for r in body["open_referrals"]]
@@ -98,12 +101,22 @@ async def test_closing_a_case_over_http(http: httpx.AsyncClient) -> None:
     assert all(r["state"] == "requested" for r in body["open_referrals"])
     assert body["detail"].startswith(f"case {CASE_ID} has open referrals: {open_ids[0]} (")
 
+    connection = await nats.connect(runtime.settings.nats_url)
+    closed_events = await connection.jetstream().subscribe(
+        CaseClosed.subject(), ordered_consumer=True
+    )
     async with runtime.pool.acquire() as conn:
         await conn.execute("UPDATE referrals SET state = 'cancelled' WHERE state = 'requested'")
-        response = await http.post(f"/v1/cases/{CASE_ID}/close")
+        response = await http.post(
+            f"/v1/cases/{CASE_ID}/close", json={"reason": "transferred", "note_ref": NOTE_ID}
+        )
         assert response.json() == {"case_id": CASE_ID, "closed": True, "already_closed": False}
         row = await conn.fetchrow("SELECT closed_by, close_reason FROM cases")
     closed_by = f"coordinator:{http.token_id}"  # type: ignore[attr-defined]
-    assert tuple(row) == (closed_by, "every referral completed or cancelled")
+    assert tuple(row) == (closed_by, "transferred")
+    _, closed = parse_event((await closed_events.next_msg(timeout=10)).data)
+    await connection.close()
+    assert isinstance(closed, CaseClosed)
+    assert (closed.reason, closed.note_ref) == (CloseReason.TRANSFERRED, NOTE_ID)
     response = await http.post(f"/v1/cases/{CASE_ID}/close")
     assert response.json()["already_closed"] is True

@@ -20,6 +20,7 @@ from rujuk_contracts import EventPayload, make_event, parse_event
 from rujuk_contracts.events import (
     CaseClosed,
     CaseReported,
+    CloseReason,
     ReferralAccepted,
     ReferralAcknowledged,
     ReferralCompleted,
@@ -39,6 +40,7 @@ pytestmark = pytest.mark.integration
 START = datetime(2026, 11, 1, 8, 30, tzinfo=UTC)
 CASE_ID = "3514-AB12CD34EF"
 SOP_3514 = (SHIPPED_SOPS / "3514.yaml").read_text()
+DONE = CloseReason.SERVICES_COMPLETED
 
 
 class Clock:
@@ -362,7 +364,7 @@ async def test_a_case_closes_only_when_every_referral_is_settled(
         with pytest.raises(CaseHasOpenReferrals) as caught:
             async with conn.transaction():
                 await close_case(
-                    conn, CASE_ID, "coordinator", "done", clock=routing.clock, districts=None
+                    conn, CASE_ID, "coordinator", DONE, clock=routing.clock, districts=None
                 )
     assert [r.referral_id for r in caught.value.open_referrals] == [MANAGER, f"{COUNSELLING}-e1"]
     assert "3514-AB12CD34EF-01 (uptppa-pasuruan, requested)" in str(caught.value)
@@ -371,13 +373,11 @@ async def test_a_case_closes_only_when_every_referral_is_settled(
             await handle(routing, pool, reply(kind, referral_id, "uptppa-pasuruan"))
     async with pool.acquire() as conn, conn.transaction():
         assert await close_case(
-            conn, CASE_ID, "coordinator", "done", clock=routing.clock, districts=None
+            conn, CASE_ID, "coordinator", DONE, clock=routing.clock, districts=None
         )
     async with pool.acquire() as conn, conn.transaction():
         assert not await close_case(
-            conn, CASE_ID, "coordinator", "done", clock=routing.clock, districts=None
+            conn, CASE_ID, "coordinator", DONE, clock=routing.clock, districts=None
         )
     closed = [p for p in await staged(pool) if isinstance(p, CaseClosed)]
-    assert [(c.case_id, c.closed_by, c.reason) for c in closed] == [
-        (CASE_ID, "coordinator", "done")
-    ]
+    assert [(c.case_id, c.closed_by, c.reason) for c in closed] == [(CASE_ID, "coordinator", DONE)]

@@ -13,6 +13,7 @@ from audit.chain import FailureKind, VerifyFailure, VerifyResult
 from audit.cli import app, parse_anchor
 from rujuk_contracts.events import (
     CaseClosed,
+    CaseNoteRead,
     ReferralDeclined,
     ReferralDeliveryFailed,
     ReferralEscalated,
@@ -23,6 +24,7 @@ from rujuk_contracts.events import (
 from tests.unit.test_audit_chain import CASE_ID, case_story, chained
 
 BANGIL = ZoneInfo("Asia/Jakarta")
+NOTE_ID = "note-" + "0f" * 16
 
 
 def test_a_referral_says_who_what_how_urgent_and_the_deadline_in_local_time() -> None:
@@ -81,6 +83,35 @@ def test_each_step_summarises_what_changed() -> None:
         (
             CaseClosed(case_id=CASE_ID, closed_by="upt-ppa-pasuruan", reason="services completed"),
             "case closed by upt-ppa-pasuruan: services completed",
+        ),
+        (
+            ReferralDeclined(
+                case_id=CASE_ID,
+                referral_id=f"{CASE_ID}-02",
+                agency_id="rumah-aman",
+                reason="other",
+                note_ref=NOTE_ID,
+            ),
+            f"rumah-aman declined referral 3514-…-02: other (note {NOTE_ID} at intake)",
+        ),
+        (
+            CaseClosed(
+                case_id=CASE_ID,
+                closed_by="coordinator:tok-0a1b2c",
+                reason="survivor_withdrew",
+                note_ref=NOTE_ID,
+            ),
+            f"case closed by coordinator:tok-0a1b2c: survivor withdrew (note {NOTE_ID} at intake)",
+        ),
+        (
+            CaseNoteRead(
+                case_id=CASE_ID,
+                note_id=NOTE_ID,
+                kind="close_note",
+                token_id="tok-0a1b2c",
+                role=Role.AUDITOR,
+            ),
+            f"note {NOTE_ID} (close note) read by auditor:tok-0a1b2c",
         ),
         (
             TokenIssued(

@@ -34,11 +34,13 @@ from console.settings import ConsoleSettings
 from console.signins import SignIns
 from console.store import SessionsUnavailable
 from intake.report import Report
+from rujuk_contracts.events import DisclosurePurpose
 from tests.fake_sessions import MemorySessions
 
 TEMPLATES = Path(form.__file__).parent / "templates"
 ORIGIN = "http://console.test"
 CASE_ID = "3514-ABCDEFGHJK"
+NOTE_ID = "note-" + "ab" * 16
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
@@ -859,19 +861,44 @@ def test_the_partner_inbox_and_its_replies(client: TestClient, fake: FakeService
     (listed,) = fake.sent("routing", "/v1/referrals")
     assert listed.url.params["agency_id"] == "pkm-bangil"
     assert listed.url.params["open"] == "true"
+    fake.answer(
+        "intake",
+        "POST",
+        f"/v1/cases/{CASE_ID}/notes",
+        201,
+        json={"note_id": NOTE_ID, "case_id": CASE_ID, "kind": "decline_note",
+              "created_at": "2026-12-01T00:00:00Z"},
+    )  # fmt: skip
+    assert f'name="case_id" value="{CASE_ID}"' in page.text  # the decline form says its case
     declined = client.post(
         "/referrals/r-emergency/reply",
-        data={"reply": "decline", "reason": "no_capacity", "note": "penuh"},
-    )
+        data={"reply": "decline", "reason": "no_capacity", "note": "penuh, CONTOH Korban",
+              "case_id": CASE_ID},
+    )  # fmt: skip
     assert declined.status_code == 200
     assert "Balasan dikirim" in declined.text
+    # The note's text goes to intake's vault, with the partner's own token; the reply names
+    # it by id only.
+    (kept,) = fake.sent("intake", f"/v1/cases/{CASE_ID}/notes")
+    assert json.loads(kept.content) == {"kind": "decline_note", "text": "penuh, CONTOH Korban"}
+    assert kept.headers["authorization"] == "Bearer pt"
     (sent,) = fake.sent("notify", "/v1/referrals/r-emergency/replies")
     assert json.loads(sent.content) == {
         "reply": "decline",
         "reason": "no_capacity",
-        "note": "penuh",
+        "note_ref": NOTE_ID,
     }
+    assert "CONTOH" not in sent.content.decode()
     assert sent.headers["authorization"] == "Bearer pt"
+    without_note = client.post(
+        "/referrals/r-emergency/reply", data={"reply": "decline", "reason": "no_capacity"}
+    )
+    assert without_note.status_code == 200
+    assert len(fake.sent("intake", f"/v1/cases/{CASE_ID}/notes")) == 1  # no empty note kept
+    assert json.loads(fake.sent("notify", "/v1/referrals/r-emergency/replies")[-1].content) == {
+        "reply": "decline",
+        "reason": "no_capacity",
+    }
 
 
 def test_opening_details_warns_first_and_only_the_confirmation_reads_them(
@@ -891,16 +918,39 @@ def test_opening_details_warns_first_and_only_the_confirmation_reads_them(
             "details": {"victim": {"name": "CONTOH Korban", "sex": "female"}},
         },
     )
+    fake.answer(
+        "intake",
+        "POST",
+        f"/v1/cases/{CASE_ID}/notes",
+        201,
+        json={"note_id": NOTE_ID, "case_id": CASE_ID, "kind": "disclosure_note",
+              "created_at": "2026-12-01T00:00:00Z"},
+    )  # fmt: skip
     sign_in(client, "pt")
     warning = client.get(f"/cases/{CASE_ID}/details")
     assert "akan dicatat" in warning.text
     assert "CONTOH Korban" not in warning.text
+    for code in DisclosurePurpose:  # the purposes offered are the codes, each with its label
+        assert f'<option value="{code}">' in warning.text
+    assert "Pelayanan medis" in warning.text
     assert fake.sent("intake", f"/v1/cases/{CASE_ID}/details") == []
-    shown = client.post(f"/cases/{CASE_ID}/details", data={"purpose": "pemeriksaan visum"})
+    shown = client.post(
+        f"/cases/{CASE_ID}/details",
+        data={"purpose": "medical_care", "note": "visum untuk CONTOH Korban"},
+    )
     assert "CONTOH Korban" in shown.text
     assert "telah dicatat" in shown.text
+    (kept,) = fake.sent("intake", f"/v1/cases/{CASE_ID}/notes")
+    assert json.loads(kept.content) == {"kind": "disclosure_note",
+                                        "text": "visum untuk CONTOH Korban"}  # fmt: skip
     (read,) = fake.sent("intake", f"/v1/cases/{CASE_ID}/details")
-    assert read.url.params["purpose"] == "pemeriksaan visum"
+    assert dict(read.url.params) == {"purpose": "medical_care", "note_ref": NOTE_ID}
+    # Without words: the code alone, and no note is kept.
+    client.post(f"/cases/{CASE_ID}/details", data={"purpose": "first_contact", "note": "  "})
+    assert dict(fake.sent("intake", f"/v1/cases/{CASE_ID}/details")[-1].url.params) == {
+        "purpose": "first_contact"
+    }
+    assert len(fake.sent("intake", f"/v1/cases/{CASE_ID}/notes")) == 1
 
 
 STATS = {

@@ -1,13 +1,24 @@
 """The public contracts: envelope round trip, validation, and checked-in schemas in sync."""
 
+import json
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 
 import pytest
 
-from rujuk_contracts import EVENT_MODELS, EventError, make_event, parse_event
+from rujuk_contracts import EVENT_MODELS, EventError, EventPayload, make_event, parse_event
 from rujuk_contracts.events import (
+    CaseClosed,
+    CaseDetailsDisclosed,
+    CaseErased,
+    CaseNoteRead,
     CaseReported,
+    CloseReason,
+    DisclosurePurpose,
+    EraseReason,
+    NoteKind,
+    ReferralDeclined,
     ReferralRequested,
     Role,
     SopPublished,
@@ -146,3 +157,67 @@ def test_a_token_event_is_about_the_token_and_only_a_partners_names_an_agency() 
             TokenIssued(
                 token_id="tok-0a1b2c3d4e5f", role=role, agency_id=agency, secret_sha256="ab" * 32
             )
+
+
+# --- what a person says of an action: codes, and a reference to text kept in the vault ------
+
+NOTE_ID = "note-" + "5e" * 16
+
+
+@pytest.mark.parametrize(
+    ("model", "field", "codes"),
+    [
+        (CaseDetailsDisclosed, "purpose", DisclosurePurpose),
+        (CaseClosed, "reason", CloseReason),
+        (CaseErased, "reason", EraseReason),
+    ],
+)
+def test_purposes_and_reasons_are_codes_in_the_schema_and_old_free_text_still_reads(
+    model: type[EventPayload], field: str, codes: type[StrEnum]
+) -> None:
+    """A partner's client learns the codes from the schema; an event written before the
+    codes (free text) still parses, so the ledger replays and verifies as it was."""
+    schema = json.loads((SCHEMAS / f"{model.event_type()}.json").read_text())
+    variants = schema["properties"]["data"]["properties"][field]["anyOf"]
+    enum = schema["$defs"][variants[0]["$ref"].rsplit("/", 1)[1]]["enum"]
+    assert enum == [c.value for c in codes]
+    old = {"case_id": CASE_ID, field: "alasan lama yang diketik", **_required_of(model)}
+    assert getattr(model.model_validate(old), field) == "alasan lama yang diketik"
+    new = model.model_validate({**old, field: enum[0]})
+    assert getattr(new, field) is codes(enum[0])
+
+
+def _required_of(model: type[EventPayload]) -> dict[str, object]:
+    return {
+        CaseDetailsDisclosed: {"agency_id": "rsud-bangil", "referral_id": "r", "fields": []},
+        CaseClosed: {"closed_by": "coordinator:tok-0a1b2c"},
+        CaseErased: {"erased_by": "coordinator:tok-0a1b2c"},
+    }[model]
+
+
+@pytest.mark.parametrize("model", [CaseDetailsDisclosed, CaseClosed, ReferralDeclined])
+def test_a_note_ref_is_an_id_never_text(model: type[EventPayload]) -> None:
+    fields = {
+        CaseDetailsDisclosed: {"agency_id": "rsud-bangil", "referral_id": "r", "fields": [],
+                               "purpose": "medical_care"},
+        CaseClosed: {"closed_by": "coordinator:tok-0a1b2c", "reason": "transferred"},
+        ReferralDeclined: {"agency_id": "rsud-bangil", "referral_id": "r", "reason": "other"},
+    }[model]  # fmt: skip
+    assert model.model_validate({"case_id": CASE_ID, **fields, "note_ref": NOTE_ID})
+    with pytest.raises(ValueError, match="note_ref"):
+        model.model_validate({"case_id": CASE_ID, **fields, "note_ref": "CONTOH Korban pindah"})
+
+
+def test_a_note_read_names_the_note_and_who_read_it_and_carries_no_text() -> None:
+    read = CaseNoteRead(
+        case_id=CASE_ID,
+        note_id=NOTE_ID,
+        kind=NoteKind.DECLINE_NOTE,
+        token_id="tok-0a1b2c",
+        role=Role.COORDINATOR,
+    )
+    assert read.subject_id() == CASE_ID
+    assert set(CaseNoteRead.model_fields) == {
+        "case_id", "note_id", "kind", "token_id", "role", "agency_id"
+    }  # fmt: skip
+    assert read.event_type() in EVENT_MODELS

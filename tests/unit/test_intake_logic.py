@@ -3,13 +3,34 @@ the logic imports no I/O is tests/unit/test_service_layout.py's, for every servi
 
 import re
 
+import pytest
+
 from intake.disclosure import fields_for, release
 from intake.districts import DistrictsInForce, refusal
+from intake.notes import (
+    WRITERS,
+    StoredNote,
+    kinds_written_by,
+    may_read,
+    may_write,
+    new_note_id,
+    valid_disclosure_note,
+)
 from intake.report import CASE_ID_ALPHABET, Report, new_case_id, request_hash
 from rujuk.samples import INVENTED_NIK
-from rujuk_contracts.events import CASE_ID_PATTERN
+from rujuk_contracts.events import CASE_ID_PATTERN, NOTE_ID_PATTERN, NoteKind, Role
 
-LOGIC = ("auth", "disclosure", "districts", "events", "projection", "report", "schemas", "vault")
+LOGIC = (
+    "auth",
+    "disclosure",
+    "districts",
+    "events",
+    "notes",
+    "projection",
+    "report",
+    "schemas",
+    "vault",
+)
 IO_LIBRARIES = {"faststream", "nats", "asyncpg", "httpx", "fastapi", "starlette", "uvicorn"}
 
 
@@ -102,3 +123,57 @@ def test_a_report_for_35_14_is_a_report_for_3514() -> None:
         "incident": {"violence_types": ["physical"]},
     }
     assert Report.model_validate(body).district == "3514"
+
+
+# --- notes: who writes which kind, who reads one back --------------------------------------
+
+
+def _note(kind: NoteKind = NoteKind.DECLINE_NOTE, agency: str | None = "rsud-bangil") -> StoredNote:
+    return StoredNote(
+        note_id=new_note_id(),
+        case_id="3514-AB12CD34EF",
+        district_code="3514",
+        kind=kind,
+        sealed=b"...",
+        author_token_id="tok-0a1b2c",
+        author_role=Role.PARTNER if agency else Role.COORDINATOR,
+        author_agency_id=agency,
+    )
+
+
+def test_each_kind_of_note_is_written_by_the_role_whose_action_it_explains() -> None:
+    assert kinds_written_by(Role.PARTNER) == [NoteKind.DECLINE_NOTE, NoteKind.DISCLOSURE_NOTE]
+    assert kinds_written_by(Role.COORDINATOR) == [NoteKind.CLOSE_NOTE]
+    assert kinds_written_by(Role.OPERATOR) == []  # no action of an operator takes a note
+    assert kinds_written_by(Role.AUDITOR) == []
+    assert set(WRITERS) == set(NoteKind)  # a new kind must say who writes it
+    assert may_write(Role.PARTNER, NoteKind.DECLINE_NOTE)
+    assert not may_write(Role.COORDINATOR, NoteKind.DECLINE_NOTE)
+
+
+@pytest.mark.parametrize(
+    ("role", "agency", "serves", "allowed"),
+    [
+        (Role.PARTNER, "rsud-bangil", False, True),  # the agency that wrote it
+        (Role.PARTNER, "polres-pasuruan", False, False),  # another agency
+        (Role.COORDINATOR, None, True, True),
+        (Role.COORDINATOR, None, False, False),  # another district's coordinator
+        (Role.AUDITOR, None, True, True),
+        (Role.AUDITOR, None, False, False),
+        (Role.OPERATOR, None, True, False),  # operators file reports; they read no notes
+    ],
+)
+def test_who_may_read_a_note_back(
+    role: Role, agency: str | None, serves: bool, allowed: bool
+) -> None:
+    assert may_read(role, agency, serves, _note()) is allowed
+
+
+def test_a_disclosure_names_only_a_disclosure_note_of_its_case_by_its_agency() -> None:
+    mine = _note(NoteKind.DISCLOSURE_NOTE)
+    assert valid_disclosure_note(mine, "3514-AB12CD34EF", "rsud-bangil")
+    assert not valid_disclosure_note(mine, "3514-ZZ98YY76XX", "rsud-bangil")  # other case
+    assert not valid_disclosure_note(mine, "3514-AB12CD34EF", "polres-pasuruan")  # not theirs
+    assert not valid_disclosure_note(_note(), "3514-AB12CD34EF", "rsud-bangil")  # a decline's
+    assert not valid_disclosure_note(None, "3514-AB12CD34EF", "rsud-bangil")
+    assert re.fullmatch(NOTE_ID_PATTERN, new_note_id())

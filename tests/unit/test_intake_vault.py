@@ -55,3 +55,37 @@ def test_without_the_wrapped_key_nothing_opens() -> None:
 def test_bad_master_key_settings_are_refused(spec: str) -> None:
     with pytest.raises(VaultError):
         parse_master_keys(spec)
+
+
+# --- notes: free text sealed under the case's own key --------------------------------------
+
+NOTE_TEXT = "CONTOH Korban pindah ke Jl. Fiktif No. 9, HP 0800-0000-0009"
+
+
+def test_a_note_is_sealed_under_its_cases_key_and_only_that_case_and_note_open_it() -> None:
+    vault = Vault(parse_master_keys(new_master_key_spec("k1")))
+    case = vault.seal("3514-AAAAAAAAAA", DATA)
+    other_case = vault.seal("3514-CCCCCCCCCC", DATA)
+    note_id = "note-" + "11" * 16
+    sealed = vault.seal_note("3514-AAAAAAAAAA", case, note_id, NOTE_TEXT)
+    assert b"CONTOH" not in sealed
+    assert vault.open_note("3514-AAAAAAAAAA", case, note_id, sealed) == NOTE_TEXT
+    with pytest.raises(VaultError):  # another note's id: refused (no swapping notes)
+        vault.open_note("3514-AAAAAAAAAA", case, "note-" + "22" * 16, sealed)
+    with pytest.raises(VaultError):  # another case's key: refused
+        vault.open_note("3514-CCCCCCCCCC", other_case, note_id, sealed)
+    with pytest.raises(VaultError):  # a note is not the case's record, nor the other way
+        vault.open("3514-AAAAAAAAAA", SealedRecord(case.key_id, case.wrapped_key, sealed))
+
+
+def test_a_note_cannot_be_opened_or_written_once_its_case_key_is_gone() -> None:
+    """What erasure leaves: the wrapped key is dropped, and with it every note of the case."""
+    vault = Vault(parse_master_keys(new_master_key_spec("k1")))
+    case = vault.seal("3514-AAAAAAAAAA", DATA)
+    note_id = "note-" + "33" * 16
+    sealed = vault.seal_note("3514-AAAAAAAAAA", case, note_id, NOTE_TEXT)
+    shredded = SealedRecord(case.key_id, b"\x00" * len(case.wrapped_key), b"")
+    with pytest.raises(VaultError):
+        vault.open_note("3514-AAAAAAAAAA", shredded, note_id, sealed)
+    with pytest.raises(VaultError):
+        vault.seal_note("3514-AAAAAAAAAA", shredded, note_id, NOTE_TEXT)

@@ -114,3 +114,14 @@ def test_reload_never_signals_a_process_that_is_not_nats_server(tmp_path: Path) 
     ring = nats_auth.NatsKeyring(tmp_path).ensure()
     ring.pid_file.write_text("1\n")  # e.g. a pid file from another container
     assert ring.reload_server() is False
+
+
+def test_only_notify_erases_single_messages_and_only_of_the_partner_stream() -> None:
+    """Notify erases a partner's refused reply that carried free text (issue 18); nothing may
+    delete or purge a stream, nor erase a message of another stream."""
+    for name, grant in nats_auth.SERVICE_GRANTS.items():
+        allowed = nats_auth.service_permissions(grant)["publish"]["allow"]
+        erases = [s for s in allowed if ".MSG.DELETE." in s]
+        assert erases == (["$JS.API.STREAM.MSG.DELETE.RUJUK_PARTNER"] if name == "notify" else [])
+        others = [s for s in allowed if s not in erases]
+        assert not any(".DELETE." in s or ".PURGE." in s for s in others), name

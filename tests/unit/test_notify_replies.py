@@ -1,17 +1,30 @@
 """Notify's checks of a partner's reply, as pure functions. (That the logic imports no I/O is
 tests/unit/test_service_layout.py's, for every service.)"""
 
+import json
+
 import pytest
 
 from notify.replies import (
+    FREE_TEXT_REMOVED,
     ReplyRefused,
     accepted_reply,
     agency_and_reply_of,
+    carries_free_text,
     original_id,
+    read_reply,
     refused_reply,
     reply_event_id,
+    without_free_text,
 )
-from rujuk_contracts.events import ReferralAcknowledged, ReferralReplyRefused, ReplyKind
+from rujuk_contracts import make_event
+from rujuk_contracts.events import (
+    DeclineReason,
+    ReferralAcknowledged,
+    ReferralDeclined,
+    ReferralReplyRefused,
+    ReplyKind,
+)
 
 AGENCY = "rsud-bangil"
 CASE = "3513-AB12CD34EF"
@@ -63,3 +76,75 @@ def test_subject_and_original_id() -> None:
     assert original_id(b'{"id": "abc"}', 7) == "abc"
     assert original_id(b"not json", 7) == "seq-7"
     assert original_id(b"\xff", None) is None
+
+
+# --- free text: refused in a reply, never kept (issue 18) ----------------------------------
+
+TYPED = "CONTOH Korban, NIK 9999000000000001, HP 0800-0000-0001"
+
+
+def _decline(**fields: object) -> ReferralDeclined:
+    return ReferralDeclined(
+        case_id=CASE, referral_id="ref-1", agency_id=AGENCY, reason=DeclineReason.OTHER, **fields
+    )
+
+
+def test_a_decline_with_a_note_is_refused_naming_the_field_and_where_text_goes() -> None:
+    with pytest.raises(ReplyRefused) as refused:
+        accepted_reply(AGENCY, _decline(note=TYPED), (CASE, AGENCY), None)
+    assert refused.value.field == "note"
+    assert refused.value.status == 422
+    assert "note_ref" in refused.value.reason
+    assert "/v1/cases/{case_id}/notes" in refused.value.reason
+    assert TYPED not in refused.value.reason
+    assert len(refused.value.reason) <= 300  # it fits a reply.refused event whole
+
+
+def test_a_decline_with_a_note_ref_and_no_text_is_accepted_carrying_the_ref_only() -> None:
+    note_ref = "note-" + "c3" * 16
+    event = accepted_reply(AGENCY, _decline(note_ref=note_ref, note=""), (CASE, AGENCY), None)
+    assert event.data["note_ref"] == note_ref
+    assert event.data.get("note") is None  # "" said nothing: not passed on
+
+
+def test_read_reply_refuses_a_note_before_anything_is_looked_up() -> None:
+    raw = make_event(_decline(note=TYPED), source="urn:partner:test").to_bytes()
+    with pytest.raises(ReplyRefused, match="note_ref"):
+        read_reply(raw)
+
+
+def test_what_is_parked_of_a_reply_with_free_text_keeps_everything_but_the_text() -> None:
+    raw = make_event(_decline(note=TYPED), source="urn:partner:test").to_bytes()
+    assert carries_free_text(raw)
+    parked = without_free_text(raw)
+    assert TYPED.encode() not in parked
+    kept, original = json.loads(parked), json.loads(raw)
+    assert kept["data"]["note"] == FREE_TEXT_REMOVED
+    assert {k: v for k, v in kept["data"].items() if k != "note"} == {
+        k: v for k, v in original["data"].items() if k != "note"
+    }
+    assert kept["id"] == original["id"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        make_event(ACK, source="urn:partner:test").to_bytes(),
+        b"not json",
+        b'{"data": "a string"}',
+        b'{"data": {"note": ""}}',
+    ],
+)
+def test_messages_without_free_text_are_parked_as_they_came(raw: bytes) -> None:
+    assert not carries_free_text(raw)
+
+
+def test_a_note_too_long_to_parse_is_still_found_and_removed() -> None:
+    """An invalid reply (a note past 280 characters) is parked too: without the text."""
+    document = json.loads(make_event(_decline(), source="urn:partner:test").to_bytes())
+    document["data"]["note"] = TYPED * 10
+    raw = json.dumps(document).encode()
+    with pytest.raises(ReplyRefused):
+        read_reply(raw)
+    assert carries_free_text(raw)
+    assert TYPED.encode() not in without_free_text(raw)

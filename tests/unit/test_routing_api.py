@@ -7,6 +7,7 @@ import pytest
 
 from routing.bootstrap import create_app
 from routing.settings import RoutingSettings
+from rujuk_contracts.events import CloseReason
 from rujuk_runtime.access import Principal, Role
 
 SOP_URL = "http://routing/v1/sops"
@@ -68,13 +69,31 @@ async def test_close_checks_the_case_id_format() -> None:
     assert response.status_code == 422
 
 
-async def test_a_close_reason_that_is_too_long_is_refused_after_the_token() -> None:
+async def test_a_close_reason_that_is_not_a_code_is_refused_naming_the_codes() -> None:
+    typed = "ditutup karena CONTOH Korban pindah"
     async with client() as http:
         response = await http.post(
-            CLOSE_URL, headers={"Authorization": "Bearer right-token"}, json={"reason": "x" * 201}
+            CLOSE_URL, headers={"Authorization": "Bearer right-token"}, json={"reason": typed}
         )
     assert response.status_code == 422
-    assert response.json()["detail"][0]["field"] == "reason"
+    [problem] = response.json()["detail"]
+    assert problem["field"] == "reason"
+    assert all(code in problem["problem"] for code in CloseReason)
+    assert typed not in response.text  # what was typed is not echoed
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"note": "CONTOH Korban pindah"}, {"note_ref": "CONTOH Korban pindah"}],
+    ids=["free text as note", "free text as note_ref"],
+)
+async def test_free_text_in_a_close_is_refused_naming_the_field(body: dict[str, str]) -> None:
+    async with client() as http:
+        response = await http.post(
+            CLOSE_URL, headers={"Authorization": "Bearer right-token"}, json=body
+        )
+    assert response.status_code == 422
+    assert [p["field"] for p in response.json()["detail"]] == list(body)
 
 
 async def test_routing_serves_prometheus_metrics() -> None:

@@ -15,11 +15,68 @@ from rujuk_contracts.triage import ReportChannel, TriageFacts
 
 CASE_ID_PATTERN = r"^[0-9]{4}-[0-9A-HJKMNP-TV-Z]{10}$"
 DISTRICT_CODE_PATTERN = r"^\d{4}$"  # BPS regency code without its dot, e.g. 3514
+NOTE_ID_PATTERN = r"^note-[0-9a-f]{32}$"
 TYPE_PREFIX = "id.rujuk"
 
 CaseId = str
 AgencyId = str
 DistrictCode = Annotated[str, StringConstraints(pattern=DISTRICT_CODE_PATTERN)]
+NoteRef = Annotated[
+    str,
+    StringConstraints(pattern=NOTE_ID_PATTERN),
+    Field(
+        description="The id of a free-text note kept, sealed under the case's key, in intake's "
+        "vault (POST /v1/cases/{case_id}/notes at intake); never the text itself"
+    ),
+]
+# Events written before purposes and reasons became codes carry what a person typed there;
+# they stay readable (the ledger replays them), new writers put a code only.
+LegacyText = Annotated[str, StringConstraints(max_length=200)]
+
+
+# --- closed lists for what a person says of an action (free text goes to intake's vault) ---
+
+
+class DisclosurePurpose(StrEnum):
+    """Why a partner reads a case's identifying details."""
+
+    FIRST_CONTACT = "first_contact"
+    MEDICAL_CARE = "medical_care"
+    POLICE_INVESTIGATION = "police_investigation"
+    SHELTER_PLACEMENT = "shelter_placement"
+    PSYCHOSOCIAL_SUPPORT = "psychosocial_support"
+    LEGAL_AID = "legal_aid"
+    CASE_REVIEW = "case_review"
+    OTHER = "other"
+
+
+class CloseReason(StrEnum):
+    """Why a coordinator closes a case."""
+
+    SERVICES_COMPLETED = "services_completed"
+    SURVIVOR_WITHDREW = "survivor_withdrew"
+    TRANSFERRED = "transferred"
+    DUPLICATE_REPORT = "duplicate_report"
+    FILED_IN_ERROR = "filed_in_error"
+    OTHER = "other"
+
+
+class EraseReason(StrEnum):
+    """Why a coordinator erases a case's identifying data."""
+
+    SURVIVOR_REQUEST = "survivor_request"
+    RETENTION_EXPIRED = "retention_expired"
+    FILED_IN_ERROR = "filed_in_error"
+    COURT_ORDER = "court_order"
+    OTHER = "other"
+
+
+class NoteKind(StrEnum):
+    """What a free-text note at intake explains: the action whose ``note_ref`` names it."""
+
+    DECLINE_NOTE = "decline_note"  # a partner's decline (referral.declined)
+    CLOSE_NOTE = "close_note"  # a coordinator's close (case.closed)
+    DISCLOSURE_NOTE = "disclosure_note"  # a partner's reading of details (case.details_disclosed)
 
 
 def district_of(case_id: CaseId) -> str:
@@ -204,7 +261,15 @@ class ReferralDeclined(_PartnerReply):
     event = "declined"
 
     reason: DeclineReason
-    note: str | None = Field(default=None, max_length=280, description="No identifying data")
+    note: str | None = Field(
+        default=None,
+        max_length=280,
+        description="Deprecated: free text is refused in a partner's reply (notify parks it "
+        "without the text). Write it at intake (POST /v1/cases/{case_id}/notes, kind "
+        "decline_note) and send its id as note_ref. Kept so that events written before stay "
+        "readable.",
+    )
+    note_ref: NoteRef | None = None
 
 
 class ReferralCompleted(_PartnerReply):
@@ -238,8 +303,12 @@ class CaseDetailsDisclosed(CaseEvent):
     agency_id: AgencyId = Field(pattern=AGENCY_ID_PATTERN)
     referral_id: str
     fields: list[str]
-    purpose: str = Field(max_length=200)
+    purpose: DisclosurePurpose | LegacyText = Field(
+        union_mode="left_to_right",
+        description="A DisclosurePurpose code (free text only in events written before)",
+    )
     token_id: str | None = Field(default=None, description="Which credential read them")
+    note_ref: NoteRef | None = None
 
 
 class CaseClosed(CaseEvent):
@@ -247,7 +316,11 @@ class CaseClosed(CaseEvent):
     event = "closed"
 
     closed_by: str
-    reason: str = Field(max_length=200)
+    reason: CloseReason | LegacyText = Field(
+        union_mode="left_to_right",
+        description="A CloseReason code (free text only in events written before)",
+    )
+    note_ref: NoteRef | None = None
 
 
 class CaseErased(CaseEvent):
@@ -257,7 +330,11 @@ class CaseErased(CaseEvent):
     event = "erased"
 
     erased_by: str = Field(max_length=100, description="Role and token id, never a name")
-    reason: str = Field(max_length=200)
+    reason: EraseReason | LegacyText = Field(
+        union_mode="left_to_right",
+        description="An EraseReason code (free text only in events written before). An "
+        "erasure keeps no free text: its case's notes are shredded with it.",
+    )
 
 
 class ReplyKind(StrEnum):
@@ -346,6 +423,21 @@ class Role(StrEnum):
 TOKEN_ID_PATTERN = r"^[a-z]{1,8}-[0-9a-f]{6,32}$"  # noqa: S105 (a pattern, not a secret)
 
 
+class CaseNoteRead(CaseEvent):
+    """Someone read a free-text note of the case at intake: who, which note; never the text."""
+
+    aggregate = "case"
+    event = "note_read"
+
+    note_id: str = Field(pattern=NOTE_ID_PATTERN)
+    kind: NoteKind
+    token_id: str = Field(pattern=TOKEN_ID_PATTERN, description="Which credential read it")
+    role: Role
+    agency_id: AgencyId | None = Field(
+        default=None, pattern=AGENCY_ID_PATTERN, description="Set when a partner read it"
+    )
+
+
 class TokenIssued(EventPayload):
     """Intake issued a bearer token; every service adds it to its own token projection.
 
@@ -413,6 +505,7 @@ EVENT_MODELS: dict[str, type[EventPayload]] = {
         CaseDetailsDisclosed,
         CaseClosed,
         CaseErased,
+        CaseNoteRead,
         ReferralReplyRefused,
         SopPublished,
         SopInForce,

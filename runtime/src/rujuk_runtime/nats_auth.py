@@ -80,6 +80,9 @@ class ServiceGrant:
     manages_consumers_on: tuple[str, ...] = ()
     # Streams it reads single messages of, by sequence (audit fills a gap in the ledger).
     reads_messages_of: tuple[str, ...] = ()
+    # Streams it erases single messages of, by sequence (notify: a partner's refused reply
+    # that carried free text). Never the stream itself, never a purge.
+    erases_messages_of: tuple[str, ...] = ()
 
 
 def _subjects(*payloads: type[events.EventPayload]) -> tuple[str, ...]:
@@ -98,6 +101,7 @@ SERVICE_GRANTS: dict[str, ServiceGrant] = {
             publishes=_subjects(
                 events.CaseReported,
                 events.CaseDetailsDisclosed,
+                events.CaseNoteRead,
                 events.CaseErased,
                 events.TokenIssued,
                 events.TokenRevoked,
@@ -145,6 +149,7 @@ SERVICE_GRANTS: dict[str, ServiceGrant] = {
                 Consumer(subjects.PARTNER_STREAM, "notify-partner-replies"),
             ),
             manages_consumers_on=(subjects.PARTNER_STREAM,),
+            erases_messages_of=(subjects.PARTNER_STREAM,),
         ),
         ServiceGrant(
             "audit",
@@ -181,7 +186,8 @@ def _consumer_api(stream: str, durable: str) -> list[str]:
 
 def service_permissions(grant: ServiceGrant) -> dict[str, Any]:
     """The nats-server permissions of one service: its events, its dead-letter subject, the
-    streams it declares (create, update, look up: never delete or purge), its consumers."""
+    streams it declares (create, update, look up: never delete or purge), its consumers, and
+    single messages it reads or erases by sequence."""
     publish = [*grant.publishes, subjects.dead_letter(grant.service), f"{JS_API}.INFO"]
     for stream in RUJUK_STREAMS:
         publish += [f"{JS_API}.STREAM.{verb}.{stream}" for verb in ("CREATE", "UPDATE", "INFO")]
@@ -192,6 +198,7 @@ def service_permissions(grant: ServiceGrant) -> dict[str, Any]:
     for stream in grant.reads_messages_of:
         publish += [f"{JS_API}.STREAM.MSG.GET.{stream}", f"{JS_API}.DIRECT.GET.{stream}.>",
                     f"{JS_API}.DIRECT.GET.{stream}"]  # fmt: skip
+    publish += [f"{JS_API}.STREAM.MSG.DELETE.{stream}" for stream in grant.erases_messages_of]
     return {
         "publish": {"allow": publish},
         "subscribe": {"allow": [f"{service_inbox_prefix(grant.service)}.>"]},

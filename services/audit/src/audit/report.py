@@ -16,6 +16,7 @@ from rujuk_contracts.events import (
     CaseClosed,
     CaseDetailsDisclosed,
     CaseErased,
+    CaseNoteRead,
     CaseReported,
     CaseRouted,
     EventPayload,
@@ -102,6 +103,11 @@ def _words(value: str) -> str:
     return value.replace("_", " ")
 
 
+def _note(note_ref: str | None) -> str:
+    """Where a person's own words about the step are: a note at intake, never its text."""
+    return f" (note {note_ref} at intake)" if note_ref else ""
+
+
 def summarize(payload: EventPayload, tz: tzinfo = UTC) -> str:
     """What the event changed, in one line: no identifying data is in events, so none here."""
     match payload:
@@ -137,7 +143,7 @@ def summarize(payload: EventPayload, tz: tzinfo = UTC) -> str:
         case ReferralDeliveryFailed(agency_id=agency, reason=reason, attempts=attempts):
             return f"delivery to {agency} failed after {_count(attempts, 'attempt')}: {reason}"
         case ReferralDeclined(agency_id=agency, referral_id=referral, reason=reason, note=note):
-            why = _words(reason) + (f" ({note})" if note else "")
+            why = _words(reason) + (f" ({note})" if note else "") + _note(payload.note_ref)
             return f"{agency} declined referral {short_id(referral)}: {why}"
         case ReferralAcknowledged() | ReferralAccepted() | ReferralCompleted():
             verb = payload.event  # acknowledged, accepted, completed
@@ -151,12 +157,14 @@ def summarize(payload: EventPayload, tz: tzinfo = UTC) -> str:
             return (
                 f"details disclosed to {payload.agency_id} for referral "
                 f"{short_id(payload.referral_id)}: {', '.join(payload.fields)} "
-                f"— purpose: {payload.purpose}"
+                f"— purpose: {_words(payload.purpose)}{_note(payload.note_ref)}"
             )
         case CaseClosed(closed_by=closed_by, reason=reason):
-            return f"case closed by {closed_by}: {reason}"
+            return f"case closed by {closed_by}: {_words(reason)}{_note(payload.note_ref)}"
         case CaseErased(erased_by=erased_by, reason=reason):
-            return f"identifying data erased by {erased_by}: {reason}"
+            return f"identifying data erased by {erased_by}: {_words(reason)}"
+        case CaseNoteRead(note_id=note_id, kind=kind, token_id=token_id, role=role):
+            return f"note {note_id} ({_words(kind)}) read by {role}:{token_id}"
         case SopPublished(sop_id=sop, sop_version=version, district_code=district):
             return f"SOP {sop} v{version} published for district {district}"
         case SopInForce(sop_id=sop, sop_version=version, district_code=district):

@@ -37,7 +37,7 @@ from console.upstream import (
     UpstreamError,
     Upstreams,
 )
-from rujuk_contracts.events import CASE_ID_PATTERN, DeclineReason, ReplyKind
+from rujuk_contracts.events import CASE_ID_PATTERN, DeclineReason, DisclosurePurpose, ReplyKind
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.webapp import from_app_state
 
@@ -52,6 +52,7 @@ HOME = {
 CASE_ID = re.compile(CASE_ID_PATTERN)
 DISTRICT_CODE = re.compile(r"[0-9]{4}")  # a BPS regency code, such as 3514
 REFERRAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+NOTE_MAX_CHARS = 1000  # what intake keeps of a note (POST /v1/cases/{case_id}/notes)
 TOKEN_SHAPE = re.compile(r"[\x21-\x7e]{1,512}")  # visible ASCII: what a bearer token can be
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
@@ -516,6 +517,7 @@ async def inbox_context(upstreams: Upstreams, session: Session) -> dict[str, Any
     return {
         "items": views.inbox(referrals, datetime.now(UTC)),
         "decline_reasons": [str(r) for r in DeclineReason],
+        "note_max_chars": NOTE_MAX_CHARS,
     }
 
 
@@ -540,22 +542,34 @@ async def reply(
     reply: Annotated[str, Form()] = "",
     reason: Annotated[str, Form()] = "",
     note: Annotated[str, Form()] = "",
+    case_id: Annotated[str, Form()] = "",
 ) -> Response:
     if not REFERRAL_ID.fullmatch(referral_id) or reply not in set(ReplyKind):
         raise PageProblem(400, "error.title")
     body: dict[str, Any] = {"reply": reply}
     if reply == ReplyKind.DECLINE:
         body["reason"] = reason or None
-        if note.strip():
-            body["note"] = note.strip()
+        if note.strip():  # free text goes to intake's vault; the reply names it by id
+            if reason not in set(DeclineReason) or not CASE_ID.fullmatch(case_id):
+                raise PageProblem(400, "error.title")
+            written = await upstreams.write_note(session.token, case_id, "decline_note", note)
+            body["note_ref"] = written["note_id"]
     answer = await upstreams.reply(session.token, referral_id, body)
     shown = "duplicate" if answer.get("status") == "duplicate" else reply
     return RedirectResponse(f"/inbox?sent={shown}", status_code=303)
 
 
+DISCLOSURE_FORM: dict[str, Any] = {
+    "purposes": [str(p) for p in DisclosurePurpose],
+    "note_max_chars": NOTE_MAX_CHARS,
+}
+
+
 @router.get("/cases/{case_id}/details")
 async def details_warning(request: Request, case_id: str, _: Partner) -> Response:
-    return render(request, "details_confirm.html", case_id=checked_case_id(case_id))
+    return render(
+        request, "details_confirm.html", case_id=checked_case_id(case_id), **DISCLOSURE_FORM
+    )
 
 
 @router.post("/cases/{case_id}/details")
@@ -565,10 +579,17 @@ async def details(
     session: Partner,
     upstreams: UpstreamsDep,
     purpose: Annotated[str, Form()] = "",
+    note: Annotated[str, Form()] = "",
 ) -> Response:
+    """The purpose is a code; the partner's own words, if any, are kept at intake as a
+    disclosure note (sealed under the case's key) and the read names it by id."""
     case_id = checked_case_id(case_id)
     try:
-        disclosed = await upstreams.case_details(session.token, case_id, purpose.strip())
+        note_ref = None
+        if note.strip() and purpose in set(DisclosurePurpose):
+            kept = await upstreams.write_note(session.token, case_id, "disclosure_note", note)
+            note_ref = kept["note_id"]
+        disclosed = await upstreams.case_details(session.token, case_id, purpose, note_ref)
     except Invalid as refused:
         return render(
             request,
@@ -576,7 +597,9 @@ async def details(
             status=422,
             case_id=case_id,
             purpose=purpose,
+            note=note,
             problem=refused.detail,
+            **DISCLOSURE_FORM,
         )
     return render(request, "details.html", case_id=case_id, disclosure=disclosed)
 

@@ -132,7 +132,7 @@ INDONESIAN: dict[str, str] = {
     "inbox.escalation_step": "Tahap eskalasi {step}",
     "inbox.actions": "Tindakan",
     "inbox.reason": "Alasan menolak",
-    "inbox.note": "Catatan (tanpa data identitas)",
+    "inbox.note": "Catatan (tidak wajib; disimpan terenkripsi bersama kasus, dihapus bersamanya)",
     "inbox.details": "Lihat detail kasus…",
     "inbox.sent": "Balasan dikirim: {reply}.",
     "inbox.duplicate": "Balasan ini sudah dikirim sebelumnya.",
@@ -143,9 +143,12 @@ INDONESIAN: dict[str, str] = {
     # disclosure
     "details.title": "Detail kasus {case_id}",
     "details.warning": "Membuka detail ini akan dicatat: lembaga Anda, token Anda, daftar "
-    "isian yang dibuka dan tujuan yang Anda tulis disimpan di log akses dan buku besar audit. "
+    "isian yang dibuka dan tujuan yang Anda pilih disimpan di log akses dan buku besar audit. "
     "Hanya isian yang dibutuhkan layanan Anda yang ditampilkan.",
     "details.purpose": "Tujuan membuka detail",
+    "details.choose": "— pilih tujuan —",
+    "details.note": "Keterangan (tidak wajib; disimpan terenkripsi bersama kasus, dihapus "
+    "bersamanya; membacanya kembali juga dicatat)",
     "details.confirm": "Saya mengerti, buka dan catat",
     "details.cancel": "Batal",
     "details.recorded": "Pembukaan ini telah dicatat.",
@@ -260,6 +263,14 @@ INDONESIAN: dict[str, str] = {
     "enum.decline_reason.out_of_area": "Di luar wilayah",
     "enum.decline_reason.survivor_declined": "Penyintas menolak",
     "enum.decline_reason.other": "Lainnya",
+    "enum.disclosure_purpose.first_contact": "Kontak pertama dengan penyintas",
+    "enum.disclosure_purpose.medical_care": "Pelayanan medis",
+    "enum.disclosure_purpose.police_investigation": "Penyidikan polisi",
+    "enum.disclosure_purpose.shelter_placement": "Penempatan di rumah aman",
+    "enum.disclosure_purpose.psychosocial_support": "Pendampingan psikososial",
+    "enum.disclosure_purpose.legal_aid": "Bantuan hukum",
+    "enum.disclosure_purpose.case_review": "Telaah kasus",
+    "enum.disclosure_purpose.other": "Lainnya",
     "yes": "Ya",
     "no": "Tidak",
 }
@@ -385,7 +396,7 @@ ENGLISH: dict[str, str] = {
     "inbox.escalation_step": "Escalation step {step}",
     "inbox.actions": "Actions",
     "inbox.reason": "Reason for declining",
-    "inbox.note": "Note (no identifying data)",
+    "inbox.note": "Note (optional; kept encrypted with the case, erased with it)",
     "inbox.details": "See the case's details…",
     "inbox.sent": "Reply sent: {reply}.",
     "inbox.duplicate": "This reply was sent before.",
@@ -398,6 +409,9 @@ ENGLISH: dict[str, str] = {
     "the names of the fields opened and the purpose you give are kept in the access log and "
     "the audit ledger. Only the fields your service needs are shown.",
     "details.purpose": "Purpose of opening the details",
+    "details.choose": "— choose a purpose —",
+    "details.note": "Explanation (optional; kept encrypted with the case, erased with it; "
+    "reading it back is recorded too)",
     "details.confirm": "I understand: open and record",
     "details.cancel": "Cancel",
     "details.recorded": "This opening has been recorded.",
@@ -509,6 +523,14 @@ ENGLISH: dict[str, str] = {
     "enum.decline_reason.out_of_area": "Outside our area",
     "enum.decline_reason.survivor_declined": "The survivor declined",
     "enum.decline_reason.other": "Other",
+    "enum.disclosure_purpose.first_contact": "First contact with the survivor",
+    "enum.disclosure_purpose.medical_care": "Medical care",
+    "enum.disclosure_purpose.police_investigation": "Police investigation",
+    "enum.disclosure_purpose.shelter_placement": "Shelter placement",
+    "enum.disclosure_purpose.psychosocial_support": "Psychosocial support",
+    "enum.disclosure_purpose.legal_aid": "Legal aid",
+    "enum.disclosure_purpose.case_review": "Case review",
+    "enum.disclosure_purpose.other": "Other",
     "yes": "Yes",
     "no": "No",
 }

@@ -178,15 +178,26 @@ class Upstreams:
         )
         return status
 
-    async def case_details(self, token: str, case_id: str, purpose: str) -> dict[str, Any]:
+    async def case_details(
+        self, token: str, case_id: str, purpose: str, note_ref: str | None = None
+    ) -> dict[str, Any]:
+        params = {"purpose": purpose, **({"note_ref": note_ref} if note_ref else {})}
         details: dict[str, Any] = await self._json(
-            "intake",
-            "GET",
-            f"/v1/cases/{_segment(case_id)}/details",
-            token,
-            params={"purpose": purpose},
+            "intake", "GET", f"/v1/cases/{_segment(case_id)}/details", token, params=params
         )
         return details
+
+    async def write_note(self, token: str, case_id: str, kind: str, text: str) -> dict[str, Any]:
+        """Keep free text at intake, sealed under the case's key; its ``note_id`` is what an
+        action sends (``note_ref``), never the text."""
+        written: dict[str, Any] = await self._json(
+            "intake",
+            "POST",
+            f"/v1/cases/{_segment(case_id)}/notes",
+            token,
+            json={"kind": kind, "text": text},
+        )
+        return written
 
     # --- routing --------------------------------------------------------------------------
 

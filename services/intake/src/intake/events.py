@@ -1,5 +1,5 @@
 """The events intake stages in its outbox, each made here: a case reported, its details
-disclosed, its data erased; a token issued or revoked."""
+disclosed, one of its notes read, its data erased; a token issued or revoked."""
 
 import uuid
 from collections.abc import Sequence
@@ -10,7 +10,11 @@ from rujuk_contracts.envelope import CloudEvent
 from rujuk_contracts.events import (
     CaseDetailsDisclosed,
     CaseErased,
+    CaseNoteRead,
     CaseReported,
+    DisclosurePurpose,
+    EraseReason,
+    NoteKind,
     Role,
     TokenIssued,
     TokenRevoked,
@@ -43,7 +47,8 @@ def details_disclosed(
     agency_id: str,
     referral_id: str,
     fields: list[str],
-    purpose: str,
+    purpose: DisclosurePurpose,
+    note_ref: str | None,
     token_id: str,
     traceparent: str | None,
 ) -> CloudEvent:
@@ -55,6 +60,31 @@ def details_disclosed(
             fields=fields,
             purpose=purpose,
             token_id=token_id,
+            note_ref=note_ref,
+        ),
+        source=SOURCE,
+        traceparent=traceparent,
+    )
+
+
+def note_read(
+    case_id: str,
+    *,
+    note_id: str,
+    kind: NoteKind,
+    token_id: str,
+    role: Role,
+    agency_id: str | None,
+    traceparent: str | None,
+) -> CloudEvent:
+    return make_event(
+        CaseNoteRead(
+            case_id=case_id,
+            note_id=note_id,
+            kind=kind,
+            token_id=token_id,
+            role=role,
+            agency_id=agency_id,
         ),
         source=SOURCE,
         traceparent=traceparent,
@@ -62,7 +92,7 @@ def details_disclosed(
 
 
 def case_erased(
-    case_id: str, *, erased_by: str, reason: str, traceparent: str | None
+    case_id: str, *, erased_by: str, reason: EraseReason, traceparent: str | None
 ) -> CloudEvent:
     return make_event(
         CaseErased(case_id=case_id, erased_by=erased_by, reason=reason),

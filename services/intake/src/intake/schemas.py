@@ -1,9 +1,12 @@
-"""The bodies of intake's HTTP API, as the OpenAPI document names them: the erasure request
-and every response."""
+"""The bodies of intake's HTTP API, as the OpenAPI document names them: the erasure and note
+requests and every response."""
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from intake.notes import MAX_NOTE_CHARS
+from rujuk_contracts.events import DisclosurePurpose, EraseReason, NoteKind
 
 
 class ReportAccepted(BaseModel):
@@ -33,7 +36,54 @@ class CaseStatus(BaseModel):
 
 
 class ErasureRequest(BaseModel):
-    reason: str = Field(min_length=3, max_length=200, description="No identifying data")
+    model_config = ConfigDict(extra="forbid")
+
+    reason: EraseReason = Field(description="Why the case's identifying data is erased")
+    note: str | None = Field(
+        default=None,
+        max_length=MAX_NOTE_CHARS,
+        description="Optional words of the coordinator. Not kept anywhere: a note sealed under "
+        "the case's key would be shredded in this same transaction, and kept otherwise it "
+        "would outlive the erasure. Not logged, not in the event.",
+    )
+
+
+class NoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: NoteKind = Field(
+        description="decline_note, disclosure_note (a partner); close_note (a coordinator)"
+    )
+    text: str = Field(
+        min_length=1,
+        max_length=MAX_NOTE_CHARS,
+        description="Free text; kept only sealed under the case's key, shredded with the case",
+    )
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("catatan kosong / the note is empty")
+        return text
+
+
+class NoteWritten(BaseModel):
+    note_id: str = Field(description="Send it as note_ref with the action it explains")
+    case_id: str
+    kind: NoteKind
+    created_at: datetime
+
+
+class Note(BaseModel):
+    note_id: str
+    case_id: str
+    kind: NoteKind
+    text: str
+    author_token_id: str
+    author_role: str
+    author_agency_id: str | None
+    created_at: datetime
 
 
 class WhoAmI(BaseModel):
@@ -96,10 +146,19 @@ class Disclosure(BaseModel):
 
 
 class DisclosureLogEntry(BaseModel):
+    """One read of a case's identifying data: its details (fields named, purpose given) or
+    one of its notes (``note_id``; then fields is ``["note.<kind>"]``)."""
+
     event_id: str
-    referral_id: str
-    agency_id: str
+    referral_id: str | None = Field(description="Null for a note read by a coordinator")
+    agency_id: str | None = Field(description="Null unless a partner read")
     token_id: str
+    role: str
     fields: list[str]
-    purpose: str
+    purpose: DisclosurePurpose | str | None = Field(
+        description="A DisclosurePurpose code (free text only in rows written before codes); "
+        "null for a note read"
+    )
+    note_ref: str | None = Field(description="The disclosure note the partner gave, if any")
+    note_id: str | None = Field(description="Set when the read was of a note")
     disclosed_at: datetime

@@ -1,5 +1,6 @@
-"""Intake's PostgreSQL adapter, the only module that writes SQL: cases, the vault, the referral
-projection, the SOPs in force, the access log and the tokens intake issues."""
+"""Intake's PostgreSQL adapter, the only module that writes SQL: cases, the vault and the notes
+sealed in it, the referral projection, the SOPs in force, the access log and the tokens intake
+issues."""
 
 import json
 from collections.abc import Sequence
@@ -20,10 +21,11 @@ from intake.auth import (
     parse_bootstrap_tokens,
 )
 from intake.disclosure import INACTIVE_REFERRAL_STATES
+from intake.notes import StoredNote
 from intake.projection import ProjectedReferral
 from intake.vault import SealedRecord
 from rujuk_contracts.envelope import CloudEvent
-from rujuk_contracts.events import SopInForce
+from rujuk_contracts.events import DisclosurePurpose, NoteKind, SopInForce
 from rujuk_contracts.triage import TriageFacts
 from rujuk_runtime.access import Principal, districts_of, hash_secret
 from rujuk_runtime.db import Connection, columns
@@ -222,12 +224,19 @@ class VaultEntry:
     triage: dict[str, Any]
     sealed: SealedRecord | None  # None once erased
     erased_at: datetime | None
+    district_code: str
 
 
-async def vault_entry(conn: Connection, case_id: str) -> VaultEntry | None:
+async def vault_entry(
+    conn: Connection, case_id: str, *, for_share: bool = False
+) -> VaultEntry | None:
+    """The case's triage and sealed record. ``for_share`` share-locks the case row until the
+    transaction ends: an erasure (which locks it for update) waits, and then sees what was
+    written meanwhile."""
     row = await conn.fetchrow(
-        "SELECT c.triage, v.key_id, v.wrapped_key, v.ciphertext, v.erased_at "
-        "FROM cases c JOIN vault v USING (case_id) WHERE c.case_id = $1",
+        "SELECT c.triage, c.district_code, v.key_id, v.wrapped_key, v.ciphertext, v.erased_at "
+        "FROM cases c JOIN vault v USING (case_id) WHERE c.case_id = $1"
+        + (" FOR SHARE OF c" if for_share else ""),
         case_id,
     )
     if row is None:
@@ -237,7 +246,7 @@ async def vault_entry(conn: Connection, case_id: str) -> VaultEntry | None:
         if row["wrapped_key"] is not None
         else None
     )
-    return VaultEntry(json.loads(row["triage"]), sealed, row["erased_at"])
+    return VaultEntry(json.loads(row["triage"]), sealed, row["erased_at"], row["district_code"])
 
 
 async def record_disclosure(
@@ -249,19 +258,21 @@ async def record_disclosure(
     agency_id: str,
     token_id: str,
     fields: list[str],
-    purpose: str,
+    purpose: DisclosurePurpose,
+    note_ref: str | None,
 ) -> None:
     """The access-log row and its event: one transaction (the caller's)."""
     await conn.execute(
         "INSERT INTO disclosures (event_id, case_id, referral_id, agency_id, token_id, fields, "
-        "purpose) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "purpose, note_ref) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         event.id,
         case_id,
         referral_id,
         agency_id,
         token_id,
         fields,
-        purpose,
+        purpose.value,
+        note_ref,
     )
     await add_to_outbox(conn, event)
 
@@ -278,12 +289,85 @@ async def case_exists(conn: Connection, case_id: str, districts: list[str] | Non
 
 
 async def disclosures_of(conn: Connection, case_id: str) -> list[dict[str, Any]]:
+    """The access log of a case: each read of its details and of its notes, oldest first."""
     rows = await conn.fetch(
-        "SELECT event_id, referral_id, agency_id, token_id, fields, purpose, disclosed_at "
-        "FROM disclosures WHERE case_id = $1 ORDER BY disclosed_at, event_id",
+        "SELECT event_id, referral_id, agency_id, token_id, 'partner' AS role, fields, purpose, "
+        "note_ref, NULL AS note_id, disclosed_at FROM disclosures WHERE case_id = $1 "
+        "UNION ALL "
+        "SELECT r.event_id, NULL, r.agency_id, r.token_id, r.role, ARRAY['note.' || n.kind], "
+        "NULL, NULL, r.note_id, r.read_at FROM note_reads r JOIN case_notes n USING (note_id) "
+        "WHERE r.case_id = $1 "
+        "ORDER BY disclosed_at, event_id",
         case_id,
     )
     return [dict(r) for r in rows]
+
+
+# --- notes: free text sealed under the case's key (their policy is intake.notes) -----------
+
+
+async def insert_note(
+    conn: Connection,
+    *,
+    note_id: str,
+    case_id: str,
+    kind: NoteKind,
+    sealed: bytes,
+    author: Principal,
+) -> datetime:
+    """Store a sealed note; return when it was written."""
+    created_at: datetime = await conn.fetchval(
+        "INSERT INTO case_notes (note_id, case_id, kind, sealed, author_token_id, author_role, "
+        "author_agency_id) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING created_at",
+        note_id,
+        case_id,
+        kind.value,
+        sealed,
+        author.token_id,
+        author.role.value,
+        author.agency_id,
+    )
+    return created_at
+
+
+async def note_of(conn: Connection, note_id: str) -> tuple[StoredNote, datetime] | None:
+    """A note with its case's district, and when it was written."""
+    row = await conn.fetchrow(
+        "SELECT n.note_id, n.case_id, c.district_code, n.kind, n.sealed, n.author_token_id, "
+        "n.author_role, n.author_agency_id, n.created_at "
+        "FROM case_notes n JOIN cases c USING (case_id) WHERE n.note_id = $1",
+        note_id,
+    )
+    if row is None:
+        return None
+    note = StoredNote(
+        note_id=row["note_id"],
+        case_id=row["case_id"],
+        district_code=row["district_code"],
+        kind=NoteKind(row["kind"]),
+        sealed=row["sealed"],
+        author_token_id=row["author_token_id"],
+        author_role=Role(row["author_role"]),
+        author_agency_id=row["author_agency_id"],
+    )
+    return note, row["created_at"]
+
+
+async def record_note_read(
+    conn: Connection, *, event: CloudEvent, note: StoredNote, reader: Principal
+) -> None:
+    """The access-log row of a note read and its `case.note_read` event: one transaction."""
+    await conn.execute(
+        "INSERT INTO note_reads (event_id, case_id, note_id, token_id, role, agency_id) "
+        "VALUES ($1, $2, $3, $4, $5, $6)",
+        event.id,
+        note.case_id,
+        note.note_id,
+        reader.token_id,
+        reader.role.value,
+        reader.agency_id,
+    )
+    await add_to_outbox(conn, event)
 
 
 async def lock_case_for_erasure(
@@ -307,14 +391,17 @@ async def lock_case_for_erasure(
 async def erase_case(
     conn: Connection, case_id: str, erased_at: datetime, event: CloudEvent
 ) -> None:
-    """Crypto-shred: drop the wrapped data key (and the ciphertext with it), forget the
-    request hash (derived from the report), and stage the `case.erased` event."""
+    """Crypto-shred: drop the wrapped data key (and the ciphertext with it), and the sealed
+    text of every note of the case (unreadable without the key already: dropped all the
+    same), forget the request hash (derived from the report), and stage the `case.erased`
+    event."""
     await conn.execute(
         "UPDATE vault SET wrapped_key = NULL, ciphertext = ''::bytea, erased_at = $2 "
         "WHERE case_id = $1",
         case_id,
         erased_at,
     )
+    await conn.execute("UPDATE case_notes SET sealed = NULL WHERE case_id = $1", case_id)
     await conn.execute(
         "UPDATE cases SET erased_at = $2, request_hash = NULL, updated_at = now() "
         "WHERE case_id = $1",

@@ -69,16 +69,40 @@ class Vault:
         )
 
     def open(self, case_id: str, record: SealedRecord) -> dict[str, object]:
-        master = self._keys.get(record.key_id)
-        if master is None:
-            raise VaultError(f"master key {record.key_id!r} is not configured")
-        aad = case_id.encode()
+        data_key = self._data_key(case_id, record)
         try:
-            data_key = _decrypt(master, record.wrapped_key, aad)
-            data: dict[str, object] = json.loads(_decrypt(data_key, record.ciphertext, aad))
+            data: dict[str, object] = json.loads(
+                _decrypt(data_key, record.ciphertext, case_id.encode())
+            )
         except InvalidTag as exc:
             raise VaultError(f"case {case_id}: vault record does not decrypt") from exc
         return data
+
+    def seal_note(self, case_id: str, record: SealedRecord, note_id: str, text: str) -> bytes:
+        """A note's text under its case's own data key, so that erasing the case (dropping
+        its wrapped key) makes the note unreadable too; bound to its case and note id."""
+        data_key = self._data_key(case_id, record)
+        return _encrypt(data_key, text.encode(), _note_aad(case_id, note_id))
+
+    def open_note(self, case_id: str, record: SealedRecord, note_id: str, sealed: bytes) -> str:
+        data_key = self._data_key(case_id, record)
+        try:
+            return _decrypt(data_key, sealed, _note_aad(case_id, note_id)).decode()
+        except InvalidTag as exc:
+            raise VaultError(f"case {case_id}: note {note_id} does not decrypt") from exc
+
+    def _data_key(self, case_id: str, record: SealedRecord) -> bytes:
+        master = self._keys.get(record.key_id)
+        if master is None:
+            raise VaultError(f"master key {record.key_id!r} is not configured")
+        try:
+            return _decrypt(master, record.wrapped_key, case_id.encode())
+        except InvalidTag as exc:
+            raise VaultError(f"case {case_id}: data key does not unwrap") from exc
+
+
+def _note_aad(case_id: str, note_id: str) -> bytes:
+    return f"{case_id}/notes/{note_id}".encode()
 
 
 def _encrypt(key: bytes, plaintext: bytes, aad: bytes) -> bytes:

@@ -19,10 +19,12 @@ from notify.replies import (
     Reply,
     ReplyRefused,
     agency_and_reply_of,
+    carries_free_text,
     original_id,
     read_reply,
     refusal_problem,
     refused_reply,
+    without_free_text,
 )
 from rujuk_contracts import subjects
 from rujuk_contracts.envelope import CONTENT_TYPE, CloudEvent
@@ -166,10 +168,29 @@ class NatsReplies:
             await js.publish(
                 subjects.partner_outbound(agency_id, REFUSED_EVENT), body, headers=headers
             )
-            await park(js, SERVICE, subject=message.subject, data=message.data,
+            free_text = carries_free_text(message.data)
+            await park(js, SERVICE, subject=message.subject,
+                       data=without_free_text(message.data) if free_text else message.data,
                        reason=f"reply refused: {refused.reason}",
                        message_id=original and f"{agency_id}:{original}",
                        consumer=consumer_name(message))  # fmt: skip
+            if free_text:
+                await erase_from_stream(js, message)
             log.warning("partner reply refused", agency_id=agency_id,
                         reason=refused.reason[:200])  # fmt: skip
         await message.ack()
+
+
+async def erase_from_stream(js: JetStreamContext, message: Msg) -> None:
+    """Erase a partner's refused message that carried free text from the partner stream
+    (JetStream overwrites it), so that what a person typed there is not kept for ever. A
+    failure is logged and the reply consumer goes on: it must not stall every partner."""
+    sequence = stream_sequence(message)
+    if sequence is None:
+        return
+    try:
+        await js.delete_msg(subjects.PARTNER_STREAM, sequence)
+    except Exception as exc:
+        log.error("a refused reply with free text stays in the partner stream",
+                  stream=subjects.PARTNER_STREAM, sequence=sequence,
+                  error=type(exc).__name__)  # fmt: skip

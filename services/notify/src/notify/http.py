@@ -10,10 +10,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from notify import store
 from notify.fhir import referral_bundle
-from notify.replies import Reply, ReplyRefused, reply_event_id
+from notify.replies import (
+    FREE_TEXT_FIELD,
+    FREE_TEXT_REFUSED,
+    Reply,
+    ReplyRefused,
+    reply_event_id,
+)
 from rujuk_contracts.envelope import parse_event
 from rujuk_contracts.events import (
     DeclineReason,
+    NoteRef,
     ReferralAccepted,
     ReferralAcknowledged,
     ReferralCompleted,
@@ -33,13 +40,23 @@ Partner = Annotated[Principal, Depends(require(Role.PARTNER))]
 
 
 class ReplyRequest(BaseModel):
-    """A partner's reply to one referral. No identifying data in ``note``."""
+    """A partner's reply to one referral: codes and ids, never free text."""
 
     model_config = ConfigDict(extra="forbid")
 
     reply: ReplyKind
     reason: DeclineReason | None = Field(default=None, description="Required to decline")
-    note: str | None = Field(default=None, max_length=280)
+    note_ref: NoteRef | None = Field(
+        default=None,
+        description="A decline's own words: write them at intake (POST "
+        "/v1/cases/{case_id}/notes, kind decline_note), where they are sealed under the case's "
+        "key, and send the note_id here",
+    )
+    note: str | None = Field(
+        default=None,
+        max_length=280,
+        description="Deprecated and refused when not empty (422 naming `note`): send note_ref",
+    )
 
 
 class ReplyAccepted(BaseModel):
@@ -60,10 +77,20 @@ def _problem(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
 
+def _refusal(refused: ReplyRefused) -> JSONResponse:
+    if refused.field is not None:  # the field-by-field shape of every 422 naming a field
+        detail: Any = [{"field": refused.field, "problem": refused.reason}]
+    else:
+        detail = refused.reason
+    return JSONResponse({"detail": detail}, status_code=refused.status)
+
+
 def _reply_payload(body: ReplyRequest, case_id: str, referral_id: str, agency_id: str) -> Reply:
     common = {"case_id": case_id, "referral_id": referral_id, "agency_id": agency_id}
-    if body.reply != ReplyKind.DECLINE and (body.reason or body.note):
-        raise ReplyRefused("reason and note belong to a decline only", status=422)
+    if body.note:
+        raise ReplyRefused(FREE_TEXT_REFUSED, field=FREE_TEXT_FIELD)
+    if body.reply != ReplyKind.DECLINE and (body.reason or body.note_ref):
+        raise ReplyRefused("reason and note_ref belong to a decline only", status=422)
     if body.reply == ReplyKind.ACKNOWLEDGE:
         return ReferralAcknowledged(**common)
     if body.reply == ReplyKind.ACCEPT:
@@ -72,7 +99,7 @@ def _reply_payload(body: ReplyRequest, case_id: str, referral_id: str, agency_id
         return ReferralCompleted(**common)
     if body.reason is None:
         raise ReplyRefused("a decline needs a reason", status=422)
-    return ReferralDeclined(**common, reason=body.reason, note=body.note)
+    return ReferralDeclined(**common, reason=body.reason, note_ref=body.note_ref)
 
 
 def _agency_of(principal: Principal) -> str:
@@ -113,7 +140,7 @@ async def reply(
                     conn, agency_id, payload, current_traceparent()
                 )
         except ReplyRefused as refused:
-            return _problem(refused.status, refused.reason)
+            return _refusal(refused)
     if new:
         runtime.wake_relay()
     return ReplyAccepted(event_id=event_id, status="accepted" if new else "duplicate")

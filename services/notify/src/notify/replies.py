@@ -8,7 +8,11 @@ Notify checks what only it can check and hands the rest to routing:
   completed), and on NATS the subject's last token names the same reply;
 - the agency in the payload is the agency the subject (or the partner's token, issued by
   intake) belongs to;
-- the referral is one notify delivered to that agency (on at least one channel), for that case.
+- the referral is one notify delivered to that agency (on at least one channel), for that case;
+- it carries no free text: a decline's ``note`` is refused (the partner writes its words at
+  intake, where they are sealed under the case's key, and sends the note's id as
+  ``note_ref``). A refused reply that carried a note is parked without it, and on NATS the
+  partner's message is erased from the stream (``handlers.NatsReplies``).
 
 A valid reply is republished as an internal event (source ``/rujuk/partners/<agency>``) through
 notify's outbox; its id is derived from (agency, referral, reply), so a partner's retry, on
@@ -49,12 +53,58 @@ REPLY_KINDS: dict[type[Reply], ReplyKind] = {
 }
 
 
+FREE_TEXT_FIELD = "note"
+FREE_TEXT_REFUSED = (
+    "note: teks bebas tidak diterima; tulis di intake (POST /v1/cases/{case_id}/notes, kind "
+    "decline_note) lalu kirim note_ref / free text is not accepted: write it at intake and "
+    "send its note_id as note_ref"
+)
+FREE_TEXT_REMOVED = "[removed by notify: free text is not kept]"
+
+
 class ReplyRefused(Exception):
-    def __init__(self, reason: str, reply: Reply | None = None, status: int = 422) -> None:
+    def __init__(
+        self,
+        reason: str,
+        reply: Reply | None = None,
+        status: int = 422,
+        *,
+        field: str | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.reply = reply
         self.status = status
+        self.field = field  # the body field at fault, when one is
+
+
+def refuse_free_text(reply: Reply) -> None:
+    """A decline's deprecated ``note`` is refused when it says anything: free text goes to
+    intake's vault, and the reply names it by ``note_ref``."""
+    if isinstance(reply, ReferralDeclined) and reply.note:
+        raise ReplyRefused(FREE_TEXT_REFUSED, reply, field=FREE_TEXT_FIELD)
+
+
+def carries_free_text(raw: bytes) -> bool:
+    """Whether a partner's message (parsed or not) has text in ``data.note``."""
+    data = _data_of(raw)
+    return data is not None and bool(data.get(FREE_TEXT_FIELD))
+
+
+def without_free_text(raw: bytes) -> bytes:
+    """The message as it may be kept (parked): ``data.note`` replaced by a marker."""
+    document = json.loads(raw)
+    document["data"][FREE_TEXT_FIELD] = FREE_TEXT_REMOVED
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def _data_of(raw: bytes) -> dict[str, Any] | None:
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    data = document.get("data") if isinstance(document, dict) else None
+    return data if isinstance(data, dict) else None
 
 
 def reply_event_id(agency_id: str, referral_id: str, kind: ReplyKind) -> str:
@@ -70,6 +120,7 @@ def read_reply(raw: bytes) -> tuple[CloudEvent, Reply]:
         payload, ReferralAcknowledged | ReferralAccepted | ReferralDeclined | ReferralCompleted
     ):
         raise ReplyRefused(f"{event.type} is not a partner reply")
+    refuse_free_text(payload)
     return event, payload
 
 
@@ -78,6 +129,7 @@ def accepted_reply(
 ) -> CloudEvent:
     """The internal event for a reply from ``agency_id``, checked against what notify
     delivered of its referral (``store.delivered_to``: case id and agency id, or None)."""
+    refuse_free_text(reply)
     if reply.agency_id != agency_id:
         raise ReplyRefused(
             f"agency {reply.agency_id!r} in the reply is not {agency_id!r}, the agency it "
@@ -93,6 +145,8 @@ def accepted_reply(
         raise ReplyRefused(
             f"referral {reply.referral_id!r} is not about case {reply.case_id!r}", reply, 422
         )
+    if isinstance(reply, ReferralDeclined) and reply.note is not None:  # "" said nothing
+        reply = reply.model_copy(update={"note": None})
     event_id = reply_event_id(agency_id, reply.referral_id, REPLY_KINDS[type(reply)])
     return make_event(
         reply, source=f"/rujuk/partners/{agency_id}", traceparent=traceparent, event_id=event_id

@@ -11,7 +11,7 @@ from routing.decide import Decision, decide
 from routing.events import case_closed, routing_events
 from routing.lifecycle import StoredReferral, UnroutedCase, UnroutedReason
 from routing.sops import SopsInForce, Unroutable
-from rujuk_contracts.events import CaseReported
+from rujuk_contracts.events import CaseReported, CloseReason
 from rujuk_runtime.consumer import Rejected
 from rujuk_runtime.db import Connection
 from rujuk_runtime.logs import get_logger
@@ -152,18 +152,20 @@ async def close_case(
     conn: Connection,
     case_id: str,
     closed_by: str,
-    reason: str,
+    reason: CloseReason,
     *,
+    note_ref: str | None = None,
     clock: Clock,
     districts: list[str] | None,
 ) -> bool:
     """Close a case whose referrals are all settled; False if it was closed already.
     CaseNotFound also for a case outside ``districts`` (None: every district), before its
-    referrals are looked at: whether it has open ones is not told either."""
+    referrals are looked at: whether it has open ones is not told either. The coordinator's
+    own words, if any, are a note at intake that ``note_ref`` names."""
     case = await store.lock_case(conn, case_id, districts)
     if case is None:
         return await _close_unrouted(
-            conn, case_id, closed_by, reason, clock=clock, districts=districts
+            conn, case_id, closed_by, reason, note_ref=note_ref, clock=clock, districts=districts
         )
     if case.closed_at is not None:
         return False
@@ -172,7 +174,8 @@ async def close_case(
         raise CaseHasOpenReferrals(case_id, still_open)
     now = clock()
     await store.close_case(conn, case_id, closed_at=now, closed_by=closed_by, reason=reason)
-    await add_to_outbox(conn, case_closed(case_id, closed_by, reason, now, current_traceparent()))
+    closed = case_closed(case_id, closed_by, reason, note_ref, now, current_traceparent())
+    await add_to_outbox(conn, closed)
     log.info("case closed", case_id=case_id, closed_by=closed_by)
     return True
 
@@ -181,8 +184,9 @@ async def _close_unrouted(
     conn: Connection,
     case_id: str,
     closed_by: str,
-    reason: str,
+    reason: CloseReason,
     *,
+    note_ref: str | None,
     clock: Clock,
     districts: list[str] | None,
 ) -> bool:
@@ -200,6 +204,7 @@ async def _close_unrouted(
         return False
     now = clock()
     await store.resolve_unrouted(conn, case_id, resolution="closed", by=closed_by, at=now)
-    await add_to_outbox(conn, case_closed(case_id, closed_by, reason, now, current_traceparent()))
-    log.info("unrouted case closed", case_id=case_id, closed_by=closed_by)
+    closed = case_closed(case_id, closed_by, reason, note_ref, now, current_traceparent())
+    await add_to_outbox(conn, closed)
+    log.info("unrouted case closed", case_id=case_id, closed_by=closed_by, reason=reason.value)
     return True

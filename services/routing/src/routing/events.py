@@ -12,6 +12,7 @@ from rujuk_contracts import CloudEvent, make_event
 from rujuk_contracts.events import (
     CaseClosed,
     CaseRouted,
+    CloseReason,
     EscalationReason,
     EventPayload,
     ReferralEscalated,
@@ -172,9 +173,14 @@ def reply_refused(
 
 
 def case_closed(
-    case_id: str, closed_by: str, reason: str, now: datetime, traceparent: str | None
+    case_id: str,
+    closed_by: str,
+    reason: CloseReason,
+    note_ref: str | None,
+    now: datetime,
+    traceparent: str | None,
 ) -> CloudEvent:
-    closed = CaseClosed(case_id=case_id, closed_by=closed_by, reason=reason)
+    closed = CaseClosed(case_id=case_id, closed_by=closed_by, reason=reason, note_ref=note_ref)
     return routing_event(closed, f"{case_id}:closed", now, traceparent)
 
 

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from routing import cases, store
 from routing.cases import CaseClosedAlready, CaseHasOpenReferrals, CaseNotFound
@@ -30,7 +30,7 @@ from routing.settings import RoutingSettings
 from routing.sop import Sop, SopError
 from routing.sops import SopConflict, SopNotServed, SopsInForce
 from routing.stats import Period, ReferralPage, Stats, period_bounds, render_csv, stats_of
-from rujuk_contracts.events import CASE_ID_PATTERN, DistrictCode
+from rujuk_contracts.events import CASE_ID_PATTERN, CloseReason, DistrictCode, NoteRef
 from rujuk_contracts.subjects import AGENCY_ID_PATTERN
 from rujuk_runtime.access import Principal, Role, require
 from rujuk_runtime.problems import documented
@@ -57,11 +57,15 @@ anyone_signed_in = Depends(require(*Role))
 
 
 class CloseRequest(BaseModel):
-    reason: str = Field(
-        default="every referral completed or cancelled",
-        min_length=1,
-        max_length=200,
-        description="Why the case is closed; no identifying data",
+    model_config = ConfigDict(extra="forbid")
+
+    reason: CloseReason = Field(
+        default=CloseReason.SERVICES_COMPLETED, description="Why the case is closed, a code"
+    )
+    note_ref: NoteRef | None = Field(
+        default=None,
+        description="The coordinator's own words, if any: a close_note written at intake "
+        "(POST /v1/cases/{case_id}/notes), named by its id. Free text never comes here.",
     )
 
 
@@ -219,10 +223,11 @@ async def close_case(
     """Close a case once every referral is completed or cancelled (409 names the open
     ones; coordinator of its district, else 404 as for no case); a case routing could not
     route closes as it is, and leaves the unrouted list. Publishes CaseClosed. Optional JSON
-    body: ``{"reason": "..."}``."""
+    body: ``{"reason": "<CloseReason code>", "note_ref": "note-…"}`` (reason defaults to
+    services_completed)."""
     raw = await request.body()
     try:
-        reason = CloseRequest.model_validate_json(raw or b"{}").reason
+        body = CloseRequest.model_validate_json(raw or b"{}")
     except ValidationError as exc:
         problems = [{"field": ".".join(map(str, e["loc"])), "problem": e["msg"]}
                     for e in exc.errors()]  # fmt: skip
@@ -233,7 +238,8 @@ async def close_case(
                 conn,
                 case_id,
                 _actor(principal),
-                reason,
+                body.reason,
+                note_ref=body.note_ref,
                 clock=clock,
                 districts=principal.district_filter,
             )

@@ -22,7 +22,7 @@ from routing.lifecycle import (
     UnroutedReason,
 )
 from routing.stats import StatsRows
-from rujuk_contracts.events import Priority, Service
+from rujuk_contracts.events import CloseReason, Priority, Service
 from rujuk_runtime.db import Connection, columns
 
 _REFERRAL_COLUMNS = (
@@ -313,14 +313,14 @@ async def lock_case(
 
 
 async def close_case(
-    conn: Connection, case_id: str, *, closed_at: datetime, closed_by: str, reason: str
+    conn: Connection, case_id: str, *, closed_at: datetime, closed_by: str, reason: CloseReason
 ) -> None:
     await conn.execute(
         "UPDATE cases SET closed_at = $2, closed_by = $3, close_reason = $4 WHERE case_id = $1",
         case_id,
         closed_at,
         closed_by,
-        reason,
+        reason.value,
     )
 
 
