@@ -3,11 +3,13 @@ works at routing, audit and notify once its event is projected, and stops workin
 revoked; every protected route of every service answers 401 without a token and 403 to a
 role that may not. Real NATS and PostgreSQL; the four services in-process."""
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -26,6 +28,7 @@ from notify.bootstrap import create_app as create_notify
 from notify.settings import NotifySettings
 from routing.bootstrap import create_app as create_routing
 from routing.settings import RoutingSettings
+from rujuk.samples import SAMPLE_REPORTS
 from rujuk_contracts.events import Role
 from rujuk_runtime.access import hash_secret
 from tests.conftest import provisioned_database, remove_streams
@@ -227,3 +230,199 @@ async def test_a_revoked_token_stops_working_at_every_service(services: Services
     # The relay's poll (0.5 s), the projection, and at most the cache time.
     assert time.monotonic() - started < 5
     assert (await intake.get("/v1/whoami", headers=operator)).status_code == 200
+
+
+# --- districts as tenants ------------------------------------------------------------------
+
+# How each /v1 route keeps a district-bound token to its districts (the test below checks
+# each kind; it fails when a service grows a route that is not listed here):
+# - "case": a case of another district answers exactly as a case that does not exist;
+# - "listing" / "figures": rows and counts of served districts only;
+# - "files": a report for a district not served is refused (422 naming district_code);
+# - "sop": publishing another district's SOP is refused (403), nothing stored;
+# - "replay": another district's case replays as an unknown one; a time range, own only;
+# - "ledger": integrity facts of the whole ledger, naming no case of another district;
+# - "partner": partner-only, bound to its agency (and so to the SOPs that name it).
+SCOPE: dict[str, dict[tuple[str, str], str]] = {
+    "intake": {
+        ("POST", "/v1/reports"): "files",
+        ("GET", "/v1/cases/{case_id}"): "case",
+        ("GET", "/v1/cases/{case_id}/details"): "partner",
+        ("GET", "/v1/cases/{case_id}/disclosures"): "case",
+        ("POST", "/v1/cases/{case_id}/erase"): "case",
+        ("POST", "/v1/cases/{case_id}/notes"): "case",
+        ("GET", "/v1/cases/{case_id}/notes/{note_id}"): "case",
+    },
+    "routing": {
+        ("POST", "/v1/sops"): "sop",
+        ("POST", "/v1/cases/{case_id}/close"): "case",
+        ("GET", "/v1/cases/unrouted"): "unrouted",
+        ("POST", "/v1/cases/{case_id}/route"): "case",
+        ("GET", "/v1/referrals"): "listing",
+        ("GET", "/v1/stats"): "figures",
+        ("GET", "/v1/stats.csv"): "figures",
+    },
+    "audit": {
+        ("GET", "/v1/cases/{case_id}/history"): "case",
+        ("GET", "/v1/cases/{case_id}/bundle"): "case",
+        ("GET", "/v1/ledger/verify"): "ledger",
+        ("GET", "/v1/checkpoints/latest"): "ledger",
+        ("GET", "/v1/parked"): "ledger",
+        ("POST", "/v1/replays"): "replay",
+    },
+    "notify": {
+        ("POST", "/v1/referrals/{referral_id}/replies"): "partner",
+        ("GET", "/v1/referrals/{referral_id}/fhir"): "partner",
+    },
+}
+# A well-formed body per POST route with a case in its path (what a real caller sends).
+CASE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("intake", "/v1/cases/{case_id}/erase"): {"reason": "survivor_request"},
+    ("intake", "/v1/cases/{case_id}/notes"): {"kind": "close_note", "text": "catatan contoh"},
+    ("routing", "/v1/cases/{case_id}/close"): {"reason": "services_completed"},
+    ("routing", "/v1/cases/{case_id}/route"): {},
+}
+NO_SUCH_CASE = {"3513": "3513-ZZZZZZZZZZ", "3514": "3514-ZZZZZZZZZZ"}
+
+
+@dataclass
+class Districts:
+    """One case in each district, and 3514-bound tokens of every district-bound role."""
+
+    cases: dict[str, str]  # district -> case id
+    tokens: dict[Role, str]  # role -> secret, bound to 3514
+    province: dict[Role, str]  # role -> secret, province level (every district)
+    note_id: str  # a note on the 3513 case, written by a province coordinator
+
+
+@pytest.fixture(scope="module")
+async def districts(services: Services) -> Districts:
+    conn = await services.intake_db()
+    try:  # of its own: another test revokes the module's coordinator
+        tokens, province = {}, {}
+        for role in (r for r in Role if r.district_bound):
+            tokens[role] = (await store.create_token(conn, role, districts=["3514"]))[1]
+            province[role] = (await store.create_token(conn, role, districts=None))[1]
+    finally:
+        await conn.close()
+    operator = bearer(province[Role.OPERATOR])  # files for both districts
+    intake = services.clients["intake"]
+    cases: dict[str, str] = {}
+    for sample in SAMPLE_REPORTS:
+        district = sample["district_code"]
+        if district not in cases:
+            filed = await eventually(
+                partial(intake.post, "/v1/reports", json=sample, headers=operator), 202
+            )
+            cases[district] = filed.json()["case_id"]
+    coordinator, auditor = bearer(province[Role.COORDINATOR]), bearer(province[Role.AUDITOR])
+    # Projected everywhere once the last one made (an auditor's) is: events keep their order.
+    last = bearer(province[Role.AUDITOR])
+    await eventually(partial(services.clients["routing"].get, "/v1/sops", headers=last), 200)
+    await eventually(partial(services.clients["audit"].get, "/v1/parked", headers=last), 200)
+    for case_id in cases.values():  # routed, and in the ledger
+        deadline = time.monotonic() + 15
+        while not (
+            await services.clients["routing"].get(
+                "/v1/referrals", params={"case_id": case_id}, headers=coordinator
+            )
+        ).json()["referrals"]:
+            assert time.monotonic() < deadline, f"{case_id} not routed"
+            await asyncio.sleep(0.1)
+        await eventually(
+            partial(services.clients["audit"].get, f"/v1/cases/{case_id}/history", headers=auditor),
+            200,
+        )
+    note = await intake.post(
+        f"/v1/cases/{cases['3513']}/notes",
+        json={"kind": "close_note", "text": "catatan contoh koordinator provinsi"},
+        headers=coordinator,
+    )
+    assert note.status_code == 201, note.text
+    return Districts(cases, tokens, province, note.json()["note_id"])
+
+
+def _same_answer(elsewhere: httpx.Response, missing: httpx.Response, ids: tuple[str, str]) -> None:
+    """Another district's case and a case that does not exist look alike, ids aside."""
+    assert elsewhere.status_code == missing.status_code
+    assert elsewhere.text.replace(ids[0], "<case>") == missing.text.replace(ids[1], "<case>")
+
+
+@pytest.mark.parametrize("service", sorted(SCOPE))
+async def test_a_district_token_learns_nothing_of_another_district(
+    services: Services, districts: Districts, service: str
+) -> None:
+    """Every /v1 route, with a 3514-bound token of each role it allows, against 3513 data."""
+    assert set(SCOPE[service]) == set(ALLOWED[service]), "a /v1 route has no scope kind"
+    client = services.clients[service]
+    theirs, ours = districts.cases["3513"], districts.cases["3514"]
+    for (method, path), kind in SCOPE[service].items():
+        roles = sorted(r for r in ALLOWED[service][(method, path)] if r.district_bound)
+        for role in roles:
+            headers = bearer(districts.tokens[role])
+            where = (service, method, path, role)
+            if kind == "case":
+                body = {"json": CASE_BODIES.get((service, path), {})} if method == "POST" else {}
+                note = districts.note_id
+                elsewhere = await client.request(
+                    method, path.format(case_id=theirs, note_id=note), headers=headers, **body
+                )
+                missing = await client.request(
+                    method,
+                    path.format(case_id=NO_SUCH_CASE["3513"], note_id=note),
+                    headers=headers,
+                    **body,
+                )
+                _same_answer(elsewhere, missing, (theirs, NO_SUCH_CASE["3513"]))
+                assert elsewhere.status_code in (403, 404), where
+            elif kind == "files":
+                sample = next(s for s in SAMPLE_REPORTS if s["district_code"] == "3513")
+                refused = await client.post(path, json=sample, headers=headers)
+                assert refused.status_code == 422, where
+                assert "district_code" in refused.text, where
+            elif kind == "listing":
+                page = (await client.get(path, params={"limit": 500}, headers=headers)).json()
+                cases = {r["case_id"] for r in page["referrals"]}
+                assert ours in cases, where
+                assert all(c.startswith("3514-") for c in cases), where
+                asked = await client.get(path, params={"case_id": theirs}, headers=headers)
+                assert asked.json()["referrals"] == [], where
+            elif kind == "figures":
+                period = {"from": "2000-01-01", "to": "2100-12-31"}
+                mine = await client.get(path, params=period, headers=headers)
+                province = await client.get(
+                    path, params=period, headers=bearer(districts.province[Role.COORDINATOR])
+                )
+                assert mine.status_code == province.status_code == 200, where
+                if path.endswith(".csv"):
+                    assert mine.text != province.text, where
+                else:
+                    assert mine.json()["cases_total"] == 1, where
+                    assert province.json()["cases_total"] == 2, where
+            elif kind == "sop":
+                sop = Path(__file__).parents[2] / "services/routing/src/routing/sops/3513.yaml"
+                refused = await client.post(
+                    path,
+                    content=sop.read_bytes(),
+                    headers={**headers, "Content-Type": "application/yaml"},
+                )
+                assert refused.status_code == 403, where
+                assert "3513" in refused.json()["detail"], where
+            elif kind == "replay":
+                answers = [
+                    await client.post(path, json={"case_id": case_id}, headers=headers)
+                    for case_id in (theirs, NO_SUCH_CASE["3513"])
+                ]  # each replay has its own request id and subjects: the rest must match
+                assert [a.status_code for a in answers] == [202, 202], where
+                assert [a.json()["count"] for a in answers] == [0, 0], where
+            elif kind == "unrouted":
+                page = await client.get(path, headers=headers)
+                assert page.status_code == 200, where
+                assert all(c["case_id"].startswith("3514-") for c in page.json()["cases"]), where
+            elif kind == "ledger":
+                answer = await client.get(path, headers=headers)
+                assert answer.status_code in (200, 404), where
+                assert theirs not in answer.text, where
+            else:
+                assert kind == "partner", where
+                assert not roles, f"{where}: a partner-only route lets {roles} in"
