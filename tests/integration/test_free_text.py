@@ -39,6 +39,7 @@ from rujuk_contracts.events import (
 from rujuk_runtime.bus import event_headers
 from rujuk_runtime.embedded import pg_binary
 from tests.conftest import provisioned_database, remove_streams
+from tests.integration.sop_support import announce, shipped_sop_events, until_intake_knows
 from tests.integration.test_intake_api import report
 
 pytestmark = pytest.mark.integration
@@ -152,6 +153,8 @@ async def services(nats_url: str, server_database_url: str) -> AsyncIterator[Ser
                     transport=httpx.ASGITransport(app=intake_app), base_url="http://intake"
                 )
             )
+            await announce(nats_url, *shipped_sop_events())  # as routing does at start
+            await until_intake_knows(client, {"3513": 1, "3514": 1})
             yield Services(
                 client,
                 intake_app.state.vault,
