@@ -482,8 +482,11 @@ async def check_outcome(
     # ... and the stack's three bootstrap tokens (operator, coordinator, auditor), once each
     tokens = [row for row in view.rows if row["event_type"].startswith("id.rujuk.token.")]
     assert len(tokens) == 3
+    # ... and the two shipped SOPs routing announced in force at start (3513, 3514), once
+    sops = [row for row in view.rows if row["event_type"].startswith("id.rujuk.sop.")]
+    assert sorted(row["case_id"] for row in sops) == ["sop-3513", "sop-3514"]
     per_case = sum(2 + 2 * referrals_of[c] + escalations_of[c] for c in case_ids)
-    assert len(view.rows) == per_case + len(tokens)
+    assert len(view.rows) == per_case + len(tokens) + len(sops)
     verdict = await verify_ledger(database_url)
     assert verdict.ok, verdict.failure
     assert verdict.entries == len(view.rows)

@@ -101,6 +101,7 @@ class NatsCluster:
 
 
 BOOTSTRAP_TOKENS = 3  # operator, coordinator, auditor
+SHIPPED_SOPS = 2  # 3513 and 3514, announced in force by routing at start (sop.in_force)
 
 
 async def file_reports(client: httpx.AsyncClient, url: str, count: int) -> list[str]:
@@ -141,7 +142,12 @@ async def test_losing_a_nats_node_mid_flow_loses_nothing(
                     referrals = await wait_until_all_delivered(client, intake, before + after)
                     # Audit's consumers may have had their leader on the lost node: the
                     # ledger catches up once a new one is elected (seconds), so wait for it.
-                    expected = 2 * len(before + after) + 2 * len(referrals) + BOOTSTRAP_TOKENS
+                    expected = (
+                        2 * len(before + after)
+                        + 2 * len(referrals)
+                        + BOOTSTRAP_TOKENS
+                        + SHIPPED_SOPS
+                    )
                     await wait_until_ledger_holds(database_url, expected)
                     assert stack.exited_services() == []
                 finally:
@@ -155,6 +161,7 @@ async def test_losing_a_nats_node_mid_flow_loses_nothing(
             # announced by intake as token.issued
             tokens = await ledger_count(database_url, "id.rujuk.token.issued.v1")
             assert tokens == BOOTSTRAP_TOKENS
+            assert await ledger_count(database_url, "id.rujuk.sop.in_force.v1") == SHIPPED_SOPS
             assert verdict.entries == expected  # every event once, none twice
     finally:
         cluster.stop()
