@@ -112,7 +112,10 @@ def check_binding(
     if agency_id is not None:
         raise TokenError("only a partner token is bound to an agency")
     if province and codes:
-        raise TokenError("give --district or --province, not both / pilih salah satu")
+        raise TokenError(
+            "pilih --district atau --province, bukan keduanya / give --district or --province, "
+            "not both"
+        )
     if province:
         return None
     if not codes:
@@ -122,7 +125,10 @@ def check_binding(
         )
     for code in codes:
         if not _DISTRICT.fullmatch(code):
-            raise TokenError(f"district {code!r} must be a BPS regency code such as 3514")
+            raise TokenError(
+                f"kabupaten {code!r} harus kode BPS seperti 3514 / district {code!r} must be a "
+                "BPS regency code such as 3514"
+            )
     return tuple(codes)
 
 
