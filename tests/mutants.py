@@ -6,11 +6,17 @@ the root pyproject.toml under [tool.rujuk.mutants], mutmut's own settings under
 [tool.mutmut].
 
 mutmut imports the mutated copy from `mutants/src` and takes a test's node id as relative to
-where it runs, so each module gets a small work folder, .mutants/<name>/, holding `src` (a
-link to its package's source root), `tests` (a link to tests/) and the pyproject.toml mutmut
-reads there. Equivalent mutants are marked in the source the tool's own way, a
-`# pragma: no mutate` on the line with the reason in a comment beside it; they are counted
-by generating the module's mutants once with those pragmas and once without.
+where it runs, so each module gets a work folder of its own, .mutants/<name>/, holding `src`
+(a copy of its package's source root), `tests` (a link to tests/) and the pyproject.toml
+mutmut reads there.
+
+Equivalent mutants (no test could notice them: the program behaves the same) are marked in
+the source the tool's own way, `# pragma: no mutate` on the line, with the reason in a
+comment beside it. mutmut would skip such a line whole, and with it any other mutant of that
+line; so the copy mutated here has the pragmas turned into plain marks, every mutant is run,
+and a survivor counts as equivalent only when the line it changes carries a mark. Killed
+mutants on a marked line are listed too, for whoever checks the marks: a line can hold one
+equivalent mutant beside others the tests kill.
 
     python tests/mutants.py                 # every module
     python tests/mutants.py decide chain    # some
@@ -35,7 +41,7 @@ MUTMUT = Path(sys.executable).parent / "mutmut"
 TARGET = 0.95
 KILLED = {"killed", "timeout", "caught by type check", "segfault"}
 PRAGMA = re.compile(r"#\s*pragma:\s*no mutate")
-STRIPPED = "# (pragma stripped)"
+MARK = "# (marked equivalent)"
 
 
 @dataclass(frozen=True)
@@ -49,14 +55,15 @@ class Module:
 @dataclass(frozen=True)
 class Result:
     module: Module
-    mutants: int  # every mutant mutmut makes, the equivalent ones included
-    equivalent: int
+    mutants: int
     killed: int
-    survivors: tuple[str, ...]
+    equivalent: tuple[str, ...]  # diffs of the survivors whose line is marked equivalent
+    survivors: tuple[str, ...]  # diffs of the others
+    killed_on_marks: tuple[str, ...]  # diffs of killed mutants on a line marked equivalent
 
     @property
     def score(self) -> float:
-        candidates = self.mutants - self.equivalent
+        candidates = self.mutants - len(self.equivalent)
         return self.killed / candidates if candidates else 1.0
 
 
@@ -73,26 +80,26 @@ def load() -> tuple[dict[str, Module], dict[str, Any], dict[str, Any]]:
 def prepare(module: Module, mutmut: dict[str, Any], pytest_options: dict[str, Any]) -> Path:
     folder = WORK / module.name
     # Every run starts afresh: no verdict is carried over from an earlier run's cache.
-    shutil.rmtree(folder / "mutants", ignore_errors=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    for link, target in (("src", ROOT / module.source_root), ("tests", ROOT / "tests")):
-        path = folder / link
-        if path.is_symlink() and path.resolve() != target.resolve():
-            path.unlink()
-        if not path.is_symlink():
-            path.symlink_to(target, target_is_directory=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    shutil.copytree(
+        ROOT / module.source_root,
+        folder / "src",
+        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+    )
+    target = folder / "src" / module.path
+    target.write_text(PRAGMA.sub(MARK, target.read_text()))
+    (folder / "tests").symlink_to(ROOT / "tests", target_is_directory=True)
     settings = {
         **mutmut,
         "source_paths": ["src"],
         "only_mutate": [f"src/{module.path}"],
         "pytest_add_cli_args_test_selection": list(module.tests),
     }
-    text = _toml_table("tool.mutmut", settings) + _toml_table(
-        "tool.pytest.ini_options", pytest_options
+    (folder / "pyproject.toml").write_text(
+        _toml_table("tool.mutmut", settings)
+        + _toml_table("tool.pytest.ini_options", pytest_options)
     )
-    pyproject = folder / "pyproject.toml"
-    if not pyproject.exists() or pyproject.read_text() != text:
-        pyproject.write_text(text)
     return folder
 
 
@@ -102,7 +109,7 @@ def _toml_table(name: str, values: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def run(module: Module, folder: Path, children: int) -> None:
+def mutmut_run(module: Module, folder: Path, children: int) -> None:
     log = folder / "run.log"
     with log.open("w") as out:
         done = subprocess.run(
@@ -118,13 +125,7 @@ def run(module: Module, folder: Path, children: int) -> None:
 
 
 def statuses(folder: Path) -> dict[str, str]:
-    listing = subprocess.run(
-        [str(MUTMUT), "results", "--all", "true"],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    listing = _mutmut(folder, "results", "--all", "true")
     found: dict[str, str] = {}
     for line in listing.splitlines():
         name, sep, status = line.strip().rpartition(": ")
@@ -133,55 +134,52 @@ def statuses(folder: Path) -> dict[str, str]:
     return found
 
 
-def equivalents(folder: Path, module: Module) -> tuple[int, list[str]]:
-    """(every mutant mutmut makes of the module, the ones its pragmas mark equivalent)."""
-    import libcst
-    from mutmut.configuration import reset_config
-    from mutmut.mutation.file_mutation import create_mutations, mutate_file_contents
-
-    path = f"src/{module.path}"
-    here = Path.cwd()
-    os.chdir(folder)  # mutmut reads its settings from the current folder
-    try:
-        reset_config()
-        code = (folder / path).read_text()
-        stripped = PRAGMA.sub(STRIPPED, code)
-        every = len(mutate_file_contents(path, stripped).mutant_names)
-        render = libcst.Module(body=[]).code_for_node
-
-        def described(source: str) -> list[str]:
-            # The marker is put back, so a node around a pragma reads the same in both sources.
-            return [
-                " ".join(
-                    f"{render(m.original_node)}  ->  {render(m.mutated_node)}".split()
-                ).replace(STRIPPED, "# pragma: no mutate")
-                for m in create_mutations(path, source)[1]
-            ]
-
-        marked = described(stripped)
-        for kept in described(code):
-            marked.remove(kept)
-    finally:
-        os.chdir(here)
-    return every, marked
+def diff(folder: Path, name: str) -> str:
+    """The mutant's change: its name, then the lines it takes out and puts in."""
+    lines = _mutmut(folder, "show", name).splitlines()
+    changed = [line for line in lines if line[:1] in "-+" and line[:3] not in ("---", "+++")]
+    return "\n".join([name, *changed])
 
 
-def show(folder: Path, name: str) -> str:
+def _mutmut(folder: Path, *args: str) -> str:
     return subprocess.run(
-        [str(MUTMUT), "show", name], cwd=folder, capture_output=True, text=True, check=False
+        [str(MUTMUT), *args], cwd=folder, capture_output=True, text=True, check=True
     ).stdout
+
+
+def marked(change: str) -> bool:
+    return any(line.startswith("-") and MARK in line for line in change.splitlines())
 
 
 def measure(module: Module, folder: Path) -> Result:
     found = statuses(folder)
-    every, marked = equivalents(folder, module)
-    if len(found) != every - len(marked):
-        raise SystemExit(
-            f"{module.name}: mutmut tested {len(found)} mutants, {every - len(marked)} expected"
-        )
-    killed = sum(1 for status in found.values() if status in KILLED)
-    survivors = tuple(sorted(name for name, status in found.items() if status not in KILLED))
-    return Result(module, every, len(marked), killed, survivors)
+    if not found:
+        raise SystemExit(f"{module.name}: mutmut made no mutants (see {folder / 'run.log'})")
+    survived = [
+        diff(folder, name) for name, status in sorted(found.items()) if status not in KILLED
+    ]
+    killed = [name for name, status in found.items() if status in KILLED]
+    killed_on_marks = [d for d in (diff(folder, name) for name in sorted(killed)) if marked(d)]
+    return Result(
+        module,
+        mutants=len(found),
+        killed=len(killed),
+        equivalent=tuple(d for d in survived if marked(d)),
+        survivors=tuple(d for d in survived if not marked(d)),
+        killed_on_marks=tuple(killed_on_marks),
+    )
+
+
+def report(result: Result) -> None:
+    name = result.module.name
+    for title, changes in (
+        ("survived", result.survivors),
+        ("equivalent (marked, survived)", result.equivalent),
+        ("killed on a marked line", result.killed_on_marks),
+    ):
+        for change in changes:
+            print(f"{name}: {title}: {change}\n")
+    print(f"{name}: {result.killed} killed of {result.mutants - len(result.equivalent)}")
 
 
 def table(results: list[Result]) -> str:
@@ -192,7 +190,7 @@ def table(results: list[Result]) -> str:
     for r in results:
         rows.append(
             f"| {r.module.source_root}/{r.module.path} | {r.mutants} | {r.killed} | "
-            f"{r.equivalent} | {len(r.survivors)} | {r.score:.1%} |"
+            f"{len(r.equivalent)} | {len(r.survivors)} | {r.score:.1%} |"
         )
     return "\n".join(rows)
 
@@ -202,9 +200,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="modules to run (default: every one)")
     parser.add_argument("--list", action="store_true", help="print the modules' names")
-    parser.add_argument(
-        "--equivalent", action="store_true", help="print the mutants marked equivalent, no run"
-    )
     parser.add_argument("--children", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     if args.list:
@@ -213,27 +208,18 @@ def main() -> int:
     unknown = sorted(set(args.names) - set(modules))
     if unknown:
         parser.error(f"no such module: {', '.join(unknown)} (see --list)")
-    if args.equivalent:
-        for name in args.names or list(modules):
-            folder = prepare(modules[name], mutmut, pytest_options)
-            _, marked = equivalents(folder, modules[name])
-            print(f"{name}: {len(marked)} marked equivalent", *marked, sep="\n    ")
-        return 0
     results = []
     for name in args.names or list(modules):
         module = modules[name]
-        folder = prepare(module, mutmut, pytest_options)
         print(f"{name}: mutating {module.source_root}/{module.path}", flush=True)
-        run(module, folder, args.children)
-        result = measure(module, folder)
-        results.append(result)
-        for survivor in result.survivors:
-            print(show(folder, survivor))
-        print(f"{name}: {result.killed} killed of {result.mutants - result.equivalent}", flush=True)
+        folder = prepare(module, mutmut, pytest_options)
+        mutmut_run(module, folder, args.children)
+        results.append(measure(module, folder))
+        report(results[-1])
     print(table(results))
-    below = [r.module.name for r in results if r.score < TARGET]
-    if below:
-        print(f"under {TARGET:.0%} of non-equivalent mutants killed: {', '.join(below)}")
+    failing = [r.module.name for r in results if r.score < TARGET]
+    if failing:
+        print(f"under {TARGET:.0%} of non-equivalent mutants killed: {', '.join(failing)}")
         return 1
     return 0
 
