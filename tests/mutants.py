@@ -124,27 +124,34 @@ def mutmut_run(module: Module, folder: Path, children: int) -> None:
         raise SystemExit(f"mutmut failed on {module.name} (exit {done.returncode}):\n{tail}")
 
 
-def statuses(folder: Path) -> dict[str, str]:
-    listing = _mutmut(folder, "results", "--all", "true")
-    found: dict[str, str] = {}
-    for line in listing.splitlines():
-        name, sep, status = line.strip().rpartition(": ")
-        if sep and "__mutmut_" in name:
-            found[name] = status
+def outcomes(folder: Path) -> dict[str, tuple[str, str]]:
+    """Mutant name -> (status, its change), read from mutmut's result files in `folder`: the
+    change is the mutant's name, then the lines it takes out and puts in."""
+    from mutmut.configuration import reset_config
+    from mutmut.mutation.data import SourceFileMutationData
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+    from mutmut.stats import status_by_exit_code
+    from mutmut.utils.file_utils import walk_mutatable_files
+
+    here = Path.cwd()
+    os.chdir(folder)  # mutmut reads its settings and results from the current folder
+    try:
+        reset_config()
+        found: dict[str, tuple[str, str]] = {}
+        for path in walk_mutatable_files():
+            data = SourceFileMutationData(path=path)
+            data.load()
+            for name, exit_code in data.exit_code_by_key.items():
+                lines = get_diff_for_mutant(name, path=path).splitlines()
+                changed = [
+                    line
+                    for line in lines
+                    if line[:1] in "-+" and not line.startswith(("---", "+++"))
+                ]
+                found[name] = (status_by_exit_code[exit_code], "\n".join([name, *changed]))
+    finally:
+        os.chdir(here)
     return found
-
-
-def diff(folder: Path, name: str) -> str:
-    """The mutant's change: its name, then the lines it takes out and puts in."""
-    lines = _mutmut(folder, "show", name).splitlines()
-    changed = [line for line in lines if line[:1] in "-+" and line[:3] not in ("---", "+++")]
-    return "\n".join([name, *changed])
-
-
-def _mutmut(folder: Path, *args: str) -> str:
-    return subprocess.run(
-        [str(MUTMUT), *args], cwd=folder, capture_output=True, text=True, check=True
-    ).stdout
 
 
 def marked(change: str) -> bool:
@@ -152,21 +159,18 @@ def marked(change: str) -> bool:
 
 
 def measure(module: Module, folder: Path) -> Result:
-    found = statuses(folder)
+    found = outcomes(folder)
     if not found:
         raise SystemExit(f"{module.name}: mutmut made no mutants (see {folder / 'run.log'})")
-    survived = [
-        diff(folder, name) for name, status in sorted(found.items()) if status not in KILLED
-    ]
-    killed = [name for name, status in found.items() if status in KILLED]
-    killed_on_marks = [d for d in (diff(folder, name) for name in sorted(killed)) if marked(d)]
+    survived = [change for status, change in found.values() if status not in KILLED]
+    killed = [change for status, change in found.values() if status in KILLED]
     return Result(
         module,
         mutants=len(found),
         killed=len(killed),
-        equivalent=tuple(d for d in survived if marked(d)),
-        survivors=tuple(d for d in survived if not marked(d)),
-        killed_on_marks=tuple(killed_on_marks),
+        equivalent=tuple(c for c in survived if marked(c)),
+        survivors=tuple(c for c in survived if not marked(c)),
+        killed_on_marks=tuple(c for c in killed if marked(c)),
     )
 
 
