@@ -8,6 +8,7 @@ import pytest
 from fastapi import FastAPI, HTTPException, Query
 from httpx import ASGITransport, AsyncClient
 from pydantic import BaseModel
+from structlog.testing import capture_logs
 
 from rujuk_runtime.problems import (
     RETRY_AFTER_SECONDS,
@@ -25,28 +26,31 @@ class Report(BaseModel):
     victims: list[int]
 
 
-app = FastAPI()
-install_validation_problems(app)
-
-
-@app.post("/reports/{case_id}")
 async def post_report(case_id: int, report: Report, limit: int = Query(10)) -> dict[str, int]:
     return {"case_id": case_id, "limit": limit}
 
 
-@app.get("/gone")
 async def gone() -> None:
     raise HTTPException(status_code=404, detail="kasus tidak ada / no case CONTOH")
 
 
-@app.get("/database-away/{kind}")
 async def database_away(kind: int) -> None:
     raise UNAVAILABLE[kind]("CONTOH: the database restarts")
 
 
+def small_app() -> FastAPI:
+    """Made per test: the handlers under test are installed when it is called."""
+    app = FastAPI()
+    install_validation_problems(app)
+    app.post("/reports/{case_id}")(post_report)
+    app.get("/gone")(gone)
+    app.get("/database-away/{kind}")(database_away)
+    return app
+
+
 @pytest.fixture
 async def client() -> AsyncIterator[AsyncClient]:
-    transport = ASGITransport(app=app, raise_app_exceptions=False)
+    transport = ASGITransport(app=small_app(), raise_app_exceptions=False)
     async with AsyncClient(transport=transport, base_url="http://rujuk.test") as client:
         yield client
 
@@ -95,7 +99,15 @@ async def test_other_http_errors_keep_their_status_and_detail(client: AsyncClien
 async def test_a_database_that_is_away_answers_503_with_retry_after(
     client: AsyncClient, kind: int
 ) -> None:
-    answer = await client.get(f"/database-away/{kind}")
+    with capture_logs() as logs:
+        answer = await client.get(f"/database-away/{kind}")
+    assert logs == [
+        {
+            "event": "request failed: database unavailable",
+            "error": UNAVAILABLE[kind].__name__,
+            "log_level": "warning",
+        }
+    ]
     assert answer.status_code == 503
     assert answer.headers["retry-after"] == str(RETRY_AFTER_SECONDS) == "2"
     assert answer.json() == {
