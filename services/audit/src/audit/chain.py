@@ -158,7 +158,8 @@ def timestamp(moment: datetime) -> str:
     zone = moment.tzinfo
     if zone is not UTC:  # asyncpg hands out UTC already: skip the conversion
         if zone is None:
-            moment = moment.replace(tzinfo=UTC)
+            # equivalent: tzinfo=None too, the offset isoformat would add is cut off below
+            moment = moment.replace(tzinfo=UTC)  # pragma: no mutate
         elif moment.utcoffset():  # a zero offset (e.g. pydantic's UTC) is UTC's wall time
             moment = moment.astimezone(UTC)
     text = moment.isoformat()  # the fastest formatter; drops the fraction when it is zero
@@ -366,7 +367,8 @@ class ChainVerifier:
 
 def _sequence_failure(previous_seq: int, seq: int) -> VerifyFailure:
     expected = previous_seq + 1
-    if seq > expected:
+    # equivalent: `>=` too, seq is never the expected one here
+    if seq > expected:  # pragma: no mutate
         missing = (
             f"entry {expected} is" if seq == expected + 1 else f"entries {expected}-{seq - 1} are"
         )

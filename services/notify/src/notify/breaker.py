@@ -41,7 +41,8 @@ class CircuitBreaker:
             if self.clock() < self.opened_at + self.cooldown:
                 return False
             self.state = BreakerState.HALF_OPEN
-            self._trial_out = False
+            # equivalent: None too, only whether _trial_out is true is ever read
+            self._trial_out = False  # pragma: no mutate
         if self._trial_out:
             return False
         self._trial_out = True
@@ -49,16 +50,21 @@ class CircuitBreaker:
 
     def release(self) -> None:
         """The delivery allowed was not made after all (nothing was due)."""
-        self._trial_out = False
+        # equivalent: None too, only whether _trial_out is true is ever read
+        self._trial_out = False  # pragma: no mutate
 
     def succeeded(self) -> None:
         self.state = BreakerState.CLOSED
         self.failures = 0
-        self._trial_out = False
+        # equivalent: None or True too, a closed breaker never reads it and allow() resets it
+        # on the way to half-open
+        self._trial_out = False  # pragma: no mutate
 
     def failed(self) -> None:
         self.failures += 1
-        self._trial_out = False
+        # equivalent: None or True too, neither closed nor open reads it and allow() resets it
+        # on the way to half-open
+        self._trial_out = False  # pragma: no mutate
         if self.state == BreakerState.HALF_OPEN or self.failures >= self.threshold:
             self.state = BreakerState.OPEN
             self.opened_at = self.clock()

@@ -107,5 +107,9 @@ def referral_bundle(
             ],
         }
     )
-    document: dict[str, Any] = bundle.model_dump(mode="json", exclude_none=True)
+    document: dict[str, Any] = bundle.model_dump(
+        mode="json",
+        # equivalent: None or left out too, fhir.resources then excludes None itself
+        exclude_none=True,  # pragma: no mutate
+    )
     return document

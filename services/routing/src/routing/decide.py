@@ -96,8 +96,8 @@ def decide(
             for number, merged in enumerate(ordered, start=1)
         ),
         withheld=tuple(
-            WithheldReferral(m.service, m.agency_id, tuple(m.rule_ids), m.withheld_reason or "")
-            for m in sorted(withheld.values(), key=lambda merged: merged.sort_key())
+            merged.withheld()
+            for merged in sorted(withheld.values(), key=lambda merged: merged.sort_key())
         ),
     )
 
@@ -198,7 +198,6 @@ _CHECKS = (_violence_any, _violence_none, _flags, _hours, _consent, _kecamatan)
 
 @dataclass(frozen=True)
 class _Candidate:
-    order: int  # position among all refer items of the fired rules, in SOP order
     rule_id: str
     service: Service
     agency_id: str
@@ -210,12 +209,11 @@ class _Candidate:
 
 
 def _candidates(sop: Sop, fired: list[Rule], triage: TriageFacts) -> Iterator[_Candidate]:
-    order = 0
+    """The fired rules' refer items, in SOP order."""
     for rule in fired:
         for item in rule.refer:
             override, reason = _consent_verdict(sop.consent, item.service, triage)
             yield _Candidate(
-                order=order,
                 rule_id=rule.id,
                 service=item.service,
                 agency_id=pick_agency(sop, item, triage.kecamatan),
@@ -225,7 +223,6 @@ def _candidates(sop: Sop, fired: list[Rule], triage: TriageFacts) -> Iterator[_C
                 consent_override=override,
                 withheld_reason=reason,
             )
-            order += 1
 
 
 def _consent_verdict(
@@ -243,21 +240,23 @@ def _consent_verdict(
 
 @dataclass
 class _Merged:
-    """Referral candidates for one agency and service, folded into the most urgent terms."""
+    """Referral candidates for one agency and service, folded into the most urgent terms.
+
+    What consent says depends on the service and the case alone, so every candidate folded in
+    carries the first one's consent override or reason to withhold.
+    """
 
     first: _Candidate
     priority: Priority = field(init=False)
     minutes: int = field(init=False)
     rule_ids: list[str] = field(init=False)
     chains: list[tuple[int, tuple[str, ...]]] = field(init=False)
-    consent_override: str | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.priority = self.first.priority
         self.minutes = self.first.minutes
         self.rule_ids = [self.first.rule_id]
         self.chains = [(PRIORITY_RANK[self.first.priority], self.first.escalate_to)]
-        self.consent_override = self.first.consent_override
 
     @property
     def service(self) -> Service:
@@ -268,20 +267,25 @@ class _Merged:
         return self.first.agency_id
 
     @property
+    def consent_override(self) -> str | None:
+        return self.first.consent_override
+
+    @property
     def withheld_reason(self) -> str | None:
         return self.first.withheld_reason
 
     def absorb(self, other: _Candidate) -> None:
-        if PRIORITY_RANK[other.priority] < PRIORITY_RANK[self.priority]:
+        # equivalent: `<=` too, equal ranks are the same priority
+        if PRIORITY_RANK[other.priority] < PRIORITY_RANK[self.priority]:  # pragma: no mutate
             self.priority = other.priority
         self.minutes = min(self.minutes, other.minutes)
         if other.rule_id not in self.rule_ids:
             self.rule_ids.append(other.rule_id)
         self.chains.append((PRIORITY_RANK[other.priority], other.escalate_to))
-        self.consent_override = self.consent_override or other.consent_override
 
-    def sort_key(self) -> tuple[int, int, int]:
-        return (PRIORITY_RANK[self.priority], self.minutes, self.first.order)
+    def sort_key(self) -> tuple[int, int]:
+        # Ties keep SOP order: candidates arrive in it, dicts keep it and the sort is stable.
+        return (PRIORITY_RANK[self.priority], self.minutes)
 
     def referral(
         self, referral_id: str, now: datetime, coordinator: str, minute: timedelta
@@ -298,4 +302,10 @@ class _Merged:
             rule_ids=tuple(self.rule_ids),
             consent_override=self.consent_override,
             acknowledge_within=self.minutes * minute,
+        )
+
+    def withheld(self) -> WithheldReferral:
+        assert self.withheld_reason is not None  # only candidates consent withholds get here
+        return WithheldReferral(
+            self.service, self.agency_id, tuple(self.rule_ids), self.withheld_reason
         )
