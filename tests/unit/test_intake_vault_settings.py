@@ -3,6 +3,7 @@ mutants of intake/vault.py that survived)."""
 
 import base64
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -63,9 +64,14 @@ def test_a_vault_without_master_keys_is_refused() -> None:
 def test_a_record_that_does_not_decrypt_names_its_case() -> None:
     vault = Vault({"k1": KEY})
     sealed = vault.seal("3514-AAAAAAAAAA", {"CONTOH": 1})
-    with pytest.raises(VaultError) as refused:
+    with pytest.raises(VaultError) as moved:  # the data key is bound to its case
         vault.open("3514-BBBBBBBBBB", sealed)
-    assert str(refused.value) == "case 3514-BBBBBBBBBB: vault record does not decrypt"
+    assert str(moved.value) == "case 3514-BBBBBBBBBB: data key does not unwrap"
+    flipped = bytes([sealed.ciphertext[-1] ^ 1])
+    tampered = replace(sealed, ciphertext=sealed.ciphertext[:-1] + flipped)
+    with pytest.raises(VaultError) as refused:
+        vault.open("3514-AAAAAAAAAA", tampered)
+    assert str(refused.value) == "case 3514-AAAAAAAAAA: vault record does not decrypt"
 
 
 def test_the_sealed_data_is_compact_json() -> None:
