@@ -10,7 +10,7 @@ this code does not know) belongs to no district: only a province-level token rea
 import re
 from collections.abc import Collection
 
-from rujuk_contracts.events import CASE_ID_PATTERN, TYPE_PREFIX
+from rujuk_contracts.events import CASE_ID_PATTERN, TYPE_PREFIX, district_of
 
 CASE_AGGREGATES = ("case", "referral")  # their entries' subject is the case id
 DISTRICT_IN_PAYLOAD = ("sop",)  # their payload names its ``district_code``
@@ -22,7 +22,7 @@ _CASE_ID = re.compile(CASE_ID_PATTERN)
 
 def case_district(subject: str) -> str | None:
     """The district a case id begins with; None for a subject that is no case id."""
-    return subject[:4] if _CASE_ID.fullmatch(subject) else None
+    return district_of(subject) if _CASE_ID.fullmatch(subject) else None
 
 
 def hidden_case(districts: Collection[str] | None, subject: str) -> bool:
