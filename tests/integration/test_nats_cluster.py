@@ -40,7 +40,9 @@ class NatsCluster:
     client_ports: list[int] = field(default_factory=lambda: [free_port() for _ in range(3)])
     cluster_ports: list[int] = field(default_factory=lambda: [free_port() for _ in range(3)])
     processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
-    route_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    # As the docs ask: letters and digits, a letter first (token_urlsafe once gave a value
+    # nats-server read as a date, and no node started).
+    route_password: str = field(default_factory=lambda: "r" + secrets.token_hex(16))
 
     def __post_init__(self) -> None:
         self.keyring = NatsKeyring(self.folder).ensure().ensure_tls(["127.0.0.1"])

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 import yaml
 
 from rujuk_runtime.embedded import nats_server_binary
@@ -86,17 +87,34 @@ def test_the_single_node_configuration_compose_runs_is_valid(tmp_path: Path) -> 
     assert set(nats["environment"]) == {"NATS_TLS_CERT_FILE", "NATS_TLS_KEY_FILE"}
 
 
-def test_the_cluster_node_configuration_is_valid(tmp_path: Path) -> None:
-    routes = {f"NATS_ROUTE_{n}": f"nats-route://rujuk-route:pw@n{n}:6222" for n in (1, 2, 3)}
-    env = {
+def _cluster_env(tmp_path: Path, password: str) -> dict[str, str]:
+    return {
         "NATS_SERVER_NAME": "n1",
         "NATS_CLIENT_PORT": "4222",
         "NATS_CLUSTER_PORT": "6222",
         "NATS_STORE_DIR": str(tmp_path / "js"),
-        "NATS_ROUTE_PASSWORD": "pw",
-        **routes,
+        "NATS_ROUTE_PASSWORD": password,
+        **{f"NATS_ROUTE_{n}": f"nats-route://rujuk-route:{password}@n{n}:6222" for n in (1, 2, 3)},
     }
+
+
+def test_the_cluster_node_configuration_is_valid(tmp_path: Path) -> None:
+    """With a route password as the docs ask for one (letters and digits, a letter first)."""
+    env = _cluster_env(tmp_path, "r3b9e2c0d4f6a8b1c3d5e7f9a0b2c4d6e")
     _nats_server_accepts(ROOT / "deploy" / "nats" / "cluster" / "node.conf", tmp_path, env)
+
+
+def test_a_route_password_beginning_with_a_digit_stops_nats_server(tmp_path: Path) -> None:
+    """Why the docs say letters and digits, a letter first: nats-server reads a value such
+    as `12-B…` (what secrets.token_urlsafe may give) as a date."""
+    with pytest.raises(AssertionError, match="NATS_ROUTE_PASSWORD"):
+        _nats_server_accepts(
+            ROOT / "deploy" / "nats" / "cluster" / "node.conf",
+            tmp_path,
+            _cluster_env(tmp_path, "12-BfZ3JZCZ4G7JNWkzBhVYx9ZXtUiu"),
+        )
+    for place in ("README.md", "deploy/compose.cluster.yaml", "deploy/nats/cluster/node.conf"):
+        assert "beginning with a letter" in " ".join((ROOT / place).read_text().split())
 
 
 class _ComposeLoader(yaml.SafeLoader):
