@@ -5,7 +5,6 @@ they would to an OpenTelemetry collector."""
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -380,19 +379,3 @@ def test_every_span_notify_makes_for_the_report_names_its_case(observed: Observe
     assert [
         s.name for s in at_notify if s.attributes.get("rujuk.case_id") != observed.case_id
     ] == []
-
-
-async def test_every_metric_the_alert_rules_name_is_one_the_services_export(
-    observed: Observed,
-) -> None:
-    rules = (Path(__file__).parents[2] / "deploy/prometheus/rujuk.rules.yml").read_text()
-    named = set(re.findall(r"\b(rujuk_[a-z_]+)\b", rules))
-    async with httpx.AsyncClient() as client:
-        exported = "".join(
-            [(await client.get(f"{service.url}/metrics")).text
-             for name, service in observed.stack.services.items() if name != "console"]
-        )  # fmt: skip
-    families = set(re.findall(r"^# TYPE (rujuk_[a-z_]+) ", exported, re.M))
-    families |= {f"{name}_total" for name in families}  # a counter's family drops _total
-    assert named, "no rujuk metric named in the rules"
-    assert named <= families, sorted(named - families)
