@@ -79,3 +79,14 @@ def test_the_sealed_data_is_compact_json() -> None:
     sealed = Vault({"k1": KEY}).seal("3514-AAAAAAAAAA", data)
     compact = json.dumps(data, separators=(",", ":")).encode()
     assert len(sealed.ciphertext) == NONCE_BYTES + len(compact) + TAG_BYTES
+
+
+def test_a_note_opens_only_under_its_own_case_and_note_id() -> None:
+    vault = Vault({"k1": KEY})
+    record = vault.seal("3514-AAAAAAAAAA", {"CONTOH": 1})
+    first, other = "note-" + "1" * 32, "note-" + "2" * 32
+    sealed = vault.seal_note("3514-AAAAAAAAAA", record, first, "catatan contoh")
+    assert vault.open_note("3514-AAAAAAAAAA", record, first, sealed) == "catatan contoh"
+    with pytest.raises(VaultError) as moved:  # a note's text moved under another note's id
+        vault.open_note("3514-AAAAAAAAAA", record, other, sealed)
+    assert str(moved.value) == f"case 3514-AAAAAAAAAA: note {other} does not decrypt"
