@@ -125,24 +125,35 @@ def machine_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], No
     time.tzset()
 
 
+def _years_before(day: date, years: int, *, missing: date) -> date:
+    """``day``, ``years`` earlier; ``missing`` when that year has no such day (29 February)."""
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:
+        return missing
+
+
 def test_without_a_day_the_age_is_taken_on_todays_date_in_utc(
     machine_zone: Callable[[str], None],
 ) -> None:
-    today = datetime.now(UTC).date()
-    if (today.month, today.day) in ((2, 28), (2, 29)):
-        pytest.skip("a birthday on 29 February has no 18th anniversary to test with")
-    cases = (
-        (today.replace(year=today.year - 18), AgeGroup.ADULT),
-        ((today + timedelta(days=1)).replace(year=today.year - 18), AgeGroup.CHILD),
-    )
-    # Far ahead of UTC and far behind it: at any moment one of the two has another date.
-    for zone in ("Etc/GMT-14", "Etc/GMT+12"):
-        machine_zone(zone)
-        for born, group in cases:
-            form = report(victim={"name": "CONTOH", "sex": "male", "birth_date": born})
-            assert triage_of(form).age_group == group, zone
-    if datetime.now(UTC).date() != today:
-        pytest.skip("UTC midnight passed during the test")
+    for _ in range(2):  # once more if UTC midnight passed meanwhile: the day it read changed
+        today = datetime.now(UTC).date()
+        tomorrow = today + timedelta(days=1)
+        eighteen_today = _years_before(today, 18, missing=date(today.year - 18, 2, 28))
+        eighteen_tomorrow = _years_before(tomorrow, 18, missing=date(today.year - 18, 3, 1))
+        cases = ((eighteen_today, AgeGroup.ADULT), (eighteen_tomorrow, AgeGroup.CHILD))
+        found = []
+        # Far ahead of UTC and far behind it: at any moment one of the two has another date.
+        for zone in ("Etc/GMT-14", "Etc/GMT+12"):
+            machine_zone(zone)
+            for born, group in cases:
+                form = report(victim={"name": "CONTOH", "sex": "male", "birth_date": born})
+                found.append((zone, born, triage_of(form).age_group, group))
+        if datetime.now(UTC).date() == today:
+            break
+    assert [(zone, born, got) for zone, born, got, _ in found] == [
+        (zone, born, wanted) for zone, born, _, wanted in found
+    ]
 
 
 def test_the_identifying_data_is_what_the_vault_keeps() -> None:
