@@ -23,6 +23,7 @@ from intake.auth import Role
 from intake.bootstrap import create_app as create_intake
 from intake.settings import IntakeSettings
 from intake.vault import SealedRecord, Vault, new_master_key_spec
+from rujuk.samples import INVENTED_NIK
 from rujuk_contracts import make_event, parse_event, subjects
 from rujuk_contracts.events import (
     CaseDetailsDisclosed,
@@ -47,7 +48,7 @@ pytestmark = pytest.mark.integration
 HEALTH, POLICE, STRANGER = "puskesmas-contoh", "polres-contoh", "lembaga-lain"
 # What testers typed (issue 18): a victim's name, address, NIK and phone. All invented.
 TYPED = {
-    NoteKind.DECLINE_NOTE: "CONTOH Siti Rekaan, NIK 9999555500000018, HP +62 800 5555 0018",
+    NoteKind.DECLINE_NOTE: f"CONTOH Siti Rekaan, NIK {INVENTED_NIK}, HP +62 800 5555 0018",
     NoteKind.CLOSE_NOTE: "CONTOH Siti Rekaan pindah ke Jl. Khayalan Baru No. 5",
     NoteKind.DISCLOSURE_NOTE: "visum untuk CONTOH Siti Rekaan di Gang Rekaan Sembilan",
 }

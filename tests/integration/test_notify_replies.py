@@ -19,6 +19,7 @@ from intake.auth import new_secret
 from notify.bootstrap import create_app
 from notify.replies import FREE_TEXT_REMOVED, reply_event_id
 from notify.settings import NotifySettings
+from rujuk.samples import INVENTED_NIK
 from rujuk_contracts import make_event, parse_event, subjects
 from rujuk_contracts.events import (
     DeclineReason,
@@ -205,7 +206,7 @@ async def test_replies_over_nats_and_http(clean_bus: str, database_url: str) -> 
         await connection.close()
 
 
-TYPED = "CONTOH Siti Rekaan, NIK 9999555500000027, HP +62 800 5555 0027"  # invented
+TYPED = f"CONTOH Siti Rekaan, NIK {INVENTED_NIK}, HP +62 800 5555 0027"  # invented
 
 
 async def test_a_decline_with_free_text_is_refused_parked_without_it_and_erased(

@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from intake.report import Report, Victim, identifying_data, triage_of
+from rujuk.samples import INVENTED_NIK
 from rujuk_contracts.triage import AgeGroup, Consent, ConsentGiver, ViolenceType
 
 DAY = date(2026, 3, 2)
@@ -24,7 +25,7 @@ def report(**changes: Any) -> Report:
         "village": "Desa Contoh",
         "victim": {
             "name": "CONTOH Nama Rekaan",
-            "nik": "9999000011112222",
+            "nik": INVENTED_NIK,
             "birth_date": "2010-03-03",
             "sex": "female",
             "disability": True,
@@ -160,7 +161,7 @@ def test_the_identifying_data_is_what_the_vault_keeps() -> None:
     assert identifying_data(report()) == {
         "victim": {
             "name": "CONTOH Nama Rekaan",
-            "nik": "9999000011112222",
+            "nik": INVENTED_NIK,
             "birth_date": "2010-03-03",
             "age_years": None,
             "phone": "+62 800 0000",

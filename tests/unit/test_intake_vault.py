@@ -6,9 +6,10 @@ import json
 import pytest
 
 from intake.vault import SealedRecord, Vault, VaultError, new_master_key_spec, parse_master_keys
+from rujuk.samples import INVENTED_NIK
 
 # Invented; the NIK-shaped value has province code 99, which does not exist.
-DATA: dict[str, object] = {"victim": {"name": "CONTOH Nama Rekaan", "nik": "9999000011112222"}}
+DATA: dict[str, object] = {"victim": {"name": "CONTOH Nama Rekaan", "nik": INVENTED_NIK}}
 
 
 def test_rotation_new_cases_use_the_first_key_and_old_ones_stay_readable() -> None:

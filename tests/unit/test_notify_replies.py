@@ -17,6 +17,7 @@ from notify.replies import (
     reply_event_id,
     without_free_text,
 )
+from rujuk.samples import INVENTED_NIK
 from rujuk_contracts import make_event
 from rujuk_contracts.events import (
     DeclineReason,
@@ -80,7 +81,7 @@ def test_subject_and_original_id() -> None:
 
 # --- free text: refused in a reply, never kept (issue 18) ----------------------------------
 
-TYPED = "CONTOH Korban, NIK 9999000000000001, HP 0800-0000-0001"
+TYPED = f"CONTOH Korban, NIK {INVENTED_NIK}, HP 0800-0000-0001"
 
 
 def _decline(**fields: object) -> ReferralDeclined:
