@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import nats
 import pytest
+from fastapi import FastAPI
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from fhir.resources.R4B.task import Task
@@ -50,18 +51,24 @@ async def partner_publish(js: JetStreamContext, agency: str, reply: str, body: b
     await js.publish(subjects.partner_inbound(agency, reply), body)
 
 
+def notify_app(nats_url: str, database_url: str) -> FastAPI:
+    """Notify as its process builds it, polling its sends every 0.2 s."""
+    return create_app(
+        NotifySettings(
+            nats_url=nats_url,
+            database_url=database_url,
+            webhook_signing_key=SIGNING_KEY.decode(),
+            poll_interval_seconds=0.2,
+        )
+    )
+
+
 def reply_bytes(payload: Any) -> bytes:
     return make_event(payload, source="urn:partner:test").to_bytes()
 
 
 async def test_replies_over_nats_and_http(clean_bus: str, database_url: str) -> None:
-    settings = NotifySettings(
-        nats_url=clean_bus,
-        database_url=database_url,
-        webhook_signing_key=SIGNING_KEY.decode(),
-        poll_interval_seconds=0.2,
-    )
-    app = create_app(settings)
+    app = notify_app(clean_bus, database_url)
     async with app.router.lifespan_context(app):
         connection = await nats.connect(clean_bus)
         js = connection.jetstream()
@@ -217,13 +224,7 @@ async def test_a_decline_with_free_text_is_refused_parked_without_it_and_erased(
     message is erased from the stream; over HTTP it is a 422 naming `note`. Nothing reaches
     routing, and the text is in no stream and no row. A decline naming a note at intake by
     `note_ref` goes through, carrying the id only."""
-    settings = NotifySettings(
-        nats_url=clean_bus,
-        database_url=database_url,
-        webhook_signing_key=SIGNING_KEY.decode(),
-        poll_interval_seconds=0.2,
-    )
-    app = create_app(settings)
+    app = notify_app(clean_bus, database_url)
     async with app.router.lifespan_context(app):
         connection = await nats.connect(clean_bus)
         js = connection.jetstream()

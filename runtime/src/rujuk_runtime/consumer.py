@@ -15,7 +15,7 @@ Messages are acknowledged, and counted in the metrics, only after the transactio
 
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -222,12 +222,12 @@ class EventConsumer:
         handler = run[0].batch_handler
         assert handler is not None
         started = time.perf_counter()
-        spans: list[tuple[str, str, str | None, dict[str, str | int]]] = [
+        spans: Iterator[tuple[str, str, str | None, dict[str, str | int]]] = (
             (f"{self.service} handle {item.event.type}", item.event.id, item.event.traceparent,
              {"rujuk.case_id": item.event.subject or "", "rujuk.event_id": item.event.id,
               "rujuk.event_type": item.event.type, "rujuk.batch_size": len(run)})
             for item in run
-        ]  # fmt: skip
+        )  # fmt: skip
         try:
             with handling_each(spans):  # each event's span, open while the batch is handled
                 await handler(conn, [(item.event, item.payload) for item in run if item.payload])

@@ -203,11 +203,12 @@ _HANDLING: ContextVar[dict[str, Span]] = ContextVar("rujuk_handling", default={}
 
 @contextmanager
 def handling_each(
-    spans: Sequence[tuple[str, str, str | None, dict[str, str | int]]],
+    spans: Iterable[tuple[str, str, str | None, dict[str, str | int]]],
 ) -> Iterator[None]:
     """One span per event handled together in bulk (name, event id, its traceparent,
     attributes), each in its event's trace, open while the block runs: work that follows
-    from one event (``handling_traceparent``) hangs under that event's handling."""
+    from one event (``handling_traceparent``) hangs under that event's handling. ``spans``
+    is read only when spans are exported (a generator costs nothing otherwise)."""
     if not _recording:
         yield
         return
