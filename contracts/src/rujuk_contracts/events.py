@@ -294,6 +294,92 @@ class ReferralEscalated(CaseEvent):
     step: int = Field(ge=1)
 
 
+# --- on call: past the coordinator ---------------------------------------------------------
+
+
+class OnCallContact(BaseModel):
+    """One role on a district's on-call list and the channels it is paged on. The id names a
+    role (a duty phone, a desk), never a person; notify holds its addresses."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    contact_id: AgencyId = Field(pattern=AGENCY_ID_PATTERN)
+    channels: list[DeliveryChannel] = Field(min_length=1)
+
+
+class OnCallPaged(CaseEvent):
+    """A referral's escalation chain ran out, the coordinator included: routing pages the
+    SOP's on-call list, one round at a time, until someone acknowledges the alert.
+    ``alert_id`` names the alert; the event id is derived from it and the round, so a round
+    is paged once, whatever restarts."""
+
+    aggregate = "oncall"
+    event = "paged"
+
+    alert_id: str = Field(pattern=r"^[0-9A-Za-z-]{1,100}$")
+    referral_id: str = Field(description="The referral nobody answered (the chain's last)")
+    agency_id: AgencyId = Field(pattern=AGENCY_ID_PATTERN, description="Its agency")
+    priority: Priority
+    reason: EscalationReason = Field(description="Why the chain's last step passed it on")
+    round: int = Field(ge=1, description="This round of pages, from 1")
+    rounds: int = Field(ge=1, description="How many rounds the SOP's repeat policy allows")
+    next_round_at: datetime | None = Field(
+        description="When the next round is due if nobody acknowledges; null after the last"
+    )
+    contacts: list[OnCallContact] = Field(min_length=1)
+    sop_id: str
+    sop_version: int
+
+
+class OnCallPageDelivered(CaseEvent):
+    """Notify delivered one round's page to one on-call contact, on these channels."""
+
+    aggregate = "oncall"
+    event = "page_delivered"
+
+    alert_id: str
+    round: int = Field(ge=1)
+    contact_id: AgencyId = Field(pattern=AGENCY_ID_PATTERN)
+    channels: list[DeliveryChannel]
+    attempts: int = Field(ge=1)
+
+
+class OnCallPageFailed(CaseEvent):
+    """Notify could not deliver one round's page to one on-call contact."""
+
+    aggregate = "oncall"
+    event = "page_failed"
+
+    alert_id: str
+    round: int = Field(ge=1)
+    contact_id: AgencyId = Field(pattern=AGENCY_ID_PATTERN)
+    reason: str = Field(max_length=500)
+    attempts: int = Field(ge=0)
+
+
+class OnCallAckVia(StrEnum):
+    CONSOLE = "console"  # a coordinator or operator in the console (routing's API)
+    REPLY = "reply"  # an on-call contact replied to a page (notify's reply door)
+
+
+class OnCallAcknowledged(CaseEvent):
+    """Someone took the alert: pages stop. The first acknowledgement counts; later ones are
+    recorded too (the ledger shows who answered)."""
+
+    aggregate = "oncall"
+    event = "acknowledged"
+
+    alert_id: str
+    via: OnCallAckVia
+    by: str = Field(
+        max_length=100,
+        description="The token id (console) or the on-call contact id (reply); never a name",
+    )
+    channel: DeliveryChannel | None = Field(
+        default=None, description="For a reply: the channel the page it answers went out on"
+    )
+
+
 class CaseDetailsDisclosed(CaseEvent):
     """An authorised partner read identifying details: who, which fields, why."""
 
@@ -502,6 +588,10 @@ EVENT_MODELS: dict[str, type[EventPayload]] = {
         ReferralDeclined,
         ReferralCompleted,
         ReferralEscalated,
+        OnCallPaged,
+        OnCallPageDelivered,
+        OnCallPageFailed,
+        OnCallAcknowledged,
         CaseDetailsDisclosed,
         CaseClosed,
         CaseErased,
