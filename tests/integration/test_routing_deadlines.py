@@ -32,6 +32,9 @@ name: Deadline test SOP (invented)
 sample_data: true
 kecamatan: [Bangil]
 coordinator: coord-test
+on_call:
+  contacts: [{id: oncall-test, role: Duty officer, channels: [sms]}]
+  repeat: {rounds: 2, every_minutes: 1}
 consent:
   requires_consent: {police: share_with_police}
 directory:

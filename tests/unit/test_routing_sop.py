@@ -16,6 +16,10 @@ name: Test SOP (invented)
 sample_data: true
 kecamatan: [Bangil, Pandaan]
 coordinator: coord-test
+on_call:
+  contacts:
+    - {id: oncall-test, role: Duty officer (invented), channels: [sms, email]}
+  repeat: {rounds: 3, every_minutes: 10}
 consent:
   requires_consent: {police: share_with_police}
   mandatory_reporting:

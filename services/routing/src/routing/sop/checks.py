@@ -107,6 +107,7 @@ def cross_check_problems(data: dict[str, Any]) -> list[Problem]:
     problems = [
         *_duplicates("directory", raw_agencies, "agency id"),
         *_duplicates("rules", raw_rules, "rule id"),
+        *_duplicates_in(("on_call", "contacts"), _on_call_contacts(data), "on-call id"),
     ]
     if isinstance(coordinator, str) and known and coordinator not in known:
         problems.append(
@@ -135,15 +136,24 @@ def cross_check_problems(data: dict[str, Any]) -> list[Problem]:
 
 
 def _duplicates(section: str, items: list[Any], what: str) -> list[Problem]:
+    return _duplicates_in((section,), items, what)
+
+
+def _duplicates_in(where: Location, items: list[Any], what: str) -> list[Problem]:
     seen: set[str] = set()
     problems = []
     for index, item_id in enumerate(map(_raw_id, items)):
         if item_id is None:
             continue
         if item_id in seen:
-            problems.append(_fact((section, index, "id"), f"{what} '{item_id}' is used twice"))
+            problems.append(_fact((*where, index, "id"), f"{what} '{item_id}' is used twice"))
         seen.add(item_id)
     return problems
+
+
+def _on_call_contacts(data: dict[str, Any]) -> list[Any]:
+    on_call = data.get("on_call")
+    return _items(on_call, "contacts") if isinstance(on_call, dict) else []
 
 
 def _unknown_kecamatan(

@@ -15,6 +15,10 @@ Choices worth knowing when writing an SOP:
   victim's age group and that service, and then the referral records the legal basis.
 - Every SOP must give every case a case manager: a rule with an empty ``when`` that refers
   ``case_management``.
+- Every SOP names who is paged when a chain runs out, the coordinator included: ``on_call``,
+  a list of roles (a duty phone, a head of office's desk: never a person's name) with the
+  channels each is paged on, and a ``repeat`` policy (how many rounds, how many minutes apart)
+  that pages until someone acknowledges. Their addresses are notify's, never the SOP's.
 """
 
 import re
@@ -221,6 +225,42 @@ class ConsentPolicy(_SopModel):
         return None
 
 
+PageChannel = Literal["sms", "email", "webhook"]
+MAX_PAGE_ROUNDS = 20
+
+
+class OnCallEntry(_SopModel):
+    """A role on the on-call list: who, by function, and the channels it is paged on."""
+
+    id: str = Field(pattern=SLUG_PATTERN, description="The role's id (notify holds its addresses)")
+    role: str = Field(min_length=1, max_length=200, description="The function, not a name")
+    channels: list[PageChannel] = Field(min_length=1)
+
+    @field_validator("channels")
+    @classmethod
+    def _each_once(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("a channel is listed twice")
+        return value
+
+    def page_channels(self) -> list[DeliveryChannel]:
+        return [DeliveryChannel(channel) for channel in self.channels]
+
+
+class RepeatPolicy(_SopModel):
+    """Pages repeat, a round at a time, until someone acknowledges or the rounds run out."""
+
+    rounds: int = Field(ge=1, le=MAX_PAGE_ROUNDS)
+    every_minutes: int = Field(ge=1, le=MAX_ACKNOWLEDGE_MINUTES)
+
+
+class OnCall(_SopModel):
+    """Who is paged when a referral's escalation chain runs out, the coordinator included."""
+
+    contacts: list[OnCallEntry] = Field(min_length=1)
+    repeat: RepeatPolicy
+
+
 class Sop(_SopModel):
     """One district's SOP, one version."""
 
@@ -235,6 +275,7 @@ class Sop(_SopModel):
     consent: ConsentPolicy
     directory: list[Agency] = Field(min_length=1)
     rules: list[Rule] = Field(min_length=1)
+    on_call: OnCall = Field(description="Paged when an escalation chain runs out")
 
     @field_validator("district_code", mode="before")
     @classmethod
