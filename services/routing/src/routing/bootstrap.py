@@ -12,7 +12,12 @@ from routing.handlers import RoutingHandlers
 from routing.referrals import REPLY_KINDS
 from routing.settings import RoutingSettings
 from routing.sops import SopsInForce
-from rujuk_contracts.events import CaseReported, ReferralDelivered, ReferralDeliveryFailed
+from rujuk_contracts.events import (
+    CaseReported,
+    OnCallAcknowledged,
+    ReferralDelivered,
+    ReferralDeliveryFailed,
+)
 from rujuk_runtime.access import TokenVerifier, follow_tokens
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.service import ServiceRuntime
@@ -37,6 +42,8 @@ def create_app(settings: RoutingSettings | None = None, *, clock: Clock = utc_no
         clock=clock,
         poll=settings.deadline_poll_seconds,
         after_commit=runtime.wake_relay,
+        sops=sops,
+        minute=handlers.minute,
     )
 
     async def started() -> None:
@@ -85,3 +92,8 @@ def register_handlers(runtime: ServiceRuntime, handlers: RoutingHandlers) -> Non
     )
     for reply in REPLY_KINDS:
         runtime.handle(reply, handlers.on_partner_reply, durable=f"routing-referral-{reply.event}")
+    runtime.handle(
+        OnCallAcknowledged,
+        handlers.on_oncall_acknowledged,
+        durable="routing-oncall-acknowledged",
+    )

@@ -10,13 +10,16 @@ row is fired and never taken again. Why not JetStream's scheduled messages: see 
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 
 import asyncpg
 from prometheus_client import Counter, Gauge
 
-from routing import referrals, store
+from routing import oncall, referrals, store
 from routing.clock import Clock, utc_now
+from routing.decide import ONE_MINUTE
 from routing.lifecycle import OPEN_STATES
+from routing.sops import SopsInForce
 from rujuk_contracts.events import district_of
 from rujuk_runtime.db import HeldConnection
 from rujuk_runtime.logs import get_logger
@@ -33,6 +36,11 @@ DEADLINES_MISSED = Counter(
 )
 OPEN_REFERRALS = Gauge(
     "rujuk_open_referrals", "Referrals not yet accepted, declined or closed", ["agency_id", "state"]
+)
+ONCALL_ALERTS_OPEN = Gauge(
+    "rujuk_oncall_alerts_open",
+    "On-call alerts (escalation chains run out) nobody has acknowledged yet, by district",
+    ["district"],
 )
 CASES_UNROUTED = Gauge(
     "rujuk_cases_unrouted",
@@ -53,6 +61,8 @@ class DeadlineWatcher(BackgroundTask):
         clock: Clock = utc_now,
         poll: float = 0.2,
         after_commit: Callable[[], None] = lambda: None,
+        sops: SopsInForce | None = None,
+        minute: timedelta = ONE_MINUTE,
     ) -> None:
         super().__init__("deadline-watcher")
         self._pool = pool
@@ -60,16 +70,32 @@ class DeadlineWatcher(BackgroundTask):
         self._clock = clock
         self._poll = poll
         self._after_commit = after_commit
+        self._sops = sops or SopsInForce()  # where on-call lists come from
+        self._minute = minute
         self.fired = 0
+        self.paged = 0
 
     async def run_once(self) -> int:
-        """Fire every deadline due now (in batches); return how many fired."""
+        """Fire every deadline due now (in batches), then page every on-call round due (a
+        chain that ran out just now is paged in the same pass); return how many fired."""
         total = 0
         while True:
             fired = await self._fire_batch()
             total += fired
             if fired < BATCH:
-                return total
+                break
+        while await self._page_batch() == BATCH:
+            pass
+        return total
+
+    async def _page_batch(self) -> int:
+        now = self._clock()
+        async with self._held.use() as conn, conn.transaction():
+            paged = await oncall.page_due(conn, self._sops, now, minute=self._minute, limit=BATCH)
+        if paged:
+            self.paged += paged
+            self._after_commit()
+        return paged
 
     async def _fire_batch(self) -> int:
         now = self._clock()
@@ -106,6 +132,13 @@ class DeadlineWatcher(BackgroundTask):
             if state in OPEN_STATES:
                 OPEN_REFERRALS.labels(agency_id, state).set(count)
 
+    async def report_open_alerts(self) -> None:
+        async with self._pool().acquire() as conn:
+            counts = await store.open_alerts_by_district(conn)
+        ONCALL_ALERTS_OPEN.clear()
+        for district, count in counts:
+            ONCALL_ALERTS_OPEN.labels(district).set(count)
+
     async def report_unrouted_cases(self) -> None:
         async with self._pool().acquire() as conn:
             counts = await store.unrouted_by_district(conn)
@@ -121,6 +154,7 @@ class DeadlineWatcher(BackgroundTask):
                 if rounds % METRICS_EVERY_ROUNDS == 0:
                     await self.report_open_referrals()
                     await self.report_unrouted_cases()
+                    await self.report_open_alerts()
                 rounds += 1
             except asyncio.CancelledError:
                 raise

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from routing.decide import Decision, ReferralDecision
 from routing.lifecycle import EscalationStep, StoredReferral
+from routing.paging import OnCallAlert, PagePlan, Round
 from routing.sop import Sop
 from rujuk_contracts import CloudEvent, make_event
 from rujuk_contracts.events import (
@@ -15,6 +16,9 @@ from rujuk_contracts.events import (
     CloseReason,
     EscalationReason,
     EventPayload,
+    OnCallAcknowledged,
+    OnCallAckVia,
+    OnCallPaged,
     ReferralEscalated,
     ReferralReplyRefused,
     ReferralRequested,
@@ -213,3 +217,39 @@ def sop_in_force(
     )
     key = f"sop-in-force:{sop.district_code}:{sop.sop_id}:{sop.version}:{sha256}"
     return routing_event(in_force, key, now, traceparent)
+
+
+# --- on call past the coordinator ---------------------------------------------------------
+
+
+def oncall_paged(
+    alert: OnCallAlert, plan: PagePlan, round_: Round, now: datetime, traceparent: str | None
+) -> CloudEvent:
+    """One round of pages; its id derives from the alert and the round, so a round is paged
+    once whatever restarts or replicas."""
+    paged = OnCallPaged(
+        case_id=alert.case_id,
+        alert_id=alert.alert_id,
+        referral_id=alert.referral_id,
+        agency_id=alert.agency_id,
+        priority=alert.priority,
+        reason=alert.reason,
+        round=round_.number,
+        rounds=plan.rounds,
+        next_round_at=round_.next_at,
+        contacts=list(plan.contacts),
+        sop_id=plan.sop_id,
+        sop_version=plan.sop_version,
+    )
+    return routing_event(paged, f"{alert.alert_id}:paged:{round_.number}", now, traceparent)
+
+
+def oncall_acknowledged(
+    alert: OnCallAlert, by: str, now: datetime, traceparent: str | None
+) -> CloudEvent:
+    """An acknowledgement in the console (a reply comes from notify)."""
+    acknowledged = OnCallAcknowledged(
+        case_id=alert.case_id, alert_id=alert.alert_id, via=OnCallAckVia.CONSOLE, by=by
+    )
+    key = f"{alert.alert_id}:acknowledged:console:{by}"
+    return routing_event(acknowledged, key, now, traceparent)

@@ -1,11 +1,12 @@
-"""Routing's bus handlers: an event in (a reported case, a delivery report, a partner's reply)
-becomes a call of the aggregate it concerns (``cases``, ``referrals``), in the consumer's
-transaction; the events that follow are staged in the outbox there."""
+"""Routing's bus handlers: an event in (a reported case, a delivery report, a partner's reply,
+an on-call acknowledgement) becomes a call of the aggregate it concerns (``cases``,
+``referrals``, ``oncall``), in the consumer's transaction; the events that follow are staged
+in the outbox there."""
 
 from datetime import timedelta
 from typing import TypeVar
 
-from routing import cases, referrals
+from routing import cases, oncall, referrals
 from routing.clock import Clock, utc_now
 from routing.decide import ONE_MINUTE, Decision
 from routing.referrals import REPLY_KINDS, PartnerReply
@@ -14,6 +15,7 @@ from rujuk_contracts import CloudEvent
 from rujuk_contracts.events import (
     CaseReported,
     EventPayload,
+    OnCallAcknowledged,
     ReferralDelivered,
     ReferralDeliveryFailed,
 )
@@ -66,6 +68,12 @@ class RoutingHandlers:
             raise Rejected(f"{payload.event_type()} is not a partner reply")
         reply: PartnerReply = payload  # type: ignore[assignment]
         await referrals.record_reply(conn, event, reply, clock=self.clock)
+
+    async def on_oncall_acknowledged(
+        self, conn: Connection, event: CloudEvent, payload: EventPayload
+    ) -> None:
+        acknowledged = _expect(payload, OnCallAcknowledged)
+        await oncall.record_acknowledgement(conn, acknowledged, event.time)
 
 
 def _expect(payload: EventPayload, model: type[P]) -> P:

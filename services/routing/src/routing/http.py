@@ -22,10 +22,11 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from routing import cases, store
+from routing import cases, oncall, store
 from routing.cases import CaseClosedAlready, CaseHasOpenReferrals, CaseNotFound
 from routing.clock import Clock
 from routing.lifecycle import ReferralState, UnroutedReason
+from routing.paging import OnCallAlert
 from routing.settings import RoutingSettings
 from routing.sop import Sop, SopError
 from routing.sops import SopConflict, SopNotServed, SopsInForce
@@ -346,6 +347,133 @@ async def route_again(
         sop_version=decision.sop_version if decision else None,
         referral_ids=[r.referral_id for r in decision.referrals] if decision else [],
     )
+
+
+# --- on call past the coordinator ----------------------------------------------------------
+
+
+class OnCallContactView(BaseModel):
+    contact_id: str
+    channels: list[str]
+
+
+class OnCallAlertView(BaseModel):
+    alert_id: str
+    case_id: str
+    district_code: str
+    referral_id: str = Field(description="The referral nobody answered, the chain's last")
+    agency_id: str = Field(description="Its agency (the coordinator, as a rule)")
+    priority: str
+    reason: str = Field(description="deadline_missed, declined or delivery_failed")
+    opened_at: datetime
+    rounds_paged: int
+    rounds: int | None = Field(description="The SOP's repeat policy (null before round 1)")
+    next_page_at: datetime | None = Field(description="Null: nothing more will be paged")
+    last_paged_at: datetime | None
+    contacts: list[OnCallContactView]
+    acknowledged: bool
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None = Field(description="A token id or an on-call role's id")
+    acknowledged_via: str | None = Field(description="console or reply")
+
+
+class OnCallPage(BaseModel):
+    alerts: list[OnCallAlertView]
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class Acknowledged(BaseModel):
+    alert: OnCallAlertView
+    first: bool = Field(description="False when someone had acknowledged it already")
+
+
+def _alert_view(alert: OnCallAlert) -> OnCallAlertView:
+    plan = alert.plan
+    return OnCallAlertView(
+        alert_id=alert.alert_id,
+        case_id=alert.case_id,
+        district_code=alert.district_code,
+        referral_id=alert.referral_id,
+        agency_id=alert.agency_id,
+        priority=alert.priority.value,
+        reason=alert.reason.value,
+        opened_at=alert.opened_at,
+        rounds_paged=alert.rounds_paged,
+        rounds=plan.rounds if plan else None,
+        next_page_at=alert.next_page_at,
+        last_paged_at=alert.last_paged_at,
+        contacts=[
+            OnCallContactView(contact_id=c.contact_id, channels=[str(x) for x in c.channels])
+            for c in (plan.contacts if plan else ())
+        ],
+        acknowledged=not alert.open,
+        acknowledged_at=alert.acknowledged_at,
+        acknowledged_by=alert.acknowledged_by,
+        acknowledged_via=alert.acknowledged_via.value if alert.acknowledged_via else None,
+    )
+
+
+@router.get(
+    "/v1/oncall/alerts",
+    response_model=OnCallPage,
+    responses=documented(401, 403),
+    tags=["oncall"],
+    summary="Escalation chains run out: on-call alerts, open ones first (coordinator)",
+)
+async def oncall_alerts(
+    principal: Annotated[Principal, coordinator],
+    runtime: Runtime,
+    open: Annotated[bool, Query(description="true: only those nobody acknowledged")] = True,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> OnCallPage:
+    """The alerts of the districts the token serves, open (unacknowledged) first, oldest
+    first. An alert opens when a referral's chain runs out, the coordinator included; the
+    SOP's on-call list is paged round after round until someone acknowledges it."""
+    async with runtime.pool.acquire() as conn:
+        alerts = await store.list_alerts(
+            conn,
+            districts=principal.district_filter,
+            open_only=open,
+            limit=limit + 1,
+            offset=offset,
+        )
+    more = len(alerts) > limit
+    return OnCallPage(
+        alerts=[_alert_view(alert) for alert in alerts[:limit]],
+        limit=limit,
+        offset=offset,
+        next_offset=offset + limit if more else None,
+    )
+
+
+@router.post(
+    "/v1/oncall/alerts/{alert_id}/acknowledge",
+    response_model=Acknowledged,
+    responses=documented(401, 403, 404),
+    tags=["oncall"],
+    summary="Acknowledge an on-call alert: its pages stop (coordinator of its district)",
+)
+async def acknowledge_alert(
+    alert_id: Annotated[str, Path(pattern=r"^[0-9A-Za-z-]{1,100}$")],
+    principal: Annotated[Principal, coordinator],
+    runtime: Runtime,
+    clock: Now,
+) -> Acknowledged:
+    """Publishes OnCallAcknowledged (via console, by the token id). An alert acknowledged
+    before stays as it was (``first`` false), and this acknowledgement is recorded too. An
+    alert of a district the token does not serve answers 404, as for none."""
+    try:
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            alert, first = await oncall.acknowledge_in_console(
+                conn, alert_id, _actor(principal), clock(), districts=principal.district_filter
+            )
+    except oncall.AlertNotFound as exc:
+        raise HTTPException(404, f"peringatan tidak ada / no on-call alert {alert_id}") from exc
+    runtime.wake_relay()
+    return Acknowledged(alert=_alert_view(alert), first=first)
 
 
 # --- the console's reads ------------------------------------------------------------------

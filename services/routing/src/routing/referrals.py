@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from prometheus_client import Histogram
 
-from routing import store
+from routing import oncall, store
 from routing.clock import Clock
 from routing.events import escalation_events, reply_refused
 from routing.lifecycle import (
@@ -182,7 +182,8 @@ async def escalate(
     """Hand a locked referral on to the next agency of its own stored chain.
 
     Stages ReferralEscalated and a ReferralRequested for the new referral, with ids derived
-    from the new referral's id. None, and nothing changed, at the end of the chain.
+    from the new referral's id. None at the end of the chain: the referral stays as it is and
+    an on-call alert opens (``routing.oncall``), its first round paged at once.
     """
     busy = await store.agencies_holding(conn, referral.case_id, referral.service)
     step = next_escalation(
@@ -191,14 +192,8 @@ async def escalate(
         referral.escalation_chain,
         busy - {referral.agency_id},
     )
-    if step is None:
-        log.warning(
-            "escalation chain exhausted",
-            case_id=referral.case_id,
-            referral_id=referral.referral_id,
-            agency_id=referral.agency_id,
-            reason=reason.value,
-        )
+    if step is None:  # the coordinator did not take it either: page the on-call list
+        await oncall.open_alert(conn, referral, reason, clock())
         return None
     next_state(referral.referral_id, referral.state, ReferralEvent.ESCALATED)  # or raise
     now = clock()

@@ -1,5 +1,5 @@
 """Routing's PostgreSQL adapter: cases, referrals, deadlines, published SOPs and their
-announcements, unrouted cases.
+announcements, unrouted cases, on-call alerts.
 
 The only module that writes SQL.
 """
@@ -7,7 +7,7 @@ The only module that writes SQL.
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 
@@ -21,8 +21,16 @@ from routing.lifecycle import (
     UnroutedCase,
     UnroutedReason,
 )
+from routing.paging import OnCallAlert, PagePlan
 from routing.stats import StatsRows
-from rujuk_contracts.events import CloseReason, Priority, Service
+from rujuk_contracts.events import (
+    CloseReason,
+    EscalationReason,
+    OnCallAckVia,
+    OnCallContact,
+    Priority,
+    Service,
+)
 from rujuk_runtime.db import Connection, columns
 
 _REFERRAL_COLUMNS = (
@@ -688,3 +696,159 @@ async def period_stats(
         open_referrals=[dict(r) for r in still_open],
         escalations_by_reason=[dict(r) for r in escalations],
     )
+
+
+# --- on-call alerts -----------------------------------------------------------------------
+
+_ALERT_COLUMNS = (
+    "alert_id, case_id, district_code, referral_id, agency_id, priority, reason, opened_at, "
+    "sop_id, sop_version, contacts, rounds, every_seconds, rounds_paged, next_page_at, "
+    "last_paged_at, acknowledged_at, acknowledged_by, acknowledged_via"
+)
+
+
+async def open_alert(conn: Connection, alert: OnCallAlert) -> bool:
+    """Open an alert for a referral whose chain ran out, its first round due at once; False
+    (and nothing changed) when that referral has one already."""
+    opened = await conn.fetchval(
+        "INSERT INTO oncall_alerts (alert_id, case_id, district_code, referral_id, agency_id, "
+        "priority, reason, opened_at, next_page_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) "
+        "ON CONFLICT DO NOTHING RETURNING true",
+        alert.alert_id,
+        alert.case_id,
+        alert.district_code,
+        alert.referral_id,
+        alert.agency_id,
+        alert.priority.value,
+        alert.reason.value,
+        alert.opened_at,
+    )
+    return bool(opened)
+
+
+async def claim_due_alerts(conn: Connection, now: datetime, limit: int) -> list[OnCallAlert]:
+    """Open alerts whose next round is due, locked; ``SKIP LOCKED`` so that two replicas never
+    page the same round and an acknowledgement in flight is not waited for."""
+    rows = await conn.fetch(
+        f"SELECT {_ALERT_COLUMNS} FROM oncall_alerts "  # noqa: S608
+        "WHERE acknowledged_at IS NULL AND next_page_at IS NOT NULL AND next_page_at <= $1 "
+        "ORDER BY next_page_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        now,
+        limit,
+    )
+    return [_alert(row) for row in rows]
+
+
+async def record_round(
+    conn: Connection,
+    alert_id: str,
+    plan: PagePlan,
+    number: int,
+    paged_at: datetime,
+    next_at: datetime | None,
+) -> None:
+    await conn.execute(
+        "UPDATE oncall_alerts SET sop_id = $2, sop_version = $3, contacts = $4::jsonb, "
+        "rounds = $5, every_seconds = $6, rounds_paged = $7, last_paged_at = $8, "
+        "next_page_at = $9 WHERE alert_id = $1",
+        alert_id,
+        plan.sop_id,
+        plan.sop_version,
+        json.dumps([contact.model_dump(mode="json") for contact in plan.contacts]),
+        plan.rounds,
+        plan.every.total_seconds(),
+        number,
+        paged_at,
+        next_at,
+    )
+
+
+async def postpone_alert(conn: Connection, alert_id: str, until: datetime) -> None:
+    """No round could be paged now (no SOP in force to read the on-call list from)."""
+    await conn.execute(
+        "UPDATE oncall_alerts SET next_page_at = $2 WHERE alert_id = $1", alert_id, until
+    )
+
+
+async def lock_alert(conn: Connection, alert_id: str) -> OnCallAlert | None:
+    row = await conn.fetchrow(
+        f"SELECT {_ALERT_COLUMNS} FROM oncall_alerts WHERE alert_id = $1 FOR UPDATE",  # noqa: S608
+        alert_id,
+    )
+    return _alert(row) if row is not None else None
+
+
+async def acknowledge_alert(
+    conn: Connection, alert_id: str, by: str, via: str, at: datetime
+) -> None:
+    """The first acknowledgement counts: pages stop (``next_page_at`` cleared)."""
+    await conn.execute(
+        "UPDATE oncall_alerts SET acknowledged_at = $2, acknowledged_by = $3, "
+        "acknowledged_via = $4, next_page_at = NULL WHERE alert_id = $1 "
+        "AND acknowledged_at IS NULL",
+        alert_id,
+        at,
+        by,
+        via,
+    )
+
+
+async def list_alerts(
+    conn: Connection, *, districts: list[str] | None, open_only: bool, limit: int, offset: int
+) -> list[OnCallAlert]:
+    """Alerts, the open ones first and the oldest of them first; ``districts`` None: all."""
+    rows = await conn.fetch(
+        f"SELECT {_ALERT_COLUMNS} FROM oncall_alerts "  # noqa: S608
+        "WHERE ($1::text[] IS NULL OR district_code = ANY($1)) "
+        "AND (NOT $2 OR acknowledged_at IS NULL) "
+        "ORDER BY acknowledged_at IS NOT NULL, opened_at, alert_id LIMIT $3 OFFSET $4",
+        districts,
+        open_only,
+        limit,
+        offset,
+    )
+    return [_alert(row) for row in rows]
+
+
+async def open_alerts_by_district(conn: Connection) -> list[tuple[str, int]]:
+    rows = await conn.fetch(
+        "SELECT district_code, count(*) AS n FROM oncall_alerts "
+        "WHERE acknowledged_at IS NULL GROUP BY district_code"
+    )
+    return [(row["district_code"], row["n"]) for row in rows]
+
+
+def _alert(row: asyncpg.Record) -> OnCallAlert:
+    plan = None
+    if row["contacts"] is not None:
+        plan = PagePlan(
+            sop_id=row["sop_id"],
+            sop_version=row["sop_version"],
+            contacts=tuple(
+                OnCallContact.model_validate(contact) for contact in json.loads(row["contacts"])
+            ),
+            rounds=row["rounds"],
+            every=timedelta(seconds=row["every_seconds"]),
+        )
+    return OnCallAlert(
+        alert_id=row["alert_id"],
+        case_id=row["case_id"],
+        district_code=row["district_code"],
+        referral_id=row["referral_id"],
+        agency_id=row["agency_id"],
+        priority=Priority(row["priority"]),
+        reason=EscalationReason(row["reason"]),
+        opened_at=row["opened_at"],
+        plan=plan,
+        rounds_paged=row["rounds_paged"],
+        next_page_at=row["next_page_at"],
+        last_paged_at=row["last_paged_at"],
+        acknowledged_at=row["acknowledged_at"],
+        acknowledged_by=row["acknowledged_by"],
+        acknowledged_via=OnCallAckVia(row["acknowledged_via"]) if row["acknowledged_via"] else None,
+    )
+
+
+async def postpone_alert_forever(conn: Connection, alert_id: str) -> None:
+    """Every round was paged: nothing more is due; the alert stays open until acknowledged."""
+    await conn.execute("UPDATE oncall_alerts SET next_page_at = NULL WHERE alert_id = $1", alert_id)

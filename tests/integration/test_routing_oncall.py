@@ -1,0 +1,243 @@
+"""On call past the coordinator, on the real NATS and PostgreSQL: a referral nobody answers,
+the coordinator included, pages the SOP's on-call list round after round, on schedule, once
+per round across a restart and two replicas, and stops when someone acknowledges (in the
+console through routing's API, or by a reply notify relays on the bus)."""
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+from fastapi import FastAPI
+
+from routing.bootstrap import create_app
+from routing.settings import RoutingSettings
+from rujuk_contracts import make_event, parse_event
+from rujuk_contracts.events import (
+    CaseReported,
+    OnCallAcknowledged,
+    OnCallAckVia,
+    OnCallPaged,
+    Role,
+)
+from rujuk_contracts.triage import TriageFacts
+from rujuk_runtime.bus import event_headers
+from tests.integration.access_support import announce_token, bearer, eventually
+
+pytestmark = pytest.mark.integration
+
+MINUTE_SECONDS = 0.5  # one SOP minute lasts half a second here
+EVERY = 2 * MINUTE_SECONDS  # the SOP's repeat policy: every 2 minutes, 3 rounds
+# An invented SOP: an emergency case manager must acknowledge within a minute; its chain is the
+# coordinator alone (decide appends it), who has a minute too; then the on-call list is paged.
+SOP = """\
+sop_id: sop-3514
+version: 1
+district_code: "3514"
+name: On-call test SOP (invented)
+sample_data: true
+kecamatan: [Bangil]
+coordinator: coord-test
+on_call:
+  contacts:
+    - {id: piket-test, role: Duty officer (invented), channels: [sms, webhook]}
+    - {id: kepala-test, role: Head of office (invented), channels: [email]}
+  repeat: {rounds: 3, every_minutes: 2}
+consent:
+  requires_consent: {police: share_with_police}
+directory:
+  - {id: coord-test, name: Coordinator, services: [case_management], kecamatan: all,
+     hours: "24/7", channels: [nats]}
+  - {id: upt-test, name: UPT PPA, services: [case_management], kecamatan: all,
+     hours: "24/7", channels: [nats]}
+rules:
+  - id: case-management
+    description: Every case gets a case manager
+    when: {}
+    refer:
+      - {service: case_management, agency: upt-test, priority: emergency,
+         acknowledge_within_minutes: 1}
+"""
+ACKED_IN_CONSOLE = "3514-0C0000000A"
+ACKED_BY_REPLY = "3514-0C0000000B"
+NEVER_ACKED = "3514-0C0000000C"
+
+
+@pytest.fixture
+def settings(clean_bus: str, database_url: str, tmp_path: Path) -> RoutingSettings:
+    (tmp_path / "3514.yaml").write_text(SOP)
+    return RoutingSettings(
+        nats_url=clean_bus,
+        database_url=database_url,
+        sop_dir=tmp_path,
+        minute_seconds=MINUTE_SECONDS,
+        deadline_poll_seconds=0.05,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(*apps: FastAPI) -> AsyncIterator[None]:
+    async with contextlib.AsyncExitStack() as stack:
+        for app in apps:
+            await stack.enter_async_context(app.router.lifespan_context(app))
+        yield
+
+
+async def report(js: nats.js.JetStreamContext, case_id: str) -> None:
+    case = CaseReported(
+        case_id=case_id,
+        channel="hotline",
+        reported_at=datetime.now(UTC),
+        triage=TriageFacts(
+            violence_types=["psychological"],
+            age_group="adult",
+            sex="female",
+            district_code="3514",
+            kecamatan="Bangil",
+        ),
+    )
+    event = make_event(case, source="/rujuk/test")
+    await js.publish(
+        CaseReported.subject(), event.to_bytes(), headers=event_headers(event.id, None)
+    )
+
+
+async def until(condition: object, timeout: float) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():  # type: ignore[operator]
+            await asyncio.sleep(0.02)
+
+
+async def test_pages_repeat_on_schedule_once_per_round_and_stop_when_acknowledged(
+    settings: RoutingSettings, clean_bus: str
+) -> None:
+    connection = await nats.connect(clean_bus)
+    js = connection.jetstream()
+    pages: list[tuple[float, OnCallPaged]] = []
+
+    async def on_paged(message: nats.aio.msg.Msg) -> None:
+        payload = parse_event(message.data)[1]
+        assert isinstance(payload, OnCallPaged)
+        pages.append((time.time(), payload))
+
+    def rounds_of(case_id: str) -> list[int]:
+        return [p.round for _, p in pages if p.case_id == case_id]
+
+    first = create_app(settings)
+    async with (
+        running(first),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=first), base_url="http://routing"
+        ) as http,
+    ):
+        await js.subscribe(OnCallPaged.subject(), cb=on_paged)  # the stream exists now
+        token_id, secret = await announce_token(clean_bus, Role.COORDINATOR, districts=["3514"])
+        http.headers.update(bearer(secret))
+        await eventually(lambda: http.get("/v1/oncall/alerts"), 200)
+        for case_id in (ACKED_IN_CONSOLE, ACKED_BY_REPLY, NEVER_ACKED):
+            await report(js, case_id)
+        # upt-test's minute, then the coordinator's: each case's chain runs out, round 1.
+        await until(lambda: all(rounds_of(c) == [1] for c in (ACKED_BY_REPLY, NEVER_ACKED)), 10)
+
+        # A reply relayed by notify (an on-call role answered the page) stops that alert.
+        [(_, paged)] = [(t, p) for t, p in pages if p.case_id == ACKED_BY_REPLY]
+        reply = make_event(
+            OnCallAcknowledged(
+                case_id=ACKED_BY_REPLY,
+                alert_id=paged.alert_id,
+                via=OnCallAckVia.REPLY,
+                by="piket-test",
+                channel="sms",
+            ),
+            source="/rujuk/notify",
+        )
+        await js.publish(
+            OnCallAcknowledged.subject(), reply.to_bytes(), headers=event_headers(reply.id, None)
+        )
+
+        await until(lambda: rounds_of(ACKED_IN_CONSOLE) == [1, 2], 5)
+        listed = (await http.get("/v1/oncall/alerts")).json()["alerts"]
+        alert = next(a for a in listed if a["case_id"] == ACKED_IN_CONSOLE)
+        assert (alert["rounds_paged"], alert["rounds"], alert["acknowledged"]) == (2, 3, False)
+        assert [c["contact_id"] for c in alert["contacts"]] == ["piket-test", "kepala-test"]
+        response = await http.post(f"/v1/oncall/alerts/{alert['alert_id']}/acknowledge")
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["first"] is True
+        assert body["alert"]["acknowledged_by"] == f"coordinator:{token_id}"
+        assert body["alert"]["acknowledged_via"] == "console"
+        again = await http.post(f"/v1/oncall/alerts/{alert['alert_id']}/acknowledge")
+        assert (again.status_code, again.json()["first"]) == (200, False)
+        unknown = await http.post("/v1/oncall/alerts/3514-0C0000000Z-01-oncall/acknowledge")
+        assert unknown.status_code == 404
+
+    # Routing is down when NEVER_ACKED's round 2 falls due; it comes once, late, at restart,
+    # and with two replicas watching, round 3 comes once, EVERY after it.
+    await asyncio.sleep(EVERY * 1.3)
+    replicas = [create_app(settings), create_app(settings)]
+    async with running(*replicas):
+        await until(lambda: len(rounds_of(NEVER_ACKED)) == 3, 10)
+        await asyncio.sleep(EVERY * 1.5)  # no fourth round: the SOP says three
+    await connection.close()
+
+    assert rounds_of(NEVER_ACKED) == [1, 2, 3]
+    assert rounds_of(ACKED_IN_CONSOLE) == [1, 2]  # acknowledged before round 3
+    assert rounds_of(ACKED_BY_REPLY) == [1]  # acknowledged before round 2
+    times = [t for t, p in pages if p.case_id == NEVER_ACKED]
+    assert times[2] - times[1] == pytest.approx(EVERY, abs=0.4)
+    last = [p for _, p in pages if p.case_id == NEVER_ACKED][-1]
+    assert (last.next_round_at, last.rounds) == (None, 3)
+    assert [c.contact_id for c in last.contacts] == ["piket-test", "kepala-test"]
+    assert (last.agency_id, last.reason, last.priority) == (
+        "coord-test",
+        "deadline_missed",
+        "emergency",
+    )
+
+
+async def test_a_coordinator_of_another_district_cannot_see_or_acknowledge(
+    settings: RoutingSettings, clean_bus: str
+) -> None:
+    connection = await nats.connect(clean_bus)
+    js = connection.jetstream()
+    app = create_app(settings)
+    async with (
+        running(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r") as http,
+    ):
+        _, here = await announce_token(clean_bus, Role.COORDINATOR, districts=["3514"])
+        _, elsewhere = await announce_token(clean_bus, Role.COORDINATOR, districts=["3513"])
+        _, partner = await announce_token(clean_bus, Role.PARTNER, agency_id="upt-test")
+        await eventually(lambda: http.get("/v1/oncall/alerts", headers=bearer(here)), 200)
+        await report(js, NEVER_ACKED)
+
+        async def listed(secret: str) -> list[dict[str, object]]:
+            response = await http.get("/v1/oncall/alerts", headers=bearer(secret))
+            assert response.status_code == 200
+            return response.json()["alerts"]  # type: ignore[no-any-return]
+
+        async with asyncio.timeout(10):
+            while not await listed(here):
+                await asyncio.sleep(0.05)
+        [alert] = await listed(here)
+        assert await listed(elsewhere) == []
+        url = f"/v1/oncall/alerts/{alert['alert_id']}/acknowledge"
+        refused = await http.post(url, headers=bearer(elsewhere))
+        nowhere = "3514-0C0000000Z-01-oncall"
+        missing = await http.post(
+            f"/v1/oncall/alerts/{nowhere}/acknowledge", headers=bearer(elsewhere)
+        )
+        assert (refused.status_code, missing.status_code) == (404, 404)
+        # the same answer as for an alert that does not exist
+        assert refused.json() == {
+            k: v.replace(nowhere, str(alert["alert_id"])) for k, v in missing.json().items()
+        }
+        assert (await http.get("/v1/oncall/alerts", headers=bearer(partner))).status_code == 403
+        assert (await http.post(url, headers=bearer(partner))).status_code == 403
+        assert (await listed(here))[0]["acknowledged"] is False
+    await connection.close()
