@@ -145,3 +145,24 @@ def test_publish_without_a_token_or_of_a_broken_sop_sends_nothing(
     assert run("publish", str(SOP_3514)).exit_code == 2
     (tmp_path / "3514.yaml").write_text("sop_id: [\n")
     assert run("publish", str(tmp_path / "3514.yaml"), "--token", "t").exit_code == 1
+
+
+def test_explain_shows_who_is_paged_past_the_coordinator(tmp_path: Path) -> None:
+    result = run("explain", str(SOP_3514), write(tmp_path, ADULT), *AT)
+    assert result.exit_code == 0, result.output
+    assert (
+        "Piket setelah koordinator / on call past the coordinator (dp3ap2kb-pasuruan):\n"
+        "  diulang 3 kali, setiap 10 menit, sampai ada yang menanggapi / 3 rounds, "
+        "10 minutes apart, until someone acknowledges\n"
+        "  - piket-uptppa-pasuruan: Petugas piket UPT PPA Kabupaten Pasuruan / UPT PPA duty "
+        "officer (sms, webhook)\n"
+    ) in result.output
+
+
+def test_check_refuses_an_sop_without_an_on_call_list(tmp_path: Path) -> None:
+    text = SOP_3514.read_text()
+    start, end = text.index("on_call:"), text.index("\nconsent:")
+    (tmp_path / "3514.yaml").write_text(text[:start] + text[end + 1 :])
+    result = run("check", str(tmp_path / "3514.yaml"))
+    assert result.exit_code == 1
+    assert "'on_call' is required" in result.output

@@ -300,3 +300,58 @@ def test_no_sop_can_send_an_adult_case_to_the_police_without_consent() -> None:
         f"SOP 3514 v4 (line {line_of(adults, 'consent:')}): "
         "consent: mandatory reporting to the police is for children only"
     ]
+
+
+ON_CALL = """\
+on_call:
+  contacts:
+    - {id: oncall-test, role: Duty officer (invented), channels: [sms, email]}
+  repeat: {rounds: 3, every_minutes: 10}
+"""
+
+
+def test_every_sop_must_name_who_is_paged_past_the_coordinator() -> None:
+    assert ON_CALL in VALID
+    assert errors_of(VALID.replace(ON_CALL, "")) == ["SOP 3514 v4 (line 1): 'on_call' is required"]
+    no_one = VALID.replace(
+        ON_CALL, "on_call: {contacts: [], repeat: {rounds: 1, every_minutes: 5}}\n"
+    )
+    [error] = errors_of(no_one)
+    assert "on_call.contacts" in error
+    assert "at least 1 item" in error
+
+
+def test_on_call_entries_are_checked_with_their_lines() -> None:
+    text = VALID.replace(
+        ON_CALL,
+        """\
+on_call:
+  contacts:
+    - {id: oncall-test, role: Duty officer, channels: [sms, sms]}
+    - {id: oncall-test, role: Head of office, channels: [nats]}
+    - {id: Not A Slug, role: Someone, channels: [email]}
+  repeat: {rounds: 0, every_minutes: 10}
+""",
+    )
+    errors = errors_of(text)
+    assert any(
+        f"(line {line_of(text, 'channels: [sms, sms]')})" in e and "a channel is listed twice" in e
+        for e in errors
+    ), errors
+    assert any(
+        f"(line {line_of(text, 'channels: [nats]')})" in e and "'nats'" in e for e in errors
+    ), errors
+    assert any("on-call id 'oncall-test' is used twice" in e for e in errors), errors
+    assert any("Not A Slug" in e for e in errors), errors
+    assert any(
+        f"(line {line_of(text, 'rounds: 0')})" in e and "greater than or equal to 1" in e
+        for e in errors
+    ), errors
+
+
+def test_the_on_call_list_is_read_with_its_repeat_policy() -> None:
+    sop = load_sop(VALID)
+    [entry] = sop.on_call.contacts
+    assert (entry.id, entry.role) == ("oncall-test", "Duty officer (invented)")
+    assert [str(c) for c in entry.page_channels()] == ["sms", "email"]
+    assert (sop.on_call.repeat.rounds, sop.on_call.repeat.every_minutes) == (3, 10)

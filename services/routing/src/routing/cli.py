@@ -126,6 +126,23 @@ def explanation(sop: Sop, decision: Decision, now: datetime) -> list[str]:
         f" (aturan / rules: {', '.join(w.rule_ids)})"
         for w in decision.withheld
     ] or ["  (tidak ada / none)"]
+    return lines + on_call_lines(sop)
+
+
+def on_call_lines(sop: Sop) -> list[str]:
+    """Who is paged when a chain above runs out (the coordinator did not answer either)."""
+    repeat = sop.on_call.repeat
+    lines = [
+        "",
+        f"Piket setelah koordinator / on call past the coordinator ({sop.coordinator}):",
+        f"  diulang {repeat.rounds} kali, setiap {repeat.every_minutes} menit, sampai ada yang "
+        f"menanggapi / {repeat.rounds} rounds, {repeat.every_minutes} minutes apart, until "
+        "someone acknowledges",
+    ]
+    lines += [
+        f"  - {entry.id}: {entry.role} ({', '.join(entry.channels)})"
+        for entry in sop.on_call.contacts
+    ]
     return lines
 
 
