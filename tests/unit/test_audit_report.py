@@ -14,6 +14,10 @@ from audit.cli import app, parse_anchor
 from rujuk_contracts.events import (
     CaseClosed,
     CaseNoteRead,
+    OnCallAcknowledged,
+    OnCallPaged,
+    OnCallPageDelivered,
+    OnCallPageFailed,
     ReferralDeclined,
     ReferralDeliveryFailed,
     ReferralEscalated,
@@ -123,6 +127,66 @@ def test_each_step_summarises_what_changed() -> None:
             "token tok-0a1b2c3d4e5f issued: partner of rsud-bangil",
         ),
         (TokenRevoked(token_id="tok-0a1b2c3d4e5f"), "token tok-0a1b2c3d4e5f revoked"),
+        (
+            OnCallPaged(
+                case_id=CASE_ID,
+                alert_id=f"{CASE_ID}-01-e1-oncall",
+                referral_id=f"{CASE_ID}-01-e1",
+                agency_id="dp3ap2kb-pasuruan",
+                priority="emergency",
+                reason="deadline_missed",
+                round=2,
+                rounds=3,
+                next_round_at=None,
+                contacts=[
+                    {"contact_id": "piket-uptppa-pasuruan", "channels": ["sms", "webhook"]},
+                    {"contact_id": "kepala-dp3ap2kb-pasuruan", "channels": ["email"]},
+                ],
+                sop_id="sop-3514",
+                sop_version=1,
+            ),
+            "chain of referral 3514-…-e1 ran out at dp3ap2kb-pasuruan (deadline missed): "
+            "on call paged, round 2 of 3: piket-uptppa-pasuruan (sms, webhook), "
+            "kepala-dp3ap2kb-pasuruan (email)",
+        ),
+        (
+            OnCallPageDelivered(
+                case_id=CASE_ID,
+                alert_id="a",
+                round=1,
+                contact_id="piket-uptppa-pasuruan",
+                channels=["sms"],
+                attempts=1,
+            ),
+            "on-call page round 1 delivered to piket-uptppa-pasuruan via sms",
+        ),
+        (
+            OnCallPageFailed(
+                case_id=CASE_ID,
+                alert_id="a",
+                round=3,
+                contact_id="kepala-dp3ap2kb-pasuruan",
+                reason="no address for email",
+                attempts=0,
+            ),
+            "on-call page round 3 to kepala-dp3ap2kb-pasuruan failed: no address for email",
+        ),
+        (
+            OnCallAcknowledged(
+                case_id=CASE_ID,
+                alert_id="a",
+                via="reply",
+                by="piket-uptppa-pasuruan",
+                channel="sms",
+            ),
+            "on-call alert acknowledged by piket-uptppa-pasuruan via reply (sms)",
+        ),
+        (
+            OnCallAcknowledged(
+                case_id=CASE_ID, alert_id="a", via="console", by="coordinator:tok-1"
+            ),
+            "on-call alert acknowledged by coordinator:tok-1 via console",
+        ),
     ],
 )
 def test_other_events_summarise_too(payload: object, summary: str) -> None:

@@ -20,6 +20,10 @@ from rujuk_contracts.events import (
     CaseReported,
     CaseRouted,
     EventPayload,
+    OnCallAcknowledged,
+    OnCallPaged,
+    OnCallPageDelivered,
+    OnCallPageFailed,
     ReferralAccepted,
     ReferralAcknowledged,
     ReferralCompleted,
@@ -153,6 +157,20 @@ def summarize(payload: EventPayload, tz: tzinfo = UTC) -> str:
                 f"referral {short_id(payload.referral_id)} escalated {payload.from_agency_id} → "
                 f"{payload.to_agency_id} ({_words(payload.reason)}, step {payload.step})"
             )
+        case OnCallPaged():
+            who = ", ".join(f"{c.contact_id} ({', '.join(c.channels)})" for c in payload.contacts)
+            return (
+                f"chain of referral {short_id(payload.referral_id)} ran out at "
+                f"{payload.agency_id} ({_words(payload.reason)}): on call paged, round "
+                f"{payload.round} of {payload.rounds}: {who}"
+            )
+        case OnCallPageDelivered(contact_id=contact, channels=channels, round=number):
+            return f"on-call page round {number} delivered to {contact} via {', '.join(channels)}"
+        case OnCallPageFailed(contact_id=contact, reason=reason, round=number):
+            return f"on-call page round {number} to {contact} failed: {reason}"
+        case OnCallAcknowledged(by=by, via=via, channel=channel):
+            how = f"{via}" + (f" ({channel})" if channel else "")
+            return f"on-call alert acknowledged by {by} via {how}"
         case CaseDetailsDisclosed():
             return (
                 f"details disclosed to {payload.agency_id} for referral "
