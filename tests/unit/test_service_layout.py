@@ -25,7 +25,7 @@ DOORS = {"__main__", "bootstrap", "http", "handlers", "cli"}
 # modules that call the store. Everything else in a service is its logic.
 EXTRA_ROOMS: dict[str, set[str]] = {
     "intake": set(),
-    "routing": {"sops", "cases", "referrals", "deadlines"},
+    "routing": {"sops", "cases", "referrals", "deadlines", "oncall"},
     "notify": {"worker", "channels", "partners"},
     "audit": {"writer", "checkpoints", "verification", "export", "replay", "keys"},
     "console": {"upstream"},
