@@ -1184,8 +1184,14 @@ def test_acknowledging_an_alert_calls_routing_and_comes_back_with_a_confirmation
     (sent,) = fake.sent("routing", acknowledge)
     assert sent.headers["authorization"] == "Bearer co"
     shown = client.get(posted.headers["location"]).text
-    assert f"Peringatan kasus {PAGED_CASE} ditanggapi: panggilan berhenti." in shown
+    confirmed = f"Peringatan kasus {PAGED_CASE} ditanggapi: panggilan berhenti."
+    assert confirmed in shown
     assert "Tidak ada." in shown.split('id="oncall"', 1)[1].split("</section>", 1)[0]
+    refresh = re.search(r'hx-get="(/coordinator/alerts\?[^"]*)"', shown)
+    assert refresh
+    assert refresh.group(1).endswith(f"&amp;acknowledged={PAGED_CASE}")
+    kept = client.get(refresh.group(1).replace("&amp;", "&"), headers={"HX-Request": "true"})
+    assert confirmed in kept.text  # the next refresh does not take the confirmation away
 
     fake.answer("routing", "POST", acknowledge, 200, json={"alert": done, "first": False})
     again = client.post(f"/coordinator/alerts/{alert['alert_id']}/acknowledge")

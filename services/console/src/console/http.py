@@ -727,9 +727,10 @@ async def coordinator_alerts(
     shown: str = "",
     unreadable: str = "",
 ) -> Response:
-    """The section's refresh: ``shown`` and ``unreadable`` are what it showed last time."""
+    """The section's refresh: ``shown`` and ``unreadable`` are what it showed last time; a
+    confirmation it showed stays."""
     oncall = await oncall_board(upstreams, session, shown, bool(unreadable))
-    return render(request, "_coordinator_alerts.html", oncall=oncall)
+    return render(request, "_coordinator_alerts.html", oncall=oncall, **acknowledged_shown(request))
 
 
 @router.post("/coordinator/alerts/{alert_id}/acknowledge")
