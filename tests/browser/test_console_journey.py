@@ -1,11 +1,12 @@
 """The console in a real browser (Debian's headless Chromium) against the real services over
 real NATS and PostgreSQL: an operator files a report, the partner's inbox shows it within
-seconds, the partner accepts it and opens the details, the coordinator sees it accepted, the
-auditor sees every hand-off and a verified chain. Every page gets a screenshot and a basic
-accessibility check."""
+seconds, the partner accepts it and opens the details, the coordinator sees it accepted and
+acknowledges the on-call alert at the top of its page, the auditor sees every hand-off and a
+verified chain. Every page gets a screenshot and a basic accessibility check."""
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,10 @@ from playwright.async_api import Browser, BrowserContext, Page
 
 from intake import store
 from intake.auth import Role
+from routing import store as routing_store
+from routing.paging import OnCallAlert, alert_id_for
 from rujuk.stack import Stack
+from rujuk_contracts.events import EscalationReason, Priority
 from tests.browser.accessibility import page_problems
 
 pytestmark = pytest.mark.integration
@@ -84,6 +88,48 @@ async def health_referral(stack: Stack, case_id: str) -> dict[str, Any]:
                 return found
             await asyncio.sleep(0.1)
     pytest.fail(f"case {case_id} was not referred to health")
+
+
+async def chain_ran_out(stack: Stack, referral: dict[str, Any]) -> str:
+    """The on-call alert routing opens when a referral's chain runs out, the coordinator
+    included, opened with routing's own store in its own table: the shipped SOPs give each
+    step minutes to hours, more than a browser test waits (tests/integration/
+    test_routing_oncall.py runs the chain itself, on compressed minutes). Routing pages it
+    and lists it from there as any other."""
+    alert = OnCallAlert(
+        alert_id=alert_id_for(referral["referral_id"]),
+        case_id=referral["case_id"],
+        district_code=referral["case_id"][:4],
+        referral_id=referral["referral_id"],
+        agency_id=referral["agency_id"],
+        priority=Priority(referral["priority"]),
+        reason=EscalationReason.DEADLINE_MISSED,
+        opened_at=datetime.now(UTC),
+        plan=None,
+        rounds_paged=0,
+        next_page_at=datetime.now(UTC),
+    )
+    conn = await asyncpg.connect(stack.database_url, server_settings={"search_path": "routing"})
+    try:
+        assert await routing_store.open_alert(conn, alert)
+    finally:
+        await conn.close()
+    return alert.alert_id
+
+
+async def acknowledge_alert_on_top(journey: Journey, page: Page, alert_id: str) -> None:
+    """The alert heads the coordinator page, above every other section; Tanggapi stops it."""
+    row = page.locator(f"#oncall [data-alert='{alert_id}']")
+    assert await row.count() == 1
+    first_section = page.locator("main section").first
+    assert await first_section.get_attribute("id") == "oncall"
+    assert "Belum ditanggapi: 1." in await page.locator("#oncall .warning").inner_text()
+    await journey.record(page, "coordinator-oncall-alert")
+    await row.locator("button[data-acknowledge]").click()
+    await page.wait_for_selector("#oncall .notice[role=status]")
+    assert "panggilan berhenti" in await page.locator("#oncall .notice").inner_text()
+    assert await page.locator(f"#oncall [data-alert='{alert_id}']").count() == 0
+    await journey.record(page, "coordinator-oncall-acknowledged")
 
 
 async def file_report(journey: Journey, page: Page) -> str:
@@ -162,8 +208,10 @@ async def test_a_report_goes_from_operator_to_partner_coordinator_and_auditor_in
     await journey.record(page, "partner-details")
     await partner.close()
 
-    # The coordinator sees it accepted.
+    # The coordinator sees it accepted, and an exhausted chain at the top until acknowledged.
+    alert_id = await chain_ran_out(stack, {**referral, "case_id": case_id})
     coordinator, page = await journey.signed_in(keys["coordinator_token"], DESKTOP)
+    await acknowledge_alert_on_top(journey, page, alert_id)
     row = page.locator("#open-referrals tr", has_text=referral["agency_id"])
     assert "Diterima" in await row.inner_text()
     await journey.record(page, "coordinator")
@@ -204,7 +252,8 @@ async def test_a_report_goes_from_operator_to_partner_coordinator_and_auditor_in
 
 async def page_count_until_complete(page: Page, timeout: float = 20) -> int:
     """Reload the timeline until the ledger holds every hand-off of the case; the number of
-    referrals. Every referral was requested and delivered; one was accepted; one disclosure."""
+    referrals. Every referral was requested and delivered; one was accepted; one disclosure;
+    one on-call alert acknowledged."""
     deadline = time.monotonic() + timeout
     while True:
         counts = {}
@@ -215,6 +264,7 @@ async def page_count_until_complete(page: Page, timeout: float = 20) -> int:
             "referral.delivered",
             "referral.accepted",
             "case.details_disclosed",
+            "oncall.acknowledged",
         ):
             counts[event] = await page.locator(f"#timeline tr[data-event='{event}']").count()
         referrals = counts["referral.requested"]
@@ -223,6 +273,7 @@ async def page_count_until_complete(page: Page, timeout: float = 20) -> int:
             and referrals
             and counts["referral.delivered"] == referrals
             and counts["referral.accepted"] == counts["case.details_disclosed"] == 1
+            and counts["oncall.acknowledged"] == 1  # in the console, by the coordinator
         ):
             return referrals
         if time.monotonic() > deadline:

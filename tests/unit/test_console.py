@@ -34,7 +34,7 @@ from console.settings import ConsoleSettings
 from console.signins import SignIns
 from console.store import SessionsUnavailable
 from intake.report import Report
-from rujuk_contracts.events import DisclosurePurpose
+from rujuk_contracts.events import DeliveryChannel, DisclosurePurpose, EscalationReason
 from tests.fake_sessions import MemorySessions
 
 TEMPLATES = Path(form.__file__).parent / "templates"
@@ -522,6 +522,8 @@ class FakeServices:
             if (service, request.url.path) == ("routing", "/v1/cases/unrouted"):
                 return httpx.Response(200, json={"cases": [], "limit": 100, "offset": 0,
                                                  "next_offset": None})  # fmt: skip
+            if (service, request.url.path) == ("routing", "/v1/oncall/alerts"):
+                return httpx.Response(200, json=NO_ALERTS)
             return httpx.Response(404, json={"detail": f"no {request.url.path}"})
 
         return httpx.MockTransport(handle)
@@ -1054,6 +1056,230 @@ def test_the_coordinator_sees_cases_not_routed_and_routes_one_again(
     assert routed.headers["location"] == f"/coordinator?routed={UNROUTED_CASE}#unrouted"
     [*_, sent] = fake.sent("routing", route)
     assert sent.headers["authorization"] == "Bearer co"
+
+
+# --- on call: exhausted chains head the coordinator page ------------------------------------
+
+NO_ALERTS: dict[str, Any] = {"alerts": [], "limit": 500, "offset": 0, "next_offset": None}
+PAGED_CASE = "3514-0C0000000A"
+WAITING_CASE = "3513-0C0000000B"
+
+
+def _alert(case_id: str, **changes: Any) -> dict[str, Any]:
+    """An open alert as routing lists it (invented ids)."""
+    alert = {
+        "alert_id": f"{case_id}-r1-oncall",
+        "case_id": case_id,
+        "district_code": case_id[:4],
+        "referral_id": f"{case_id}-r1",
+        "agency_id": "dp3ap2kb-test",
+        "priority": "emergency",
+        "reason": "deadline_missed",
+        "opened_at": "2026-11-23T04:00:00Z",
+        "rounds_paged": 2,
+        "rounds": 3,
+        "next_page_at": "2026-11-23T04:30:00Z",
+        "last_paged_at": "2026-11-23T04:15:00Z",
+        "contacts": [
+            {"contact_id": "piket-test", "channels": ["sms", "webhook"]},
+            {"contact_id": "kepala-test", "channels": ["email"]},
+        ],
+        "acknowledged": False,
+        "acknowledged_at": None,
+        "acknowledged_by": None,
+        "acknowledged_via": None,
+    }
+    return {**alert, **changes}
+
+
+def _alerts_in_pages(fake: FakeServices, *pages: list[dict[str, Any]]) -> None:
+    """Routing's list, one page per ``offset`` asked (500 a page)."""
+
+    def listed(request: httpx.Request) -> httpx.Response:
+        index = int(request.url.params["offset"]) // 500
+        more = index + 1 < len(pages)
+        next_offset = (index + 1) * 500 if more else None
+        body = {**NO_ALERTS, "alerts": pages[index], "offset": index * 500}
+        return httpx.Response(200, json={**body, "next_offset": next_offset})
+
+    fake.routes["routing", "GET", "/v1/oncall/alerts"] = listed
+
+
+def _coordinator_upstreams(fake: FakeServices) -> None:
+    fake.answer("routing", "GET", "/v1/stats", 200, json=STATS)
+    fake.answer("routing", "GET", "/v1/referrals", 200, json={"referrals": []})
+
+
+def test_every_escalation_reason_and_page_channel_has_a_label_in_both_languages() -> None:
+    keys = {f"enum.escalation_reason.{r}" for r in EscalationReason}
+    keys |= {f"enum.page_channel.{c}" for c in DeliveryChannel}
+    for texts in CATALOGUE.values():
+        assert keys - set(texts) == set()
+
+
+def test_the_coordinator_page_opens_with_every_unacknowledged_alert(
+    client: TestClient, fake: FakeServices
+) -> None:
+    last_round = _alert(WAITING_CASE, priority="urgent", reason="declined", rounds_paged=3,
+                        next_page_at=None, agency_id="coord-test")  # fmt: skip
+    _alerts_in_pages(fake, [_alert(PAGED_CASE)], [last_round])
+    _coordinator_upstreams(fake)
+    sign_in(client, "co")
+    page = client.get("/coordinator?district=3514")  # narrowed: alerts of 3513 still shown
+    assert page.status_code == 200
+    main = page.text.split('<main id="main">', 1)[1]
+    # Right under the page's title, before the unrouted cases and everything else.
+    assert re.match(r'\s*<h1>[^<]*</h1>\s*<section id="oncall" class="oncall urgent"', main)
+    section = main.split("</section>", 1)[0]
+    assert 'role="alert"' in section
+    assert "Belum ditanggapi: 2." in section
+    for case_id in (PAGED_CASE, WAITING_CASE):
+        assert f'<a href="/cases/{case_id}">{case_id}</a>' in section
+        alert_id = f"{case_id}-r1-oncall"
+        assert f'action="/coordinator/alerts/{alert_id}/acknowledge"' in section
+    assert "Kab. Pasuruan (3514)" in section
+    assert "Kab. Probolinggo (3513)" in section
+    assert "Darurat" in section
+    assert "Segera" in section
+    assert "dp3ap2kb-test" in section
+    assert "coord-test" in section
+    assert "Batas waktu terlewat" in section
+    assert "Menolak rujukan" in section
+    assert "2026-11-23 11:00" in section  # opened, in Asia/Jakarta
+    assert "Putaran 2 dari 3" in section
+    assert "Putaran 3 dari 3" in section
+    assert "Panggilan berikutnya:" in section
+    assert "2026-11-23 11:30" in section
+    assert "Tidak ada panggilan lagi" in section
+    assert "piket-test (SMS, webhook)" in section
+    assert "kepala-test (surel)" in section
+    asked = fake.sent("routing", "/v1/oncall/alerts")
+    assert [r.url.params["offset"] for r in asked] == ["0", "500"]
+    assert all(r.url.params["open"] == "true" for r in asked)
+    assert all(r.headers["authorization"] == "Bearer co" for r in asked)
+
+    client.get("/lang?to=en&next=/coordinator")
+    english = client.get("/coordinator").text.split("</section>", 1)[0]
+    assert "Not acknowledged: 2." in english
+    assert "Round 2 of 3" in english
+    assert "No more pages" in english
+    assert "Declined the referral" in english
+    assert "kepala-test (e-mail)" in english
+
+
+def test_acknowledging_an_alert_calls_routing_and_comes_back_with_a_confirmation(
+    client: TestClient, fake: FakeServices
+) -> None:
+    alert = _alert(PAGED_CASE)
+    acknowledge = f"/v1/oncall/alerts/{alert['alert_id']}/acknowledge"
+    done = {**alert, "acknowledged": True, "acknowledged_via": "console"}
+    fake.answer("routing", "POST", acknowledge, 200, json={"alert": done, "first": True})
+    _coordinator_upstreams(fake)
+    sign_in(client, "co")
+    posted = client.post(
+        f"/coordinator/alerts/{alert['alert_id']}/acknowledge", follow_redirects=False
+    )
+    assert posted.status_code == 303
+    assert posted.headers["location"] == f"/coordinator?acknowledged={PAGED_CASE}#oncall"
+    (sent,) = fake.sent("routing", acknowledge)
+    assert sent.headers["authorization"] == "Bearer co"
+    shown = client.get(posted.headers["location"]).text
+    confirmed = f"Peringatan kasus {PAGED_CASE} ditanggapi: panggilan berhenti."
+    assert confirmed in shown
+    assert "Tidak ada." in shown.split('id="oncall"', 1)[1].split("</section>", 1)[0]
+    refresh = re.search(r'hx-get="(/coordinator/alerts\?[^"]*)"', shown)
+    assert refresh
+    assert refresh.group(1).endswith(f"&amp;acknowledged={PAGED_CASE}")
+    kept = client.get(refresh.group(1).replace("&amp;", "&"), headers={"HX-Request": "true"})
+    assert confirmed in kept.text  # the next refresh does not take the confirmation away
+
+    fake.answer("routing", "POST", acknowledge, 200, json={"alert": done, "first": False})
+    again = client.post(f"/coordinator/alerts/{alert['alert_id']}/acknowledge")
+    assert "sudah ditanggapi sebelumnya" in again.text
+
+    fake.answer("routing", "POST", acknowledge, 404, json={"detail": "no on-call alert"})
+    unknown = client.post(f"/coordinator/alerts/{alert['alert_id']}/acknowledge")
+    assert unknown.status_code == 404
+    before = len(fake.calls)
+    assert client.post("/coordinator/alerts/not.an.alert/acknowledge").status_code == 404
+    assert len(fake.calls) == before  # never sent to routing
+    sign_in(client, "pt")
+    refused = client.post(f"/coordinator/alerts/{alert['alert_id']}/acknowledge")
+    assert refused.status_code == 403
+    assert len(fake.sent("routing", acknowledge)) == 3
+
+
+def test_the_alerts_section_refreshes_and_announces_only_alerts_it_did_not_show(
+    client: TestClient, fake: FakeServices
+) -> None:
+    first = _alert(PAGED_CASE)
+    _alerts_in_pages(fake, [first])
+    sign_in(client, "co")
+    opened = client.get("/coordinator/alerts", headers={"HX-Request": "true"})
+    assert 'role="alert"' in opened.text
+    refresh = re.search(r'hx-get="(/coordinator/alerts\?shown=[0-9a-f,]+)"', opened.text)
+    assert refresh, "the section does not refresh itself"
+    assert 'hx-trigger="every 3s"' in opened.text
+    assert "<html" not in opened.text  # a fragment, swapped into the page
+
+    same = client.get(refresh.group(1), headers={"HX-Request": "true"})
+    assert PAGED_CASE in same.text
+    assert 'role="alert"' not in same.text  # read out once, not every 3 s
+
+    _alerts_in_pages(fake, [first, _alert(WAITING_CASE)])
+    grown = client.get(refresh.group(1), headers={"HX-Request": "true"})
+    assert WAITING_CASE in grown.text
+    assert 'role="alert"' in grown.text
+
+
+def test_without_routings_alerts_the_page_renders_and_the_section_says_so(
+    client: TestClient, fake: FakeServices
+) -> None:
+    def unreachable(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("routing is away", request=request)
+
+    fake.routes["routing", "GET", "/v1/oncall/alerts"] = unreachable
+    _coordinator_upstreams(fake)
+    sign_in(client, "co")
+    page = client.get("/coordinator")
+    assert page.status_code == 200
+    section = page.text.split('id="oncall"', 1)[1].split("</section>", 1)[0]
+    assert "layanan routing tidak menjawab" in section
+    assert 'role="alert"' in section
+    assert 'id="unrouted"' in page.text
+    assert "<svg" in page.text
+    opening_tag = section.split(">", 1)[0]
+    assert 'hx-get="/coordinator/alerts?shown=&amp;unreadable=1"' in opening_tag
+    again = client.get("/coordinator/alerts?shown=&unreadable=1")
+    assert "layanan routing tidak menjawab" in again.text
+    assert 'role="alert"' not in again.text  # said once while routing stays away
+
+    fake.answer("routing", "GET", "/v1/oncall/alerts", 401, json={"detail": "revoked"})
+    gone = client.get("/coordinator/alerts", follow_redirects=False)
+    assert gone.status_code == 303  # a refused token is never taken for routing being away
+    assert gone.headers["location"] == "/signin?expired=1"
+
+
+def test_only_alerts_the_section_had_not_shown_make_it_speak() -> None:
+    now = datetime(2026, 11, 23, 4, 20, tzinfo=UTC)
+    one, two = _alert(PAGED_CASE), _alert(WAITING_CASE)
+    opened = views.oncall_board([one], now)
+    assert opened.announce
+    assert opened.count == 1
+    assert opened.rows[0].open_for == "20 m 00 s"
+    assert not views.oncall_board([one], now, opened.marks).announce
+    assert views.oncall_board([one, two], now, opened.marks).announce
+    assert not views.oncall_board([], now, opened.marks).announce
+    assert not views.oncall_board([], now).announce  # nothing open: nothing to say
+    away = views.oncall_board(None, now, opened.marks)
+    assert away.unreadable
+    assert away.announce
+    assert away.rows == []
+    assert not views.oncall_board(None, now, "", unreadable_before=True).announce
+    assert views.oncall_board([one], now, opened.marks, unreadable_before=True).announce
+    not_yet = views.oncall_board([_alert(PAGED_CASE, rounds=None, rounds_paged=0,
+                                         contacts=[])], now)  # fmt: skip
+    assert (not_yet.rows[0].rounds, not_yet.rows[0].contacts) == (None, [])
 
 
 # --- the districts a token serves ----------------------------------------------------------

@@ -52,6 +52,7 @@ HOME = {
 CASE_ID = re.compile(CASE_ID_PATTERN)
 DISTRICT_CODE = re.compile(r"[0-9]{4}")  # a BPS regency code, such as 3514
 REFERRAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+ALERT_ID = re.compile(r"[0-9A-Za-z-]{1,100}")  # routing's: `<referral id>-oncall`
 NOTE_MAX_CHARS = 1000  # what intake keeps of a note (POST /v1/cases/{case_id}/notes)
 TOKEN_SHAPE = re.compile(r"[\x21-\x7e]{1,512}")  # visible ASCII: what a bearer token can be
 SECURITY_HEADERS = {
@@ -634,6 +635,35 @@ async def open_overview(
     return views.open_overview(views.in_district(referrals, district))
 
 
+async def oncall_board(
+    upstreams: Upstreams,
+    session: Session,
+    shown_before: str | None = None,
+    unreadable_before: bool = False,
+) -> views.OnCallBoard:
+    """The open on-call alerts of every district the token serves, whatever ``?district=``
+    narrows: an exhausted chain is never out of sight. Without routing's answer the section
+    says so instead of showing nothing (or, on a refresh, an old list as if it were now)."""
+    try:
+        alerts: list[Any] | None = await upstreams.oncall_alerts(session.token)
+    except SignInNeeded:
+        raise
+    except UpstreamError as exc:
+        log.warning("on-call alerts unknown", service=exc.service, status=exc.status)
+        alerts = None
+    return views.oncall_board(alerts, datetime.now(UTC), shown_before, unreadable_before)
+
+
+def acknowledged_shown(request: Request) -> dict[str, Any]:
+    """The confirmation after an acknowledgement: the case id, and whether someone had
+    acknowledged the alert before."""
+    case_id = request.query_params.get("acknowledged", "")
+    return {
+        "acknowledged": case_id if CASE_ID.fullmatch(case_id) else "",
+        "acknowledged_before": bool(request.query_params.get("before")),
+    }
+
+
 @router.get("/coordinator")
 async def coordinator_page(
     request: Request,
@@ -644,10 +674,13 @@ async def coordinator_page(
 ) -> Response:
     start, end = asked_period(request, zone)
     chosen = chosen_district(session, district)
+    oncall = await oncall_board(upstreams, session)  # first: it heads the page
     stats = await upstreams.stats(session.token, start, end, chosen)
     return render(
         request,
         "coordinator.html",
+        oncall=oncall,
+        **acknowledged_shown(request),
         start=start,
         end=end,
         district=chosen,
@@ -684,6 +717,39 @@ async def route_case_again(case_id: str, session: Coordinator, upstreams: Upstre
     case_id = checked_case_id(case_id)
     await upstreams.route_case(session.token, case_id)
     return RedirectResponse(f"/coordinator?routed={quote(case_id, safe='')}#unrouted", 303)
+
+
+@router.get("/coordinator/alerts")
+async def coordinator_alerts(
+    request: Request,
+    session: Coordinator,
+    upstreams: UpstreamsDep,
+    shown: str = "",
+    unreadable: str = "",
+) -> Response:
+    """The section's refresh: ``shown`` and ``unreadable`` are what it showed last time; a
+    confirmation it showed stays."""
+    oncall = await oncall_board(upstreams, session, shown, bool(unreadable))
+    return render(request, "_coordinator_alerts.html", oncall=oncall, **acknowledged_shown(request))
+
+
+@router.post("/coordinator/alerts/{alert_id}/acknowledge")
+async def acknowledge_alert(
+    alert_id: str, session: Coordinator, upstreams: UpstreamsDep
+) -> Response:
+    """Routing stops paging and records who acknowledged; its 404 (an alert unknown, or of
+    a district the token does not serve) becomes the not-found page."""
+    if not ALERT_ID.fullmatch(alert_id):
+        raise PageProblem(404, "error.not_found", what=alert_id[:100])
+    answer = await upstreams.acknowledge_alert(session.token, alert_id)
+    alert = answer.get("alert")
+    case_id = str(alert.get("case_id", "")) if isinstance(alert, dict) else ""
+    query = f"acknowledged={quote(case_id, safe='')}" if CASE_ID.fullmatch(case_id) else ""
+    if answer.get("first") is False:
+        query += "&before=1"
+    log.info("on-call alert acknowledged", alert_id=alert_id, case_id=case_id,
+             first=answer.get("first"))  # fmt: skip
+    return RedirectResponse(f"/coordinator?{query.lstrip('&')}#oncall", 303)
 
 
 @router.get("/coordinator/stats.csv")

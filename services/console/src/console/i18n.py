@@ -191,6 +191,30 @@ INDONESIAN: dict[str, str] = {
     "coord.attempts": "Percobaan",
     "coord.route_again": "Rutekan lagi",
     "coord.all_districts": "Semua kabupaten Anda",
+    # coordinator: on call past the coordinator
+    "oncall.title": "Peringatan piket: rantai eskalasi habis",
+    "oncall.summary": "Belum ditanggapi: {count}.",
+    "oncall.help": "Tidak satu pun lembaga dalam rantai rujukan ini menjawab, koordinator "
+    "juga tidak. Daftar piket SOP dipanggil berulang sampai seseorang menanggapi. Tanggapi "
+    "setelah Anda menangani rujukannya: panggilan berhenti.",
+    "oncall.agency": "Lembaga yang tidak menjawab",
+    "oncall.opened": "Dibuka",
+    "oncall.ago": "{span} yang lalu",
+    "oncall.pages": "Panggilan",
+    "oncall.paged": "Yang dipanggil",
+    "oncall.not_paged_yet": "Belum dipanggil",
+    "oncall.round": "Putaran {n} dari {m}",
+    "oncall.next_page": "Panggilan berikutnya:",
+    "oncall.no_more_pages": "Tidak ada panggilan lagi (putaran habis)",
+    "oncall.list_of_sop": "Daftar piket SOP (dibaca saat panggilan pertama)",
+    "oncall.acknowledge": "Tanggapi",
+    "oncall.acknowledged": "Peringatan kasus {case_id} ditanggapi: panggilan berhenti.",
+    "oncall.acknowledged_before": "Peringatan kasus {case_id} sudah ditanggapi sebelumnya; "
+    "tanggapan Anda juga dicatat.",
+    "oncall.unavailable": "Peringatan piket tidak dapat dibaca: layanan routing tidak "
+    "menjawab. Mungkin ada rantai eskalasi habis yang menunggu; coba lagi sebentar atau "
+    "periksa routing.",
+    "oncall.none": "Tidak ada.",
     # auditor
     "audit.title": "Audit kasus",
     "audit.case_title": "Riwayat kasus {case_id}",
@@ -271,6 +295,13 @@ INDONESIAN: dict[str, str] = {
     "enum.disclosure_purpose.legal_aid": "Bantuan hukum",
     "enum.disclosure_purpose.case_review": "Telaah kasus",
     "enum.disclosure_purpose.other": "Lainnya",
+    "enum.escalation_reason.deadline_missed": "Batas waktu terlewat",
+    "enum.escalation_reason.declined": "Menolak rujukan",
+    "enum.escalation_reason.delivery_failed": "Tidak dapat dihubungi",
+    "enum.page_channel.sms": "SMS",
+    "enum.page_channel.email": "surel",
+    "enum.page_channel.webhook": "webhook",
+    "enum.page_channel.nats": "NATS",
     "yes": "Ya",
     "no": "Tidak",
 }
@@ -453,6 +484,28 @@ ENGLISH: dict[str, str] = {
     "coord.attempts": "Attempts",
     "coord.route_again": "Route again",
     "coord.all_districts": "All your districts",
+    "oncall.title": "On-call alerts: escalation chains run out",
+    "oncall.summary": "Not acknowledged: {count}.",
+    "oncall.help": "Nobody in these referrals' chains answered, the coordinator included. "
+    "The SOP's on-call list is paged again and again until someone acknowledges. Acknowledge "
+    "once you have the referral in hand: the pages stop.",
+    "oncall.agency": "Agency that did not answer",
+    "oncall.opened": "Opened",
+    "oncall.ago": "{span} ago",
+    "oncall.pages": "Pages",
+    "oncall.paged": "Who is paged",
+    "oncall.not_paged_yet": "Not paged yet",
+    "oncall.round": "Round {n} of {m}",
+    "oncall.next_page": "Next page:",
+    "oncall.no_more_pages": "No more pages (rounds used up)",
+    "oncall.list_of_sop": "The SOP's on-call list (read at the first page)",
+    "oncall.acknowledge": "Acknowledge",
+    "oncall.acknowledged": "The alert for case {case_id} is acknowledged: the pages stop.",
+    "oncall.acknowledged_before": "The alert for case {case_id} had been acknowledged "
+    "already; yours is recorded too.",
+    "oncall.unavailable": "On-call alerts cannot be read: the routing service does not "
+    "answer. An exhausted escalation chain may be waiting; try again shortly or check routing.",
+    "oncall.none": "None.",
     "audit.title": "Case audit",
     "audit.case_title": "History of case {case_id}",
     "audit.chain": "Ledger chain verification",
@@ -531,6 +584,13 @@ ENGLISH: dict[str, str] = {
     "enum.disclosure_purpose.legal_aid": "Legal aid",
     "enum.disclosure_purpose.case_review": "Case review",
     "enum.disclosure_purpose.other": "Other",
+    "enum.escalation_reason.deadline_missed": "Deadline missed",
+    "enum.escalation_reason.declined": "Declined the referral",
+    "enum.escalation_reason.delivery_failed": "Could not be reached",
+    "enum.page_channel.sms": "SMS",
+    "enum.page_channel.email": "e-mail",
+    "enum.page_channel.webhook": "webhook",
+    "enum.page_channel.nats": "NATS",
     "yes": "Yes",
     "no": "No",
 }

@@ -12,6 +12,8 @@ import httpx
 from console.settings import ConsoleSettings
 
 SERVICES = ("intake", "routing", "notify", "audit")
+ONCALL_PAGE = 500  # routing's largest page
+ONCALL_PAGES_AT_MOST = 20  # 10,000 open alerts: a bound on calls, far past any real count
 
 
 @dataclass
@@ -223,6 +225,35 @@ class Upstreams:
             "routing", "POST", f"/v1/cases/{_segment(case_id)}/route", token
         )
         return routed
+
+    async def oncall_alerts(self, token: str) -> list[Any]:
+        """Every on-call alert nobody has acknowledged yet, in the districts the token serves,
+        oldest first: each page of routing's list, so none is left out."""
+        alerts: list[Any] = []
+        offset: object = 0
+        for _ in range(ONCALL_PAGES_AT_MOST):
+            found = await self._json(
+                "routing",
+                "GET",
+                "/v1/oncall/alerts",
+                token,
+                params={"open": "true", "limit": ONCALL_PAGE, "offset": offset},
+            )
+            if not isinstance(found, dict):
+                break
+            alerts.extend(found.get("alerts") or [])
+            offset = found.get("next_offset")
+            if not isinstance(offset, int):
+                break
+        return alerts
+
+    async def acknowledge_alert(self, token: str, alert_id: str) -> dict[str, Any]:
+        """Acknowledge an on-call alert: its pages stop. ``first`` is false when someone
+        had acknowledged it already; 404 (NotFound) for one the token does not see."""
+        answer: dict[str, Any] = await self._json(
+            "routing", "POST", f"/v1/oncall/alerts/{_segment(alert_id)}/acknowledge", token
+        )
+        return answer
 
     async def stats(
         self, token: str, since: str, until: str, district: str | None = None

@@ -2,6 +2,7 @@
 referral allows, deadlines and their countdowns, the ledger's hand-offs against their
 deadlines. Pure functions, no I/O."""
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -207,3 +208,91 @@ def open_overview(referrals: Sequence[Mapping[str, Any]]) -> OpenOverview:
         deadlines_missed=[r for r in referrals if r.get("deadline_missed")],
         escalations_waiting=[r for r in referrals if int(r.get("escalation_step") or 0) > 0],
     )
+
+
+# --- on call: chains that ran out, until someone acknowledges -------------------------------
+
+MARKS_AT_MOST = 300  # what the section's refresh URL carries back: 3.3 kB at most
+
+
+@dataclass(frozen=True)
+class OnCallRow:
+    alert: Mapping[str, Any]
+    opened_at: datetime | None
+    open_for: str
+    round_paged: int
+    rounds: int | None  # None: the first round is not paged yet
+    next_page_at: datetime | None  # None (once paged): no more pages will go out
+    contacts: list[tuple[str, list[str]]]  # who is paged, on which channels
+
+    @property
+    def alert_id(self) -> str:
+        return str(self.alert.get("alert_id", ""))
+
+
+@dataclass(frozen=True)
+class OnCallBoard:
+    """The open alerts as the coordinator page lists them. ``announce`` is true when the
+    list holds an alert the page did not show before, or routing stopped answering: only then
+    is the section's summary a live alert, so a refresh every few seconds is not read out
+    again and again by a screen reader."""
+
+    rows: list[OnCallRow]
+    unreadable: bool  # routing gave no list: what is open is unknown
+    announce: bool
+    marks: str  # the alerts shown, for the next refresh to compare with
+
+    @property
+    def count(self) -> int:
+        return len(self.rows)
+
+
+def alert_mark(alert_id: str) -> str:
+    """A short, fixed-length stand-in for an alert id in the refresh URL."""
+    return hashlib.sha256(alert_id.encode()).hexdigest()[:10]
+
+
+def _marks(marks: str) -> frozenset[str]:
+    return frozenset(mark for mark in marks.split(",")[:MARKS_AT_MOST] if mark)
+
+
+def _contacts(alert: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
+    listed = alert.get("contacts") or []
+    return [
+        (str(c.get("contact_id", "")), [str(channel) for channel in c.get("channels") or []])
+        for c in listed
+        if isinstance(c, Mapping)
+    ]
+
+
+def oncall_row(alert: Mapping[str, Any], now: datetime) -> OnCallRow:
+    opened = parse_time(alert.get("opened_at"))
+    rounds = alert.get("rounds")
+    return OnCallRow(
+        alert=alert,
+        opened_at=opened,
+        open_for=duration(now - opened) if opened else "",
+        round_paged=int(alert.get("rounds_paged") or 0),
+        rounds=int(rounds) if isinstance(rounds, int) else None,
+        next_page_at=parse_time(alert.get("next_page_at")),
+        contacts=_contacts(alert),
+    )
+
+
+def oncall_board(
+    alerts: Sequence[Mapping[str, Any]] | None,
+    now: datetime,
+    shown_before: str | None = None,
+    unreadable_before: bool = False,
+) -> OnCallBoard:
+    """``alerts``: routing's open alerts, or None when routing gave no list. ``shown_before``:
+    the marks of the alerts the section showed before this refresh (None: the page was just
+    opened, so anything open is announced); ``unreadable_before``: it said routing gave none."""
+    if alerts is None:  # announced once, not on every refresh while routing is away
+        return OnCallBoard([], True, not unreadable_before, "")
+    rows = [oncall_row(alert, now) for alert in alerts]
+    marks = [alert_mark(row.alert_id) for row in rows][:MARKS_AT_MOST]
+    # Back from an outage, what is open is news again.
+    seen = _marks(shown_before) if shown_before is not None else frozenset()
+    fresh = shown_before is None or unreadable_before or not set(marks) <= seen
+    return OnCallBoard(rows, False, bool(rows) and fresh, ",".join(marks))
