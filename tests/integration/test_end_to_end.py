@@ -296,7 +296,7 @@ async def type_identifying_data_into_every_free_text_field(run: Running) -> str:
                                     reason=DeclineReason.OTHER, note=TYPED[:280])  # fmt: skip
         sent = await js.publish(
             subjects.partner_inbound(agency, "decline"),
-            make_event(declined, source=f"urn:partner:{agency}").to_bytes(),
+            make_event(declined, source=subjects.partner_source(agency)).to_bytes(),
         )
         await refusals.next_msg(timeout=15)
         deadline = time.monotonic() + 15
