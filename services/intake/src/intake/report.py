@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
 
 from rujuk_contracts.triage import (
     AgeGroup,
@@ -41,7 +42,7 @@ class _Form(BaseModel):
 
 # What the model validator below says, in the OpenAPI document too: at least one of the two,
 # and not as null.
-NEEDS_AN_AGE = {
+NEEDS_AN_AGE: JsonDict = {
     "anyOf": [
         {"required": ["birth_date"], "properties": {"birth_date": {"type": "string"}}},
         {"required": ["age_years"], "properties": {"age_years": {"type": "integer"}}},
