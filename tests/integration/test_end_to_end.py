@@ -2,6 +2,7 @@
 reports filed over HTTP, referrals received by a webhook partner, every event in the ledger."""
 
 import asyncio
+import json
 import os
 import stat
 import subprocess
@@ -30,7 +31,7 @@ from rujuk_contracts.events import CaseReported, DeclineReason, ReferralDeclined
 from rujuk_runtime.bus import DLQ_REASON_HEADER
 from rujuk_runtime.nats_auth import NatsKeyring
 from rujuk_runtime.roles import DatabaseRoles, database_name
-from tests import named_metrics
+from tests import contract_support, named_metrics
 from tests.conftest import fresh_database, remove_streams
 from tests.integration.access_support import eventually
 from tests.integration.test_free_text import readable_rows
@@ -240,6 +241,74 @@ async def test_partner_nats_feed_carries_its_own_referrals(running: Running) -> 
     feed = {getattr(e, "referral_id", None) for e in events}
     assert mine <= feed
     assert all(getattr(e, "agency_id", None) == agency for e in events)
+
+
+async def test_every_event_the_services_publish_matches_the_published_contract(
+    running: Running,
+) -> None:
+    """Every message the services put on the bus in this run (internal events, the partners'
+    feeds, checkpoints, dead letters): its subject is a channel of contracts/schemas/
+    asyncapi.json, its NATS headers are the ones that channel's message declares, and a
+    CloudEvent validates against the published JSON Schema of its type. Runs before the tests
+    below publish anything themselves (a partner's reply, garbage)."""
+    for case_id in running.case_ids:
+        status = await wait_until_delivered(running, case_id)
+        await wait_for_ledger(running, case_id, 2 + 2 * len(status["referrals"]))
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    connection = await nats.connect(running.stack.nats_url)
+    try:
+        for message in await every_message(connection.jetstream()):
+            channel = contract_support.channel_of(message.subject)
+            if channel is None:
+                problems.append(f"{message.subject}: no channel in the AsyncAPI document")
+                continue
+            seen[channel] = seen.get(channel, 0) + 1
+            headers = dict(message.headers or {})
+            content_type = headers.get("Content-Type", "")
+            if (
+                channel.startswith("internal.")
+                and "messages" not in contract_support.asyncapi()["channels"][channel]
+            ):
+                continue  # dead letters, checkpoints, replays: their own formats
+            problems += [
+                f"{message.subject} headers: {p}"
+                for p in contract_support.header_errors(channel, headers, content_type)
+            ]
+            if content_type == "application/cloudevents+json":
+                event = json.loads(message.data)
+                problems += [
+                    f"{message.subject} {event.get('type')}: {p}"
+                    for p in contract_support.schema_errors(event)
+                ]
+                if headers.get("Nats-Msg-Id") != event.get("id"):
+                    problems.append(f"{message.subject}: Nats-Msg-Id is not the event id")
+    finally:
+        await connection.close()
+    assert problems == []
+    assert seen.get("partner.out.referral.requested")
+    for kind in ("case.reported", "case.routed", "referral.requested", "referral.delivered"):
+        assert seen.get(f"internal.{kind}.v1"), kind
+
+
+async def every_message(js: nats.js.JetStreamContext) -> list[Any]:
+    """Every message now in every stream, read without a durable consumer."""
+    found: list[Any] = []
+    for info in await js.streams_info():
+        stream, wanted = info.config.name, info.state.messages
+        for wildcard in info.config.subjects or []:
+            if not wanted:
+                break
+            subscription = await js.pull_subscribe(wildcard, durable=None, stream=stream)
+            while wanted:
+                try:
+                    messages = await subscription.fetch(500, timeout=2)
+                except nats.errors.TimeoutError:
+                    break
+                found += messages
+                wanted -= len(messages)
+            await subscription.unsubscribe()
+    return found
 
 
 # Issue 18: what testers typed into purposes, notes and reasons. Every sample's identifying
