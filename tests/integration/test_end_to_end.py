@@ -22,6 +22,7 @@ from typer.testing import CliRunner, Result
 from audit.cli import case_history, verify_ledger
 from intake import store as intake_store
 from intake.cli import connect as intake_connect
+from notify.channels import partner_secret
 from rujuk import cli as rujuk_cli
 from rujuk.receiver import WebhookReceiver
 from rujuk.samples import IDENTIFYING_IN_SAMPLES, SAMPLE_REPORTS
@@ -29,9 +30,10 @@ from rujuk.stack import SERVICES, Stack
 from rujuk_contracts import make_event, parse_event, subjects
 from rujuk_contracts.events import CaseReported, DeclineReason, ReferralDeclined, Role
 from rujuk_runtime.bus import DLQ_REASON_HEADER
+from rujuk_runtime.embedded import free_port
 from rujuk_runtime.nats_auth import NatsKeyring
 from rujuk_runtime.roles import DatabaseRoles, database_name
-from tests import contract_support, named_metrics
+from tests import contract_support, named_metrics, node_support
 from tests.conftest import fresh_database, remove_streams
 from tests.integration.access_support import eventually
 from tests.integration.test_free_text import readable_rows
@@ -497,3 +499,126 @@ def _pg_dump(database_url: str) -> str:
         check=True,
     )
     return result.stdout
+
+
+# --- a partner agency's own client, written in Node.js from contracts/ and docs/ alone -------
+
+
+async def test_a_partner_written_in_node_reads_its_feed_replies_and_verifies_webhooks(
+    running: Running, tmp_path: Path
+) -> None:
+    """examples/partner-node against this stack, as an agency runs it: admitted with `rujuk
+    partner creds`, it reads its referrals from its durable consumer, finds every event valid
+    against contracts/schemas, acknowledges and accepts each, and routing records both answers;
+    its webhook endpoint verifies what notify signed (a repeat is dropped, a forgery refused)."""
+    node_support.ensure_example_installed()
+    status = await wait_until_delivered(running, running.case_ids[-1])
+    agency = status["referrals"][0]["agency_id"]
+    mine = set()
+    for case_id in running.case_ids:
+        referrals = (await wait_until_delivered(running, case_id))["referrals"]
+        mine |= {r["referral_id"] for r in referrals if r["agency_id"] == agency}
+    seed_file = await admit_partner(running, agency, tmp_path)
+
+    feed = await run_node(
+        "feed.mjs",
+        RUJUK_NATS_URL=running.stack.nats_public_url,
+        RUJUK_AGENCY=agency,
+        RUJUK_NKEY_SEED_FILE=str(seed_file),
+        RUJUK_IDLE_SECONDS="2",
+    )
+    lines = [json.loads(line) for line in feed.splitlines()]
+    summary = lines[-1]["summary"]
+    read = {line["event"]: line for line in lines if "event" in line}
+    assert summary["invalid"] == 0, lines
+    assert summary["received"] == summary["valid"] == len(read) >= len(mine)
+    assert all(line["msgId"] == event_id for event_id, line in read.items())
+    assert summary["replied"] == 2 * len(mine)
+
+    coordinator = {"Authorization": f"Bearer {running.stack.secrets()['coordinator_token']}"}
+    routing = running.stack.services["routing"].url
+    deadline = time.monotonic() + 15
+    while True:
+        listed = await running.client.get(
+            f"{routing}/v1/referrals", params={"agency_id": agency}, headers=coordinator
+        )
+        answered = {r["referral_id"]: r for r in listed.json()["referrals"]}
+        if all(answered[r]["state"] == "accepted" for r in mine):
+            break
+        assert time.monotonic() < deadline, answered
+        await asyncio.sleep(0.2)
+    for referral_id in mine:
+        referral = answered[referral_id]
+        assert referral["acknowledged_at"] <= referral["accepted_at"]
+
+    await verify_webhooks_in_node(running, agency)
+
+
+async def admit_partner(running: Running, agency: str, folder: Path) -> Path:
+    """`rujuk partner creds AGENCY`, then wait until the server took the reloaded key."""
+    keyring = running.stack.nats_keyring
+    assert keyring is not None, "the session's NATS runs with a keyring"
+    where = ["--keyring", str(keyring.folder), "--nats-url", running.stack.nats_url]
+    result = command(["partner", "creds", agency, "--out", str(folder), *where])
+    assert result.exit_code == 0, result.output
+    seed_file = folder / f"{agency}.nk"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            connection = await nats.connect(
+                running.stack.nats_public_url,
+                nkeys_seed_str=seed_file.read_text().strip(),
+                inbox_prefix=f"_INBOX_{agency}".encode(),
+                max_reconnect_attempts=0,
+                allow_reconnect=False,
+            )
+        except Exception:
+            assert time.monotonic() < deadline, "the partner's key was not taken"
+            await asyncio.sleep(0.1)
+            continue
+        await connection.close()
+        return seed_file
+
+
+async def run_node(script: str, **env: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        str(node_support.NODE), script, cwd=node_support.EXAMPLE,
+        env=node_support.node_env(**env),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, (out + err).decode()
+    return out.decode()
+
+
+async def verify_webhooks_in_node(running: Running, agency: str) -> None:
+    """Replay to the example's endpoint exactly what notify POSTed to this stack's receiver."""
+    signed = [d for d in running.receiver.deliveries if d.agency_id == agency]
+    assert signed
+    port = free_port()
+    secret = partner_secret(running.stack.secrets()["webhook_signing_key"].encode(), agency)
+    process = await asyncio.create_subprocess_exec(
+        str(node_support.NODE), "webhooks.mjs", cwd=node_support.EXAMPLE,
+        env=node_support.node_env(RUJUK_WEBHOOK_SECRET=secret, PORT=str(port)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        started = json.loads(await asyncio.wait_for(process.stdout.readline(), timeout=20))
+        assert started == {"listening": port}
+        url = f"http://127.0.0.1:{port}/webhooks/{agency}"
+        async with httpx.AsyncClient(timeout=10) as client:
+
+            async def post(body: bytes, headers: tuple[tuple[str, str], ...]) -> int:
+                response = await client.post(url, content=body, headers=dict(headers))
+                return response.status_code
+
+            for delivery in signed:
+                assert await post(delivery.body, delivery.webhook_headers) == 204
+            first = signed[0]
+            assert await post(first.body, first.webhook_headers) == 200  # a repeat: dropped
+            forged = first.body.replace(b'"priority"', b'"Priority"', 1)
+            assert await post(forged, first.webhook_headers) == 401
+    finally:
+        process.terminate()
+        await process.wait()

@@ -1,10 +1,12 @@
 """The checked-in AsyncAPI document, as a partner agency's developer reads it: every subject a
 partner reads or writes, with its messages, their schemas and headers, and each operation's
-action from the partner's side (receive its feed, send its replies). That the document is valid
-AsyncAPI 3 is checked by the AsyncAPI parser itself
-(tests/integration/test_partner_node.py)."""
+action from the partner's side (receive its feed, send its replies); and AsyncAPI's own parser
+finds it valid AsyncAPI 3."""
 
+import copy
 import json
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from rujuk_contracts.events import (
     ReferralAcknowledged,
     ReplyKind,
 )
+from tests import node_support
 
 SCHEMAS = Path(__file__).parents[2] / "contracts" / "schemas"
 DOCUMENT: dict[str, Any] = json.loads((SCHEMAS / "asyncapi.json").read_text())
@@ -104,3 +107,37 @@ def test_every_message_payload_reference_is_a_checked_in_schema() -> None:
             assert (SCHEMAS / message["payload"]["$ref"]).is_file()
     acknowledged = resolve(DOCUMENT["components"]["messages"]["reply.acknowledge"]["payload"])
     assert acknowledged["$id"] == ReferralAcknowledged.schema_uri()
+
+
+def run_asyncapi_parser(document: Path) -> subprocess.CompletedProcess[str]:
+    node_support.ensure_example_installed()
+    return subprocess.run(
+        [str(node_support.NODE), "check-asyncapi.mjs", str(document)],
+        cwd=node_support.EXAMPLE,
+        env=node_support.node_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_asyncapi_parser_finds_the_document_valid_and_a_broken_one_not(
+    tmp_path: Path,
+) -> None:
+    """AsyncAPI's own parser (@asyncapi/parser, from npm, under the node we install) reads the
+    document, resolves every schema file it references, and finds no error."""
+    checked = run_asyncapi_parser(SCHEMAS / "asyncapi.json")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    summary = json.loads(checked.stdout.strip().splitlines()[-1])
+    assert summary["version"] == "3.0.0"
+    assert "send rujuk.partner.{agency}.in.accept" in summary["operations"]
+    for schema in SCHEMAS.glob("*.json"):
+        shutil.copy(schema, tmp_path / schema.name)
+    broken = copy.deepcopy(DOCUMENT)
+    broken["operations"]["send.accept"]["action"] = "publish"  # AsyncAPI 2's word
+    broken["components"]["messages"]["reply.accept"]["payload"] = {"$ref": "./missing.json"}
+    (tmp_path / "asyncapi.json").write_text(json.dumps(broken))
+    refused = run_asyncapi_parser(tmp_path / "asyncapi.json")
+    assert refused.returncode == 1
+    assert "send.accept.action" in refused.stdout
+    assert "missing.json" in refused.stdout
