@@ -73,7 +73,13 @@ async function handle(message) {
   summary.valid += 1;
   // The CloudEvents SDK reads the structured JSON event format, checking the envelope.
   const cloudEvent = new CloudEvent(event);
-  console.log(JSON.stringify({ event: cloudEvent.id, type: cloudEvent.type, subject: cloudEvent.subject, msgId: message.headers?.get("Nats-Msg-Id") }));
+  console.log(JSON.stringify({
+    event: cloudEvent.id,
+    type: cloudEvent.type,
+    subject: cloudEvent.subject,
+    referral: cloudEvent.data?.referral_id,
+    msgId: message.headers?.get("Nats-Msg-Id"),
+  }));
   if (cloudEvent.type === "id.rujuk.referral.reply_refused.v1") {
     summary.refused += 1; // a reply of ours notify or routing refused: data.reason says why
     return;
