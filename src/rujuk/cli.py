@@ -44,7 +44,8 @@ db_app = typer.Typer(
 app.add_typer(db_app, name="db")
 
 # The service whose PostgreSQL role a command acts as against the stack `rujuk up` runs.
-DATABASE_ROLE_OF_COMMAND = {"token": "intake", "audit": "audit"}
+# `rujuk partner` acts as notify: it derives partners' webhook secrets from notify's key.
+DATABASE_ROLE_OF_COMMAND = {"token": "intake", "audit": "audit", "partner": "notify"}
 
 
 @app.callback()

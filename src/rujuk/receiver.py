@@ -24,6 +24,8 @@ class Delivery:
     agency_id: str
     webhook_id: str
     event: dict[str, Any]
+    body: bytes = b""  # as it came, with its webhook-* headers: to replay it elsewhere
+    webhook_headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -68,7 +70,10 @@ class WebhookReceiver:
         except WebhookVerificationError:
             self.rejected += 1
             return 401
-        self.deliveries.append(Delivery(agency_id, headers["webhook-id"], json.loads(body)))
+        signed = tuple((k, v) for k, v in headers.items() if k.startswith("webhook-"))
+        self.deliveries.append(
+            Delivery(agency_id, headers["webhook-id"], json.loads(body), body, signed)
+        )
         return 204
 
     def referral_ids(self) -> set[str]:

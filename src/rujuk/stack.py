@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 import asyncpg
 import httpx
 
+from intake.auth import TOKEN_PREFIX
+from intake.auth import new_secret as new_token_secret
 from intake.vault import new_master_key_spec
 from rujuk.ports import PortBook
 from rujuk_runtime.embedded import EmbeddedNats, EmbeddedPostgres, free_port
@@ -29,6 +31,9 @@ from rujuk_runtime.roles import SCHEMAS, RolePlanError, role_url, without_passwo
 
 SERVICES = ("intake", "routing", "notify", "audit", "console")
 DATABASE_URLS = "database_urls"  # in connection.json: each service's own role
+SERVICE_SECRETS = "service_secrets"  # in connection.json: what a command acting as it needs
+# The development identities intake installs at start (INTAKE_BOOTSTRAP_TOKENS).
+DEVELOPMENT_TOKENS = ("operator_token", "coordinator_token", "auditor_token")
 T = TypeVar("T")
 
 
@@ -144,9 +149,7 @@ class Stack:
             "DATABASE_URL": self.service_database_url(name),
             f"{name.upper()}_HTTP_PORT": str(port),
             "INTAKE_MASTER_KEYS": os.environ.get("INTAKE_MASTER_KEYS", keys["master_keys"]),
-            "NOTIFY_WEBHOOK_SIGNING_KEY": os.environ.get(
-                "NOTIFY_WEBHOOK_SIGNING_KEY", keys["webhook_signing_key"]
-            ),
+            "NOTIFY_WEBHOOK_SIGNING_KEY": self.webhook_signing_key(),
             "AUDIT_SIGNING_KEY_FILE": os.environ.get(
                 "AUDIT_SIGNING_KEY_FILE", str(self.folder.resolve() / "audit-signing.key")
             ),
@@ -170,6 +173,10 @@ class Stack:
             # Where `rujuk up`'s supervisor says which process crash-loops (none: no banner).
             env.setdefault("CONSOLE_SUPERVISION_FILE", str(self.supervision_file.resolve()))
         return env
+
+    def webhook_signing_key(self) -> str:
+        """The key notify signs webhooks with (each agency's ``whsec_…`` derives from it)."""
+        return os.environ.get("NOTIFY_WEBHOOK_SIGNING_KEY", self.secrets()["webhook_signing_key"])
 
     def _nats_identity(self, name: str) -> dict[str, str]:
         """Each service is itself on the bus: its own nkey, fenced by the authorization."""
@@ -237,6 +244,9 @@ class Stack:
         if self.nats_keyring is not None:
             found["RUJUK_NATS_KEYRING"] = str(self.nats_keyring.folder)
         found[DATABASE_URLS] = {name: self.service_database_url(name) for name in SCHEMAS}
+        found[SERVICE_SECRETS] = {
+            "notify": {"NOTIFY_WEBHOOK_SIGNING_KEY": self.webhook_signing_key()}
+        }
         found.update(self.connection_extra)
         write_private(self.connection_file, json.dumps(found))
 
@@ -320,17 +330,20 @@ class Stack:
 
     def secrets(self) -> dict[str, str]:
         """Development secrets, made once per stack folder and kept (the vault needs its key);
-        any that an older folder lacks are added."""
+        any that an older folder lacks are added. The development tokens look like every token
+        intake issues (``rujuk_…``); one an older folder made without the prefix is made anew
+        (intake installs the new one at start)."""
         path = self.folder / "dev-secrets.json"
         existing: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
         wanted: dict[str, Callable[[], str]] = {
             "master_keys": lambda: new_master_key_spec("dev1"),
             "webhook_signing_key": lambda: secrets.token_urlsafe(32),
-            "operator_token": lambda: secrets.token_urlsafe(32),
-            "coordinator_token": lambda: secrets.token_urlsafe(32),
-            "auditor_token": lambda: secrets.token_urlsafe(32),
             "console_session_secret": lambda: secrets.token_urlsafe(32),
         }
+        for token in DEVELOPMENT_TOKENS:
+            wanted[token] = new_token_secret
+            if not existing.get(token, TOKEN_PREFIX).startswith(TOKEN_PREFIX):
+                del existing[token]
         for schema in SCHEMAS:  # each service's PostgreSQL role
             wanted[f"database_password_{schema}"] = lambda: secrets.token_urlsafe(24)
         missing = {name: make() for name, make in wanted.items() if name not in existing}
@@ -342,7 +355,8 @@ class Stack:
 def running_stack_env(folder: Path, acting_as: str | None = None) -> dict[str, str]:
     """What a `rujuk` command needs to reach the stack `rujuk up` runs from ``folder``, if it
     runs: NATS_URL, the services' URLs and, ``acting_as`` a service, DATABASE_URL as that
-    service's own role."""
+    service's own role and the secrets of that service a command needs (notify's webhook
+    signing key, for `rujuk partner webhook-secret`)."""
     try:
         loaded: dict[str, object] = json.loads((folder / "connection.json").read_text())
     except (OSError, ValueError):
@@ -351,6 +365,11 @@ def running_stack_env(folder: Path, acting_as: str | None = None) -> dict[str, s
     databases = loaded.get(DATABASE_URLS)
     if acting_as is not None and isinstance(databases, dict) and acting_as in databases:
         found["DATABASE_URL"] = str(databases[acting_as])
+    service_secrets = loaded.get(SERVICE_SECRETS)
+    if acting_as is not None and isinstance(service_secrets, dict):
+        its_own = service_secrets.get(acting_as)
+        if isinstance(its_own, dict):
+            found.update({name: str(value) for name, value in its_own.items()})
     return found
 
 

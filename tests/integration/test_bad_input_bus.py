@@ -314,7 +314,7 @@ async def reply_over_nats(
     kind = REPLY_KINDS[model]  # type: ignore[index]
     await js.publish(
         subjects.partner_inbound(referral["agency_id"], kind.value),
-        make_event(payload, source=f"/partners/{referral['agency_id']}").to_bytes(),
+        make_event(payload, source=subjects.partner_source(referral["agency_id"])).to_bytes(),
     )
 
 

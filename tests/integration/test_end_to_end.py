@@ -2,6 +2,7 @@
 reports filed over HTTP, referrals received by a webhook partner, every event in the ledger."""
 
 import asyncio
+import json
 import os
 import stat
 import subprocess
@@ -21,6 +22,7 @@ from typer.testing import CliRunner, Result
 from audit.cli import case_history, verify_ledger
 from intake import store as intake_store
 from intake.cli import connect as intake_connect
+from notify.channels import partner_secret
 from rujuk import cli as rujuk_cli
 from rujuk.receiver import WebhookReceiver
 from rujuk.samples import IDENTIFYING_IN_SAMPLES, SAMPLE_REPORTS
@@ -28,9 +30,10 @@ from rujuk.stack import SERVICES, Stack
 from rujuk_contracts import make_event, parse_event, subjects
 from rujuk_contracts.events import CaseReported, DeclineReason, ReferralDeclined, Role
 from rujuk_runtime.bus import DLQ_REASON_HEADER
+from rujuk_runtime.embedded import free_port
 from rujuk_runtime.nats_auth import NatsKeyring
 from rujuk_runtime.roles import DatabaseRoles, database_name
-from tests import named_metrics
+from tests import contract_support, named_metrics, node_support
 from tests.conftest import fresh_database, remove_streams
 from tests.integration.access_support import eventually
 from tests.integration.test_free_text import readable_rows
@@ -242,6 +245,74 @@ async def test_partner_nats_feed_carries_its_own_referrals(running: Running) -> 
     assert all(getattr(e, "agency_id", None) == agency for e in events)
 
 
+async def test_every_event_the_services_publish_matches_the_published_contract(
+    running: Running,
+) -> None:
+    """Every message the services put on the bus in this run (internal events, the partners'
+    feeds, checkpoints, dead letters): its subject is a channel of contracts/schemas/
+    asyncapi.json, its NATS headers are the ones that channel's message declares, and a
+    CloudEvent validates against the published JSON Schema of its type. Runs before the tests
+    below publish anything themselves (a partner's reply, garbage)."""
+    for case_id in running.case_ids:
+        status = await wait_until_delivered(running, case_id)
+        await wait_for_ledger(running, case_id, 2 + 2 * len(status["referrals"]))
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    connection = await nats.connect(running.stack.nats_url)
+    try:
+        for message in await every_message(connection.jetstream()):
+            channel = contract_support.channel_of(message.subject)
+            if channel is None:
+                problems.append(f"{message.subject}: no channel in the AsyncAPI document")
+                continue
+            seen[channel] = seen.get(channel, 0) + 1
+            headers = dict(message.headers or {})
+            content_type = headers.get("Content-Type", "")
+            if (
+                channel.startswith("internal.")
+                and "messages" not in contract_support.asyncapi()["channels"][channel]
+            ):
+                continue  # dead letters, checkpoints, replays: their own formats
+            problems += [
+                f"{message.subject} headers: {p}"
+                for p in contract_support.header_errors(channel, headers, content_type)
+            ]
+            if content_type == "application/cloudevents+json":
+                event = json.loads(message.data)
+                problems += [
+                    f"{message.subject} {event.get('type')}: {p}"
+                    for p in contract_support.schema_errors(event)
+                ]
+                if headers.get("Nats-Msg-Id") != event.get("id"):
+                    problems.append(f"{message.subject}: Nats-Msg-Id is not the event id")
+    finally:
+        await connection.close()
+    assert problems == []
+    assert seen.get("partner.out.referral.requested")
+    for kind in ("case.reported", "case.routed", "referral.requested", "referral.delivered"):
+        assert seen.get(f"internal.{kind}.v1"), kind
+
+
+async def every_message(js: nats.js.JetStreamContext) -> list[Any]:
+    """Every message now in every stream, read without a durable consumer."""
+    found: list[Any] = []
+    for info in await js.streams_info():
+        stream, wanted = info.config.name, info.state.messages
+        for wildcard in info.config.subjects or []:
+            if not wanted:
+                break
+            subscription = await js.pull_subscribe(wildcard, durable=None, stream=stream)
+            while wanted:
+                try:
+                    messages = await subscription.fetch(500, timeout=2)
+                except nats.errors.TimeoutError:
+                    break
+                found += messages
+                wanted -= len(messages)
+            await subscription.unsubscribe()
+    return found
+
+
 # Issue 18: what testers typed into purposes, notes and reasons. Every sample's identifying
 # string at once, into every free-text field there is.
 TYPED = " / ".join(IDENTIFYING_IN_SAMPLES)
@@ -296,7 +367,7 @@ async def type_identifying_data_into_every_free_text_field(run: Running) -> str:
                                     reason=DeclineReason.OTHER, note=TYPED[:280])  # fmt: skip
         sent = await js.publish(
             subjects.partner_inbound(agency, "decline"),
-            make_event(declined, source=f"urn:partner:{agency}").to_bytes(),
+            make_event(declined, source=subjects.partner_source(agency)).to_bytes(),
         )
         await refusals.next_msg(timeout=15)
         deadline = time.monotonic() + 15
@@ -428,3 +499,147 @@ def _pg_dump(database_url: str) -> str:
         check=True,
     )
     return result.stdout
+
+
+# --- a partner agency's own client, written in Node.js from contracts/ and docs/ alone -------
+
+
+async def test_a_partner_written_in_node_reads_its_feed_replies_and_verifies_webhooks(
+    running: Running, tmp_path: Path
+) -> None:
+    """examples/partner-node against this stack, as an agency runs it: admitted with `rujuk
+    partner creds`, it reads its referrals from its durable consumer, finds every event valid
+    against contracts/schemas, acknowledges and accepts each, and routing records both answers;
+    its webhook endpoint verifies what notify signed (a repeat is dropped, a forgery refused)."""
+    node_support.ensure_example_installed()
+    filed = await running.client.post(  # a fresh case: its webhooks are within the tolerance
+        f"{running.intake}/v1/reports", json=SAMPLE_REPORTS[0], headers={"Idempotency-Key": "node"}
+    )
+    assert filed.status_code == 202, filed.text
+    fresh = filed.json()["case_id"]
+    status = await wait_until_delivered(running, fresh)
+    agency = status["referrals"][0]["agency_id"]
+    mine = {r["referral_id"] for r in status["referrals"] if r["agency_id"] == agency}
+    seed_file = await admit_partner(running, agency, tmp_path)
+
+    feed = await run_node(
+        "feed.mjs",
+        RUJUK_NATS_URL=running.stack.nats_public_url,
+        RUJUK_AGENCY=agency,
+        RUJUK_NKEY_SEED_FILE=str(seed_file),
+        RUJUK_IDLE_SECONDS="2",
+    )
+    lines = [json.loads(line) for line in feed.splitlines()]
+    summary = lines[-1]["summary"]
+    read = {line["event"]: line for line in lines if "event" in line}
+    assert summary["invalid"] == 0, lines
+    assert summary["received"] == summary["valid"] == len(read) > 0
+    assert all(line["msgId"] == event_id for event_id, line in read.items())
+    referrals = [r["referral"] for r in read.values() if r["type"].endswith("requested.v1")]
+    assert mine <= set(referrals)  # and the earlier cases' referrals to this agency
+    assert summary["replied"] == 2 * len(referrals)
+
+    fenced = await run_node(  # what docs/partners.md says a nats.js client may not do
+        "checks/permissions.mjs",
+        RUJUK_NATS_URL=running.stack.nats_public_url,
+        RUJUK_AGENCY=agency,
+        RUJUK_NKEY_SEED_FILE=str(seed_file),
+    )
+    assert json.loads(fenced) == {
+        "own_durable_consumer": "allowed",
+        "default_jetstream_manager": "denied",
+        "ordered_consumer": "denied",
+    }
+
+    coordinator = {"Authorization": f"Bearer {running.stack.secrets()['coordinator_token']}"}
+    routing = running.stack.services["routing"].url
+    deadline = time.monotonic() + 15
+    while True:
+        listed = await running.client.get(
+            f"{routing}/v1/referrals", params={"agency_id": agency}, headers=coordinator
+        )
+        answered = {r["referral_id"]: r for r in listed.json()["referrals"]}
+        if all(answered[r]["state"] == "accepted" for r in mine):
+            break
+        assert time.monotonic() < deadline, answered
+        await asyncio.sleep(0.2)
+    for referral_id in mine:
+        referral = answered[referral_id]
+        assert referral["acknowledged_at"] <= referral["accepted_at"]
+
+    await verify_webhooks_in_node(running, agency)
+
+
+async def admit_partner(running: Running, agency: str, folder: Path) -> Path:
+    """`rujuk partner creds AGENCY`, then wait until the server took the reloaded key."""
+    keyring = running.stack.nats_keyring
+    assert keyring is not None, "the session's NATS runs with a keyring"
+    where = ["--keyring", str(keyring.folder), "--nats-url", running.stack.nats_url]
+    result = command(["partner", "creds", agency, "--out", str(folder), *where])
+    assert result.exit_code == 0, result.output
+    seed_file = folder / f"{agency}.nk"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            connection = await nats.connect(
+                running.stack.nats_public_url,
+                nkeys_seed_str=seed_file.read_text().strip(),
+                inbox_prefix=f"_INBOX_{agency}".encode(),
+                max_reconnect_attempts=0,
+                allow_reconnect=False,
+            )
+        except Exception:
+            assert time.monotonic() < deadline, "the partner's key was not taken"
+            await asyncio.sleep(0.1)
+            continue
+        await connection.close()
+        return seed_file
+
+
+async def run_node(script: str, **env: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        str(node_support.NODE), script, cwd=node_support.EXAMPLE,
+        env=node_support.node_env(**env),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, (out + err).decode()
+    return out.decode()
+
+
+async def verify_webhooks_in_node(running: Running, agency: str) -> None:
+    """Replay to the example's endpoint exactly what notify POSTed to this stack's receiver."""
+    recent = time.time() - 240  # Standard Webhooks refuses a timestamp 5 minutes away
+    signed = [
+        d
+        for d in running.receiver.deliveries
+        if d.agency_id == agency and int(dict(d.webhook_headers)["webhook-timestamp"]) > recent
+    ]
+    assert signed
+    port = free_port()
+    secret = partner_secret(running.stack.secrets()["webhook_signing_key"].encode(), agency)
+    process = await asyncio.create_subprocess_exec(
+        str(node_support.NODE), "webhooks.mjs", cwd=node_support.EXAMPLE,
+        env=node_support.node_env(RUJUK_WEBHOOK_SECRET=secret, PORT=str(port)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        started = json.loads(await asyncio.wait_for(process.stdout.readline(), timeout=20))
+        assert started == {"listening": port}
+        url = f"http://127.0.0.1:{port}/webhooks/{agency}"
+        async with httpx.AsyncClient(timeout=10) as client:
+
+            async def post(body: bytes, headers: tuple[tuple[str, str], ...]) -> int:
+                response = await client.post(url, content=body, headers=dict(headers))
+                return response.status_code
+
+            for delivery in signed:
+                assert await post(delivery.body, delivery.webhook_headers) == 204
+            first = signed[0]
+            assert await post(first.body, first.webhook_headers) == 200  # a repeat: dropped
+            forged = first.body.replace(b'"priority"', b'"Priority"', 1)
+            assert await post(forged, first.webhook_headers) == 401
+    finally:
+        process.terminate()
+        await process.wait()

@@ -63,8 +63,10 @@ def notify_app(nats_url: str, database_url: str) -> FastAPI:
     )
 
 
-def reply_bytes(payload: Any) -> bytes:
-    return make_event(payload, source="urn:partner:test").to_bytes()
+def reply_bytes(payload: Any, source: str | None = None) -> bytes:
+    """A partner's reply as it should send it: source ``/rujuk/partners/<its agency>``."""
+    source = source or subjects.partner_source(payload.agency_id)
+    return make_event(payload, source=source).to_bytes()
 
 
 async def test_replies_over_nats_and_http(clean_bus: str, database_url: str) -> None:
@@ -110,6 +112,11 @@ async def test_replies_over_nats_and_http(clean_bus: str, database_url: str) -> 
             ("acknowledge", reply_bytes(ack(to_b, "polres-b")), "is not 'rsud-a'"),
             ("acknowledge", reply_bytes(ack(to_b, "rsud-a")), "was not delivered to 'rsud-a'"),
             ("accept", b"not json at all", "not a valid reply"),
+            (
+                "acknowledge",
+                reply_bytes(ack(to_a, "rsud-a"), source="/partners/rsud-a"),
+                "must be '/rujuk/partners/rsud-a'",
+            ),
             (
                 "acknowledge",
                 reply_bytes(

@@ -19,6 +19,8 @@ from rujuk_contracts import CloudEvent, EventPayload, make_event, parse_event
 from rujuk_contracts.events import (
     CaseReported,
     CaseRouted,
+    ReferralAccepted,
+    ReferralAcknowledged,
     ReferralDelivered,
     ReferralDeliveryFailed,
     ReferralRequested,
@@ -382,3 +384,33 @@ async def test_a_run_with_one_wrong_report_is_refused_whole_naming_it(
                 await routing.on_referrals_delivered(
                     conn, [(envelope(good), good), (envelope(wrong), wrong)]
                 )
+
+
+async def test_acknowledged_at_is_the_first_answer_even_when_the_accept_arrives_first(
+    pool: asyncpg.Pool, routing: RoutingHandlers
+) -> None:
+    """Each reply kind has its own consumer: a partner's acknowledgement, sent 5 ms before
+    its accept, can reach routing after it. The referral list still shows when the partner
+    first answered."""
+    await handle_case(pool, routing, reported())
+    referral_id = f"{CASE_ID}-01"
+    async with pool.acquire() as conn:
+        agency_id = await conn.fetchval(
+            "SELECT agency_id FROM referrals WHERE referral_id = $1", referral_id
+        )
+    acknowledged_at, accepted_at = NOW + MINUTE, NOW + MINUTE + timedelta(milliseconds=5)
+    ids = {"case_id": CASE_ID, "referral_id": referral_id, "agency_id": agency_id}
+    for reply, at in (
+        (ReferralAccepted(**ids), accepted_at),
+        (ReferralAcknowledged(**ids), acknowledged_at),
+    ):
+        event = make_event(reply, source=f"/rujuk/partners/{agency_id}", time=at)
+        async with pool.acquire() as conn, conn.transaction():
+            await routing.on_partner_reply(conn, event, reply)
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT state, acknowledged_at, accepted_at FROM referrals WHERE referral_id = $1",
+            referral_id,
+        )
+    assert row["state"] == "accepted"
+    assert (row["acknowledged_at"], row["accepted_at"]) == (acknowledged_at, accepted_at)

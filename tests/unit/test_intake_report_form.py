@@ -2,17 +2,22 @@
 group at 18, what is passed on and what stays in the vault (issue 26: each test here kills
 mutants of intake/report.py that survived)."""
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 import pytest
 from pydantic import ValidationError
 
 from intake.report import Report, Victim, identifying_data, triage_of
 from rujuk.samples import INVENTED_NIK
+from rujuk.stack import Stack
 from rujuk_contracts.triage import AgeGroup, Consent, ConsentGiver, ViolenceType
+from tests.service_apps import build_app, environment
 
 DAY = date(2026, 3, 2)
 
@@ -175,3 +180,34 @@ def test_the_identifying_data_is_what_the_vault_keeps() -> None:
         },
         "village": "Desa Contoh",
     }
+
+
+def test_intakes_openapi_says_a_victim_needs_a_birth_date_or_an_age(tmp_path: Path) -> None:
+    """A client generated from /openapi.json learns the rule the form enforces: a victim
+    without either is invalid by the document as by intake, with either (not null) valid."""
+    stack = Stack(tmp_path, external_nats_url="nats://127.0.0.1:1", external_database_url="x")
+    with environment(stack.service_env("intake", 0)):
+        document = build_app("intake").openapi()
+    schemas = document["components"]["schemas"]
+    victim = {**schemas["Victim"], "$defs": schemas}
+    victim = json.loads(json.dumps(victim).replace("#/components/schemas/", "#/$defs/"))
+    validator = jsonschema_rs.Draft202012Validator(victim)
+    base = {"name": "CONTOH Nama Rekaan", "sex": "female"}
+    for fields, valid in [
+        ({}, False),
+        ({"birth_date": None, "age_years": None}, False),
+        ({"birth_date": None}, False),
+        ({"birth_date": "2010-03-03"}, True),
+        ({"age_years": 15}, True),
+        ({"birth_date": "2010-03-03", "age_years": 15}, True),
+    ]:
+        body = {**base, **fields}
+        assert validator.is_valid(body) is valid, fields
+        try:
+            Victim.model_validate(body)
+        except ValidationError:
+            assert not valid, fields
+        else:
+            assert valid, fields
+    assert "under 18" in schemas["Victim"]["properties"]["birth_date"]["description"]
+    assert "triage.kecamatan" in schemas["Report"]["properties"]["kecamatan"]["description"]

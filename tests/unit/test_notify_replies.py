@@ -41,6 +41,24 @@ def test_an_accepted_reply_becomes_an_internal_event_with_a_derived_id() -> None
 
 
 @pytest.mark.parametrize(
+    "source",
+    [
+        f"/partners/{AGENCY}",  # what a partner guessed: refused, never rewritten
+        f"urn:partner:{AGENCY}",
+        "/rujuk/partners/polres-x",  # another agency's
+        f"/rujuk/partners/{AGENCY}/",
+    ],
+)
+def test_a_reply_over_nats_must_carry_the_one_documented_source(source: str) -> None:
+    with pytest.raises(ReplyRefused, match="must be '/rujuk/partners/rsud-bangil'") as refused:
+        accepted_reply(AGENCY, ACK, (CASE, AGENCY), None, source=source)
+    assert refused.value.field == "source"
+    assert source in refused.value.reason
+    event = accepted_reply(AGENCY, ACK, (CASE, AGENCY), None, source=f"/rujuk/partners/{AGENCY}")
+    assert event.source == f"/rujuk/partners/{AGENCY}"  # passed on as the partner sent it
+
+
+@pytest.mark.parametrize(
     ("agency", "delivered", "status", "reason"),
     [
         ("polres-x", (CASE, "polres-x"), 403, "is not 'polres-x'"),

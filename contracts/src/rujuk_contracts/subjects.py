@@ -66,6 +66,12 @@ def partner_inbound_wildcard(agency_id: str) -> str:
     return f"{PREFIX}.partner.{check_agency_id(agency_id)}.in.>"
 
 
+def partner_source(agency_id: str) -> str:
+    """The CloudEvents ``source`` of an agency's replies, e.g. ``/rujuk/partners/rsud-bangil``:
+    the partner sets it, and notify passes the reply on to routing under it unchanged."""
+    return f"/{PREFIX}/partners/{check_agency_id(agency_id)}"
+
+
 def replay_subject(request_id: str, aggregate: str, event: str) -> str:
     """Where audit re-publishes history for one replay request."""
     return f"{PREFIX}.replay.{request_id}.{aggregate}.{event}"

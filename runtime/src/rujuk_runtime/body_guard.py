@@ -1,21 +1,35 @@
 """An ASGI middleware that refuses a request body before the app parses it: 415 unless a POST,
 PUT or PATCH body is JSON, 413 past a size limit."""
 
+from collections.abc import Sequence
+
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class BodyGuard:
     """415 unless a POST body is JSON; 413 past ``max_body_bytes``, by Content-Length or, when
-    none is sent (chunked), by counting the streamed body as the app reads it."""
+    none is sent (chunked), by counting the streamed body as the app reads it.
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    Given the app's ``routes``, it guards only requests that one of them takes (path and
+    method): a PUT on a GET route is the app's to answer, 405 with ``Allow``, not a 415 about
+    a body nobody would read."""
+
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, routes: Sequence[BaseRoute] | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in ("POST", "PUT", "PATCH")
+            or not self._taken(scope)
+        ):
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
@@ -41,6 +55,12 @@ class BodyGuard:
             return message
 
         await self.app(scope, counted, send)
+
+    def _taken(self, scope: Scope) -> bool:
+        """Whether a route takes this path with this method (without routes: every request)."""
+        if self.routes is None:
+            return True
+        return any(route.matches(scope)[0] is Match.FULL for route in self.routes)
 
     @property
     def _too_large(self) -> str:

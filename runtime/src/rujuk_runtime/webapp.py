@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from rujuk_runtime.access import check_roles_before_bodies
 from rujuk_runtime.body_guard import BodyGuard
 from rujuk_runtime.metrics import metrics_endpoint
 from rujuk_runtime.problems import install_validation_problems
@@ -67,9 +68,11 @@ def service_app(
         setattr(app.state, name, value)
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     if max_body_bytes is not None:
-        app.add_middleware(BodyGuard, max_body_bytes=max_body_bytes)
+        # the routes' list itself: it is filled below, before the first request
+        app.add_middleware(BodyGuard, max_body_bytes=max_body_bytes, routes=app.router.routes)
     install_validation_problems(app)
     add_routes(app, ops, *routers)
+    check_roles_before_bodies(app)
     return app
 
 

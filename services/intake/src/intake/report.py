@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
 
 from rujuk_contracts.triage import (
     AgeGroup,
@@ -39,13 +40,38 @@ class _Form(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+# What the model validator below says, in the OpenAPI document too: at least one of the two,
+# and not as null.
+NEEDS_AN_AGE: JsonDict = {
+    "anyOf": [
+        {"required": ["birth_date"], "properties": {"birth_date": {"type": "string"}}},
+        {"required": ["age_years"], "properties": {"age_years": {"type": "integer"}}},
+    ]
+}
+
+
 class Victim(_Form):
-    """Identifying fields go to the vault; only age group, sex and disability leave intake."""
+    """Identifying fields go to the vault; only age group, sex and disability leave intake.
+    Give ``birth_date`` or ``age_years`` (at least one); the age on the day of the report
+    (from the birth date when both are given) makes ``triage.age_group``: ``child`` under 18
+    (UU 35/2014), else ``adult``."""
+
+    model_config = ConfigDict(json_schema_extra=NEEDS_AN_AGE)
 
     name: str = Field(min_length=1, max_length=120)
     nik: str | None = Field(default=None, pattern=r"^\d{16}$", description="16-digit NIK")
-    birth_date: date | None = None
-    age_years: int | None = Field(default=None, ge=0, le=120, description="If no birth date")
+    birth_date: date | None = Field(
+        default=None,
+        description="Give this or age_years. The age on the day of the report (UTC) makes "
+        "triage.age_group: under 18 is a child (vault; never leaves intake)",
+    )
+    age_years: int | None = Field(
+        default=None,
+        ge=0,
+        le=120,
+        description="Give this or birth_date (birth_date wins when both are given): under 18 "
+        "is a child (vault)",
+    )
     sex: Sex
     disability: bool = False
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9 -]{6,20}$")
@@ -93,7 +119,12 @@ class Report(_Form):
 
     channel: ReportChannel
     district_code: str = Field(pattern=r"^\d{2}\.?\d{2}$", examples=["3514"])
-    kecamatan: str | None = Field(default=None, max_length=64)
+    kecamatan: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Sub-district name, passed on as triage.kecamatan as typed; SOP rules and "
+        "`pick: by_kecamatan` compare it ignoring case and repeated spaces",
+    )
     village: str | None = Field(default=None, max_length=64, description="Desa/kelurahan (vault)")
     victim: Victim
     reporter: Reporter

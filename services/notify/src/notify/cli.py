@@ -118,7 +118,11 @@ def creds(
 def _signing_key() -> bytes:
     key = os.environ.get("NOTIFY_WEBHOOK_SIGNING_KEY", "").encode()
     if not key:
-        _say("NOTIFY_WEBHOOK_SIGNING_KEY belum diisi.", "NOTIFY_WEBHOOK_SIGNING_KEY is not set.")
+        _say(
+            "NOTIFY_WEBHOOK_SIGNING_KEY belum diisi, dan tidak ada `rujuk up` yang berjalan di "
+            "folder ini.",
+            "NOTIFY_WEBHOOK_SIGNING_KEY is not set, and no `rujuk up` runs from this folder.",
+        )
         raise typer.Exit(1)
     return key
 

@@ -155,7 +155,9 @@ class NatsReplies:
                     reply,
                 )
             async with pool.acquire() as conn, conn.transaction():
-                _, new = await store.accept_reply(conn, agency_id, reply, event.traceparent)
+                _, new = await store.accept_reply(
+                    conn, agency_id, reply, event.traceparent, source=event.source
+                )
             if new:
                 self.stats.accepted += 1
                 self._after_commit()

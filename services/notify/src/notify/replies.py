@@ -14,7 +14,9 @@ Notify checks what only it can check and hands the rest to routing:
   ``note_ref``). A refused reply that carried a note is parked without it, and on NATS the
   partner's message is erased from the stream (``handlers.NatsReplies``).
 
-A valid reply is republished as an internal event (source ``/rujuk/partners/<agency>``) through
+A reply over NATS must carry ``source`` = ``/rujuk/partners/<agency>`` (the one documented
+form, ``subjects.partner_source``): any other is refused, naming the source to set, never
+rewritten. A valid reply is republished as an internal event under that source through
 notify's outbox; its id is derived from (agency, referral, reply), so a partner's retry, on
 either path, is a no-op. Whether the reply is allowed in the referral's lifecycle is routing's
 call (it publishes ``referral.reply_refused``, which notify forwards to the partner).
@@ -125,10 +127,16 @@ def read_reply(raw: bytes) -> tuple[CloudEvent, Reply]:
 
 
 def accepted_reply(
-    agency_id: str, reply: Reply, delivered: tuple[str, str] | None, traceparent: str | None
+    agency_id: str,
+    reply: Reply,
+    delivered: tuple[str, str] | None,
+    traceparent: str | None,
+    *,
+    source: str | None = None,
 ) -> CloudEvent:
     """The internal event for a reply from ``agency_id``, checked against what notify
-    delivered of its referral (``store.delivered_to``: case id and agency id, or None)."""
+    delivered of its referral (``store.delivered_to``: case id and agency id, or None).
+    ``source``: the CloudEvent source the partner set (None over HTTP, where notify sets it)."""
     refuse_free_text(reply)
     if reply.agency_id != agency_id:
         raise ReplyRefused(
@@ -136,6 +144,14 @@ def accepted_reply(
             "came from",
             reply,
             status=403,
+        )
+    expected_source = subjects.partner_source(agency_id)
+    if source is not None and source != expected_source:
+        raise ReplyRefused(
+            f"source harus / must be {expected_source!r} (the replying agency's), not "
+            f"{source[:80]!r}",
+            reply,
+            field="source",
         )
     if delivered is None or delivered[1] != agency_id:
         raise ReplyRefused(
@@ -148,9 +164,7 @@ def accepted_reply(
     if isinstance(reply, ReferralDeclined) and reply.note is not None:  # "" said nothing
         reply = reply.model_copy(update={"note": None})
     event_id = reply_event_id(agency_id, reply.referral_id, REPLY_KINDS[type(reply)])
-    return make_event(
-        reply, source=f"/rujuk/partners/{agency_id}", traceparent=traceparent, event_id=event_id
-    )
+    return make_event(reply, source=expected_source, traceparent=traceparent, event_id=event_id)
 
 
 def refused_reply(agency_id: str, reason: str, reply: Reply, original_id: str | None) -> CloudEvent:

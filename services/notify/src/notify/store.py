@@ -383,14 +383,19 @@ def _delivery(row: asyncpg.Record, *, attempts: int) -> Delivery:
 
 
 async def accept_reply(
-    conn: Connection, agency_id: str, reply: Reply, traceparent: str | None
+    conn: Connection,
+    agency_id: str,
+    reply: Reply,
+    traceparent: str | None,
+    *,
+    source: str | None = None,
 ) -> tuple[str, bool]:
     """Check a partner's reply against what notify delivered (``replies.accepted_reply``) and
     stage its internal event in the outbox, in the caller's transaction.
 
     Returns the internal event id and whether it is new (False: a retry, nothing staged)."""
     delivered = await delivered_to(conn, reply.referral_id)
-    event = accepted_reply(agency_id, reply, delivered, traceparent)
+    event = accepted_reply(agency_id, reply, delivered, traceparent, source=source)
     if not await record_processed(conn, event.id, event.type):
         return event.id, False
     await add_to_outbox(conn, event)

@@ -178,8 +178,10 @@ async def set_state(conn: Connection, referral_id: str, state: ReferralState) ->
     )
 
 
-# The reply -> the column that keeps its time. The first of acknowledge, accept and decline is
-# also the acknowledgement (the deadline is about the first answer).
+# The reply -> the column that keeps its time. The earliest of acknowledge, accept and decline
+# is also the acknowledgement (the deadline is about the first answer). Earliest by the reply's
+# time, not by arrival: each reply kind has its own consumer, so a partner's accept can reach
+# routing before the acknowledgement it sent just before.
 REPLY_TIME_COLUMNS = {
     "acknowledged": "acknowledged_at",
     "accepted": "accepted_at",
@@ -198,12 +200,14 @@ async def record_reply(
     *,
     decline_reason: str | None = None,
 ) -> None:
-    """Set the state after a partner's reply and keep the reply's time (the first of each)."""
+    """Set the state after a partner's reply and keep the reply's time (the earliest of each;
+    ``least`` skips a NULL)."""
     column = REPLY_TIME_COLUMNS[reply]
-    its_time = "" if column == "acknowledged_at" else f"{column} = coalesce({column}, $3), "
+    its_time = "" if column == "acknowledged_at" else f"{column} = least({column}, $3), "
     await conn.execute(
         f"UPDATE referrals SET state = $2, updated_at = now(), {its_time}"  # noqa: S608
-        "acknowledged_at = coalesce(acknowledged_at, CASE WHEN $4 THEN $3::timestamptz END), "
+        "acknowledged_at = CASE WHEN $4 THEN least(acknowledged_at, $3::timestamptz) "
+        "ELSE acknowledged_at END, "
         "decline_reason = coalesce(decline_reason, $5) WHERE referral_id = $1",
         referral_id,
         state.value,
