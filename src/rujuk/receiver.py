@@ -21,9 +21,10 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 @dataclass(frozen=True)
 class Delivery:
-    agency_id: str
+    agency_id: str  # or an on-call contact's id
     webhook_id: str
     event: dict[str, Any]
+    ack_code: str | None = None  # a page's `rujuk-ack-code` header (docs/notify.md, "Paging")
 
 
 @dataclass
@@ -68,7 +69,14 @@ class WebhookReceiver:
         except WebhookVerificationError:
             self.rejected += 1
             return 401
-        self.deliveries.append(Delivery(agency_id, headers["webhook-id"], json.loads(body)))
+        self.deliveries.append(
+            Delivery(
+                agency_id,
+                headers["webhook-id"],
+                json.loads(body),
+                ack_code=headers.get("rujuk-ack-code"),
+            )
+        )
         return 204
 
     def referral_ids(self) -> set[str]:
