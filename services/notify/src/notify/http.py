@@ -122,7 +122,7 @@ def _agency_of(principal: Principal) -> str:
     "/v1/referrals/{referral_id}/replies",
     status_code=202,
     response_model=ReplyAccepted,
-    responses=PROBLEMS,
+    responses={**PROBLEMS, **{status: {"model": Problem} for status in (413, 415)}},
     tags=["replies"],
 )
 async def reply(
