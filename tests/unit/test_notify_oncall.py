@@ -2,6 +2,7 @@
 which channels a page goes out on, and the pages' texts in both languages."""
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +20,10 @@ from notify.oncall import (
     page_id,
 )
 from notify.templates import render_page_email, render_page_sms
+from routing.settings import SHIPPED_SOPS
+from routing.sop.loader import load_sop_folder
 from rujuk.samples import IDENTIFYING_IN_SAMPLES
+from rujuk.stack import DEV_ON_CALL_DIRECTORY, Stack
 from rujuk_contracts.events import (
     DeliveryChannel,
     EscalationReason,
@@ -287,3 +291,37 @@ def test_a_district_without_a_name_shows_its_code() -> None:
     other = paged().model_copy(update={"case_id": "3599-AB12CD34EF"})
     text = render_page_sms(other, Language.ENGLISH, CODE, CONSOLE).text
     assert text.startswith("rujuk ON-CALL EMERGENCY, 3599: referral of case 3599-AB12CD34EF")
+
+
+# --- the development stack's directory ---------------------------------------------------------
+
+
+def test_the_dev_stack_gives_every_shipped_on_call_role_invented_addresses(tmp_path: Path) -> None:
+    library = load_sop_folder(SHIPPED_SOPS)
+    assert library.refused == {}
+    roles = {c.id for sop in library.sops.values() for c in sop.on_call.contacts}
+    assert roles == set(DEV_ON_CALL_DIRECTORY)
+    stack = Stack(tmp_path, external_nats_url="nats://127.0.0.1:1", external_database_url="x")
+    env = stack.service_env("notify", 0)
+    entries = Directory.load(Path(env["NOTIFY_PARTNERS_FILE"]), None)
+    for sop in library.sops.values():
+        for contact in sop.on_call.contacts:
+            usable, missing = entries.page_channels(
+                contact.id, contact.page_channels(), {SMS, EMAIL, WEBHOOK}
+            )
+            # Every channel but a webhook has its invented address; the webhook comes from
+            # NOTIFY_WEBHOOK_BASE_URL where the stack is given one (the demo, the tests).
+            assert [c for c in contact.page_channels() if c not in usable] in ([], [WEBHOOK])
+            assert all(m.startswith("webhook:") for m in missing)
+    for entry in DEV_ON_CALL_DIRECTORY.values():
+        assert entry["sms_number"].startswith("+62 800-0000-")  # visibly invented
+        assert entry["email"].endswith(".contoh.example")
+    # Pages name the console, which starts after notify: its port is chosen first and kept.
+    console = env["NOTIFY_CONSOLE_PUBLIC_URL"]
+    assert console == stack.service_env("notify", 0)["NOTIFY_CONSOLE_PUBLIC_URL"]
+
+
+def test_a_partners_file_given_to_the_stack_wins(tmp_path: Path) -> None:
+    stack = Stack(tmp_path, external_nats_url="nats://127.0.0.1:1", external_database_url="x")
+    stack.extra_env["NOTIFY_PARTNERS_FILE"] = "/etc/rujuk/partners.json"
+    assert stack.service_env("notify", 0)["NOTIFY_PARTNERS_FILE"] == "/etc/rujuk/partners.json"

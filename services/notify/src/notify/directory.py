@@ -1,4 +1,5 @@
-"""Notify's directory: each agency's channels and language.
+"""Notify's directory: each agency's channels and language, and each on-call contact's (a
+role paged when a referral's chain runs out, keyed by its contact id, with the same fields).
 
 From ``NOTIFY_PARTNERS_FILE`` (JSON, one entry per agency), and ``NOTIFY_WEBHOOK_BASE_URL``
 for agencies without a webhook of their own::
