@@ -20,7 +20,7 @@ from nats.js import JetStreamContext
 from notify.bootstrap import create_app
 from notify.settings import NotifySettings
 from rujuk.receiver import WebhookReceiver
-from rujuk_contracts import make_event, parse_event
+from rujuk_contracts import make_event, parse_event, subjects
 from rujuk_contracts.envelope import CloudEvent
 from rujuk_contracts.events import (
     DeliveryChannel,
@@ -33,6 +33,8 @@ from rujuk_contracts.events import (
     OnCallPageDelivered,
     OnCallPageFailed,
     Priority,
+    ReferralAcknowledged,
+    ReferralReplyRefused,
 )
 from rujuk_runtime.bus import event_headers
 from tests.conftest import ProvisionedDatabase
@@ -168,6 +170,7 @@ async def test_each_round_pages_each_contact_once_and_a_reply_acknowledges(
                 await publish(js, paged_event(1), message_id="redelivered")
                 await publish(js, paged_event(2))
                 second = await next_events(reports, 3, PAGE_REPORTS)
+                refused = await page_is_no_referral(js)
                 sent_sms = list(gateway.requests)
                 sent_mail = list(mailbox.messages)
                 hooks = list(receiver.deliveries)
@@ -217,6 +220,10 @@ async def test_each_round_pages_each_contact_once_and_a_reply_acknowledges(
     piket_sms = [b["message"] for _, b in sent_sms if b["to"].endswith("0101")]
     assert piket_sms[0].startswith("rujuk PIKET DARURAT, Kab. Pasuruan (3514): rujukan kasus")
 
+    # A partner's reply naming a page as if it were a referral is refused.
+    assert isinstance(refused, ReferralReplyRefused)
+    assert "was not delivered to" in refused.reason
+
     # The replies: what the contacts were told, and what reached the bus.
     assert answers["accepted"]["status"] == "accepted"
     assert answers["repeat"]["status"] == "duplicate"
@@ -232,6 +239,23 @@ async def test_each_round_pages_each_contact_once_and_a_reply_acknowledges(
     assert (
         found_in([TYPED, "CONTOH-TIDAK-DISIMPAN"], *await readable_rows(database.admin_url)) == []
     )
+
+
+async def page_is_no_referral(js: JetStreamContext) -> EventPayload:
+    """A partner's reply (over NATS, as the contact's id) to a page's id: what it is told."""
+    refusals = await js.subscribe(
+        subjects.partner_outbound(PIKET, "reply.refused"),
+        stream=subjects.PARTNER_STREAM,
+        ordered_consumer=True,
+    )
+    reply = ReferralAcknowledged(
+        case_id="3514-AB12CD34EF", referral_id=f"{ALERT}-r1-{PIKET}", agency_id=PIKET
+    )
+    await js.publish(
+        subjects.partner_inbound(PIKET, "acknowledge"),
+        make_event(reply, source="urn:partner:test").to_bytes(),
+    )
+    return parse_event((await refusals.next_msg(timeout=15)).data)[1]
 
 
 async def reply_and_refuse(

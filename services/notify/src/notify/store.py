@@ -15,6 +15,7 @@ import asyncpg
 
 from notify.oncall import AckCode
 from notify.replies import REPLY_KINDS, Reply, accepted_reply
+from rujuk_contracts.events import ReferralRequested
 from rujuk_runtime.db import Connection, columns
 from rujuk_runtime.inbox import record_processed
 from rujuk_runtime.logs import get_logger
@@ -351,12 +352,14 @@ async def sends_of(conn: Connection, referral_id: str) -> list[SendOutcome]:
 
 
 async def delivered_to(conn: Connection, referral_id: str) -> tuple[str, str] | None:
-    """(case id, agency id) if the referral reached its agency on at least one channel."""
+    """(case id, agency id) if the referral reached its agency on at least one channel (a
+    referral: an on-call page, queued in the same table, is none)."""
     row = await conn.fetchrow(
         "SELECT d.case_id, d.agency_id FROM deliveries d WHERE d.referral_id = $1 AND "
-        "(d.state = 'delivered' OR EXISTS (SELECT 1 FROM sends s "
+        "d.event_type = $2 AND (d.state = 'delivered' OR EXISTS (SELECT 1 FROM sends s "
         " WHERE s.referral_id = d.referral_id AND s.state = 'done'))",
         referral_id,
+        ReferralRequested.event_type(),
     )
     return None if row is None else (row["case_id"], row["agency_id"])
 
