@@ -16,6 +16,8 @@ from notify.oncall import (
     codes_in,
     is_code,
     new_ack_code,
+    no_channel_reason,
+    page_event_id,
     page_failed,
     page_id,
 )
@@ -190,6 +192,26 @@ def test_a_page_that_cannot_go_out_is_reported_failed_with_the_reason() -> None:
     )  # fmt: skip
 
 
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def test_the_reason_a_page_cannot_go_out_names_each_missing_channel_within_500() -> None:
+    assert no_channel_reason("piket-x", ["sms: a", "email: b"]) == (
+        "no usable channel for 'piket-x': sms: a; email: b"
+    )
+    assert len(no_channel_reason("piket-x", ["x" * 600])) == 500
+
+
+def test_a_failed_page_is_one_event_per_alert_round_and_contact_in_the_trace() -> None:
+    event = page_failed(paged(2), "piket-uptppa-pasuruan", "r" * 600, 8, TRACEPARENT)
+    assert event.id == page_event_id("alert-0001-r2-piket-uptppa-pasuruan", "page_failed")
+    assert event.id != page_failed(paged(2), "piket-lain", "r", 8, None).id
+    other_alert = paged(2).model_copy(update={"alert_id": "alert-0002"})
+    assert event.id != page_failed(other_alert, "piket-uptppa-pasuruan", "r", 8, None).id
+    assert event.traceparent == TRACEPARENT
+    assert OnCallPageFailed.model_validate(event.data).reason == "r" * 500
+
+
 # --- replies --------------------------------------------------------------------------------
 
 
@@ -215,6 +237,7 @@ def test_each_counted_reply_is_its_own_event_by_the_contact_never_a_person() -> 
     assert payload.by == "piket-uptppa-pasuruan"
     assert payload.channel == SMS
     assert CODE not in first.to_bytes().decode()  # the code is a credential: not in events
+    assert acknowledged_by_reply(code("sms"), SMS, 1, TRACEPARENT).traceparent == TRACEPARENT
 
 
 # --- texts ----------------------------------------------------------------------------------
@@ -325,3 +348,20 @@ def test_a_partners_file_given_to_the_stack_wins(tmp_path: Path) -> None:
     stack = Stack(tmp_path, external_nats_url="nats://127.0.0.1:1", external_database_url="x")
     stack.extra_env["NOTIFY_PARTNERS_FILE"] = "/etc/rujuk/partners.json"
     assert stack.service_env("notify", 0)["NOTIFY_PARTNERS_FILE"] == "/etc/rujuk/partners.json"
+
+
+@pytest.mark.parametrize(
+    ("console_url", "page"),
+    [
+        ("https://konsol.contoh.example", "https://konsol.contoh.example/coordinator"),
+        ("https://contoh.example/ruang-X//", "https://contoh.example/ruang-X/coordinator"),
+    ],
+)
+def test_the_console_link_has_one_slash_whatever_the_url_ends_with(
+    console_url: str, page: str
+) -> None:
+    for rendered in (
+        render_page_sms(paged(), Language.ENGLISH, CODE, console_url),
+        render_page_email(paged(), Language.INDONESIAN, CODE, console_url),
+    ):
+        assert f" {page}" in rendered.text
