@@ -21,11 +21,12 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 @dataclass(frozen=True)
 class Delivery:
-    agency_id: str
+    agency_id: str  # or an on-call contact's id
     webhook_id: str
     event: dict[str, Any]
     body: bytes = b""  # as it came, with its webhook-* headers: to replay it elsewhere
     webhook_headers: tuple[tuple[str, str], ...] = ()
+    ack_code: str | None = None  # a page's `rujuk-ack-code` header (docs/notify.md, "Paging")
 
 
 @dataclass
@@ -72,7 +73,14 @@ class WebhookReceiver:
             return 401
         signed = tuple((k, v) for k, v in headers.items() if k.startswith("webhook-"))
         self.deliveries.append(
-            Delivery(agency_id, headers["webhook-id"], json.loads(body), body, signed)
+            Delivery(
+                agency_id,
+                headers["webhook-id"],
+                json.loads(body),
+                body,
+                signed,
+                ack_code=headers.get("rujuk-ack-code"),
+            )
         )
         return 204
 

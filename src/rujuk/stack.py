@@ -34,6 +34,30 @@ DATABASE_URLS = "database_urls"  # in connection.json: each service's own role
 SERVICE_SECRETS = "service_secrets"  # in connection.json: what a command acting as it needs
 # The development identities intake installs at start (INTAKE_BOOTSTRAP_TOKENS).
 DEVELOPMENT_TOKENS = ("operator_token", "coordinator_token", "auditor_token")
+# The on-call roles the shipped SOPs page (services/routing/src/routing/sops/*.yaml, `on_call`),
+# with invented addresses, for notify's directory in a development stack (NOTIFY_PARTNERS_FILE
+# unless one is given). Without an SMS gateway or an SMTP server configured, their pages go
+# out on the webhook where NOTIFY_WEBHOOK_BASE_URL gives one (the demo, tests), else fail
+# with the reason, as they would in a deployment missing them.
+DEV_ON_CALL_DIRECTORY: dict[str, dict[str, str]] = {
+    "piket-uptppa-pasuruan": {
+        "sms_number": "+62 800-0000-0201",
+        "email": "piket@uptppa-pasuruan.contoh.example",
+    },
+    "kepala-dp3ap2kb-pasuruan": {
+        "sms_number": "+62 800-0000-0202",
+        "email": "kepala@dp3ap2kb-pasuruan.contoh.example",
+    },
+    "piket-uptppa-probolinggo": {
+        "sms_number": "+62 800-0000-0203",
+        "email": "piket@uptppa-probolinggo.contoh.example",
+    },
+    "kepala-dp3ap2kb-probolinggo": {
+        "sms_number": "+62 800-0000-0204",
+        "email": "kepala@dp3ap2kb-probolinggo.contoh.example",
+        "language": "en",  # one role reads English, so both languages are exercised
+    },
+}
 T = TypeVar("T")
 
 
@@ -79,6 +103,8 @@ class Stack:
     ports: PortBook | None = None
     connection_extra: dict[str, str] = field(default_factory=dict)  # more for connection.json
     _provisioned: bool = field(default=False, init=False)
+    # A port chosen for a service before it starts (the console's, for notify's pages).
+    _reserved_ports: dict[str, int] = field(default_factory=dict, init=False)
 
     @property
     def nats_public_url(self) -> str:
@@ -165,6 +191,9 @@ class Stack:
         }
         if "intake" in self.services:  # partners are told where to read a case's details
             env.setdefault("NOTIFY_INTAKE_PUBLIC_URL", self.services["intake"].url)
+        if name == "notify":  # pages name the console, which starts after notify
+            env.setdefault("NOTIFY_CONSOLE_PUBLIC_URL", self._url_of("console"))
+            env.setdefault("NOTIFY_PARTNERS_FILE", str(self.dev_partners_file().resolve()))
         if name == "console":  # the console calls every other service's HTTP API
             for other, service in self.services.items():
                 if other != "console":
@@ -177,6 +206,22 @@ class Stack:
     def webhook_signing_key(self) -> str:
         """The key notify signs webhooks with (each agency's ``whsec_…`` derives from it)."""
         return os.environ.get("NOTIFY_WEBHOOK_SIGNING_KEY", self.secrets()["webhook_signing_key"])
+
+    def _url_of(self, name: str) -> str:
+        """A service's URL, started or not: its port is chosen now if need be, and kept."""
+        if name in self.services:
+            return self.services[name].url
+        if name not in self._reserved_ports:
+            self._reserved_ports[name] = self._new_port(name)
+        port = self._reserved_ports[name]
+        return f"http://127.0.0.1:{port}"
+
+    def dev_partners_file(self) -> Path:
+        """Notify's directory for a development stack: the shipped SOPs' on-call roles with
+        invented addresses (the agencies need none: their feed, and the webhook base URL)."""
+        path = self.folder / "notify-partners.json"
+        path.write_text(json.dumps(DEV_ON_CALL_DIRECTORY, indent=2))
+        return path
 
     def _nats_identity(self, name: str) -> dict[str, str]:
         """Each service is itself on the bus: its own nkey, fenced by the authorization."""
@@ -193,7 +238,12 @@ class Stack:
         if not self._provisioned:
             self.provision_database()
         existing = self.services.get(name)
-        port = existing.port if existing else self._new_port(name)
+        if existing:
+            port = existing.port
+        elif name in self._reserved_ports:
+            port = self._reserved_ports.pop(name)
+        else:
+            port = self._new_port(name)
         logs = self.folder / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         service = ServiceProcess(name, port, logs / f"{name}.log")

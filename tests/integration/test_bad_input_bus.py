@@ -39,6 +39,7 @@ from rujuk_contracts.events import (
     EVENT_MODELS,
     CaseReported,
     EventPayload,
+    OnCallPaged,
     ReferralAccepted,
     ReferralAcknowledged,
     ReferralCompleted,
@@ -187,7 +188,18 @@ def sample(model: type[EventPayload], case_id: str = SWEEP_CASE) -> EventPayload
         "token_id": f"sweep-{uuid.uuid4().hex[:16]}",
         "role": "partner",
         "secret_sha256": "0" * 64,
+        # the on-call events (issue 24)
+        "alert_id": f"sweep-{uuid.uuid4().hex[:8]}",
+        "round": 1,
+        "rounds": 1,
+        "next_round_at": None,
+        "contacts": [{"contact_id": SWEEP_AGENCY, "channels": ["sms"]}],
+        "contact_id": SWEEP_AGENCY,
+        "via": "reply",
+        "by": SWEEP_AGENCY,
     }
+    if model is OnCallPaged:  # why the chain passed it on: an EscalationReason
+        values["reason"] = "deadline_missed"
     return model.model_validate({k: v for k, v in values.items() if k in model.model_fields})
 
 
@@ -279,6 +291,10 @@ async def good_journey(run: Swept, js: JetStreamContext) -> None:
                                   agency_id=kept["agency_id"], reason="sms gateway away",
                                   attempts=3)  # fmt: skip
     await js.publish(late.subject(), make_event(late, source=SOURCE).to_bytes())
+    # A chain run out: the on-call list paged (issue 24). Without an SMS gateway here, notify
+    # reports the page failed at once.
+    paged = sample(OnCallPaged, run.case_id)
+    await js.publish(paged.subject(), make_event(paged, source=SOURCE).to_bytes())
     # A partner is issued a token and loses it: intake announces both.
     conn = await asyncpg.connect(stack.database_url, server_settings={"search_path": "intake"})
     try:

@@ -1,6 +1,6 @@
 """Notify's composition root: the runtime, the directory, the bus handlers (referrals to
-deliver, partners' replies, routing's refusals), the delivery worker and its channels, the
-token verifier, and the HTTP app."""
+deliver, on-call pages, partners' replies, routing's refusals), the delivery worker and its
+channels, the token verifier, and the HTTP app."""
 
 import aiohttp
 from fastapi import FastAPI
@@ -9,11 +9,16 @@ from notify import http
 from notify.breaker import Breakers
 from notify.channels import EmailSender, NatsFeed, SmsGateway, WebhookSender
 from notify.directory import Directory
-from notify.handlers import NatsReplies, ReferralRequests, RefusalForwarder
+from notify.handlers import NatsReplies, OnCallPages, ReferralRequests, RefusalForwarder
 from notify.settings import NotifySettings
 from notify.worker import DeliveryWorker, RetryPolicy, Senders
 from rujuk_contracts import subjects
-from rujuk_contracts.events import DeliveryChannel, ReferralReplyRefused, ReferralRequested
+from rujuk_contracts.events import (
+    DeliveryChannel,
+    OnCallPaged,
+    ReferralReplyRefused,
+    ReferralRequested,
+)
 from rujuk_runtime.access import TokenVerifier, follow_tokens
 from rujuk_runtime.service import ServiceRuntime
 from rujuk_runtime.webapp import service_app
@@ -68,6 +73,7 @@ class Notify:
             email=email,
             sms=sms,
             intake_url=s.intake_public_url,
+            console_url=s.console_public_url,
         )
 
     async def start_worker(self) -> None:
@@ -109,6 +115,8 @@ def build_notify(settings: NotifySettings | None = None) -> Notify:
     runtime.handle_batches(
         ReferralRequested, requests.on_referrals_requested, durable="notify-referral-requested"
     )
+    pages = OnCallPages(notify.directory, notify.available)
+    runtime.handle_batches(OnCallPaged, pages.on_paged, durable="notify-oncall-paged")
     runtime.subscribe_batches(
         f"{subjects.PREFIX}.partner.*.in.>",
         durable="notify-partner-replies",
@@ -132,7 +140,9 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         runtime,
         title="rujuk notify",
         version="1.0.0",
-        summary="Partners' replies to referrals; referrals as FHIR R4 resources.",
+        summary="Partners' replies to referrals; referrals as FHIR R4 resources; on-call "
+        "contacts' replies to pages.",
         routers=[http.router],
-        state={"notify": notify, "verifier": verifier},
+        state={"notify": notify, "verifier": verifier, "settings": settings},
+        max_body_bytes=settings.max_body_bytes,
     )

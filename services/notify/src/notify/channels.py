@@ -79,7 +79,11 @@ class WebhookSender:
         self._client = client
         self._signing_key = signing_key
 
-    async def deliver(self, message: Outgoing, url: str) -> str:
+    async def deliver(
+        self, message: Outgoing, url: str, extra_headers: dict[str, str] | None = None
+    ) -> str:
+        """POST the CloudEvent, signed; ``extra_headers`` beside the signature's (a page's
+        acknowledgement code)."""
         timestamp = datetime.now(UTC)
         body = message.body.decode()
         signature = Webhook(partner_secret(self._signing_key, message.agency_id)).sign(
@@ -93,6 +97,7 @@ class WebhookSender:
         }
         if message.traceparent:
             headers["traceparent"] = message.traceparent
+        headers.update(extra_headers or {})
         try:
             async with self._client.post(url, data=message.body, headers=headers) as response:
                 status = response.status

@@ -1,4 +1,5 @@
-"""Notify's directory: each agency's channels and language.
+"""Notify's directory: each agency's channels and language, and each on-call contact's (a
+role paged when a referral's chain runs out, keyed by its contact id, with the same fields).
 
 From ``NOTIFY_PARTNERS_FILE`` (JSON, one entry per agency), and ``NOTIFY_WEBHOOK_BASE_URL``
 for agencies without a webhook of their own::
@@ -78,6 +79,49 @@ class Directory:
         if entry.sms_number:
             wanted.append(DeliveryChannel.SMS)
         return [c for c in wanted if c in available]
+
+    def page_channels(
+        self,
+        contact_id: str,
+        wanted: list[DeliveryChannel],
+        available: set[DeliveryChannel],
+    ) -> tuple[list[DeliveryChannel], list[str]]:
+        """The channels a page to an on-call contact goes out on: each of ``wanted`` (the SOP's
+        channels for that role) that the contact has an address for and notify has a sender
+        for, never the NATS feed (a page is for a person, not a partner's system); and, for
+        each channel left out, why."""
+        entry = self.entry(contact_id)
+        addresses = {
+            DeliveryChannel.SMS: entry.sms_number,
+            DeliveryChannel.EMAIL: entry.email,
+            DeliveryChannel.WEBHOOK: self.webhook_url(contact_id),
+        }
+        usable: list[DeliveryChannel] = []
+        missing: list[str] = []
+        for channel in dict.fromkeys(wanted):  # each once, in the SOP's order
+            if channel not in addresses:
+                missing.append(f"{channel}: pages never go on the NATS feed")
+            elif not addresses[channel]:
+                missing.append(f"{channel}: {NO_ADDRESS[channel]} for {contact_id!r}")
+            elif channel not in available:
+                missing.append(f"{channel}: {NO_SENDER[channel]}")
+            else:
+                usable.append(channel)
+        if missing and contact_id not in self._agencies:
+            missing.append(f"{contact_id!r} is not in NOTIFY_PARTNERS_FILE")
+        return usable, missing
+
+
+NO_ADDRESS = {
+    DeliveryChannel.SMS: "no sms_number in NOTIFY_PARTNERS_FILE",
+    DeliveryChannel.EMAIL: "no email in NOTIFY_PARTNERS_FILE",
+    DeliveryChannel.WEBHOOK: "no webhook_url in NOTIFY_PARTNERS_FILE (nor NOTIFY_WEBHOOK_BASE_URL)",
+}
+NO_SENDER = {
+    DeliveryChannel.SMS: "no SMS gateway configured (NOTIFY_SMS_GATEWAY_URL)",
+    DeliveryChannel.EMAIL: "no SMTP server configured (NOTIFY_SMTP_HOST)",
+    DeliveryChannel.WEBHOOK: "no webhook sender",
+}
 
 
 WebhookDirectory = Directory  # the earlier name

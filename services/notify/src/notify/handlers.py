@@ -1,4 +1,5 @@
 """Notify's bus door: `referral requested` in -> queued per channel for the delivery worker;
+`on-call paged` in -> one page per contact queued on its channels (or reported failed at once);
 partners' replies in over NATS (``rujuk.partner.<agency>.in.<reply>``) -> checked and staged
 for routing, or refused on the partner's feed; routing's `reply refused` -> forwarded to the
 partner."""
@@ -13,6 +14,7 @@ from nats.js import JetStreamContext
 
 from notify import store
 from notify.directory import Directory
+from notify.oncall import new_ack_code, no_channel_reason, page_failed, page_id
 from notify.replies import (
     REFUSED_EVENT,
     REPLY_KINDS,
@@ -31,6 +33,7 @@ from rujuk_contracts.envelope import CONTENT_TYPE, CloudEvent
 from rujuk_contracts.events import (
     DeliveryChannel,
     EventPayload,
+    OnCallPaged,
     ReferralReplyRefused,
     ReferralRequested,
 )
@@ -39,6 +42,7 @@ from rujuk_runtime.consumer import Rejected
 from rujuk_runtime.db import Connection
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.messages import stream_sequence
+from rujuk_runtime.outbox import add_to_outbox
 from rujuk_runtime.telemetry import handling_traceparent
 
 log = get_logger(__name__)
@@ -76,6 +80,70 @@ class ReferralRequests:
             )
             queue.append((delivery, [str(c) for c in channels]))
         await store.enqueue_many(conn, queue)
+
+
+class OnCallPages:
+    """Queues one round's page to each on-call contact, through the same delivery machinery
+    as referrals (lanes, retries, breakers, leases), on the channels the SOP names for the
+    contact that notify can use; never on the NATS feed. A contact with none is reported
+    `page failed` at once."""
+
+    def __init__(self, directory: Directory, available: set[DeliveryChannel]) -> None:
+        self._directory = directory
+        self._available = available
+
+    async def on_paged(
+        self, conn: Connection, events: list[tuple[CloudEvent, EventPayload]]
+    ) -> None:
+        queue: list[tuple[store.Delivery, list[str]]] = []
+        failed: list[CloudEvent] = []
+        for event, paged in events:
+            if not isinstance(paged, OnCallPaged):
+                raise Rejected(f"expected an on-call page, got {event.type}")
+            traceparent = handling_traceparent(event.id, event.traceparent)
+            plans: dict[str, list[str]] = {}
+            for contact_id, wanted in _contacts_of(paged).items():
+                usable, missing = self._directory.page_channels(contact_id, wanted, self._available)
+                if not usable:
+                    reason = no_channel_reason(contact_id, missing)
+                    failed.append(page_failed(paged, contact_id, reason, 0, traceparent))
+                    log.warning("on-call page cannot go out", alert_id=paged.alert_id,
+                                contact_id=contact_id, reason=reason)  # fmt: skip
+                    continue
+                if missing:
+                    log.warning("on-call page goes out on fewer channels", alert_id=paged.alert_id,
+                                contact_id=contact_id, left_out=missing)  # fmt: skip
+                plans[contact_id] = [str(c) for c in usable]
+            await store.issue_ack_codes(
+                conn,
+                paged.alert_id,
+                paged.case_id,
+                {contact_id: (new_ack_code(), channels) for contact_id, channels in plans.items()},
+            )
+            for contact_id, channels in plans.items():
+                delivery = store.Delivery(
+                    referral_id=page_id(paged.alert_id, paged.round, contact_id),
+                    case_id=paged.case_id,
+                    agency_id=contact_id,  # the lane is (contact, channel)
+                    event_id=event.id,
+                    event_type=event.type,
+                    body=event.to_bytes(),
+                    traceparent=traceparent,
+                    channels_done=[],
+                    attempts=0,
+                )
+                queue.append((delivery, channels))
+        await store.enqueue_many(conn, queue)
+        await add_to_outbox(conn, *failed)
+
+
+def _contacts_of(paged: OnCallPaged) -> dict[str, list[DeliveryChannel]]:
+    """Each contact once, with its channels (a contact listed twice gets the channels of both)."""
+    contacts: dict[str, list[DeliveryChannel]] = {}
+    for contact in paged.contacts:
+        channels = contacts.setdefault(contact.contact_id, [])
+        channels += [c for c in contact.channels if c not in channels]
+    return contacts
 
 
 class RefusalForwarder:

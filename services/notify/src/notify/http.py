@@ -1,7 +1,9 @@
-"""Notify's HTTP door: partners' replies, and the FHIR rendering of a referral (health,
-/metrics and problem responses come with ``rujuk_runtime.webapp.service_app``)."""
+"""Notify's HTTP door: partners' replies, the FHIR rendering of a referral, and on-call
+contacts' replies to pages (health, /metrics, problem responses and the body guard come with
+``rujuk_runtime.webapp.service_app``)."""
 
 import json
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -10,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from notify import store
 from notify.fhir import referral_bundle
+from notify.oncall import acknowledged_by_reply, answered_channel, codes_in
 from notify.replies import (
     FREE_TEXT_FIELD,
     FREE_TEXT_REFUSED,
@@ -17,9 +20,11 @@ from notify.replies import (
     ReplyRefused,
     reply_event_id,
 )
+from notify.settings import NotifySettings
 from rujuk_contracts.envelope import parse_event
 from rujuk_contracts.events import (
     DeclineReason,
+    DeliveryChannel,
     NoteRef,
     ReferralAccepted,
     ReferralAcknowledged,
@@ -31,12 +36,18 @@ from rujuk_contracts.events import (
 )
 from rujuk_runtime.access import Principal, Role, require
 from rujuk_runtime.inbox import processed_among
+from rujuk_runtime.logs import get_logger
+from rujuk_runtime.outbox import add_to_outbox
+from rujuk_runtime.problems import ValidationProblem
 from rujuk_runtime.telemetry import current_traceparent, span_from
-from rujuk_runtime.webapp import Runtime
+from rujuk_runtime.webapp import Runtime, from_app_state
+
+log = get_logger(__name__)
 
 router = APIRouter()
 
 Partner = Annotated[Principal, Depends(require(Role.PARTNER))]
+Settings = Annotated[NotifySettings, from_app_state("settings")]
 
 
 class ReplyRequest(BaseModel):
@@ -111,7 +122,7 @@ def _agency_of(principal: Principal) -> str:
     "/v1/referrals/{referral_id}/replies",
     status_code=202,
     response_model=ReplyAccepted,
-    responses=PROBLEMS,
+    responses={**PROBLEMS, **{status: {"model": Problem} for status in (413, 415)}},
     tags=["replies"],
 )
 async def reply(
@@ -171,3 +182,90 @@ async def referral_as_fhir(
         replies = {ids[i] for i in await processed_among(conn, list(ids))}
     bundle = referral_bundle(referral, event.time, replies)
     return Response(json.dumps(bundle), media_type="application/fhir+json")
+
+
+# --- on-call contacts' replies to pages --------------------------------------------------------
+
+MAX_REPLY_CHARS = 8000  # an SMS, or an e-mail's text with the page quoted under it
+
+
+class OnCallReply(BaseModel):
+    """A paged contact's reply: the text as typed, or the code alone. Only the code in it is
+    read; the text is never kept, logged or passed on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(
+        default=None,
+        max_length=MAX_REPLY_CHARS,
+        description='The reply as typed, e.g. "OK 7KQ2M9XD" (an SMS gateway\'s inbound '
+        "forward, an e-mail bridge); the code is found in it",
+    )
+    code: str | None = Field(
+        default=None, max_length=64, description="The acknowledgement code alone (a system)"
+    )
+    channel: DeliveryChannel | None = Field(
+        default=None,
+        description="The channel the reply came back on (sms, email, webhook), if the sender "
+        "knows it: recorded as the channel of the page it answers",
+    )
+
+
+class OnCallReplyAccepted(BaseModel):
+    status: str = Field(description="'accepted', or 'duplicate' for a repeat within a minute")
+    message: str = Field(description="For the person who replied (Bahasa Indonesia / English)")
+
+
+ACKNOWLEDGED = (
+    "Terima kasih, konfirmasi Anda diterima; panggilan berikutnya dihentikan / "
+    "Thank you, your acknowledgement is received; further pages stop"
+)
+ALREADY_ACKNOWLEDGED = "Konfirmasi ini baru saja diterima / This acknowledgement was just received"
+UNKNOWN_CODE = "kode konfirmasi tidak dikenal / unknown acknowledgement code"
+NO_CODE = (
+    "tidak ada kode konfirmasi (8 huruf/angka) dalam balasan / no acknowledgement code "
+    "(8 letters and digits) in the reply"
+)
+
+
+@router.post(
+    "/v1/oncall/replies",
+    status_code=202,
+    response_model=OnCallReplyAccepted,
+    responses={
+        **{status: {"model": Problem} for status in (404, 413, 415)},
+        422: {"model": ValidationProblem},
+    },
+    tags=["oncall"],
+)
+async def oncall_reply(
+    body: OnCallReply, runtime: Runtime, settings: Settings
+) -> OnCallReplyAccepted | JSONResponse:
+    """Acknowledge an on-call alert by replying to its page.
+
+    No bearer token: the acknowledgement code is the credential. It is sent only to the
+    paged contact (a role's duty phone, desk address or system) and names one alert and one
+    contact. 202 when the code is known (a repeat within a minute is answered but passed on
+    once); 404 for a code notify did not issue; 422 when no code is found."""
+    candidates = codes_in(" ".join(t for t in (body.code, body.text) if t))
+    if not candidates:
+        field = "code" if body.code is not None else "text"
+        return JSONResponse({"detail": [{"field": field, "problem": NO_CODE}]}, status_code=422)
+    window = timedelta(seconds=settings.oncall_repeat_reply_seconds)
+    with span_from("notify on-call reply", None) as span:
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            code = await store.find_ack_code(conn, candidates)
+            if code is None:
+                return _problem(404, UNKNOWN_CODE)
+            span.set_attribute("rujuk.case_id", code.case_id)
+            number = await store.count_reply(conn, code.code, window)
+            if number is not None:
+                channel = answered_channel(code, body.channel)
+                event = acknowledged_by_reply(code, channel, number, current_traceparent())
+                await add_to_outbox(conn, event)
+    if number is None:
+        return OnCallReplyAccepted(status="duplicate", message=ALREADY_ACKNOWLEDGED)
+    runtime.wake_relay()
+    log.info("on-call alert acknowledged by reply", case_id=code.case_id,
+             alert_id=code.alert_id, contact_id=code.contact_id, reply=number)  # fmt: skip
+    return OnCallReplyAccepted(status="accepted", message=ACKNOWLEDGED)

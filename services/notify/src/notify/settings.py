@@ -44,6 +44,18 @@ class NotifySettings(ServiceSettings):
     )
     # Where a partner reads a case's details (intake's disclosure endpoint), for the messages.
     intake_public_url: str = "http://127.0.0.1:8081"
+    console_public_url: str = Field(
+        default="http://127.0.0.1:8085",
+        description="The console, for pages: an on-call contact acknowledges at <url>/coordinator",
+    )
+    max_body_bytes: int = Field(
+        default=16 * 1024, description="Larger POST bodies (replies) get 413; non-JSON ones 415"
+    )
+    oncall_repeat_reply_seconds: float = Field(
+        default=60.0,
+        description="A reply with an on-call code this soon after the last one counted is a "
+        "repeat: answered, nothing passed on",
+    )
     # E-mail over SMTP: unset host = no e-mail channel.
     smtp_host: str | None = None
     smtp_port: int = 587

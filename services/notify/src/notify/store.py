@@ -1,5 +1,6 @@
-"""Notify's PostgreSQL adapter: the delivery queue, its lanes, the record of every attempt, and
-the staging of partners' replies (through the runtime's inbox and outbox).
+"""Notify's PostgreSQL adapter: the delivery queue, its lanes, the record of every attempt, the
+staging of partners' replies (through the runtime's inbox and outbox), and the on-call
+acknowledgement codes.
 
 A referral to deliver is one ``deliveries`` row and one ``sends`` row per channel. The sends of
 one (agency, channel) form a lane, delivered strictly in order: only a lane's oldest pending
@@ -12,7 +13,9 @@ from datetime import timedelta
 
 import asyncpg
 
+from notify.oncall import AckCode
 from notify.replies import REPLY_KINDS, Reply, accepted_reply
+from rujuk_contracts.events import ReferralRequested
 from rujuk_runtime.db import Connection, columns
 from rujuk_runtime.inbox import record_processed
 from rujuk_runtime.logs import get_logger
@@ -349,12 +352,14 @@ async def sends_of(conn: Connection, referral_id: str) -> list[SendOutcome]:
 
 
 async def delivered_to(conn: Connection, referral_id: str) -> tuple[str, str] | None:
-    """(case id, agency id) if the referral reached its agency on at least one channel."""
+    """(case id, agency id) if the referral reached its agency on at least one channel (a
+    referral: an on-call page, queued in the same table, is none)."""
     row = await conn.fetchrow(
         "SELECT d.case_id, d.agency_id FROM deliveries d WHERE d.referral_id = $1 AND "
-        "(d.state = 'delivered' OR EXISTS (SELECT 1 FROM sends s "
+        "d.event_type = $2 AND (d.state = 'delivered' OR EXISTS (SELECT 1 FROM sends s "
         " WHERE s.referral_id = d.referral_id AND s.state = 'done'))",
         referral_id,
+        ReferralRequested.event_type(),
     )
     return None if row is None else (row["case_id"], row["agency_id"])
 
@@ -402,3 +407,76 @@ async def accept_reply(
     log.info("partner reply accepted", case_id=reply.case_id, referral_id=reply.referral_id,
              agency_id=agency_id, reply=REPLY_KINDS[type(reply)].value)  # fmt: skip
     return event.id, True
+
+
+# --- on-call acknowledgement codes -------------------------------------------------------------
+
+# Each contact's code for the alert: a new one (drawn by the caller), or the one issued in an
+# earlier round, whose channels gain this round's. A new code equal to another alert's (one
+# chance in ~10^12) violates the primary key: the consumer's batch is retried with new codes.
+_ISSUE_CODES = """
+INSERT INTO oncall_ack_codes (code, alert_id, case_id, contact_id, channels)
+SELECT c.code, $2, $3, c.contact_id, string_to_array(c.channels, ',')
+FROM unnest($1::text[], $4::text[], $5::text[]) AS c (code, contact_id, channels)
+ON CONFLICT (alert_id, contact_id) DO UPDATE SET channels = ARRAY(
+    SELECT DISTINCT x FROM unnest(oncall_ack_codes.channels || EXCLUDED.channels) AS x ORDER BY x
+)
+RETURNING contact_id, code
+"""
+
+
+async def issue_ack_codes(
+    conn: Connection, alert_id: str, case_id: str, contacts: dict[str, tuple[str, list[str]]]
+) -> dict[str, str]:
+    """The code of each contact for the alert: ``contacts`` maps a contact id to (a fresh
+    code, the channels it is paged on now); a contact that has a code for the alert keeps it."""
+    if not contacts:
+        return {}
+    rows = await conn.fetch(
+        _ISSUE_CODES,
+        [code for code, _ in contacts.values()],
+        alert_id,
+        case_id,
+        list(contacts),
+        [",".join(channels) for _, channels in contacts.values()],
+    )
+    return {r["contact_id"]: r["code"] for r in rows}
+
+
+async def ack_code_of(conn: Connection, alert_id: str, contact_id: str) -> str | None:
+    code: str | None = await conn.fetchval(
+        "SELECT code FROM oncall_ack_codes WHERE alert_id = $1 AND contact_id = $2",
+        alert_id,
+        contact_id,
+    )
+    return code
+
+
+async def find_ack_code(conn: Connection, candidates: list[str]) -> AckCode | None:
+    """The first of ``candidates`` (in their order) that is an issued code."""
+    if not candidates:
+        return None
+    row = await conn.fetchrow(
+        "SELECT code, alert_id, case_id, contact_id, channels FROM oncall_ack_codes "
+        "WHERE code = ANY($1::text[]) ORDER BY array_position($1::text[], code) LIMIT 1",
+        candidates,
+    )
+    if row is None:
+        return None
+    return AckCode(
+        row["code"], row["alert_id"], row["case_id"], row["contact_id"], list(row["channels"])
+    )
+
+
+async def count_reply(conn: Connection, code: str, window: timedelta) -> int | None:
+    """Count a reply with ``code``, unless the last one counted is less than ``window`` old:
+    the reply's number (1 for the first), or None for a repeat. The row's lock makes two
+    replies at once count once."""
+    number: int | None = await conn.fetchval(
+        "UPDATE oncall_ack_codes SET replies = replies + 1, last_reply_at = now() "
+        "WHERE code = $1 AND (last_reply_at IS NULL OR last_reply_at <= now() - $2::interval) "
+        "RETURNING replies",
+        code,
+        window,
+    )
+    return number

@@ -1,6 +1,7 @@
 """The delivery worker: delivers each lane (agency, channel) in order, retries with backoff,
 keeps dead endpoints behind a circuit breaker, and reports `delivered` or, after the last
-attempt, `delivery failed` through the outbox.
+attempt, `delivery failed` through the outbox. Pages to on-call contacts ride the same lanes
+(contact, channel) and are reported as `page delivered` / `page failed`.
 
 Why lanes: a partner must see its referrals in the order they were issued, and one partner
 (or one channel) being down must never delay another. Each lane runs as its own task, one
@@ -27,11 +28,14 @@ from notify import store
 from notify.breaker import Breakers
 from notify.channels import EmailSender, NatsFeed, Outgoing, SmsGateway, WebhookSender
 from notify.directory import Directory
+from notify.oncall import page_event_id, page_failed
 from notify.retry import next_delay
-from notify.templates import render_email, render_sms
+from notify.templates import render_email, render_page_email, render_page_sms, render_sms
 from rujuk_contracts import CloudEvent, make_event, parse_event
 from rujuk_contracts.events import (
     DeliveryChannel,
+    OnCallPaged,
+    OnCallPageDelivered,
     ReferralDelivered,
     ReferralDeliveryFailed,
     ReferralRequested,
@@ -54,6 +58,11 @@ REFERRALS_SETTLED = Counter(
     "Referrals notify finished: delivered on every channel, or delivery failed",
     ["agency_id", "outcome"],
 )
+PAGES_SETTLED = Counter(
+    "rujuk_oncall_pages_settled_total",
+    "On-call pages notify finished: delivered on at least one channel, or failed on every one",
+    ["contact_id", "outcome"],
+)
 BREAKER_OPEN = Gauge(
     "rujuk_breaker_open",
     "Whether deliveries to an agency's channel are held back by an open circuit breaker",
@@ -62,6 +71,9 @@ BREAKER_OPEN = Gauge(
 
 RECLAIM_SECONDS = 5.0  # how often a worker looks for sends a killed worker had claimed
 SOURCE = "/rujuk/notify"
+# The webhook of a page carries the contact's acknowledgement code (docs/notify.md, "Paging").
+ACK_CODE_HEADER = "rujuk-ack-code"
+PAGE_EVENT_TYPE = OnCallPaged.event_type()
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c1f0e-2f43-4d1e-9d0a-6a1b2c3d4e5f")
 
 
@@ -81,6 +93,7 @@ class Senders:
     email: EmailSender | None = None
     sms: SmsGateway | None = None
     intake_url: str = "http://127.0.0.1:8081"
+    console_url: str = "http://127.0.0.1:8085"  # where a paged contact acknowledges
 
     def available(self) -> set[DeliveryChannel]:
         channels = {DeliveryChannel.NATS, DeliveryChannel.WEBHOOK}
@@ -331,9 +344,13 @@ class DeliveryWorker(BackgroundTask):
             "rujuk.agency_id": delivery.agency_id,
             "rujuk.channel": send.channel,
         }
-        with span_from("notify deliver referral", delivery.traceparent, attributes):
+        what = "page" if delivery.event_type == PAGE_EVENT_TYPE else "referral"
+        with span_from(f"notify deliver {what}", delivery.traceparent, attributes):
             try:
-                await self._deliver(send)
+                if what == "page":
+                    await self._deliver_page(send)
+                else:
+                    await self._deliver(send)
                 return None
             except Exception as exc:  # DeliveryError, or NATS away: retry later
                 self.stats.failures += 1
@@ -373,6 +390,42 @@ class DeliveryWorker(BackgroundTask):
                                             delivery.event_id)  # fmt: skip
         else:
             raise RuntimeError(f"channel {channel} is not configured for this agency any more")
+
+    async def _deliver_page(self, send: store.Send) -> None:
+        """One round's page to one on-call contact on one channel; its idempotency key (the
+        webhook-id, the e-mail's Message-ID, the SMS gateway's Idempotency-Key) is the page
+        id, one per (alert, round, contact)."""
+        page = send.delivery
+        paged = parse_event(page.body)[1]
+        if not isinstance(paged, OnCallPaged):
+            raise RuntimeError(f"{page.referral_id} is not an on-call page")
+        async with self._pool.acquire() as conn:
+            code = await store.ack_code_of(conn, paged.alert_id, page.agency_id)
+        if code is None:
+            raise RuntimeError(f"no acknowledgement code for page {page.referral_id}")
+        entry = self._directory.entry(page.agency_id)
+        channel, senders = send.channel, self._senders
+        if channel == DeliveryChannel.WEBHOOK:
+            url = self._directory.webhook_url(page.agency_id)
+            if url is None:
+                raise RuntimeError("no webhook URL for this contact any more")
+            outgoing = Outgoing(
+                agency_id=page.agency_id,
+                event_id=page.referral_id,
+                event_name="oncall.paged",
+                body=page.body,
+                traceparent=page.traceparent,
+            )
+            await senders.webhook.deliver(outgoing, url, {ACK_CODE_HEADER: code})
+        elif channel == DeliveryChannel.EMAIL and senders.email and entry.email:
+            mail = render_page_email(paged, entry.language, code, senders.console_url)
+            await senders.email.deliver(entry.email, mail.subject, mail.text, page.referral_id)
+        elif channel == DeliveryChannel.SMS and senders.sms and entry.sms_number:
+            sms = render_page_sms(paged, entry.language, code, senders.console_url)
+            await senders.sms.deliver(entry.sms_number, sms.text, page.referral_id,
+                                      page.referral_id)  # fmt: skip
+        else:
+            raise RuntimeError(f"channel {channel} is not configured for this contact any more")
 
     async def _settle(
         self, results: list[tuple[store.Send, str | None]], untried: list[int]
@@ -455,6 +508,8 @@ class DeliveryWorker(BackgroundTask):
     ) -> CloudEvent:
         """Every channel is settled: `delivered` (the settle marked it so), or `delivery
         failed` with the reason (marked here); the event that reports it."""
+        if delivery.event_type == PAGE_EVENT_TYPE:
+            return await self._finish_page(conn, delivery, finished)
         done, attempts = finished.channels_done, finished.attempts
         payload: ReferralDelivered | ReferralDeliveryFailed
         if finished.failed_sends == 0:
@@ -496,6 +551,49 @@ class DeliveryWorker(BackgroundTask):
                 event_id=str(
                     uuid.uuid5(EVENT_ID_NAMESPACE, f"{delivery.referral_id}:{payload.event}")
                 ),
+            )
+
+    async def _finish_page(
+        self, conn: Connection, page: store.Delivery, finished: store.Finished
+    ) -> CloudEvent:
+        """Every channel of a page is settled: `page delivered` when at least one channel took
+        it (a person was reached; those that failed are named in the log), else `page failed`
+        with each channel's last error."""
+        paged = parse_event(page.body)[1]
+        assert isinstance(paged, OnCallPaged)  # queued from one (handlers.OnCallPages)
+        done, attempts, contact_id = finished.channels_done, finished.attempts, page.agency_id
+        attributes = {"rujuk.case_id": page.case_id, "rujuk.contact_id": contact_id}
+        failed: list[store.SendOutcome] = []
+        reason = ""
+        if finished.failed_sends:
+            failed = [o for o in await store.sends_of(conn, page.referral_id)
+                      if o.state == "failed"]  # fmt: skip
+            reason = "; ".join(f"{o.last_error}" for o in failed)
+            await store.mark_failed(conn, page.referral_id, attempts, reason)
+        with span_from("notify report page", page.traceparent, attributes):
+            if not done:
+                PAGES_SETTLED.labels(contact_id, "failed").inc()
+                log.warning("on-call page failed", alert_id=paged.alert_id, round=paged.round,
+                            contact_id=contact_id, reason=reason[:200])  # fmt: skip
+                return page_failed(paged, contact_id, reason, attempts, current_traceparent())
+            PAGES_SETTLED.labels(contact_id, "delivered").inc()
+            if failed:
+                log.warning("on-call page delivered on some channels only",
+                            alert_id=paged.alert_id, round=paged.round, contact_id=contact_id,
+                            delivered_on=done, failed=[o.channel for o in failed])  # fmt: skip
+            payload = OnCallPageDelivered(
+                case_id=page.case_id,
+                alert_id=paged.alert_id,
+                round=paged.round,
+                contact_id=contact_id,
+                channels=[DeliveryChannel(c) for c in done],
+                attempts=attempts,
+            )
+            return make_event(
+                payload,
+                source=SOURCE,
+                traceparent=current_traceparent(),
+                event_id=page_event_id(page.referral_id, payload.event),
             )
 
 
