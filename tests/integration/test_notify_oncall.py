@@ -253,7 +253,7 @@ async def page_is_no_referral(js: JetStreamContext) -> EventPayload:
     )
     await js.publish(
         subjects.partner_inbound(PIKET, "acknowledge"),
-        make_event(reply, source="urn:partner:test").to_bytes(),
+        make_event(reply, source=subjects.partner_source(PIKET)).to_bytes(),
     )
     return parse_event((await refusals.next_msg(timeout=15)).data)[1]
 

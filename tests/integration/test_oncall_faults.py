@@ -1,0 +1,204 @@
+"""Paging the on-call list through kill -9: routing and notify run as processes (as `rujuk
+up` starts them), an emergency referral nobody answers, the coordinator included, pages the
+SOP's on-call roles on their webhooks round after round; notify is killed right after it sent
+a page, routing right before a round falls due. Each role gets each round once (one event id
+per round and role, what a webhook receiver deduplicates by), the rounds keep the schedule,
+and an alert acknowledged in the console pages no more."""
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+
+from rujuk.receiver import WebhookReceiver
+from rujuk.stack import Stack
+from rujuk_contracts import make_event, parse_event
+from rujuk_contracts.events import CaseReported, OnCallPageDelivered, Role
+from rujuk_contracts.triage import TriageFacts
+from rujuk_runtime.bus import event_headers
+from rujuk_runtime.nats_auth import NatsKeyring
+from tests.conftest import create_database, drop_database, remove_streams
+from tests.integration.access_support import announce_token, bearer, eventually
+
+pytestmark = pytest.mark.integration
+
+MINUTE_SECONDS = 1.0
+EVERY = 3 * MINUTE_SECONDS  # the SOP's repeat policy below: every 3 minutes, 3 rounds
+ROLES = ("piket-test", "kepala-test")
+SOP = """\
+sop_id: sop-3514
+version: 1
+district_code: "3514"
+name: On-call fault test SOP (invented)
+sample_data: true
+kecamatan: [Bangil]
+coordinator: coord-test
+on_call:
+  contacts:
+    - {id: piket-test, role: Duty officer (invented), channels: [webhook]}
+    - {id: kepala-test, role: Head of office (invented), channels: [webhook]}
+  repeat: {rounds: 3, every_minutes: 3}
+consent:
+  requires_consent: {police: share_with_police}
+directory:
+  - {id: coord-test, name: Coordinator, services: [case_management], kecamatan: all,
+     hours: "24/7", channels: [nats]}
+  - {id: upt-test, name: UPT PPA, services: [case_management], kecamatan: all,
+     hours: "24/7", channels: [nats]}
+rules:
+  - id: case-management
+    description: Every case gets a case manager
+    when: {}
+    refer:
+      - {service: case_management, agency: upt-test, priority: emergency,
+         acknowledge_within_minutes: 1}
+"""
+NOBODY_ANSWERS = "3514-0C0000001A"
+ACKNOWLEDGED = "3514-0C0000001B"
+PAGED = "id.rujuk.oncall.paged.v1"
+
+
+@pytest.fixture
+async def stack(
+    nats_url: str,
+    nats_keyring: NatsKeyring | None,
+    server_database_url: str,
+    tmp_path: Path,
+) -> AsyncIterator[tuple[Stack, WebhookReceiver]]:
+    await remove_streams(nats_url)
+    database_url = await create_database(server_database_url)
+    sops = tmp_path / "sops"
+    sops.mkdir()
+    (sops / "3514.yaml").write_text(SOP)
+    stack = Stack(
+        tmp_path / "stack",
+        external_nats_url=nats_url,
+        nats_keyring=nats_keyring,
+        external_database_url=database_url,
+        extra_env={
+            "ROUTING_SOP_DIR": str(sops),
+            "ROUTING_MINUTE_SECONDS": str(MINUTE_SECONDS),
+            "ROUTING_DEADLINE_POLL_SECONDS": "0.05",
+            "NOTIFY_BACKOFF_BASE_SECONDS": "0.2",
+            "NOTIFY_BACKOFF_CAP_SECONDS": "1",
+        },
+    )
+    receiver = WebhookReceiver(stack.secrets()["webhook_signing_key"].encode())
+    stack.extra_env["NOTIFY_WEBHOOK_BASE_URL"] = receiver.base_url
+    try:
+        async with receiver.running():
+            for name in ("routing", "notify"):
+                await asyncio.to_thread(stack.start_service, name)
+            await asyncio.to_thread(stack.wait_healthy, 60, ("routing", "notify"))
+            yield stack, receiver
+    finally:
+        await asyncio.to_thread(stack.stop)
+        await drop_database(server_database_url, database_url)
+
+
+async def report(js: nats.js.JetStreamContext, case_id: str) -> None:
+    case = CaseReported(
+        case_id=case_id,
+        channel="hotline",
+        reported_at=datetime.now(UTC),
+        triage=TriageFacts(
+            violence_types=["psychological"],
+            age_group="adult",
+            sex="female",
+            district_code="3514",
+            kecamatan="Bangil",
+        ),
+    )
+    event = make_event(case, source="/rujuk/test")
+    await js.publish(
+        CaseReported.subject(), event.to_bytes(), headers=event_headers(event.id, None)
+    )
+
+
+async def test_each_role_gets_each_round_once_through_kill_9_of_notify_and_routing(
+    stack: tuple[Stack, WebhookReceiver], nats_url: str
+) -> None:
+    running, receiver = stack
+    pages: dict[tuple[str, int, str], set[str]] = defaultdict(set)  # (case, round, role) -> ids
+    first_seen: dict[tuple[str, int], float] = {}
+
+    def collect() -> None:
+        for delivery in receiver.deliveries:
+            event = delivery.event
+            if event["type"] != PAGED:
+                continue
+            data = event["data"]
+            key = (data["case_id"], data["round"])
+            pages[(*key, delivery.agency_id)].add(delivery.webhook_id)
+            first_seen.setdefault(key, time.time())
+
+    async def until_round(case_id: str, number: int, timeout: float) -> None:
+        async with asyncio.timeout(timeout):
+            while True:
+                collect()
+                if all((case_id, number, role) in pages for role in ROLES):
+                    return
+                await asyncio.sleep(0.02)
+
+    connection = await nats.connect(nats_url)
+    js = connection.jetstream()
+    delivered: list[OnCallPageDelivered] = []
+
+    async def on_delivered(message: nats.aio.msg.Msg) -> None:
+        payload = parse_event(message.data)[1]
+        assert isinstance(payload, OnCallPageDelivered)
+        delivered.append(payload)
+
+    await js.subscribe(OnCallPageDelivered.subject(), cb=on_delivered)
+    _, secret = await announce_token(nats_url, Role.COORDINATOR, districts=["3514"])
+    routing = httpx.AsyncClient(
+        base_url=running.services["routing"].url, headers=bearer(secret), timeout=5
+    )
+    await eventually(lambda: routing.get("/v1/oncall/alerts"), 200)
+    await report(js, NOBODY_ANSWERS)
+    await report(js, ACKNOWLEDGED)
+
+    # upt-test's minute, the coordinator's minute, then round 1 to both roles.
+    await until_round(NOBODY_ANSWERS, 1, 20)
+    await asyncio.to_thread(running.stop_service, "notify", kill=True)  # just after a send
+    await asyncio.to_thread(running.start_service, "notify")
+
+    await until_round(ACKNOWLEDGED, 1, 20)
+    [alert] = [
+        a
+        for a in (await routing.get("/v1/oncall/alerts")).json()["alerts"]
+        if a["case_id"] == ACKNOWLEDGED
+    ]
+    response = await routing.post(f"/v1/oncall/alerts/{alert['alert_id']}/acknowledge")
+    assert response.status_code == 200, response.text
+
+    # Routing dies just before round 2 falls due, and comes back after: round 2 once, late.
+    due = first_seen[(NOBODY_ANSWERS, 1)] + EVERY
+    await asyncio.sleep(max(0.0, due - time.time() - 0.5))
+    await asyncio.to_thread(running.stop_service, "routing", kill=True)
+    await asyncio.sleep(1.5)
+    await asyncio.to_thread(running.start_service, "routing")
+    await until_round(NOBODY_ANSWERS, 2, 30)
+    await until_round(NOBODY_ANSWERS, 3, 30)
+    await asyncio.sleep(EVERY + 1)  # no fourth round, and nothing more for the acknowledged
+    collect()
+    await routing.aclose()
+    await connection.close()
+
+    rounds = {(case, number) for case, number, _ in pages}
+    assert rounds == {(NOBODY_ANSWERS, 1), (NOBODY_ANSWERS, 2), (NOBODY_ANSWERS, 3),
+                      (ACKNOWLEDGED, 1)}  # fmt: skip
+    once = {key: ids for key, ids in pages.items() if len(ids) != 1}
+    assert once == {}, "a role got two different pages for one round"
+    assert {key[2] for key in pages} == set(ROLES)
+    spacing = first_seen[(NOBODY_ANSWERS, 3)] - first_seen[(NOBODY_ANSWERS, 2)]
+    assert spacing == pytest.approx(EVERY, abs=1.0)
+    assert receiver.rejected == 0
+    reported = {(d.case_id, d.round, d.contact_id) for d in delivered}
+    assert reported == set(pages)  # notify reported each page it delivered, once per round
