@@ -31,6 +31,8 @@ from audit.bootstrap import DURABLE as LEDGER_DURABLE
 from intake import store
 from intake.auth import Role
 from notify.replies import REPLY_KINDS, reply_event_id
+from routing import store as routing_store
+from routing.paging import OnCallAlert
 from rujuk.samples import SAMPLE_REPORTS
 from rujuk.stack import Stack
 from rujuk_contracts import make_event, parse_event, subjects
@@ -39,6 +41,7 @@ from rujuk_contracts.events import (
     EVENT_MODELS,
     CaseReported,
     EventPayload,
+    OnCallAcknowledged,
     OnCallPaged,
     ReferralAccepted,
     ReferralAcknowledged,
@@ -200,6 +203,8 @@ def sample(model: type[EventPayload], case_id: str = SWEEP_CASE) -> EventPayload
     }
     if model is OnCallPaged:  # why the chain passed it on: an EscalationReason
         values["reason"] = "deadline_missed"
+    if model is OnCallAcknowledged:  # the channel of the page answered
+        values["channel"] = "sms"
     return model.model_validate({k: v for k, v in values.items() if k in model.model_fields})
 
 
@@ -295,6 +300,33 @@ async def good_journey(run: Swept, js: JetStreamContext) -> None:
     # reports the page failed at once.
     paged = sample(OnCallPaged, run.case_id)
     await js.publish(paged.subject(), make_event(paged, source=SOURCE).to_bytes())
+    # ... and someone acknowledged it by replying: routing knows the alert (opened in its
+    # store, as its watcher would have) and takes the acknowledgement notify relays.
+    assert isinstance(paged, OnCallPaged)
+    conn = await asyncpg.connect(stack.database_url, server_settings={"search_path": "routing"})
+    try:
+        await routing_store.open_alert(
+            conn,
+            OnCallAlert(
+                alert_id=paged.alert_id,
+                case_id=run.case_id,
+                district_code=run.case_id[:4],
+                referral_id=paged.referral_id,
+                agency_id=paged.agency_id,
+                priority=paged.priority,
+                reason=paged.reason,
+                opened_at=datetime.now(UTC),
+                plan=None,
+                rounds_paged=1,
+                next_page_at=None,
+            ),
+        )
+    finally:
+        await conn.close()
+    acknowledged = sample(OnCallAcknowledged, run.case_id).model_copy(
+        update={"alert_id": paged.alert_id}
+    )
+    await js.publish(acknowledged.subject(), make_event(acknowledged, source=SOURCE).to_bytes())
     # A partner is issued a token and loses it: intake announces both.
     conn = await asyncpg.connect(stack.database_url, server_settings={"search_path": "intake"})
     try:
