@@ -12,8 +12,10 @@ import uvicorn
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from notify.channels import partner_secret
+from rujuk_contracts.events import TYPE_PREFIX
 from rujuk_runtime.embedded import free_port
 
+ON_CALL_TYPES = f"{TYPE_PREFIX}.oncall."
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -35,7 +37,8 @@ class WebhookReceiver:
 
     signing_key: bytes
     port: int = field(default_factory=free_port)
-    deliveries: list[Delivery] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)  # referral requests (a partner's)
+    pages: list[Delivery] = field(default_factory=list)  # on-call pages (a role's, issue 24)
     rejected: int = 0
     refuse_with: int | None = None  # answer every delivery with this status (a partner down)
 
@@ -72,11 +75,15 @@ class WebhookReceiver:
             self.rejected += 1
             return 401
         signed = tuple((k, v) for k, v in headers.items() if k.startswith("webhook-"))
-        self.deliveries.append(
+        event = json.loads(body)
+        kept = (
+            self.pages if str(event.get("type", "")).startswith(ON_CALL_TYPES) else self.deliveries
+        )
+        kept.append(
             Delivery(
                 agency_id,
                 headers["webhook-id"],
-                json.loads(body),
+                event,
                 body,
                 signed,
                 ack_code=headers.get("rujuk-ack-code"),

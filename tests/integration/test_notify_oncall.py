@@ -173,7 +173,7 @@ async def test_each_round_pages_each_contact_once_and_a_reply_acknowledges(
                 refused = await page_is_no_referral(js)
                 sent_sms = list(gateway.requests)
                 sent_mail = list(mailbox.messages)
-                hooks = list(receiver.deliveries)
+                hooks = list(receiver.pages)
 
                 transport = httpx.ASGITransport(app=app)
                 async with httpx.AsyncClient(transport=transport, base_url="http://n") as client:
