@@ -7,7 +7,8 @@ and services its report calls for (routing's decide on the shipped SOPs, worked 
 the run); every referral, first or made by escalation, reached the partner it names on the
 webhook and on the partner's NATS feed, and no partner saw two different notifications for one
 referral (one event per referral, the same on both channels); the ledger holds every event
-once, per case 2 + 2 per referral + 1 per escalation, and verifies; every referral has its
+once, per case 2 + 2 per referral + 1 per escalation (+ its on-call events where a chain ran
+out), and verifies; every referral has its
 deadline in routing, none is overdue, every escalation routing made is in the ledger, none
 twice, and some fired after the faults.
 
@@ -73,6 +74,7 @@ ROUTED = "id.rujuk.case.routed.v1"
 REQUESTED = "id.rujuk.referral.requested.v1"
 DELIVERED = "id.rujuk.referral.delivered.v1"
 ESCALATED = "id.rujuk.referral.escalated.v1"
+ON_CALL = "id.rujuk.oncall."
 
 
 @dataclass
@@ -467,10 +469,18 @@ async def check_outcome(
     assert len(event_ids) == len(set(event_ids))
     referrals_of: Counter[str] = Counter(d["case_id"] for d in view.by_type[REQUESTED])
     escalations_of: Counter[str] = Counter(d["case_id"] for d in escalations)
+    # A chain nobody answers, the coordinator included, pages the on-call list (issue 24):
+    # its pages, their reports and acknowledgements are the case's events too.
+    oncall_of: Counter[str] = Counter(
+        data["case_id"]
+        for event_type, found in view.by_type.items()
+        if event_type.startswith(ON_CALL)
+        for data in found
+    )
     out_of_order = 0
     for case_id in case_ids:
         history = await case_history(database_url, case_id)
-        expected = 2 + 2 * referrals_of[case_id] + escalations_of[case_id]
+        expected = 2 + 2 * referrals_of[case_id] + escalations_of[case_id] + oncall_of[case_id]
         types = [e.event_type for e in history]
         assert len(history) == expected, (case_id, types)
         assert len({e.event_id for e in history}) == len(history)
@@ -485,7 +495,7 @@ async def check_outcome(
     # ... and the two shipped SOPs routing announced in force at start (3513, 3514), once
     sops = [row for row in view.rows if row["event_type"].startswith("id.rujuk.sop.")]
     assert sorted(row["case_id"] for row in sops) == ["sop-3513", "sop-3514"]
-    per_case = sum(2 + 2 * referrals_of[c] + escalations_of[c] for c in case_ids)
+    per_case = sum(2 + 2 * referrals_of[c] + escalations_of[c] + oncall_of[c] for c in case_ids)
     assert len(view.rows) == per_case + len(tokens) + len(sops)
     verdict = await verify_ledger(database_url)
     assert verdict.ok, verdict.failure
