@@ -341,7 +341,8 @@ on_call:
     assert any(
         f"(line {line_of(text, 'channels: [nats]')})" in e and "'nats'" in e for e in errors
     ), errors
-    assert any("on-call id 'oncall-test' is used twice" in e for e in errors), errors
+    twice = line_of(text, "id: oncall-test", 2)
+    assert f"SOP 3514 v4 (line {twice}): on-call id 'oncall-test' is used twice" in errors, errors
     assert any("Not A Slug" in e for e in errors), errors
     assert any(
         f"(line {line_of(text, 'rounds: 0')})" in e and "greater than or equal to 1" in e
