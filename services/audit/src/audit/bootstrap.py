@@ -5,6 +5,7 @@ from fastapi import FastAPI
 
 from audit import http
 from audit.checkpoints import Checkpointer
+from audit.cosigning import Cosigner, parse_witnesses
 from audit.handlers import ParkedCounter, append_handler
 from audit.keys import log_origin, signing_key, trusted_public_key
 from audit.settings import AuditSettings
@@ -44,6 +45,9 @@ def create_runtime(
             every=settings.checkpoint_every,
             interval=settings.checkpoint_interval_seconds,
             origin=log_origin(settings, key) or "",
+            cosign=Cosigner(parse_witnesses(settings.witnesses), lambda: runtime.pool)
+            if settings.witnesses
+            else None,
         )
         runtime.run_in_background(checkpointer)  # stopped after the writer: a last checkpoint
     else:

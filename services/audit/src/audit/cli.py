@@ -15,11 +15,11 @@ import httpx
 import nats
 import typer
 
-from audit import bundle, heads, note, report, signing, store
+from audit import bundle, heads, note, report, signing, store, tree, witness_server
 from audit import copies as copies_module
 from audit.chain import HASH_SIZE, Entry, VerifyResult
 from audit.export import bundle_text, export_bundle
-from audit.keys import trusted_public_key
+from audit.keys import DEFAULT_ORIGIN_PREFIX, trusted_public_key
 from audit.replay import ReplayRequestError, ReplayResult, replay_to_bus
 from audit.settings import AuditSettings
 from audit.verification import HeadPolicy, verify_connection
@@ -288,12 +288,19 @@ def verify(
 
 
 @app.command()
-def keygen() -> None:
-    """Print a new Ed25519 key pair for checkpoints. / Buat pasangan kunci baru."""
+def keygen(
+    origin: Annotated[
+        str | None, typer.Option(help="The log's origin, to print its verifier key (vkey)")
+    ] = None,
+) -> None:
+    """Print a new Ed25519 key pair for signed heads. / Buat pasangan kunci baru."""
     key = signing.generate()
     typer.echo(f"AUDIT_SIGNING_KEY={key.private_base64()}")
     typer.echo(f"AUDIT_PUBLIC_KEY={key.public_base64()}")
     typer.echo(f"key id: {key.key_id}")
+    name = origin or f"{DEFAULT_ORIGIN_PREFIX}{key.key_id}"
+    typer.echo(f"AUDIT_LOG_ORIGIN={name}")
+    typer.echo(f"log vkey (for witnesses): {key.signer(name).verifier(note.ED25519).vkey()}")
     typer.echo(
         "Simpan kunci privat secara rahasia; bagikan kunci publik ke auditor. / "
         "Keep the private key secret; give the public key to auditors.",
@@ -429,3 +436,65 @@ def _run(work: Coroutine[Any, Any, T]) -> T:
 def _fail(message: str) -> NoReturn:
     typer.echo(message, err=True)
     raise typer.Exit(EXIT_USAGE)
+
+
+@app.command("witness")
+def witness_command(
+    name: Annotated[str, typer.Option(help="The witness's name, e.g. dp3ak.example/witness")],
+    key_file: Annotated[
+        Path, typer.Option(help="Its Ed25519 private key (created, mode 0600, if missing)")
+    ],
+    state: Annotated[Path, typer.Option(help="Its state file: the last head cosigned per log")],
+    log: Annotated[
+        list[str], typer.Option("--log", help="A log's verifier key (its origin+id+key)")
+    ],
+    host: Annotated[str, typer.Option(help="Listen on this address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Listen on this port")] = 8089,
+) -> None:
+    """Run a witness (c2sp.org/tlog-witness): cosign only heads consistent with the last
+    one, refuse rollbacks and forks. / Jalankan saksi: tanda tangani kepala pohon yang
+    konsisten saja."""
+    import uvicorn  # only this command serves
+
+    try:
+        key = signing.load_or_create_key_file(key_file)
+        signer = key.signer(name)
+        logs = witness_server.log_keys(log)
+        node = witness_server.Witness(signer, logs, state)
+    except (OSError, ValueError) as exc:
+        _fail(f"cannot start the witness / saksi tidak dapat dimulai: {exc}")
+    typer.echo(
+        f"Saksi / witness {name} for {', '.join(sorted(logs))}; its verifier key: "
+        f"{signer.verifier(note.COSIGNATURE_V1).vkey()}",
+        err=True,
+    )
+    uvicorn.run(witness_server.create_app(node), host=host, port=port, log_level="warning")
+
+
+@app.command("migrate-tree")
+def migrate_tree(
+    public_key: PublicKeyOption = None, database_url: DatabaseUrlOption = None
+) -> None:
+    """Build the Merkle tree over a ledger from before it, after verifying its chain.
+    / Bangun pohon Merkle atas buku besar lama setelah rantainya terverifikasi."""
+    try:
+        trusted = trusted_public_key(AuditSettings(), public_key)
+    except ValueError as exc:
+        _fail(str(exc))
+
+    async def switch() -> tree.TreeSwitch:
+        conn = await store.connect(_database_url(database_url))
+        try:
+            return await tree.ensure_tree(conn, public_key=trusted)
+        finally:
+            await conn.close()
+
+    try:
+        done = _run(switch())
+    except tree.TreeSwitchRefused as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(EXIT_FAILED) from exc
+    typer.echo(
+        f"Pohon Merkle / Merkle tree: {done.size} entries covered, {done.built} added now "
+        f"(chain verified against {done.checkpoints} signed checkpoints)"
+    )

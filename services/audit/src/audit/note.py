@@ -258,6 +258,9 @@ class Verified:
             return None
         return datetime.fromtimestamp(stamp, UTC)
 
+    def time_or_now(self) -> datetime:
+        return self.time or datetime.now(UTC)
+
 
 def verify_note(note: Note, verifiers: Sequence[Verifier]) -> list[Verified]:
     """The signatures of ``note`` made by known keys, all checked. NoteError if a known key's
