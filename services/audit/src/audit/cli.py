@@ -23,6 +23,7 @@ from audit.keys import DEFAULT_ORIGIN_PREFIX, trusted_public_key
 from audit.replay import ReplayRequestError, ReplayResult, replay_to_bus
 from audit.settings import AuditSettings
 from audit.verification import HeadPolicy, verify_connection
+from rujuk_contracts import subjects
 from rujuk_contracts.envelope import SUBJECT_PATTERN
 from rujuk_contracts.events import CASE_ID_PATTERN
 from rujuk_runtime.settings import NoStackFound, url_for_command
@@ -104,8 +105,17 @@ async def gather_heads(
     copies = copies_module.file_heads(files)
     sources = [f"file {path}" for path in files]
     if nats_url is not None:
-        copies += await copies_module.stream_heads(nats_url)
-        sources.append(copies_module.STREAM_SOURCE)
+        try:
+            copies += await copies_module.stream_heads(nats_url)
+            sources.append(copies_module.STREAM_SOURCE)
+        except (OSError, TimeoutError, nats.errors.Error) as exc:  # said, not hidden
+            reason = f"{type(exc).__name__}: {exc}"[:200]
+            sources.append(f"{copies_module.STREAM_SOURCE} (NOT READ: {reason})")
+            typer.echo(
+                f"Peringatan / warning: the heads on {subjects.AUDIT_STREAM} were not read: "
+                f"{reason}",
+                err=True,
+            )
     if witness_urls:
         if origin is None:  # the witnesses are asked by origin: the log's, as stored
             conn = await store.connect(database_url)
@@ -329,13 +339,14 @@ def export(
     else:
         output.write_text(text, encoding="utf-8")
         typer.echo(
-            f"Bundel ditulis / bundle written: {output} ({len(document['case_entries'])} "
-            f"entries of the case, {len(document['entries'])} in the chain segment)",
+            f"Bundel ditulis / bundle written: {output} ({len(document['entries'])} entries "
+            "of the case, each with its inclusion proof)",
             err=True,
         )
-    if document["checkpoint"] is None:
+    if document["head"] is None or document["entries_after_head"]:
         typer.echo(
-            "Peringatan / warning: no signed checkpoint yet; the bundle cannot be verified",
+            "Peringatan / warning: entries of the case are not under a signed head yet; export "
+            "again after the next head",
             err=True,
         )
 
@@ -344,13 +355,21 @@ def export(
 def verify_bundle_command(
     file: Annotated[Path, typer.Argument(help="A bundle written by `rujuk audit export`")],
     public_key: Annotated[
-        str, typer.Option("--public-key", help="The trusted public key: base64, or a file")
+        str, typer.Option("--public-key", help="The trusted log key: base64, or a file")
     ],
+    witness_key: Annotated[
+        list[str] | None,
+        typer.Option("--witness-key", help="A witness's verifier key; its cosignature needed"),
+    ] = None,
+    quorum: Annotated[int, typer.Option(help="Witnesses required [default: all named]")] = 0,
 ) -> None:
     """Check an export bundle offline, no database needed. / Periksa bundel tanpa basis data."""
     try:
         trusted = signing.parse_public_key(public_key)
-        result = bundle.verify_bundle(file.read_bytes(), trusted)
+        witnesses = [note.parse_vkey(text) for text in witness_key or []]
+        result = bundle.verify_bundle(
+            file.read_bytes(), trusted, witnesses=witnesses, quorum=quorum
+        )
     except (OSError, ValueError) as exc:
         _fail(f"cannot check the bundle / bundel tidak dapat diperiksa: {exc}")
     typer.echo(report.bundle_report(result), err=not result.ok)

@@ -396,21 +396,20 @@ def verify_document(result: VerifyResult) -> dict[str, Any]:
 
 def bundle_report(result: BundleResult) -> str:
     """The verdict on an export bundle."""
-    first, last = result.segment
     if result.failure is not None:
         failure = result.failure
+        where = "the head" if failure.kind is FailureKind.BAD_HEAD else f"entry {failure.seq}"
         return "\n".join(
             [
-                f"BUNDEL TIDAK SAH / BUNDLE DOES NOT VERIFY at entry {failure.seq}: "
+                f"BUNDEL TIDAK SAH / BUNDLE DOES NOT VERIFY at {where}: "
                 f"{_FAILURE_NAMES[failure.kind]}",
                 f"  {failure.detail}",
             ]
         )
-    assert result.checkpoint is not None
-    checkpoint = result.checkpoint
+    signed = "" if result.signed_at is None else f" signed {timestamp(result.signed_at)}"
+    witnesses = ", ".join(result.witnesses) or "no witness checked"
     return (
         f"Bundel terverifikasi / bundle verified: case {result.case_id}, "
-        f"{result.case_entries} of its entries in chain segment {first}-{last}, "
-        f"covered by the checkpoint at entry {checkpoint.seq} signed "
-        f"{timestamp(checkpoint.time)} by key {checkpoint.key_id}"
+        f"{result.case_entries} entries, each proven included in the signed head of size "
+        f"{result.head_size}{signed}; cosigned by: {witnesses}"
     )
