@@ -10,7 +10,8 @@ CREATE TABLE tree_nodes (
     level       smallint NOT NULL CHECK (level BETWEEN 0 AND 62),
     node_index  bigint NOT NULL CHECK (node_index >= 0),
     hash        bytea NOT NULL CHECK (octet_length(hash) = 32),
-    PRIMARY KEY (level, node_index)
+    -- The hash rides in the index: a proof's lookups are index-only scans, no heap page each.
+    PRIMARY KEY (level, node_index) INCLUDE (hash)
 );
 
 COMMENT ON TABLE tree_nodes IS
