@@ -2,12 +2,14 @@
 stream (every head audit published) and witnesses (the newest head each cosigned, served at
 ``<monitoring prefix>/<sha256(origin) hex>/checkpoint`` per c2sp.org/tlog-witness)."""
 
+import asyncio
 import hashlib
 from pathlib import Path
 
 import httpx
 import nats
-from nats.js.api import DeliverPolicy
+from nats.js import JetStreamContext
+from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 
 from audit.heads import HeadCopy
@@ -18,8 +20,10 @@ READ_TIMEOUT_SECONDS = 5.0
 
 
 async def stream_heads(nats_url: str) -> list[HeadCopy]:
-    """Every head published on ``rujuk.audit.checkpoint`` still in the stream. Old JSON
-    checkpoints (before the tree) are left out: the database's checkpoints table has them."""
+    """Every head published on ``rujuk.audit.checkpoint`` still in the stream, read by
+    sequence (what audit's own NATS user may do: no consumer is made), many requests in
+    flight at once. Old JSON checkpoints (before the tree) are left out: the database's
+    checkpoints table has them."""
     connection = await nats.connect(nats_url, name="rujuk-audit-cli", connect_timeout=5)
     try:
         js = connection.jetstream()
@@ -27,28 +31,30 @@ async def stream_heads(nats_url: str) -> list[HeadCopy]:
             info = await js.stream_info(subjects.AUDIT_STREAM)
         except NotFoundError:
             return []
-        if not info.state.messages:
-            return []
-        subscription = await js.subscribe(
-            subjects.CHECKPOINT_SUBJECT,
-            stream=subjects.AUDIT_STREAM,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.ALL,
-        )
         found: list[HeadCopy] = []
-        try:
-            while True:
-                message = await subscription.next_msg(timeout=READ_TIMEOUT_SECONDS)
-                text = message.data.decode(errors="replace")
+        first, last = info.state.first_seq, info.state.last_seq
+        for start in range(first, last + 1, READ_AT_ONCE):
+            sequences = range(start, min(start + READ_AT_ONCE, last + 1))
+            messages = await asyncio.gather(*(_message(js, seq) for seq in sequences))
+            for message in messages:
+                if message is None or message.subject != subjects.CHECKPOINT_SUBJECT:
+                    continue
+                text = (message.data or b"").decode(errors="replace")
                 if not text.startswith("{"):
                     found.append(HeadCopy(STREAM_SOURCE, text))
-                if message.metadata.num_pending == 0:
-                    break
-        finally:
-            await subscription.unsubscribe()
         return found
     finally:
         await connection.close()
+
+
+READ_AT_ONCE = 200
+
+
+async def _message(js: JetStreamContext, seq: int) -> RawStreamMsg | None:
+    try:
+        return await js.get_msg(subjects.AUDIT_STREAM, seq)
+    except NotFoundError:  # removed (limits, or by hand): what is left is judged
+        return None
 
 
 def origin_hash(origin: str) -> str:
