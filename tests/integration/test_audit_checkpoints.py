@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from audit import signing, store
 from audit.bundle import verify_bundle
 from audit.chain import FailureKind
+from audit.checkpoints import Checkpointer
 from audit.cli import app, case_history, export_case, verify_ledger
 from audit.report import history as history_steps
 from audit.report import render_table
@@ -45,6 +46,31 @@ async def checkpoint_head(pool: asyncpg.Pool, key: signing.SigningKey = KEY) -> 
             conn, key.sign(seq=head.seq, hash=head.hash, time=datetime.now(UTC)), key.public_raw
         )
     return head.seq
+
+
+class KeptPublished:
+    """Stands in for JetStream where only the database matters: keeps what is published."""
+
+    def __init__(self) -> None:
+        self.published: list[bytes] = []
+
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        self.published.append(data)
+
+
+async def sign_head(pool: asyncpg.Pool, key: signing.SigningKey = KEY) -> int:
+    """Sign the tree head as audit's checkpointer does (no witnesses); its size."""
+    signer = Checkpointer(
+        key,
+        lambda: pool,
+        KeptPublished,
+        every=1000,
+        interval=60,
+        origin="example.org/test",  # type: ignore[arg-type]
+    )
+    head = await signer.checkpoint_now()
+    assert head is not None
+    return head.size
 
 
 async def behind_the_triggers(pool: asyncpg.Pool, sql: str) -> None:
@@ -122,7 +148,7 @@ async def test_a_chain_rewritten_and_rehashed_is_caught_by_the_checkpoint(
     # A forger with superuser rights rebuilds the whole chain from a changed event 3.
     forged = list(events)
     forged[2] = forged[2].model_copy(update={"source": "/rujuk/forger"})
-    await behind_the_triggers(pool, "DELETE FROM ledger")
+    await behind_the_triggers(pool, "DELETE FROM ledger; DELETE FROM tree_nodes")
     async with pool.acquire() as conn:
         await store.append_batch(conn, forged)
 
@@ -166,7 +192,7 @@ def test_export_writes_a_bundle_that_verifies_offline_and_names_an_altered_entry
         try:
             async with pool.acquire() as conn:
                 await store.append_batch(conn, interleaved())
-            await checkpoint_head(pool)
+            await sign_head(pool)
         finally:
             await pool.close()
 
@@ -181,13 +207,13 @@ def test_export_writes_a_bundle_that_verifies_offline_and_names_an_altered_entry
     )
     verified = runner.invoke(app, ["verify-bundle", str(good), "--public-key", str(public_key)])
     document = json.loads(good.read_text())
-    document["entries"][2]["event_time"] = "2026-03-02T01:00:00.000000Z"  # entry 4
+    document["entries"][1]["event_time"] = "2026-03-02T01:00:00.000000Z"  # entry 4
     bad = tmp_path / "altered.json"
     bad.write_text(json.dumps(document))
     refused = runner.invoke(app, ["verify-bundle", str(bad), "--public-key", KEY.public_base64()])
 
     assert exported.exit_code == 0, exported.output
-    assert document["case_entries"] == [2, 4, 6, 8, 10]
+    assert [entry["seq"] for entry in document["entries"]] == [2, 4, 6, 8, 10]
     assert verified.exit_code == 0, verified.output
     assert "bundle verified" in verified.output
     assert refused.exit_code == 1
@@ -207,6 +233,7 @@ async def test_an_erased_case_still_replays_verifies_and_exports(
     async with pool.acquire() as conn:
         await store.append_batch(conn, [*case_story(), erased])
     await checkpoint_head(pool)
+    await sign_head(pool)
 
     history = await case_history(database_url, CASE_ID)
     result = await verify_ledger(database_url, public_key=KEY.public_raw)
@@ -215,7 +242,7 @@ async def test_an_erased_case_still_replays_verifies_and_exports(
 
     assert [entry.event_type for entry in history][-1] == "id.rujuk.case.erased.v1"
     assert result.ok
-    assert result.checkpoints == 1
+    assert (result.checkpoints, result.heads) == (1, 1)
     assert document is not None
     assert verify_bundle(json.dumps(document).encode(), KEY.public_raw).ok
     assert "identifying data erased by supervisor token 7f3a" in table

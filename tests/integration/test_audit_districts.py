@@ -149,7 +149,9 @@ async def ledger(nats_url: str, server_database_url: str) -> AsyncIterator[Ledge
                         return False
                 latest = await client.get("/v1/checkpoints/latest", headers=found.province)
                 verified = (await client.get("/v1/ledger/verify", headers=found.province)).json()
-                return latest.status_code == 200 and latest.json()["seq"] == verified["head"]["seq"]
+                return (
+                    latest.status_code == 200 and latest.json()["size"] == verified["head"]["seq"]
+                )
 
             await until(recorded)
             yield found
@@ -194,12 +196,14 @@ async def test_a_case_of_another_district_reads_exactly_as_a_case_that_does_not_
     their_bundle = await bundle(THEIRS)
     assert their_bundle.status_code == 404
     assert as_seen(their_bundle, THEIRS) == as_seen(await bundle(UNKNOWN_THEIRS), UNKNOWN_THEIRS)
-    # Its own district's bundle holds other districts' entries: province level only.
-    for subject in (OURS, UNKNOWN_OURS):
-        refused = await bundle(subject)
-        assert refused.status_code == 403, subject
-        assert "province-level" in refused.json()["detail"]
-        assert THEIRS not in refused.text
+    # Its own district's case: the bundle holds that case's entries and hashes, nothing else.
+    own = await bundle(OURS)
+    assert own.status_code == 200, own.text
+    assert {entry["case_id"] for entry in own.json()["entries"]} == {OURS}
+    assert THEIRS not in own.text
+    assert (await bundle(UNKNOWN_OURS)).status_code == 404
+    for subject in ("sop-3514", OTHER_TOKEN):  # no case: province level only, as unknown
+        assert as_seen(await bundle(subject), subject) == as_seen(their_bundle, THEIRS), subject
 
 
 @pytest.mark.parametrize("who", DISTRICT_TOKENS)

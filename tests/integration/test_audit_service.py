@@ -8,19 +8,19 @@ from pathlib import Path
 import httpx
 import nats
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import FastAPI
 from typer.testing import CliRunner
 
-from audit import bundle, signing
+from audit import bundle, note, signing
 from audit.bootstrap import create_app
 from audit.cli import app as audit_cli
+from audit.cli import gather_heads, verify_ledger
 from audit.settings import AuditSettings
+from audit.verification import HeadPolicy
 from intake.auth import new_secret
 from rujuk_contracts import subjects
 from rujuk_contracts.envelope import parse_envelope
 from rujuk_contracts.events import Role
-from rujuk_contracts.ledger import Checkpoint, key_id
 from rujuk_runtime.bus import ensure_streams, event_headers
 from tests.integration import access_support
 from tests.integration.access_support import announce_token, bearer
@@ -53,7 +53,9 @@ async def running(database_url: str, clean_bus: str) -> AsyncIterator[tuple[Fast
         yield app, clean_bus
 
 
-async def test_checkpoints_parked_counts_and_the_read_api(running: tuple[FastAPI, str]) -> None:
+async def test_checkpoints_parked_counts_and_the_read_api(
+    running: tuple[FastAPI, str], database_url: str
+) -> None:
     app, nats_url = running
     events = [e for pair in zip(case_story(OTHER_CASE_ID), case_story(), strict=True) for e in pair]
     connection = await nats.connect(nats_url)
@@ -67,7 +69,7 @@ async def test_checkpoints_parked_counts_and_the_read_api(running: tuple[FastAPI
     async def settled() -> bool:
         parked = (await client.get("/v1/parked", headers=AUTH)).json()
         latest = await client.get("/v1/checkpoints/latest", headers=AUTH)
-        return parked["total"] == 1 and latest.status_code == 200 and latest.json()["seq"] == 11
+        return parked["total"] == 1 and latest.status_code == 200 and latest.json()["size"] == 11
 
     try:
         await eventually(settled)
@@ -81,6 +83,11 @@ async def test_checkpoints_parked_counts_and_the_read_api(running: tuple[FastAPI
         latest = (await client.get("/v1/checkpoints/latest", headers=AUTH)).json()
         published = await js.get_last_msg(subjects.AUDIT_STREAM, subjects.CHECKPOINT_SUBJECT)
         health = await client.get("/healthz")
+        # What `rujuk audit verify` reads besides the database: every head on the stream.
+        copies, sources = await gather_heads(nats_url, [], [], None, database_url)
+        outside = await verify_ledger(
+            database_url, public_key=KEY.public_raw, policy=HeadPolicy(copies=copies)
+        )
     finally:
         await client.aclose()
         await connection.close()
@@ -91,15 +98,21 @@ async def test_checkpoints_parked_counts_and_the_read_api(running: tuple[FastAPI
     assert verify.status_code == 200
     assert verify.json()["ok"]
     assert verify.json()["parked"] == 1
-    assert verify.json()["checkpoints_verified"] >= 1  # one per batch at most here
-    assert latest["key_id"] == key_id(KEY.public_raw)
-    # Anyone with the public key checks the published checkpoint with contracts alone.
-    checkpoint = Checkpoint.model_validate_json(published.data)
-    assert (checkpoint.seq, checkpoint.hash) == (11, verify.json()["head"]["hash"])
-    Ed25519PublicKey.from_public_bytes(KEY.public_raw).verify(
-        checkpoint.signature_bytes(), checkpoint.signed_bytes()
-    )
+    assert verify.json()["heads"] >= 1  # one per batch at most here
+    assert verify.json()["latest_head"]["size"] == 11
+    assert latest["public_key"] == KEY.public_base64()
+    # Anyone with the log's vkey checks the published head: a C2SP checkpoint note.
+    head = note.parse_note(published.data)
+    checkpoint = note.parse_checkpoint(head.text)
+    assert (checkpoint.size, checkpoint.root_hash.hex()) == (11, latest["root_hash"])
+    assert note.verify_note(head, [note.parse_vkey(latest["vkey"])])
+    assert latest["vkey"].startswith(latest["origin"] + "+")
     assert health.json()["checkpoints"] is True
+    assert sources == ["stream RUJUK_AUDIT"]
+    assert copies
+    assert {copy.text for copy in copies} >= {published.data.decode()}
+    assert outside.ok, outside.failure
+    assert "stream RUJUK_AUDIT" in outside.latest_head.sources
 
 
 async def test_a_case_bundle_downloads_and_verifies_offline_until_tampered_with(
@@ -115,9 +128,9 @@ async def test_a_case_bundle_downloads_and_verifies_offline_until_tampered_with(
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://audit")
     path = f"/v1/cases/{CASE_ID}/bundle"
 
-    async def covered() -> bool:  # the case's entries lie under a signed checkpoint
+    async def covered() -> bool:  # the case's entries lie under a signed head
         latest = await client.get("/v1/checkpoints/latest", headers=AUTH)
-        return latest.status_code == 200 and latest.json()["seq"] >= 6
+        return latest.status_code == 200 and latest.json()["size"] >= 6
 
     async with client:
         await eventually(covered)

@@ -222,6 +222,8 @@ def test_rujuk_commands_reach_the_running_stack_as_their_services_role(
     verify, tokens = command(["audit", "verify"]), command(["token", "list"])
     assert verify.exit_code == 0, verify.output
     assert "entries" in verify.output
+    # ...and the signed heads on RUJUK_AUDIT, which audit's NATS user may read.
+    assert "heads read from: the database, stream RUJUK_AUDIT" in verify.output
     assert tokens.exit_code == 0, tokens.output
     assert "operator" in tokens.output
 

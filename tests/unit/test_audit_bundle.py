@@ -8,8 +8,8 @@ import pytest
 import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from audit import bundle, signing
-from audit.chain import Entry, FailureKind
+from audit import bundle, merkle, note, signing
+from audit.chain import Entry, FailureKind, body_of
 from audit.replay import aggregate_and_event
 from rujuk_contracts.ledger import Checkpoint, key_id
 from tests.unit.test_audit_chain import CASE_ID, case_story, chained
@@ -72,25 +72,55 @@ def test_keys_read_as_base64_and_refuse_the_wrong_size(key: signing.SigningKey) 
         signing.parse_private_key("not base64 at all!")
 
 
-def make_bundle(key: signing.SigningKey, entries: list[Entry], checkpoint_seq: int) -> bytes:
-    checkpoint = key.sign(seq=checkpoint_seq, hash=entries[checkpoint_seq - 1].hash, time=SIGNED_AT)
-    first = next(e.seq for e in entries if e.case_id == CASE_ID)
-    last = max(checkpoint_seq, max(e.seq for e in entries if e.case_id == CASE_ID))
-    segment = [e for e in entries if first <= e.seq <= last]
-    return json.dumps(bundle.build(CASE_ID, segment, checkpoint, SIGNED_AT)).encode()
+ORIGIN = "example.org/rujuk-audit-test"
+WITNESS = signing.generate().signer("witness.example/w1")
 
 
-def test_a_good_bundle_verifies_offline(key: signing.SigningKey) -> None:
-    raw = make_bundle(key, interleaved(), checkpoint_seq=10)
+def make_bundle(
+    key: signing.SigningKey, entries: list[Entry], head_size: int, *, cosigned: bool = True
+) -> bytes:
+    """The bundle export writes: the case's entries under a head of ``head_size``."""
+    leaves = [merkle.leaf_hash(body_of(entry)) for entry in entries]
+    created, _ = merkle.append_leaves([], 0, leaves[:head_size])
+    nodes = {(level, index): digest for level, index, digest in created}
+    checkpoint = note.Checkpoint(ORIGIN, head_size, merkle.root_at(head_size, nodes))
+    head = note.sign_head(key.signer(ORIGIN), checkpoint, SIGNED_AT)
+    if cosigned:
+        head = head.with_signatures([WITNESS.cosign(head.text, SIGNED_AT)])
+    case = [entry for entry in entries if entry.case_id == CASE_ID]
+    proofs = {
+        entry.seq: merkle.inclusion_proof(entry.seq - 1, head_size, lambda keys: nodes)
+        for entry in case
+        if entry.seq <= head_size
+    }
+    return json.dumps(bundle.build(CASE_ID, case, head.render(), proofs, SIGNED_AT)).encode()
 
-    result = bundle.verify_bundle(raw, key.public_raw)
+
+def test_a_good_bundle_verifies_offline_and_holds_nothing_of_another_case(
+    key: signing.SigningKey,
+) -> None:
+    entries = interleaved()
+    raw = make_bundle(key, entries, head_size=10)
+    witness = WITNESS.verifier(note.COSIGNATURE_V1)
+
+    result = bundle.verify_bundle(raw, key.public_raw, witnesses=[witness])
 
     assert result.ok, result.failure
-    assert (result.case_entries, result.segment) == (5, (2, 10))
+    assert (result.case_entries, result.head_size, result.witnesses) == (
+        5,
+        10,
+        ("witness.example/w1",),
+    )
+    assert [item["seq"] for item in json.loads(raw)["entries"]] == [2, 4, 6, 8, 10]
+    others = [entry for entry in entries if entry.case_id != CASE_ID]
+    for entry in others:  # no other case's id, event id, or event content
+        assert entry.event_id.encode() not in raw
+        assert entry.event.encode() not in raw
+    assert OTHER_CASE_ID.encode() not in raw
 
 
 def test_a_bundle_with_one_altered_entry_names_it(key: signing.SigningKey) -> None:
-    document = json.loads(make_bundle(key, interleaved(), checkpoint_seq=10))
+    document = json.loads(make_bundle(key, interleaved(), head_size=10))
     altered = next(item for item in document["entries"] if item["seq"] == 6)
     event = json.loads(altered["event"])
     event["data"]["agency_id"] = "rsud-lain"
@@ -102,37 +132,37 @@ def test_a_bundle_with_one_altered_entry_names_it(key: signing.SigningKey) -> No
     assert (result.failure.seq, result.failure.kind) == (6, FailureKind.HASH_MISMATCH)
 
 
-def test_a_bundle_whose_chain_was_rewritten_fails_at_the_checkpoint(
-    key: signing.SigningKey,
-) -> None:
-    events = [e for pair in zip(case_story(OTHER_CASE_ID), case_story(), strict=True) for e in pair]
-    genuine = chained(events)
-    checkpoint = key.sign(seq=10, hash=genuine[9].hash, time=SIGNED_AT)
-    # Entry 4 rewritten and everything after it re-hashed: every link holds, the checkpoint not.
-    events[3] = events[3].model_copy(update={"source": "/rujuk/forger"})
-    forged = chained(events)
-    document = bundle.build(CASE_ID, forged[1:], checkpoint, SIGNED_AT)
+def test_a_bundle_carrying_another_cases_entry_is_refused(key: signing.SigningKey) -> None:
+    document = json.loads(make_bundle(key, interleaved(), head_size=10))
+    document["entries"][1]["case_id"] = OTHER_CASE_ID
 
     result = bundle.verify_bundle(json.dumps(document).encode(), key.public_raw)
 
     assert result.failure is not None
-    assert (result.failure.seq, result.failure.kind) == (10, FailureKind.ANCHOR_MISMATCH)
+    assert result.failure.seq == 4
+    assert "another case's" in result.failure.detail
 
 
-def test_a_bundle_needs_the_trusted_key_and_a_covering_checkpoint(
+def test_a_bundle_needs_the_trusted_key_a_covering_head_and_its_witnesses(
     key: signing.SigningKey,
 ) -> None:
     entries = interleaved()
     stranger = signing.generate()
+    witness = WITNESS.verifier(note.COSIGNATURE_V1)
 
     wrong_key = bundle.verify_bundle(make_bundle(key, entries, 10), stranger.public_raw)
     uncovered = bundle.verify_bundle(make_bundle(key, entries, 6), key.public_raw)
+    unwitnessed = bundle.verify_bundle(
+        make_bundle(key, entries, 10, cosigned=False), key.public_raw, witnesses=[witness]
+    )
 
     assert wrong_key.failure is not None
-    assert wrong_key.failure.kind is FailureKind.BAD_CHECKPOINT
+    assert wrong_key.failure.kind is FailureKind.BAD_HEAD
     assert uncovered.failure is not None
-    assert (uncovered.failure.seq, uncovered.failure.kind) == (8, FailureKind.BAD_CHECKPOINT)
-    assert "after the latest checkpoint" in uncovered.failure.detail
+    assert (uncovered.failure.seq, uncovered.failure.kind) == (7, FailureKind.STALE_HEAD)
+    assert "2 later entries of the case" in uncovered.failure.detail
+    assert unwitnessed.failure is not None
+    assert "cosigned by 0 of the 1 witnesses required" in unwitnessed.failure.detail
 
 
 def test_replayed_events_get_token_safe_subjects() -> None:

@@ -34,12 +34,6 @@ def test_a_case_of_another_district_is_hidden_from_a_district_token_only() -> No
     assert not scope.hidden_case(["3514"], "sop-3513")
 
 
-def test_only_a_province_token_exports_bundles() -> None:
-    assert scope.may_export(None)
-    assert not scope.may_export(["3514"])
-    assert not scope.may_export(["3513", "3514"])
-
-
 def test_every_event_type_has_a_district_rule() -> None:
     """A new aggregate must be given a rule here before a district token can read it."""
     for event_type, model in EVENT_MODELS.items():

@@ -1533,10 +1533,9 @@ def test_the_auditor_sees_the_timeline_the_verdict_and_the_bundle(
     assert bundle.content == b"{}"
     assert CASE_ID in bundle.headers["content-disposition"]
     assert f'href="/audit/cases/{CASE_ID}/bundle"' in page.text
-    sign_in(client, "au14")  # audit exports bundles to province-level tokens only
+    sign_in(client, "au14")  # a bundle holds its case only: a district auditor takes it too
     district_page = client.get(f"/audit/cases/{CASE_ID}")
-    assert f'href="/audit/cases/{CASE_ID}/bundle"' not in district_page.text
-    assert "hanya untuk token tingkat provinsi" in district_page.text
+    assert f'href="/audit/cases/{CASE_ID}/bundle"' in district_page.text
 
 
 # --- the supervisor's crash-loop banner ----------------------------------------------------

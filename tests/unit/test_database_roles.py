@@ -28,7 +28,8 @@ from rujuk_runtime.roles import (
 )
 
 ROLES = DatabaseRoles("rujuk")
-AUDIT_TABLES = ["ledger", "checkpoints", "parked", "stream_position", "outbox",
+AUDIT_TABLES = ["ledger", "checkpoints", "parked", "tree_nodes", "tree_heads", "cosignatures",
+                "stream_position", "outbox",
                 "processed_events", "access_token_projection", "schema_migrations"]  # fmt: skip
 VERIFIER = scram_verifier("a-long-enough-password", salt=b"0123456789abcdef")
 
@@ -111,7 +112,7 @@ def test_the_scram_verifier_has_postgresqls_form_and_a_fresh_salt_each_time() ->
 
 def test_the_audit_ledger_and_what_is_signed_beside_it_are_append_only_for_audit() -> None:
     grants = grant_statements(ROLES, "audit", AUDIT_TABLES, ["outbox_seq_seq"])
-    for table in ("ledger", "checkpoints", "parked"):
+    for table in ("ledger", "checkpoints", "parked", "tree_nodes", "tree_heads", "cosignatures"):
         assert f'GRANT SELECT, INSERT ON TABLE "audit"."{table}" TO "rujuk_audit"' in grants
     assert 'GRANT SELECT ON TABLE "audit"."schema_migrations" TO "rujuk_audit"' in grants
     for table in ("stream_position", "outbox", "processed_events", "access_token_projection"):

@@ -1,4 +1,8 @@
-"""The audit ledger's signed checkpoint, as published on ``rujuk.audit.checkpoint``.
+"""The audit ledger's signed checkpoint of its hash chain, as published on
+``rujuk.audit.checkpoint`` before the ledger became a Merkle tree. Audit signs no new ones:
+it now publishes signed tree heads there, C2SP checkpoint notes in plain text (a body that
+does not start with ``{``; see docs/audit.md). Old checkpoints stay valid and are read with
+this model.
 
 A checkpoint says "the ledger's entry ``seq`` has hash ``hash``", signed by audit with
 Ed25519. Everything needed to check one offline is here, with pydantic and the standard

@@ -169,7 +169,8 @@ SERVICE_GRANTS: dict[str, ServiceGrant] = {
                 *_events("audit-ledger", "audit-tokens"),
                 Consumer(subjects.DLQ_STREAM, "audit-dlq"),
             ),
-            reads_messages_of=(subjects.EVENTS_STREAM,),
+            # Events to fill a gap in the ledger; its own heads, for `rujuk audit verify`.
+            reads_messages_of=(subjects.EVENTS_STREAM, subjects.AUDIT_STREAM),
         ),
     )
 }

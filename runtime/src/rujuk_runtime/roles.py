@@ -31,9 +31,11 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 SCHEMAS = ("intake", "routing", "notify", "audit", "console")
 # Every schema's record of its migrations: its role reads it (is my schema migrated?) only.
 READ_ONLY_TABLES = frozenset({"schema_migrations"})
-# Evidence: appended to and read, never changed (migrations 0001 and 0002 of audit).
+# Evidence: appended to and read, never changed (migrations 0001, 0002 and 0004 of audit).
 APPEND_ONLY_TABLES: Mapping[str, frozenset[str]] = {
-    "audit": frozenset({"ledger", "checkpoints", "parked"}),
+    "audit": frozenset(
+        {"ledger", "checkpoints", "parked", "tree_nodes", "tree_heads", "cosignatures"}
+    ),
 }
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 APPEND_ONLY_PRIVILEGES = ("SELECT", "INSERT")

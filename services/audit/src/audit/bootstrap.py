@@ -5,8 +5,9 @@ from fastapi import FastAPI
 
 from audit import http
 from audit.checkpoints import Checkpointer
+from audit.cosigning import Cosigner, parse_witnesses
 from audit.handlers import ParkedCounter, append_handler
-from audit.keys import signing_key, trusted_public_key
+from audit.keys import log_origin, signing_key, trusted_public_key
 from audit.settings import AuditSettings
 from audit.writer import LedgerWriter
 from rujuk_contracts import subjects
@@ -43,6 +44,10 @@ def create_runtime(
             runtime.js,
             every=settings.checkpoint_every,
             interval=settings.checkpoint_interval_seconds,
+            origin=log_origin(settings, key) or "",
+            cosign=Cosigner(parse_witnesses(settings.witnesses), lambda: runtime.pool)
+            if settings.witnesses
+            else None,
         )
         runtime.run_in_background(checkpointer)  # stopped after the writer: a last checkpoint
     else:
@@ -56,6 +61,7 @@ def create_runtime(
             lambda: runtime.pool,
             runtime.js,
             on_appended=checkpointer.appended if checkpointer else lambda count: None,
+            public_key=trusted_public_key(settings),
         )
         runtime.subscribe_batches(
             subjects.EVENTS_WILDCARD,

@@ -1,34 +1,26 @@
-"""Export bundles: one case's evidence that anyone can check offline with the public key.
+"""Export bundles: one case's evidence, checked offline against the log's public key (and its
+witnesses'), holding nothing of any other case.
 
-A bundle holds the full chain segment from the case's first entry to the later of its last
-entry and the latest signed checkpoint (other cases' entries in between included: without
-their content their hashes could not be recomputed, and the link would be only a claim),
-plus that checkpoint. Checking it needs no database: recompute every hash from the first
-entry's ``prev_hash``, and check that the checkpoint is signed by the trusted key and names
-the hash of its entry in the segment. See docs/audit.md for the format.
+A bundle holds the case's entries, each with its RFC 9162 inclusion proof against one signed
+tree head (a C2SP checkpoint note, with the witnesses' cosignatures), and that head. Checking
+it needs no database and nothing else of the ledger: each entry's canonical body (the RFC 8785
+form the ledger hashes) gives its leaf, SHA-256(0x00 || body), and its proof leads to the
+head's root in some log2(size) hashes. The proofs are hashes only: no other case's content.
+See docs/audit.md for the format.
 """
 
+import base64
+import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
+from audit import merkle, note
+from audit.chain import BODY_FIELDS, Entry, FailureKind, VerifyFailure, canonical_body, timestamp
 
-from audit import signing
-from audit.chain import (
-    ChainVerifier,
-    Entry,
-    FailureKind,
-    Head,
-    VerifyFailure,
-    short_hash,
-    timestamp,
-)
-from rujuk_contracts.ledger import Checkpoint
-
-BUNDLE_FORMAT = "rujuk-audit-bundle/1"
+BUNDLE_FORMAT = "rujuk-audit-bundle/2"
 
 
 class BundleError(ValueError):
@@ -37,24 +29,26 @@ class BundleError(ValueError):
 
 def build(
     case_id: str,
-    segment: Sequence[Entry],
-    checkpoint: Checkpoint | None,
+    entries: Sequence[Entry],
+    head_note: str | None,
+    proofs: Mapping[int, list[bytes]],
     exported_at: datetime,
 ) -> dict[str, Any]:
-    """The bundle document (JSON-ready)."""
+    """The bundle document (JSON-ready): ``proofs`` by seq, for the entries the head covers."""
+    covered = [entry for entry in entries if entry.seq in proofs]
     return {
         "format": BUNDLE_FORMAT,
         "case_id": case_id,
         "exported_at": timestamp(exported_at),
-        "case_entries": [entry.seq for entry in segment if entry.case_id == case_id],
-        "entries": [entry_document(entry) for entry in segment],
-        "checkpoint": None if checkpoint is None else json.loads(checkpoint.to_bytes()),
-        "public_key_id": None if checkpoint is None else checkpoint.key_id,
+        "head": head_note,
+        "entries": [entry_document(entry, proofs[entry.seq]) for entry in covered],
+        "entries_after_head": len(entries) - len(covered),
     }
 
 
-def entry_document(entry: Entry) -> dict[str, Any]:
-    """An entry as bundles hold it; ``event`` is the exact RFC 8785 text that was hashed."""
+def entry_document(entry: Entry, proof: Sequence[bytes]) -> dict[str, Any]:
+    """An entry as bundles hold it: the fields its leaf hashes (``event`` is the exact RFC 8785
+    text), and its inclusion proof (leaf index = seq - 1)."""
     return {
         "seq": entry.seq,
         "event_id": entry.event_id,
@@ -64,35 +58,33 @@ def entry_document(entry: Entry) -> dict[str, Any]:
         "event_time": timestamp(entry.event_time),
         "recorded_at": timestamp(entry.recorded_at),
         "event": entry.event,
-        "prev_hash": entry.prev_hash.hex(),
-        "hash": entry.hash.hex(),
+        "inclusion_proof": [base64.b64encode(digest).decode() for digest in proof],
     }
 
 
-def entry_from_document(document: dict[str, Any]) -> Entry:
+def _leaf(document: Mapping[str, Any]) -> tuple[int, str, bytes, list[bytes]]:
+    """An entry's seq, case, leaf hash and proof; BundleError if malformed."""
     try:
-        return Entry(
-            seq=int(document["seq"]),
-            event_id=str(document["event_id"]),
-            case_id=str(document["case_id"]),
-            event_type=str(document["event_type"]),
-            actor=str(document["actor"]),
-            event_time=datetime.fromisoformat(document["event_time"]),
-            recorded_at=datetime.fromisoformat(document["recorded_at"]),
-            event=str(document["event"]),
-            prev_hash=bytes.fromhex(document["prev_hash"]),
-            hash=bytes.fromhex(document["hash"]),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
+        values = {name: document[name] for name in BODY_FIELDS}
+        values["seq"] = int(values["seq"])
+        for name in ("event_time", "recorded_at"):
+            values[name] = datetime.fromisoformat(str(values[name]))
+        for name in ("event_id", "case_id", "event_type", "actor", "event"):
+            values[name] = str(values[name])
+        proof = [base64.b64decode(h, validate=True) for h in document["inclusion_proof"]]
+        body = canonical_body(**values)
+    except (KeyError, TypeError, ValueError, binascii.Error, UnicodeEncodeError) as exc:
         raise BundleError(f"entry {document.get('seq', '?')} is malformed: {exc}") from exc
+    return values["seq"], values["case_id"], merkle.leaf_hash(body), proof
 
 
 @dataclass(frozen=True)
 class BundleResult:
     case_id: str
     case_entries: int
-    segment: tuple[int, int]  # first and last seq
-    checkpoint: Checkpoint | None
+    head_size: int | None
+    signed_at: datetime | None
+    witnesses: tuple[str, ...]
     failure: VerifyFailure | None
 
     @property
@@ -100,8 +92,15 @@ class BundleResult:
         return self.failure is None
 
 
-def verify_bundle(raw: bytes, public_key: bytes) -> BundleResult:
-    """Check a bundle offline against the trusted ``public_key``; names the first bad entry."""
+def verify_bundle(
+    raw: bytes,
+    public_key: bytes,
+    *,
+    witnesses: Sequence[note.Verifier] = (),
+    quorum: int = 0,
+) -> BundleResult:
+    """Check a bundle offline against the trusted log ``public_key`` (and, if named, a
+    quorum of ``witnesses``); names the first entry that fails."""
     try:
         document = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -110,77 +109,76 @@ def verify_bundle(raw: bytes, public_key: bytes) -> BundleResult:
         raise BundleError(f"not a {BUNDLE_FORMAT} bundle")
     case_id = str(document.get("case_id"))
     raw_entries = document.get("entries")
-    if not isinstance(raw_entries, list) or not raw_entries:
+    if not isinstance(raw_entries, list):
         raise BundleError("the bundle holds no entries")
-    entries = [entry_from_document(item) for item in raw_entries]
-    checkpoint: Checkpoint | None = None
-    if document.get("checkpoint") is not None:
-        try:
-            checkpoint = Checkpoint.model_validate(document["checkpoint"])
-        except ValidationError as exc:
-            raise BundleError(f"the checkpoint is malformed: {exc.errors()[0]['msg']}") from exc
-    first, last = entries[0], entries[-1]
-    case_seqs = [entry.seq for entry in entries if entry.case_id == case_id]
+    leaves = [_leaf(item) for item in raw_entries]
+    after = int(document.get("entries_after_head") or 0)
 
-    def result(failure: VerifyFailure | None) -> BundleResult:
-        return BundleResult(case_id, len(case_seqs), (first.seq, last.seq), checkpoint, failure)
+    def result(failure: VerifyFailure | None, head: Any = None) -> BundleResult:
+        return BundleResult(
+            case_id,
+            len(leaves),
+            None if head is None else head[0].size,
+            None if head is None else head[1],
+            () if head is None else head[2],
+            failure,
+        )
 
-    # 1. Every entry's content still hashes to its hash, and links to the one before.
-    anchors = {checkpoint.seq: checkpoint.hash_bytes()} if checkpoint else {}
-    verifier = ChainVerifier(
-        anchors,
-        labels={seq: f"the signed checkpoint at entry {seq}" for seq in anchors},
-        start=Head(first.seq - 1, first.prev_hash),
-    )
-    verifier.feed(entries)
-    chained = verifier.result()
-    if chained.failure is not None:
-        return result(chained.failure)
-    # 2. The checkpoint is signed by the trusted key and lies within the segment.
-    if checkpoint is None:
-        return result(
-            VerifyFailure(first.seq, FailureKind.BAD_CHECKPOINT, "the bundle has no checkpoint")
-        )
-    problem = signing.check_signature(checkpoint, public_key)
-    if problem is not None:
-        return result(
-            VerifyFailure(checkpoint.seq, FailureKind.BAD_CHECKPOINT, f"the checkpoint: {problem}")
-        )
-    if checkpoint.seq < first.seq:
+    head_text = document.get("head")
+    if not isinstance(head_text, str):
+        first = leaves[0][0] if leaves else 0
+        return result(VerifyFailure(first, FailureKind.BAD_HEAD, "the bundle has no signed head"))
+    try:
+        head = _head(head_text, public_key, witnesses, quorum)
+    except note.NoteError as exc:
+        return result(VerifyFailure(0, FailureKind.BAD_HEAD, f"the head: {exc}"))
+    checkpoint = head[0]
+    seen: set[int] = set()
+    for seq, entry_case, leaf, proof in leaves:
+        if entry_case != case_id or seq in seen:
+            why = "is another case's" if entry_case != case_id else "appears twice"
+            return result(VerifyFailure(seq, FailureKind.GAP, f"entry {seq} {why}"), head)
+        seen.add(seq)
+        if not merkle.verify_inclusion(leaf, seq - 1, checkpoint.size, proof, checkpoint.root_hash):
+            return result(
+                VerifyFailure(
+                    seq,
+                    FailureKind.HASH_MISMATCH,
+                    f"entry {seq} is not in the signed head of size {checkpoint.size}: its "
+                    "content was altered, or its proof is not this head's",
+                ),
+                head,
+            )
+    if after:
         return result(
             VerifyFailure(
-                first.seq,
-                FailureKind.BAD_CHECKPOINT,
-                f"the checkpoint (entry {checkpoint.seq}) comes before the segment",
-            )
+                checkpoint.size + 1,
+                FailureKind.STALE_HEAD,
+                f"{after} later entries of the case are not under the head of size "
+                f"{checkpoint.size} yet: export again after the next head",
+            ),
+            head,
         )
-    # 3. The segment starts at the case, and the signed checkpoint covers all of the case.
-    if not case_seqs or first.case_id != case_id:
-        return result(
-            VerifyFailure(
-                first.seq,
-                FailureKind.GAP,
-                f"the segment does not start with an entry of case {case_id}",
-            )
+    if not leaves:
+        return result(VerifyFailure(0, FailureKind.GAP, "the bundle holds no entries"), head)
+    return result(None, head)
+
+
+def _head(
+    text: str, public_key: bytes, witnesses: Sequence[note.Verifier], quorum: int
+) -> tuple[note.Checkpoint, datetime | None, tuple[str, ...]]:
+    signed = note.parse_note(text)
+    checkpoint = note.parse_checkpoint(signed.text)
+    log_keys = note.log_verifiers(checkpoint.origin, public_key)
+    found = note.verify_note(signed, [*log_keys, *witnesses])
+    if not any(v.verifier in log_keys for v in found):
+        raise note.NoteError("it is not signed by the trusted log key")
+    times = [v.time for v in found if v.verifier in log_keys and v.time is not None]
+    cosigned = tuple(sorted({v.verifier.name for v in found if v.verifier in witnesses}))
+    needed = quorum or len(witnesses)
+    if len(cosigned) < needed:
+        raise note.NoteError(
+            f"cosigned by {len(cosigned)} of the {needed} witnesses required "
+            f"({', '.join(cosigned) or 'none'})"
         )
-    listed = document.get("case_entries")
-    if listed is not None and listed != case_seqs:
-        return result(
-            VerifyFailure(
-                first.seq,
-                FailureKind.GAP,
-                f"the bundle lists entries {listed} of the case, the segment holds {case_seqs}",
-            )
-        )
-    uncovered = [seq for seq in case_seqs if seq > checkpoint.seq]
-    if uncovered:
-        return result(
-            VerifyFailure(
-                uncovered[0],
-                FailureKind.BAD_CHECKPOINT,
-                f"entries {uncovered[0]}-{case_seqs[-1]} of the case come after the latest "
-                f"checkpoint (entry {checkpoint.seq}, {short_hash(checkpoint.hash_bytes())}): "
-                "export again after the next checkpoint",
-            )
-        )
-    return result(None)
+    return checkpoint, max(times) if times else None, cosigned

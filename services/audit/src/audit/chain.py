@@ -209,6 +209,13 @@ def next_entry(
 ) -> Entry:
     """The entry that records ``event`` right after ``head``; ``text`` is
     ``canonical_event(event)`` if the caller made it already."""
+    return sealed_entry(head, event, recorded_at, text=text)[0]
+
+
+def sealed_entry(
+    head: Head, event: CloudEvent, recorded_at: datetime, *, text: str | None = None
+) -> tuple[Entry, bytes]:
+    """``next_entry`` and the entry's canonical body (its Merkle leaf is the body's hash)."""
     if recorded_at.tzinfo is None:
         recorded_at = recorded_at.replace(tzinfo=UTC)
     fields: dict[str, Any] = {
@@ -225,7 +232,7 @@ def next_entry(
         body = canonical_body(**fields)
     except UnicodeEncodeError as exc:  # a lone surrogate in an id or source
         raise UnrepresentableEvent(f"event {event.id} is not valid UTF-8: {exc.reason}") from exc
-    return Entry(**fields, prev_hash=head.hash, hash=entry_hash(head.hash, body))
+    return Entry(**fields, prev_hash=head.hash, hash=entry_hash(head.hash, body)), body
 
 
 class FailureKind(StrEnum):
@@ -236,6 +243,14 @@ class FailureKind(StrEnum):
     ANCHOR_MISMATCH = "anchor_mismatch"  # the hash differs from one recorded earlier
     TRUNCATED = "truncated"  # the ledger ends before an entry anchored or checkpointed earlier
     BAD_CHECKPOINT = "bad_checkpoint"  # a checkpoint's signature does not verify
+    # Signed tree heads (audit.heads):
+    BAD_HEAD = "bad_head"  # a head is not signed by the trusted log key
+    INCONSISTENT_HEADS = "inconsistent_heads"  # two signed heads of one size differ
+    HEAD_MISMATCH = "head_mismatch"  # a head's root is not the root of the ledger's entries
+    HEAD_MISSING = "head_missing"  # a head kept elsewhere is not in the database
+    NOT_WITNESSED = "not_witnessed"  # the newest head lacks a quorum of cosignatures
+    STALE_HEAD = "stale_head"  # entries arrive but no head was signed for too long
+    TREE_MISMATCH = "tree_mismatch"  # the stored tree nodes are not the entries' tree
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,10 +269,23 @@ class VerifyResult:
     checkpoints: int = 0  # signed checkpoints that matched the chain and their signature
     latest_checkpoint: Checkpoint | None = None
     parked: int | None = None  # messages parked on the dead-letter queue, when counted
+    heads: int = 0  # signed tree heads found (each size and root once), all places together
+    latest_head: "HeadSummary | None" = None
+    problems: tuple[VerifyFailure, ...] = ()  # every failure found; ``failure`` is the first
+    sources: tuple[str, ...] = ()  # where heads were read
 
     @property
     def ok(self) -> bool:
         return self.failure is None
+
+
+@dataclass(frozen=True, slots=True)
+class HeadSummary:
+    size: int
+    root_hash: bytes
+    signed_at: datetime | None
+    witnesses: tuple[str, ...]  # trusted witnesses whose cosignature verified
+    sources: tuple[str, ...]
 
 
 def short_hash(digest: bytes) -> str:

@@ -1,19 +1,19 @@
-"""Signed checkpoints of the ledger's head: made in a background task of their own, stored
-beside the ledger and published on ``rujuk.audit.checkpoint``."""
+"""Signed tree heads (C2SP checkpoints as signed notes): made in a background task of their
+own, stored beside the ledger, published on ``rujuk.audit.checkpoint`` and sent to the
+witnesses to cosign."""
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import asyncpg
 from nats.js import JetStreamContext
 from prometheus_client import Gauge
 
-from audit import store
+from audit import note, store
 from audit.signing import SigningKey
 from rujuk_contracts import subjects
-from rujuk_contracts.ledger import Checkpoint
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.tasks import BackgroundTask
 
@@ -26,9 +26,9 @@ log = get_logger(__name__)
 
 
 class Checkpointer(BackgroundTask):
-    """Signs the ledger's head every ``every`` entries or ``interval`` seconds, if it moved;
-    stores the checkpoint and publishes it on ``rujuk.audit.checkpoint``. At stop, a last
-    checkpoint of what was recorded."""
+    """Signs the tree head every ``every`` entries or ``interval`` seconds, if it moved; stores
+    it, publishes it on ``rujuk.audit.checkpoint`` and has ``cosign`` ask the witnesses. At
+    stop, a last head of what was recorded."""
 
     def __init__(
         self,
@@ -38,9 +38,14 @@ class Checkpointer(BackgroundTask):
         *,
         every: int,
         interval: float,
+        origin: str,
+        cosign: Callable[[store.StoredHead], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__("audit-checkpointer")
         self.key = key
+        self.origin = origin
+        self.signer = key.signer(origin)
+        self._cosign = cosign
         self._pool = pool
         self._js = js
         self.every = every
@@ -67,30 +72,46 @@ class Checkpointer(BackgroundTask):
         with contextlib.suppress(Exception):  # a last checkpoint of what was recorded
             await self.checkpoint_now()
 
-    async def checkpoint_now(self) -> Checkpoint | None:
-        """Sign, store and publish the head, unless a checkpoint already covers it."""
+    async def checkpoint_now(self) -> store.StoredHead | None:
+        """Sign, store and publish the tree head, unless a signed head already covers it; then
+        ask the witnesses to cosign it."""
         async with self._pool().acquire() as conn:
-            head = await store.head(conn)
-            latest = await store.latest_checkpoint(conn)
+            async with store.snapshot(conn):
+                size, root = await store.tree_head(conn)
+                latest = await store.latest_head(conn)
             self._since = 0
-            if head.seq == 0 or (latest is not None and latest.checkpoint.seq >= head.seq):
+            if size == 0 or (latest is not None and latest.size >= size):
                 HEAD_SIGNED.set_to_current_time()  # nothing new: the head stands signed
                 return None
-            checkpoint = self.key.sign(seq=head.seq, hash=head.hash, time=datetime.now(UTC))
-            if not await store.insert_checkpoint(conn, checkpoint, self.key.public_raw):
+            now = datetime.now(UTC)
+            signed = note.sign_head(self.signer, note.Checkpoint(self.origin, size, root), now)
+            head = store.StoredHead(
+                size=size,
+                root_hash=root,
+                signed_at=now.replace(microsecond=0),  # the cosignature/v1 time, in seconds
+                origin=self.origin,
+                public_key=self.key.public_raw,
+                note=signed.render(),
+            )
+            if not await store.insert_head(conn, head):
                 HEAD_SIGNED.set_to_current_time()
-                return None  # another replica signed this head first
+                return None  # another replica signed this size first
         HEAD_SIGNED.set_to_current_time()
         try:
             await self._js().publish(
                 subjects.CHECKPOINT_SUBJECT,
-                checkpoint.to_bytes(),
-                headers={
-                    "Nats-Msg-Id": f"checkpoint:{checkpoint.seq}",
-                    "Content-Type": "application/json",
-                },
+                head.note.encode(),
+                headers={"Nats-Msg-Id": f"head:{size}", "Content-Type": HEAD_CONTENT_TYPE},
             )
         except Exception as exc:  # stored all the same; the next one is published
-            log.warning("checkpoint not published", seq=checkpoint.seq, error=type(exc).__name__)
-        log.info("checkpoint signed", seq=checkpoint.seq, key_id=checkpoint.key_id)
-        return checkpoint
+            log.warning("head not published", size=size, error=type(exc).__name__)
+        log.info("tree head signed", size=size, origin=self.origin)
+        if self._cosign is not None:
+            try:
+                await self._cosign(head)
+            except Exception:
+                log.exception("asking the witnesses failed; the next head asks again")
+        return head
+
+
+HEAD_CONTENT_TYPE = "text/plain; charset=utf-8"

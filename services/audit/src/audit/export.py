@@ -11,16 +11,28 @@ from rujuk_runtime.db import Connection
 
 async def export_bundle(conn: Connection, case_id: str) -> dict[str, Any] | None:
     """The bundle of one case, or None if the case has no entries. One snapshot: the case's
-    entries, the latest checkpoint and the segment between agree."""
+    entries, the newest signed head (with its cosignatures) and the proofs agree."""
     async with store.snapshot(conn):
         entries = await store.case_entries(conn, case_id)
         if not entries:
             return None
-        latest = await store.latest_checkpoint(conn)
-        checkpoint = latest.checkpoint if latest else None
-        last = max(entries[-1].seq, checkpoint.seq if checkpoint else 0)
-        segment = await store.entries_between(conn, entries[0].seq, last)
-    return bundle.build(case_id, segment, checkpoint, datetime.now(UTC))
+        head = await store.latest_head(conn)
+        covered = [entry.seq for entry in entries if head is not None and entry.seq <= head.size]
+        proofs = (
+            await store.inclusion_proofs(conn, [seq - 1 for seq in covered], head.size)
+            if head is not None and covered
+            else {}
+        )
+    note_text = None if head is None else head_note(head)
+    by_seq = {index + 1: proof for index, proof in proofs.items()}
+    return bundle.build(case_id, entries, note_text, by_seq, datetime.now(UTC))
+
+
+def head_note(head: store.StoredHead) -> str:
+    """A stored head as one signed note: audit's signatures, then the witnesses'."""
+    return head.note + "".join(
+        line if line.endswith("\n") else line + "\n" for line in head.cosignatures
+    )
 
 
 def bundle_text(document: dict[str, Any]) -> str:

@@ -4,7 +4,6 @@ auditor's or the coordinator's token issued by intake; a district-bound token re
 cases of its districts, and another district's case answers as one that does not exist."""
 
 import base64
-import json
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -12,9 +11,10 @@ from fastapi import APIRouter, Depends, HTTPException, Path
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from audit import report, scope, store
+from audit import note, report, scope, store
 from audit.bundle import BUNDLE_FORMAT
-from audit.export import bundle_text, export_bundle
+from audit.chain import timestamp
+from audit.export import bundle_text, export_bundle, head_note
 from audit.replay import ReplayRequestError, replay_to_bus
 from audit.verification import verify_connection
 from rujuk_contracts.envelope import SUBJECT_PATTERN
@@ -26,12 +26,6 @@ router = APIRouter()
 
 guarded = [Depends(require(Role.AUDITOR, Role.COORDINATOR))]
 Caller = Annotated[Principal, Depends(require(Role.AUDITOR, Role.COORDINATOR))]
-
-BUNDLE_NEEDS_PROVINCE = (
-    "bundel memuat entri kabupaten lain: hanya token tingkat provinsi / a bundle holds the "
-    "chain segment with other districts' entries: only a province-level token may export one"
-)
-
 
 PublicKey = Annotated[bytes | None, from_app_state("public_key")]
 
@@ -92,14 +86,15 @@ async def case_bundle(
 ) -> Response:
     """The case's evidence bundle, as `rujuk audit export` writes it, as a download;
     check it offline with `rujuk audit verify-bundle FILE --public-key KEY`. Without a
-    signed checkpoint yet, the bundle cannot be verified (``checkpoint`` is null).
+    signed head yet, the bundle cannot be verified (``head`` is null).
 
-    Province-level tokens only (403 otherwise): the bundle holds other districts' entries.
-    A case of a district the token does not serve answers 404 first, as an unknown case."""
+    It holds the case's entries and hashes only, nothing of another case: a district-bound
+    token takes the bundles of its districts' cases; a case of another district, or a
+    subject that is no case (an SOP's, a token's), answers 404 as an unknown case."""
     if scope.hidden_case(caller.district_filter, case_id):
         raise HTTPException(404, report.no_history(case_id))
-    if not scope.may_export(caller.district_filter):
-        raise HTTPException(403, BUNDLE_NEEDS_PROVINCE)
+    if scope.case_district(case_id) is None and caller.district_filter is not None:
+        raise HTTPException(404, report.no_history(case_id))  # an SOP's or a token's: province
     async with runtime.pool.acquire() as conn:
         document = await export_bundle(conn, case_id)
     if document is None:
@@ -132,15 +127,23 @@ async def verify(runtime: Runtime, public_key: PublicKey) -> JSONResponse:
     tags=["ledger"],
 )
 async def latest_checkpoint(runtime: Runtime) -> dict[str, Any]:
-    """The newest signed checkpoint, with the public key stored beside it (the same for
-    every token: a seq, a hash and a signature, no case)."""
+    """The newest signed tree head: the C2SP checkpoint note with audit's signatures and the
+    witnesses' cosignatures, its size, root and time, and the public key stored beside it
+    (check it against the key you trust). The same for every token: no case in it."""
     async with runtime.pool.acquire() as conn:
-        latest = await store.latest_checkpoint(conn)
+        latest = await store.latest_head(conn)
     if latest is None:
-        raise HTTPException(404, "no checkpoint yet / belum ada checkpoint")
-    document: dict[str, Any] = json.loads(latest.checkpoint.to_bytes())
-    document["public_key"] = base64.b64encode(latest.public_key).decode()
-    return document
+        raise HTTPException(404, "no signed head yet / belum ada kepala pohon")
+    return {
+        "size": latest.size,
+        "root_hash": latest.root_hash.hex(),
+        "signed_at": timestamp(latest.signed_at),
+        "origin": latest.origin,
+        "note": head_note(latest),
+        "cosignatures": len(latest.cosignatures),
+        "public_key": base64.b64encode(latest.public_key).decode(),
+        "vkey": note.log_verifiers(latest.origin, latest.public_key)[0].vkey(),
+    }
 
 
 @router.get("/v1/parked", dependencies=guarded, responses=documented(401, 403), tags=["ledger"])

@@ -14,6 +14,17 @@ def signing_key(settings: AuditSettings) -> SigningKey | None:
     return None
 
 
+def log_origin(settings: AuditSettings, key: SigningKey | None = None) -> str | None:
+    """The origin the log's heads carry: AUDIT_LOG_ORIGIN, else one named after the key."""
+    if settings.log_origin:
+        return settings.log_origin
+    key = key or signing_key(settings)
+    return None if key is None else f"{DEFAULT_ORIGIN_PREFIX}{key.key_id}"
+
+
+DEFAULT_ORIGIN_PREFIX = "rujuk.local/audit/"
+
+
 def trusted_public_key(settings: AuditSettings, given: str | None = None) -> bytes | None:
     """The public key to check checkpoints against: given, AUDIT_PUBLIC_KEY, or the signer's."""
     text = given or settings.public_key

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from audit.bundle import BundleResult
-from audit.chain import Entry, FailureKind, VerifyResult, timestamp
+from audit.chain import Entry, FailureKind, VerifyFailure, VerifyResult, timestamp
 from rujuk_contracts.envelope import CloudEvent, EventError
 from rujuk_contracts.events import (
     TYPE_PREFIX,
@@ -284,7 +284,31 @@ _FAILURE_NAMES = {
     "berbeda dari jangkar atau checkpoint",
     FailureKind.TRUNCATED: "newest entries removed / entri terbaru dihapus",
     FailureKind.BAD_CHECKPOINT: "checkpoint does not verify / checkpoint tidak sah",
+    FailureKind.BAD_HEAD: "signed head does not verify / kepala pohon tidak sah",
+    FailureKind.INCONSISTENT_HEADS: "two signed heads disagree / dua kepala pohon bertentangan",
+    FailureKind.HEAD_MISMATCH: "entries rewritten after a signed head / "
+    "entri ditulis ulang setelah kepala pohon ditandatangani",
+    FailureKind.HEAD_MISSING: "a signed head is missing from the database / "
+    "kepala pohon hilang dari basis data",
+    FailureKind.NOT_WITNESSED: "head not cosigned by a quorum of witnesses / "
+    "kepala pohon tidak ditandatangani cukup saksi",
+    FailureKind.STALE_HEAD: "no recent signed head / kepala pohon terlalu lama",
+    FailureKind.TREE_MISMATCH: "stored Merkle tree differs / pohon Merkle tersimpan berbeda",
 }
+# Failures that name a head (by its size) rather than an entry.
+_HEAD_KINDS = {
+    FailureKind.BAD_HEAD,
+    FailureKind.INCONSISTENT_HEADS,
+    FailureKind.HEAD_MISMATCH,
+    FailureKind.HEAD_MISSING,
+    FailureKind.NOT_WITNESSED,
+}
+
+
+def _where(failure: VerifyFailure) -> str:
+    if failure.kind in _HEAD_KINDS:
+        return f"the head of size {failure.seq}"
+    return f"entry {failure.seq}"
 
 
 def verify_report(result: VerifyResult) -> str:
@@ -292,13 +316,16 @@ def verify_report(result: VerifyResult) -> str:
     if result.failure is not None:
         failure = result.failure
         lines = [
-            f"VERIFIKASI GAGAL / VERIFICATION FAILED at entry {failure.seq}: "
+            f"VERIFIKASI GAGAL / VERIFICATION FAILED at {_where(failure)}: "
             f"{_FAILURE_NAMES[failure.kind]}",
             f"  {failure.detail}",
-            f"  {result.entries} entries before it verified / "
-            f"{result.entries} entri sebelumnya terverifikasi",
+            f"  {result.entries} entries verified in their chain / "
+            f"{result.entries} entri terverifikasi dalam rantai",
         ]
-        return "\n".join(lines + _extras(result))
+        for other in result.problems[1:]:
+            lines.append(f"  also / juga, at {_where(other)}: {_FAILURE_NAMES[other.kind]}")
+            lines.append(f"    {other.detail}")
+        return "\n".join(lines + _sources(result) + _extras(result))
     if result.entries == 0:
         lines = ["Buku besar kosong / ledger is empty: 0 entries, nothing to verify"]
         return "\n".join(lines + _extras(result))
@@ -319,11 +346,33 @@ def verify_report(result: VerifyResult) -> str:
             )
     else:
         lines.append("Belum ada checkpoint / no signed checkpoint yet")
+    head = result.latest_head
+    if head is not None:
+        signed = "unknown time" if head.signed_at is None else timestamp(head.signed_at)
+        witnesses = ", ".join(head.witnesses) or "none checked"
+        lines.append(
+            f"Kepala pohon bertanda tangan / signed tree heads: {result.heads} consistent; "
+            f"newest of size {head.size}, root {head.root_hash.hex()[:16]}…, signed {signed}, "
+            f"cosigned by: {witnesses}"
+        )
+        if head.size < result.head_seq:
+            lines.append(
+                f"  entries {head.size + 1}-{result.head_seq} are not yet under a signed head / "
+                "belum tercakup kepala pohon"
+            )
+    else:
+        lines.append("Belum ada kepala pohon / no signed tree head yet")
     lines.append(
         "Anchor to record (catat jangkar ini) for `verify --anchor`: "
         f"{result.head_seq}:{result.head_hash.hex()}"
     )
-    return "\n".join(lines + _extras(result))
+    return "\n".join(lines + _sources(result) + _extras(result))
+
+
+def _sources(result: VerifyResult) -> list[str]:
+    if not result.sources:
+        return []
+    return [f"Kepala pohon dibaca dari / heads read from: {', '.join(result.sources)}"]
 
 
 def _extras(result: VerifyResult) -> list[str]:
@@ -343,29 +392,42 @@ def verify_document(result: VerifyResult) -> dict[str, Any]:
         "failure": None
         if failure is None
         else {"seq": failure.seq, "kind": failure.kind.value, "detail": failure.detail},
+        "problems": [
+            {"seq": p.seq, "kind": p.kind.value, "detail": p.detail} for p in result.problems
+        ],
         "checkpoints_verified": result.checkpoints,
         "latest_checkpoint": None if latest is None else json.loads(latest.to_bytes()),
+        "heads": result.heads,
+        "latest_head": None
+        if result.latest_head is None
+        else {
+            "size": result.latest_head.size,
+            "root_hash": result.latest_head.root_hash.hex(),
+            "signed_at": None
+            if result.latest_head.signed_at is None
+            else timestamp(result.latest_head.signed_at),
+            "witnesses": list(result.latest_head.witnesses),
+        },
         "parked": result.parked,
     }
 
 
 def bundle_report(result: BundleResult) -> str:
     """The verdict on an export bundle."""
-    first, last = result.segment
     if result.failure is not None:
         failure = result.failure
+        where = "the head" if failure.kind is FailureKind.BAD_HEAD else f"entry {failure.seq}"
         return "\n".join(
             [
-                f"BUNDEL TIDAK SAH / BUNDLE DOES NOT VERIFY at entry {failure.seq}: "
+                f"BUNDEL TIDAK SAH / BUNDLE DOES NOT VERIFY at {where}: "
                 f"{_FAILURE_NAMES[failure.kind]}",
                 f"  {failure.detail}",
             ]
         )
-    assert result.checkpoint is not None
-    checkpoint = result.checkpoint
+    signed = "" if result.signed_at is None else f" signed {timestamp(result.signed_at)}"
+    witnesses = ", ".join(result.witnesses) or "no witness checked"
     return (
         f"Bundel terverifikasi / bundle verified: case {result.case_id}, "
-        f"{result.case_entries} of its entries in chain segment {first}-{last}, "
-        f"covered by the checkpoint at entry {checkpoint.seq} signed "
-        f"{timestamp(checkpoint.time)} by key {checkpoint.key_id}"
+        f"{result.case_entries} entries, each proven included in the signed head of size "
+        f"{result.head_size}{signed}; cosigned by: {witnesses}"
     )

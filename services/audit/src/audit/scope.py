@@ -30,9 +30,3 @@ def hidden_case(districts: Collection[str] | None, subject: str) -> bool:
     case is answered exactly as one that does not exist, before anything is read."""
     district = case_district(subject)
     return districts is not None and district is not None and district not in districts
-
-
-def may_export(districts: Collection[str] | None) -> bool:
-    """Only a province-level token takes an export bundle: a bundle holds the whole chain
-    segment around the case, other districts' entries included (see docs/audit.md)."""
-    return districts is None

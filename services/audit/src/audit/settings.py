@@ -25,6 +25,17 @@ class AuditSettings(ServiceSettings):
         default=None,
         description="The trusted public key (base64, or a file) `verify` checks checkpoints with",
     )
+    log_origin: str | None = Field(
+        default=None,
+        pattern=r"^[^\s+]+$",
+        description="The log's name on its signed heads (C2SP checkpoint origin), unique per "
+        "ledger, e.g. dp3ak.example.go.id/rujuk [default: rujuk.local/audit/<key id>]",
+    )
+    witnesses: list[str] = Field(
+        default_factory=list,
+        description="Witnesses asked to cosign each head (c2sp.org/tlog-witness): "
+        "'<vkey> <submission URL prefix>' each",
+    )
     checkpoint_every: int = Field(
         default=1000, ge=1, description="Sign a checkpoint after this many new entries"
     )

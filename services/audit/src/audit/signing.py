@@ -13,6 +13,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from audit import note
 from rujuk_contracts.ledger import PUBLIC_KEY_SIZE, Checkpoint, decode_base64, key_id, signed_bytes
 
 PRIVATE_KEY_SIZE = 32
@@ -39,6 +40,10 @@ class SigningKey:
 
     def private_base64(self) -> str:
         return base64.b64encode(self.private.private_bytes_raw()).decode()
+
+    def signer(self, origin: str) -> note.Signer:
+        """This key signing tree heads under the log's origin (audit.note)."""
+        return note.Signer(origin, self.private)
 
     def sign(self, *, seq: int, hash: bytes, time: datetime) -> Checkpoint:
         """A checkpoint of entry ``seq`` with hash ``hash``, signed now."""

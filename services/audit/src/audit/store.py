@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from audit import chain, scope
+from audit import chain, merkle, scope
 from audit.chain import Entry, Head, UnrepresentableEvent
 from rujuk_contracts.envelope import CloudEvent
 from rujuk_contracts.events import CASE_ID_PATTERN
@@ -70,16 +70,12 @@ async def head(conn: Connection) -> Head:
 async def append(
     conn: Connection, event: CloudEvent, *, recorded_at: datetime | None = None
 ) -> Entry | None:
-    """Chain ``event`` onto the ledger; None if its id is already there (no seq is used).
-
-    Runs in its own transaction, or a savepoint of the caller's; the advisory lock is held to
-    the end of the outermost transaction, so two replicas can never attach to the same head.
-    """
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", LEDGER_LOCK_KEY)
-        entry = chain.next_entry(await head(conn), event, recorded_at or datetime.now(UTC))
-        inserted = await conn.fetchval(_INSERT_ENTRY, *_row(entry))
-    return entry if inserted else None
+    """Chain ``event`` onto the ledger and its tree; None if its id is already there (no seq
+    is used). ``append_batch`` of one event: same transaction and lock rules."""
+    result = await append_batch(conn, [event], recorded_at=recorded_at)
+    if result.refused:
+        raise UnrepresentableEvent(result.refused[0][1])
+    return result.entries[0] if result.entries else None
 
 
 def snapshot(conn: Connection) -> contextlib.AbstractAsyncContextManager[object]:
@@ -328,13 +324,19 @@ async def append_batch(
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", LEDGER_LOCK_KEY)
         # Read after the lock (its own statement, so that this one's snapshot sees what the
-        # writer before us committed): the ids already recorded and the head, at once.
+        # writer before us committed): the ids already recorded, the head and the tree's
+        # frontier, at once.
         found = await conn.fetchrow(_KNOWN_AND_HEAD, [event.id for event in events])
         assert found is not None
         known = set(found["known"])
         current = (
             chain.GENESIS if found["seq"] is None else Head(found["seq"], bytes(found["hash"]))
         )
+        frontier = [bytes(digest) for digest in found["frontier"]]
+        if len(frontier) != current.seq.bit_count():
+            raise TreeNotBuilt(current.seq)
+        size = current.seq
+        leaves: list[bytes] = []
         for index, event in enumerate(events):
             if event.id in known:
                 result.duplicates.append(event.id)
@@ -343,34 +345,63 @@ async def append_batch(
                 text = None if texts is None else texts[index]
                 if isinstance(text, UnrepresentableEvent):
                     raise text
-                entry = chain.next_entry(current, event, moment, text=text)
+                entry, body = chain.sealed_entry(current, event, moment, text=text)
             except UnrepresentableEvent as exc:
                 result.refused.append((index, str(exc)))
                 continue
             known.add(event.id)
             result.entries.append(entry)
+            leaves.append(merkle.leaf_hash(body))
             current = Head(entry.seq, entry.hash)
-        rows = columns((_row(entry) for entry in result.entries), len(_COLUMN_TYPES))
-        if result.entries and position is not None:  # both in one statement
-            await conn.execute(_INSERT_ENTRIES_KEEP_POSITION, *rows, *position)
-        elif result.entries:
-            await conn.execute(_INSERT_ENTRIES, *rows)
+        if result.entries:
+            nodes, _ = merkle.append_leaves(frontier, size, leaves)
+            rows = columns((_row(entry) for entry in result.entries), len(_COLUMN_TYPES))
+            node_rows = columns(nodes, 3)
+            if position is not None:  # all in one statement
+                await conn.execute(
+                    _INSERT_ENTRIES_NODES_KEEP_POSITION, *rows, *node_rows, *position
+                )
+            else:
+                await conn.execute(_INSERT_ENTRIES_AND_NODES, *rows, *node_rows)
         elif position is not None:
             await conn.execute(_KEEP_POSITION, *position)
     return result
 
 
-_KNOWN_AND_HEAD = """
-SELECT ARRAY(SELECT event_id FROM ledger WHERE event_id = ANY($1::text[])) AS known, h.seq, h.hash
+class TreeNotBuilt(RuntimeError):
+    """The ledger has entries the Merkle tree does not cover yet (a ledger from before the
+    tree): ``audit.tree.ensure_tree`` builds it after verifying their chain."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(
+            f"the ledger's {size} entries are not all in its Merkle tree yet: audit builds it at "
+            "start, or run `rujuk audit migrate-tree` / pohon Merkle belum dibangun"
+        )
+
+
+# The frontier of the tree over the head's seq entries: the complete subtree per bit of seq.
+_FRONTIER_OF = """ARRAY(SELECT n.hash FROM generate_series(62, 0, -1) AS l
+    JOIN tree_nodes n ON n.level = l AND n.node_index = ({size} >> l) - 1
+    WHERE ({size} >> l) & 1 = 1 ORDER BY l DESC)"""
+_KNOWN_AND_HEAD = f"""
+SELECT ARRAY(SELECT event_id FROM ledger WHERE event_id = ANY($1::text[])) AS known, h.seq, h.hash,
+  {_FRONTIER_OF.format(size="h.seq")} AS frontier
 FROM (SELECT 1) AS one
 LEFT JOIN LATERAL (SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1) AS h ON true
-"""
+"""  # noqa: S608
 # Constants only in these f-strings (S608 is about input, and there is none).
 _INSERT_ENTRIES = (
     f"INSERT INTO ledger ({_COLUMNS}) SELECT * FROM unnest("  # noqa: S608
     + ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(_COLUMN_TYPES.values(), start=1))
     + ")"
 )
+_NODE_PARAMETERS = len(_COLUMN_TYPES)
+_INSERT_NODES = (
+    "INSERT INTO tree_nodes (level, node_index, hash) SELECT * FROM unnest("  # noqa: S608
+    f"${_NODE_PARAMETERS + 1}::smallint[], ${_NODE_PARAMETERS + 2}::bigint[], "
+    f"${_NODE_PARAMETERS + 3}::bytea[])"
+)
+_INSERT_ENTRIES_AND_NODES = f"WITH entries AS ({_INSERT_ENTRIES}) {_INSERT_NODES}"
 _POSITION_UPSERT = (
     "ON CONFLICT (stream) DO UPDATE "
     "SET last_seq = greatest(stream_position.last_seq, EXCLUDED.last_seq)"
@@ -378,10 +409,10 @@ _POSITION_UPSERT = (
 _KEEP_POSITION = (
     f"INSERT INTO stream_position (stream, last_seq) VALUES ($1, $2) {_POSITION_UPSERT}"  # noqa: S608
 )
-_INSERT_ENTRIES_KEEP_POSITION = (
-    f"WITH entries AS ({_INSERT_ENTRIES}) "  # noqa: S608
+_INSERT_ENTRIES_NODES_KEEP_POSITION = (
+    f"WITH entries AS ({_INSERT_ENTRIES}), nodes AS ({_INSERT_NODES}) "  # noqa: S608
     f"INSERT INTO stream_position (stream, last_seq) "
-    f"VALUES (${len(_COLUMN_TYPES) + 1}, ${len(_COLUMN_TYPES) + 2}) {_POSITION_UPSERT}"
+    f"VALUES (${_NODE_PARAMETERS + 4}, ${_NODE_PARAMETERS + 5}) {_POSITION_UPSERT}"
 )
 
 
@@ -530,3 +561,182 @@ async def parked_counts(conn: Connection) -> dict[str, int]:
     except asyncpg.UndefinedTableError as exc:
         raise LedgerMissing from exc
     return {row["service"]: row["n"] for row in sorted(rows, key=lambda r: r["service"])}
+
+
+# The Merkle tree and its signed heads
+
+
+async def tree_size(conn: Connection) -> int:
+    """How many entries the tree covers (its leaves)."""
+    value = await conn.fetchval(
+        "SELECT coalesce(max(node_index) + 1, 0) FROM tree_nodes WHERE level = 0"
+    )
+    return int(value)
+
+
+_HEAD_AND_FRONTIER = f"""
+SELECT h.seq, {_FRONTIER_OF.format(size="h.seq")} AS frontier
+FROM (SELECT 1) AS one
+LEFT JOIN LATERAL (SELECT seq FROM ledger ORDER BY seq DESC LIMIT 1) AS h ON true
+"""  # noqa: S608
+
+
+async def tree_head(conn: Connection) -> tuple[int, bytes]:
+    """The ledger's size and the root of its tree; TreeNotBuilt if the tree lags behind."""
+    row = await conn.fetchrow(_HEAD_AND_FRONTIER)
+    assert row is not None
+    size = row["seq"] or 0
+    frontier = [bytes(digest) for digest in row["frontier"]]
+    if len(frontier) != size.bit_count():
+        raise TreeNotBuilt(size)
+    return size, merkle.fold(frontier)
+
+
+async def read_nodes(
+    conn: Connection, keys: Sequence[merkle.NodeKey]
+) -> dict[merkle.NodeKey, bytes]:
+    """The stored nodes of ``keys`` (those that exist), in one indexed read."""
+    if not keys:
+        return {}
+    rows = await conn.fetch(
+        "SELECT n.level, n.node_index, n.hash "
+        "FROM unnest($1::smallint[], $2::bigint[]) AS k(level, node_index) "
+        "JOIN tree_nodes n USING (level, node_index)",
+        [level for level, _ in keys],
+        [index for _, index in keys],
+    )
+    return {(row["level"], row["node_index"]): bytes(row["hash"]) for row in rows}
+
+
+async def inclusion_proofs(
+    conn: Connection, indexes: Sequence[int], size: int
+) -> dict[int, list[bytes]]:
+    """The audit path of each leaf in ``indexes`` in the tree of ``size``, in one read."""
+    ranges = {index: merkle.inclusion_ranges(index, size) for index in indexes}
+    nodes = await read_nodes(
+        conn, sorted(set(merkle.nodes_for(r for v in ranges.values() for r in v)))
+    )
+    return {index: merkle.hashes_for(path, nodes) for index, path in ranges.items()}
+
+
+async def consistency_proof(conn: Connection, old_size: int, new_size: int) -> list[bytes]:
+    ranges = merkle.consistency_ranges(old_size, new_size)
+    return merkle.hashes_for(ranges, await read_nodes(conn, merkle.nodes_for(ranges)))
+
+
+async def insert_nodes(conn: Connection, nodes: Sequence[tuple[int, int, bytes]]) -> None:
+    """Bulk-insert nodes (building the tree over an existing ledger)."""
+    await conn.copy_records_to_table(
+        "tree_nodes", records=nodes, columns=["level", "node_index", "hash"], schema_name=SCHEMA
+    )
+
+
+@dataclass(frozen=True)
+class StoredHead:
+    """A signed tree head as audit stored it, with the cosignature lines stored beside it."""
+
+    size: int
+    root_hash: bytes
+    signed_at: datetime
+    origin: str
+    public_key: bytes  # as audit stored it; trust it only as far as the database
+    note: str  # the signed note: the checkpoint and audit's signatures
+    cosignatures: tuple[str, ...] = ()  # signature lines
+
+
+async def insert_head(conn: Connection, head: StoredHead) -> bool:
+    """Store a head; False if one of that size exists (another replica's)."""
+    inserted = await conn.fetchval(
+        "INSERT INTO tree_heads (size, root_hash, signed_at, origin, public_key, note) "
+        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (size) DO NOTHING RETURNING true",
+        head.size,
+        head.root_hash,
+        head.signed_at,
+        head.origin,
+        head.public_key,
+        head.note,
+    )
+    return bool(inserted)
+
+
+_HEADS = """
+SELECT h.size, h.root_hash, h.signed_at, h.origin, h.public_key, h.note,
+       ARRAY(SELECT c.line FROM cosignatures c WHERE c.size = h.size
+             ORDER BY c.witness, c.key_id) AS lines
+FROM tree_heads h
+"""
+
+
+async def heads(conn: Connection) -> list[StoredHead]:
+    """Every signed head, smallest first, with its cosignatures."""
+    try:
+        rows = await conn.fetch(_HEADS + " ORDER BY h.size")
+    except asyncpg.UndefinedTableError as exc:
+        raise LedgerMissing from exc
+    return [_head(row) for row in rows]
+
+
+async def latest_head(conn: Connection) -> StoredHead | None:
+    row = await conn.fetchrow(_HEADS + " ORDER BY h.size DESC LIMIT 1")
+    return None if row is None else _head(row)
+
+
+async def head_covering(conn: Connection, size: int) -> StoredHead | None:
+    """The newest head, if it covers at least ``size`` entries."""
+    row = await conn.fetchrow(_HEADS + " WHERE h.size >= $1 ORDER BY h.size DESC LIMIT 1", size)
+    return None if row is None else _head(row)
+
+
+def _head(row: asyncpg.Record) -> StoredHead:
+    return StoredHead(
+        size=row["size"],
+        root_hash=bytes(row["root_hash"]),
+        signed_at=row["signed_at"],
+        origin=row["origin"],
+        public_key=bytes(row["public_key"]),
+        note=row["note"],
+        cosignatures=tuple(row["lines"]),
+    )
+
+
+@dataclass(frozen=True)
+class Cosignature:
+    witness: str
+    key_id: bytes
+    cosigned_at: datetime
+    line: str
+
+
+async def insert_cosignatures(conn: Connection, size: int, found: Sequence[Cosignature]) -> int:
+    """Store a head's cosignatures (each once); how many were new."""
+    if not found:
+        return 0
+    rows = await conn.fetch(
+        "INSERT INTO cosignatures (size, witness, key_id, cosigned_at, line) "
+        "SELECT $1, * FROM unnest($2::text[], $3::bytea[], $4::timestamptz[], $5::text[]) "
+        "ON CONFLICT DO NOTHING RETURNING true",
+        size,
+        [c.witness for c in found],
+        [c.key_id for c in found],
+        [c.cosigned_at for c in found],
+        [c.line for c in found],
+    )
+    return len(rows)
+
+
+async def last_cosigned_size(conn: Connection, witness: str, key_id: bytes) -> int:
+    """The largest head this witness cosigned for audit (0 if none)."""
+    value = await conn.fetchval(
+        "SELECT coalesce(max(size), 0) FROM cosignatures WHERE witness = $1 AND key_id = $2",
+        witness,
+        key_id,
+    )
+    return int(value)
+
+
+async def entries_since(conn: Connection, size: int) -> datetime | None:
+    """When the first entry after the first ``size`` was recorded (None if there is none)."""
+    value: datetime | None = await conn.fetchval(
+        "SELECT recorded_at FROM ledger WHERE seq = $1", size + 1
+    )
+    return value

@@ -13,7 +13,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from audit import store
+from audit import store, tree
 from audit.chain import UnrepresentableEvent, canonical_texts
 from rujuk_contracts import subjects
 from rujuk_contracts.envelope import CloudEvent, EventError, parse_envelope
@@ -52,6 +52,8 @@ class LedgerWriter:
         pool: Callable[[], asyncpg.Pool],
         js: Callable[[], JetStreamContext],
         on_appended: Callable[[int], None] = lambda count: None,
+        *,
+        public_key: bytes | None = None,
     ) -> None:
         self.service = service
         self._pool = pool
@@ -67,6 +69,8 @@ class LedgerWriter:
         self._held = HeldConnection(pool)
         self.closing = False  # set on stop: a batch the database refuses is left to redelivery
         self._position: int | None = None  # last RUJUK_EVENTS sequence read
+        self._public_key = public_key  # old checkpoints' key, for the switch to the tree
+        self._tree_ready = False
 
     async def process(self, batch: list[Msg]) -> None:
         batch, position = await self._in_stream_order(batch)
@@ -182,6 +186,11 @@ class LedgerWriter:
         while True:
             try:
                 async with self._held.use() as conn:
+                    if not self._tree_ready:  # once: a ledger from before the tree gets one
+                        switch = await tree.ensure_tree(conn, public_key=self._public_key)
+                        if switch.built:
+                            log.info("merkle tree built over the ledger", leaves=switch.built)
+                        self._tree_ready = True
                     return await store.append_batch(
                         conn,
                         events,
@@ -190,6 +199,8 @@ class LedgerWriter:
                     )
             except Exception as exc:  # nothing committed
                 attempt += 1
+                if isinstance(exc, tree.TreeSwitchRefused):  # nothing is sealed over tampering
+                    log.error("ledger not appended: its chain does not verify", reason=str(exc))
                 log.warning("ledger batch failed, retrying in place", error=type(exc).__name__,
                             detail=str(exc)[:200], size=len(batch), attempt=attempt)  # fmt: skip
                 if self.closing:

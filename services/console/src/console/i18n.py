@@ -222,8 +222,6 @@ INDONESIAN: dict[str, str] = {
     "audit.verified": "Rantai terverifikasi: {entries} entri, kepala #{head}.",
     "audit.failed": "VERIFIKASI GAGAL pada entri #{seq}: {detail}",
     "audit.bundle": "Unduh bundel ekspor (dapat diverifikasi offline)",
-    "audit.bundle_province_only": "Bundel ekspor hanya untuk token tingkat provinsi: bundel "
-    "memuat entri kabupaten lain. Mintalah kepada auditor provinsi.",
     "audit.seq": "#",
     "audit.time": "Waktu",
     "audit.since": "Sejak laporan",
@@ -512,8 +510,6 @@ ENGLISH: dict[str, str] = {
     "audit.verified": "Chain verified: {entries} entries, head #{head}.",
     "audit.failed": "VERIFICATION FAILED at entry #{seq}: {detail}",
     "audit.bundle": "Download the export bundle (verifiable offline)",
-    "audit.bundle_province_only": "The export bundle is for province-level tokens only: it "
-    "holds other districts' entries. Ask a province auditor for it.",
     "audit.seq": "#",
     "audit.time": "Time",
     "audit.since": "Since report",
