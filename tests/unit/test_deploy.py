@@ -207,3 +207,26 @@ def test_cluster_override_still_waits_for_provisioning() -> None:
         assert cluster["services"][name]["depends_on"]["db-provision"] == {
             "condition": "service_completed_successfully"
         }
+
+
+def _as_compose_gives(value: str) -> str:
+    """A compose value with its ``${VAR:-default}`` as when VAR is unset (``:?`` ones made
+    up: compose refuses to start without them)."""
+    value = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
+    return re.sub(r"\$\{\w+:\?[^}]*\}", "set-by-the-operator", value)
+
+
+def test_the_audit_settings_accept_composes_environment_with_its_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from audit.settings import AuditSettings
+
+    environment = _compose()["services"]["audit"]["environment"]
+    for name, value in environment.items():
+        if name.startswith("AUDIT_"):
+            monkeypatch.setenv(name, _as_compose_gives(str(value)))
+    assert os.environ["AUDIT_LOG_ORIGIN"] == ""  # compose passes it empty when not set
+    settings = AuditSettings()
+    assert settings.log_origin is None  # the default origin, not a refusal to start
+    assert settings.witnesses == []
+    assert settings.http_port == 8084

@@ -9,7 +9,8 @@ from rujuk_runtime.settings import ServiceSettings
 
 
 class AuditSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="AUDIT_", extra="ignore")
+    # An empty variable (compose passes `${AUDIT_LOG_ORIGIN:-}`) means the default.
+    model_config = SettingsConfigDict(env_prefix="AUDIT_", extra="ignore", env_ignore_empty=True)
 
     http_port: int = 8084
     signing_key: SecretStr | None = Field(
