@@ -49,6 +49,10 @@ def sop(*rules: dict[str, Any]) -> Sop:
             "sample_data": True,
             "kecamatan": ["Bangil", "Pandaan", "Tosari"],
             "coordinator": "coord",
+            "on_call": {
+                "contacts": [{"id": "piket", "role": "CONTOH piket", "channels": ["sms"]}],
+                "repeat": {"rounds": 3, "every_minutes": 10},
+            },
             "consent": {
                 "requires_consent": {"police": "share_with_police"},
                 "mandatory_reporting": [

@@ -12,7 +12,7 @@ from collections.abc import Collection
 
 from rujuk_contracts.events import CASE_ID_PATTERN, TYPE_PREFIX, district_of
 
-CASE_AGGREGATES = ("case", "referral")  # their entries' subject is the case id
+CASE_AGGREGATES = ("case", "referral", "oncall")  # their entries' subject is the case id
 DISTRICT_IN_PAYLOAD = ("sop",)  # their payload names its ``district_code``
 CASE_TYPE_PREFIXES = tuple(f"{TYPE_PREFIX}.{aggregate}." for aggregate in CASE_AGGREGATES)
 PAYLOAD_TYPE_PREFIXES = tuple(f"{TYPE_PREFIX}.{aggregate}." for aggregate in DISTRICT_IN_PAYLOAD)

@@ -21,6 +21,13 @@ from rujuk_runtime.db import Connection, columns
 SCHEMA = "audit"
 # One key for every replica: whoever holds it owns the head until its transaction ends.
 LEDGER_LOCK_KEY = int.from_bytes(hashlib.sha256(b"rujuk.audit.ledger").digest()[:8], "big") >> 1
+
+
+async def lock_ledger(conn: Connection) -> None:
+    """Hold the ledger's lock to the end of the transaction: nothing is appended meanwhile."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", LEDGER_LOCK_KEY)
+
+
 STREAM_CHUNK_SIZE = 10_000
 
 # The ledger's columns are chain.Entry's fields, in its order (chain.ENTRY_FIELDS), with their
@@ -322,7 +329,7 @@ async def append_batch(
     moment = recorded_at or datetime.now(UTC)
     result = BatchAppend([], [], [])
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", LEDGER_LOCK_KEY)
+        await lock_ledger(conn)
         # Read after the lock (its own statement, so that this one's snapshot sees what the
         # writer before us committed): the ids already recorded, the head and the tree's
         # frontier, at once.

@@ -39,7 +39,7 @@ async def ensure_tree(conn: Connection, *, public_key: bytes | None = None) -> T
     """Make the tree cover every entry; TreeSwitchRefused if their chain does not verify.
     ``public_key``: the key old checkpoints must be signed with (else the stored one)."""
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", store.LEDGER_LOCK_KEY)
+        await store.lock_ledger(conn)
         covered = await store.tree_size(conn)
         head = await store.head(conn)
         if covered == head.seq:
