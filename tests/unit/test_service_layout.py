@@ -34,9 +34,9 @@ EXTRA_ROOMS: dict[str, set[str]] = {
         "export",
         "replay",
         "keys",
-        "tree",
-        "copies",
-        "cosigning",  # the Merkle switch; heads' copies; witnesses asked
+        "tree",  # the switch from the hash chain to the Merkle tree
+        "copies",  # the signed heads kept elsewhere (the stream, witnesses, files)
+        "cosigning",  # asking the witnesses to cosign
         "witness_server",  # the door of `rujuk audit witness`, a process of its own
     },
     "console": {"upstream"},
