@@ -8,6 +8,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,13 @@ from intake.settings import IntakeSettings
 from intake.vault import new_master_key_spec
 from notify.bootstrap import create_app as create_notify
 from notify.settings import NotifySettings
+from routing import oncall
+from routing import store as routing_store
 from routing.bootstrap import create_app as create_routing
+from routing.paging import alert_id_for
 from routing.settings import RoutingSettings
 from rujuk.samples import SAMPLE_REPORTS
-from rujuk_contracts.events import Role
+from rujuk_contracts.events import EscalationReason, Role
 from rujuk_runtime.access import hash_secret
 from tests.conftest import provisioned_database, remove_streams
 from tests.integration.access_support import bearer, eventually
@@ -40,6 +44,7 @@ TTL = 0.5  # RUJUK_TOKEN_CACHE_SECONDS for this test: revocation shows within it
 CASE = "3514-AB12CD34EF"
 REFERRAL = f"{CASE}-01"
 NOTE = "note-" + "0" * 32
+ALERT = f"{REFERRAL}-oncall"
 # Who may call each protected route; every other role gets 403. The test fails if a service
 # grows a /v1 route that is not listed here (whoami and the SOP list take any caller).
 ALLOWED: dict[str, dict[tuple[str, str], set[Role]]] = {
@@ -64,6 +69,8 @@ ALLOWED: dict[str, dict[tuple[str, str], set[Role]]] = {
         ("GET", "/v1/referrals"): {Role.COORDINATOR, Role.PARTNER},
         ("GET", "/v1/stats"): {Role.COORDINATOR},
         ("GET", "/v1/stats.csv"): {Role.COORDINATOR},
+        ("GET", "/v1/oncall/alerts"): {Role.COORDINATOR},
+        ("POST", "/v1/oncall/alerts/{alert_id}/acknowledge"): {Role.COORDINATOR},
     },
     "audit": {
         ("GET", "/v1/cases/{case_id}/history"): {Role.AUDITOR, Role.COORDINATOR},
@@ -204,7 +211,7 @@ async def test_every_protected_route_refuses_no_token_and_the_wrong_role(
     for method, path in by_code:  # without a code, refused whoever calls
         assert (await client.request(method, path, json={})).status_code == 422, path
     for (method, path), allowed in ALLOWED[service].items():
-        url = path.format(case_id=CASE, referral_id=REFERRAL, note_id=NOTE)
+        url = path.format(case_id=CASE, referral_id=REFERRAL, note_id=NOTE, alert_id=ALERT)
         body = {"json": {}} if method == "POST" else {}
         anonymous = await client.request(method, url, **body)
         assert anonymous.status_code == 401, (method, path)
@@ -247,7 +254,9 @@ async def test_a_revoked_token_stops_working_at_every_service(services: Services
 # - "sop": publishing another district's SOP is refused (403), nothing stored;
 # - "replay": another district's case replays as an unknown one; a time range, own only;
 # - "ledger": integrity facts of the whole ledger, naming no case of another district;
-# - "partner": partner-only, bound to its agency (and so to the SOPs that name it).
+# - "partner": partner-only, bound to its agency (and so to the SOPs that name it);
+# - "alerts" / "alert": on-call alerts of served districts only; another district's alert
+#   is acknowledged as one that does not exist (404), and stays unacknowledged.
 SCOPE: dict[str, dict[tuple[str, str], str]] = {
     "intake": {
         ("POST", "/v1/reports"): "files",
@@ -266,6 +275,8 @@ SCOPE: dict[str, dict[tuple[str, str], str]] = {
         ("GET", "/v1/referrals"): "listing",
         ("GET", "/v1/stats"): "figures",
         ("GET", "/v1/stats.csv"): "figures",
+        ("GET", "/v1/oncall/alerts"): "alerts",
+        ("POST", "/v1/oncall/alerts/{alert_id}/acknowledge"): "alert",
     },
     "audit": {
         ("GET", "/v1/cases/{case_id}/history"): "case",
@@ -295,6 +306,7 @@ class Districts:
     """One case in each district, and 3514-bound tokens of every district-bound role."""
 
     cases: dict[str, str]  # district -> case id
+    alerts: dict[str, str]  # district -> the id of an open on-call alert on its case
     tokens: dict[Role, str]  # role -> secret, bound to 3514
     province: dict[Role, str]  # role -> secret, province level (every district)
     note_id: str  # a note on the 3513 case, written by a province coordinator
@@ -344,7 +356,21 @@ async def districts(services: Services) -> Districts:
         headers=coordinator,
     )
     assert note.status_code == 201, note.text
-    return Districts(cases, tokens, province, note.json()["note_id"])
+    alerts = {}
+    conn = await asyncpg.connect(services.database_url, server_settings={"search_path": "routing"})
+    try:  # a chain run out on each case, its alert opened as routing's watcher opens them
+        for district, case_id in cases.items():
+            async with conn.transaction():
+                case = await routing_store.lock_case(conn, case_id, None)
+            assert case is not None
+            referral = case.referrals[0]
+            assert await oncall.open_alert(
+                conn, referral, EscalationReason.DEADLINE_MISSED, datetime.now(UTC)
+            )
+            alerts[district] = alert_id_for(referral.referral_id)
+    finally:
+        await conn.close()
+    return Districts(cases, alerts, tokens, province, note.json()["note_id"])
 
 
 def _same_answer(elsewhere: httpx.Response, missing: httpx.Response, ids: tuple[str, str]) -> None:
@@ -420,6 +446,25 @@ async def test_a_district_token_learns_nothing_of_another_district(
                 ]  # each replay has its own request id and subjects: the rest must match
                 assert [a.status_code for a in answers] == [202, 202], where
                 assert [a.json()["count"] for a in answers] == [0, 0], where
+            elif kind == "alerts":
+                listed = (await client.get(path, params={"open": "false"}, headers=headers)).json()
+                assert {a["case_id"] for a in listed["alerts"]} == {ours}, where
+            elif kind == "alert":
+                elsewhere = await client.post(
+                    path.format(alert_id=districts.alerts["3513"]), headers=headers
+                )
+                missing = await client.post(
+                    path.format(alert_id=f"{NO_SUCH_CASE['3513']}-01-oncall"), headers=headers
+                )
+                _same_answer(
+                    elsewhere,
+                    missing,
+                    (districts.alerts["3513"], f"{NO_SUCH_CASE['3513']}-01-oncall"),
+                )
+                assert elsewhere.status_code == 404, where
+                everywhere = bearer(districts.province[Role.COORDINATOR])
+                listed = (await client.get("/v1/oncall/alerts", headers=everywhere)).json()
+                assert {a["case_id"] for a in listed["alerts"]} == {ours, theirs}, where
             elif kind == "unrouted":
                 page = await client.get(path, headers=headers)
                 assert page.status_code == 200, where

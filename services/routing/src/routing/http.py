@@ -40,6 +40,9 @@ from rujuk_runtime.webapp import Runtime, from_app_state
 YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"}
 MAX_SOP_BYTES = 512 * 1024
 MAX_PAGE = 500
+# PostgreSQL's OFFSET is a bigint: a larger one is refused (422) before it reaches the database.
+MAX_OFFSET = 2**63 - 1
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Rows to skip")]
 
 router = APIRouter()
 
@@ -280,7 +283,7 @@ async def unrouted_cases(
     principal: Annotated[Principal, coordinator],
     runtime: Runtime,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> UnroutedPage:
     """Each stays listed until it is routed by hand (``POST /v1/cases/{id}/route``) or
     closed (``POST /v1/cases/{id}/close``)."""
@@ -427,7 +430,7 @@ async def oncall_alerts(
     runtime: Runtime,
     open: Annotated[bool, Query(description="true: only those nobody acknowledged")] = True,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> OnCallPage:
     """The alerts of the districts the token serves, open (unacknowledged) first, oldest
     first. An alert opens when a referral's chain runs out, the coordinator included; the
@@ -502,7 +505,7 @@ async def list_referrals(
     ] = None,
     case_id: Annotated[str | None, Query(pattern=CASE_ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> ReferralPage:
     """Open referrals first, then by priority (emergency, urgent, routine), then newest.
     A coordinator sees the referrals of cases in the districts it serves (a case elsewhere:
