@@ -7,6 +7,8 @@ small dependencies below, which ``bootstrap.py`` fills in. The exception handler
 ``guard`` middleware turn every failure into a page a person can act on; ``bootstrap.py``
 installs them."""
 
+import hashlib
+import json
 import re
 import secrets
 from collections.abc import Awaitable, Callable
@@ -22,6 +24,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from console import form, supervision, views
+from console.assets import IMMUTABLE, REVALIDATE, Assets, accepts_gzip
 from console.i18n import Translator, language_of
 from console.session import LANGUAGE_COOKIE, SESSION_COOKIE, Session, same_origin
 from console.settings import ConsoleSettings
@@ -62,6 +65,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+COMPRESS_FROM_BYTES = 1000  # smaller pages gain less from gzip than its framing costs
 
 router = APIRouter()
 
@@ -102,6 +106,7 @@ ZoneDep = Annotated[ZoneInfo, from_app_state("zone")]  # times shown and typed i
 UpstreamsDep = Annotated[Upstreams, from_app_state("upstreams")]
 SignInsDep = Annotated[SignIns, from_app_state("signins")]
 DatabaseDep = Annotated[PostgresSessions | None, from_app_state("database")]
+AssetsDep = Annotated[Assets, from_app_state("assets")]
 
 
 # --- rendering ------------------------------------------------------------------------------
@@ -149,6 +154,43 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         },
         status_code=status,
     )
+    return response
+
+
+# --- lists that refresh themselves: unchanged, they answer 304 ----------------------------
+
+
+def build_of(templates: Path, assets: Assets) -> str:
+    """A digest of the templates and static files this console serves."""
+    digest = hashlib.sha256()
+    for path in sorted(templates.rglob("*.html")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for asset in assets:
+        digest.update(asset.versioned.encode())
+    return digest.hexdigest()[:16]
+
+
+def etag_of(request: Request, *shown: object) -> str:
+    """The ETag of a list: a digest of what it shows (the services' answers, not the rendered
+    HTML, whose countdowns change every second while the script keeps them current), in
+    which language, by which build of the console."""
+    build: str = request.app.state.build
+    language = translator(request).language
+    text = json.dumps([build, language, shown], sort_keys=True, default=str)
+    return '"' + hashlib.sha256(text.encode()).hexdigest()[:24] + '"'
+
+
+def unchanged(request: Request, etag: str) -> bool:
+    asked = request.headers.get("if-none-match", "")
+    return etag in (tag.strip() for tag in asked.split(","))
+
+
+def refreshed_list(request: Request, template: str, etag: str, **context: Any) -> Response:
+    """A list's refresh: 304 with no body when the browser shows it already, else the list."""
+    if unchanged(request, etag):
+        return Response(status_code=304, headers={"ETag": etag})
+    response = render(request, template, etag=etag, **context)
+    response.headers["ETag"] = etag
     return response
 
 
@@ -313,6 +355,27 @@ async def healthz(database: DatabaseDep) -> Response:
     checks = {"postgres": await database.healthy()} if database is not None else {}
     ok = all(checks.values())
     return JSONResponse({"service": "console", "ok": ok, **checks}, 200 if ok else 503)
+
+
+@router.get("/static/{name}", include_in_schema=False)
+async def static_file(request: Request, name: str, assets: AssetsDep) -> Response:
+    """A static file: by its versioned name kept a year (immutable), by its plain name asked
+    about each time; gzip-compressed for the browsers that take it."""
+    found = assets.find(name)
+    if found is None:
+        raise StarletteHTTPException(404)
+    asset, versioned = found
+    headers = {
+        "Cache-Control": IMMUTABLE if versioned else REVALIDATE,
+        "ETag": asset.etag,
+        "Vary": "Accept-Encoding",
+    }
+    if unchanged(request, asset.etag):
+        return Response(status_code=304, headers=headers)
+    if asset.gzipped is not None and accepts_gzip(request.headers.get("accept-encoding")):
+        headers["Content-Encoding"] = "gzip"
+        return Response(asset.gzipped, media_type=asset.media_type, headers=headers)
+    return Response(asset.content, media_type=asset.media_type, headers=headers)
 
 
 @router.get("/lang")
@@ -483,9 +546,11 @@ async def find_case(request: Request, _: CaseReader, case_id: str = "") -> Respo
     return RedirectResponse(f"/cases/{quote(checked_case_id(case_id), safe='')}", 303)
 
 
-async def case_context(upstreams: Upstreams, session: Session, case_id: str) -> dict[str, Any]:
+async def case_context(
+    request: Request, upstreams: Upstreams, session: Session, case_id: str
+) -> dict[str, Any]:
     status = await upstreams.case_status(session.token, checked_case_id(case_id))
-    return {"case": status}
+    return {"case": status, "etag": etag_of(request, status)}
 
 
 @router.get("/cases/{case_id}")
@@ -496,7 +561,7 @@ async def case_page(
     upstreams: UpstreamsDep,
     filed: str = "",
 ) -> Response:
-    context = await case_context(upstreams, session, case_id)
+    context = await case_context(request, upstreams, session, case_id)
     return render(request, "case.html", filed=bool(filed), **context)
 
 
@@ -504,19 +569,22 @@ async def case_page(
 async def case_status_fragment(
     request: Request, case_id: str, session: CaseReader, upstreams: UpstreamsDep
 ) -> Response:
-    context = await case_context(upstreams, session, case_id)
-    return render(request, "_case_status.html", **context)
+    context = await case_context(request, upstreams, session, case_id)
+    return refreshed_list(request, "_case_status.html", **context)
 
 
 # --- partner: inbox, replies, disclosure ----------------------------------------------------
 
 
-async def inbox_context(upstreams: Upstreams, session: Session) -> dict[str, Any]:
+async def inbox_context(request: Request, upstreams: Upstreams, session: Session) -> dict[str, Any]:
     referrals = await upstreams.referrals(
         session.token, agency_id=session.agency_id, open=True, limit=200
     )
+    items = views.inbox(referrals, datetime.now(UTC))
     return {
-        "items": views.inbox(referrals, datetime.now(UTC)),
+        "items": items,
+        # A deadline passing changes the list (it is marked late) as much as a new referral.
+        "etag": etag_of(request, referrals, [item.overdue for item in items]),
         "decline_reasons": [str(r) for r in DeclineReason],
         "note_max_chars": NOTE_MAX_CHARS,
     }
@@ -527,12 +595,14 @@ async def inbox_page(
     request: Request, session: Partner, upstreams: UpstreamsDep, sent: str = ""
 ) -> Response:
     sent = sent if sent in {*ReplyKind, "duplicate"} else ""
-    return render(request, "inbox.html", sent=sent, **await inbox_context(upstreams, session))
+    context = await inbox_context(request, upstreams, session)
+    return render(request, "inbox.html", sent=sent, **context)
 
 
 @router.get("/inbox/items")
 async def inbox_items(request: Request, session: Partner, upstreams: UpstreamsDep) -> Response:
-    return render(request, "_inbox_items.html", **await inbox_context(upstreams, session))
+    context = await inbox_context(request, upstreams, session)
+    return refreshed_list(request, "_inbox_items.html", **context)
 
 
 @router.post("/referrals/{referral_id}/reply")
@@ -676,6 +746,8 @@ async def coordinator_page(
     chosen = chosen_district(session, district)
     oncall = await oncall_board(upstreams, session)  # first: it heads the page
     stats = await upstreams.stats(session.token, start, end, chosen)
+    overview = await open_overview(upstreams, session, chosen)
+    unrouted = await upstreams.unrouted_cases(session.token)
     return render(
         request,
         "coordinator.html",
@@ -685,9 +757,11 @@ async def coordinator_page(
         end=end,
         district=chosen,
         districts=await districts_served(upstreams, session),
-        overview=await open_overview(upstreams, session, chosen),
+        overview=overview,
+        open_etag=etag_of(request, overview, chosen),
         charts=stats_view(stats, translator(request)),
-        unrouted=await upstreams.unrouted_cases(session.token),
+        unrouted=unrouted,
+        unrouted_etag=etag_of(request, unrouted),
         routed=routed
         if CASE_ID.fullmatch(routed := request.query_params.get("routed", ""))
         else "",
@@ -700,7 +774,10 @@ async def coordinator_open(
 ) -> Response:
     chosen = chosen_district(session, district)
     overview = await open_overview(upstreams, session, chosen)
-    return render(request, "_coordinator_open.html", overview=overview, district=chosen)
+    etag = etag_of(request, overview, chosen)
+    return refreshed_list(
+        request, "_coordinator_open.html", etag, overview=overview, district=chosen
+    )
 
 
 @router.get("/coordinator/unrouted")
@@ -708,7 +785,8 @@ async def coordinator_unrouted(
     request: Request, session: Coordinator, upstreams: UpstreamsDep
 ) -> Response:
     unrouted = await upstreams.unrouted_cases(session.token)
-    return render(request, "_coordinator_unrouted.html", unrouted=unrouted)
+    etag = etag_of(request, unrouted)
+    return refreshed_list(request, "_coordinator_unrouted.html", etag, unrouted=unrouted)
 
 
 @router.post("/coordinator/cases/{case_id}/route")

@@ -2,6 +2,9 @@
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
+
+from console import formats
 
 DEFAULT_LANGUAGE = "id"
 LANGUAGES = ("id", "en")
@@ -17,7 +20,7 @@ INDONESIAN: dict[str, str] = {
     "district.3514": "Kab. Pasuruan",
     "app.sign_out": "Keluar",
     "app.footer": "Data contoh ditandai CONTOH. Setiap pembukaan detail kasus dicatat.",
-    "app.refreshing": "Diperbarui otomatis setiap {seconds} detik.",
+    "app.refreshing": "Diperbarui otomatis, setiap {seconds} sampai {most} detik.",
     "app.times_in": "Waktu dalam {zone}.",
     "supervision.crash_loop": "PERINGATAN: proses {process} terus mogok sejak {since}; "
     "rujuk up terus mencoba menyalakannya lagi. Selama itu pekerjaannya tertunda.",
@@ -123,6 +126,8 @@ INDONESIAN: dict[str, str] = {
     "inbox.title": "Kotak masuk rujukan",
     "inbox.for_agency": "Rujukan untuk {agency}. Paling mendesak dan terbaru di atas.",
     "inbox.empty": "Tidak ada rujukan terbuka.",
+    "inbox.news_one": "1 rujukan baru masuk.",
+    "inbox.news_many": "{count} rujukan baru masuk.",
     "inbox.referral": "Rujukan {referral_id}",
     "inbox.case": "Kasus",
     "inbox.deadline": "Batas konfirmasi",
@@ -315,7 +320,7 @@ ENGLISH: dict[str, str] = {
     "district.3514": "Pasuruan Regency",
     "app.sign_out": "Sign out",
     "app.footer": "Sample data is marked CONTOH. Every opening of a case's details is recorded.",
-    "app.refreshing": "Refreshes by itself every {seconds} seconds.",
+    "app.refreshing": "Refreshes by itself, every {seconds} to {most} seconds.",
     "app.times_in": "Times in {zone}.",
     "supervision.crash_loop": "WARNING: process {process} keeps crashing since {since}; "
     "rujuk up keeps trying to start it again. Its work waits meanwhile.",
@@ -416,6 +421,8 @@ ENGLISH: dict[str, str] = {
     "inbox.title": "Referral inbox",
     "inbox.for_agency": "Referrals for {agency}. Most urgent and newest first.",
     "inbox.empty": "No open referral.",
+    "inbox.news_one": "1 new referral came in.",
+    "inbox.news_many": "{count} new referrals came in.",
     "inbox.referral": "Referral {referral_id}",
     "inbox.case": "Case",
     "inbox.deadline": "Acknowledge by",
@@ -623,6 +630,25 @@ class Translator:
         if districts is None:
             return self("scope.province")
         return ", ".join(self.district(code) for code in districts)
+
+    def duration(self, delta: timedelta | None) -> str:
+        """``1 j 57 mnt`` / ``1h 57m``; "" for no span."""
+        return "" if delta is None else formats.duration(delta, self.language)
+
+    def number(self, value: float, digits: int = 0) -> str:
+        return formats.number(value, self.language, digits)
+
+    def percent(self, share: float, digits: int = 1) -> str:
+        return formats.percent(share, self.language, digits)
+
+    def minutes(self, value: float, digits: int = 1) -> str:
+        """``0,5 mnt`` / ``0.5m``."""
+        return formats.in_unit(value, "minute", self.language, digits)
+
+    @property
+    def unit_patterns(self) -> Mapping[str, str]:
+        """The countdown script's words for days, hours, minutes and seconds."""
+        return formats.unit_patterns(self.language)
 
     @property
     def other_language(self) -> str:
