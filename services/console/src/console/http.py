@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from console import form, supervision, views
+from console import cadre, form, supervision, views
 from console.assets import IMMUTABLE, REVALIDATE, Assets, accepts_gzip
 from console.i18n import Translator, language_of
 from console.session import LANGUAGE_COOKIE, SESSION_COOKIE, Session, same_origin
@@ -51,6 +51,7 @@ HOME = {
     "partner": "/inbox",
     "coordinator": "/coordinator",
     "auditor": "/audit",
+    "cadre": "/cadre/",
 }
 CASE_ID = re.compile(CASE_ID_PATTERN)
 DISTRICT_CODE = re.compile(r"[0-9]{4}")  # a BPS regency code, such as 3514
@@ -212,10 +213,11 @@ def signed_in(*roles: str) -> Callable[[Request], Awaitable[Session]]:
 
 
 Operator = Annotated[Session, Depends(signed_in("operator"))]
-CaseReader = Annotated[Session, Depends(signed_in("operator", "coordinator"))]
+CaseReader = Annotated[Session, Depends(signed_in("operator", "coordinator", "cadre"))]
 Partner = Annotated[Session, Depends(signed_in("partner"))]
 Coordinator = Annotated[Session, Depends(signed_in("coordinator"))]
 Auditor = Annotated[Session, Depends(signed_in("auditor", "coordinator"))]
+Cadre = Annotated[Session, Depends(signed_in("cadre"))]
 
 
 def checked_case_id(case_id: str) -> str:
@@ -571,6 +573,96 @@ async def case_status_fragment(
 ) -> Response:
     context = await case_context(request, upstreams, session, case_id)
     return refreshed_list(request, "_case_status.html", **context)
+
+
+# --- cadre: a report from the village, offline first ----------------------------------------
+
+
+@router.get("/cadre/")
+async def cadre_page(request: Request, session: Cadre, upstreams: UpstreamsDep) -> Response:
+    """The cadre's form, which works without signal: its service worker keeps this page,
+    and static/cadre.js queues reports on the device, encrypted, until they are sent."""
+    who = await upstreams.whoami(session.token)
+    return render(
+        request,
+        "cadre.html",
+        areas=cadre.areas_of(who.get("areas")),
+        district=(session.districts or ("",))[0],
+        owner=cadre.owner_of(session.token_id),
+        fields=form.FIELDS_BY_PATH,
+    )
+
+
+@router.get("/cadre/sw.js", include_in_schema=False)
+async def cadre_service_worker(request: Request, assets: AssetsDep) -> Response:
+    """The service worker that keeps the cadre's page and its files for when there is no
+    signal. It holds no one's data; its version is the console's build."""
+    body = (
+        templates_of(request)
+        .get_template("cadre_sw.js")
+        .render(build=request.app.state.build, shell=CADRE_SHELL, static_url=assets.url)
+    )
+    return Response(
+        body,
+        media_type="application/javascript",
+        headers={"Cache-Control": "no-cache", "Service-Worker-Allowed": "/cadre/"},
+    )
+
+
+CADRE_SHELL = ("console.css", "cadre.js", "cadre-icon.svg", "cadre-icon-192.png")
+
+
+@router.get("/cadre/manifest.webmanifest", include_in_schema=False)
+async def cadre_manifest(request: Request, assets: AssetsDep) -> Response:
+    t = translator(request)
+    manifest = {
+        "name": t("cadre.app_name"),
+        "short_name": "rujuk",
+        "lang": t.language,
+        "start_url": "/cadre/",
+        "scope": "/cadre/",
+        "display": "standalone",
+        "background_color": "#fafafa",
+        "theme_color": "#0b5cad",
+        "icons": [
+            {"src": assets.url("cadre-icon.svg"), "sizes": "any", "type": "image/svg+xml"},
+            {"src": assets.url("cadre-icon-192.png"), "sizes": "192x192", "type": "image/png"},
+            {"src": assets.url("cadre-icon-512.png"), "sizes": "512x512", "type": "image/png"},
+        ],
+    }
+    return JSONResponse(
+        manifest, media_type="application/manifest+json", headers={"Cache-Control": "no-cache"}
+    )
+
+
+@router.post("/cadre/reports")
+async def cadre_file_report(request: Request, session: Cadre, upstreams: UpstreamsDep) -> Response:
+    """One queued report, sent by the page's script: JSON in, JSON out. 202 with the case
+    id; 422 with the reasons in the page's language; 401 when the cadre must sign in again;
+    503 when intake cannot be reached (the report stays queued)."""
+    key = request.headers.get("idempotency-key", "")
+    raw = await request.body()
+    if not key or len(key) > 200 or len(raw) > cadre.REPORT_MAX_BYTES:
+        return JSONResponse({"reasons": [translator(request)("cadre.invalid")]}, 400)
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return JSONResponse({"reasons": [translator(request)("cadre.invalid")]}, 400)
+    try:
+        accepted = await upstreams.file_report(session.token, body, key)
+    except Invalid as refused:
+        reasons = cadre.refusal_reasons(refused.problems, translator(request))
+        return JSONResponse({"reasons": reasons}, 422)
+    except SignInNeeded:
+        await end_sessions_of_refused_token(request)
+        return JSONResponse({"signin": True}, 401)
+    except UpstreamError as exc:
+        log.warning("cadre report not sent", service=exc.service, status=exc.status)
+        return JSONResponse({"retry": True}, 503)
+    log.info("cadre report filed", case_id=accepted.get("case_id"), token_id=session.token_id)
+    return JSONResponse({"case_id": accepted.get("case_id")}, 202)
 
 
 # --- partner: inbox, replies, disclosure ----------------------------------------------------
