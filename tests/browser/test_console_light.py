@@ -280,6 +280,8 @@ async def test_a_partners_focus_stays_on_its_button_while_the_inbox_changes(
         f"() => document.querySelectorAll('#inbox article[data-item]').length > {before}",
         timeout=15_000,
     )
+    # The news is written once the swapped list has settled (htmx:load, after the swap).
+    await page.wait_for_function("() => document.getElementById('inbox-news').textContent")
     assert await page.evaluate("() => document.activeElement.id") == focused
     news = await page.locator("#inbox-news").inner_text()
     assert news == "1 rujukan baru masuk."
