@@ -1,5 +1,5 @@
-"""Basic accessibility checks run in the page: a language, a label for every form field,
-headings that do not skip a level."""
+"""Accessibility checks run in the page: a language, a label for every form field, headings
+that do not skip a level; and axe-core's whole rule set (``axe_violations``)."""
 
 from typing import Any
 
@@ -33,3 +33,16 @@ CHECK_PAGE = """
 async def page_problems(page: Any) -> list[str]:
     problems: list[str] = await page.evaluate(CHECK_PAGE)
     return problems
+
+
+async def axe_violations(page: Any) -> list[str]:
+    """axe-core's violations on the page as it is now (the axe-core that the PyPI package
+    axe-playwright-python ships; nothing is fetched), one line each: rule, impact, where."""
+    from axe_playwright_python.async_playwright import Axe  # only where a browser runs
+
+    results = await Axe().run(page)
+    found: list[str] = []
+    for violation in results.response.get("violations", []):
+        targets = [", ".join(node.get("target", [])) for node in violation.get("nodes", [])]
+        found.append(f"{violation['id']} ({violation.get('impact')}): {'; '.join(targets)[:300]}")
+    return found

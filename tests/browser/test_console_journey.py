@@ -2,7 +2,7 @@
 real NATS and PostgreSQL: an operator files a report, the partner's inbox shows it within
 seconds, the partner accepts it and opens the details, the coordinator sees it accepted and
 acknowledges the on-call alert at the top of its page, the auditor sees every hand-off and a
-verified chain. Every page gets a screenshot and a basic accessibility check."""
+verified chain. Every page gets a screenshot, a basic accessibility check and axe-core's."""
 
 import asyncio
 import time
@@ -21,7 +21,7 @@ from routing import store as routing_store
 from routing.paging import OnCallAlert, alert_id_for
 from rujuk.stack import Stack
 from rujuk_contracts.events import EscalationReason, Priority
-from tests.browser.accessibility import page_problems
+from tests.browser.accessibility import axe_violations, page_problems
 
 pytestmark = pytest.mark.integration
 
@@ -52,11 +52,14 @@ class Journey:
         await page.click("main button[type=submit]")
         return context, page
 
-    async def record(self, page: Page, name: str) -> None:
+    async def record(self, page: Page, name: str, *, axe: bool = True) -> None:
+        """``axe``: False on a page opened without script, where axe-core cannot run."""
         await page.screenshot(
             path=self.screenshots / f"{len(self.problems) + 1:02d}-{name}.png", full_page=True
         )
         self.problems[name] = await page_problems(page)
+        if axe:
+            self.problems[name] += await axe_violations(page)
 
 
 async def partner_token(stack: Stack, agency_id: str) -> str:
@@ -192,7 +195,7 @@ async def test_a_report_goes_from_operator_to_partner_coordinator_and_auditor_in
     plain, plain_page = await journey.signed_in(partner_secret, PHONE, script=False)
     assert await plain_page.locator(f"{card} time[datetime]").inner_text()
     assert await plain_page.locator(f"{card} form button[data-reply=accept]").count() == 1
-    await journey.record(plain_page, "partner-inbox-without-script")
+    await journey.record(plain_page, "partner-inbox-without-script", axe=False)
     await plain.close()
     await page.click(f"{card} button[data-reply=accept]")
     await page.wait_for_selector(f"{card} button[data-reply=complete]", timeout=10_000)

@@ -49,8 +49,8 @@ ALERT = f"{REFERRAL}-oncall"
 # grows a /v1 route that is not listed here (whoami and the SOP list take any caller).
 ALLOWED: dict[str, dict[tuple[str, str], set[Role]]] = {
     "intake": {
-        ("POST", "/v1/reports"): {Role.OPERATOR},
-        ("GET", "/v1/cases/{case_id}"): {Role.OPERATOR, Role.COORDINATOR},
+        ("POST", "/v1/reports"): {Role.OPERATOR, Role.CADRE},
+        ("GET", "/v1/cases/{case_id}"): {Role.OPERATOR, Role.COORDINATOR, Role.CADRE},
         ("GET", "/v1/cases/{case_id}/details"): {Role.PARTNER},
         ("GET", "/v1/cases/{case_id}/disclosures"): {Role.AUDITOR, Role.COORDINATOR},
         ("POST", "/v1/cases/{case_id}/erase"): {Role.COORDINATOR},
@@ -146,8 +146,14 @@ async def services(nats_url: str, server_database_url: str) -> AsyncIterator[Ser
             try:  # as `rujuk token create` does: straight into intake's schema and outbox
                 for role in Role:
                     agency = "rsud-bangil" if role is Role.PARTNER else None
+                    cadre = role is Role.CADRE  # one district and its kecamatan
                     tokens[role] = await store.create_token(
-                        conn, role, agency_id=agency, label="Ibu Contoh (invented holder)"
+                        conn,
+                        role,
+                        agency_id=agency,
+                        label="Ibu Contoh (invented holder)",
+                        districts=["3514"] if cadre else None,
+                        areas=["Bangil"] if cadre else (),
                     )
             finally:
                 await conn.close()
@@ -317,7 +323,8 @@ async def districts(services: Services) -> Districts:
     conn = await services.intake_db()
     try:  # of its own: another test revokes the module's coordinator
         tokens, province = {}, {}
-        for role in (r for r in Role if r.district_bound):
+        # A cadre is never province level; its scope: tests/integration/test_intake_cadres.py.
+        for role in (r for r in Role if r.district_bound and r is not Role.CADRE):
             tokens[role] = (await store.create_token(conn, role, districts=["3514"]))[1]
             province[role] = (await store.create_token(conn, role, districts=None))[1]
     finally:
@@ -389,7 +396,8 @@ async def test_a_district_token_learns_nothing_of_another_district(
     theirs, ours = districts.cases["3513"], districts.cases["3514"]
     for (method, path), kind in SCOPE[service].items():
         roles = sorted(r for r in ALLOWED[service][(method, path)] if r.district_bound)
-        for role in roles:
+        # A cadre's own scope (its district, kecamatan and reports): test_intake_cadres.py.
+        for role in (r for r in roles if r is not Role.CADRE):
             headers = bearer(districts.tokens[role])
             where = (service, method, path, role)
             if kind == "case":

@@ -95,6 +95,15 @@ async def _partner_token(database_url: str) -> str:
         await conn.close()
 
 
+async def _cadre_token(database_url: str) -> str:
+    conn = await connect(database_url)
+    try:
+        made = await store.create_token(conn, Role.CADRE, districts=["3513"], areas=["Kraksaan"])
+        return made[1]
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="module")
 def running(
     nats_url: str,
@@ -121,6 +130,7 @@ def running(
             Role.COORDINATOR: secrets["coordinator_token"],
             Role.AUDITOR: secrets["auditor_token"],
             Role.PARTNER: asyncio.run(_partner_token(stack.database_url)),
+            Role.CADRE: asyncio.run(_cadre_token(stack.database_url)),
         }
         yield Running(stack, apps, tokens)
     finally:

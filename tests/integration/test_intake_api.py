@@ -412,6 +412,7 @@ async def test_whoami_names_the_tokens_role_and_agency_but_never_its_secret(
             "agency_id": agency,
             "districts": districts,
             "scope": scope,
+            "areas": None,  # a cadre's only
         }
         assert intake.tokens[name] not in got.text
 

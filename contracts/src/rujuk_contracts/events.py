@@ -498,11 +498,15 @@ class Role(StrEnum):
     PARTNER = "partner"  # bound to one agency: its referrals, replies and case details
     COORDINATOR = "coordinator"  # the SOP, every referral, monitoring, closing and erasing
     AUDITOR = "auditor"  # the ledger and the disclosure log
+    # A village cadre: bound to one district and to kecamatan or villages in it, files
+    # reports there and reads the status of the reports it filed; nothing else.
+    CADRE = "cadre"
 
     @property
     def district_bound(self) -> bool:
-        """Operators, coordinators and auditors serve districts (or the whole province); a
-        partner is bound to its agency instead, and through it to the SOPs that name it."""
+        """Operators, coordinators, auditors and cadres serve districts (or, all but cadres,
+        the whole province); a partner is bound to its agency instead, and through it to the
+        SOPs that name it."""
         return self is not Role.PARTNER
 
 

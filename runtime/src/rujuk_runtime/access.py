@@ -71,6 +71,9 @@ class Principal:
     role: Role
     agency_id: str | None
     districts: frozenset[str] | None
+    # A cadre's kecamatan or villages ("Kraksaan", "Kraksaan/Desa Contoh"): only intake,
+    # which files its reports, knows them; elsewhere None.
+    areas: tuple[str, ...] | None = None
 
     @property
     def province(self) -> bool:

@@ -15,10 +15,11 @@ from zoneinfo import ZoneInfo
 
 import httpx
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.middleware.gzip import GZipMiddleware
 
 from console import http, views
+from console.assets import Assets
 from console.session import SessionSealer
 from console.settings import ConsoleSettings
 from console.signins import SessionRecords, SignIns
@@ -75,11 +76,15 @@ def create_app(
     signins = SignIns(
         records, sealer, upstreams.token_valid, check_interval=settings.token_cache_seconds
     )
+    assets = Assets.of_folder(HERE / "static")
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.globals.update(
         local=partial(views.local, zone=zone),
         zone_name=settings.timezone,
         poll_seconds=settings.poll_seconds,
+        poll_max_seconds=settings.poll_max_seconds,
+        poll_hidden_seconds=settings.poll_hidden_seconds,
+        static_url=assets.url,
         home=http.HOME,
     )
 
@@ -98,9 +103,14 @@ def create_app(
     app.state.database = database
     app.state.signins = signins
     app.state.templates = templates
-    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.state.assets = assets
+    # What a list's ETag depends on besides its data: a new console's pages are new pages.
+    app.state.build = http.build_of(HERE / "templates", assets)
     for exception, handler in http.EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exception, handler)
     app.middleware("http")(http.guard)
+    # Pages and lists go compressed to browsers that take it (static files are compressed
+    # once, at start, and not again here: a response that has an encoding is left alone).
+    app.add_middleware(GZipMiddleware, minimum_size=http.COMPRESS_FROM_BYTES)
     add_routes(app, http.router)
     return app

@@ -1,7 +1,7 @@
 """Bar charts as server-drawn SVG geometry (no script), from the monitoring figures. The
 template draws the bars; each chart also has a table with the same numbers."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 BAR_HEIGHT = 22
@@ -41,15 +41,16 @@ class BarChart:
 
 
 def bar_chart(
-    title: str, rows: Sequence[tuple[str, float]], unit: str = "", digits: int = 0
+    title: str, rows: Sequence[tuple[str, float]], written: Callable[[float], str] = str
 ) -> BarChart:
-    """Bars scaled to the largest value; a zero value draws no bar but keeps its row."""
+    """Bars scaled to the largest value; a zero value draws no bar but keeps its row.
+    ``written``: how a value is shown beside its bar (in the page's language)."""
     top = max((value for _, value in rows), default=0) or 1
     bars = tuple(
         Bar(
             label=label,
             value=value,
-            text=f"{value:.{digits}f}{unit}",
+            text=written(value),
             y=GAP + index * (BAR_HEIGHT + GAP),
             width=round(PLOT_WIDTH * value / top, 1),
         )

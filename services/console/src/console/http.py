@@ -7,6 +7,8 @@ small dependencies below, which ``bootstrap.py`` fills in. The exception handler
 ``guard`` middleware turn every failure into a page a person can act on; ``bootstrap.py``
 installs them."""
 
+import hashlib
+import json
 import re
 import secrets
 from collections.abc import Awaitable, Callable
@@ -21,7 +23,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from console import form, supervision, views
+from console import cadre, form, supervision, views
+from console.assets import IMMUTABLE, REVALIDATE, Assets, accepts_gzip
 from console.i18n import Translator, language_of
 from console.session import LANGUAGE_COOKIE, SESSION_COOKIE, Session, same_origin
 from console.settings import ConsoleSettings
@@ -48,6 +51,7 @@ HOME = {
     "partner": "/inbox",
     "coordinator": "/coordinator",
     "auditor": "/audit",
+    "cadre": "/cadre/",
 }
 CASE_ID = re.compile(CASE_ID_PATTERN)
 DISTRICT_CODE = re.compile(r"[0-9]{4}")  # a BPS regency code, such as 3514
@@ -62,6 +66,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+COMPRESS_FROM_BYTES = 1000  # smaller pages gain less from gzip than its framing costs
 
 router = APIRouter()
 
@@ -102,6 +107,7 @@ ZoneDep = Annotated[ZoneInfo, from_app_state("zone")]  # times shown and typed i
 UpstreamsDep = Annotated[Upstreams, from_app_state("upstreams")]
 SignInsDep = Annotated[SignIns, from_app_state("signins")]
 DatabaseDep = Annotated[PostgresSessions | None, from_app_state("database")]
+AssetsDep = Annotated[Assets, from_app_state("assets")]
 
 
 # --- rendering ------------------------------------------------------------------------------
@@ -152,6 +158,43 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
     return response
 
 
+# --- lists that refresh themselves: unchanged, they answer 304 ----------------------------
+
+
+def build_of(templates: Path, assets: Assets) -> str:
+    """A digest of the templates and static files this console serves."""
+    digest = hashlib.sha256()
+    for path in sorted(templates.rglob("*.html")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for asset in assets:
+        digest.update(asset.versioned.encode())
+    return digest.hexdigest()[:16]
+
+
+def etag_of(request: Request, *shown: object) -> str:
+    """The ETag of a list: a digest of what it shows (the services' answers, not the rendered
+    HTML, whose countdowns change every second while the script keeps them current), in
+    which language, by which build of the console."""
+    build: str = request.app.state.build
+    language = translator(request).language
+    text = json.dumps([build, language, shown], sort_keys=True, default=str)
+    return '"' + hashlib.sha256(text.encode()).hexdigest()[:24] + '"'
+
+
+def unchanged(request: Request, etag: str) -> bool:
+    asked = request.headers.get("if-none-match", "")
+    return etag in (tag.strip() for tag in asked.split(","))
+
+
+def refreshed_list(request: Request, template: str, etag: str, **context: Any) -> Response:
+    """A list's refresh: 304 with no body when the browser shows it already, else the list."""
+    if unchanged(request, etag):
+        return Response(status_code=304, headers={"ETag": etag})
+    response = render(request, template, etag=etag, **context)
+    response.headers["ETag"] = etag
+    return response
+
+
 # --- who may see what -----------------------------------------------------------------------
 
 
@@ -170,10 +213,11 @@ def signed_in(*roles: str) -> Callable[[Request], Awaitable[Session]]:
 
 
 Operator = Annotated[Session, Depends(signed_in("operator"))]
-CaseReader = Annotated[Session, Depends(signed_in("operator", "coordinator"))]
+CaseReader = Annotated[Session, Depends(signed_in("operator", "coordinator", "cadre"))]
 Partner = Annotated[Session, Depends(signed_in("partner"))]
 Coordinator = Annotated[Session, Depends(signed_in("coordinator"))]
 Auditor = Annotated[Session, Depends(signed_in("auditor", "coordinator"))]
+Cadre = Annotated[Session, Depends(signed_in("cadre"))]
 
 
 def checked_case_id(case_id: str) -> str:
@@ -313,6 +357,27 @@ async def healthz(database: DatabaseDep) -> Response:
     checks = {"postgres": await database.healthy()} if database is not None else {}
     ok = all(checks.values())
     return JSONResponse({"service": "console", "ok": ok, **checks}, 200 if ok else 503)
+
+
+@router.get("/static/{name}", include_in_schema=False)
+async def static_file(request: Request, name: str, assets: AssetsDep) -> Response:
+    """A static file: by its versioned name kept a year (immutable), by its plain name asked
+    about each time; gzip-compressed for the browsers that take it."""
+    found = assets.find(name)
+    if found is None:
+        raise StarletteHTTPException(404)
+    asset, versioned = found
+    headers = {
+        "Cache-Control": IMMUTABLE if versioned else REVALIDATE,
+        "ETag": asset.etag,
+        "Vary": "Accept-Encoding",
+    }
+    if unchanged(request, asset.etag):
+        return Response(status_code=304, headers=headers)
+    if asset.gzipped is not None and accepts_gzip(request.headers.get("accept-encoding")):
+        headers["Content-Encoding"] = "gzip"
+        return Response(asset.gzipped, media_type=asset.media_type, headers=headers)
+    return Response(asset.content, media_type=asset.media_type, headers=headers)
 
 
 @router.get("/lang")
@@ -483,9 +548,11 @@ async def find_case(request: Request, _: CaseReader, case_id: str = "") -> Respo
     return RedirectResponse(f"/cases/{quote(checked_case_id(case_id), safe='')}", 303)
 
 
-async def case_context(upstreams: Upstreams, session: Session, case_id: str) -> dict[str, Any]:
+async def case_context(
+    request: Request, upstreams: Upstreams, session: Session, case_id: str
+) -> dict[str, Any]:
     status = await upstreams.case_status(session.token, checked_case_id(case_id))
-    return {"case": status}
+    return {"case": status, "etag": etag_of(request, status)}
 
 
 @router.get("/cases/{case_id}")
@@ -496,7 +563,7 @@ async def case_page(
     upstreams: UpstreamsDep,
     filed: str = "",
 ) -> Response:
-    context = await case_context(upstreams, session, case_id)
+    context = await case_context(request, upstreams, session, case_id)
     return render(request, "case.html", filed=bool(filed), **context)
 
 
@@ -504,19 +571,112 @@ async def case_page(
 async def case_status_fragment(
     request: Request, case_id: str, session: CaseReader, upstreams: UpstreamsDep
 ) -> Response:
-    context = await case_context(upstreams, session, case_id)
-    return render(request, "_case_status.html", **context)
+    context = await case_context(request, upstreams, session, case_id)
+    return refreshed_list(request, "_case_status.html", **context)
+
+
+# --- cadre: a report from the village, offline first ----------------------------------------
+
+
+@router.get("/cadre/")
+async def cadre_page(request: Request, session: Cadre, upstreams: UpstreamsDep) -> Response:
+    """The cadre's form, which works without signal: its service worker keeps this page,
+    and static/cadre.js queues reports on the device, encrypted, until they are sent."""
+    who = await upstreams.whoami(session.token)
+    return render(
+        request,
+        "cadre.html",
+        areas=cadre.areas_of(who.get("areas")),
+        district=(session.districts or ("",))[0],
+        owner=cadre.owner_of(session.token_id),
+        fields=form.FIELDS_BY_PATH,
+    )
+
+
+@router.get("/cadre/sw.js", include_in_schema=False)
+async def cadre_service_worker(request: Request, assets: AssetsDep) -> Response:
+    """The service worker that keeps the cadre's page and its files for when there is no
+    signal. It holds no one's data; its version is the console's build."""
+    body = (
+        templates_of(request)
+        .get_template("cadre_sw.js")
+        .render(build=request.app.state.build, shell=CADRE_SHELL, static_url=assets.url)
+    )
+    return Response(
+        body,
+        media_type="application/javascript",
+        headers={"Cache-Control": "no-cache", "Service-Worker-Allowed": "/cadre/"},
+    )
+
+
+CADRE_SHELL = ("console.css", "cadre.js", "cadre-icon.svg", "cadre-icon-192.png")
+
+
+@router.get("/cadre/manifest.webmanifest", include_in_schema=False)
+async def cadre_manifest(request: Request, assets: AssetsDep) -> Response:
+    t = translator(request)
+    manifest = {
+        "name": t("cadre.app_name"),
+        "short_name": "rujuk",
+        "lang": t.language,
+        "start_url": "/cadre/",
+        "scope": "/cadre/",
+        "display": "standalone",
+        "background_color": "#fafafa",
+        "theme_color": "#0b5cad",
+        "icons": [
+            {"src": assets.url("cadre-icon.svg"), "sizes": "any", "type": "image/svg+xml"},
+            {"src": assets.url("cadre-icon-192.png"), "sizes": "192x192", "type": "image/png"},
+            {"src": assets.url("cadre-icon-512.png"), "sizes": "512x512", "type": "image/png"},
+        ],
+    }
+    return JSONResponse(
+        manifest, media_type="application/manifest+json", headers={"Cache-Control": "no-cache"}
+    )
+
+
+@router.post("/cadre/reports")
+async def cadre_file_report(request: Request, session: Cadre, upstreams: UpstreamsDep) -> Response:
+    """One queued report, sent by the page's script: JSON in, JSON out. 202 with the case
+    id; 422 with the reasons in the page's language; 401 when the cadre must sign in again;
+    503 when intake cannot be reached (the report stays queued)."""
+    key = request.headers.get("idempotency-key", "")
+    raw = await request.body()
+    if not key or len(key) > 200 or len(raw) > cadre.REPORT_MAX_BYTES:
+        return JSONResponse({"reasons": [translator(request)("cadre.invalid")]}, 400)
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return JSONResponse({"reasons": [translator(request)("cadre.invalid")]}, 400)
+    try:
+        accepted = await upstreams.file_report(session.token, body, key)
+    except Invalid as refused:
+        reasons = cadre.refusal_reasons(refused.problems, translator(request))
+        return JSONResponse({"reasons": reasons}, 422)
+    except SignInNeeded:
+        await end_sessions_of_refused_token(request)
+        return JSONResponse({"signin": True}, 401)
+    except UpstreamError as exc:
+        log.warning("cadre report not sent", service=exc.service, status=exc.status)
+        return JSONResponse({"retry": True}, 503)
+    log.info("cadre report filed", case_id=accepted.get("case_id"), token_id=session.token_id)
+    return JSONResponse({"case_id": accepted.get("case_id")}, 202)
 
 
 # --- partner: inbox, replies, disclosure ----------------------------------------------------
 
 
-async def inbox_context(upstreams: Upstreams, session: Session) -> dict[str, Any]:
+async def inbox_context(request: Request, upstreams: Upstreams, session: Session) -> dict[str, Any]:
     referrals = await upstreams.referrals(
         session.token, agency_id=session.agency_id, open=True, limit=200
     )
+    items = views.inbox(referrals, datetime.now(UTC))
     return {
-        "items": views.inbox(referrals, datetime.now(UTC)),
+        "items": items,
+        # A deadline passing changes the list (it is marked late) as much as a new referral.
+        "etag": etag_of(request, referrals, [item.overdue for item in items]),
         "decline_reasons": [str(r) for r in DeclineReason],
         "note_max_chars": NOTE_MAX_CHARS,
     }
@@ -527,12 +687,14 @@ async def inbox_page(
     request: Request, session: Partner, upstreams: UpstreamsDep, sent: str = ""
 ) -> Response:
     sent = sent if sent in {*ReplyKind, "duplicate"} else ""
-    return render(request, "inbox.html", sent=sent, **await inbox_context(upstreams, session))
+    context = await inbox_context(request, upstreams, session)
+    return render(request, "inbox.html", sent=sent, **context)
 
 
 @router.get("/inbox/items")
 async def inbox_items(request: Request, session: Partner, upstreams: UpstreamsDep) -> Response:
-    return render(request, "_inbox_items.html", **await inbox_context(upstreams, session))
+    context = await inbox_context(request, upstreams, session)
+    return refreshed_list(request, "_inbox_items.html", **context)
 
 
 @router.post("/referrals/{referral_id}/reply")
@@ -676,6 +838,8 @@ async def coordinator_page(
     chosen = chosen_district(session, district)
     oncall = await oncall_board(upstreams, session)  # first: it heads the page
     stats = await upstreams.stats(session.token, start, end, chosen)
+    overview = await open_overview(upstreams, session, chosen)
+    unrouted = await upstreams.unrouted_cases(session.token)
     return render(
         request,
         "coordinator.html",
@@ -685,9 +849,11 @@ async def coordinator_page(
         end=end,
         district=chosen,
         districts=await districts_served(upstreams, session),
-        overview=await open_overview(upstreams, session, chosen),
+        overview=overview,
+        open_etag=etag_of(request, overview, chosen),
         charts=stats_view(stats, translator(request)),
-        unrouted=await upstreams.unrouted_cases(session.token),
+        unrouted=unrouted,
+        unrouted_etag=etag_of(request, unrouted),
         routed=routed
         if CASE_ID.fullmatch(routed := request.query_params.get("routed", ""))
         else "",
@@ -700,7 +866,10 @@ async def coordinator_open(
 ) -> Response:
     chosen = chosen_district(session, district)
     overview = await open_overview(upstreams, session, chosen)
-    return render(request, "_coordinator_open.html", overview=overview, district=chosen)
+    etag = etag_of(request, overview, chosen)
+    return refreshed_list(
+        request, "_coordinator_open.html", etag, overview=overview, district=chosen
+    )
 
 
 @router.get("/coordinator/unrouted")
@@ -708,7 +877,8 @@ async def coordinator_unrouted(
     request: Request, session: Coordinator, upstreams: UpstreamsDep
 ) -> Response:
     unrouted = await upstreams.unrouted_cases(session.token)
-    return render(request, "_coordinator_unrouted.html", unrouted=unrouted)
+    etag = etag_of(request, unrouted)
+    return refreshed_list(request, "_coordinator_unrouted.html", etag, unrouted=unrouted)
 
 
 @router.post("/coordinator/cases/{case_id}/route")

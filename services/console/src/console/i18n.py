@@ -2,6 +2,9 @@
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
+
+from console import formats
 
 DEFAULT_LANGUAGE = "id"
 LANGUAGES = ("id", "en")
@@ -17,7 +20,7 @@ INDONESIAN: dict[str, str] = {
     "district.3514": "Kab. Pasuruan",
     "app.sign_out": "Keluar",
     "app.footer": "Data contoh ditandai CONTOH. Setiap pembukaan detail kasus dicatat.",
-    "app.refreshing": "Diperbarui otomatis setiap {seconds} detik.",
+    "app.refreshing": "Diperbarui otomatis, setiap {seconds} sampai {most} detik.",
     "app.times_in": "Waktu dalam {zone}.",
     "supervision.crash_loop": "PERINGATAN: proses {process} terus mogok sejak {since}; "
     "rujuk up terus mencoba menyalakannya lagi. Selama itu pekerjaannya tertunda.",
@@ -26,6 +29,36 @@ INDONESIAN: dict[str, str] = {
     "role.partner": "lembaga mitra",
     "role.coordinator": "koordinator",
     "role.auditor": "auditor",
+    "role.cadre": "kader",
+    "nav.cadre": "Laporan desa",
+    "cadre.title": "Laporan dari desa",
+    "cadre.app_name": "rujuk — laporan kader",
+    "cadre.intro": "Isi laporan walau tanpa sinyal: laporan disimpan terkunci (terenkripsi) di "
+    "ponsel ini dan terkirim sendiri begitu ada sinyal. Setelah diterima, isinya dihapus dari "
+    "ponsel; hanya nomor kasusnya yang tersisa.",
+    "cadre.needs_script": "Halaman ini perlu JavaScript untuk menyimpan laporan tanpa sinyal.",
+    "cadre.queue": "Laporan Anda di ponsel ini",
+    "cadre.queue_empty": "Belum ada laporan.",
+    "cadre.editing": "Memperbaiki laporan yang ditolak: kirim lagi setelah diperbaiki.",
+    "cadre.area": "Wilayah (kecamatan · desa)",
+    "cadre.village_typed": "Desa / kelurahan (jika tidak ada di pilihan)",
+    "cadre.submit": "Simpan dan kirim",
+    "cadre.state.waiting": "menunggu sinyal",
+    "cadre.state.sent": "sedang dikirim",
+    "cadre.state.accepted": "diterima: kasus {case_id}",
+    "cadre.state.refused": "ditolak, perlu diperbaiki",
+    "cadre.signin_again": "Masuk lagi agar laporan ini bisa terkirim.",
+    "cadre.filed_at": "Laporan pukul {time}:",
+    "cadre.fix": "Perbaiki",
+    "cadre.forget": "Hapus dari daftar",
+    "cadre.status_link": "lihat status",
+    "cadre.signout_warning": "{count} laporan belum terkirim akan hilang dari ponsel ini jika "
+    "Anda keluar sekarang. Tekan Keluar sekali lagi untuk tetap keluar.",
+    "cadre.signout_confirm": "Keluar dan hapus",
+    "cadre.offline": "Tanpa sinyal: laporan disimpan dan dikirim nanti.",
+    "cadre.online": "Tersambung.",
+    "cadre.no_crypto": "Peramban ini tidak dapat mengunci laporan; gunakan Chrome terbaru.",
+    "cadre.invalid": "isian tidak sah",
     "nav.report": "Laporan baru",
     "nav.case": "Cari kasus",
     "nav.inbox": "Kotak masuk rujukan",
@@ -123,6 +156,8 @@ INDONESIAN: dict[str, str] = {
     "inbox.title": "Kotak masuk rujukan",
     "inbox.for_agency": "Rujukan untuk {agency}. Paling mendesak dan terbaru di atas.",
     "inbox.empty": "Tidak ada rujukan terbuka.",
+    "inbox.news_one": "1 rujukan baru masuk.",
+    "inbox.news_many": "{count} rujukan baru masuk.",
     "inbox.referral": "Rujukan {referral_id}",
     "inbox.case": "Kasus",
     "inbox.deadline": "Batas konfirmasi",
@@ -315,7 +350,7 @@ ENGLISH: dict[str, str] = {
     "district.3514": "Pasuruan Regency",
     "app.sign_out": "Sign out",
     "app.footer": "Sample data is marked CONTOH. Every opening of a case's details is recorded.",
-    "app.refreshing": "Refreshes by itself every {seconds} seconds.",
+    "app.refreshing": "Refreshes by itself, every {seconds} to {most} seconds.",
     "app.times_in": "Times in {zone}.",
     "supervision.crash_loop": "WARNING: process {process} keeps crashing since {since}; "
     "rujuk up keeps trying to start it again. Its work waits meanwhile.",
@@ -324,6 +359,36 @@ ENGLISH: dict[str, str] = {
     "role.partner": "partner agency",
     "role.coordinator": "coordinator",
     "role.auditor": "auditor",
+    "role.cadre": "cadre",
+    "nav.cadre": "Village reports",
+    "cadre.title": "Reports from the village",
+    "cadre.app_name": "rujuk — cadre reports",
+    "cadre.intro": "File a report even without signal: it is kept locked (encrypted) on this "
+    "phone and sends itself once there is signal. Once accepted, its content is deleted from "
+    "the phone; only its case number stays.",
+    "cadre.needs_script": "This page needs JavaScript to keep reports without signal.",
+    "cadre.queue": "Your reports on this phone",
+    "cadre.queue_empty": "No report yet.",
+    "cadre.editing": "Correcting a refused report: send it again once corrected.",
+    "cadre.area": "Area (kecamatan · village)",
+    "cadre.village_typed": "Village (if not among the choices)",
+    "cadre.submit": "Keep and send",
+    "cadre.state.waiting": "waiting for signal",
+    "cadre.state.sent": "being sent",
+    "cadre.state.accepted": "accepted: case {case_id}",
+    "cadre.state.refused": "refused, needs correcting",
+    "cadre.signin_again": "Sign in again so that this report can be sent.",
+    "cadre.filed_at": "Report of {time}:",
+    "cadre.fix": "Correct",
+    "cadre.forget": "Remove from the list",
+    "cadre.status_link": "see its status",
+    "cadre.signout_warning": "{count} reports not yet sent will be lost from this phone if you "
+    "sign out now. Press Sign out once more to sign out anyway.",
+    "cadre.signout_confirm": "Sign out and delete",
+    "cadre.offline": "No signal: reports are kept and sent later.",
+    "cadre.online": "Connected.",
+    "cadre.no_crypto": "This browser cannot lock reports; use a recent Chrome.",
+    "cadre.invalid": "not valid",
     "nav.report": "New report",
     "nav.case": "Find a case",
     "nav.inbox": "Referral inbox",
@@ -416,6 +481,8 @@ ENGLISH: dict[str, str] = {
     "inbox.title": "Referral inbox",
     "inbox.for_agency": "Referrals for {agency}. Most urgent and newest first.",
     "inbox.empty": "No open referral.",
+    "inbox.news_one": "1 new referral came in.",
+    "inbox.news_many": "{count} new referrals came in.",
     "inbox.referral": "Referral {referral_id}",
     "inbox.case": "Case",
     "inbox.deadline": "Acknowledge by",
@@ -623,6 +690,25 @@ class Translator:
         if districts is None:
             return self("scope.province")
         return ", ".join(self.district(code) for code in districts)
+
+    def duration(self, delta: timedelta | None) -> str:
+        """``1 j 57 mnt`` / ``1h 57m``; "" for no span."""
+        return "" if delta is None else formats.duration(delta, self.language)
+
+    def number(self, value: float, digits: int = 0) -> str:
+        return formats.number(value, self.language, digits)
+
+    def percent(self, share: float, digits: int = 1) -> str:
+        return formats.percent(share, self.language, digits)
+
+    def minutes(self, value: float, digits: int = 1) -> str:
+        """``0,5 mnt`` / ``0.5m``."""
+        return formats.in_unit(value, "minute", self.language, digits)
+
+    @property
+    def unit_patterns(self) -> Mapping[str, str]:
+        """The countdown script's words for days, hours, minutes and seconds."""
+        return formats.unit_patterns(self.language)
 
     @property
     def other_language(self) -> str:

@@ -37,6 +37,15 @@ class ConsoleSettings(ServiceSettings):
     timezone: str = Field(default="Asia/Jakarta", description="Times are shown (and read) in it")
     upstream_timeout_seconds: float = Field(default=10, gt=0)
     poll_seconds: int = Field(default=3, ge=1, description="How often pages refresh their lists")
+    poll_max_seconds: int = Field(
+        default=30,
+        ge=1,
+        description="A list that stayed the same is asked for less and less often, down to "
+        "once in this many seconds; a change brings it back to CONSOLE_POLL_SECONDS",
+    )
+    poll_hidden_seconds: int = Field(
+        default=120, ge=1, description="How often a list refreshes while its tab is hidden"
+    )
     supervision_file: str = Field(
         default="",
         description="Status file `rujuk up`'s supervisor keeps: a process that crash-loops is "

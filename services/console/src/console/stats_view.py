@@ -18,11 +18,12 @@ class StatsView:
     acknowledgement: list[Mapping[str, Any]]
     met: int
     missed: int
-    share: str  # "87.5 %", or "—" when nothing was due yet
+    share: str  # "87,5%" (id) / "87.5%" (en), or "—" when nothing was due yet
     empty: bool
 
 
 def stats_view(stats: Mapping[str, Any], t: Translator) -> StatsView:
+    count = t.number
     by_type = [
         (t.enum("violence_type", r["violence_type"]), float(r["cases"]))
         for r in stats.get("cases_by_violence_type", [])
@@ -33,27 +34,26 @@ def stats_view(stats: Mapping[str, Any], t: Translator) -> StatsView:
     met, missed = int(deadlines.get("met", 0)), int(deadlines.get("missed", 0))
     share = deadlines.get("met_share")
     return StatsView(
-        by_type=bar_chart(t("coord.by_type"), by_type),
-        by_month=bar_chart(t("coord.by_month"), by_month),
+        by_type=bar_chart(t("coord.by_type"), by_type, count),
+        by_month=bar_chart(t("coord.by_month"), by_month, count),
         median=bar_chart(
             t("coord.median"),
             [(a["agency_id"], float(a["median_minutes"])) for a in agencies],
-            unit=" m",
-            digits=1,
+            t.minutes,
         ),
         worst=bar_chart(
             t("coord.worst"),
             [(a["agency_id"], float(a["worst_minutes"])) for a in agencies],
-            unit=" m",
-            digits=1,
+            t.minutes,
         ),
         deadlines=bar_chart(
             t("coord.deadlines"),
             [(t("coord.met"), float(met)), (t("coord.missed_count"), float(missed))],
+            count,
         ),
         acknowledgement=agencies,
         met=met,
         missed=missed,
-        share="—" if share is None else f"{float(share) * 100:.1f} %",
+        share="—" if share is None else t.percent(float(share)),
         empty=not (by_type or by_month or agencies or met or missed),
     )

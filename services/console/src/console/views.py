@@ -47,28 +47,13 @@ def local(value: object, zone: tzinfo) -> str:
     return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M") if moment else ""
 
 
-def duration(delta: timedelta) -> str:
-    """``2 h 05 m``, ``4 m 12 s``, ``3 d 02 h``: a span for people, sign left out."""
-    seconds = int(abs(delta).total_seconds())
-    days, rest = divmod(seconds, 86_400)
-    hours, rest = divmod(rest, 3_600)
-    minutes, seconds = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours:02d} h"
-    if hours:
-        return f"{hours} h {minutes:02d} m"
-    if minutes:
-        return f"{minutes} m {seconds:02d} s"
-    return f"{seconds} s"
-
-
 @dataclass(frozen=True)
 class InboxItem:
     referral: Mapping[str, Any]
     replies: tuple[str, ...]
     deadline: datetime | None
     overdue: bool
-    remaining: str
+    remaining: timedelta | None  # to the deadline (past it: since), written by the template
 
     @property
     def referral_id(self) -> str:
@@ -103,7 +88,7 @@ def inbox(referrals: Sequence[Mapping[str, Any]], now: datetime) -> list[InboxIt
                 replies=REPLIES_BY_STATE.get(state, ()),
                 deadline=deadline if waiting else None,
                 overdue=overdue,
-                remaining=duration(deadline - now) if deadline and waiting else "",
+                remaining=deadline - now if deadline and waiting else None,
             )
         )
     return items
@@ -113,7 +98,7 @@ def inbox(referrals: Sequence[Mapping[str, Any]], now: datetime) -> list[InboxIt
 class TimelineStep:
     seq: int
     time: datetime | None
-    since_report: str
+    since_report: timedelta | None
     actor: str
     event: str
     summary: str
@@ -121,7 +106,7 @@ class TimelineStep:
     handoff: bool
     deadline: datetime | None
     on_time: bool | None  # for a partner's first answer: within the deadline?
-    margin: str
+    margin: timedelta | None  # how far within (or past) it
 
 
 def short_type(event_type: str) -> str:
@@ -148,7 +133,7 @@ def timeline(history: Mapping[str, Any]) -> list[TimelineStep]:
         moment = parse_time(entry.get("time"))
         deadline = None
         on_time: bool | None = None
-        margin = ""
+        margin: timedelta | None = None
         if aggregate == "referral" and name == "requested" and referral_id:
             found = parse_time(data.get("acknowledgement_deadline"))
             if found:
@@ -158,15 +143,15 @@ def timeline(history: Mapping[str, Any]) -> list[TimelineStep]:
             if name in ANSWERS and referral_id not in answered and moment:
                 answered.add(referral_id)
                 on_time = moment <= deadline
-                margin = duration(deadline - moment)
+                margin = deadline - moment
         since = entry.get("since_report_seconds")
         steps.append(
             TimelineStep(
                 seq=int(entry.get("seq", 0)),
                 time=moment,
-                since_report="+" + duration(timedelta(seconds=float(since)))
+                since_report=timedelta(seconds=float(since))
                 if isinstance(since, int | float)
-                else "",
+                else None,
                 actor=str(entry.get("actor", "")),
                 event=event,
                 summary=str(entry.get("summary", "")),
@@ -219,7 +204,7 @@ MARKS_AT_MOST = 300  # what the section's refresh URL carries back: 3.3 kB at mo
 class OnCallRow:
     alert: Mapping[str, Any]
     opened_at: datetime | None
-    open_for: str
+    open_for: timedelta | None
     round_paged: int
     rounds: int | None  # None: the first round is not paged yet
     next_page_at: datetime | None  # None (once paged): no more pages will go out
@@ -271,7 +256,7 @@ def oncall_row(alert: Mapping[str, Any], now: datetime) -> OnCallRow:
     return OnCallRow(
         alert=alert,
         opened_at=opened,
-        open_for=duration(now - opened) if opened else "",
+        open_for=now - opened if opened else None,
         round_paged=int(alert.get("rounds_paged") or 0),
         rounds=int(rounds) if isinstance(rounds, int) else None,
         next_page_at=parse_time(alert.get("next_page_at")),

@@ -15,7 +15,7 @@ transaction, so every service's token projection follows; checking a token is
 
 import re
 import secrets
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -27,7 +27,9 @@ __all__ = [
     "Role",
     "TokenError",
     "TokenInfo",
+    "cadre_place",
     "check_agency_in_force",
+    "check_areas",
     "check_binding",
     "parse_bootstrap_tokens",
 ]
@@ -37,6 +39,9 @@ BOOTSTRAP_LABEL = "bootstrap (INTAKE_BOOTSTRAP_TOKENS)"
 _AGENCY_ID = re.compile(AGENCY_ID_PATTERN)
 _DISTRICT = re.compile(DISTRICT_CODE_PATTERN)
 PROVINCE = "province"
+AREA_SEPARATOR = "/"  # "Kraksaan/Desa Contoh": a village of a kecamatan
+AREAS_AT_MOST = 20
+PLACE_NAME_CHARS = 64  # as Report.kecamatan and Report.village
 
 
 class TokenError(ValueError):
@@ -52,12 +57,16 @@ class TokenInfo:
     label: str | None
     created_at: datetime
     revoked_at: datetime | None
+    areas: tuple[str, ...] | None = None  # a cadre's kecamatan or villages
 
     @property
     def bound_to(self) -> str:
-        """``agency:…``, ``province`` or the districts, as `rujuk token list` shows it."""
+        """``agency:…``, ``province``, the districts, or a cadre's district and areas
+        (``3513:Kraksaan/Desa Contoh``), as `rujuk token list` shows it."""
         if self.role is Role.PARTNER:
             return f"agency:{self.agency_id}"
+        if self.role is Role.CADRE and self.districts and self.areas:
+            return f"{self.districts[0]}:{';'.join(self.areas)}"
         return PROVINCE if self.districts is None else ",".join(self.districts)
 
 
@@ -111,6 +120,11 @@ def check_binding(
         return None
     if agency_id is not None:
         raise TokenError("only a partner token is bound to an agency")
+    if role is Role.CADRE and (province or len(codes) != 1):
+        raise TokenError(
+            "token kader terikat pada satu kabupaten (--district KODE) / a cadre token is "
+            "bound to one district (--district CODE)"
+        )
     if province and codes:
         raise TokenError(
             "pilih --district atau --province, bukan keduanya / give --district or --province, "
@@ -130,6 +144,98 @@ def check_binding(
                 "BPS regency code such as 3514"
             )
     return tuple(codes)
+
+
+def tidy_place(name: str) -> str:
+    """A kecamatan's or village's name as compared: spaces collapsed, case kept."""
+    return " ".join(name.split())
+
+
+def same_place(one: str, other: str) -> bool:
+    """Names compared as SOP rules compare them: ignoring case and repeated spaces."""
+    return tidy_place(one).casefold() == tidy_place(other).casefold()
+
+
+def check_areas(role: Role, areas: Iterable[str]) -> tuple[str, ...] | None:
+    """A cadre's areas, tidied: each a kecamatan (``Kraksaan``) or a village of one
+    (``Kraksaan/Desa Contoh``), at least one; None for every other role, which names none."""
+    given = [a for a in areas if a.strip()]
+    if role is not Role.CADRE:
+        if given:
+            raise TokenError("only a cadre token is bound to kecamatan or villages (--area)")
+        return None
+    if not given:
+        raise TokenError(
+            "token kader perlu --area KECAMATAN atau KECAMATAN/DESA (bisa diulang) / a cadre "
+            "token needs --area KECAMATAN or KECAMATAN/VILLAGE (repeatable)"
+        )
+    tidied: list[str] = []
+    for area in given:
+        parts = [tidy_place(p) for p in area.split(AREA_SEPARATOR)]
+        if len(parts) > 2 or not all(parts) or any(len(p) > PLACE_NAME_CHARS for p in parts):
+            raise TokenError(
+                f"wilayah {area!r} harus KECAMATAN atau KECAMATAN/DESA / area {area!r} must be "
+                f"KECAMATAN or KECAMATAN/VILLAGE, each at most {PLACE_NAME_CHARS} characters"
+            )
+        tidy = AREA_SEPARATOR.join(parts)
+        if not any(same_place(tidy, known) for known in tidied):
+            tidied.append(tidy)
+    if len(tidied) > AREAS_AT_MOST:
+        raise TokenError(f"at most {AREAS_AT_MOST} areas for one cadre token")
+    return tuple(sorted(tidied, key=str.casefold))
+
+
+@dataclass(frozen=True)
+class PlaceRefused:
+    """A cadre's report names a place outside its areas: which field, and why."""
+
+    field: str  # kecamatan or village
+    reason: str
+
+
+def _area(area: str) -> tuple[str, str | None]:
+    kecamatan, _, village = area.partition(AREA_SEPARATOR)
+    return kecamatan, village or None
+
+
+def cadre_place(
+    areas: Sequence[str], kecamatan: str | None, village: str | None
+) -> tuple[str, str | None] | PlaceRefused:
+    """Where a cadre's report happened, within the cadre's areas: the (kecamatan, village)
+    the report is filed with, or why it is refused (Bahasa Indonesia / English).
+
+    A kecamatan or village left out is the cadre's own when it has only one; a village
+    left out under an area that is a whole kecamatan stays unknown."""
+    places = [_area(a) for a in areas]
+    if not kecamatan and len({k.casefold() for k, _ in places}) == 1:
+        kecamatan = places[0][0]
+    if not kecamatan:
+        return PlaceRefused(
+            "kecamatan", "pilih kecamatan wilayah Anda / name the kecamatan, one of your areas"
+        )
+    mine = [(k, v) for k, v in places if same_place(k, kecamatan)]
+    if not mine:
+        return PlaceRefused(
+            "kecamatan",
+            f"kecamatan {tidy_place(kecamatan)} di luar wilayah Anda / kecamatan "
+            f"{tidy_place(kecamatan)} is outside your areas ({'; '.join(areas)})",
+        )
+    if any(v is None for _, v in mine):  # the whole kecamatan is the cadre's
+        return mine[0][0], village
+    villages = [v for _, v in mine if v is not None]
+    if not village and len(villages) == 1:
+        village = villages[0]
+    if not village:
+        return PlaceRefused(
+            "village", "pilih desa wilayah Anda / name the village, one of your areas"
+        )
+    if not any(same_place(village, v) for v in villages):
+        return PlaceRefused(
+            "village",
+            f"desa {tidy_place(village)} di luar wilayah Anda / village {tidy_place(village)} "
+            f"is outside your areas ({'; '.join(areas)})",
+        )
+    return mine[0][0], next(v for v in villages if same_place(village, v))
 
 
 def check_agency_in_force(agency_id: str, named: Mapping[str, Collection[str]]) -> None:
@@ -170,6 +276,11 @@ def parse_bootstrap_tokens(spec: str) -> list[BootstrapToken]:
             role = Role(role_name.strip())
         except ValueError as exc:
             raise TokenError(f"unknown role {role_name!r} in bootstrap tokens") from exc
+        if role is Role.CADRE:
+            raise TokenError(
+                "a cadre token is made with `rujuk token create --role cadre --district … "
+                "--area …`, one per cadre, not as a bootstrap token"
+            )
         binding = binding.strip()
         if role is Role.PARTNER:
             districts = check_binding(role, binding or None)

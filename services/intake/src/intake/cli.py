@@ -80,7 +80,7 @@ def _run(
 
 @app.command()
 def create(
-    role: Annotated[Role, typer.Option(help="operator | partner | coordinator | auditor")],
+    role: Annotated[Role, typer.Option(help="operator | partner | coordinator | auditor | cadre")],
     agency: Annotated[
         str | None, typer.Option(help="The partner's agency id (partners only)")
     ] = None,
@@ -88,7 +88,14 @@ def create(
         list[str] | None,
         typer.Option(
             help="A district the token serves, BPS code such as 3514 (repeatable; operators, "
-            "coordinators and auditors)"
+            "coordinators and auditors; a cadre names one)"
+        ),
+    ] = None,
+    area: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A cadre's kecamatan, or a village of one as KECAMATAN/DESA (repeatable; "
+            "cadres only)"
         ),
     ] = None,
     province: Annotated[
@@ -104,6 +111,7 @@ def create(
     them from routing), else nothing is made (exit 2)."""
     try:
         districts = auth.check_binding(role, agency, district or (), province=province)
+        areas = auth.check_areas(role, area or ())
     except TokenError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
@@ -112,7 +120,7 @@ def create(
         if agency is not None:  # a partner: bound to an agency some SOP in force names
             auth.check_agency_in_force(agency, await store.agencies_in_force(conn))
         return await store.create_token(
-            conn, role, agency_id=agency, districts=districts, label=label
+            conn, role, agency_id=agency, districts=districts, label=label, areas=areas or ()
         )
 
     try:
@@ -121,6 +129,8 @@ def create(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
     bound = f"agency {agency}" if agency else (", ".join(districts) if districts else "province")
+    if areas:
+        bound += ": " + "; ".join(areas)
     typer.echo(f"token_id: {token_id} ({role.value}; {bound})", err=True)
     typer.echo(
         "Simpan sekarang, tidak akan ditampilkan lagi / keep it now, it is not shown again:",

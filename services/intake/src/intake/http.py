@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request
 
 from intake import events, store
+from intake.auth import PlaceRefused, cadre_place
 from intake.disclosure import release
 from intake.districts import DistrictsInForce
 from intake.notes import (
@@ -44,6 +45,7 @@ from intake.schemas import (
 )
 from intake.vault import SealedRecord, Vault, VaultError
 from rujuk_contracts.events import CASE_ID_PATTERN, NOTE_ID_PATTERN, DisclosurePurpose
+from rujuk_contracts.triage import ReportChannel
 from rujuk_runtime.access import Principal, Role, require
 from rujuk_runtime.db import Connection
 from rujuk_runtime.logs import get_logger
@@ -75,6 +77,18 @@ NOT_A_DISCLOSURE_NOTE = {
 }
 
 
+def cadre_report(report: Report, principal: Principal) -> Report:
+    """A cadre's report as filed: outreach (jemput bola), in the cadre's kecamatan and
+    village; 422 naming the field when it names a place outside the cadre's areas."""
+    place = cadre_place(principal.areas or (), report.kecamatan, report.village)
+    if isinstance(place, PlaceRefused):
+        raise HTTPException(422, [{"field": place.field, "problem": place.reason}])
+    kecamatan, village = place
+    return report.model_copy(
+        update={"channel": ReportChannel.OUTREACH, "kecamatan": kecamatan, "village": village}
+    )
+
+
 @router.get(
     "/v1/whoami",
     response_model=WhoAmI,
@@ -89,6 +103,7 @@ async def whoami(principal: Annotated[Principal, Depends(require(*Role))]) -> Wh
         agency_id=principal.agency_id,
         districts=None if principal.districts is None else sorted(principal.districts),
         scope=principal.scope,
+        areas=None if principal.areas is None else list(principal.areas),
     )
 
 
@@ -98,19 +113,24 @@ async def whoami(principal: Annotated[Principal, Depends(require(*Role))]) -> Wh
     response_model=ReportAccepted,
     responses=_problems(401, 403, 409, 413, 415),
     tags=["reports"],
-    summary="File a report (operator; a district with an SOP in force that the token serves)",
+    summary="File a report (operator; a district with an SOP in force that the token serves; "
+    "a cadre: within its kecamatan or villages, recorded as outreach)",
 )
 async def file_report(
     report: Report,
     request: Request,
-    principal: Annotated[Principal, Depends(require(Role.OPERATOR))],
+    principal: Annotated[Principal, Depends(require(Role.OPERATOR, Role.CADRE))],
     runtime: Runtime,
     vault: VaultDep,
     in_force: InForce,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
 ) -> ReportAccepted:
     """422 naming ``district_code`` (and the districts the token can file for) when the
-    district has no SOP in force or the token does not serve it; nothing is written then."""
+    district has no SOP in force or the token does not serve it; nothing is written then.
+    A cadre's report is recorded as outreach, in the cadre's village when it has one; a
+    kecamatan or village outside its areas is refused with 422 naming that field."""
+    if principal.role is Role.CADRE:
+        report = cadre_report(report, principal)
     refused = await in_force.refusal(
         report.district, principal.serves, partial(_districts_in_force, runtime)
     )
@@ -135,11 +155,16 @@ async def file_report(
                 event=event,
                 idempotency_key=idempotency_key,
                 request_hash=fingerprint,
+                filed_by=principal.token_id,
             )
             if not inserted:  # the Idempotency-Key is a case's already
                 assert idempotency_key is not None
                 existing = await store.find_by_idempotency_key(conn, idempotency_key)
-                if existing is None or existing.request_hash != fingerprint:
+                if (
+                    existing is None
+                    or existing.request_hash != fingerprint
+                    or (principal.role is Role.CADRE and existing.filed_by != principal.token_id)
+                ):
                     raise HTTPException(
                         409, "Idempotency-Key was already used for a different report"
                     )
@@ -155,15 +180,19 @@ async def file_report(
     response_model=CaseStatus,
     responses=_problems(401, 403, 404),
     tags=["reports"],
-    summary="A case's status and referrals (operator, coordinator; of a district served)",
+    summary="A case's status and referrals (operator, coordinator; of a district served; a "
+    "cadre: only a case it filed)",
 )
 async def read_case(
     case_id: CaseIdPath,
-    principal: Annotated[Principal, Depends(require(Role.OPERATOR, Role.COORDINATOR))],
+    principal: Annotated[Principal, Depends(require(Role.OPERATOR, Role.COORDINATOR, Role.CADRE))],
     runtime: Runtime,
 ) -> dict[str, Any]:
+    """Another cadre's case, like one outside the token's districts, is 404: as a case that
+    does not exist."""
+    filed_by = principal.token_id if principal.role is Role.CADRE else None
     async with runtime.pool.acquire() as conn:
-        status = await store.case_status(conn, case_id, principal.district_filter)
+        status = await store.case_status(conn, case_id, principal.district_filter, filed_by)
     if status is None:
         raise HTTPException(404, f"kasus tidak ada / no case {case_id}")
     return status

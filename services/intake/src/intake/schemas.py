@@ -97,6 +97,11 @@ class WhoAmI(BaseModel):
         "for a province-level token (every district) and for a partner (bound to its agency)"
     )
     scope: str = Field(description="What the token is bound to: agency:…, province, or codes")
+    areas: list[str] | None = Field(
+        default=None,
+        description="A cadre's kecamatan or villages (`Kraksaan`, `Kraksaan/Desa Contoh`); "
+        "null for every other role",
+    )
 
 
 class Erasure(BaseModel):

@@ -15,6 +15,7 @@ from intake.auth import (
     TokenError,
     TokenInfo,
     bootstrap_token_id,
+    check_areas,
     check_binding,
     new_secret,
     new_token_id,
@@ -36,13 +37,14 @@ from rujuk_runtime.outbox import OUTBOX_COLUMNS, add_to_outbox, outbox_row
 class ExistingCase:
     case_id: str
     request_hash: bytes | None
+    filed_by: str | None = None  # the token that filed it
 
 
 async def find_by_idempotency_key(conn: Connection, key: str) -> ExistingCase | None:
     row = await conn.fetchrow(
-        "SELECT case_id, request_hash FROM cases WHERE idempotency_key = $1", key
+        "SELECT case_id, request_hash, filed_by FROM cases WHERE idempotency_key = $1", key
     )
-    return ExistingCase(row["case_id"], row["request_hash"]) if row else None
+    return ExistingCase(row["case_id"], row["request_hash"], row["filed_by"]) if row else None
 
 
 # One statement, so one round trip and atomic without an explicit transaction: the case, its
@@ -51,8 +53,8 @@ async def find_by_idempotency_key(conn: Connection, key: str) -> ExistingCase | 
 _INSERT_CASE = f"""
 WITH new_case AS (
     INSERT INTO cases (case_id, district_code, channel, triage, reported_at,
-                       idempotency_key, request_hash)
-    VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7)
+                       idempotency_key, request_hash, filed_by)
+    VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $16)
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING case_id
 ), sealed AS (
@@ -76,6 +78,7 @@ async def insert_case(
     event: CloudEvent,
     idempotency_key: str | None,
     request_hash: bytes,
+    filed_by: str | None = None,
 ) -> bool:
     """The case, its vault record and its `case reported` event, all or nothing. False when
     the idempotency key belongs to a case already (then nothing was written)."""
@@ -92,21 +95,24 @@ async def insert_case(
         sealed.wrapped_key,
         sealed.ciphertext,
         *outbox_row(event),
+        filed_by,
     )
     return inserted == 1
 
 
 async def case_status(
-    conn: Connection, case_id: str, districts: list[str] | None
+    conn: Connection, case_id: str, districts: list[str] | None, filed_by: str | None = None
 ) -> dict[str, Any] | None:
     """The case and its referrals; None when there is no such case in ``districts`` (None:
-    every district)."""
+    every district), or, with ``filed_by``, none that token filed."""
     row = await conn.fetchrow(
         "SELECT case_id, district_code, channel, reported_at, status, triage, erased_at "
         "FROM cases WHERE case_id = $1 "
-        "AND ($2::text[] IS NULL OR district_code = ANY($2::text[]))",
+        "AND ($2::text[] IS NULL OR district_code = ANY($2::text[])) "
+        "AND ($3::text IS NULL OR filed_by = $3)",
         case_id,
         districts,
+        filed_by,
     )
     if row is None:
         return None
@@ -423,26 +429,30 @@ async def create_token(
     label: str | None = None,
     secret: str | None = None,
     token_id: str | None = None,
+    areas: Sequence[str] = (),
 ) -> tuple[str, str]:
     """Store a new token; return (token_id, secret). The secret is not kept anywhere.
 
     ``districts`` None makes an operator, coordinator or auditor token province-level
-    (`rujuk token create` asks for that in words: --province)."""
+    (`rujuk token create` asks for that in words: --province). A cadre's names one district
+    and its ``areas``."""
     province = role.district_bound and districts is None
     bound = check_binding(role, agency_id, districts or (), province=province)
+    cadre_areas = check_areas(role, areas)
     secret = secret or new_secret()
     token_id = token_id or new_token_id()
     digest = hash_secret(secret)
     async with conn.transaction():
         await conn.execute(
             "INSERT INTO access_tokens (token_id, secret_sha256, role, agency_id, districts, "
-            "label) VALUES ($1, $2, $3, $4, $5, $6)",
+            "label, areas) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             token_id,
             digest,
             role.value,
             agency_id,
             bound,
             label,
+            cadre_areas,
         )
         await add_to_outbox(conn, events.token_issued(token_id, role, agency_id, bound, digest))
     return token_id, secret
@@ -487,7 +497,7 @@ async def announce_unannounced(conn: Connection) -> int:
 
 async def list_tokens(conn: Connection) -> list[TokenInfo]:
     rows = await conn.fetch(
-        "SELECT token_id, role, agency_id, districts, label, created_at, revoked_at "
+        "SELECT token_id, role, agency_id, districts, label, created_at, revoked_at, areas "
         "FROM access_tokens ORDER BY created_at, token_id"
     )
     return [
@@ -499,6 +509,7 @@ async def list_tokens(conn: Connection) -> list[TokenInfo]:
             label=r["label"],
             created_at=r["created_at"],
             revoked_at=r["revoked_at"],
+            areas=None if r["areas"] is None else tuple(r["areas"]),
         )
         for r in rows
     ]
@@ -507,14 +518,18 @@ async def list_tokens(conn: Connection) -> list[TokenInfo]:
 async def principal_of(conn: Connection, secret_sha256: bytes) -> Principal | None:
     """The live token with this hash in intake's own table (intake's TokenVerifier lookup)."""
     row = await conn.fetchrow(
-        "SELECT token_id, role, agency_id, districts FROM access_tokens "
+        "SELECT token_id, role, agency_id, districts, areas FROM access_tokens "
         "WHERE secret_sha256 = $1 AND revoked_at IS NULL",
         secret_sha256,
     )
     if row is None:
         return None
     return Principal(
-        row["token_id"], Role(row["role"]), row["agency_id"], districts_of(row["districts"])
+        row["token_id"],
+        Role(row["role"]),
+        row["agency_id"],
+        districts_of(row["districts"]),
+        None if row["areas"] is None else tuple(row["areas"]),
     )
 
 

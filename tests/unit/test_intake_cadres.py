@@ -1,0 +1,70 @@
+"""A cadre token's binding and the places its reports may name (issue 25): one district,
+kecamatan or villages in it; a report outside them is refused naming the field."""
+
+import pytest
+
+from intake.auth import (
+    PlaceRefused,
+    Role,
+    TokenError,
+    cadre_place,
+    check_areas,
+    check_binding,
+    parse_bootstrap_tokens,
+)
+
+VILLAGES = ("Kraksaan/Desa Contoh Satu", "Kraksaan/Desa Contoh Dua")
+
+
+def test_a_cadre_token_names_one_district_and_at_least_one_area() -> None:
+    assert check_binding(Role.CADRE, None, ["35.13"]) == ("3513",)
+    for districts, province in (([], False), (["3513", "3514"], False), ([], True)):
+        with pytest.raises(TokenError, match="cadre"):
+            check_binding(Role.CADRE, None, districts, province=province)
+    with pytest.raises(TokenError, match="--area"):
+        check_areas(Role.CADRE, [])
+    with pytest.raises(TokenError, match="only a cadre"):
+        check_areas(Role.OPERATOR, ["Kraksaan"])
+    assert check_areas(Role.OPERATOR, []) is None
+
+
+def test_a_cadres_areas_are_tidied_and_each_a_kecamatan_or_one_of_its_villages() -> None:
+    tidied = check_areas(Role.CADRE, ["  Kraksaan / Desa  Contoh Satu ", "maron", "Maron"])
+    assert tidied == ("Kraksaan/Desa Contoh Satu", "maron")
+    for bad in ("A/B/C", "/Desa", "Kraksaan/", "x" * 65):
+        with pytest.raises(TokenError, match="KECAMATAN"):
+            check_areas(Role.CADRE, [bad])
+    with pytest.raises(TokenError, match="at most 20"):
+        check_areas(Role.CADRE, [f"Kecamatan {n}" for n in range(21)])
+
+
+def test_a_cadre_token_is_never_a_bootstrap_token() -> None:
+    with pytest.raises(TokenError, match="rujuk token create --role cadre"):
+        parse_bootstrap_tokens("cadre:3513=" + "s" * 40)
+
+
+def test_a_cadres_report_is_placed_in_its_own_village_when_it_has_one() -> None:
+    one = ("Kraksaan/Desa Contoh Satu",)
+    assert cadre_place(one, None, None) == ("Kraksaan", "Desa Contoh Satu")
+    assert cadre_place(one, "kraksaan", "desa contoh  satu") == ("Kraksaan", "Desa Contoh Satu")
+    assert cadre_place(VILLAGES, "Kraksaan", "Desa Contoh Dua") == ("Kraksaan", "Desa Contoh Dua")
+    assert cadre_place(("Maron",), None, "Desa Mana Saja") == ("Maron", "Desa Mana Saja")
+    assert cadre_place(("Maron",), "MARON", None) == ("Maron", None)
+
+
+@pytest.mark.parametrize(
+    ("areas", "kecamatan", "village", "field"),
+    [
+        (VILLAGES, "Paiton", None, "kecamatan"),
+        (VILLAGES, "Kraksaan", "Desa Lain", "village"),
+        (VILLAGES, "Kraksaan", None, "village"),  # two villages: which one?
+        (("Kraksaan", "Maron"), None, None, "kecamatan"),  # two kecamatan: which one?
+    ],
+)
+def test_a_place_outside_the_cadres_areas_is_refused_naming_the_field(
+    areas: tuple[str, ...], kecamatan: str | None, village: str | None, field: str
+) -> None:
+    refused = cadre_place(areas, kecamatan, village)
+    assert isinstance(refused, PlaceRefused)
+    assert refused.field == field
+    assert " / " in refused.reason  # Bahasa Indonesia, then English
