@@ -358,21 +358,27 @@ class Stack:
             if service.process is not None and service.process.poll() is not None
         ]
 
-    def stop_service(self, name: str, *, kill: bool = False) -> None:
+    def _running(self, name: str) -> subprocess.Popen[bytes] | None:
         service = self.services.get(name)
         if service is None or service.process is None or service.process.poll() is not None:
-            return
-        service.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            service.process.wait(20)
-        except subprocess.TimeoutExpired:
-            service.process.kill()
-            service.process.wait()
+            return None
+        return service.process
+
+    def stop_service(self, name: str, *, kill: bool = False) -> None:
+        process = self._running(name)
+        if process is not None:
+            process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            _wait_or_kill(process)
 
     def stop(self) -> None:
+        """Every service is told to stop at once, each shutting down on its own (one at a time
+        took a second more), then the servers."""
         self.connection_file.unlink(missing_ok=True)
-        for name in reversed(SERVICES):
-            self.stop_service(name)
+        running = [p for name in reversed(SERVICES) if (p := self._running(name)) is not None]
+        for process in running:
+            process.send_signal(signal.SIGTERM)
+        for process in running:
+            _wait_or_kill(process)
         if self.nats:
             self.nats.stop()
         if self.postgres:
@@ -421,6 +427,15 @@ def running_stack_env(folder: Path, acting_as: str | None = None) -> dict[str, s
         if isinstance(its_own, dict):
             found.update({name: str(value) for name, value in its_own.items()})
     return found
+
+
+def _wait_or_kill(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """Until ``process`` has exited; killed if it takes longer than ``timeout``."""
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _run_apart(work: Coroutine[Any, Any, T]) -> T:

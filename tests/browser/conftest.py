@@ -17,6 +17,11 @@ from tests.conftest import fresh_database, remove_streams
 CHROMIUM = Path("/usr/bin/chromium")
 NOT_RUN = f"browser tests did not run: no {CHROMIUM} (apt-get install chromium)"
 SCREENSHOTS = pytest.StashKey[list[Path]]()
+# The stack's RUJUK_TOKEN_CACHE_SECONDS and CONSOLE_POLL_SECONDS, shorter than their defaults
+# (5 s, 3 s) so that the waits for a revocation or a refresh are short; the bounds the tests
+# check are reckoned from these, as docs/console.md reckons them from the settings.
+TOKEN_CACHE_SECONDS = 2
+POLL_SECONDS = 1
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -72,6 +77,10 @@ async def stack(
             external_nats_url=nats_url,
             nats_keyring=nats_keyring,
             external_database_url=database_url,
+            extra_env={
+                "RUJUK_TOKEN_CACHE_SECONDS": str(TOKEN_CACHE_SECONDS),
+                "CONSOLE_POLL_SECONDS": str(POLL_SECONDS),
+            },
         )
         try:  # a start that fails half-way still stops what it started
             await asyncio.to_thread(running.start)

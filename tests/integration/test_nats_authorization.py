@@ -196,6 +196,9 @@ async def test_a_partner_is_admitted_while_the_server_runs_and_fenced_to_its_own
 
     async with connected(url, seed=seed_a, inbox_prefix=inbox_a) as (partner_a, errors):
         js_a = partner_a.jetstream()
+        # For requests the server refuses: no answer comes, so each waits out its timeout (the
+        # violation the server reports is the proof); 1 s, as the requests below are given.
+        refused_js_a = partner_a.jetstream(timeout=1)
         own_feed = await js_a.pull_subscribe(
             subjects.partner_outbound_wildcard(AGENCY_A),
             durable=nats_auth.partner_durable(AGENCY_A),
@@ -226,7 +229,7 @@ async def test_a_partner_is_admitted_while_the_server_runs_and_fenced_to_its_own
             await js_a.consumer_info(subjects.PARTNER_STREAM, b_durable, timeout=1)
         await violation(errors, f"$js.api.consumer.info.rujuk_partner.{b_durable}")
         with pytest.raises((NatsTimeoutError, TimeoutError)):
-            await js_a.pull_subscribe(
+            await refused_js_a.pull_subscribe(
                 subjects.partner_outbound_wildcard(AGENCY_B),
                 durable=b_durable,
                 stream=subjects.PARTNER_STREAM,
@@ -237,7 +240,7 @@ async def test_a_partner_is_admitted_while_the_server_runs_and_fenced_to_its_own
             )
         await violation(errors, f"$js.api.consumer.msg.next.rujuk_partner.{b_durable}")
         with pytest.raises((NatsTimeoutError, TimeoutError)):
-            await js_a.pull_subscribe(
+            await refused_js_a.pull_subscribe(
                 subjects.partner_outbound_wildcard(AGENCY_B),
                 durable="sneaky",
                 stream=subjects.PARTNER_STREAM,
@@ -264,7 +267,7 @@ async def test_a_partner_is_admitted_while_the_server_runs_and_fenced_to_its_own
             )
         await violation(errors, "$js.api.direct.get.rujuk_events")
         with pytest.raises((NatsTimeoutError, TimeoutError)):
-            await js_a.get_msg(subjects.EVENTS_STREAM, seq=1)
+            await refused_js_a.get_msg(subjects.EVENTS_STREAM, seq=1)
         await violation(errors, "$js.api.stream.msg.get.rujuk_events")
 
         # After all that, A's own feed and its own replies still work.

@@ -65,9 +65,14 @@ def supervised_stack(
         asyncio.run(drop_database(server_database_url, database_url))
 
 
-@pytest.fixture
-def supervised(server_database_url: str, tmp_path: Path) -> Iterator[Supervised]:
-    with supervised_stack(server_database_url, tmp_path / "up") as running:
+@pytest.fixture(scope="module")
+def supervised(
+    server_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Supervised]:
+    """One supervised stack for the tests that kill in it: each leaves every process running
+    and healthy again, as the supervisor keeps it (the test of reports in flight has its own,
+    whose partner webhook sees only its reports)."""
+    with supervised_stack(server_database_url, tmp_path_factory.mktemp("up") / "up") as running:
         yield running
 
 

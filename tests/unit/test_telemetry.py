@@ -59,7 +59,12 @@ def test_without_an_endpoint_or_incoming_context_a_trace_is_still_started() -> N
 
 
 def test_with_an_endpoint_every_span_is_recorded() -> None:
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_BSP_SCHEDULE_DELAY": "60000"}
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+        "OTEL_BSP_SCHEDULE_DELAY": "60000",
+        # Nothing listens there: the export at exit gives up after 1 s, not the default 10.
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
+    }
     recording, traceparent, _ = run_isolated(CASE, env).split()
 
     assert recording == "True"
