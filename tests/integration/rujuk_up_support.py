@@ -49,11 +49,18 @@ class RunningUp:
         return self.process.wait(60)
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """Ctrl-C as a person's terminal delivers it: a test session started in the background
+    (`make test &`) ignores SIGINT, and its children would inherit that and never stop."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_up(cwd: Path, env: dict[str, str], output: Path, timeout: float = 120) -> RunningUp:
     """`rujuk up` in ``cwd``, until it says it runs."""
     with output.open("w") as sink:
         process = subprocess.Popen([*RUJUK, "up"], cwd=cwd, env=env, stdout=sink,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   preexec_fn=_ctrl_c_as_in_a_terminal)  # fmt: skip
     running = RunningUp(process, output)
     try:
         deadline = time.monotonic() + timeout

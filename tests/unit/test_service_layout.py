@@ -4,6 +4,7 @@ the source; they fail when a room is missing, a route is a closure, SQL leaves t
 logic imports I/O, or something other than the composition root wires the doors together."""
 
 import ast
+import functools
 import importlib
 import inspect
 import json
@@ -54,6 +55,7 @@ def package(service: str) -> Path:
     return ROOT / "services" / service / "src" / service
 
 
+@functools.cache  # parsed once per session: some fifty tests read the same sources
 def modules(service: str) -> dict[str, ast.Module]:
     """Every module of the service by dotted name below the package (``sop.model``)."""
     found = {}
