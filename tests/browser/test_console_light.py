@@ -24,12 +24,14 @@ from playwright.async_api import Browser, BrowserContext, Page, Route
 from rujuk.samples import SAMPLE_REPORTS
 from rujuk.stack import Stack
 from tests.browser.accessibility import axe_violations, page_problems
+from tests.browser.conftest import POLL_SECONDS
 from tests.browser.test_console_journey import PHONE, partner_token
 from tests.browser.test_console_scope import file_and_route
 
 pytestmark = pytest.mark.integration
 
-POLL_ATTRIBUTES = 'data-poll="3" data-poll-max="30" data-poll-hidden="120"'  # the stack's
+# The browser stack's (tests/browser/conftest.py: CONSOLE_POLL_SECONDS), the defaults' others.
+POLL_ATTRIBUTES = f'data-poll="{POLL_SECONDS}" data-poll-max="30" data-poll-hidden="120"'
 SCALED = 'data-poll="0.25" data-poll-max="1" data-poll-hidden="4"'
 HOUR_BUDGET_BYTES = 200_000
 MIN_TAP_PX = 24
