@@ -3,9 +3,10 @@ prepared statement (asyncpg prepares every statement; after five runs the server
 generic plan), whatever the table holds: a statement that touches a handful of rows must not
 read every row ever written. Real PostgreSQL, plans read with EXPLAIN (not executed)."""
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -119,3 +120,67 @@ async def test_the_open_referrals_gauge_counts_from_the_index_of_open_referrals(
     finally:
         await pool.close()
     assert indexes_used(plan) == {"referrals_open_by_agency"}
+
+
+class Statements:
+    """Stands for a connection in a transaction: keeps every statement sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, tuple[Any, ...]]] = []
+
+    def transaction(self, **_: Any) -> contextlib.AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()  # type: ignore[return-value]
+
+    async def _keep(self, sql: str, *args: Any) -> None:
+        self.sent.append((sql, args))
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        await self._keep(sql, *args)
+        return []
+
+    async def fetchval(self, sql: str, *args: Any) -> int:
+        await self._keep(sql, *args)
+        return 0
+
+    async def fetchrow(self, sql: str, *args: Any) -> None:
+        await self._keep(sql, *args)
+
+
+def index_only_scans(plan: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(plan, dict):
+        if plan.get("Node Type") == "Index Only Scan":
+            found.add(plan["Index Name"])
+        for value in plan.values():
+            found |= index_only_scans(value)
+    elif isinstance(plan, list):
+        for value in plan:
+            found |= index_only_scans(value)
+    return found
+
+
+async def test_a_periods_figures_read_the_referrals_index_alone(database_url: str) -> None:
+    """Each statement over the period's referrals finds every column it reads in the index
+    (an index-only scan): add a column to one, and this says the index must carry it too."""
+    statements = Statements()
+    now = datetime.now(UTC)
+    await routing_store.period_stats(
+        statements,  # type: ignore[arg-type]
+        start=now - timedelta(days=365),
+        end=now,
+        timezone="Asia/Jakarta",
+        now=now,
+        districts=None,
+    )
+    over_referrals = [(sql, args) for sql, args in statements.sent if "FROM referrals" in sql]
+    assert len(over_referrals) == 4
+    pool = await create_pool(database_url, "routing")
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            for setting in ("enable_seqscan", "enable_bitmapscan", "enable_indexscan"):
+                await conn.execute(f"SET LOCAL {setting} = off")
+            for sql, args in over_referrals:
+                plan = await plan_of(conn, sql, *args)
+                assert index_only_scans(plan) == {"referrals_period_figures"}, sql
+    finally:
+        await pool.close()
