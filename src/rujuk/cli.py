@@ -17,6 +17,7 @@ from routing.cli import app as sop_app
 from rujuk.ports import PortBook
 from rujuk.stack import Stack, StackError, running_stack_env
 from rujuk.supervise import METRICS_URL, start_supervised
+from rujuk_runtime.embedded import EmbeddedPostgres
 from rujuk_runtime.logs import configure_logging
 from rujuk_runtime.nats_auth import NatsKeyring
 from rujuk_runtime.provision import ProvisionError, provision
@@ -181,6 +182,136 @@ def db_provision(
             f"{database_password_variable(schema)} and run again",
             err=True,
         )
+
+
+@app.command()
+def backup(
+    folder: Path = typer.Argument(..., help="A new, empty folder for this backup (made 0700)"),
+    database_url: str | None = typer.Option(
+        None,
+        "--database-url",
+        help="The database administrator's URL [default: $DATABASE_URL, else the PostgreSQL "
+        "`rujuk up` runs from .rujuk/up]",
+        show_default=False,
+    ),
+    nats_url: str | None = typer.Option(
+        None, "--nats-url", help="The NATS operator's URL [default: $NATS_URL]", show_default=False
+    ),
+) -> None:
+    """Cadangkan / back up PostgreSQL (pg_dump) and every rujuk stream (JetStream snapshots,
+    consumers included) while rujuk runs, taken together (docs/operations.md, "Backup and
+    restore"). The vault keys are not in it: back up /etc/rujuk (or .rujuk/up/dev-secrets.json)
+    apart, encrypted."""
+    from rujuk.backup import BackupError, take_backup
+
+    database = database_url or os.environ.get("DATABASE_URL") or up_admin_url(STATE_FOLDER / "up")
+    bus = nats_url or os.environ.get("NATS_URL")
+    if not database or not bus:
+        typer.echo("Berikan / give --database-url (the administrator's) and --nats-url (the "
+                   "operator's), or run `rujuk up` from this folder", err=True)  # fmt: skip
+        raise typer.Exit(2)
+    try:
+        manifest = asyncio.run(take_backup(database, bus, folder))
+    except (BackupError, OSError, asyncpg.PostgresError) as exc:
+        typer.echo(f"Pencadangan gagal / backup failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"Cadangan selesai / backup written: {folder}")
+    typer.echo(f"  PostgreSQL  {manifest['database']['bytes']:>12,} bytes  ({DUMP_NAME})")
+    for name, stream in manifest["streams"].items():
+        messages = stream["state"].get("messages", 0)
+        typer.echo(f"  {name:<12}{stream['bytes']:>12,} bytes  {messages:,} messages")
+    typer.echo(f"  {manifest['seconds']['total']:.1f} s")
+
+
+@app.command()
+def restore(
+    folder: Path = typer.Argument(..., help="A folder `rujuk backup` wrote"),
+    database_url: str | None = typer.Option(
+        None,
+        "--database-url",
+        help="An empty database, the administrator's URL [default: $DATABASE_URL, else the "
+        "embedded servers of .rujuk/up, started for the restore]",
+        show_default=False,
+    ),
+    nats_url: str | None = typer.Option(
+        None,
+        "--nats-url",
+        help="A NATS without rujuk's streams, the operator's URL [default: $NATS_URL]",
+        show_default=False,
+    ),
+) -> None:
+    """Pulihkan / restore a backup into an empty database and a NATS without rujuk's streams,
+    with rujuk's services stopped; then start them. Roles get the passwords in
+    INTAKE_DB_PASSWORD ... as `rujuk db provision` gives them."""
+    from rujuk.backup import BackupError, read_manifest, restore_backup
+
+    try:
+        read_manifest(folder)  # before anything is started or written
+    except BackupError as exc:
+        typer.echo(f"Pemulihan gagal / restore failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    database = database_url or os.environ.get("DATABASE_URL")
+    bus = nats_url or os.environ.get("NATS_URL")
+    passwords = {
+        schema: os.environ[variable]
+        for schema in SCHEMAS
+        if os.environ.get(variable := database_password_variable(schema))
+    }
+    stack: Stack | None = None
+    if not database and not bus:  # `rujuk up`'s own servers, started for the restore
+        stack = Stack(STATE_FOLDER / "up", ports=PortBook(STATE_FOLDER / "up"))
+        if not (stack.folder / "dev-secrets.json").exists():
+            typer.echo(
+                f"Tidak ada / no {stack.folder / 'dev-secrets.json'}: put back the one of the "
+                "stack the backup was taken from (it holds the vault key), or give "
+                "--database-url and --nats-url",
+                err=True,
+            )
+            raise typer.Exit(2)
+        if stack.connection_file.exists():
+            typer.echo("Hentikan dulu / stop `rujuk up` first: restore needs the services "
+                       "stopped", err=True)  # fmt: skip
+            raise typer.Exit(2)
+        stack.start_servers()
+        database, bus = stack.database_url, stack.nats_url
+        passwords = {schema: stack.secrets()[f"database_password_{schema}"] for schema in SCHEMAS}
+    if not database or not bus:
+        typer.echo("Berikan / give both --database-url and --nats-url", err=True)
+        raise typer.Exit(2)
+    try:
+        report = asyncio.run(restore_backup(folder, database, bus, passwords))
+    except (BackupError, OSError, asyncpg.PostgresError) as exc:
+        typer.echo(f"Pemulihan gagal / restore failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        if stack is not None:
+            stack.stop()
+    typer.echo(f"Dipulihkan / restored from {folder} in {report.seconds['total']:.1f} s")
+    for name, messages in report.streams.items():
+        typer.echo(f"  {name:<14} {messages:,} messages")
+    typer.echo(f"  consumers rewound to the backup: {len(report.consumers_rewound)}; outbox "
+               f"events already on the bus: {report.outbox_rows_already_published}; partner "
+               f"messages to be sent again once: {report.partner_messages_withdrawn}")  # fmt: skip
+    for durable, count in report.events_no_longer_in_stream.items():
+        typer.echo(
+            f"Peringatan / warning: {durable}: {count} events after the backup are no longer "
+            "in the stream (older than its retention); the ledger lacks them",
+            err=True,
+        )
+    typer.echo("Nyalakan / now start rujuk (`systemctl start rujuk.target` or `rujuk up`), "
+               "then `rujuk audit verify`.")  # fmt: skip
+
+
+DUMP_NAME = "postgres.dump"
+
+
+def up_admin_url(folder: Path) -> str | None:
+    """The administrator's URL of the PostgreSQL `rujuk up` runs from ``folder``, if it runs
+    there: for `rujuk backup`, which reads every schema."""
+    ports = PortBook(folder).recorded
+    if "postgres" not in ports or not (folder / "connection.json").exists():
+        return None
+    return EmbeddedPostgres(folder / "postgres", port=ports["postgres"]).url
 
 
 def database_password_variable(schema: str) -> str:

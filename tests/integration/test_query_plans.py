@@ -3,13 +3,17 @@ prepared statement (asyncpg prepares every statement; after five runs the server
 generic plan), whatever the table holds: a statement that touches a handful of rows must not
 read every row ever written. Real PostgreSQL, plans read with EXPLAIN (not executed)."""
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 
+from routing import store as routing_store
+from routing.lifecycle import OPEN_STATES
 from rujuk_runtime.db import Connection, create_pool
 from rujuk_runtime.outbox import _TAKE
 
@@ -50,3 +54,133 @@ async def test_the_relay_takes_rows_by_index_with_a_plan_made_while_the_outbox_w
         await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
         plan = await plan_of(conn, _TAKE, 200)
     assert scanned_in_full(plan) == set()
+
+
+def indexes_used(plan: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(plan, dict):
+        if "Index Name" in plan:
+            found.add(plan["Index Name"])
+        for value in plan.values():
+            found |= indexes_used(value)
+    elif isinstance(plan, list):
+        for value in plan:
+            found |= indexes_used(value)
+    return found
+
+
+def sorts(plan: Any) -> bool:
+    if isinstance(plan, dict):
+        return plan.get("Node Type") == "Sort" or any(sorts(v) for v in plan.values())
+    return isinstance(plan, list) and any(sorts(v) for v in plan)
+
+
+class Statement:
+    """Stands for a connection: keeps the statement and arguments a store function sends."""
+
+    sql: str = ""
+    args: tuple[Any, ...] = ()
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        self.sql, self.args = sql, args
+        return []
+
+
+async def test_the_consoles_referral_list_reads_its_index_in_order_not_every_referral(
+    database_url: str,
+) -> None:
+    """Open first, most urgent first, newest first: the order an index holds, so a page is
+    read from it and stops at its end (bench/years.py: sorting every referral ever made grew
+    with the years). Its expressions must stay those of the index: a test, not a hope."""
+    statement = Statement()
+    await routing_store.list_referrals(statement, now=datetime.now(UTC), districts=None)  # type: ignore[arg-type]
+    pool = await create_pool(database_url, "routing")
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SET LOCAL enable_seqscan = off")
+            await conn.execute("SET LOCAL enable_sort = off")
+            plan = await plan_of(conn, statement.sql, *statement.args)
+    finally:
+        await pool.close()
+    assert "referrals_console_order" in indexes_used(plan)
+    assert not sorts(plan)
+
+
+async def test_the_open_referrals_gauge_counts_from_the_index_of_open_referrals(
+    database_url: str,
+) -> None:
+    statement = Statement()
+    await routing_store.referrals_by_state_and_agency(statement)  # type: ignore[arg-type]
+    assert set(routing_store.GAUGED_STATES) == {state.value for state in OPEN_STATES}
+    pool = await create_pool(database_url, "routing")
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SET LOCAL enable_seqscan = off")
+            plan = await plan_of(conn, statement.sql)
+    finally:
+        await pool.close()
+    assert indexes_used(plan) == {"referrals_open_by_agency"}
+
+
+class Statements:
+    """Stands for a connection in a transaction: keeps every statement sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, tuple[Any, ...]]] = []
+
+    def transaction(self, **_: Any) -> contextlib.AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()  # type: ignore[return-value]
+
+    async def _keep(self, sql: str, *args: Any) -> None:
+        self.sent.append((sql, args))
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        await self._keep(sql, *args)
+        return []
+
+    async def fetchval(self, sql: str, *args: Any) -> int:
+        await self._keep(sql, *args)
+        return 0
+
+    async def fetchrow(self, sql: str, *args: Any) -> None:
+        await self._keep(sql, *args)
+
+
+def index_only_scans(plan: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(plan, dict):
+        if plan.get("Node Type") == "Index Only Scan":
+            found.add(plan["Index Name"])
+        for value in plan.values():
+            found |= index_only_scans(value)
+    elif isinstance(plan, list):
+        for value in plan:
+            found |= index_only_scans(value)
+    return found
+
+
+async def test_a_periods_figures_read_the_referrals_index_alone(database_url: str) -> None:
+    """Each statement over the period's referrals finds every column it reads in the index
+    (an index-only scan): add a column to one, and this says the index must carry it too."""
+    statements = Statements()
+    now = datetime.now(UTC)
+    await routing_store.period_stats(
+        statements,  # type: ignore[arg-type]
+        start=now - timedelta(days=365),
+        end=now,
+        timezone="Asia/Jakarta",
+        now=now,
+        districts=None,
+    )
+    over_referrals = [(sql, args) for sql, args in statements.sent if "FROM referrals" in sql]
+    assert len(over_referrals) == 4
+    pool = await create_pool(database_url, "routing")
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            for setting in ("enable_seqscan", "enable_bitmapscan", "enable_indexscan"):
+                await conn.execute(f"SET LOCAL {setting} = off")
+            for sql, args in over_referrals:
+                plan = await plan_of(conn, sql, *args)
+                assert index_only_scans(plan) == {"referrals_period_figures"}, sql
+    finally:
+        await pool.close()

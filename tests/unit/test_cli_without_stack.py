@@ -33,3 +33,27 @@ def test_a_command_with_no_stack_to_talk_to_says_so_and_names_the_setting(
     assert f"{setting} is not set" in result.output
     assert "5432" not in result.output
     assert "4222" not in result.output
+
+
+def test_backup_with_no_servers_named_says_which_to_give(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("DATABASE_URL", "NATS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    result = CliRunner().invoke(app, ["backup", str(tmp_path / "backup")])
+    assert result.exit_code == 2, result.output
+    assert "--database-url" in result.output
+    assert "--nats-url" in result.output
+    assert not (tmp_path / "backup").exists()
+
+
+def test_restore_refuses_a_folder_that_is_no_backup_before_starting_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "not-a-backup").mkdir()
+    result = CliRunner().invoke(app, ["restore", str(tmp_path / "not-a-backup")])
+    assert result.exit_code == 1, result.output
+    assert "not a rujuk backup" in result.output
+    assert not (tmp_path / ".rujuk").exists()  # no server was started for it

@@ -463,6 +463,9 @@ class SopOrigin(StrEnum):
     PUBLISHED = "published"  # published through routing's API (``sop.published``)
 
 
+MAX_RETENTION_DAYS = 36_500  # a hundred years: a bound, not advice
+
+
 class SopInForce(EventPayload):
     """This SOP is the one routing applies to a district's new cases, with the agencies its
     directory names. Routing announces it when a version comes in force (published) and, at
@@ -485,6 +488,14 @@ class SopInForce(EventPayload):
         min_length=1,
         max_length=500,
         description="Every agency id in the SOP's directory, the coordinator's included",
+    )
+    vault_days_after_close: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_RETENTION_DAYS,
+        description="Days a closed case's identifying data is kept in intake's vault before "
+        "intake crypto-shreds it (case.erased, reason retention_expired); none: kept until a "
+        "coordinator erases it",
     )
 
     def subject_id(self) -> str:

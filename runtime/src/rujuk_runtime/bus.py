@@ -5,6 +5,7 @@ import functools
 import ssl
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from faststream.nats import NatsBroker
@@ -76,46 +77,72 @@ def make_broker(settings: ServiceSettings, name: str) -> NatsBroker:
     )
 
 
+DAY_SECONDS = 24 * 3600
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+
+@dataclass(frozen=True)
+class StreamRetention:
+    """How long a stream keeps a message, and the most disk it may take. The reasons for each
+    are in docs/operations.md ("Retention: how long each place keeps what")."""
+
+    description: str
+    max_age_days: int
+    max_bytes: int
+
+    @property
+    def max_age_seconds(self) -> int:
+        return self.max_age_days * DAY_SECONDS
+
+
+# Every stream is a way in or a way through, never the record: the ledger (PostgreSQL, kept for
+# ever) is. A stream keeps what its readers may still need to catch up on, and no longer (UU PDP
+# 27/2022: personal data no longer than its purpose needs). Full, a stream refuses new messages
+# (DiscardPolicy.NEW: the outbox keeps them and RujukOutboxStuck fires) rather than drop old
+# ones a consumer has not read yet. Together the limits fit, per node, in the 10 GB the shipped
+# nats-server configurations give JetStream (tests/unit/test_stream_retention.py).
+STREAM_RETENTION: dict[str, StreamRetention] = {
+    subjects.EVENTS_STREAM: StreamRetention(
+        "Every internal rujuk event (CloudEvents), kept 90 days", 90, 4 * GIB
+    ),
+    subjects.PARTNER_STREAM: StreamRetention(
+        "Partner agencies' feeds and replies, kept 30 days", 30, 2 * GIB
+    ),
+    subjects.AUDIT_STREAM: StreamRetention(
+        "Signed ledger heads, a copy outside the database, kept 400 days", 400, 512 * MIB
+    ),
+    subjects.REPLAY_STREAM: StreamRetention(
+        "History re-published on request, kept a week", 7, 1 * GIB
+    ),
+    subjects.DLQ_STREAM: StreamRetention(
+        "Parked messages with the reason, kept 30 days", 30, 512 * MIB
+    ),
+}
+STREAM_SUBJECTS = {
+    subjects.EVENTS_STREAM: subjects.EVENTS_WILDCARD,
+    subjects.PARTNER_STREAM: subjects.PARTNER_WILDCARD,
+    subjects.AUDIT_STREAM: subjects.AUDIT_WILDCARD,
+    subjects.REPLAY_STREAM: subjects.REPLAY_WILDCARD,
+    subjects.DLQ_STREAM: subjects.DLQ_WILDCARD,
+}
+
+
 def stream_configs(replicas: int) -> list[StreamConfig]:
-    common = {
-        "storage": StorageType.FILE,
-        "num_replicas": replicas,
-        "duplicate_window": DUPLICATE_WINDOW_SECONDS,
-        "retention": RetentionPolicy.LIMITS,
-        "discard": DiscardPolicy.OLD,
-    }
     return [
         StreamConfig(
-            name=subjects.EVENTS_STREAM,
-            subjects=[subjects.EVENTS_WILDCARD],
-            description="Every internal rujuk event (CloudEvents)",
-            **common,  # type: ignore[arg-type]
-        ),
-        StreamConfig(
-            name=subjects.PARTNER_STREAM,
-            subjects=[subjects.PARTNER_WILDCARD],
-            description="Partner agencies' feeds and replies",
-            **common,  # type: ignore[arg-type]
-        ),
-        StreamConfig(
-            name=subjects.AUDIT_STREAM,
-            subjects=[subjects.AUDIT_WILDCARD],
-            description="Signed ledger checkpoints",
-            **common,  # type: ignore[arg-type]
-        ),
-        StreamConfig(
-            name=subjects.REPLAY_STREAM,
-            subjects=[subjects.REPLAY_WILDCARD],
-            description="History re-published on request, kept a week",
-            max_age=7 * 24 * 3600,
-            **common,  # type: ignore[arg-type]
-        ),
-        StreamConfig(
-            name=subjects.DLQ_STREAM,
-            subjects=[subjects.DLQ_WILDCARD],
-            description="Parked messages with the reason",
-            **common,  # type: ignore[arg-type]
-        ),
+            name=name,
+            subjects=[STREAM_SUBJECTS[name]],
+            description=retention.description,
+            storage=StorageType.FILE,
+            num_replicas=replicas,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            retention=RetentionPolicy.LIMITS,
+            max_age=retention.max_age_seconds,
+            max_bytes=retention.max_bytes,
+            discard=DiscardPolicy.NEW,
+        )
+        for name, retention in STREAM_RETENTION.items()
     ]
 
 
@@ -146,9 +173,10 @@ async def when_jetstream_answers(
 async def ensure_streams(
     js: JetStreamContext, replicas: int = 1, *, wait: float = JETSTREAM_WAIT_SECONDS
 ) -> None:
-    """Create rujuk's streams, or bring an existing one up to date; safe from every replica.
-    Waits (``when_jetstream_answers``) while JetStream cannot answer yet, ``wait`` seconds
-    for all the streams together."""
+    """Create rujuk's streams, or bring an existing one up to date (a stream an older rujuk
+    made without limits takes its retention here, keeping its messages within them); safe
+    from every replica. Waits (``when_jetstream_answers``) while JetStream cannot answer yet,
+    ``wait`` seconds for all the streams together."""
 
     async def add_or_update(config: StreamConfig) -> None:
         try:

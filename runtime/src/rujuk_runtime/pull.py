@@ -26,7 +26,7 @@ from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import ServiceUnavailableError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from rujuk_runtime.bus import when_jetstream_answers
 from rujuk_runtime.logs import get_logger
@@ -84,8 +84,11 @@ class PullConsumer:
         ``ack_wait``, so that one lost +WPI does not let JetStream redeliver it."""
         return self.ack_wait / 3
 
-    def config(self) -> ConsumerConfig:
-        return ConsumerConfig(
+    def config(self, existing: ConsumerConfig | None = None) -> ConsumerConfig:
+        """This consumer's configuration. Made new, it reads the stream from its start; an
+        ``existing`` one keeps where it started (JetStream cannot change that, and `rujuk
+        restore` sets it to where the backed-up database had read up to)."""
+        config = ConsumerConfig(
             name=self.durable,
             durable_name=self.durable,
             filter_subject=self.subject,
@@ -94,12 +97,28 @@ class PullConsumer:
             deliver_policy=DeliverPolicy.ALL,
             max_ack_pending=self.max_ack_pending or max(1000, self.batch_size * 10),
         )
+        if existing is not None and existing.deliver_policy is not None:
+            config.deliver_policy = existing.deliver_policy
+            config.opt_start_seq = existing.opt_start_seq
+            config.opt_start_time = existing.opt_start_time
+        return config
+
+    async def _existing(self, js: JetStreamContext) -> ConsumerConfig | None:
+        try:
+            info = await js.consumer_info(self.stream, self.durable)
+        except NotFoundError:
+            return None
+        existing: ConsumerConfig = info.config
+        return existing
 
     async def start(self, js: JetStreamContext) -> None:
         # Created, or updated to this config: a consumer made by an earlier version (e.g. with
         # a 30 s ack_wait) takes the current settings rather than keeping its own.
+        existing = await when_jetstream_answers(
+            lambda: self._existing(js), f"consumer {self.durable}"
+        )
         await when_jetstream_answers(
-            lambda: js.add_consumer(self.stream, config=self.config()),
+            lambda: js.add_consumer(self.stream, config=self.config(existing)),
             f"consumer {self.durable}",
         )
         subscription = await when_jetstream_answers(

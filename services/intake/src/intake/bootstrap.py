@@ -2,6 +2,7 @@
 the start-up work, wired to the HTTP door (``intake.http``). The only module that knows them
 all; ``python -m intake`` and the tests call ``create_app``."""
 
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -9,6 +10,7 @@ from fastapi import FastAPI
 
 from intake import auth, handlers, http, store
 from intake.districts import DistrictsInForce
+from intake.retention import RetentionSweep
 from intake.settings import IntakeSettings
 from intake.vault import Vault, parse_master_keys
 from rujuk_contracts import subjects
@@ -35,6 +37,16 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     runtime.handlers.update(handlers.sop_handlers())
     runtime.subscribe_batches(subjects.EVENTS_WILDCARD, durable="intake-projection")
     runtime.on_started.append(partial(install_tokens, runtime, bootstrap))
+    runtime.run_in_background(
+        RetentionSweep(
+            lambda: runtime.pool,
+            day=timedelta(seconds=settings.day_seconds),
+            every=settings.retention_check_seconds,
+            after_erasing=runtime.wake_relay,
+        )
+    )
+    if settings.day_seconds != 86_400:
+        log.warning("time is compressed", day_seconds=settings.day_seconds)
     runtime.health_details.append(partial(sops_known, runtime))
     app = service_app(
         runtime,

@@ -7,7 +7,7 @@ table)."""
 from intake import store
 from intake.projection import PROJECTED, fold, referrals_read
 from rujuk_contracts.envelope import CloudEvent
-from rujuk_contracts.events import EventPayload, SopInForce
+from rujuk_contracts.events import CaseClosed, EventPayload, SopInForce
 from rujuk_runtime.access import TokenVerifier, token_handlers
 from rujuk_runtime.consumer import BatchHandler, Handler, Rejected
 from rujuk_runtime.db import Connection
@@ -19,8 +19,9 @@ async def project(conn: Connection, events: list[tuple[CloudEvent, EventPayload]
     payloads = [payload for _, payload in events]
     current = await store.referrals_for_update(conn, referrals_read(payloads))
     changes = fold(payloads, current)
+    closed_at = {p.case_id: e.time for e, p in events if isinstance(p, CaseClosed)}
     await store.put_referrals(conn, list(changes.referrals.values()))
-    await store.set_case_statuses(conn, changes.case_status)
+    await store.set_case_statuses(conn, changes.case_status, closed_at)
 
 
 def projection_handlers() -> dict[str, BatchHandler]:

@@ -20,3 +20,16 @@ class IntakeSettings(ServiceSettings):
         description="Tokens installed at start, ROLE[:AGENCY]=SECRET, comma-separated "
         "(stored hashed; a revoked one stays revoked)",
     )
+    retention_check_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="How often intake looks for closed cases whose vault retention (the "
+        "SOP's retention.vault_days_after_close) has run out",
+    )
+    day_seconds: float = Field(
+        default=86_400.0,
+        gt=0,
+        le=86_400,
+        description="How many seconds one retention day lasts. 86400 in production; tests "
+        "and demos compress time with a smaller value",
+    )

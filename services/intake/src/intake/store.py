@@ -5,7 +5,7 @@ issues."""
 import json
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from intake import events
@@ -161,14 +161,21 @@ async def put_referrals(conn: Connection, referrals: list[ProjectedReferral]) ->
     )
 
 
-async def set_case_statuses(conn: Connection, statuses: dict[str, str]) -> None:
+async def set_case_statuses(
+    conn: Connection, statuses: dict[str, str], closed_at: dict[str, datetime]
+) -> None:
+    """Each case's new status; a case closed now keeps when (``closed_at``, the time of its
+    `case.closed`), one closed already keeps its first close, any other has none."""
     if statuses:
         await conn.execute(
-            "UPDATE cases SET status = s.status, updated_at = now() "
-            "FROM unnest($1::text[], $2::text[]) AS s (case_id, status) "
-            "WHERE cases.case_id = s.case_id",
+            "UPDATE cases SET status = s.status, updated_at = now(), closed_at = CASE "
+            "WHEN s.status <> 'closed' THEN NULL WHEN cases.status = 'closed' "
+            "THEN cases.closed_at ELSE COALESCE(s.closed_at, now()) END "
+            "FROM unnest($1::text[], $2::text[], $3::timestamptz[]) "
+            "AS s (case_id, status, closed_at) WHERE cases.case_id = s.case_id",
             list(statuses),
             list(statuses.values()),
+            [closed_at.get(case_id) for case_id in statuses],
         )
 
 
@@ -179,11 +186,13 @@ async def put_sop_in_force(conn: Connection, sop: SopInForce, announced_at: date
     """Keep the district's SOP in force unless a newer version is kept already."""
     await conn.execute(
         "INSERT INTO sops_in_force (district_code, sop_id, sop_version, sha256, origin, "
-        "agency_ids, announced_at) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+        "agency_ids, announced_at, vault_days_after_close) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
         "ON CONFLICT (district_code) DO UPDATE SET sop_id = EXCLUDED.sop_id, "
         "sop_version = EXCLUDED.sop_version, sha256 = EXCLUDED.sha256, "
         "origin = EXCLUDED.origin, agency_ids = EXCLUDED.agency_ids, "
-        "announced_at = EXCLUDED.announced_at "
+        "announced_at = EXCLUDED.announced_at, "
+        "vault_days_after_close = EXCLUDED.vault_days_after_close "
         "WHERE sops_in_force.sop_version <= EXCLUDED.sop_version",
         sop.district_code,
         sop.sop_id,
@@ -192,6 +201,7 @@ async def put_sop_in_force(conn: Connection, sop: SopInForce, announced_at: date
         sop.origin.value,
         list(sop.agency_ids),
         announced_at,
+        sop.vault_days_after_close,
     )
 
 
@@ -415,6 +425,40 @@ async def erase_case(
         erased_at,
     )
     await add_to_outbox(conn, event)
+
+
+@dataclass(frozen=True)
+class RetentionDue:
+    """A closed case whose vault record the SOP in force keeps no longer."""
+
+    case_id: str
+    sop_id: str
+    sop_version: int
+
+
+async def vault_records_due(conn: Connection, *, day: timedelta, limit: int) -> list[RetentionDue]:
+    """Closed cases not yet erased whose district's SOP in force states a retention that has
+    run out (``day`` long days after the close), the longest closed first."""
+    rows = await conn.fetch(
+        "SELECT c.case_id, s.sop_id, s.sop_version FROM cases c "
+        "JOIN sops_in_force s USING (district_code) "
+        "WHERE c.status = 'closed' AND c.erased_at IS NULL "
+        "AND s.vault_days_after_close IS NOT NULL "
+        "AND c.closed_at <= now() - s.vault_days_after_close * $1::interval "
+        "ORDER BY c.closed_at LIMIT $2",
+        day,
+        limit,
+    )
+    return [RetentionDue(r["case_id"], r["sop_id"], r["sop_version"]) for r in rows]
+
+
+async def lock_closed_case_not_erased(conn: Connection, case_id: str) -> bool:
+    """Whether the case is still closed and not erased, locking its row until the transaction
+    ends (as an erasure by hand does: the two cannot race)."""
+    row = await conn.fetchrow(
+        "SELECT status, erased_at FROM cases WHERE case_id = $1 FOR UPDATE", case_id
+    )
+    return row is not None and row["status"] == "closed" and row["erased_at"] is None
 
 
 # --- tokens (their policy is intake.auth) ---------------------------------------------------

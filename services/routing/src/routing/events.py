@@ -214,6 +214,7 @@ def sop_in_force(
         sha256=sha256,
         origin=origin,
         agency_ids=sorted({agency.id for agency in sop.directory}),
+        vault_days_after_close=sop.retention.vault_days_after_close if sop.retention else None,
     )
     key = f"sop-in-force:{sop.district_code}:{sop.sop_id}:{sop.version}:{sha256}"
     return routing_event(in_force, key, now, traceparent)

@@ -537,10 +537,18 @@ def _withheld_row(withheld: WithheldReferral) -> dict[str, object]:
     }
 
 
+# The states the open-referrals gauge counts (routing.lifecycle.OPEN_STATES; a test keeps the
+# two equal), written out so that the partial index referrals_open_by_agency serves the count.
+GAUGED_STATES = ("requested", "delivered", "delivery_failed", "acknowledged")
+
+
 async def referrals_by_state_and_agency(conn: Connection) -> list[tuple[str, str, int]]:
-    """(state, agency, count) over every referral, for the open-referrals metric."""
+    """(state, agency, count) of the open referrals, for the open-referrals metric: read from
+    an index of the open ones, so its cost does not grow with the years of closed ones."""
     rows = await conn.fetch(
-        "SELECT state, agency_id, count(*) AS n FROM referrals GROUP BY state, agency_id"
+        "SELECT state, agency_id, count(*) AS n FROM referrals "
+        "WHERE state IN ('requested', 'delivered', 'delivery_failed', 'acknowledged') "
+        "GROUP BY state, agency_id"
     )
     return [(row["state"], row["agency_id"], row["n"]) for row in rows]
 

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rujuk_contracts.events import DeliveryChannel, Priority, Service
+from rujuk_contracts.events import MAX_RETENTION_DAYS, DeliveryChannel, Priority, Service
 from rujuk_contracts.subjects import check_agency_id
 from rujuk_contracts.triage import AgeGroup, ConsentGiver, Sex, ViolenceType
 
@@ -261,6 +261,14 @@ class OnCall(_SopModel):
     repeat: RepeatPolicy
 
 
+class Retention(_SopModel):
+    """How long the district keeps a closed case's identifying data (UU PDP 27/2022: no longer
+    than its purpose needs). Intake crypto-shreds the vault record of a case closed this many
+    days ago, as a coordinator's erasure does; the case's history stays in the ledger."""
+
+    vault_days_after_close: int = Field(ge=1, le=MAX_RETENTION_DAYS)
+
+
 class Sop(_SopModel):
     """One district's SOP, one version."""
 
@@ -276,6 +284,9 @@ class Sop(_SopModel):
     directory: list[Agency] = Field(min_length=1)
     rules: list[Rule] = Field(min_length=1)
     on_call: OnCall = Field(description="Paged when an escalation chain runs out")
+    retention: Retention | None = Field(
+        default=None, description="Without it, the vault keeps a case until it is erased"
+    )
 
     @field_validator("district_code", mode="before")
     @classmethod
