@@ -216,7 +216,8 @@ def backup(
         typer.echo(f"Pencadangan gagal / backup failed: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"Cadangan selesai / backup written: {folder}")
-    typer.echo(f"  PostgreSQL  {manifest['database']['bytes']:>12,} bytes  ({DUMP_NAME})")
+    database_file = manifest["database"]["file"]
+    typer.echo(f"  PostgreSQL  {manifest['database']['bytes']:>12,} bytes  ({database_file})")
     for name, stream in manifest["streams"].items():
         messages = stream["state"].get("messages", 0)
         typer.echo(f"  {name:<12}{stream['bytes']:>12,} bytes  {messages:,} messages")
@@ -300,9 +301,6 @@ def restore(
         )
     typer.echo("Nyalakan / now start rujuk (`systemctl start rujuk.target` or `rujuk up`), "
                "then `rujuk audit verify`.")  # fmt: skip
-
-
-DUMP_NAME = "postgres.dump"
 
 
 def up_admin_url(folder: Path) -> str | None:
