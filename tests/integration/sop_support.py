@@ -1,4 +1,5 @@
-"""SOPs in force as routing announces them, for tests of intake without routing running.
+"""SOPs in force as routing announces them, for tests of intake without routing running; a
+small invented SOP and a reported case for routing's own tests.
 
 The event is the contract: intake projects this ``sop.in_force`` exactly as it projects the
 one routing stages at start for each SOP file in force (built here by routing's own code).
@@ -12,13 +13,15 @@ from datetime import UTC, datetime
 import asyncpg
 import httpx
 import nats
+import nats.js
 
 from intake import store
 from routing.events import sop_in_force
 from routing.settings import SHIPPED_SOPS
 from routing.sop import load_sop_folder, parse_sop
-from rujuk_contracts import CloudEvent, parse_event
-from rujuk_contracts.events import SopInForce, SopOrigin
+from rujuk_contracts import CloudEvent, make_event, parse_event
+from rujuk_contracts.events import CaseReported, SopInForce, SopOrigin
+from rujuk_contracts.triage import TriageFacts
 from rujuk_runtime.bus import event_headers
 
 
@@ -82,3 +85,61 @@ async def until_intake_knows(
             return
         assert time.monotonic() < deadline, f"intake knows {known}, not {versions}"
         await asyncio.sleep(0.05)
+
+
+# --- a small invented SOP for routing's deadline and on-call tests ------------------------
+
+
+def on_call_test_sop(
+    *, name: str, contacts: str, rounds: int, every_minutes: int, refer: str
+) -> str:
+    """An invented SOP for 3514 whose coordinator is ``coord-test`` and case manager
+    ``upt-test``: ``contacts`` is the YAML flow list of its on-call roles, ``refer`` the flow
+    items of its one rule (after ``refer:``)."""
+    return f"""\
+sop_id: sop-3514
+version: 1
+district_code: "3514"
+name: {name} (invented)
+sample_data: true
+kecamatan: [Bangil]
+coordinator: coord-test
+on_call:
+  contacts: {contacts}
+  repeat: {{rounds: {rounds}, every_minutes: {every_minutes}}}
+consent:
+  requires_consent: {{police: share_with_police}}
+directory:
+  - {{id: coord-test, name: Coordinator, services: [case_management], kecamatan: all,
+     hours: "24/7", channels: [nats]}}
+  - {{id: upt-test, name: UPT PPA, services: [case_management], kecamatan: all,
+     hours: "24/7", channels: [nats]}}
+  - {{id: alt-test, name: Alternate, services: [case_management, psychosocial], kecamatan: all,
+     hours: "24/7", channels: [nats]}}
+rules:
+  - id: case-management
+    description: Every case gets a case manager
+    when: {{}}
+    refer:
+{refer}"""
+
+
+async def publish_reported(js: nats.js.JetStreamContext, case_id: str) -> None:
+    """``case.reported`` for an adult's report of psychological violence in Bangil (3514), as
+    intake publishes it."""
+    case = CaseReported(
+        case_id=case_id,
+        channel="hotline",
+        reported_at=datetime.now(UTC),
+        triage=TriageFacts(
+            violence_types=["psychological"],
+            age_group="adult",
+            sex="female",
+            district_code="3514",
+            kecamatan="Bangil",
+        ),
+    )
+    event = make_event(case, source="/rujuk/test")
+    await js.publish(
+        CaseReported.subject(), event.to_bytes(), headers=event_headers(event.id, None)
+    )

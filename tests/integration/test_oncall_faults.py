@@ -9,7 +9,7 @@ import asyncio
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -19,47 +19,29 @@ import pytest
 
 from rujuk.receiver import WebhookReceiver
 from rujuk.stack import Stack
-from rujuk_contracts import make_event, parse_event
-from rujuk_contracts.events import CaseReported, OnCallPageDelivered, Role
-from rujuk_contracts.triage import TriageFacts
-from rujuk_runtime.bus import event_headers
+from rujuk_contracts import parse_event
+from rujuk_contracts.events import OnCallPageDelivered, Role
 from rujuk_runtime.nats_auth import NatsKeyring
 from tests.conftest import create_database, drop_database, remove_streams
 from tests.integration.access_support import announce_token, bearer, eventually
+from tests.integration.sop_support import on_call_test_sop, publish_reported
 
 pytestmark = pytest.mark.integration
 
 MINUTE_SECONDS = 1.0
 EVERY = 3 * MINUTE_SECONDS  # the SOP's repeat policy below: every 3 minutes, 3 rounds
 ROLES = ("piket-test", "kepala-test")
-SOP = """\
-sop_id: sop-3514
-version: 1
-district_code: "3514"
-name: On-call fault test SOP (invented)
-sample_data: true
-kecamatan: [Bangil]
-coordinator: coord-test
-on_call:
-  contacts:
-    - {id: piket-test, role: Duty officer (invented), channels: [webhook]}
-    - {id: kepala-test, role: Head of office (invented), channels: [webhook]}
-  repeat: {rounds: 3, every_minutes: 3}
-consent:
-  requires_consent: {police: share_with_police}
-directory:
-  - {id: coord-test, name: Coordinator, services: [case_management], kecamatan: all,
-     hours: "24/7", channels: [nats]}
-  - {id: upt-test, name: UPT PPA, services: [case_management], kecamatan: all,
-     hours: "24/7", channels: [nats]}
-rules:
-  - id: case-management
-    description: Every case gets a case manager
-    when: {}
-    refer:
+SOP = on_call_test_sop(
+    name="On-call fault test SOP",
+    contacts="""[{id: piket-test, role: Duty officer (invented), channels: [webhook]},
+             {id: kepala-test, role: Head of office (invented), channels: [webhook]}]""",
+    rounds=3,
+    every_minutes=3,
+    refer="""\
       - {service: case_management, agency: upt-test, priority: emergency,
          acknowledge_within_minutes: 1}
-"""
+""",
+)
 NOBODY_ANSWERS = "3514-0C0000001A"
 ACKNOWLEDGED = "3514-0C0000001B"
 PAGED = "id.rujuk.oncall.paged.v1"
@@ -103,25 +85,6 @@ async def stack(
         await drop_database(server_database_url, database_url)
 
 
-async def report(js: nats.js.JetStreamContext, case_id: str) -> None:
-    case = CaseReported(
-        case_id=case_id,
-        channel="hotline",
-        reported_at=datetime.now(UTC),
-        triage=TriageFacts(
-            violence_types=["psychological"],
-            age_group="adult",
-            sex="female",
-            district_code="3514",
-            kecamatan="Bangil",
-        ),
-    )
-    event = make_event(case, source="/rujuk/test")
-    await js.publish(
-        CaseReported.subject(), event.to_bytes(), headers=event_headers(event.id, None)
-    )
-
-
 async def test_each_role_gets_each_round_once_through_kill_9_of_notify_and_routing(
     stack: tuple[Stack, WebhookReceiver], nats_url: str
 ) -> None:
@@ -160,8 +123,8 @@ async def test_each_role_gets_each_round_once_through_kill_9_of_notify_and_routi
         base_url=running.services["routing"].url, headers=bearer(secret), timeout=5
     )
     await eventually(lambda: routing.get("/v1/oncall/alerts"), 200)
-    await report(js, NOBODY_ANSWERS)
-    await report(js, ACKNOWLEDGED)
+    await publish_reported(js, NOBODY_ANSWERS)
+    await publish_reported(js, ACKNOWLEDGED)
 
     # upt-test's minute, the coordinator's minute: both chains run out, round 1 is paged. The
     # coordinator acknowledges one alert in the console at once (well before its round 2).

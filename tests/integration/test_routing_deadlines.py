@@ -8,15 +8,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import nats
+import nats.aio.msg
 import pytest
 
 from routing.bootstrap import create_app
 from routing.deadlines import DEADLINES_MISSED
 from routing.settings import RoutingSettings
-from rujuk_contracts import make_event, parse_event
-from rujuk_contracts.events import CaseReported, ReferralEscalated, ReferralRequested
-from rujuk_contracts.triage import TriageFacts
-from rujuk_runtime.bus import event_headers
+from rujuk_contracts import parse_event
+from rujuk_contracts.events import ReferralEscalated, ReferralRequested
+from tests.integration.sop_support import on_call_test_sop, publish_reported
 
 pytestmark = pytest.mark.integration
 
@@ -24,36 +24,18 @@ CASE_ID = "3514-DE12CD34EF"
 MINUTE_SECONDS = 1.0  # one SOP minute lasts a second here
 # A small invented SOP: the case manager must acknowledge within 2 minutes and escalates to a
 # second agency, then the coordinator; counselling within 3 minutes, then the coordinator.
-SOP = """\
-sop_id: sop-3514
-version: 1
-district_code: "3514"
-name: Deadline test SOP (invented)
-sample_data: true
-kecamatan: [Bangil]
-coordinator: coord-test
-on_call:
-  contacts: [{id: oncall-test, role: Duty officer, channels: [sms]}]
-  repeat: {rounds: 2, every_minutes: 1}
-consent:
-  requires_consent: {police: share_with_police}
-directory:
-  - {id: coord-test, name: Coordinator, services: [case_management], kecamatan: all,
-     hours: "24/7", channels: [nats]}
-  - {id: upt-test, name: UPT PPA, services: [case_management], kecamatan: all,
-     hours: "24/7", channels: [nats]}
-  - {id: alt-test, name: Alternate, services: [case_management, psychosocial], kecamatan: all,
-     hours: "24/7", channels: [nats]}
-rules:
-  - id: case-management
-    description: Every case gets a case manager
-    when: {}
-    refer:
+SOP = on_call_test_sop(
+    name="Deadline test SOP",
+    contacts="[{id: oncall-test, role: Duty officer, channels: [sms]}]",
+    rounds=2,
+    every_minutes=1,
+    refer="""\
       - {service: case_management, agency: upt-test, priority: urgent,
          acknowledge_within_minutes: 2, escalate_to: [alt-test]}
       - {service: psychosocial, agency: alt-test, priority: routine,
          acknowledge_within_minutes: 3}
-"""
+""",
+)
 
 
 async def test_deadlines_fire_once_on_time_across_a_restart_and_two_replicas(
@@ -86,22 +68,7 @@ async def test_deadlines_fire_once_on_time_across_a_restart_and_two_replicas(
     async with first.router.lifespan_context(first):
         await js.subscribe(ReferralEscalated.subject(), cb=on_escalated)
         await js.subscribe(ReferralRequested.subject(), cb=on_requested)
-        case = CaseReported(
-            case_id=CASE_ID,
-            channel="hotline",
-            reported_at=datetime.now(UTC),
-            triage=TriageFacts(
-                violence_types=["psychological"],
-                age_group="adult",
-                sex="female",
-                district_code="3514",
-                kecamatan="Bangil",
-            ),
-        )
-        event = make_event(case, source="/rujuk/test")
-        await js.publish(
-            CaseReported.subject(), event.to_bytes(), headers=event_headers(event.id, None)
-        )
+        await publish_reported(js, CASE_ID)
         async with asyncio.timeout(10):
             while len(requested) < 2:
                 await asyncio.sleep(0.02)

@@ -6,7 +6,6 @@ console through routing's API, or by a reply notify relays on the bus)."""
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -19,15 +18,14 @@ from routing.bootstrap import create_app
 from routing.settings import RoutingSettings
 from rujuk_contracts import make_event, parse_event
 from rujuk_contracts.events import (
-    CaseReported,
     OnCallAcknowledged,
     OnCallAckVia,
     OnCallPaged,
     Role,
 )
-from rujuk_contracts.triage import TriageFacts
 from rujuk_runtime.bus import event_headers
 from tests.integration.access_support import announce_token, bearer, eventually
+from tests.integration.sop_support import on_call_test_sop, publish_reported
 
 pytestmark = pytest.mark.integration
 
@@ -35,34 +33,17 @@ MINUTE_SECONDS = 0.5  # one SOP minute lasts half a second here
 EVERY = 2 * MINUTE_SECONDS  # the SOP's repeat policy: every 2 minutes, 3 rounds
 # An invented SOP: an emergency case manager must acknowledge within a minute; its chain is the
 # coordinator alone (decide appends it), who has a minute too; then the on-call list is paged.
-SOP = """\
-sop_id: sop-3514
-version: 1
-district_code: "3514"
-name: On-call test SOP (invented)
-sample_data: true
-kecamatan: [Bangil]
-coordinator: coord-test
-on_call:
-  contacts:
-    - {id: piket-test, role: Duty officer (invented), channels: [sms, webhook]}
-    - {id: kepala-test, role: Head of office (invented), channels: [email]}
-  repeat: {rounds: 3, every_minutes: 2}
-consent:
-  requires_consent: {police: share_with_police}
-directory:
-  - {id: coord-test, name: Coordinator, services: [case_management], kecamatan: all,
-     hours: "24/7", channels: [nats]}
-  - {id: upt-test, name: UPT PPA, services: [case_management], kecamatan: all,
-     hours: "24/7", channels: [nats]}
-rules:
-  - id: case-management
-    description: Every case gets a case manager
-    when: {}
-    refer:
+SOP = on_call_test_sop(
+    name="On-call test SOP",
+    contacts="""[{id: piket-test, role: Duty officer (invented), channels: [sms, webhook]},
+             {id: kepala-test, role: Head of office (invented), channels: [email]}]""",
+    rounds=3,
+    every_minutes=2,
+    refer="""\
       - {service: case_management, agency: upt-test, priority: emergency,
          acknowledge_within_minutes: 1}
-"""
+""",
+)
 ACKED_IN_CONSOLE = "3514-0C0000000A"
 ACKED_BY_REPLY = "3514-0C0000000B"
 NEVER_ACKED = "3514-0C0000000C"
@@ -86,25 +67,6 @@ async def running(*apps: FastAPI) -> AsyncIterator[None]:
         for app in apps:
             await stack.enter_async_context(app.router.lifespan_context(app))
         yield
-
-
-async def report(js: nats.js.JetStreamContext, case_id: str) -> None:
-    case = CaseReported(
-        case_id=case_id,
-        channel="hotline",
-        reported_at=datetime.now(UTC),
-        triage=TriageFacts(
-            violence_types=["psychological"],
-            age_group="adult",
-            sex="female",
-            district_code="3514",
-            kecamatan="Bangil",
-        ),
-    )
-    event = make_event(case, source="/rujuk/test")
-    await js.publish(
-        CaseReported.subject(), event.to_bytes(), headers=event_headers(event.id, None)
-    )
 
 
 async def until(condition: object, timeout: float) -> None:
@@ -140,7 +102,7 @@ async def test_pages_repeat_on_schedule_once_per_round_and_stop_when_acknowledge
         http.headers.update(bearer(secret))
         await eventually(lambda: http.get("/v1/oncall/alerts"), 200)
         for case_id in (ACKED_IN_CONSOLE, ACKED_BY_REPLY, NEVER_ACKED):
-            await report(js, case_id)
+            await publish_reported(js, case_id)
         # upt-test's minute, then the coordinator's: each case's chain runs out, round 1.
         await until(lambda: all(rounds_of(c) == [1] for c in (ACKED_BY_REPLY, NEVER_ACKED)), 10)
 
@@ -222,7 +184,7 @@ async def test_a_coordinator_of_another_district_cannot_see_or_acknowledge(
         _, elsewhere = await announce_token(clean_bus, Role.COORDINATOR, districts=["3513"])
         _, partner = await announce_token(clean_bus, Role.PARTNER, agency_id="upt-test")
         await eventually(lambda: http.get("/v1/oncall/alerts", headers=bearer(here)), 200)
-        await report(js, NEVER_ACKED)
+        await publish_reported(js, NEVER_ACKED)
 
         async def listed(secret: str) -> list[dict[str, object]]:
             response = await http.get("/v1/oncall/alerts", headers=bearer(secret))
