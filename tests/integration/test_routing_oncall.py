@@ -6,21 +6,27 @@ console through routing's API, or by a reply notify relays on the bus)."""
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import httpx
 import nats
 import nats.aio.msg
 import pytest
 from fastapi import FastAPI
 
+from routing import oncall, store
 from routing.bootstrap import create_app
+from routing.paging import OnCallAlert, alert_id_for
 from routing.settings import RoutingSettings
 from rujuk_contracts import make_event, parse_event
 from rujuk_contracts.events import (
+    EscalationReason,
     OnCallAcknowledged,
     OnCallAckVia,
     OnCallPaged,
+    Priority,
     Role,
 )
 from rujuk_runtime.bus import event_headers
@@ -217,3 +223,44 @@ async def test_a_coordinator_of_another_district_cannot_see_or_acknowledge(
             assert huge.status_code == 422, (paged, huge.text)
             assert "offset" in huge.text
     await connection.close()
+
+
+async def test_acknowledging_again_stages_nothing_new_and_another_coordinator_is_recorded(
+    database_url: str,
+) -> None:
+    """In one transaction, so the first acknowledgement's event is surely still in the outbox
+    (an acknowledgement repeated before the relay sent the first one once answered 500)."""
+    conn = await asyncpg.connect(database_url, server_settings={"search_path": "routing"})
+    try:
+        async with conn.transaction():
+            now = datetime.now(UTC)
+            referral_id = f"{NEVER_ACKED}-01-e1"
+            await store.open_alert(
+                conn,
+                OnCallAlert(
+                    alert_id=alert_id_for(referral_id),
+                    case_id=NEVER_ACKED,
+                    district_code="3514",
+                    referral_id=referral_id,
+                    agency_id="coord-test",
+                    priority=Priority.EMERGENCY,
+                    reason=EscalationReason.DEADLINE_MISSED,
+                    opened_at=now,
+                    plan=None,
+                    rounds_paged=1,
+                    next_page_at=None,
+                ),
+            )
+            alert_id = alert_id_for(referral_id)
+            acks = [
+                await oncall.acknowledge_in_console(conn, alert_id, by, now, districts=["3514"])
+                for by in ("coordinator:tok-a", "coordinator:tok-a", "coordinator:tok-b")
+            ]
+            staged = await conn.fetchval(
+                "SELECT count(*) FROM outbox WHERE event_type = $1", OnCallAcknowledged.event_type()
+            )
+    finally:
+        await conn.close()
+    assert [first for _, first in acks] == [True, False, False]
+    assert {alert.acknowledged_by for alert, _ in acks} == {"coordinator:tok-a"}  # the first
+    assert staged == 2  # tok-a once, tok-b once

@@ -122,12 +122,15 @@ async def acknowledge_in_console(
     conn: Connection, alert_id: str, by: str, now: datetime, *, districts: list[str] | None
 ) -> tuple[OnCallAlert, bool]:
     """Acknowledge an alert for a coordinator (``by``: the token id); (the alert as it is now,
-    whether this acknowledgement was the first). AlertNotFound for an alert of a district the
-    coordinator does not serve, as for none."""
+    whether this acknowledgement was the first). Another coordinator's later acknowledgement is
+    recorded too (its own event); the same one's again changes nothing and stages nothing.
+    AlertNotFound for an alert of a district the coordinator does not serve, as for none."""
     alert = await store.lock_alert(conn, alert_id)
     if alert is None or (districts is not None and alert.district_code not in districts):
         raise AlertNotFound(alert_id)
     first = alert.open
+    if not first and alert.acknowledged_by == by:  # the same person again: nothing new
+        return alert, first
     await store.acknowledge_alert(conn, alert_id, by, OnCallAckVia.CONSOLE.value, now)
     await add_to_outbox(conn, oncall_acknowledged(alert, by, now, current_traceparent()))
     log.info("on-call alert acknowledged", case_id=alert.case_id, alert_id=alert_id,
