@@ -37,6 +37,7 @@ pytestmark = pytest.mark.integration
 
 MINUTE_SECONDS = 0.5  # one SOP minute lasts half a second here
 EVERY = 2 * MINUTE_SECONDS  # the SOP's repeat policy: every 2 minutes, 3 rounds
+LATE_AT_MOST = 3.0  # seconds a round may come after its time on a loaded machine
 # An invented SOP: an emergency case manager must acknowledge within a minute; its chain is the
 # coordinator alone (decide appends it), who has a minute too; then the on-call list is paged.
 SOP = on_call_test_sop(
@@ -156,14 +157,15 @@ async def test_pages_repeat_on_schedule_once_per_round_and_stop_when_acknowledge
     assert rounds_of(NEVER_ACKED) == [1, 2, 3]
     assert rounds_of(ACKED_IN_CONSOLE) == [1, 2]  # acknowledged before round 3
     assert rounds_of(ACKED_BY_REPLY) == [1]  # acknowledged before round 2
-    # Round 3 is paged when round 2 said it would be (the watcher polls every 50 ms; a busy
-    # machine may be later, never earlier).
+    # Round 3 is paged when round 2 said it would be: never earlier; later only by how long a
+    # busy machine takes to get to it (the watcher polls every 50 ms; `make test` runs two
+    # workers on two cores, and it came 1.2 s late once).
     [(_, round_1), (second_at, round_2), (third_at, _)] = [
         (t, p) for t, p in pages if p.case_id == NEVER_ACKED
     ]
     assert round_2.next_round_at is not None
     assert round_2.next_round_at.timestamp() == pytest.approx(second_at + EVERY, abs=0.001)
-    assert 0 <= third_at - round_2.next_round_at.timestamp() < 1.0
+    assert 0 <= third_at - round_2.next_round_at.timestamp() < LATE_AT_MOST
     assert round_1.next_round_at is not None
     assert second_at > round_1.next_round_at.timestamp()  # late: routing was down when due
     last = [p for _, p in pages if p.case_id == NEVER_ACKED][-1]
