@@ -33,7 +33,7 @@ typecheck: $(VENV)/.synced
 	$(VENV)/bin/mypy contracts/src runtime/src services/intake/src services/routing/src services/notify/src services/audit/src services/console/src src
 
 test: lint typecheck chromium promtool amtool node-example
-	$(VENV)/bin/pytest -n 2 --dist loadfile
+	$(VENV)/bin/pytest
 
 # Mutation testing of the pure modules (docs/testing.md); not part of `make test`. Runs every
 # module, or some: `make mutants MODULES="decide chain"`. Niced: it keeps both cores busy.
