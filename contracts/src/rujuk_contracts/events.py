@@ -93,6 +93,8 @@ class Service(StrEnum):
     LEGAL = "legal"
     SOCIAL = "social"
     CASE_MANAGEMENT = "case_management"
+    # Mediasi (Permen PPPA 2/2022): never for sexual violence (UU TPKS 12/2022, art. 23).
+    MEDIATION = "mediation"
 
 
 class Priority(StrEnum):

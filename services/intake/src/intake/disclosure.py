@@ -66,6 +66,8 @@ FIELD_POLICY: dict[Service, tuple[str, ...]] = {
         "reporter.name",
         "reporter.phone",
     ),
+    # A mediator meets both sides: who the survivor is and how to reach her; not the narrative.
+    Service.MEDIATION: (*_PERSON, *_CONTACT, "victim.address"),
 }
 
 # A referral whose agency still has a part in the case. Declined, completed, cancelled and

@@ -35,6 +35,7 @@ SERVICE_TEXT = {
     Service.LEGAL: "Legal aid",
     Service.SOCIAL: "Social services",
     Service.CASE_MANAGEMENT: "Case management",
+    Service.MEDIATION: "Mediation",
 }
 TASK_STATUS = {
     None: "requested",

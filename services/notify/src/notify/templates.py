@@ -36,6 +36,7 @@ SERVICE_NAMES: dict[Language, dict[Service, str]] = {
         Service.LEGAL: "bantuan hukum",
         Service.SOCIAL: "layanan sosial",
         Service.CASE_MANAGEMENT: "manajemen kasus",
+        Service.MEDIATION: "mediasi",
     },
     Language.ENGLISH: {
         Service.HEALTH: "health care",
@@ -45,6 +46,7 @@ SERVICE_NAMES: dict[Language, dict[Service, str]] = {
         Service.LEGAL: "legal aid",
         Service.SOCIAL: "social services",
         Service.CASE_MANAGEMENT: "case management",
+        Service.MEDIATION: "mediation",
     },
 }
 
