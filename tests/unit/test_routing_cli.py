@@ -29,8 +29,8 @@ def test_check_says_a_shipped_sop_is_ok(district: str) -> None:
 
 def test_check_lists_every_error_with_its_line(tmp_path: Path) -> None:
     text = SOP_3514.read_text()
-    broken = text.replace("agency: lbh-pasuruan", "agency: lbh-x").replace(
-        "acknowledge_within_minutes: 2880", "acknowledge_within_minutes: soon"
+    broken = text.replace("agency: lbh-pasuruan", "agency: lbh-x", 1).replace(
+        "acknowledge_within_minutes: 2880", "acknowledge_within_minutes: soon", 1
     )
     (tmp_path / "3514.yaml").write_text(broken)
     result = run("check", str(tmp_path / "3514.yaml"))

@@ -50,7 +50,7 @@ def services(decision: Decision) -> set[Service]:
 
 # --- every rule of both shipped SOPs, as a table ------------------------------------------
 
-H, P, SH, PS, L, SO, CM = (
+H, P, SH, PS, L, SO, CM, M = (
     Service.HEALTH,
     Service.POLICE,
     Service.SHELTER,
@@ -58,6 +58,7 @@ H, P, SH, PS, L, SO, CM = (
     Service.LEGAL,
     Service.SOCIAL,
     Service.CASE_MANAGEMENT,
+    Service.MEDIATION,
 )
 EMERGENCY, URGENT, ROUTINE = Priority.EMERGENCY, Priority.URGENT, Priority.ROUTINE
 
@@ -144,6 +145,7 @@ RULE_SPECS = [
             (P, "polres-pasuruan-ppa", URGENT, 60),
             (SO, "dinsos-pasuruan", URGENT, 240),
             (SH, "rumah-aman-pasuruan", URGENT, 120),
+            (L, "uptppa-pasuruan", URGENT, 240),
         ],
         {"violence_types": ["trafficking"]},
     ),
@@ -155,6 +157,18 @@ RULE_SPECS = [
     ),
     RuleSpec("3514", "disability", [(SO, "dinsos-pasuruan", URGENT, 480)], {"disability": True}),
     RuleSpec("3514", "family-counselling", [(PS, "puspaga-pasuruan", ROUTINE, 2880)]),
+    RuleSpec(
+        "3514",
+        "sexual-violence-rights",
+        [(L, "uptppa-pasuruan", URGENT, 240), (PS, "uptppa-pasuruan", URGENT, 240)],
+        {"violence_types": ["sexual"], "hours_since_sexual_assault": 10, "consent": {}},
+    ),
+    RuleSpec(
+        "3514",
+        "family-mediation",
+        [(M, "uptppa-pasuruan", ROUTINE, 2880)],
+        {"violence_types": ["neglect"]},
+    ),
     # Kabupaten Probolinggo, Rumah SAE
     RuleSpec("3513", "case-management", [(CM, "uptppa-probolinggo", URGENT, 120)]),
     RuleSpec(
@@ -228,6 +242,7 @@ RULE_SPECS = [
             (P, "polres-probolinggo-ppa", URGENT, 60),
             (SO, "dinsos-probolinggo", URGENT, 240),
             (SH, "rumah-aman-probolinggo", URGENT, 120),
+            (L, "uptppa-probolinggo", URGENT, 240),
         ],
         {"violence_types": ["trafficking"]},
     ),
@@ -239,6 +254,18 @@ RULE_SPECS = [
     ),
     RuleSpec("3513", "disability", [(SO, "dinsos-probolinggo", URGENT, 480)], {"disability": True}),
     RuleSpec("3513", "family-counselling", [(PS, "lk3-probolinggo", ROUTINE, 2880)]),
+    RuleSpec(
+        "3513",
+        "sexual-violence-rights",
+        [(L, "uptppa-probolinggo", URGENT, 240)],
+        {"violence_types": ["sexual"], "hours_since_sexual_assault": 10, "consent": {}},
+    ),
+    RuleSpec(
+        "3513",
+        "family-mediation",
+        [(M, "uptppa-probolinggo", ROUTINE, 2880)],
+        {"violence_types": ["neglect"]},
+    ),
 ]
 
 
@@ -383,8 +410,9 @@ def test_sexual_assault_after_72_hours_is_urgent_not_emergency(district: str) ->
 
 @pytest.mark.parametrize("district", sorted(SOPS))
 def test_mediation_is_never_offered_for_sexual_violence(district: str) -> None:
-    decision = route(district, violence_types=["sexual", "psychological"])
+    decision = route(district, violence_types=["sexual", "psychological", "neglect"])
     assert "family-counselling" not in decision.rules_fired
+    assert Service.MEDIATION not in services(decision)
 
 
 # --- how referrals are put together -------------------------------------------------------

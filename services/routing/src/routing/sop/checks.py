@@ -1,6 +1,7 @@
-"""What can be wrong with an SOP document: duplicated YAML keys, the schema's own errors, and
-the cross-checks a schema cannot see (references between agencies, rules and the consent
-policy). Each problem names its location in the document; the loader turns it into a line."""
+"""What can be wrong with an SOP document: duplicated YAML keys, the schema's own errors, the
+cross-checks a schema cannot see (references between agencies, rules, examples and the consent
+policy) and examples that fail. Each problem names its location in the document; the loader
+turns it into a line."""
 
 from collections import Counter
 from collections.abc import Iterator
@@ -123,6 +124,7 @@ def cross_check_problems(data: dict[str, Any]) -> list[Problem]:
             if isinstance(raw_item, dict) and known:
                 here: Location = ("rules", index, "refer", position)
                 problems += _referral_problems(here, raw_item, known, offers, coordinator)
+    problems += _example_reference_problems(data, known, offers)
     rules = [_valid(Rule, raw) for raw in raw_rules]
     if rules and all(rules) and not _has_case_manager(rules):
         problems.append(
@@ -252,3 +254,112 @@ def _has_case_manager(rules: list[Rule | None]) -> bool:
         and any(item.service == Service.CASE_MANAGEMENT for item in rule.refer)
         for rule in rules
     )
+
+
+# --- examples -----------------------------------------------------------------------------
+
+
+def _example_reference_problems(
+    data: dict[str, Any], known: set[str], offers: dict[str, Agency]
+) -> list[Problem]:
+    """Examples that name an agency, a kecamatan or a district the SOP does not have."""
+    raw_examples = _items(data, "examples")
+    problems = _duplicates("examples", raw_examples, "example id")
+    kecamatan = data.get("kecamatan")
+    district_kecamatan = (
+        {normalise(k) for k in kecamatan if isinstance(k, str)}
+        if isinstance(kecamatan, list)
+        else None
+    )
+    for index, raw in enumerate(raw_examples):
+        if not isinstance(raw, dict):
+            continue
+        here: Location = ("examples", index)
+        speaks_for = raw.get("speaks_for")
+        if isinstance(speaks_for, str) and known and speaks_for not in known:
+            problems.append(
+                _fact((*here, "speaks_for"), f"agency '{speaks_for}' is not in the directory")
+            )
+        facts = raw.get("facts")
+        if isinstance(facts, dict):
+            problems += _facts_problems((*here, "facts"), facts, data, district_kecamatan)
+        expect = raw.get("expect")
+        if isinstance(expect, dict) and known:
+            problems += _expectation_problems((*here, "expect"), expect, known, offers)
+    return problems
+
+
+def _facts_problems(
+    here: Location, facts: dict[str, Any], data: dict[str, Any], kecamatan: set[str] | None
+) -> list[Problem]:
+    problems = []
+    district = str(data.get("district_code"))
+    given = facts.get("district_code")
+    if isinstance(given, str | int) and str(given).replace(".", "") != district:
+        problems.append(
+            _fact(
+                (*here, "district_code"),
+                f"the facts are of district {given}, not this SOP's {district}: "
+                "leave district_code out",
+            )
+        )
+    name = facts.get("kecamatan")
+    if isinstance(name, str) and kecamatan is not None and normalise(name) not in kecamatan:
+        problems.append(
+            _fact(
+                (*here, "kecamatan"),
+                f"kecamatan '{name}' is not one of the district's kecamatan",
+            )
+        )
+    return problems
+
+
+def _expectation_problems(
+    here: Location, expect: dict[str, Any], known: set[str], offers: dict[str, Agency]
+) -> list[Problem]:
+    problems = []
+    for position, item in enumerate(_listed(expect.get("refer"))):
+        agency_id = item.get("agency") if isinstance(item, dict) else None
+        if not isinstance(agency_id, str):
+            continue
+        at: Location = (*here, "refer", position, "agency")
+        service = item.get("service")
+        agency = offers.get(agency_id)
+        if agency_id not in known:
+            problems.append(_fact(at, f"agency '{agency_id}' is not in the directory"))
+        elif agency is not None and service in set(Service) and service not in agency.services:
+            problems.append(
+                _fact(
+                    at,
+                    f"agency '{agency_id}' does not offer {service} "
+                    f"(it offers {', '.join(s.value for s in agency.services)})",
+                )
+            )
+    for position, name in enumerate(_listed(expect.get("never"))):
+        if isinstance(name, str) and name not in set(Service) and name not in known:
+            problems.append(
+                _fact(
+                    (*here, "never", position),
+                    f"'{name}' is neither a service nor an agency in the directory",
+                )
+            )
+    return problems
+
+
+def _listed(value: Any) -> list[Any]:
+    """A list as written, or a single item written without one."""
+    if isinstance(value, list):
+        return value
+    return [] if value is None else [value]
+
+
+def example_problems(sop: Sop) -> list[Problem]:
+    """The SOP's examples run through ``decide``: every expectation that does not hold."""
+    # Imported here: the runner uses decide, which imports this package.
+    from routing.sop.examples import run_examples
+
+    return [
+        _fact(failure.location, failure.reason)
+        for result in run_examples(sop)
+        for failure in result.failures
+    ]

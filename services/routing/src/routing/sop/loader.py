@@ -17,6 +17,7 @@ from routing.sop.checks import (
     Problem,
     cross_check_problems,
     duplicate_keys,
+    example_problems,
     schema_problems,
 )
 from routing.sop.model import Sop
@@ -57,7 +58,12 @@ def load_sop(source: Path | str) -> Sop:
     return parse_sop(source, origin="<text>")
 
 
-def parse_sop(text: str, *, origin: str = "<text>") -> Sop:
+def parse_sop(text: str, *, origin: str = "<text>", run_examples: bool = True) -> Sop:
+    """Validate an SOP document; with ``run_examples``, its examples must pass too.
+
+    Raises ``SopError`` listing every issue, each with its line: first what is wrong with the
+    document itself, and only when nothing is, the examples that fail.
+    """
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -74,7 +80,11 @@ def parse_sop(text: str, *, origin: str = "<text>") -> Sop:
     problems = [*duplicate_keys(root), *schema_problems(data), *cross_check_problems(data)]
     if problems:
         raise SopError(document.issues(problems))
-    return Sop.model_validate(data)
+    sop = Sop.model_validate(data)
+    failures = example_problems(sop) if run_examples else []
+    if failures:
+        raise SopError(document.issues(failures))
+    return sop
 
 
 @dataclass
@@ -134,8 +144,9 @@ class _Document:
         return [SopIssue(self.label, where, line, reason) for where, line, reason in ordered]
 
     def _element(self, location: Location) -> str | None:
-        """'rule <id>' or 'agency <id>' when the location is inside one."""
-        kind = {"rules": "rule", "directory": "agency"}.get(str(location[0])) if location else None
+        """'rule <id>', 'agency <id>' or 'example <id>' when the location is inside one."""
+        kinds = {"rules": "rule", "directory": "agency", "examples": "example"}
+        kind = kinds.get(str(location[0])) if location else None
         if kind is None or len(location) < 2 or not isinstance(location[1], int):
             return None
         section, index = str(location[0]), location[1]

@@ -19,6 +19,9 @@ Choices worth knowing when writing an SOP:
   a list of roles (a duty phone, a head of office's desk: never a person's name) with the
   channels each is paged on, and a ``repeat`` policy (how many rounds, how many minutes apart)
   that pages until someone acknowledges. Their addresses are notify's, never the SOP's.
+- An SOP carries its own ``examples``: triage facts and what must follow from them, each on
+  behalf of the agency whose mandate it expresses (``speaks_for``). The loader runs them
+  (``routing.sop.examples``) and refuses an SOP whose examples fail, as it refuses a typo.
 """
 
 import re
@@ -31,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from rujuk_contracts.events import MAX_RETENTION_DAYS, DeliveryChannel, Priority, Service
 from rujuk_contracts.subjects import check_agency_id
-from rujuk_contracts.triage import AgeGroup, ConsentGiver, Sex, ViolenceType
+from rujuk_contracts.triage import AgeGroup, ConsentGiver, Sex, TriageFacts, ViolenceType
 
 ConsentFlag = Literal["share_with_health", "share_with_police", "share_with_shelter"]
 
@@ -269,6 +272,71 @@ class Retention(_SopModel):
     vault_days_after_close: int = Field(ge=1, le=MAX_RETENTION_DAYS)
 
 
+class ExpectedReferral(_SopModel):
+    """A referral an example expects: the service, and optionally who and how urgently."""
+
+    service: Service
+    agency: str | None = Field(default=None, description="A directory agency id")
+    min_priority: Priority | None = Field(
+        default=None, description="This priority or a more urgent one"
+    )
+    max_acknowledge_minutes: int | None = Field(
+        default=None, ge=1, le=MAX_ACKNOWLEDGE_MINUTES, description="This deadline or a shorter one"
+    )
+
+
+def _one_or_more(value: Any) -> Any:
+    """``never: mediation`` reads as ``never: [mediation]``."""
+    return [value] if isinstance(value, str) else value
+
+
+class Expectation(_SopModel):
+    """What must follow from an example's facts; each part that is given must hold."""
+
+    refer: list[ExpectedReferral] = Field(
+        default_factory=list, description="Referrals that must follow (a service name suffices)"
+    )
+    never: list[str] = Field(
+        default_factory=list, description="Services or agency ids no referral may go to"
+    )
+    withheld: list[Service] = Field(
+        default_factory=list, description="Services withheld for lack of consent"
+    )
+    consent_override: list[Service] = Field(
+        default_factory=list,
+        description="Services referred without consent, with the legal basis recorded",
+    )
+
+    @field_validator("refer", mode="before")
+    @classmethod
+    def _service_names(cls, value: Any) -> Any:
+        value = _one_or_more(value)
+        if isinstance(value, list):
+            return [{"service": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @field_validator("never", "withheld", "consent_override", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _one_or_more(value)
+
+    @model_validator(mode="after")
+    def _says_something(self) -> "Expectation":
+        if not (self.refer or self.never or self.withheld or self.consent_override):
+            raise ValueError("say what must follow: refer, never, withheld or consent_override")
+        return self
+
+
+class Example(_SopModel):
+    """An SOP test kept in the SOP: triage facts, what must follow, and whose mandate it is."""
+
+    id: str = Field(pattern=SLUG_PATTERN)
+    speaks_for: str = Field(description="The agency (or the coordinator) whose mandate it states")
+    description: str | None = Field(default=None, min_length=1, max_length=300)
+    facts: TriageFacts = Field(description="district_code defaults to the SOP's")
+    expect: Expectation
+
+
 class Sop(_SopModel):
     """One district's SOP, one version."""
 
@@ -287,6 +355,21 @@ class Sop(_SopModel):
     retention: Retention | None = Field(
         default=None, description="Without it, the vault keeps a case until it is erased"
     )
+    examples: list[Example] = Field(
+        default_factory=list, description="Facts and what must follow; publishing runs them"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _examples_in_the_district(cls, data: Any) -> Any:
+        """An example's facts are of the SOP's district unless they say otherwise."""
+        if not isinstance(data, dict) or not isinstance(data.get("examples"), list):
+            return data
+        district = data.get("district_code")
+        district = str(district) if isinstance(district, int) else district
+        if not isinstance(district, str) or not re.fullmatch(r"\d{4}", district):
+            return data
+        return {**data, "examples": [_in_district(item, district) for item in data["examples"]]}
 
     @field_validator("district_code", mode="before")
     @classmethod
@@ -306,6 +389,13 @@ class Sop(_SopModel):
             if agency.id == agency_id:
                 return agency
         raise KeyError(f"{self.label}: agency {agency_id!r} is not in the directory")
+
+
+def _in_district(example: Any, district: str) -> Any:
+    facts = example.get("facts") if isinstance(example, dict) else None
+    if not isinstance(facts, dict) or "district_code" in facts:
+        return example
+    return {**example, "facts": {**facts, "district_code": district}}
 
 
 def normalise(kecamatan: str) -> str:
