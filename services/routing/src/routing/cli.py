@@ -10,7 +10,8 @@ import typer
 from pydantic import ValidationError
 
 from routing.decide import Decision, decide
-from routing.sop import Sop, SopError, load_sop
+from routing.sop import Sop, SopError, SopIssue, load_sop
+from routing.sop.model import Expectation
 from rujuk_contracts.triage import TriageFacts
 
 app = typer.Typer(
@@ -35,17 +36,34 @@ def _load(file: Path) -> Sop:
         typer.echo(f"SOP tidak sah / SOP refused: {len(exc.issues)} masalah / problems", err=True)
         for issue in exc.issues:
             typer.echo(f"  {issue}", err=True)
+        for line in failing_examples(exc.issues):
+            typer.echo(line, err=True)
         raise typer.Exit(1) from exc
+
+
+def failing_examples(issues: list[SopIssue]) -> list[str]:
+    """Each example named in the issues, once, with the line of its first issue."""
+    first_line: dict[str, int | None] = {}
+    for issue in issues:
+        if issue.where and issue.where.startswith("example "):
+            first_line.setdefault(issue.where.removeprefix("example "), issue.line)
+    if not first_line:
+        return []
+    return [f"Contoh yang gagal / failing examples ({len(first_line)}):"] + [
+        f"  - {example_id} (baris / line {line})" for example_id, line in first_line.items()
+    ]
 
 
 @app.command()
 def check(file: Path = typer.Argument(..., help="The SOP YAML file")) -> None:
-    """Validate an SOP: every error with its line (exit 1), or OK."""
+    """Validate an SOP and run its examples: every error and failing example with its line
+    (exit 1), or OK."""
     sop = _load(file)
     sample = " (SAMPLE DATA)" if sop.sample_data else ""
     typer.echo(
         f"{sop.label} ({sop.sop_id}) OK / SOP sah: {len(sop.rules)} aturan / rules, "
-        f"{len(sop.directory)} lembaga / agencies{sample}"
+        f"{len(sop.directory)} lembaga / agencies, {len(sop.examples)} contoh lulus / "
+        f"examples pass{sample}"
     )
 
 
@@ -62,24 +80,25 @@ def triage_from(document: Any) -> TriageFacts:
 @app.command()
 def explain(
     file: Path = typer.Argument(..., help="The SOP YAML file"),
-    report: Path = typer.Argument(
-        ...,
+    report: Path | None = typer.Argument(
+        None,
         help="JSON: triage facts (rujuk_contracts.triage.TriageFacts), or a case.reported "
-        "event or payload that holds them",
+        "event or payload that holds them. Without it (and without --example): the SOP's "
+        "examples",
     ),
+    example: str | None = typer.Option(None, help="Explain the facts of this SOP example"),
     at: datetime | None = typer.Option(None, help="Decision time (default: now, UTC)"),
 ) -> None:
     """Which rules fire for a report, the referrals with deadlines and escalation, what is
     withheld for lack of consent, and where consent was overridden, with the legal basis."""
     sop = _load(file)
-    try:
-        triage = triage_from(json.loads(report.read_text(encoding="utf-8")))
-    except OSError as exc:
-        typer.echo(f"Tidak bisa membaca / cannot read {report}: {exc.strerror}", err=True)
-        raise typer.Exit(2) from exc
-    except (ValueError, ValidationError) as exc:
-        typer.echo(f"Laporan tidak sah / not triage facts: {exc}", err=True)
-        raise typer.Exit(1) from exc
+    if report is None and example is None:
+        typer.echo("\n".join(example_lines(sop)))
+        return
+    if report is not None and example is not None:
+        typer.echo("Pilih salah satu / give a REPORT or --example, not both", err=True)
+        raise typer.Exit(2)
+    triage = _example_facts(sop, example) if example is not None else _report_facts(report)
     if triage.district != sop.district_code:
         typer.echo(
             f"Laporan dari kabupaten / report of district {triage.district}, "
@@ -89,7 +108,61 @@ def explain(
         raise typer.Exit(1)
     now = (at or datetime.now(UTC)).astimezone(UTC)
     decision = decide(sop, f"{sop.district_code}-0000000000", triage, now)
+    if example is not None:
+        typer.echo(f"Contoh / example {example}\n")
     typer.echo("\n".join(explanation(sop, decision, now)))
+
+
+def _report_facts(report: Path | None) -> TriageFacts:
+    assert report is not None
+    try:
+        return triage_from(json.loads(report.read_text(encoding="utf-8")))
+    except OSError as exc:
+        typer.echo(f"Tidak bisa membaca / cannot read {report}: {exc.strerror}", err=True)
+        raise typer.Exit(2) from exc
+    except (ValueError, ValidationError) as exc:
+        typer.echo(f"Laporan tidak sah / not triage facts: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def _example_facts(sop: Sop, example_id: str) -> TriageFacts:
+    for example in sop.examples:
+        if example.id == example_id:
+            return example.facts
+    known = ", ".join(example.id for example in sop.examples) or "-"
+    typer.echo(
+        f"Contoh tidak ada / no example {example_id!r} in {sop.label} (ada / there are: {known})",
+        err=True,
+    )
+    raise typer.Exit(1)
+
+
+def example_lines(sop: Sop) -> list[str]:
+    """The SOP's examples, whose mandate each states, and what it expects: all pass, or the
+    SOP would have been refused."""
+    count = len(sop.examples)
+    lines = [f"{sop.label} ({sop.sop_id}): {count} contoh, semua lulus / examples, all pass"]
+    for example in sop.examples:
+        lines.append(f"  - {example.id} (mewakili / speaks for {example.speaks_for})")
+        if example.description:
+            lines.append(f"      {example.description}")
+        lines.append(f"      harapan / expects: {_expectation(example.expect)}")
+    return lines
+
+
+def _expectation(expect: Expectation) -> str:
+    parts = []
+    for item in expect.refer:
+        terms = [item.service.value + (f" -> {item.agency}" if item.agency else "")]
+        if item.min_priority:
+            terms.append(f">= {item.min_priority.value}")
+        if item.max_acknowledge_minutes:
+            terms.append(f"<= {item.max_acknowledge_minutes} min")
+        parts.append("refer " + " ".join(terms))
+    parts += [f"never {name}" for name in expect.never]
+    parts += [f"withheld {service.value}" for service in expect.withheld]
+    parts += [f"consent_override {service.value}" for service in expect.consent_override]
+    return "; ".join(parts)
 
 
 def explanation(sop: Sop, decision: Decision, now: datetime) -> list[str]:
