@@ -74,6 +74,32 @@ async def test_publishing_an_sop_over_http(http: httpx.AsyncClient) -> None:
     assert (in_force["3514"]["version"], in_force["3514"]["origin"]) == (1, "file")
 
 
+async def test_publishing_refuses_an_sop_whose_examples_fail(http: httpx.AsyncClient) -> None:
+    # Version 2 shortens the post-rape window to 48 hours: a puskesmas' mandate no longer holds.
+    text = (
+        SOP_3513.replace("version: 1", "version: 2")
+        .replace("max_hours_since_sexual_assault: 72", "max_hours_since_sexual_assault: 48")
+        .replace("min_hours_since_sexual_assault: 72", "min_hours_since_sexual_assault: 48")
+    )
+    response = await http.post("/v1/sops", content=text, headers=YAML)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["detail"] == "SOP refused"
+    line = next(n for n, row in enumerate(text.splitlines(), 1) if "agency: pkm-dringu," in row)
+    assert (
+        f"SOP 3513 v2, example post-rape-care-tongas (line {line}): health dirujuk ke "
+        "rsud-waluyo-jati, bukan pkm-dringu / health goes to rsud-waluyo-jati, not pkm-dringu "
+        "(aturan / rules: sexual-after-72h)"
+    ) in body["errors"]
+    failing = {error.split(" (line")[0] for error in body["errors"]}
+    assert failing == {
+        "SOP 3513 v2, example post-rape-care-tongas",
+        "SOP 3513 v2, example post-rape-care-exactly-72-hours",
+    }
+    in_force = (await http.get("/v1/sops")).json()["in_force"]
+    assert (in_force["3513"]["version"], in_force["3513"]["origin"]) == (1, "file")
+
+
 async def test_closing_a_case_over_http(http: httpx.AsyncClient) -> None:
     assert (await http.post(f"/v1/cases/{CASE_ID}/close")).status_code == 404
     runtime: ServiceRuntime = http.app.state.runtime  # type: ignore[attr-defined]

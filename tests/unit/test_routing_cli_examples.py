@@ -53,7 +53,7 @@ def test_check_names_each_failing_example_with_its_line(tmp_path: Path) -> None:
 def test_explain_without_a_report_lists_the_examples_and_whose_mandate_each_is() -> None:
     result = run("explain", str(SOP_3514))
     assert result.exit_code == 0, result.output
-    assert "SOP 3514 v1 (sop-3514): 25 contoh, semua lulus / examples, all pass" in result.output
+    assert "SOP 3514 v1 (sop-3514): 26 contoh, semua lulus / examples, all pass" in result.output
     assert (
         "  - no-mediation-for-sexual-violence (mewakili / speaks for dp3ap2kb-pasuruan)\n"
     ) in result.output
