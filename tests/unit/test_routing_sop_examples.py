@@ -1,10 +1,13 @@
 """SOP examples: each kind of expectation passes, or fails with a sentence and its line."""
 
+from pathlib import Path
+
 import pytest
 
 from routing.settings import SHIPPED_SOPS
 from routing.sop import Sop, SopError, SopIssue, load_sop, parse_sop
-from routing.sop.examples import run_examples
+from routing.sop.examples import example_problems, run_examples
+from routing.sops import SopsInForce
 from rujuk_contracts.events import Service
 
 SOP = """\
@@ -73,9 +76,14 @@ def with_example(facts: str, expect: str, example_id: str = "the-example") -> st
     )
 
 
+def checked(text: str) -> Sop:
+    """The SOP, as `rujuk sop check` and publishing read it: its examples must pass."""
+    return parse_sop(text, run_examples=example_problems)
+
+
 def issues_of(text: str) -> list[SopIssue]:
     with pytest.raises(SopError) as caught:
-        parse_sop(text)
+        checked(text)
     return caught.value.issues
 
 
@@ -106,7 +114,7 @@ never: [mediation, hospital-test]
 withheld: police
 """,
     )
-    sop = parse_sop(text)
+    sop = checked(text)
     [result] = run_examples(sop)
     assert result.passed
     assert result.example.speaks_for == "clinic-bangil"
@@ -118,11 +126,11 @@ def test_a_childs_case_under_mandatory_reporting_passes_a_consent_override() -> 
         "{violence_types: [sexual], age_group: child, sex: male}",
         "consent_override: [police, health]",
     )
-    assert all(result.passed for result in run_examples(parse_sop(text)))
+    assert all(result.passed for result in run_examples(checked(text)))
 
 
 def test_a_refer_item_may_name_only_the_service() -> None:
-    sop = parse_sop(with_example(ADULT_SEXUAL + "}", "refer: case_management"))
+    sop = checked(with_example(ADULT_SEXUAL + "}", "refer: case_management"))
     assert sop.examples[0].expect.refer[0].service == Service.CASE_MANAGEMENT
 
 
@@ -352,16 +360,16 @@ def test_examples_run_only_once_the_document_itself_is_sound() -> None:
     assert issue.reason == "agency 'ghost-test' is not in the directory"
 
 
-def test_parse_sop_may_leave_the_examples_unrun() -> None:
+def test_parse_sop_leaves_the_examples_unrun_unless_given_the_runner() -> None:
     text = with_example(ADULT_SEXUAL + "}", "refer: police")
-    sop = parse_sop(text, run_examples=False)
+    sop = parse_sop(text)  # a version already published: its examples passed then
     [result] = run_examples(sop)
     assert not result.passed
 
 
 def test_facts_of_another_district_fail_even_where_no_loader_checked_them() -> None:
     text = with_example(ADULT_SEXUAL + "}", "refer: case_management")
-    data = parse_sop(text).model_dump(mode="json")
+    data = checked(text).model_dump(mode="json")
     data["examples"][0]["facts"]["district_code"] = "3513"
     [result] = run_examples(Sop.model_validate(data))
     [failure] = result.failures
@@ -376,7 +384,7 @@ def test_facts_may_write_the_district_with_a_dot() -> None:
         "{violence_types: [other], age_group: adult, sex: male, district_code: '35.14'}",
         "refer: case_management",
     )
-    assert run_examples(parse_sop(text))[0].passed
+    assert run_examples(checked(text))[0].passed
 
 
 # --- the shipped SOPs ---------------------------------------------------------------------
@@ -384,7 +392,7 @@ def test_facts_may_write_the_district_with_a_dot() -> None:
 
 @pytest.mark.parametrize("district", ["3514", "3513"])
 def test_every_example_of_a_shipped_sop_passes(district: str) -> None:
-    sop = load_sop(SHIPPED_SOPS / f"{district}.yaml")
+    sop = load_sop(SHIPPED_SOPS / f"{district}.yaml", run_examples=example_problems)
     results = run_examples(sop)
     assert len(results) >= 25
     assert [r.example.id for r in results if not r.passed] == []
@@ -440,3 +448,14 @@ def test_every_kecamatan_has_a_puskesmas_of_its_own_for_post_rape_care(district:
             if Service.HEALTH in agency.services and agency.serves(kecamatan)
         ]
         assert local, f"{sop.label}: no puskesmas lists {kecamatan}"
+
+
+def test_routing_refuses_at_start_a_file_whose_examples_fail(tmp_path: Path) -> None:
+    text = with_example(ADULT_SEXUAL + "}", "refer: police")
+    (tmp_path / "3514.yaml").write_text(text)
+    library = SopsInForce().load_sops(tmp_path)
+    assert library.sops == {}
+    assert library.refused["3514.yaml"].startswith(
+        f"SOP 3514 v4, example the-example (line {line_of(text, 'refer: police')}): "
+        "police ditahan / police is withheld"
+    )

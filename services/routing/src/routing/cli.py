@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from routing.decide import Decision, decide
 from routing.sop import Sop, SopError, SopIssue, load_sop
+from routing.sop.examples import example_problems
 from routing.sop.model import Expectation
 from rujuk_contracts.triage import TriageFacts
 
@@ -28,7 +29,7 @@ def main() -> None:
 
 def _load(file: Path) -> Sop:
     try:
-        return load_sop(file)
+        return load_sop(file, run_examples=example_problems)
     except OSError as exc:
         typer.echo(f"Tidak bisa membaca / cannot read {file}: {exc.strerror}", err=True)
         raise typer.Exit(2) from exc

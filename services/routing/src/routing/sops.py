@@ -13,6 +13,7 @@ from routing.clock import Clock
 from routing.events import sop_in_force, sop_published
 from routing.lifecycle import UnroutedReason
 from routing.sop import Sop, SopError, SopLibrary, load_sop_folder, parse_sop
+from routing.sop.examples import example_problems
 from rujuk_contracts.events import SopOrigin
 from rujuk_runtime.consumer import Rejected
 from rujuk_runtime.db import Connection
@@ -81,7 +82,7 @@ class SopsInForce:
 
     def load_sops(self, folder: Path) -> SopLibrary:
         """Read every SOP in the folder; a broken one is refused, the others stay."""
-        self.library = load_sop_folder(folder)
+        self.library = load_sop_folder(folder, run_examples=example_problems)
         return self.library
 
     def log_sops(self, folder: Path) -> None:
@@ -128,10 +129,7 @@ class SopsInForce:
             stored = await store.get_sop(conn, district, version)
             assert stored is not None
             try:
-                # Its examples passed when it was published: a case is routed by it now.
-                sop = parse_sop(
-                    stored.yaml, origin=f"published {district} v{version}", run_examples=False
-                )
+                sop = parse_sop(stored.yaml, origin=f"published {district} v{version}")
             except SopError as exc:  # valid when published; this routing reads it otherwise
                 raise Unroutable(
                     UnroutedReason.SOP_INVALID,
@@ -208,7 +206,7 @@ class SopsInForce:
         Raises SopError (every problem, with its line), SopNotServed or SopConflict; nothing
         changes then, and the version in force stays.
         """
-        sop = parse_sop(text, origin="published document")
+        sop = parse_sop(text, origin="published document", run_examples=example_problems)
         if districts is not None and sop.district_code not in districts:
             raise SopNotServed(sop.district_code)
         sha256 = hashlib.sha256(text.encode()).hexdigest()

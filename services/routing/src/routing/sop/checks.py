@@ -1,7 +1,7 @@
-"""What can be wrong with an SOP document: duplicated YAML keys, the schema's own errors, the
-cross-checks a schema cannot see (references between agencies, rules, examples and the consent
-policy) and examples that fail. Each problem names its location in the document; the loader
-turns it into a line."""
+"""What can be wrong with an SOP document: duplicated YAML keys, the schema's own errors, and
+the cross-checks a schema cannot see (references between agencies, rules, examples and the
+consent policy). Each problem names its location in the document; the loader turns it into a
+line. (Examples that fail are found by ``routing.sop.examples``, which the loader is given.)"""
 
 from collections import Counter
 from collections.abc import Iterator
@@ -351,15 +351,3 @@ def _listed(value: Any) -> list[Any]:
     if isinstance(value, list):
         return value
     return [] if value is None else [value]
-
-
-def example_problems(sop: Sop) -> list[Problem]:
-    """The SOP's examples run through ``decide``: every expectation that does not hold."""
-    # Imported here: the runner uses decide, which imports this package.
-    from routing.sop.examples import run_examples
-
-    return [
-        _fact(failure.location, failure.reason)
-        for result in run_examples(sop)
-        for failure in result.failures
-    ]

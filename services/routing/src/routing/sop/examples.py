@@ -1,7 +1,9 @@
 """Running an SOP's own examples through ``decide``: each passes, or says what failed and where.
 
 Pure. Every failure is a sentence a coordinator can act on (Bahasa Indonesia, then English)
-and the location in the SOP document it is about, which the loader turns into a line.
+and the location in the SOP document it is about, which the loader turns into a line: every
+entry point that must refuse an SOP whose examples fail (``rujuk sop check``, publishing, the
+files read at start) reads it with ``parse_sop(text, run_examples=example_problems)``.
 """
 
 from collections.abc import Iterator
@@ -9,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from routing.decide import PRIORITY_RANK, Decision, DistrictMismatch, ReferralDecision, decide
-from routing.sop.checks import Location
+from routing.sop.checks import Location, Problem
 from routing.sop.model import Example, ExpectedReferral, Sop
 from rujuk_contracts.events import Service
 
@@ -40,6 +42,15 @@ class ExampleResult:
 def run_examples(sop: Sop) -> list[ExampleResult]:
     """Every example of the SOP, in order, with its failures (none when it passes)."""
     return [run_example(sop, index, example) for index, example in enumerate(sop.examples)]
+
+
+def example_problems(sop: Sop) -> list[Problem]:
+    """Every expectation of the SOP's examples that does not hold, for the loader to report."""
+    return [
+        Problem(failure.location, failure.reason, show_path=False)
+        for result in run_examples(sop)
+        for failure in result.failures
+    ]
 
 
 def run_example(sop: Sop, index: int, example: Example) -> ExampleResult:

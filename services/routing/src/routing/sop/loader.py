@@ -6,6 +6,7 @@ turns each location into the line and the readable path a writer of the SOP can 
 """
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,13 @@ from routing.sop.checks import (
     Problem,
     cross_check_problems,
     duplicate_keys,
-    example_problems,
     schema_problems,
 )
 from routing.sop.model import Sop
+
+# What an SOP's examples expect and does not follow: ``routing.sop.examples.example_problems``.
+# It is passed in, not imported: the runner uses ``routing.decide``, which imports this package.
+ExampleRunner = Callable[[Sop], list[Problem]]
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,7 @@ class SopError(ValueError):
         self.issues = issues
 
 
-def load_sop(source: Path | str) -> Sop:
+def load_sop(source: Path | str, *, run_examples: ExampleRunner | None = None) -> Sop:
     """Load and validate an SOP from a file, or from YAML text.
 
     A ``Path`` is read; so is a one-line ``str`` ending in ``.yaml``/``.yml``. Any other
@@ -54,12 +58,15 @@ def load_sop(source: Path | str) -> Sop:
     """
     if isinstance(source, Path) or ("\n" not in source and source.endswith((".yaml", ".yml"))):
         path = Path(source)
-        return parse_sop(path.read_text(encoding="utf-8"), origin=path.name)
-    return parse_sop(source, origin="<text>")
+        text = path.read_text(encoding="utf-8")
+        return parse_sop(text, origin=path.name, run_examples=run_examples)
+    return parse_sop(source, origin="<text>", run_examples=run_examples)
 
 
-def parse_sop(text: str, *, origin: str = "<text>", run_examples: bool = True) -> Sop:
-    """Validate an SOP document; with ``run_examples``, its examples must pass too.
+def parse_sop(
+    text: str, *, origin: str = "<text>", run_examples: ExampleRunner | None = None
+) -> Sop:
+    """Validate an SOP document; given ``run_examples``, its examples must pass too.
 
     Raises ``SopError`` listing every issue, each with its line: first what is wrong with the
     document itself, and only when nothing is, the examples that fail.
@@ -81,7 +88,7 @@ def parse_sop(text: str, *, origin: str = "<text>", run_examples: bool = True) -
     if problems:
         raise SopError(document.issues(problems))
     sop = Sop.model_validate(data)
-    failures = example_problems(sop) if run_examples else []
+    failures = run_examples(sop) if run_examples is not None else []
     if failures:
         raise SopError(document.issues(failures))
     return sop
@@ -99,13 +106,13 @@ class SopLibrary:
         return self.sops.get(district_code)
 
 
-def load_sop_folder(folder: Path) -> SopLibrary:
+def load_sop_folder(folder: Path, *, run_examples: ExampleRunner | None = None) -> SopLibrary:
     """Every ``<district>.yaml`` in the folder; a broken file is refused, the others stay."""
     library = SopLibrary()
     for path in sorted(folder.glob("*.y*ml")):
         text = path.read_text(encoding="utf-8")
         try:
-            sop = parse_sop(text, origin=path.name)
+            sop = parse_sop(text, origin=path.name, run_examples=run_examples)
         except SopError as exc:
             library.refused[path.name] = str(exc)
             continue
