@@ -53,6 +53,11 @@ rules:
       - {service: health, pick: by_kecamatan, fallback: hospital-test, priority: emergency,
          acknowledge_within_minutes: 30}
       - {service: police, agency: police-test, priority: urgent, acknowledge_within_minutes: 60}
+  - id: child
+    description: A child - police under mandatory reporting
+    when: {age_group: child}
+    refer:
+      - {service: police, agency: police-test, priority: urgent, acknowledge_within_minutes: 240}
   - id: mediation
     description: Psychological violence - mediation (invented rule, for the tests)
     when: {any_violence_types: [psychological]}
@@ -269,7 +274,7 @@ def test_consent_override_fails_when_sent_with_consent() -> None:
     assert line == line_of(text, "consent_override: police")
     assert reason == (
         "police dirujuk dengan persetujuan, bukan atas dasar hukum / police is referred with "
-        "consent, not under a legal basis (aturan / rules: sexual)"
+        "consent, not under a legal basis (aturan / rules: sexual, child)"
     )
 
 
@@ -287,7 +292,10 @@ def test_consent_override_fails_when_nothing_is_referred() -> None:
         "{violence_types: [other], age_group: child, sex: female}", "consent_override: health"
     )
     _, reason = one_failure(text)
-    assert reason.startswith("tidak ada rujukan health / no health referral follows")
+    assert reason == (
+        "tidak ada rujukan health / no health referral follows "
+        "(aturan yang berlaku / rules fired: case-management, child)"
+    )
 
 
 def test_every_failing_example_is_listed_with_its_own_line() -> None:
@@ -296,6 +304,11 @@ def test_every_failing_example_is_listed_with_its_own_line() -> None:
         "    facts: {violence_types: [psychological], age_group: adult, sex: male}\n"
         "    expect: {never: mediation}\n"
     )
+    results = run_examples(parse_sop(text))
+    assert [(r.example.id, r.index, r.passed) for r in results] == [
+        ("first", 0, False),
+        ("second", 1, False),
+    ]
     issues = issues_of(text)
     assert [(issue.where, issue.line) for issue in issues] == [
         ("example first", line_of(text, "refer: police")),
@@ -354,7 +367,7 @@ def test_an_example_that_expects_nothing_or_has_unknown_facts_is_refused() -> No
 
 def test_examples_run_only_once_the_document_itself_is_sound() -> None:
     text = with_example(ADULT_SEXUAL + "}", "refer: police").replace(
-        "agency: police-test", "agency: ghost-test"
+        "agency: police-test", "agency: ghost-test", 1
     )
     [issue] = issues_of(text)
     assert issue.reason == "agency 'ghost-test' is not in the directory"
@@ -372,6 +385,7 @@ def test_facts_of_another_district_fail_even_where_no_loader_checked_them() -> N
     data = checked(text).model_dump(mode="json")
     data["examples"][0]["facts"]["district_code"] = "3513"
     [result] = run_examples(Sop.model_validate(data))
+    assert (result.example.id, result.index) == ("the-example", 0)
     [failure] = result.failures
     assert failure.location == ("examples", 0, "facts", "district_code")
     assert failure.reason == (
@@ -458,4 +472,35 @@ def test_routing_refuses_at_start_a_file_whose_examples_fail(tmp_path: Path) -> 
     assert library.refused["3514.yaml"].startswith(
         f"SOP 3514 v4, example the-example (line {line_of(text, 'refer: police')}): "
         "police ditahan / police is withheld"
+    )
+
+
+def test_a_missing_service_is_not_mistaken_for_another_one_withheld() -> None:
+    text = with_example(ADULT_SEXUAL + "}", "refer: mediation")  # health, police withheld
+    _, reason = one_failure(text)
+    assert reason == (
+        "tidak ada rujukan mediation / no mediation referral follows "
+        "(aturan yang berlaku / rules fired: case-management, sexual)"
+    )
+
+
+def test_a_service_sent_to_other_agencies_names_them_all() -> None:
+    text = with_example(
+        ADULT_SEXUAL + "}", "refer:\n  - {service: case_management, agency: hospital-test}"
+    ).replace(
+        "services: [health],\n     kecamatan: all",
+        "services: [health, case_management],\n     kecamatan: all",
+    )
+    text = text.replace(
+        "      - {service: police, agency: police-test, priority: urgent, "
+        "acknowledge_within_minutes: 60}",
+        "      - {service: police, agency: police-test, priority: urgent, "
+        "acknowledge_within_minutes: 60}\n"
+        "      - {service: case_management, agency: coord-test, priority: emergency,\n"
+        "         acknowledge_within_minutes: 15}",
+    )
+    _, reason = one_failure(text)
+    assert reason == (
+        "case_management dirujuk ke coord-test, upt-test, bukan hospital-test / "
+        "case_management goes to coord-test, upt-test, not hospital-test (aturan / rules: sexual)"
     )
