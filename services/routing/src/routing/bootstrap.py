@@ -33,7 +33,7 @@ def create_app(settings: RoutingSettings | None = None, *, clock: Clock = utc_no
     runtime = ServiceRuntime("routing", settings)
     verifier = TokenVerifier(lambda: runtime.pool, ttl=settings.token_cache_seconds)
     follow_tokens(runtime, verifier)
-    sops = SopsInForce()
+    sops = SopsInForce(clock=clock)
     sops.load_sops(settings.sop_dir)  # before the consumers start, so the first case finds it
     handlers = RoutingHandlers(sops, clock, minute=timedelta(seconds=settings.minute_seconds))
     register_handlers(runtime, handlers)

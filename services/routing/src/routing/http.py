@@ -16,24 +16,37 @@ names its agency.
 
 from datetime import date, datetime, timedelta
 from pathlib import PurePath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from routing import cases, oncall, store
+from routing import cases, oncall, proposals, store
 from routing.cases import CaseClosedAlready, CaseHasOpenReferrals, CaseNotFound
 from routing.clock import Clock
 from routing.lifecycle import ReferralState, UnroutedReason
 from routing.paging import OnCallAlert
 from routing.settings import RoutingSettings
-from routing.sop import Sop, SopError
-from routing.sops import SopConflict, SopNotServed, SopsInForce
+from routing.sop import Sop, SopError, parse_sop
+from routing.sop.duties import duty_changes
+from routing.sops import NeedsSignOff, SopConflict, SopNotServed, SopsInForce
 from routing.stats import Period, ReferralPage, Stats, period_bounds, render_csv, stats_of
-from rujuk_contracts.events import CASE_ID_PATTERN, CloseReason, DistrictCode, NoteRef
+from routing.store import StoredAnswer, StoredProposal
+from rujuk_contracts.events import (
+    CASE_ID_PATTERN,
+    PROPOSAL_ID_PATTERN,
+    AnswerVia,
+    CloseReason,
+    DistrictCode,
+    DutyChange,
+    NoteRef,
+    ObjectionReason,
+    OverrideReason,
+)
 from rujuk_contracts.subjects import AGENCY_ID_PATTERN
 from rujuk_runtime.access import Principal, Role, require
+from rujuk_runtime.db import Connection
 from rujuk_runtime.problems import documented
 from rujuk_runtime.webapp import Runtime, from_app_state
 
@@ -57,6 +70,8 @@ Minute = Annotated[timedelta, from_app_state("minute")]
 
 coordinator = Depends(require(Role.COORDINATOR))
 coordinator_or_partner = Depends(require(Role.COORDINATOR, Role.PARTNER))
+partner = Depends(require(Role.PARTNER))
+BodyModel = TypeVar("BodyModel", bound=BaseModel)
 anyone_signed_in = Depends(require(*Role))
 
 
@@ -171,10 +186,18 @@ async def publish_sop(
     runtime: Runtime,
     sops: Sops,
     clock: Now,
+    override: Annotated[
+        OverrideReason | None,
+        Query(description="Bind the agencies whose duties change without their sign-off: why"),
+    ] = None,
 ) -> JSONResponse:
-    """Publish a new SOP version (YAML body; coordinator of its district). 422 lists every
-    error with its line; 403 for a district the token does not serve; 409 when the version
-    does not follow the one in force; 200 when this document was published before."""
+    """Publish a new SOP version directly, in force at once (YAML body; coordinator of its
+    district). Allowed when it asks no agency more than the version in force; otherwise 409
+    names the agencies and their duty changes and points to ``/v1/sop-proposals``, unless
+    ``?override=<OverrideReason>`` is given (recorded in sop.published, with the agencies).
+    422 lists every error with its line; 403 for a district the token does not serve; 409
+    when the version does not follow the one in force; 200 when this document was published
+    before."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in YAML_TYPES:
         raise HTTPException(415, "send the SOP as application/yaml")
@@ -188,8 +211,25 @@ async def publish_sop(
     try:
         async with runtime.pool.acquire() as conn, conn.transaction():
             published = await sops.publish_sop(
-                conn, text, _actor(principal), clock, districts=principal.district_filter
+                conn,
+                text,
+                _actor(principal),
+                clock,
+                districts=principal.district_filter,
+                override=override,
             )
+    except NeedsSignOff as exc:
+        return JSONResponse(
+            {
+                "detail": str(exc),
+                "proposals": "/v1/sop-proposals",
+                "asked": [
+                    {"agency_id": a.agency_id, "duty_changes": [c.value for c in a.codes]}
+                    for a in exc.asked
+                ],
+            },
+            409,
+        )
     except SopNotServed as exc:
         raise HTTPException(403, _not_served(exc.district_code)) from exc
     except SopError as exc:
@@ -636,3 +676,510 @@ async def stats_csv(figures: Figures) -> Response:
 def _actor(principal: Principal) -> str:
     """Who did it, for events and logs: role and token id, never a name."""
     return f"{principal.role.value}:{principal.token_id}"
+
+
+# --- proposals ----------------------------------------------------------------------------
+# A coordinator proposes an SOP version; the agencies whose duties change agree or object
+# (partner tokens); the coordinator publishes it from an effective date, once all agreed or
+# with an override reason. Who sees a proposal: coordinators of its district; a partner
+# whose agency the version in force or the proposal names in its directory (the SOP is the
+# district partners' shared contract and no secret, so a partner also sees what is asked of
+# the others), any other as none (404). Only an asked agency answers.
+
+SIMULATION_DAYS = 90
+
+
+class DutyChangeView(BaseModel):
+    code: DutyChange
+    service: str | None = None
+    rule_id: str | None = None
+    before: str | None = None
+    after: str | None = None
+
+
+class AnswerView(BaseModel):
+    decision: str = Field(description="agree or object")
+    reason: ObjectionReason | None = None
+    note_ref: str | None = None
+    via: AnswerVia
+    answered_at: datetime
+
+
+class AskedView(BaseModel):
+    agency_id: str
+    duty_changes: list[DutyChange]
+    answer: AnswerView | None = Field(description="Its current answer; null: yet to answer")
+
+
+class ObjectionView(BaseModel):
+    agency_id: str
+    reason: ObjectionReason
+
+
+class ProposalView(BaseModel):
+    proposal_id: str
+    district_code: str
+    sop_id: str
+    version: int
+    sha256: str
+    base_version: int | None = Field(description="The version in force when proposed")
+    state: str = Field(description="open, published, withdrawn or superseded")
+    proposed_by: str
+    proposed_at: datetime
+    closed_at: datetime | None
+    closed_by: str | None
+    asked: list[AskedView]
+    agreed: list[str]
+    objected: list[ObjectionView]
+    awaiting: list[str] = Field(description="Asked agencies yet to answer")
+    links: dict[str, Any]
+
+
+class ProposalDetail(ProposalView):
+    duty_changes: dict[str, list[DutyChangeView]] = Field(
+        description="Per asked agency: what the proposal asks more of it than the base version"
+    )
+    diff: dict[str, Any] = Field(description="Rule by rule, against the base version")
+
+
+class ProposalPage(BaseModel):
+    proposals: list[ProposalView]
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class AnswerRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["agree", "object"]
+    reason: ObjectionReason | None = Field(default=None, description="Required to object")
+    note_ref: NoteRef | None = Field(
+        default=None, description="A note's id at intake, never the text (with an objection)"
+    )
+    via: Literal["api", "console"] = Field(default="api", description="Where it was given")
+
+    @model_validator(mode="after")
+    def _reason_with_objection(self) -> "AnswerRequest":
+        if (self.decision == "object") != (self.reason is not None):
+            raise ValueError("an objection needs a reason code; an agreement takes none")
+        if self.note_ref is not None and self.decision != "object":
+            raise ValueError("note_ref goes with an objection")
+        return self
+
+
+class PublishRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    effective_at: AwareDatetime | None = Field(
+        default=None, description="From when routing applies it (default now; not in the past)"
+    )
+    override_reason: OverrideReason | None = Field(
+        default=None, description="Publish although some asked agency has not agreed: why"
+    )
+
+
+class ProposalPublished(BaseModel):
+    proposal: ProposalView
+    sop_id: str
+    district_code: str
+    version: int
+    sha256: str
+    published_at: datetime
+    effective_at: datetime
+    override_reason: OverrideReason | None
+    agencies_not_agreed: list[str]
+
+
+class NotAgreedView(BaseModel):
+    detail: str
+    objected: list[ObjectionView]
+    awaiting: list[str]
+
+
+ProposalIdPath = Annotated[str, Path(pattern=PROPOSAL_ID_PATTERN)]
+no_proposal = "usulan tidak ada / no such proposal"
+
+
+def _proposal_view(proposal: StoredProposal) -> ProposalView:
+    standing = proposals.standing_of(proposal)
+    base = f"/v1/sop-proposals/{proposal.proposal_id}"
+    return ProposalView(
+        proposal_id=proposal.proposal_id,
+        district_code=proposal.district_code,
+        sop_id=proposal.sop_id,
+        version=proposal.version,
+        sha256=proposal.sha256,
+        base_version=proposal.base_version,
+        state=proposal.state,
+        proposed_by=proposal.proposed_by,
+        proposed_at=proposal.proposed_at,
+        closed_at=proposal.closed_at,
+        closed_by=proposal.closed_by,
+        asked=[
+            AskedView(
+                agency_id=agency_id,
+                duty_changes=[DutyChange(code) for code in codes],
+                answer=_answer_view(proposal.answers.get(agency_id)),
+            )
+            for agency_id, codes in proposal.asked.items()
+        ],
+        agreed=standing.agreed,
+        objected=[
+            ObjectionView(agency_id=a, reason=ObjectionReason(r)) for a, r in standing.objected
+        ],
+        awaiting=standing.awaiting,
+        links={
+            "self": base,
+            "document": f"{base}/document",
+            "answers": f"{base}/answers",
+            "publish": f"{base}/publish",
+            # The impact simulation (POST the document, as application/yaml).
+            "simulation": {
+                "method": "POST",
+                "href": f"/v1/sops/simulations?days={SIMULATION_DAYS}",
+                "body": f"{base}/document",
+            },
+        },
+    )
+
+
+def _answer_view(answer: StoredAnswer | None) -> AnswerView | None:
+    if answer is None:
+        return None
+    return AnswerView(
+        decision=answer.decision,
+        reason=ObjectionReason(answer.reason) if answer.reason else None,
+        note_ref=answer.note_ref,
+        via=AnswerVia(answer.via),
+        answered_at=answer.answered_at,
+    )
+
+
+def _proposal_detail(proposal: StoredProposal, before: Sop | None, after: Sop) -> ProposalDetail:
+    changes = {
+        a.agency_id: [
+            DutyChangeView(
+                code=c.code,
+                service=c.service.value if c.service else None,
+                rule_id=c.rule_id,
+                before=c.before,
+                after=c.after,
+            )
+            for c in a.changes
+        ]
+        for a in duty_changes(before, after)
+    }
+    return ProposalDetail(
+        **_proposal_view(proposal).model_dump(),
+        duty_changes=changes,
+        diff=proposals.rule_diff_of(before, after),
+    )
+
+
+async def _base_sop(conn: Connection, sops: SopsInForce, proposal: StoredProposal) -> Sop | None:
+    """The version the proposal was made against: published, else the district's file."""
+    if proposal.base_version is None:
+        return None
+    stored = await store.get_sop(conn, proposal.district_code, proposal.base_version)
+    if stored is not None:
+        return parse_sop(stored.yaml, origin=f"published {proposal.district_code}")
+    found = sops.library.for_district(proposal.district_code)
+    return found if found is not None and found.version == proposal.base_version else None
+
+
+def _sees_proposal(principal: Principal, proposal: StoredProposal) -> bool:
+    if principal.role is Role.PARTNER:
+        return principal.agency_id in proposal.agency_ids
+    return principal.serves(proposal.district_code)
+
+
+async def _yaml_body(request: Request) -> str:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in YAML_TYPES:
+        raise HTTPException(
+            415, "kirim SOP sebagai application/yaml / send the SOP as application/yaml"
+        )
+    raw = await request.body()
+    if len(raw) > MAX_SOP_BYTES:
+        raise HTTPException(413, f"SOP larger than {MAX_SOP_BYTES} bytes")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HTTPException(400, "SOP harus teks UTF-8 / the SOP must be UTF-8 text") from exc
+
+
+def _json_body(model: type[BodyModel], raw: bytes) -> BodyModel:
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        problems = [{"field": ".".join(map(str, e["loc"])) or "body", "problem": e["msg"]}
+                    for e in exc.errors()]  # fmt: skip
+        raise HTTPException(422, problems) from exc
+
+
+@router.post(
+    "/v1/sop-proposals",
+    status_code=201,
+    response_model=ProposalDetail,
+    tags=["sop-proposals"],
+    responses={**documented(401, 403, 409, 413, 415), 422: {"model": SopRefused}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/yaml": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def propose_sop(
+    request: Request,
+    principal: Annotated[Principal, coordinator],
+    runtime: Runtime,
+    sops: Sops,
+    clock: Now,
+) -> JSONResponse:
+    """Propose a new SOP version (YAML body; coordinator of its district). Returns the
+    proposal: who is asked to sign it off and why, the rule-by-rule diff against the version
+    in force, and the link to start its impact simulation. 422 lists every error with its
+    line; 409 when the version does not follow the one in force; 200 when this document is
+    the district's open proposal already. A new proposal supersedes the open one."""
+    text = await _yaml_body(request)
+    try:
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            proposed = await proposals.propose(
+                conn, sops, text, _actor(principal), clock, districts=principal.district_filter
+            )
+    except SopNotServed as exc:
+        raise HTTPException(403, _not_served(exc.district_code)) from exc
+    except SopError as exc:
+        return JSONResponse(
+            {"detail": "SOP ditolak / SOP refused", "errors": [str(i) for i in exc.issues]}, 422
+        )
+    except SopConflict as exc:
+        raise HTTPException(409, str(exc)) from exc
+    runtime.wake_relay()
+    detail = _proposal_detail(proposed.proposal, proposed.before, proposed.after)
+    return JSONResponse(detail.model_dump(mode="json"), 201 if proposed.created else 200)
+
+
+@router.get(
+    "/v1/sop-proposals",
+    response_model=ProposalPage,
+    tags=["sop-proposals"],
+    responses=documented(401, 403),
+)
+async def list_sop_proposals(
+    principal: Annotated[Principal, coordinator_or_partner],
+    runtime: Runtime,
+    asked: Districts = None,
+    state: Annotated[
+        list[Literal["open", "published", "withdrawn", "superseded"]] | None,
+        Query(description="Only these states (repeatable)"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    offset: Offset = 0,
+) -> ProposalPage:
+    """Proposals, newest first, with who agreed, who objected and who has yet to answer.
+    A coordinator: its districts' (``district`` narrows them; one not served is 403). A
+    partner: those of SOPs whose directory names its agency."""
+    agency_id = None
+    if principal.role is Role.PARTNER:
+        agency_id, districts = principal.agency_id, asked or None
+    else:
+        districts = _districts_counted(principal, asked)
+    async with runtime.pool.acquire() as conn:
+        rows = await store.list_proposals(
+            conn,
+            districts=districts,
+            agency_id=agency_id,
+            states=state or [],
+            limit=limit + 1,
+            offset=offset,
+        )
+    more = len(rows) > limit
+    return ProposalPage(
+        proposals=[_proposal_view(p) for p in rows[:limit]],
+        limit=limit,
+        offset=offset,
+        next_offset=offset + limit if more else None,
+    )
+
+
+@router.get(
+    "/v1/sop-proposals/{proposal_id}",
+    response_model=ProposalDetail,
+    tags=["sop-proposals"],
+    responses=documented(401, 403, 404),
+)
+async def get_sop_proposal(
+    proposal_id: ProposalIdPath,
+    principal: Annotated[Principal, coordinator_or_partner],
+    runtime: Runtime,
+    sops: Sops,
+) -> ProposalDetail:
+    """One proposal: who is asked and why, their answers, and the diff against the version
+    it was proposed against."""
+    async with runtime.pool.acquire() as conn:
+        proposal = await store.get_proposal(conn, proposal_id)
+        if proposal is None or not _sees_proposal(principal, proposal):
+            raise HTTPException(404, no_proposal)
+        before = await _base_sop(conn, sops, proposal)
+    return _proposal_detail(proposal, before, parse_sop(proposal.yaml))
+
+
+@router.get(
+    "/v1/sop-proposals/{proposal_id}/document",
+    response_class=Response,
+    tags=["sop-proposals"],
+    responses={200: {"content": {"application/yaml": {}}}, **documented(401, 403, 404)},
+)
+async def sop_proposal_document(
+    proposal_id: ProposalIdPath,
+    principal: Annotated[Principal, coordinator_or_partner],
+    runtime: Runtime,
+) -> Response:
+    """The proposed YAML document as it was sent (to read it, or to simulate it)."""
+    async with runtime.pool.acquire() as conn:
+        proposal = await store.get_proposal(conn, proposal_id)
+    if proposal is None or not _sees_proposal(principal, proposal):
+        raise HTTPException(404, no_proposal)
+    return Response(proposal.yaml, media_type="application/yaml; charset=utf-8")
+
+
+@router.post(
+    "/v1/sop-proposals/{proposal_id}/answers",
+    response_model=ProposalView,
+    tags=["sop-proposals"],
+    responses=documented(401, 403, 404, 409),
+)
+async def answer_sop_proposal(
+    request: Request,
+    proposal_id: ProposalIdPath,
+    principal: Annotated[Principal, partner],
+    runtime: Runtime,
+    clock: Now,
+) -> ProposalView:
+    """An asked agency agrees or objects (partner token): ``{"decision": "agree"}`` or
+    ``{"decision": "object", "reason": "<ObjectionReason>", "note_ref": "note-…"}``. A later
+    answer replaces the earlier one. 403 for an agency the proposal does not ask; 409 once
+    it is published, withdrawn or superseded."""
+    body = _json_body(AnswerRequest, await request.body())
+    assert principal.agency_id is not None
+    try:
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            proposal = await store.get_proposal(conn, proposal_id)
+            if proposal is None or not _sees_proposal(principal, proposal):
+                raise proposals.ProposalNotFound(proposal_id)
+            answered = await proposals.answer(
+                conn,
+                proposal_id,
+                principal.agency_id,
+                reason=body.reason,
+                note_ref=body.note_ref,
+                via=AnswerVia(body.via),
+                answered_by=_actor(principal),
+                clock=clock,
+            )
+    except proposals.ProposalNotFound as exc:
+        raise HTTPException(404, no_proposal) from exc
+    except proposals.NotAsked as exc:
+        raise HTTPException(
+            403,
+            f"usulan ini tidak meminta persetujuan {principal.agency_id} / this proposal does "
+            f"not ask {principal.agency_id} to sign it off",
+        ) from exc
+    except proposals.ProposalClosed as exc:
+        raise HTTPException(409, str(exc)) from exc
+    runtime.wake_relay()
+    return _proposal_view(answered)
+
+
+@router.post(
+    "/v1/sop-proposals/{proposal_id}/publish",
+    response_model=ProposalPublished,
+    tags=["sop-proposals"],
+    responses={**documented(401, 403, 404, 422), 409: {"model": NotAgreedView}},
+)
+async def publish_sop_proposal(
+    request: Request,
+    proposal_id: ProposalIdPath,
+    principal: Annotated[Principal, coordinator],
+    runtime: Runtime,
+    sops: Sops,
+    clock: Now,
+) -> ProposalPublished:
+    """Publish a proposal (coordinator of its district): ``{"effective_at": ISO datetime
+    (default now), "override_reason": "<OverrideReason>"}``. 409 names the agencies that
+    objected or have yet to answer, unless an override reason is given (then recorded with
+    them in sop.published). Routing applies it to new cases from ``effective_at``."""
+    body = _json_body(PublishRequest, await request.body())
+    try:
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            published, proposal = await proposals.publish(
+                conn,
+                sops,
+                proposal_id,
+                _actor(principal),
+                clock,
+                effective_at=body.effective_at,
+                override=body.override_reason,
+                districts=principal.district_filter,
+            )
+    except proposals.ProposalNotFound as exc:
+        raise HTTPException(404, no_proposal) from exc
+    except proposals.BadEffectiveDate as exc:
+        raise HTTPException(422, [{"field": "effective_at", "problem": str(exc)}]) from exc
+    except proposals.NotAgreed as exc:
+        return JSONResponse(  # type: ignore[return-value]
+            NotAgreedView(
+                detail=str(exc),
+                objected=[
+                    ObjectionView(agency_id=a, reason=ObjectionReason(r))
+                    for a, r in exc.standing.objected
+                ],
+                awaiting=exc.standing.awaiting,
+            ).model_dump(mode="json"),
+            409,
+        )
+    except (proposals.ProposalClosed, SopConflict) as exc:
+        raise HTTPException(409, str(exc)) from exc
+    runtime.wake_relay()
+    assert published.effective_at is not None
+    standing = proposals.standing_of(proposal)
+    return ProposalPublished(
+        proposal=_proposal_view(proposal),
+        sop_id=published.sop.sop_id,
+        district_code=published.sop.district_code,
+        version=published.sop.version,
+        sha256=published.sha256,
+        published_at=published.published_at,
+        effective_at=published.effective_at,
+        override_reason=body.override_reason if standing.not_agreed else None,
+        agencies_not_agreed=standing.not_agreed,
+    )
+
+
+@router.post(
+    "/v1/sop-proposals/{proposal_id}/withdraw",
+    response_model=ProposalView,
+    tags=["sop-proposals"],
+    responses=documented(401, 403, 404, 409),
+)
+async def withdraw_sop_proposal(
+    proposal_id: ProposalIdPath,
+    principal: Annotated[Principal, coordinator],
+    runtime: Runtime,
+    clock: Now,
+) -> ProposalView:
+    """Withdraw an open proposal (coordinator of its district): nobody is asked any more."""
+    try:
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            proposal = await proposals.withdraw(
+                conn, proposal_id, _actor(principal), clock, districts=principal.district_filter
+            )
+    except proposals.ProposalNotFound as exc:
+        raise HTTPException(404, no_proposal) from exc
+    except proposals.ProposalClosed as exc:
+        raise HTTPException(409, str(exc)) from exc
+    runtime.wake_relay()
+    return _proposal_view(proposal)

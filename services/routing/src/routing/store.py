@@ -6,7 +6,7 @@ The only module that writes SQL.
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -49,6 +49,10 @@ class StoredSop:
     sha256: str
     published_by: str
     published_at: datetime
+    effective_at: datetime | None = None  # None: when published
+    proposal_id: str | None = None
+    override_reason: str | None = None
+    agencies_not_agreed: list[str] = field(default_factory=list)
 
 
 async def add_case(
@@ -346,13 +350,23 @@ async def lock_district_sops(conn: Connection, district_code: str) -> None:
     )
 
 
-async def newest_sop(conn: Connection, district_code: str) -> tuple[int, str] | None:
-    """(version, sha256) of the newest published SOP of the district."""
+async def newest_sop(conn: Connection, district_code: str, now: datetime) -> tuple[int, str] | None:
+    """(version, sha256) of the newest published SOP of the district in effect at ``now``."""
     row = await conn.fetchrow(
-        "SELECT version, sha256 FROM sops WHERE district_code = $1 ORDER BY version DESC LIMIT 1",
+        "SELECT version, sha256 FROM sops WHERE district_code = $1 AND effective_at <= $2 "
+        "ORDER BY version DESC LIMIT 1",
         district_code,
+        now,
     )
     return None if row is None else (row["version"], row["sha256"])
+
+
+async def newest_published_version(conn: Connection, district_code: str) -> int | None:
+    """The highest version published for the district, in effect or still to come."""
+    version: int | None = await conn.fetchval(
+        "SELECT max(version) FROM sops WHERE district_code = $1", district_code
+    )
+    return version
 
 
 async def get_sop(conn: Connection, district_code: str, version: int) -> StoredSop | None:
@@ -362,10 +376,12 @@ async def get_sop(conn: Connection, district_code: str, version: int) -> StoredS
     return None if row is None else StoredSop(**dict(row))
 
 
-async def newest_sops(conn: Connection) -> list[StoredSop]:
-    """The newest published SOP of every district."""
+async def newest_sops(conn: Connection, now: datetime) -> list[StoredSop]:
+    """The newest published SOP of every district, of those in effect at ``now``."""
     rows = await conn.fetch(
-        "SELECT DISTINCT ON (district_code) * FROM sops ORDER BY district_code, version DESC"
+        "SELECT DISTINCT ON (district_code) * FROM sops WHERE effective_at <= $1 "
+        "ORDER BY district_code, version DESC",
+        now,
     )
     return [StoredSop(**dict(row)) for row in rows]
 
@@ -374,7 +390,8 @@ async def add_sop(conn: Connection, sop: StoredSop) -> bool:
     """Store a published version; False if that district and version exist already."""
     inserted = await conn.fetchval(
         "INSERT INTO sops (district_code, version, sop_id, yaml, sha256, published_by, "
-        "published_at) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+        "published_at, effective_at, proposal_id, override_reason, agencies_not_agreed) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
         "ON CONFLICT (district_code, version) DO NOTHING RETURNING true",
         sop.district_code,
         sop.version,
@@ -383,6 +400,10 @@ async def add_sop(conn: Connection, sop: StoredSop) -> bool:
         sop.sha256,
         sop.published_by,
         sop.published_at,
+        sop.effective_at or sop.published_at,
+        sop.proposal_id,
+        sop.override_reason,
+        list(sop.agencies_not_agreed),
     )
     return bool(inserted)
 
@@ -864,3 +885,189 @@ def _alert(row: asyncpg.Record) -> OnCallAlert:
 async def postpone_alert_forever(conn: Connection, alert_id: str) -> None:
     """Every round was paged: nothing more is due; the alert stays open until acknowledged."""
     await conn.execute("UPDATE oncall_alerts SET next_page_at = NULL WHERE alert_id = $1", alert_id)
+
+
+# --- SOP proposals --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """An asked agency's current answer to a proposal."""
+
+    agency_id: str
+    decision: str  # agree | object
+    reason: str | None
+    note_ref: str | None
+    via: str
+    answered_by: str
+    answered_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredProposal:
+    proposal_id: str
+    district_code: str
+    sop_id: str
+    version: int
+    yaml: str
+    sha256: str
+    base_version: int | None
+    proposed_by: str
+    proposed_at: datetime
+    state: str
+    agency_ids: list[str]
+    closed_at: datetime | None
+    closed_by: str | None
+    asked: dict[str, list[str]]  # agency id -> DutyChange codes
+    answers: dict[str, StoredAnswer]  # agency id -> its current answer
+
+
+_PROPOSAL_COLUMNS = (
+    "proposal_id, district_code, sop_id, version, yaml, sha256, base_version, proposed_by, "
+    "proposed_at, state, agency_ids, closed_at, closed_by"
+)
+
+
+async def add_proposal(conn: Connection, proposal: StoredProposal) -> None:
+    """Store an open proposal and the agencies it asks."""
+    await conn.execute(
+        f"INSERT INTO sop_proposals ({_PROPOSAL_COLUMNS}) "  # noqa: S608
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        proposal.proposal_id,
+        proposal.district_code,
+        proposal.sop_id,
+        proposal.version,
+        proposal.yaml,
+        proposal.sha256,
+        proposal.base_version,
+        proposal.proposed_by,
+        proposal.proposed_at,
+        proposal.state,
+        proposal.agency_ids,
+        proposal.closed_at,
+        proposal.closed_by,
+    )
+    await conn.executemany(
+        "INSERT INTO sop_proposal_asked (proposal_id, agency_id, duty_changes) VALUES ($1, $2, $3)",
+        [(proposal.proposal_id, agency, codes) for agency, codes in proposal.asked.items()],
+    )
+
+
+async def open_proposal(conn: Connection, district_code: str) -> StoredProposal | None:
+    """The district's open proposal, if any (there is at most one)."""
+    proposal_id = await conn.fetchval(
+        "SELECT proposal_id FROM sop_proposals WHERE district_code = $1 AND state = 'open'",
+        district_code,
+    )
+    return None if proposal_id is None else await get_proposal(conn, proposal_id)
+
+
+async def close_proposals(
+    conn: Connection,
+    district_code: str,
+    state: str,
+    *,
+    at: datetime,
+    by: str,
+    proposal_id: str | None = None,
+) -> list[str]:
+    """Close the district's open proposal (only ``proposal_id``, when given) in ``state``;
+    the ids closed."""
+    rows = await conn.fetch(
+        "UPDATE sop_proposals SET state = $2, closed_at = $3, closed_by = $4 "
+        "WHERE district_code = $1 AND state = 'open' AND ($5::text IS NULL OR proposal_id = $5) "
+        "RETURNING proposal_id",
+        district_code,
+        state,
+        at,
+        by,
+        proposal_id,
+    )
+    return [row["proposal_id"] for row in rows]
+
+
+async def get_proposal(
+    conn: Connection, proposal_id: str, *, lock: bool = False
+) -> StoredProposal | None:
+    """A proposal with its asked agencies and their current answers; ``lock``: the row is
+    held until the transaction ends, so answers and publication do not race."""
+    row = await conn.fetchrow(
+        f"SELECT {_PROPOSAL_COLUMNS} FROM sop_proposals WHERE proposal_id = $1"  # noqa: S608
+        + (" FOR UPDATE" if lock else ""),
+        proposal_id,
+    )
+    if row is None:
+        return None
+    return (await _with_answers(conn, [row]))[0]
+
+
+async def list_proposals(
+    conn: Connection,
+    *,
+    districts: list[str] | None,
+    agency_id: str | None,
+    states: Sequence[str],
+    limit: int,
+    offset: int,
+) -> list[StoredProposal]:
+    """Proposals, newest first: of ``districts`` (None: every district), naming ``agency_id``
+    (None: any), in ``states`` (empty: any)."""
+    rows = await conn.fetch(
+        f"SELECT {_PROPOSAL_COLUMNS} FROM sop_proposals "  # noqa: S608
+        "WHERE ($1::text[] IS NULL OR district_code = ANY($1)) "
+        "AND ($2::text IS NULL OR agency_ids @> ARRAY[$2::text]) "
+        "AND (cardinality($3::text[]) = 0 OR state = ANY($3)) "
+        "ORDER BY proposed_at DESC, proposal_id LIMIT $4 OFFSET $5",
+        districts,
+        agency_id,
+        list(states),
+        limit,
+        offset,
+    )
+    return await _with_answers(conn, rows)
+
+
+async def _with_answers(conn: Connection, rows: Sequence[asyncpg.Record]) -> list[StoredProposal]:
+    ids = [row["proposal_id"] for row in rows]
+    asked: dict[str, dict[str, list[str]]] = {i: {} for i in ids}
+    answers: dict[str, dict[str, StoredAnswer]] = {i: {} for i in ids}
+    for a in await conn.fetch(
+        "SELECT proposal_id, agency_id, duty_changes FROM sop_proposal_asked "
+        "WHERE proposal_id = ANY($1::text[]) ORDER BY agency_id",
+        ids,
+    ):
+        asked[a["proposal_id"]][a["agency_id"]] = list(a["duty_changes"])
+    for a in await conn.fetch(
+        "SELECT proposal_id, agency_id, decision, reason, note_ref, via, answered_by, "
+        "answered_at FROM sop_proposal_answers WHERE proposal_id = ANY($1::text[]) "
+        "ORDER BY agency_id",
+        ids,
+    ):
+        answers[a["proposal_id"]][a["agency_id"]] = StoredAnswer(
+            **{k: a[k] for k in StoredAnswer.__dataclass_fields__}
+        )
+    return [
+        StoredProposal(
+            **dict(row), asked=asked[row["proposal_id"]], answers=answers[row["proposal_id"]]
+        )
+        for row in rows
+    ]
+
+
+async def put_answer(conn: Connection, proposal_id: str, answer: StoredAnswer) -> None:
+    """An asked agency's answer; it replaces the agency's earlier one."""
+    await conn.execute(
+        "INSERT INTO sop_proposal_answers (proposal_id, agency_id, decision, reason, note_ref, "
+        "via, answered_by, answered_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+        "ON CONFLICT (proposal_id, agency_id) DO UPDATE SET decision = EXCLUDED.decision, "
+        "reason = EXCLUDED.reason, note_ref = EXCLUDED.note_ref, via = EXCLUDED.via, "
+        "answered_by = EXCLUDED.answered_by, answered_at = EXCLUDED.answered_at",
+        proposal_id,
+        answer.agency_id,
+        answer.decision,
+        answer.reason,
+        answer.note_ref,
+        answer.via,
+        answer.answered_by,
+        answer.answered_at,
+    )
