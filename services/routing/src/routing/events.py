@@ -11,7 +11,7 @@ from routing.lifecycle import EscalationStep, StoredReferral
 from routing.paging import OnCallAlert, PagePlan, Round
 from routing.sop import Sop
 from routing.sop.duties import AgencyDutyChanges
-from routing.store import StoredAnswer, StoredProposal
+from routing.sop.signoff import StoredAnswer, StoredProposal
 from rujuk_contracts import CloudEvent, make_event
 from rujuk_contracts.events import (
     AnswerVia,

@@ -30,9 +30,9 @@ from routing.paging import OnCallAlert
 from routing.settings import RoutingSettings
 from routing.sop import Sop, SopError, parse_sop
 from routing.sop.duties import duty_changes
+from routing.sop.signoff import StoredAnswer, StoredProposal, standing_of
 from routing.sops import NeedsSignOff, SopConflict, SopNotServed, SopsInForce
 from routing.stats import Period, ReferralPage, Stats, period_bounds, render_csv, stats_of
-from routing.store import StoredAnswer, StoredProposal
 from rujuk_contracts.events import (
     CASE_ID_PATTERN,
     PROPOSAL_ID_PATTERN,
@@ -802,7 +802,7 @@ no_proposal = "usulan tidak ada / no such proposal"
 
 
 def _proposal_view(proposal: StoredProposal) -> ProposalView:
-    standing = proposals.standing_of(proposal)
+    standing = standing_of(proposal)
     base = f"/v1/sop-proposals/{proposal.proposal_id}"
     return ProposalView(
         proposal_id=proposal.proposal_id,
@@ -1145,7 +1145,7 @@ async def publish_sop_proposal(
         raise HTTPException(409, str(exc)) from exc
     runtime.wake_relay()
     assert published.effective_at is not None
-    standing = proposals.standing_of(proposal)
+    standing = standing_of(proposal)
     return ProposalPublished(
         proposal=_proposal_view(proposal),
         sop_id=published.sop.sop_id,

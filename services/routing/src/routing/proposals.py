@@ -16,8 +16,8 @@ from routing.clock import Clock
 from routing.events import sop_answered, sop_proposal_withdrawn, sop_proposed
 from routing.sop import Sop, parse_sop
 from routing.sop.duties import AgencyDutyChanges, duty_changes
+from routing.sop.signoff import Standing, StoredAnswer, StoredProposal, standing_of
 from routing.sops import Publication, PublishedSop, SopNotServed, SopsInForce
-from routing.store import StoredAnswer, StoredProposal
 from rujuk_contracts.events import AnswerVia, ObjectionReason, OverrideReason
 from rujuk_runtime.db import Connection
 from rujuk_runtime.logs import get_logger
@@ -53,20 +53,6 @@ class BadEffectiveDate(ValueError):
     """An effective date in the past."""
 
 
-@dataclass(frozen=True)
-class Standing:
-    """Where the answers to a proposal stand."""
-
-    agreed: list[str]
-    objected: list[tuple[str, str]]  # (agency id, ObjectionReason code)
-    awaiting: list[str]
-
-    @property
-    def not_agreed(self) -> list[str]:
-        """The asked agencies that did not agree: objected or yet to answer."""
-        return sorted([agency for agency, _ in self.objected] + self.awaiting)
-
-
 class NotAgreed(Exception):
     """Publishing without an override while some asked agency has not agreed."""
 
@@ -95,20 +81,6 @@ class Proposed:
     after: Sop
     asked: list[AgencyDutyChanges]
     created: bool  # False: this very document is the district's open proposal already
-
-
-def standing_of(proposal: StoredProposal) -> Standing:
-    """Who agreed, who objected (with the reason) and who has yet to answer."""
-    answers = proposal.answers
-    return Standing(
-        agreed=[a for a in proposal.asked if a in answers and answers[a].decision == "agree"],
-        objected=[
-            (a, answers[a].reason or "other")
-            for a in proposal.asked
-            if a in answers and answers[a].decision == "object"
-        ],
-        awaiting=[a for a in proposal.asked if a not in answers],
-    )
 
 
 def new_proposal_id() -> str:

@@ -22,6 +22,7 @@ from routing.lifecycle import (
     UnroutedReason,
 )
 from routing.paging import OnCallAlert, PagePlan
+from routing.sop.signoff import StoredAnswer, StoredProposal
 from routing.stats import StatsRows
 from rujuk_contracts.events import (
     CloseReason,
@@ -888,38 +889,6 @@ async def postpone_alert_forever(conn: Connection, alert_id: str) -> None:
 
 
 # --- SOP proposals --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StoredAnswer:
-    """An asked agency's current answer to a proposal."""
-
-    agency_id: str
-    decision: str  # agree | object
-    reason: str | None
-    note_ref: str | None
-    via: str
-    answered_by: str
-    answered_at: datetime
-
-
-@dataclass(frozen=True)
-class StoredProposal:
-    proposal_id: str
-    district_code: str
-    sop_id: str
-    version: int
-    yaml: str
-    sha256: str
-    base_version: int | None
-    proposed_by: str
-    proposed_at: datetime
-    state: str
-    agency_ids: list[str]
-    closed_at: datetime | None
-    closed_by: str | None
-    asked: dict[str, list[str]]  # agency id -> DutyChange codes
-    answers: dict[str, StoredAnswer]  # agency id -> its current answer
 
 
 _PROPOSAL_COLUMNS = (
