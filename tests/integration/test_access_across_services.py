@@ -45,6 +45,7 @@ CASE = "3514-AB12CD34EF"
 REFERRAL = f"{CASE}-01"
 NOTE = "note-" + "0" * 32
 ALERT = f"{REFERRAL}-oncall"
+PROPOSAL = "prop-" + "0" * 32
 # Who may call each protected route; every other role gets 403. The test fails if a service
 # grows a /v1 route that is not listed here (whoami and the SOP list take any caller).
 ALLOWED: dict[str, dict[tuple[str, str], set[Role]]] = {
@@ -71,6 +72,13 @@ ALLOWED: dict[str, dict[tuple[str, str], set[Role]]] = {
         ("GET", "/v1/stats.csv"): {Role.COORDINATOR},
         ("GET", "/v1/oncall/alerts"): {Role.COORDINATOR},
         ("POST", "/v1/oncall/alerts/{alert_id}/acknowledge"): {Role.COORDINATOR},
+        ("POST", "/v1/sop-proposals"): {Role.COORDINATOR},
+        ("GET", "/v1/sop-proposals"): {Role.COORDINATOR, Role.PARTNER},
+        ("GET", "/v1/sop-proposals/{proposal_id}"): {Role.COORDINATOR, Role.PARTNER},
+        ("GET", "/v1/sop-proposals/{proposal_id}/document"): {Role.COORDINATOR, Role.PARTNER},
+        ("POST", "/v1/sop-proposals/{proposal_id}/answers"): {Role.PARTNER},
+        ("POST", "/v1/sop-proposals/{proposal_id}/publish"): {Role.COORDINATOR},
+        ("POST", "/v1/sop-proposals/{proposal_id}/withdraw"): {Role.COORDINATOR},
     },
     "audit": {
         ("GET", "/v1/cases/{case_id}/history"): {Role.AUDITOR, Role.COORDINATOR},
@@ -217,7 +225,9 @@ async def test_every_protected_route_refuses_no_token_and_the_wrong_role(
     for method, path in by_code:  # without a code, refused whoever calls
         assert (await client.request(method, path, json={})).status_code == 422, path
     for (method, path), allowed in ALLOWED[service].items():
-        url = path.format(case_id=CASE, referral_id=REFERRAL, note_id=NOTE, alert_id=ALERT)
+        url = path.format(
+            case_id=CASE, referral_id=REFERRAL, note_id=NOTE, alert_id=ALERT, proposal_id=PROPOSAL
+        )
         body = {"json": {}} if method == "POST" else {}
         anonymous = await client.request(method, url, **body)
         assert anonymous.status_code == 401, (method, path)
@@ -283,6 +293,13 @@ SCOPE: dict[str, dict[tuple[str, str], str]] = {
         ("GET", "/v1/stats.csv"): "figures",
         ("GET", "/v1/oncall/alerts"): "alerts",
         ("POST", "/v1/oncall/alerts/{alert_id}/acknowledge"): "alert",
+        ("POST", "/v1/sop-proposals"): "sop",
+        ("GET", "/v1/sop-proposals"): "proposals",
+        ("GET", "/v1/sop-proposals/{proposal_id}"): "proposal",
+        ("GET", "/v1/sop-proposals/{proposal_id}/document"): "proposal",
+        ("POST", "/v1/sop-proposals/{proposal_id}/answers"): "partner",
+        ("POST", "/v1/sop-proposals/{proposal_id}/publish"): "proposal",
+        ("POST", "/v1/sop-proposals/{proposal_id}/withdraw"): "proposal",
     },
     "audit": {
         ("GET", "/v1/cases/{case_id}/history"): "case",
@@ -386,6 +403,22 @@ def _same_answer(elsewhere: httpx.Response, missing: httpx.Response, ids: tuple[
     assert elsewhere.text.replace(ids[0], "<case>") == missing.text.replace(ids[1], "<case>")
 
 
+async def _proposal_3513(client: httpx.AsyncClient, districts: Districts) -> str:
+    """The open proposal of 3513 (v2, duties unchanged), proposed by a province coordinator."""
+    sop = Path(__file__).parents[2] / "services/routing/src/routing/sops/3513.yaml"
+    proposed = await client.post(
+        "/v1/sop-proposals",
+        content=sop.read_text().replace("version: 1", "version: 2", 1),
+        headers={
+            **bearer(districts.province[Role.COORDINATOR]),
+            "Content-Type": "application/yaml",
+        },
+    )
+    assert proposed.status_code in (200, 201), proposed.text
+    proposal_id: str = proposed.json()["proposal_id"]
+    return proposal_id
+
+
 @pytest.mark.parametrize("service", sorted(SCOPE))
 async def test_a_district_token_learns_nothing_of_another_district(
     services: Services, districts: Districts, service: str
@@ -447,6 +480,24 @@ async def test_a_district_token_learns_nothing_of_another_district(
                 )
                 assert refused.status_code == 403, where
                 assert "3513" in refused.json()["detail"], where
+            elif kind == "proposals":
+                listed = (await client.get(path, headers=headers)).json()["proposals"]
+                assert {p["district_code"] for p in listed} <= {"3514"}, where
+                asked = await client.get(path, params={"district": "3513"}, headers=headers)
+                assert asked.status_code == 403, where
+            elif kind == "proposal":
+                theirs_id = await _proposal_3513(client, districts)
+                answers = [
+                    await client.request(
+                        method,
+                        path.format(proposal_id=pid),
+                        headers=headers,
+                        **({"json": {}} if method == "POST" else {}),
+                    )
+                    for pid in (theirs_id, PROPOSAL)
+                ]
+                _same_answer(*answers, (theirs_id, PROPOSAL))
+                assert answers[0].status_code == 404, where
             elif kind == "replay":
                 answers = [
                     await client.post(path, json={"case_id": case_id}, headers=headers)

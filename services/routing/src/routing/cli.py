@@ -1,6 +1,7 @@
-"""`rujuk sop`: SOP kabupaten / district SOPs: check, explain, publish."""
+"""`rujuk sop`: SOP kabupaten / district SOPs: check, explain, propose, answer, publish."""
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 
 from routing.decide import Decision, decide
 from routing.sop import Sop, SopError, load_sop
+from rujuk_contracts.events import PROPOSAL_ID_PATTERN, ObjectionReason, OverrideReason
 from rujuk_contracts.triage import TriageFacts
 
 app = typer.Typer(
@@ -148,7 +150,18 @@ def on_call_lines(sop: Sop) -> list[str]:
 
 @app.command()
 def publish(
-    file: Path = typer.Argument(..., help="The SOP YAML file"),
+    target: str = typer.Argument(
+        ..., help="A proposal's id (prop-…) to publish it, or an SOP YAML file to publish directly"
+    ),
+    effective_at: datetime | None = typer.Option(
+        None, "--effective-at", help="A proposal: from when it applies (default now; UTC if naive)"
+    ),
+    override: str | None = typer.Option(
+        None,
+        "--override",
+        help="Publish although some agency whose duties change has not agreed: why, one of "
+        + ", ".join(reason.value for reason in OverrideReason),
+    ),
     url: str = typer.Option(
         DEFAULT_URL, envvar="ROUTING_URL", help="Routing's base URL (env ROUTING_URL)"
     ),
@@ -158,7 +171,12 @@ def publish(
         help="A coordinator's token from `rujuk token create --role coordinator` (env RUJUK_TOKEN)",
     ),
 ) -> None:
-    """Publish a new SOP version to a running routing; it applies to new cases only."""
+    """Publish a signed-off proposal from its effective date, or an SOP file directly (in
+    force at once; only when no agency's duties change, else with --override)."""
+    if PROPOSAL_ID.fullmatch(target) and not Path(target).exists():
+        _publish_proposal(target, effective_at, override, url, token)
+        return
+    file = Path(target)
     sop = _load(file)  # the same check the server makes, without a round trip
     if not token:
         typer.echo(
@@ -168,7 +186,7 @@ def publish(
         raise typer.Exit(2)
     try:
         response = httpx.post(
-            f"{url.rstrip('/')}/v1/sops",
+            f"{url.rstrip('/')}/v1/sops" + (f"?override={override}" if override else ""),
             content=file.read_bytes(),
             headers={"Content-Type": "application/yaml", "Authorization": f"Bearer {token}"},
             timeout=30,
@@ -196,3 +214,155 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {"detail": response.text[:500]}
     return body if isinstance(body, dict) else {"detail": body}
+
+
+# --- proposals ----------------------------------------------------------------------------
+
+PROPOSAL_ID = re.compile(PROPOSAL_ID_PATTERN)
+URL_OPTION = typer.Option(DEFAULT_URL, envvar="ROUTING_URL", help="Routing's base URL")
+TOKEN_OPTION = typer.Option("", envvar="RUJUK_TOKEN", help="Your token (env RUJUK_TOKEN)")
+
+
+def _call(method: str, url: str, path: str, token: str, **kwargs: Any) -> httpx.Response:
+    if not token:
+        typer.echo("Token tidak ada / no token: set RUJUK_TOKEN or --token", err=True)
+        raise typer.Exit(2)
+    headers = {"Authorization": f"Bearer {token}", **kwargs.pop("headers", {})}
+    try:
+        return httpx.request(
+            method, f"{url.rstrip('/')}{path}", headers=headers, timeout=30, **kwargs
+        )
+    except httpx.HTTPError as exc:
+        typer.echo(f"Routing tidak bisa dihubungi / cannot reach routing at {url}: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _refused(response: httpx.Response) -> typer.Exit:
+    body = _json(response)
+    detail = body.get("detail")
+    if isinstance(detail, list):  # field problems
+        detail = "; ".join(f"{p.get('field')}: {p.get('problem')}" for p in detail)
+    typer.echo(f"Ditolak / refused ({response.status_code}): {detail}", err=True)
+    for error in body.get("errors", []):
+        typer.echo(f"  {error}", err=True)
+    return typer.Exit(1)
+
+
+def proposal_lines(proposal: dict[str, Any]) -> list[str]:
+    """A proposal for a person: what, its state, and where each asked agency stands."""
+    objections = {o["agency_id"]: o["reason"] for o in proposal.get("objected", [])}
+    lines = [
+        f"{proposal['proposal_id']}: SOP {proposal['district_code']} v{proposal['version']} "
+        f"(berlaku / in force: v{proposal.get('base_version') or '-'}), "
+        f"status / state: {proposal['state']}",
+    ]
+    for asked in proposal.get("asked", []):
+        agency = asked["agency_id"]
+        if agency in proposal.get("agreed", []):
+            standing = "setuju / agreed"
+        elif agency in objections:
+            standing = f"keberatan / objected: {objections[agency]}"
+        else:
+            standing = "belum menjawab / yet to answer"
+        lines.append(f"  - {agency} [{', '.join(asked['duty_changes'])}]: {standing}")
+    if not proposal.get("asked"):
+        lines.append("  tidak ada tugas lembaga yang berubah / no agency's duties change")
+    return lines
+
+
+@app.command()
+def propose(
+    file: Path = typer.Argument(..., help="The SOP YAML file"),
+    url: str = URL_OPTION,
+    token: str = TOKEN_OPTION,
+) -> None:
+    """Propose a new SOP version (coordinator): the agencies whose duties change are asked
+    to sign it off before it is published."""
+    _load(file)  # the same check the server makes, without a round trip
+    response = _call(
+        "POST",
+        url,
+        "/v1/sop-proposals",
+        token,
+        content=file.read_bytes(),
+        headers={"Content-Type": "application/yaml"},
+    )
+    if response.status_code not in (200, 201):
+        raise _refused(response)
+    proposal = response.json()
+    state = "baru / new" if response.status_code == 201 else "sudah diajukan / already proposed"
+    typer.echo(f"Usulan diajukan / proposed ({state}):")
+    typer.echo("\n".join(proposal_lines(proposal)))
+
+
+@app.command()
+def proposals(
+    district: list[str] = typer.Option([], help="Only this district (repeatable)"),
+    state: list[str] = typer.Option([], help="open, published, withdrawn, superseded"),
+    url: str = URL_OPTION,
+    token: str = TOKEN_OPTION,
+) -> None:
+    """SOP proposals, newest first: who agreed, who objected, who has yet to answer."""
+    params = [("district", d) for d in district] + [("state", s) for s in state]
+    response = _call("GET", url, "/v1/sop-proposals", token, params=params)
+    if response.status_code != 200:
+        raise _refused(response)
+    listed = response.json()["proposals"]
+    if not listed:
+        typer.echo("Tidak ada usulan / no proposals")
+    for proposal in listed:
+        typer.echo("\n".join(proposal_lines(proposal)))
+
+
+@app.command()
+def answer(
+    proposal_id: str = typer.Argument(..., help="The proposal's id (prop-…)"),
+    agree: bool = typer.Option(False, "--agree", help="Your agency agrees"),
+    object_: str | None = typer.Option(
+        None,
+        "--object",
+        help="Your agency objects, with a reason code: "
+        + ", ".join(reason.value for reason in ObjectionReason),
+    ),
+    note_ref: str | None = typer.Option(None, help="A note's id at intake (note-…), never text"),
+    url: str = URL_OPTION,
+    token: str = TOKEN_OPTION,
+) -> None:
+    """Agree to or object to an SOP proposal (partner token of an asked agency)."""
+    if agree == (object_ is not None):
+        typer.echo("Pilih --agree atau --object ALASAN / give --agree or --object REASON", err=True)
+        raise typer.Exit(2)
+    body: dict[str, Any] = {"decision": "agree"}
+    if object_ is not None:
+        body = {"decision": "object", "reason": object_}
+        if note_ref:
+            body["note_ref"] = note_ref
+    response = _call("POST", url, f"/v1/sop-proposals/{proposal_id}/answers", token, json=body)
+    if response.status_code != 200:
+        raise _refused(response)
+    typer.echo("Jawaban dicatat / answer recorded:")
+    typer.echo("\n".join(proposal_lines(response.json())))
+
+
+def _publish_proposal(
+    proposal_id: str, effective_at: datetime | None, override: str | None, url: str, token: str
+) -> None:
+    body: dict[str, Any] = {}
+    if effective_at is not None:
+        at = effective_at if effective_at.tzinfo else effective_at.replace(tzinfo=UTC)
+        body["effective_at"] = at.isoformat()
+    if override:
+        body["override_reason"] = override
+    response = _call("POST", url, f"/v1/sop-proposals/{proposal_id}/publish", token, json=body)
+    if response.status_code != 200:
+        raise _refused(response)
+    published = response.json()
+    typer.echo(
+        f"SOP {published['district_code']} v{published['version']} diterbitkan / published: "
+        f"berlaku untuk kasus baru mulai / applies to new cases from {published['effective_at']}"
+    )
+    if published.get("override_reason"):
+        typer.echo(
+            f"  override ({published['override_reason']}): belum setuju / had not agreed: "
+            + ", ".join(published["agencies_not_agreed"])
+        )
