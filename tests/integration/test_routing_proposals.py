@@ -235,6 +235,7 @@ async def test_publishing_directly_binds_no_agency_without_an_override(parties: 
     assert "/v1/sop-proposals" in refused.json()["detail"]
     typo = await http.post("/v1/sops?override=because", content=v3, headers=YAML)
     assert typo.status_code == 422
+    assert typo.json()["errors"][0].startswith("override: 'because' is not one of")
     forced = await http.post("/v1/sops?override=urgent_safety_fix", content=v3, headers=YAML)
     assert forced.status_code == 201, forced.text
     row = await parties.runtime.pool.fetchrow(

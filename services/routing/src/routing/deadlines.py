@@ -127,7 +127,7 @@ class DeadlineWatcher(BackgroundTask):
     async def announce_sops_taking_effect(self) -> None:
         """Stage ``sop.in_force`` for a published version whose effective date has come (an
         SOP announced before is not announced again)."""
-        async with self._held.use() as conn, conn.transaction():
+        async with self._pool().acquire() as conn, conn.transaction():
             announced = await self._sops.announce_in_force(conn, self._clock, at_start=False)
         if announced:
             log.info("sops in force announced", sops=announced)

@@ -187,8 +187,11 @@ async def publish_sop(
     sops: Sops,
     clock: Now,
     override: Annotated[
-        OverrideReason | None,
-        Query(description="Bind the agencies whose duties change without their sign-off: why"),
+        str | None,
+        Query(
+            description="Bind the agencies whose duties change without their sign-off: why, "
+            "an OverrideReason code: " + ", ".join(reason.value for reason in OverrideReason)
+        ),
     ] = None,
 ) -> JSONResponse:
     """Publish a new SOP version directly, in force at once (YAML body; coordinator of its
@@ -209,6 +212,17 @@ async def publish_sop(
     except UnicodeDecodeError as exc:
         raise HTTPException(400, "the SOP must be UTF-8 text") from exc
     try:
+        reason = OverrideReason(override) if override is not None else None
+    except ValueError:
+        codes = ", ".join(r.value for r in OverrideReason)
+        return JSONResponse(
+            {
+                "detail": "alasan override tidak dikenal / unknown override reason",
+                "errors": [f"override: {override!r} is not one of {codes}"[:300]],
+            },
+            422,
+        )
+    try:
         async with runtime.pool.acquire() as conn, conn.transaction():
             published = await sops.publish_sop(
                 conn,
@@ -216,7 +230,7 @@ async def publish_sop(
                 _actor(principal),
                 clock,
                 districts=principal.district_filter,
-                override=override,
+                override=reason,
             )
     except NeedsSignOff as exc:
         return JSONResponse(
