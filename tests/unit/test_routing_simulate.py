@@ -1,14 +1,27 @@
 """The rule-by-rule diff of two SOP versions and the impact simulation over past cases (pure)."""
 
+import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import httpx
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
+from routing import cli
 from routing.decide import decide
 from routing.settings import SHIPPED_SOPS
-from routing.simulate import MAX_LISTED_CASES, PastCase, Simulation, iso_week, simulate
+from routing.simulate import (
+    MAX_LISTED_CASES,
+    Outcome,
+    PastCase,
+    Simulation,
+    iso_week,
+    simulate,
+)
 from routing.sop import Sop, parse_sop
 from routing.sop.diff import rule_diff
 from rujuk_contracts.triage import Consent, TriageFacts
@@ -251,3 +264,105 @@ def test_counts_before_are_the_referrals_decide_makes_case_by_case(
         expected_after
     )
     assert result.cases_simulated == len(cases)
+
+
+# --- `rujuk sop simulate` --------------------------------------------------------------------
+
+
+def test_the_cli_follows_the_job_to_its_end_and_summarises_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    after = edited((SUICIDAL_HEALTH, FASTER_HEALTH))
+    candidate = tmp_path / "3514-v2.yaml"
+    candidate.write_text(
+        TEXT.replace("version: 1", "version: 2", 1).replace(SUICIDAL_HEALTH, FASTER_HEALTH, 1)
+    )
+    result = simulate(
+        BASE, after, [case(1, adult(suicidal=True, share_with_health=True)), case(2, None)]
+    )
+    job = {
+        "simulation_id": "sim-" + "1" * 32, "cases_done": 0, "cases_total": None,
+        "period": {"from": "2026-08-04T09:00:00Z", "to": "2026-11-02T09:00:00Z"},
+        "diff": rule_diff(BASE, after).to_json(), "result": None, "failure": None,
+    }  # fmt: skip
+    states = iter([("queued", 0, None), ("running", 1, 2), ("done", 2, 2)])
+    asked: list[tuple[str, str]] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        asked.append((request.method, request.url.path))
+        assert request.headers["Authorization"] == "Bearer secret-token"
+        if request.method == "POST":
+            assert request.url.params["days"] == "30"
+            assert request.content == candidate.read_bytes()
+            url = f"/v1/sops/simulations/{job['simulation_id']}"
+            return httpx.Response(202, json={"simulation_id": job["simulation_id"], "url": url})
+        state, done, total = next(states)
+        finished = result.to_json() if state == "done" else None
+        body = {**job, "state": state, "cases_done": done, "cases_total": total, "result": finished}
+        return httpx.Response(200, json=json.loads(json.dumps(body, default=str)))
+
+    real_client = httpx.Client
+    monkeypatch.setattr(cli, "POLL_SECONDS", 0)
+    monkeypatch.setattr(
+        cli.httpx, "Client", lambda **kw: real_client(transport=httpx.MockTransport(server), **kw)
+    )
+    monkeypatch.setenv("RUJUK_TOKEN", "secret-token")
+    output = CliRunner().invoke(cli.app, ["simulate", str(candidate), "--days", "30"])
+    assert output.exit_code == 0, output.output
+    assert [method for method, _ in asked] == ["POST", "GET", "GET", "GET"]
+    text = output.output
+    assert "SOP 3514 v1 -> SOP 3514 v2" in text
+    assert "diubah / changed: suicidal-thoughts" in text
+    assert "Dirujuk berbeda / referred differently: 1 kasus / cases" in text
+    assert "tidak bisa disimulasikan / not simulable 1" in text
+    assert "rsud-bangil health: 60 -> 30 min: 1 kasus / cases" in text
+    assert "rsud-bangil health: urgent -> emergency: 1 kasus / cases" in text
+
+
+def test_the_cli_prints_every_error_of_a_refused_candidate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    candidate = tmp_path / "3514.yaml"
+    candidate.write_text(TEXT)
+    refusal = {"detail": "SOP refused", "errors": ["SOP 3514 v1, rule x (line 7): bad"]}
+    real_client = httpx.Client
+    refusing = httpx.MockTransport(lambda _: httpx.Response(422, json=refusal))
+    monkeypatch.setattr(cli.httpx, "Client", lambda **kw: real_client(transport=refusing, **kw))
+    output = CliRunner().invoke(cli.app, ["simulate", str(candidate), "--token", "t"])
+    assert output.exit_code == 1
+    assert "Ditolak / refused (422): SOP refused" in output.output
+    assert "(line 7): bad" in output.output
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(
+    pasuruan_facts,
+    st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.floats(min_value=0, max_value=2000, allow_nan=False)),
+            st.one_of(st.none(), st.sampled_from(BASE.kecamatan), st.text(max_size=12)),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+)
+def test_facts_decided_once_get_what_decide_gives_each_of_them(
+    facts: TriageFacts, variants: list[tuple[float | None, str | None, bool]]
+) -> None:
+    """Facts that differ only where the versions may not look (hours between the same
+    thresholds, a kecamatan nobody names, a flag no rule reads) share one decision: each
+    must still get exactly what decide() gives it."""
+    after = edited((SUICIDAL_HEALTH, FASTER_HEALTH))
+    others = [
+        facts.model_copy(update={"hours_since_sexual_assault": hours, "kecamatan": kecamatan,
+                                 "sex": "male" if male else "female"})
+        for hours, kecamatan, male in variants
+    ]  # fmt: skip
+    simulation = Simulation(BASE, after)
+    simulation.add(case(n, other) for n, other in enumerate([*others, facts]))
+    for each in [facts, *others]:
+        comparison = simulation.comparison(each)
+        assert comparison is not None
+        assert comparison.before == Outcome.of(decide(BASE, "3514-0000000001", each, MONDAY))
+        assert comparison.after == Outcome.of(decide(after, "3514-0000000001", each, MONDAY))

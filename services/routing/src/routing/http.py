@@ -35,7 +35,7 @@ from routing.stats import Period, ReferralPage, Stats, period_bounds, render_csv
 from rujuk_contracts.events import CASE_ID_PATTERN, CloseReason, DistrictCode, NoteRef
 from rujuk_contracts.subjects import AGENCY_ID_PATTERN
 from rujuk_runtime.access import Principal, Role, require
-from rujuk_runtime.problems import documented
+from rujuk_runtime.problems import FieldProblem, documented
 from rujuk_runtime.webapp import Runtime, from_app_state
 
 YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"}
@@ -649,6 +649,13 @@ MAX_SIMULATED_DAYS = 3660
 EARLIEST_DAY, LATEST_DAY = date(2000, 1, 1), date(2100, 12, 31)
 
 
+class SimulationRefused(BaseModel):
+    """422: the document (``errors``, each with its line) or the query (``detail`` by field)."""
+
+    detail: str | list[FieldProblem]
+    errors: list[str] = Field(default_factory=list, description="Every problem in the document")
+
+
 class SimulationStarted(BaseModel):
     simulation_id: str
     url: str = Field(description="Poll it: GET this for progress and, when done, the result")
@@ -722,7 +729,7 @@ async def yaml_document(request: Request) -> str:
     status_code=202,
     response_model=SimulationStarted,
     tags=["sops"],
-    responses={**documented(400, 401, 403, 409, 413, 415), 422: {"model": SopRefused}},
+    responses={**documented(400, 401, 403, 409, 413, 415), 422: {"model": SimulationRefused}},
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -4,10 +4,12 @@ consent). Pure: no I/O; facts and codes only, never anything identifying.
 
 A decision's outcome apart from its ids and times depends on the SOP and the facts alone
 (``decide`` has no time-of-day rule: a deadline is the decision time plus the rule's
-``acknowledge_within_minutes``), so each distinct set of facts is decided once per version,
-and deadlines are compared as ``acknowledge_within_minutes``, not as instants.
+``acknowledge_within_minutes``), so facts the versions cannot tell apart (``FactsKey``) are
+decided once per version, and deadlines are compared as ``acknowledge_within_minutes``, not
+as instants.
 """
 
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -15,7 +17,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from routing.decide import Decision, decide
-from routing.sop import Sop
+from routing.sop import Sop, normalise
 from rujuk_contracts.triage import TriageFacts
 
 MAX_LISTED_CASES = 1000  # changed cases listed one by one; all are counted
@@ -96,26 +98,56 @@ class Comparison:
         return self.before.failed is None and self.after.failed is None
 
 
-def facts_key(facts: TriageFacts) -> tuple[Any, ...]:
-    """Everything a rule can look at, hashable: equal keys, equal decisions."""
-    consent = facts.consent
-    return (
-        tuple(sorted(facts.violence_types)),
-        facts.age_group,
-        facts.sex,
-        facts.disability,
-        facts.immediate_danger,
-        facts.injury,
-        facts.hours_since_sexual_assault,
-        facts.perpetrator_has_access,
-        facts.suicidal_thoughts,
-        consent.share_with_health,
-        consent.share_with_police,
-        consent.share_with_shelter,
-        consent.given_by,
-        facts.district,
-        facts.kecamatan,
-    )
+class FactsKey:
+    """What of a case's facts the two versions can tell apart, hashable: facts with equal keys
+    get equal decisions, so each key is decided once.
+
+    Facts no rule of either version looks at are left out (a flag no condition names, violence
+    types no condition names, a kecamatan neither the conditions nor the directory name), and
+    the hours since a sexual assault become the thresholds of the conditions they pass:
+    ``max_hours`` holds for hours <= t, ``min_hours`` for hours > t, so what matters is how
+    many thresholds lie below the hours.
+    """
+
+    FLAGS = ("sex", "disability", "immediate_danger", "injury", "perpetrator_has_access",
+             "suicidal_thoughts")  # fmt: skip
+
+    def __init__(self, *sops: Sop) -> None:
+        conditions = [rule.when for sop in sops for rule in sop.rules]
+        self.violence = frozenset(
+            kind
+            for c in conditions
+            for kind in (c.any_violence_types or []) + (c.none_of_violence_types or [])
+        )
+        limits = [c.max_hours_since_sexual_assault for c in conditions]
+        limits += [c.min_hours_since_sexual_assault for c in conditions]
+        self.thresholds = sorted({limit for limit in limits if limit is not None})
+        self.flags = tuple(
+            f for f in self.FLAGS if any(getattr(c, f) is not None for c in conditions)
+        )
+        self.given_by = any(c.consent is not None and c.consent.given_by is not None
+                            for c in conditions)  # fmt: skip
+        named = {normalise(k) for c in conditions for k in c.kecamatan or []}
+        named |= {normalise(k) for sop in sops for agency in sop.directory
+                  if agency.kecamatan != "all" for k in agency.kecamatan}  # fmt: skip
+        self.kecamatan = frozenset(named)
+
+    def __call__(self, facts: TriageFacts) -> tuple[Any, ...]:
+        hours = facts.hours_since_sexual_assault
+        consent = facts.consent
+        kecamatan = normalise(facts.kecamatan) if facts.kecamatan else None
+        return (
+            facts.district,
+            facts.age_group,
+            frozenset(self.violence.intersection(facts.violence_types)),
+            None if hours is None else bisect_left(self.thresholds, hours),
+            tuple(getattr(facts, flag) for flag in self.flags),
+            consent.share_with_health,
+            consent.share_with_police,
+            consent.share_with_shelter,
+            consent.given_by if self.given_by else None,
+            kecamatan if kecamatan in self.kecamatan else None,
+        )
 
 
 def iso_week(moment: datetime, zone: tzinfo) -> str:
@@ -131,6 +163,7 @@ class Simulation:
         if before.district_code != after.district_code:
             raise ValueError(f"{before.label} and {after.label} are for different districts")
         self.before, self.after, self.zone = before, after, zone
+        self._key = FactsKey(before, after)
         self._decided: dict[tuple[Any, ...], Comparison] = {}
         self._by_key_and_week: Counter[tuple[tuple[Any, ...], str]] = Counter()
         self._changed: list[dict[str, Any]] = []
@@ -144,7 +177,7 @@ class Simulation:
             if case.triage is None:
                 self.not_simulable["no_triage_facts"] += 1
                 continue
-            key = facts_key(case.triage)
+            key = self._key(case.triage)
             comparison = self._decided.get(key)
             if comparison is None:
                 comparison = self._decided[key] = self._compare(case.triage, case.reported_at)
@@ -157,6 +190,10 @@ class Simulation:
                 self._changed_count += 1
                 if len(self._changed) < MAX_LISTED_CASES:
                     self._changed.append(_changed_case(case.case_id, week, comparison))
+
+    def comparison(self, facts: TriageFacts) -> Comparison | None:
+        """What both versions decided for facts like these, if such facts were added."""
+        return self._decided.get(self._key(facts))
 
     def _compare(self, facts: TriageFacts, reported_at: datetime) -> Comparison:
         return Comparison(
@@ -191,7 +228,7 @@ class Simulation:
             cases_changed=self._changed_count,
             changed_cases=list(self._changed),
             changed_cases_listed=len(self._changed),
-            distinct_facts=len(self._decided),
+            distinct_facts=len(self._decided),  # as far as the two versions can tell
             weekly_referrals=[
                 WeeklyLoad(agency, week, before, after)
                 for (agency, week), (before, after) in sorted(weekly.items())
