@@ -134,7 +134,7 @@ async def test_an_sop_binds_the_agencies_whose_duties_change_once_they_signed_it
     }
     assert proposal["awaiting"] == ["lbh-probolinggo", "uptppa-probolinggo"]
     assert proposal["base_version"] == 1
-    assert {c["rule_id"] for c in proposal["diff"]["changed"]} == {
+    assert set(proposal["diff"]["summary"]["rules_changed"]) == {
         "case-management",
         "legal-aid-for-police-process",
     }

@@ -1,4 +1,4 @@
-"""Where the answers to an SOP proposal stand, and its provisional rule-by-rule diff."""
+"""Where the answers to an SOP proposal stand, and its rule-by-rule diff."""
 
 from datetime import UTC, datetime
 
@@ -58,7 +58,7 @@ def test_everyone_agreed_leaves_nobody_not_agreed() -> None:
     assert standing_of(proposal([], [])).not_agreed == []
 
 
-def test_the_provisional_diff_names_rules_added_removed_changed_and_moved() -> None:
+def test_a_proposal_shows_the_rule_by_rule_diff_from_the_version_in_force() -> None:
     document = PASURUAN.model_dump(mode="json", exclude_none=True)
     rules = document["rules"]
     rules[1]["refer"][0]["acknowledge_within_minutes"] = 10
@@ -66,16 +66,15 @@ def test_the_provisional_diff_names_rules_added_removed_changed_and_moved() -> N
     rules.insert(0, rules.pop(3))
     rules.append(dict(rules[-1], id="new-rule"))
     after = Sop.model_validate(document)
-    diff = rule_diff_of(PASURUAN, after)
-    assert diff["added"] == ["new-rule"]
-    assert diff["removed"] == [removed]
-    assert {"rule_id": PASURUAN.rules[1].id, "changed": ["refer"]} in diff["changed"]
-    assert diff["moved"]
-    assert rule_diff_of(PASURUAN, PASURUAN) == {
-        "provisional": True,
-        "added": [],
-        "removed": [],
-        "changed": [],
-        "moved": [],
-        "directory": {"added": [], "removed": []},
-    }
+    summary = rule_diff_of(PASURUAN, after)["summary"]
+    assert summary["rules_added"] == ["new-rule"]
+    assert summary["rules_removed"] == [removed]
+    assert PASURUAN.rules[1].id in summary["rules_changed"]
+    assert summary["rules_moved"]
+    assert rule_diff_of(PASURUAN, PASURUAN)["unchanged"] is True
+
+
+def test_a_first_version_adds_every_rule_and_agency() -> None:
+    summary = rule_diff_of(None, PASURUAN)["summary"]
+    assert summary["rules_added"] == [rule.id for rule in PASURUAN.rules]
+    assert summary["agencies_added"] == [agency.id for agency in PASURUAN.directory]

@@ -2,6 +2,7 @@
 the bus handlers, the deadline watcher and the HTTP door, wired together once."""
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
 
@@ -11,6 +12,7 @@ from routing.deadlines import DeadlineWatcher
 from routing.handlers import RoutingHandlers
 from routing.referrals import REPLY_KINDS
 from routing.settings import RoutingSettings
+from routing.simulations import SimulationRunner
 from routing.sops import SopsInForce
 from rujuk_contracts.events import (
     CaseReported,
@@ -61,6 +63,13 @@ def create_app(settings: RoutingSettings | None = None, *, clock: Clock = utc_no
     runtime.on_started.append(started)
     runtime.health_details.append(lambda: {"sops_in_force": dict(sops.in_force_at_start)})
     runtime.run_in_background(watcher)
+    simulations = SimulationRunner(
+        lambda: runtime.pool,
+        zone=ZoneInfo(settings.stats_timezone),
+        clock=clock,
+        chunk=settings.simulation_chunk_cases,
+    )
+    runtime.run_in_background(simulations)
     return service_app(
         runtime,
         title="rujuk routing",
@@ -75,6 +84,7 @@ def create_app(settings: RoutingSettings | None = None, *, clock: Clock = utc_no
             "handlers": handlers,
             "minute": handlers.minute,
             "watcher": watcher,
+            "simulations": simulations,
         },
     )
 

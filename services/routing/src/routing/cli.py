@@ -2,6 +2,7 @@
 
 import json
 import re
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import httpx
 import typer
 from pydantic import ValidationError
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from routing.decide import Decision, decide
 from routing.sop import Sop, SopError, load_sop
@@ -366,3 +368,129 @@ def _publish_proposal(
             f"  override ({published['override_reason']}): belum setuju / had not agreed: "
             + ", ".join(published["agencies_not_agreed"])
         )
+
+
+# --- simulate --------------------------------------------------------------------------------
+
+POLL_SECONDS = 0.5
+
+
+@app.command()
+def simulate(
+    file: Path = typer.Argument(..., help="The candidate SOP YAML file"),
+    days: int = typer.Option(90, min=1, max=3660, help="The last N days of cases"),
+    url: str = typer.Option(
+        DEFAULT_URL, envvar="ROUTING_URL", help="Routing's base URL (env ROUTING_URL)"
+    ),
+    token: str = typer.Option(
+        "",
+        envvar="RUJUK_TOKEN",
+        help="A coordinator's token from `rujuk token create --role coordinator` (env RUJUK_TOKEN)",
+    ),
+) -> None:
+    """Simulate a candidate SOP over the district's past cases, beside the SOP in force: which
+    cases would have been referred differently, each agency's load, priorities, deadlines and
+    consent. Triage facts only, nothing identifying."""
+    sop = _load(file)
+    if not token:
+        typer.echo(
+            "Token koordinator tidak ada / no coordinator token: set RUJUK_TOKEN or --token",
+            err=True,
+        )
+        raise typer.Exit(2)
+    base = url.rstrip("/")
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+            started = client.post(
+                "/v1/sops/simulations",
+                content=file.read_bytes(),
+                params={"days": days},
+                headers={"Content-Type": "application/yaml"},
+            )
+            if started.status_code != 202:
+                raise _refused(started)
+            body = _follow(client, _json(started)["url"], sop.label)
+    except httpx.HTTPError as exc:
+        typer.echo(f"Routing tidak bisa dihubungi / cannot reach routing at {url}: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if body["state"] == "failed":
+        typer.echo(f"Simulasi gagal / the simulation failed: {body.get('failure')}", err=True)
+        raise typer.Exit(1)
+    typer.echo("\n".join(simulation_summary(body)))
+
+
+def _follow(client: httpx.Client, path: str, label: str) -> dict[str, Any]:
+    """Poll the job with a progress bar until it is done or failed."""
+    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())  # fmt: skip
+    with Progress(*columns, transient=True) as progress:
+        task = progress.add_task(f"Simulasi / simulating {label}", total=None)
+        while True:
+            response = client.get(path)
+            if response.status_code != 200:
+                raise _refused(response)
+            body = _json(response)
+            progress.update(task, completed=body["cases_done"], total=body["cases_total"])
+            if body["state"] in ("done", "failed"):
+                return body
+            time.sleep(POLL_SECONDS)
+
+
+def simulation_summary(body: dict[str, Any]) -> list[str]:
+    """A finished simulation, readable: Bahasa Indonesia first, then English."""
+    result, diff = body["result"], body["diff"]
+    summary = diff["summary"]
+    period = body["period"]
+    lines = [
+        f"{result['before']} -> {result['after']}, kasus dilaporkan / cases reported "
+        f"{period['from'][:10]} .. {period['to'][:10]}",
+        "",
+        "Perubahan aturan / rule changes:",
+    ]
+    named = [("ditambah / added", "rules_added"), ("dihapus / removed", "rules_removed"),
+             ("diubah / changed", "rules_changed"), ("dipindah / moved", "rules_moved"),
+             ("lembaga diubah / agencies changed", "agencies_changed"),
+             ("bagian lain / other sections", "sections_changed")]  # fmt: skip
+    lines += [f"  {name}: {', '.join(summary[key])}" for name, key in named if summary[key]]
+    if diff["unchanged"]:
+        lines.append("  tidak ada / none")
+    not_simulable = sum(result["cases_not_simulable"].values())
+    lines += [
+        "",
+        f"Kasus / cases: {result['cases_total']}, disimulasikan / simulated "
+        f"{result['cases_simulated']}, tidak bisa disimulasikan / not simulable {not_simulable}",
+        f"Dirujuk berbeda / referred differently: {result['cases_changed']} kasus / cases",
+    ]
+    if result["cases_not_simulable"].get("no_triage_facts"):
+        lines.append(
+            "  (kasus sebelum fakta triase disimpan / cases from before routing kept their "
+            "triage facts)"
+        )
+    lines += [
+        "",
+        "Rujukan per lembaga, sebelum -> sesudah / referrals per agency, before -> after:",
+    ]
+    lines += [
+        f"  {row['agency_id']:<28} {row['before']:>6} -> {row['after']:<6} ({row['change']:+d})"
+        for row in result["agency_totals"]
+    ] or ["  (tidak ada / none)"]
+    sections = [
+        ("Prioritas berubah / priorities changed", "priority_changes",
+         "{agency_id} {service}: {priority_before} -> {priority_after}"),
+        ("Tenggat berubah / deadlines changed", "deadline_changes",
+         "{agency_id} {service}: {minutes_before} -> {minutes_after} min"),
+        ("Rujukan baru / referrals added", "referrals_added", "{agency_id} {service}"),
+        ("Rujukan hilang / referrals removed", "referrals_removed", "{agency_id} {service}"),
+        ("Baru ditahan, tanpa persetujuan / newly withheld for lack of consent",
+         "newly_withheld", "{agency_id} {service}"),
+        ("Baru tanpa persetujuan, dengan dasar hukum / newly overriding consent",
+         "newly_overriding_consent", "{agency_id} {service}: {legal_basis}"),
+    ]  # fmt: skip
+    for title, key, form in sections:
+        if result[key]:
+            lines += ["", f"{title}:"]
+            lines += [
+                f"  {form.format(**row)}: {row['cases']} kasus / cases" for row in result[key]
+            ]
+    return lines

@@ -22,12 +22,13 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from routing import cases, oncall, proposals, store
+from routing import cases, oncall, proposals, simulations, store
 from routing.cases import CaseClosedAlready, CaseHasOpenReferrals, CaseNotFound
 from routing.clock import Clock
 from routing.lifecycle import ReferralState, UnroutedReason
 from routing.paging import OnCallAlert
 from routing.settings import RoutingSettings
+from routing.simulations import DEFAULT_DAYS, SimulationRunner, last_days
 from routing.sop import Sop, SopError, parse_sop
 from routing.sop.duties import duty_changes
 from routing.sop.signoff import StoredAnswer, StoredProposal, standing_of
@@ -47,7 +48,7 @@ from rujuk_contracts.events import (
 from rujuk_contracts.subjects import AGENCY_ID_PATTERN
 from rujuk_runtime.access import Principal, Role, require
 from rujuk_runtime.db import Connection
-from rujuk_runtime.problems import documented
+from rujuk_runtime.problems import FieldProblem, documented
 from rujuk_runtime.webapp import Runtime, from_app_state
 
 YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"}
@@ -1197,3 +1198,160 @@ async def withdraw_sop_proposal(
         raise HTTPException(409, str(exc)) from exc
     runtime.wake_relay()
     return _proposal_view(proposal)
+
+
+# --- simulations ---------------------------------------------------------------------------
+# A candidate SOP run over a district's past cases beside the SOP in force (routing.simulations):
+# POST queues the job, GET polls its progress and, when done, gives what would have changed.
+
+Runner = Annotated[SimulationRunner, from_app_state("simulations")]
+SIMULATION_ID_PATTERN = r"^sim-[0-9a-f]{32}$"
+MAX_SIMULATED_DAYS = 3660
+EARLIEST_DAY, LATEST_DAY = date(2000, 1, 1), date(2100, 12, 31)
+
+
+class SimulationRefused(BaseModel):
+    """422: the document (``errors``, each with its line) or the query (``detail`` by field)."""
+
+    detail: str | list[FieldProblem]
+    errors: list[str] = Field(default_factory=list, description="Every problem in the document")
+
+
+class SimulationStarted(BaseModel):
+    simulation_id: str
+    url: str = Field(description="Poll it: GET this for progress and, when done, the result")
+    state: str = Field(description="queued")
+    district_code: str
+    period_from: datetime
+    period_to: datetime
+
+
+class SimulationView(BaseModel):
+    simulation_id: str
+    district_code: str
+    state: str = Field(description="queued, running, done or failed")
+    cases_done: int
+    cases_total: int | None = Field(description="Known once it runs")
+    base: dict[str, Any] = Field(description="The SOP in force it is compared with")
+    candidate: dict[str, Any]
+    period: dict[str, datetime] = Field(description="from (inclusive), to (exclusive)")
+    requested_by: str = Field(description="Role and token id")
+    requested_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    failure: str | None = Field(description="Why it failed (state failed)")
+    diff: dict[str, Any] = Field(description="Rule by rule, the SOP in force -> the candidate")
+    result: dict[str, Any] | None = Field(description="What would have changed (state done)")
+
+
+def simulated_period(
+    days: int | None, start: date | None, end: date | None, now: datetime, zone: str
+) -> simulations.Period:
+    """The period asked for: ``from`` and ``to`` (days in the stats time zone), else the last
+    ``days`` days (default 90); a clear 422 for anything else."""
+
+    def refuse(field: str, problem: str) -> HTTPException:
+        return HTTPException(422, [{"field": f"query.{field}", "problem": problem}])
+
+    if start is None and end is None:
+        return last_days(days or DEFAULT_DAYS, now)
+    if start is None or end is None:
+        raise refuse("from" if start is None else "to", "give both 'from' and 'to', or neither")
+    if days is not None:
+        raise refuse("days", "give 'days' or 'from' and 'to', not both")
+    for name, day in (("from", start), ("to", end)):
+        if not EARLIEST_DAY <= day <= LATEST_DAY:
+            raise refuse(name, f"must be between {EARLIEST_DAY} and {LATEST_DAY}")
+    if end < start:
+        raise refuse("to", "'to' must not be before 'from'")
+    if (end - start).days >= MAX_SIMULATED_DAYS:
+        raise refuse("to", f"at most {MAX_SIMULATED_DAYS} days")
+    return simulations.Period(*period_bounds(start, end, zone))
+
+
+@router.post(
+    "/v1/sops/simulations",
+    status_code=202,
+    response_model=SimulationStarted,
+    tags=["sops"],
+    responses={**documented(400, 401, 403, 409, 413, 415), 422: {"model": SimulationRefused}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/yaml": {"schema": {"type": "string"}}},
+        }
+    },
+    summary="Simulate a candidate SOP over the district's past cases (coordinator)",
+)
+async def start_simulation(
+    request: Request,
+    principal: Annotated[Principal, coordinator],
+    runtime: Runtime,
+    sops: Sops,
+    clock: Now,
+    settings: Settings,
+    runner: Runner,
+    days: Annotated[
+        int | None, Query(ge=1, le=MAX_SIMULATED_DAYS, description="The last N days (default 90)")
+    ] = None,
+    start: Annotated[date | None, Query(alias="from", description="First day, YYYY-MM-DD")] = None,
+    end: Annotated[date | None, Query(alias="to", description="Last day, YYYY-MM-DD")] = None,
+) -> JSONResponse:
+    """The candidate SOP (YAML body, as for POST /v1/sops) and the one in force for its
+    district, over the triage facts of the district's cases reported in the period: 202 with
+    the simulation's id and URL to poll. 422 lists every error of the document with its
+    line; 403 for a district the token does not serve; 409 when no SOP is in force there."""
+    period = simulated_period(days, start, end, clock(), settings.stats_timezone)
+    text = await _yaml_body(request)
+    try:
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            simulation_id = await simulations.start_simulation(
+                conn, sops, text, period, _actor(principal),
+                districts=principal.district_filter, clock=clock,
+            )  # fmt: skip
+            job = await store.get_simulation(conn, simulation_id, None)
+    except SopNotServed as exc:
+        raise HTTPException(403, _not_served(exc.district_code)) from exc
+    except SopError as exc:
+        return JSONResponse(
+            {"detail": "SOP refused", "errors": [str(issue) for issue in exc.issues]}, 422
+        )
+    except simulations.NothingToCompare as exc:
+        raise HTTPException(409, str(exc)) from exc
+    runner.wake()
+    assert job is not None  # stored just now, in this transaction
+    url = f"/v1/sops/simulations/{simulation_id}"
+    started = SimulationStarted(
+        simulation_id=simulation_id,
+        url=url,
+        state="queued",
+        district_code=job.district_code,
+        period_from=period.start,
+        period_to=period.end,
+    )
+    return JSONResponse(started.model_dump(mode="json"), 202, headers={"Location": url})
+
+
+@router.get(
+    "/v1/sops/simulations/{simulation_id}",
+    response_model=SimulationView,
+    tags=["sops"],
+    responses=documented(401, 403, 404),
+    summary="A simulation's progress and, when done, its diff and result (coordinator)",
+)
+async def simulation(
+    simulation_id: Annotated[str, Path(pattern=SIMULATION_ID_PATTERN)],
+    principal: Annotated[Principal, coordinator],
+    runtime: Runtime,
+    clock: Now,
+) -> SimulationView:
+    """State (queued, running, done, failed), cases done of the total, the rule-by-rule diff;
+    when done, what would have changed. A simulation of a district the token does not serve
+    answers 404, as for none."""
+    async with runtime.pool.acquire() as conn:
+        job = await simulations.simulation_status(
+            conn, simulation_id, principal.district_filter, clock=clock
+        )
+    if job is None:
+        raise HTTPException(404, f"simulasi tidak ada / no simulation {simulation_id}")
+    return SimulationView.model_validate(simulations.view(job))

@@ -15,6 +15,7 @@ from routing import store
 from routing.clock import Clock
 from routing.events import sop_answered, sop_proposal_withdrawn, sop_proposed
 from routing.sop import Sop, parse_sop
+from routing.sop.diff import rule_diff
 from routing.sop.duties import AgencyDutyChanges, duty_changes
 from routing.sop.signoff import Standing, StoredAnswer, StoredProposal, standing_of
 from routing.sops import Publication, PublishedSop, SopNotServed, SopsInForce
@@ -280,31 +281,17 @@ async def withdraw(
     return closed
 
 
-# LEAD: a stand-in until the `sim` branch's routing.sop.diff.rule_diff(before, after) lands;
-# replace the body of ``rule_diff_of`` with a call to it (the HTTP view passes its result on).
 def rule_diff_of(before: Sop | None, after: Sop) -> dict[str, Any]:
-    """A minimal rule-by-rule diff: rules added, removed, changed (which parts), moved, and
-    agencies added to or removed from the directory."""
-    old = {rule.id: rule for rule in (before.rules if before else [])}
-    new = {rule.id: rule for rule in after.rules}
-    changed = []
-    for rule_id, rule in new.items():
-        if rule_id in old and rule != old[rule_id]:
-            parts = [
-                part
-                for part in ("description", "when", "refer")
-                if getattr(rule, part) != getattr(old[rule_id], part)
-            ]
-            changed.append({"rule_id": rule_id, "changed": parts})
-    kept_old = [r for r in old if r in new]
-    kept_new = [r for r in new if r in old]
-    old_dir = {a.id for a in (before.directory if before else [])}
-    new_dir = {a.id for a in after.directory}
+    """The rule-by-rule diff from the version in force (``routing.sop.diff``); a district's
+    first version adds every rule and every agency."""
+    if before is not None:
+        return rule_diff(before, after).to_json()
     return {
-        "provisional": True,
-        "added": [r for r in new if r not in old],
-        "removed": [r for r in old if r not in new],
-        "changed": changed,
-        "moved": [r for r, was in zip(kept_new, kept_old, strict=True) if r != was],
-        "directory": {"added": sorted(new_dir - old_dir), "removed": sorted(old_dir - new_dir)},
+        "before": None,
+        "after": after.label,
+        "unchanged": False,
+        "summary": {
+            "rules_added": [rule.id for rule in after.rules],
+            "agencies_added": [agency.id for agency in after.directory],
+        },
     }

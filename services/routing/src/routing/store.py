@@ -32,6 +32,7 @@ from rujuk_contracts.events import (
     Priority,
     Service,
 )
+from rujuk_contracts.triage import TriageFacts
 from rujuk_runtime.db import Connection, columns
 
 _REFERRAL_COLUMNS = (
@@ -64,13 +65,14 @@ async def add_case(
     reported_at: datetime,
     routed_at: datetime,
     violence_types: Sequence[str] = (),
+    triage: TriageFacts | None = None,
 ) -> bool:
-    """Store a routed case, its referrals and their deadlines; False (and nothing stored) if
-    the case was routed before."""
+    """Store a routed case (with its triage facts, which the impact simulation reads), its
+    referrals and their deadlines; False (and nothing stored) if the case was routed before."""
     inserted = await conn.fetchval(
         "INSERT INTO cases (case_id, district_code, sop_id, sop_version, rules_fired, withheld, "
-        "reported_at, routed_at, violence_types) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, "
-        "$9) ON CONFLICT (case_id) DO NOTHING RETURNING true",
+        "reported_at, routed_at, violence_types, triage) VALUES ($1, $2, $3, $4, $5, $6::jsonb, "
+        "$7, $8, $9, $10::jsonb) ON CONFLICT (case_id) DO NOTHING RETURNING true",
         decision.case_id,
         district_code,
         decision.sop_id,
@@ -80,6 +82,7 @@ async def add_case(
         reported_at,
         routed_at,
         list(violence_types),
+        None if triage is None else triage.model_dump_json(),
     )
     if not inserted:
         return False
@@ -1039,4 +1042,206 @@ async def put_answer(conn: Connection, proposal_id: str, answer: StoredAnswer) -
         answer.via,
         answer.answered_by,
         answer.answered_at,
+    )
+
+
+# --- impact simulation (routing.simulations) ----------------------------------------------
+
+_SIMULATION_LOCK = "hashtext('routing.sop_simulations:' || $1)"
+_SIMULATION_COLUMNS = (
+    "simulation_id, district_code, base_version, base_origin, base_sha256, base_yaml, "
+    "candidate_version, candidate_sha256, candidate_yaml, period_from, period_to, state, "
+    "cases_done, cases_total, diff::text AS diff, result::text AS result, failure, "
+    "requested_by, requested_at, started_at, finished_at"
+)
+
+
+@dataclass(frozen=True)
+class SimulationJob:
+    """A simulation job as stored; ``diff`` and ``result`` as JSON text."""
+
+    simulation_id: str
+    district_code: str
+    base_version: int
+    base_origin: str
+    base_sha256: str
+    base_yaml: str
+    candidate_version: int
+    candidate_sha256: str
+    candidate_yaml: str
+    period_from: datetime
+    period_to: datetime
+    state: str
+    cases_done: int
+    cases_total: int | None
+    diff: str
+    result: str | None
+    failure: str | None
+    requested_by: str
+    requested_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+async def add_simulation(conn: Connection, job: SimulationJob) -> None:
+    await conn.execute(
+        "INSERT INTO sop_simulations (simulation_id, district_code, base_version, base_origin, "
+        "base_sha256, base_yaml, candidate_version, candidate_sha256, candidate_yaml, "
+        "period_from, period_to, state, diff, requested_by, requested_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'queued', $12::jsonb, $13, $14)",
+        job.simulation_id,
+        job.district_code,
+        job.base_version,
+        job.base_origin,
+        job.base_sha256,
+        job.base_yaml,
+        job.candidate_version,
+        job.candidate_sha256,
+        job.candidate_yaml,
+        job.period_from,
+        job.period_to,
+        job.diff,
+        job.requested_by,
+        job.requested_at,
+    )
+
+
+async def get_simulation(
+    conn: Connection, simulation_id: str, districts: list[str] | None
+) -> SimulationJob | None:
+    """The job, if it is of one of ``districts`` (None: any district)."""
+    row = await conn.fetchrow(
+        f"SELECT {_SIMULATION_COLUMNS} FROM sop_simulations WHERE simulation_id = $1 "  # noqa: S608
+        "AND ($2::text[] IS NULL OR district_code = ANY($2::text[]))",
+        simulation_id,
+        districts,
+    )
+    return None if row is None else SimulationJob(**dict(row))
+
+
+async def claim_queued_simulation(conn: Connection, at: datetime) -> SimulationJob | None:
+    """The oldest queued job, now running under this connection's session lock on it (held
+    until ``release_simulation``, or until the connection dies with its routing: then
+    ``fail_orphaned_simulations`` finds the job). Call inside a transaction."""
+    row = await conn.fetchrow(
+        "SELECT simulation_id FROM sop_simulations WHERE state = 'queued' "
+        "ORDER BY requested_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+    )
+    if row is None:
+        return None
+    simulation_id = row["simulation_id"]
+    # Taken before the state says running (and kept after the commit: a session lock), so a
+    # running job without its lock is always one whose runner died.
+    await conn.execute(f"SELECT pg_advisory_lock({_SIMULATION_LOCK})", simulation_id)
+    await conn.execute(
+        "UPDATE sop_simulations SET state = 'running', started_at = $2 WHERE simulation_id = $1",
+        simulation_id,
+        at,
+    )
+    return await get_simulation(conn, simulation_id, None)
+
+
+async def release_simulation(conn: Connection, simulation_id: str) -> None:
+    await conn.execute(f"SELECT pg_advisory_unlock({_SIMULATION_LOCK})", simulation_id)
+
+
+async def fail_orphaned_simulations(
+    conn: Connection, reason: str, at: datetime, *, simulation_id: str | None = None
+) -> list[str]:
+    """Mark failed the running jobs (or the one named) whose runner's lock is free: the
+    routing that ran them died. Returns their ids. Call inside a transaction."""
+    rows = await conn.fetch(
+        "SELECT simulation_id FROM sop_simulations WHERE state = 'running' "
+        "AND ($1::text IS NULL OR simulation_id = $1) FOR UPDATE SKIP LOCKED",
+        simulation_id,
+    )
+    orphans = []
+    for row in rows:
+        if await conn.fetchval(
+            f"SELECT pg_try_advisory_xact_lock({_SIMULATION_LOCK})", row["simulation_id"]
+        ):
+            orphans.append(row["simulation_id"])
+    if orphans:
+        await conn.execute(
+            "UPDATE sop_simulations SET state = 'failed', failure = $2, finished_at = $3 "
+            "WHERE simulation_id = ANY($1::text[])",
+            orphans,
+            reason,
+            at,
+        )
+    return orphans
+
+
+async def count_simulated_cases(
+    conn: Connection, district_code: str, period_from: datetime, period_to: datetime
+) -> int:
+    total: int = await conn.fetchval(
+        "SELECT count(*) FROM cases WHERE district_code = $1 AND reported_at >= $2 "
+        "AND reported_at < $3",
+        district_code,
+        period_from,
+        period_to,
+    )
+    return total
+
+
+async def simulated_cases_chunk(
+    conn: Connection,
+    district_code: str,
+    period_from: datetime,
+    period_to: datetime,
+    *,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[tuple[str, datetime, str | None]]:
+    """(case id, reported at, triage facts as JSON text or None) of the district's cases in
+    [from, to), in (reported_at, case_id) order, from just after ``after`` (keyset)."""
+    since, last_case = after if after is not None else (period_from, "")
+    rows = await conn.fetch(
+        "SELECT case_id, reported_at, triage::text AS triage FROM cases "
+        "WHERE district_code = $1 AND (reported_at, case_id) > ($2, $3) "
+        "AND reported_at >= $4 AND reported_at < $5 "
+        "ORDER BY reported_at, case_id LIMIT $6",
+        district_code,
+        since,
+        last_case,
+        period_from,
+        period_to,
+        limit,
+    )
+    return [(row["case_id"], row["reported_at"], row["triage"]) for row in rows]
+
+
+async def record_simulation_progress(
+    conn: Connection, simulation_id: str, done: int, total: int
+) -> None:
+    await conn.execute(
+        "UPDATE sop_simulations SET cases_done = $2, cases_total = $3 WHERE simulation_id = $1",
+        simulation_id,
+        done,
+        total,
+    )
+
+
+async def finish_simulation(
+    conn: Connection, simulation_id: str, result: str, done: int, total: int, at: datetime
+) -> None:
+    await conn.execute(
+        "UPDATE sop_simulations SET state = 'done', result = $2::jsonb, cases_done = $3, "
+        "cases_total = $4, finished_at = $5 WHERE simulation_id = $1",
+        simulation_id,
+        result,
+        done,
+        total,
+        at,
+    )
+
+
+async def fail_simulation(conn: Connection, simulation_id: str, reason: str, at: datetime) -> None:
+    await conn.execute(
+        "UPDATE sop_simulations SET state = 'failed', failure = $2, finished_at = $3 "
+        "WHERE simulation_id = $1",
+        simulation_id,
+        reason,
+        at,
     )
