@@ -356,6 +356,10 @@ async def test_a_bad_period_and_other_roles_are_refused(routing: Routing) -> Non
         "/v1/monitoring", routing.pasuruan, **{"from": "2026-04-30", "to": "2026-04-01"}
     )
     assert backwards.status_code == 422
+    last_day = await routing.get(
+        "/v1/monitoring", routing.pasuruan, **{"from": "2026-04-01", "to": "9999-12-31"}
+    )
+    assert last_day.status_code == 422
     assert (await routing.get("/v1/monitoring", {}, **APRIL)).status_code == 401
 
 

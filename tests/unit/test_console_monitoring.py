@@ -102,6 +102,9 @@ def test_each_kind_of_period_reads_its_own_field(
         ("quarter", "", "2026-Q5", "", "", ""),
         ("year", "", "", "twenty", "", ""),
         ("custom", "", "", "", "2026-02-30", ""),
+        ("year", "", "", "9999", "", ""),  # routing counts to the start of the next day
+        ("quarter", "", "9999-Q4", "", "", ""),
+        ("custom", "", "", "", "2026-01-01", "9999-12-31"),
     ],
 )
 def test_a_period_that_is_none_is_refused(asked: tuple[str, ...]) -> None:

@@ -64,11 +64,15 @@ def chosen_period(
             return _chosen(kind, first, _month_end(first.year, first_month + 2))
         if kind == "year":
             whole = int(year) if year else today.year
+            if whole >= date.max.year:
+                raise BadPeriod(year)
             return _chosen(kind, date(whole, 1, 1), date(whole, 12, 31))
         start = date.fromisoformat(since) if since else today - timedelta(days=29)
         end = date.fromisoformat(until) if until else today
     except ValueError as exc:
         raise BadPeriod(str(exc)) from exc
+    if max(start, end) >= date.max:  # its end is counted up to the next day's start
+        raise BadPeriod(until)
     return _chosen(kind, min(start, end), max(start, end))
 
 

@@ -658,7 +658,12 @@ async def monitoring_figures(
         )
     districts = _districts_counted(principal, asked)
     zone = settings.stats_timezone
-    since, until = period_bounds(start, end, zone)
+    try:
+        since, until = period_bounds(start, end, zone)
+    except OverflowError as exc:  # the day after 9999-12-31
+        raise HTTPException(
+            422, [{"field": "query.to", "problem": "'to' must be before 9999-12-31"}]
+        ) from exc
     now = clock()
     async with runtime.pool.acquire() as conn:
         rows = await store.monitoring_rows(

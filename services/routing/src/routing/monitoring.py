@@ -71,8 +71,9 @@ class AgencyFigures(BaseModel):
     )
     acknowledgement_p90_minutes: float | None = Field(description="90th percentile of that time")
     deadline_p50_minutes: float | None = Field(
-        description="Median of the referrals' own acknowledgement deadlines (the SOP's, by "
-        "priority): what the times above are measured against"
+        description="The median of the referrals' own acknowledgement deadlines (the SOP's, by "
+        "priority; one of those deadlines, not an average): what the times above are measured "
+        "against"
     )
     within_deadline: int = Field(description="First answer at or before the referral's deadline")
     deadline_missed: int = Field(

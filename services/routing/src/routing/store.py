@@ -921,7 +921,7 @@ async def monitoring_rows(
             "count(acknowledged_at) AS acknowledged, "
             f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {_MINUTES_TO_ANSWER}) AS p50_minutes, "
             f"percentile_cont(0.9) WITHIN GROUP (ORDER BY {_MINUTES_TO_ANSWER}) AS p90_minutes, "
-            f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {_DEADLINE_MINUTES}) "
+            f"percentile_disc(0.5) WITHIN GROUP (ORDER BY {_DEADLINE_MINUTES}) "
             "AS deadline_minutes, "
             f"count(*) FILTER (WHERE {_MET}) AS met, "
             f"count(*) FILTER (WHERE {missed}) AS missed, "
@@ -961,13 +961,17 @@ async def monitoring_rows(
             *period,
         )
         services, functions = zip(*sorted(function_of_service.items()), strict=True)
+        # The period's cases first (from their district's index), then their referrals from
+        # the referrals' district index: a referral comes after its case was reported.
         by_function = await conn.fetch(
-            "SELECT f.function, count(DISTINCT r.case_id) AS cases "  # noqa: S608
-            "FROM cases c JOIN referrals r ON r.case_id = c.case_id "
+            "WITH period_cases AS MATERIALIZED (SELECT case_id FROM cases "  # noqa: S608
+            f"WHERE {counted_cases} AND {_case_of_districts(at)}) "
+            "SELECT f.function, count(DISTINCT r.case_id) AS cases "
+            "FROM referrals r JOIN period_cases p ON p.case_id = r.case_id "
             f"JOIN unnest(${following + 1}::text[], ${following + 2}::text[]) "
             "AS f (service, function) ON f.service = r.service "
-            f"WHERE {counted_cases.replace('reported_at', 'c.reported_at')} "
-            f"AND {_case_of_districts(at, 'c.')} GROUP BY f.function",
+            f"WHERE r.created_at >= $1 AND {_referral_of_districts(at, 'r.')} "
+            "GROUP BY f.function",
             *period,
             list(not_a_complaint),
             list(services),
