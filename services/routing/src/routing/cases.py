@@ -65,6 +65,7 @@ async def route_case(
         routed_at=now,
         violence_types=[v.value for v in reported.triage.violence_types],
         triage=reported.triage,
+        channel=reported.channel.value,
     )
     if not stored:
         raise Rejected(f"case {reported.case_id} was routed before")

@@ -26,6 +26,8 @@ from routing import cases, oncall, proposals, simulations, store
 from routing.cases import CaseClosedAlready, CaseHasOpenReferrals, CaseNotFound
 from routing.clock import Clock
 from routing.lifecycle import ReferralState, UnroutedReason
+from routing.monitoring import NOT_A_COMPLAINT, SERVICE_FUNCTIONS, Monitoring, monitoring_of
+from routing.monitoring import render_csv as render_monitoring_csv
 from routing.paging import OnCallAlert
 from routing.settings import RoutingSettings
 from routing.simulations import DEFAULT_DAYS, SimulationRunner, last_days
@@ -1355,3 +1357,81 @@ async def simulation(
     if job is None:
         raise HTTPException(404, f"simulasi tidak ada / no simulation {simulation_id}")
     return SimulationView.model_validate(simulations.view(job))
+
+
+# --- the rakor's monitoring page ------------------------------------------------------------
+
+
+async def monitoring_figures(
+    principal: Annotated[Principal, coordinator],
+    start: From,
+    end: To,
+    runtime: Runtime,
+    clock: Now,
+    settings: Settings,
+    asked: Districts = None,
+) -> Monitoring:
+    if end < start:
+        raise HTTPException(
+            422, [{"field": "query.to", "problem": "'to' must not be before 'from'"}]
+        )
+    districts = _districts_counted(principal, asked)
+    zone = settings.stats_timezone
+    try:
+        since, until = period_bounds(start, end, zone)
+    except OverflowError as exc:  # the day after 9999-12-31
+        raise HTTPException(
+            422, [{"field": "query.to", "problem": "'to' must be before 9999-12-31"}]
+        ) from exc
+    now = clock()
+    async with runtime.pool.acquire() as conn:
+        rows = await store.monitoring_rows(
+            conn,
+            start=since,
+            end=until,
+            now=now,
+            districts=districts,
+            function_of_service={s.value: f.value for s, f in SERVICE_FUNCTIONS.items()},
+            not_a_complaint=NOT_A_COMPLAINT,
+        )
+    period = {"from": start, "to": end, "timezone": zone, "districts": districts}
+    return monitoring_of(rows, Period.model_validate(period), now)
+
+
+MonitoringFigures = Annotated[Monitoring, Depends(monitoring_figures)]
+
+
+@router.get(
+    "/v1/monitoring",
+    response_model=Monitoring,
+    responses=documented(401, 403),
+    tags=["console"],
+    summary="The rakor's figures: per agency, and cases per service function (coordinator)",
+)
+async def monitoring(figures: MonitoringFigures) -> Monitoring:
+    """For referrals made in the period, per agency and for all together: time to the first
+    answer (p50, p90, minutes) against the referrals' own deadlines, the share answered within
+    them, deadlines missed, hand-ons by reason, declines by reason; and the cases reported in
+    it per service function of Permen PPPA 2/2022 (docs/routing.md says how each is counted).
+    Days in ``ROUTING_STATS_TIMEZONE``; ``district`` as for /v1/stats (403 for one not served)."""
+    return figures
+
+
+@router.get(
+    "/v1/monitoring.csv",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}, **documented(401, 403)},
+    tags=["console"],
+    summary="The same figures as CSV: section,key,subkey,metric,value (coordinator)",
+)
+async def monitoring_csv(figures: MonitoringFigures) -> Response:
+    period = figures.period
+    where = "-".join(period.districts) if period.districts else "all"
+    return Response(
+        render_monitoring_csv(figures),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": "attachment; "
+            f'filename="rujuk-monitoring-{where}-{period.from_}-{period.to}.csv"'
+        },
+    )

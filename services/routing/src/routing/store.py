@@ -21,6 +21,7 @@ from routing.lifecycle import (
     UnroutedCase,
     UnroutedReason,
 )
+from routing.monitoring import MonitoringRows
 from routing.paging import OnCallAlert, PagePlan
 from routing.sop.signoff import StoredAnswer, StoredProposal
 from routing.stats import StatsRows
@@ -66,13 +67,15 @@ async def add_case(
     routed_at: datetime,
     violence_types: Sequence[str] = (),
     triage: TriageFacts | None = None,
+    channel: str | None = None,
 ) -> bool:
-    """Store a routed case (with its triage facts, which the impact simulation reads), its
-    referrals and their deadlines; False (and nothing stored) if the case was routed before."""
+    """Store a routed case (with its triage facts, which the impact simulation reads, and its
+    channel: how the report came in, case.reported's), its referrals and their deadlines;
+    False (and nothing stored) if the case was routed before."""
     inserted = await conn.fetchval(
         "INSERT INTO cases (case_id, district_code, sop_id, sop_version, rules_fired, withheld, "
-        "reported_at, routed_at, violence_types, triage) VALUES ($1, $2, $3, $4, $5, $6::jsonb, "
-        "$7, $8, $9, $10::jsonb) ON CONFLICT (case_id) DO NOTHING RETURNING true",
+        "reported_at, routed_at, violence_types, triage, channel) VALUES ($1, $2, $3, $4, $5, "
+        "$6::jsonb, $7, $8, $9, $10::jsonb, $11) ON CONFLICT (case_id) DO NOTHING RETURNING true",
         decision.case_id,
         district_code,
         decision.sop_id,
@@ -83,6 +86,7 @@ async def add_case(
         routed_at,
         list(violence_types),
         None if triage is None else triage.model_dump_json(),
+        channel,
     )
     if not inserted:
         return False
@@ -1244,4 +1248,121 @@ async def fail_simulation(conn: Connection, simulation_id: str, reason: str, at:
         simulation_id,
         reason,
         at,
+    )
+
+
+# --- the rakor's monitoring page ----------------------------------------------------------
+
+# A referral's minutes to its first answer, and its own deadline (the SOP's acknowledge_within).
+_DEADLINE_MINUTES = "extract(epoch FROM acknowledge_within) / 60"
+
+
+def _referral_of_districts(parameter: int | None, table: str = "") -> str:
+    """A referral of a case in the districts of ``$parameter`` (None: anywhere), by its case
+    id's first four characters, as the index ``referrals_by_district_created`` is keyed."""
+    if parameter is None:
+        return "true"
+    return f"left({table}case_id, 4) = ANY(${parameter}::text[])"
+
+
+def _case_of_districts(parameter: int | None, table: str = "") -> str:
+    return "true" if parameter is None else f"{table}district_code = ANY(${parameter}::text[])"
+
+
+async def monitoring_rows(
+    conn: Connection,
+    *,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    districts: list[str] | None,
+    function_of_service: dict[str, str],
+    not_a_complaint: Sequence[str],
+) -> MonitoringRows:
+    """The counts behind the monitoring page, in one consistent snapshot: referrals made in
+    [start, end) per agency and all together, escalations in it by the agency handed away from,
+    declines; cases reported in it (routed or still waiting, ``not_a_complaint`` close reasons
+    left out) and, per function, the cases referred for one of its services. Only cases of
+    ``districts`` and their referrals (None: every district)."""
+    # $1 start, $2 end, $3 the districts when there are some, then each query's own.
+    period: list[object] = [start, end]
+    at = None
+    if districts is not None:
+        period.append(districts)
+        at = len(period)
+    following = len(period) + 1
+    made_in_period = "created_at >= $1 AND created_at < $2"
+    counted_cases = (
+        "reported_at >= $1 AND reported_at < $2 "
+        f"AND coalesce(close_reason, '') <> ALL(${following}::text[])"
+    )
+    missed = _MISSED.replace("$1", f"${following}")
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        agencies = await conn.fetch(
+            "SELECT agency_id, count(*) AS referrals, "  # noqa: S608 (numbers, not input)
+            "count(acknowledged_at) AS acknowledged, "
+            f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {_MINUTES_TO_ANSWER}) AS p50_minutes, "
+            f"percentile_cont(0.9) WITHIN GROUP (ORDER BY {_MINUTES_TO_ANSWER}) AS p90_minutes, "
+            f"percentile_disc(0.5) WITHIN GROUP (ORDER BY {_DEADLINE_MINUTES}) "
+            "AS deadline_minutes, "
+            f"count(*) FILTER (WHERE {_MET}) AS met, "
+            f"count(*) FILTER (WHERE {missed}) AS missed, "
+            f"count(*) FILTER (WHERE NOT {_MET} AND NOT ({missed})) AS pending "
+            f"FROM referrals WHERE {made_in_period} AND {_referral_of_districts(at)} "
+            "GROUP BY GROUPING SETS ((agency_id), ()) ORDER BY agency_id NULLS LAST",
+            *period,
+            now,
+        )
+        escalations = await conn.fetch(
+            "SELECT away.agency_id, coalesce(s.escalation_reason, 'unknown') AS reason, "  # noqa: S608
+            "count(*) AS escalations FROM referrals s "
+            "JOIN referrals away ON away.referral_id = s.escalated_from "
+            "WHERE s.escalated_from IS NOT NULL AND s.created_at >= $1 AND s.created_at < $2 "
+            f"AND {_referral_of_districts(at, 's.')} GROUP BY 1, 2 ORDER BY 1, 2",
+            *period,
+        )
+        declines = await conn.fetch(
+            "SELECT agency_id, decline_reason AS reason, count(*) AS declined "  # noqa: S608
+            f"FROM referrals WHERE {made_in_period} AND {_referral_of_districts(at)} "
+            "AND decline_reason IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2",
+            *period,
+        )
+        cases = await conn.fetchrow(
+            "SELECT count(*) AS routed, "  # noqa: S608
+            "count(*) FILTER (WHERE channel = 'outreach') AS routed_outreach, "
+            "count(*) FILTER (WHERE channel IS NULL) AS channel_unknown "
+            f"FROM cases WHERE {counted_cases} AND {_case_of_districts(at)}",
+            *period,
+            list(not_a_complaint),
+        )
+        unrouted = await conn.fetchrow(
+            "SELECT count(*) AS unrouted, "  # noqa: S608
+            "count(*) FILTER (WHERE reported ->> 'channel' = 'outreach') AS unrouted_outreach "
+            "FROM unrouted_cases WHERE resolved_at IS NULL AND reported_at >= $1 "
+            f"AND reported_at < $2 AND {_case_of_districts(at)}",
+            *period,
+        )
+        services, functions = zip(*sorted(function_of_service.items()), strict=True)
+        # The period's cases first (from their district's index), then their referrals from
+        # the referrals' district index: a referral comes after its case was reported.
+        by_function = await conn.fetch(
+            "WITH period_cases AS MATERIALIZED (SELECT case_id FROM cases "  # noqa: S608
+            f"WHERE {counted_cases} AND {_case_of_districts(at)}) "
+            "SELECT f.function, count(DISTINCT r.case_id) AS cases "
+            "FROM referrals r JOIN period_cases p ON p.case_id = r.case_id "
+            f"JOIN unnest(${following + 1}::text[], ${following + 2}::text[]) "
+            "AS f (service, function) ON f.service = r.service "
+            f"WHERE r.created_at >= $1 AND {_referral_of_districts(at, 'r.')} "
+            "GROUP BY f.function",
+            *period,
+            list(not_a_complaint),
+            list(services),
+            list(functions),
+        )
+    return MonitoringRows(
+        agencies=[dict(row) for row in agencies],
+        escalations=[dict(row) for row in escalations],
+        declines=[dict(row) for row in declines],
+        cases={**dict(cases or {}), **dict(unrouted or {})},
+        function_cases={row["function"]: row["cases"] for row in by_function},
     )
