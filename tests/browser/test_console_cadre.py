@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page
 
+from console.cadre import owner_of
 from intake import store
 from intake.auth import Role
 from rujuk.stack import Stack
@@ -342,4 +343,83 @@ async def test_background_sync_sends_the_queue_with_the_page_closed_exactly_once
     await until_states(page, ["accepted", "accepted"])
     await asyncio.sleep(0.5)
     assert await cases_filed_by(stack, token_id) == filed
+    await context.close()
+
+
+async def test_a_kept_page_opened_after_the_session_ended_shows_nothing_of_the_queue(
+    stack: Stack, browser: Browser
+) -> None:
+    console = stack.services["console"].url
+    _, secret = await cadre_token(stack, [f"Kraksaan/{DESA}"])
+    context = await browser.new_context(viewport=PHONE)  # type: ignore[arg-type]
+    await context.clock.install()  # the phone's clock, moved on below
+    page = await sign_in(context, console, secret)
+    assert await page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    await context.set_offline(True)
+    await fill(page, VICTIMS[0])
+    await until_states(page, ["waiting"])
+
+    await page.clock.fast_forward("13:00:00")  # past CONSOLE_SESSION_HOURS (12)
+    assert await page.locator("#session-ended").is_visible()
+    assert await page.locator("#cadre-form").is_hidden()
+    assert await states(page) == []
+    await page.reload()  # the service worker's copy, with no signal
+    await page.wait_for_selector("#session-ended", state="visible")
+    assert await page.locator("#queue-section").is_hidden()
+    assert await states(page) == []
+    assert VICTIMS[0] not in await page.content()
+    await context.close()
+
+
+async def test_another_cadre_signed_in_next_never_sends_the_first_cadres_queue(
+    stack: Stack, browser: Browser
+) -> None:
+    console = stack.services["console"].url
+    first_id, first = await cadre_token(stack, [f"Kraksaan/{DESA}"])
+    second_id, second = await cadre_token(stack, ["Kraksaan"])
+    context = await browser.new_context(viewport=PHONE)  # type: ignore[arg-type]
+    page = await sign_in(context, console, first)
+    assert await page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    await context.route("**/cadre/reports", lambda route: route.abort())  # intake out of reach
+    await fill(page, VICTIMS[0])
+    await until_states(page, ["waiting"])
+    await page.close()  # the first cadre leaves without signing out
+
+    page = await sign_in(context, console, second)  # which ends the first's session
+    await context.unroute("**/cadre/reports")
+    assert await states(page) == []  # the second sees nothing of the first's queue
+    devtools = await context.new_cdp_session(page)
+    found: dict[str, str] = {}
+    devtools.on(
+        "ServiceWorker.workerRegistrationUpdated",
+        lambda event: found.update(
+            {r["scopeURL"]: r["registrationId"] for r in event["registrations"]}
+        ),
+    )
+    await devtools.send("ServiceWorker.enable")
+    for _ in range(50):
+        if f"{console}/cadre/" in found:
+            break
+        await asyncio.sleep(0.1)
+    # The first cadre's sync, as the browser would fire it once intake is reachable again.
+    await devtools.send(
+        "ServiceWorker.dispatchSyncEvent",
+        {
+            "origin": console,
+            "registrationId": found[f"{console}/cadre/"],
+            "tag": f"rujuk-cadre-send:{owner_of(first_id)}",
+            "lastChance": False,
+        },
+    )
+    for _ in range(30):
+        kept = await page.evaluate(STORAGE)
+        first_queue = kept["databases"].get(f"rujuk-cadre-{owner_of(first_id)}", {})
+        if any(r.get("signin") for r in first_queue.get("reports", [])):
+            break
+        await asyncio.sleep(0.1)
+    (waiting,) = first_queue["reports"]
+    assert waiting["state"] == "waiting"
+    assert waiting["signin"] is True  # refused by the console: not this cadre's queue
+    assert await cases_filed_by(stack, second_id) == []
+    assert await cases_filed_by(stack, first_id) == []
     await context.close()
