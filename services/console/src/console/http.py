@@ -150,6 +150,10 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
             "t": t,
             "lang": t.language,
             "session": session,
+            # A cadre's sign-out, on every page, warns and wipes its queue (cadre-signout.js).
+            "cadre_signout": cadre.signout_words(session.token_id)
+            if session is not None and session.role == "cadre"
+            else None,
             "crash_loops": crash_loops(request),
             **context,
         },
@@ -589,6 +593,7 @@ async def cadre_page(request: Request, session: Cadre, upstreams: UpstreamsDep) 
         areas=cadre.areas_of(who.get("areas")),
         district=(session.districts or ("",))[0],
         owner=cadre.owner_of(session.token_id),
+        expires=session.expires_at.isoformat() if session.expires_at else "",
         fields=form.FIELDS_BY_PATH,
     )
 
@@ -609,7 +614,14 @@ async def cadre_service_worker(request: Request, assets: AssetsDep) -> Response:
     )
 
 
-CADRE_SHELL = ("console.css", "cadre.js", "cadre-icon.svg", "cadre-icon-192.png")
+CADRE_SHELL = (
+    "console.css",
+    "cadre-queue.js",
+    "cadre-signout.js",
+    "cadre.js",
+    "cadre-icon.svg",
+    "cadre-icon-192.png",
+)
 
 
 @router.get("/cadre/manifest.webmanifest", include_in_schema=False)
@@ -639,7 +651,11 @@ async def cadre_manifest(request: Request, assets: AssetsDep) -> Response:
 async def cadre_file_report(request: Request, session: Cadre, upstreams: UpstreamsDep) -> Response:
     """One queued report, sent by the page's script: JSON in, JSON out. 202 with the case
     id; 422 with the reasons in the page's language; 401 when the cadre must sign in again;
-    503 when intake cannot be reached (the report stays queued)."""
+    503 when intake cannot be reached (the report stays queued); 409 when the queue it comes
+    from (``Rujuk-Queue-Owner``) is another cadre's: a report waiting on a shared phone is
+    never filed in the name of whoever signed in next."""
+    if request.headers.get("rujuk-queue-owner") != cadre.owner_of(session.token_id):
+        return JSONResponse({"signin": True}, 409)
     key = request.headers.get("idempotency-key", "")
     raw = await request.body()
     if not key or len(key) > 200 or len(raw) > cadre.REPORT_MAX_BYTES:

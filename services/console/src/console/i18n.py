@@ -55,6 +55,8 @@ INDONESIAN: dict[str, str] = {
     "cadre.signout_warning": "{count} laporan belum terkirim akan hilang dari ponsel ini jika "
     "Anda keluar sekarang. Tekan Keluar sekali lagi untuk tetap keluar.",
     "cadre.signout_confirm": "Keluar dan hapus",
+    "cadre.session_ended": "Sesi Anda berakhir: masuk lagi untuk melihat dan mengirim laporan "
+    "yang menunggu di ponsel ini.",
     "cadre.offline": "Tanpa sinyal: laporan disimpan dan dikirim nanti.",
     "cadre.online": "Tersambung.",
     "cadre.no_crypto": "Peramban ini tidak dapat mengunci laporan; gunakan Chrome terbaru.",
@@ -446,9 +448,11 @@ ENGLISH: dict[str, str] = {
     "cadre.fix": "Correct",
     "cadre.forget": "Remove from the list",
     "cadre.status_link": "see its status",
-    "cadre.signout_warning": "{count} reports not yet sent will be lost from this phone if you "
+    "cadre.signout_warning": "{count} report(s) not yet sent will be lost from this phone if you "
     "sign out now. Press Sign out once more to sign out anyway.",
     "cadre.signout_confirm": "Sign out and delete",
+    "cadre.session_ended": "Your session has ended: sign in again to see and send the reports "
+    "waiting on this phone.",
     "cadre.offline": "No signal: reports are kept and sent later.",
     "cadre.online": "Connected.",
     "cadre.no_crypto": "This browser cannot lock reports; use a recent Chrome.",
