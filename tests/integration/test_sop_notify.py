@@ -22,6 +22,7 @@ from audit.bootstrap import create_runtime as create_audit
 from audit.cli import case_history
 from audit.settings import AuditSettings
 from notify.bootstrap import build_notify
+from notify.replies import FREE_TEXT_REMOVED
 from notify.settings import NotifySettings
 from routing.bootstrap import create_app as create_routing
 from routing.settings import RoutingSettings
@@ -202,15 +203,18 @@ async def test_asked_agencies_hear_of_a_proposal_and_answer_it_on_nats(
         assert vias == {UPT: "nats", LBH: "nats"}
         assert standing["objected"] == [{"agency_id": LBH, "reason": "deadline_unachievable"}]
 
-        # Refused: an agency not asked, the wrong source, an unreadable message; each on the
-        # sender's own feed, with the reason, and parked when notify refused it.
+        # Refused: an agency not asked, the wrong source, an unreadable message, free text;
+        # each on the sender's own feed, with the reason, and parked when notify refused it.
         await send(js, POLICE, answer(proposal, POLICE))
         await send(js, UPT, answer(proposal, UPT, source="/partners/uptppa-probolinggo"))
         await send(js, LBH, b"not json at all")
+        typed = json.loads(answer(proposal, LBH, ObjectionReason.OTHER))
+        typed["data"]["note"] = "CONTOH kami keberatan"  # free text: refused, not kept
+        await send(js, LBH, json.dumps(typed).encode())
         await feeds.until(
             lambda f: (
                 bool(refusal_on(f, POLICE) and refusal_on(f, UPT))
-                and bool(f.of(LBH, "sop.answer_refused"))
+                and len(f.of(LBH, "sop.answer_refused")) == 2
             )
         )
         [not_asked] = refusal_on(feeds, POLICE)
@@ -220,12 +224,15 @@ async def test_asked_agencies_hear_of_a_proposal_and_answer_it_on_nats(
         [wrong_source] = refusal_on(feeds, UPT)
         assert wrong_source.refusal is SopAnswerRefusal.NOT_VALID
         assert "must be '/rujuk/partners/uptppa-probolinggo'" in wrong_source.reason
-        [unreadable] = feeds.of(LBH, "sop.answer_refused")
-        problem = json.loads(unreadable.data)
-        assert "not a valid SOP answer" in problem["detail"]
-        reasons = [(await parked.next_msg(timeout=10)).headers or {} for _ in range(2)]
+        unreadable, with_text = feeds.of(LBH, "sop.answer_refused")
+        assert "not a valid SOP answer: body is not JSON" in json.loads(unreadable.data)["detail"]
+        assert "note: Extra inputs are not permitted" in json.loads(with_text.data)["detail"]
+        dead = [await parked.next_msg(timeout=10) for _ in range(3)]
+        reasons = [message.headers or {} for message in dead]
         assert "must be '/rujuk/partners/uptppa-probolinggo'" in reasons[0][DLQ_REASON_HEADER]
         assert "not a valid SOP answer" in reasons[1][DLQ_REASON_HEADER]
+        assert json.loads(dead[2].data)["data"]["note"] == FREE_TEXT_REMOVED
+        assert b"CONTOH" not in dead[2].data
         assert not feeds.of(POLICE, "sop.proposed")
 
         # ...and both consumers go on: LBH changes its mind.

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from audit.report import summarize
 from notify.sop_answers import (
     SopAnswerNotValid,
     accepted_sop_answer,
@@ -147,3 +148,14 @@ def test_a_notice_says_what_is_asked_and_how_to_answer_in_both_languages() -> No
     assert "berlaku mulai 04-05-2026 08:30 WIB. / SOP 3513 v2 published, in force from" in to_upt
     assert "override" not in to_upt  # it agreed
     assert "override (rakor_decision)" in notice_text(published, "lbh-probolinggo", HOW, at=at).sms
+
+
+def test_the_audit_report_tells_an_answer_on_nats_and_its_refusal() -> None:
+    objection = given(decision=SopDecision.OBJECT, reason=ObjectionReason.LEGAL_CONCERN)
+    assert summarize(objection) == (
+        "SOP sop-3513 v2: answer on NATS from uptppa-probolinggo, objected: legal concern"
+    )
+    refused = refused_sop_answer(AGENCY, "…", given(), "a-1").payload()
+    assert summarize(refused) == (
+        "SOP sop-3513: answer of uptppa-probolinggo not recorded (not valid)"
+    )
