@@ -557,6 +557,73 @@ class SopObjected(_SopAnswer):
     note_ref: NoteRef | None = None
 
 
+class SopDecision(StrEnum):
+    """What an asked agency answers to a proposed SOP version."""
+
+    AGREE = "agree"
+    OBJECT = "object"
+
+
+class SopAnswerGiven(EventPayload):
+    """An asked agency's answer to a proposed SOP version, sent by the partner on its own
+    subject ``rujuk.partner.<agency>.in.sop_answer``; notify checks it and passes it on, and
+    routing records it (``sop.signed_off`` / ``sop.objected``) or refuses it
+    (``sop.answer_refused``)."""
+
+    aggregate = "sop"
+    event = "answer_given"
+
+    proposal_id: ProposalId
+    sop_id: str = Field(pattern=SOP_ID_PATTERN)
+    district_code: str = Field(pattern=DISTRICT_CODE_PATTERN)
+    sop_version: int = Field(ge=1)
+    agency_id: AgencyIdField = Field(description="The answering agency: the partner's own")
+    decision: SopDecision
+    reason: ObjectionReason | None = Field(default=None, description="Required to object")
+    note_ref: NoteRef | None = Field(
+        default=None, description="With an objection, optional: a note's id at intake"
+    )
+
+    @model_validator(mode="after")
+    def _reason_with_objection(self) -> "SopAnswerGiven":
+        if (self.decision is SopDecision.OBJECT) != (self.reason is not None):
+            raise ValueError("an objection needs a reason code; an agreement takes none")
+        if self.note_ref is not None and self.decision is not SopDecision.OBJECT:
+            raise ValueError("note_ref goes with an objection")
+        return self
+
+    def subject_id(self) -> str:
+        return self.sop_id
+
+
+class SopAnswerRefusal(StrEnum):
+    """Why an answer to a proposed SOP version was not recorded."""
+
+    NOT_VALID = "not_valid"  # not a well-formed answer from the agency it came from (notify)
+    UNKNOWN_PROPOSAL = "unknown_proposal"  # no such proposal the agency may see (routing)
+    NOT_ASKED = "not_asked"  # the proposal does not ask this agency (routing)
+    PROPOSAL_CLOSED = "proposal_closed"  # published, withdrawn or superseded (routing)
+
+
+class SopAnswerRefused(EventPayload):
+    """An agency's answer to a proposed SOP version that was not recorded: nothing changed.
+    The agency reads it on its feed, ``rujuk.partner.<agency>.out.sop.answer_refused``."""
+
+    aggregate = "sop"
+    event = "answer_refused"
+
+    proposal_id: ProposalId
+    sop_id: str = Field(pattern=SOP_ID_PATTERN)
+    district_code: str = Field(pattern=DISTRICT_CODE_PATTERN)
+    agency_id: AgencyIdField
+    decision: SopDecision
+    refusal: SopAnswerRefusal
+    reason: str = Field(max_length=300, description="Why, in Bahasa Indonesia / English")
+
+    def subject_id(self) -> str:
+        return self.sop_id
+
+
 class SopProposalWithdrawn(EventPayload):
     """A coordinator withdrew an open proposal: nobody is asked any more."""
 
@@ -763,6 +830,8 @@ EVENT_MODELS: dict[str, type[EventPayload]] = {
         SopSignedOff,
         SopObjected,
         SopProposalWithdrawn,
+        SopAnswerGiven,
+        SopAnswerRefused,
         SopPublished,
         SopInForce,
         TokenIssued,

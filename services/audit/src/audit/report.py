@@ -32,6 +32,8 @@ from rujuk_contracts.events import (
     ReferralDeliveryFailed,
     ReferralEscalated,
     ReferralRequested,
+    SopAnswerGiven,
+    SopAnswerRefused,
     SopInForce,
     SopObjected,
     SopProposalWithdrawn,
@@ -203,6 +205,11 @@ def summarize(payload: EventPayload, tz: tzinfo = UTC) -> str:
             return f"SOP {sop} v{version} signed off by {agency} ({payload.via})"
         case SopObjected(sop_id=sop, sop_version=version, agency_id=agency, reason=reason):
             return f"SOP {sop} v{version} objected to by {agency}: {_words(reason)}"
+        case SopAnswerGiven(sop_id=sop, sop_version=version, agency_id=agency):
+            said = f"objected: {_words(payload.reason)}" if payload.reason else "agreed"
+            return f"SOP {sop} v{version}: answer on NATS from {agency}, {said}"
+        case SopAnswerRefused(sop_id=sop, agency_id=agency, refusal=refusal):
+            return f"SOP {sop}: answer of {agency} not recorded ({_words(refusal)})"
         case SopProposalWithdrawn(sop_id=sop, sop_version=version, proposal_id=proposal):
             return f"SOP {sop} v{version} proposal {proposal} withdrawn by {payload.withdrawn_by}"
         case SopInForce(sop_id=sop, sop_version=version, district_code=district):

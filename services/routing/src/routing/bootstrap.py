@@ -19,6 +19,7 @@ from rujuk_contracts.events import (
     OnCallAcknowledged,
     ReferralDelivered,
     ReferralDeliveryFailed,
+    SopAnswerGiven,
 )
 from rujuk_runtime.access import TokenVerifier, follow_tokens
 from rujuk_runtime.logs import get_logger
@@ -107,3 +108,4 @@ def register_handlers(runtime: ServiceRuntime, handlers: RoutingHandlers) -> Non
         handlers.on_oncall_acknowledged,
         durable="routing-oncall-acknowledged",
     )
+    runtime.handle(SopAnswerGiven, handlers.on_sop_answer, durable="routing-sop-answers")

@@ -31,6 +31,9 @@ from rujuk_contracts.events import (
     ReferralRequested,
     ReferralSummary,
     ReplyKind,
+    SopAnswerGiven,
+    SopAnswerRefusal,
+    SopAnswerRefused,
     SopInForce,
     SopObjected,
     SopOrigin,
@@ -344,3 +347,24 @@ def sop_proposal_withdrawn(
         withdrawn_by=by,
     )
     return routing_event(withdrawn, f"sop-withdrawn:{proposal.proposal_id}", now, traceparent)
+
+
+def sop_answer_refused(
+    answer_event_id: str,
+    given: SopAnswerGiven,
+    refusal: SopAnswerRefusal,
+    reason: str,
+    now: datetime,
+    traceparent: str | None,
+) -> CloudEvent:
+    """An answer over NATS routing did not record; one per answer, however often it comes."""
+    refused = SopAnswerRefused(
+        proposal_id=given.proposal_id,
+        sop_id=given.sop_id,
+        district_code=given.district_code,
+        agency_id=given.agency_id,
+        decision=given.decision,
+        refusal=refusal,
+        reason=reason[:300],
+    )
+    return routing_event(refused, f"sop-answer-refused:{answer_event_id}", now, traceparent)

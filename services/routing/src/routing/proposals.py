@@ -13,13 +13,25 @@ from typing import Any
 
 from routing import store
 from routing.clock import Clock
-from routing.events import sop_answered, sop_proposal_withdrawn, sop_proposed
+from routing.events import (
+    sop_answer_refused,
+    sop_answered,
+    sop_proposal_withdrawn,
+    sop_proposed,
+)
 from routing.sop import Sop, parse_sop
 from routing.sop.diff import rule_diff
 from routing.sop.duties import AgencyDutyChanges, duty_changes
 from routing.sop.signoff import Standing, StoredAnswer, StoredProposal, standing_of
 from routing.sops import Publication, PublishedSop, SopNotServed, SopsInForce
-from rujuk_contracts.events import AnswerVia, ObjectionReason, OverrideReason
+from rujuk_contracts import CloudEvent
+from rujuk_contracts.events import (
+    AnswerVia,
+    ObjectionReason,
+    OverrideReason,
+    SopAnswerGiven,
+    SopAnswerRefusal,
+)
 from rujuk_runtime.db import Connection
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.outbox import add_to_outbox
@@ -198,6 +210,66 @@ async def answer(
     updated = await store.get_proposal(conn, proposal_id)
     assert updated is not None
     return updated
+
+
+NATS_ANSWERED_BY = "partner:nats"  # no token: the agency's own nkey published it
+
+
+async def answer_over_nats(
+    conn: Connection, event: CloudEvent, given: SopAnswerGiven, clock: Clock
+) -> StoredProposal | None:
+    """Record an answer a partner sent on NATS (notify checked who sent it), keyed by its
+    event id, so a redelivery records nothing new. One that cannot be recorded changes
+    nothing and stages ``sop.answer_refused`` with the reason (notify forwards it to the
+    agency's feed); None then. A proposal whose directory does not name the agency is
+    answered as one that does not exist, as over HTTP."""
+    proposal = await store.get_proposal(conn, given.proposal_id)
+    refusal: tuple[SopAnswerRefusal, str] | None = None
+    if proposal is None or given.agency_id not in proposal.agency_ids:
+        refusal = (
+            SopAnswerRefusal.UNKNOWN_PROPOSAL,
+            f"usulan {given.proposal_id} tidak ada / no such proposal {given.proposal_id}",
+        )
+    elif (proposal.sop_id, proposal.district_code, proposal.version) != (
+        given.sop_id,
+        given.district_code,
+        given.sop_version,
+    ):
+        refusal = (
+            SopAnswerRefusal.NOT_VALID,
+            f"usulan {proposal.proposal_id} adalah SOP {proposal.sop_id} "
+            f"{proposal.district_code} v{proposal.version} / proposal {proposal.proposal_id} "
+            f"is SOP {proposal.sop_id} for {proposal.district_code}, version {proposal.version}",
+        )
+    else:
+        try:
+            return await answer(
+                conn,
+                given.proposal_id,
+                given.agency_id,
+                reason=given.reason,
+                note_ref=given.note_ref,
+                via=AnswerVia.NATS,
+                answered_by=NATS_ANSWERED_BY,
+                clock=clock,
+                key=event.id,
+            )
+        except NotAsked:
+            refusal = (
+                SopAnswerRefusal.NOT_ASKED,
+                f"usulan ini tidak meminta persetujuan {given.agency_id} / this proposal does "
+                f"not ask {given.agency_id} to sign it off",
+            )
+        except ProposalClosed as exc:
+            refusal = (SopAnswerRefusal.PROPOSAL_CLOSED, str(exc))
+    code, reason = refusal
+    traceparent = event.traceparent or current_traceparent()
+    await add_to_outbox(
+        conn, sop_answer_refused(event.id, given, code, reason, clock(), traceparent)
+    )
+    log.warning("sop answer refused", proposal_id=given.proposal_id,
+                agency_id=given.agency_id, refusal=code.value, event_id=event.id)  # fmt: skip
+    return None
 
 
 async def publish(
