@@ -2,8 +2,10 @@
 with no signal (its service worker); two reports filed offline wait on the device, sealed,
 survive a reload and arrive exactly once when the connection returns; a refused one is
 corrected and sent again; after the 202 nothing identifying is left in IndexedDB, the Cache
-API or localStorage; signing out warns, then wipes the key and the queue, and a second cadre
-on the same browser sees nothing of the first; a cadre reading case details gets 403."""
+API or localStorage; signing out, from the cadre's page or any other, warns, then wipes the
+key and the queue, and a second cadre on the same browser sees nothing of the first; with the
+page closed, the service worker's Background Sync sends the queue exactly once; a cadre
+reading case details gets 403."""
 
 import asyncio
 from typing import Any
@@ -12,6 +14,7 @@ import asyncpg
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page
 
+from console.cadre import owner_of
 from intake import store
 from intake.auth import Role
 from rujuk.stack import Stack
@@ -241,4 +244,182 @@ async def test_signing_out_warns_then_wipes_and_the_next_cadre_sees_nothing(
     for queue in mine["databases"].values():
         assert queue.get("reports", []) == []
     assert not holds(mine, VICTIMS[0])
+    await context.close()
+
+
+async def registrations(page: Page) -> int:
+    found: int = await page.evaluate(
+        "navigator.serviceWorker.getRegistrations().then((r) => r.length)"
+    )
+    return found
+
+
+async def test_signing_out_from_another_page_warns_and_wipes_the_queue_filed_offline(
+    stack: Stack, browser: Browser
+) -> None:
+    console = stack.services["console"].url
+    _, first = await cadre_token(stack, [f"Kraksaan/{DESA}"])
+    _, second = await cadre_token(stack, ["Kraksaan"])
+    context = await browser.new_context(viewport=PHONE)  # type: ignore[arg-type]
+    page = await sign_in(context, console, first)
+    assert await page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    await context.set_offline(True)
+    # Sent when the signal returns (by Background Sync: the page is closed), intake refuses
+    # it (a bad NIK): it stays on the phone, not sent, whatever state it is in by then.
+    await fill(page, VICTIMS[0], nik="123")
+    await until_states(page, ["waiting"])
+    await page.close()  # the cadre's page is gone: nothing of it runs any more
+
+    await context.set_offline(False)
+    elsewhere = await context.new_page()
+    await elsewhere.goto(f"{console}/cases")  # a page a cadre has, outside /cadre/
+    assert await elsewhere.locator("form.who[data-cadre-owner]").count() == 1
+    await elsewhere.click("form.who button")
+    warning = elsewhere.locator("#signout-warning[role=alert]")
+    text = await warning.inner_text()
+    assert "1 laporan belum terkirim akan hilang" in text  # Bahasa Indonesia first,
+    assert text.index("laporan") < text.index("1 report(s) not yet sent")  # then English
+    assert "/cases" in elsewhere.url  # still here, nothing deleted yet
+    kept = await elsewhere.evaluate(STORAGE)
+    assert len(kept["databases"]) == 1  # the queue
+    assert kept["caches"]  # and the kept page
+    async with elsewhere.expect_navigation():
+        await elsewhere.click("form.who button")
+    assert "/signin" in elsewhere.url
+    gone = await elsewhere.evaluate(STORAGE)
+    assert gone["databases"] == {}
+    assert gone["caches"] == []
+    assert gone["local"] == {}
+    assert await registrations(elsewhere) == 0
+
+    page = await sign_in(context, console, second)
+    assert await states(page) == []
+    mine = await page.evaluate(STORAGE)
+    for queue in mine["databases"].values():
+        assert queue.get("reports", []) == []
+    assert not holds(mine, VICTIMS[0])
+    assert not holds(mine, DESA)  # not even the first cadre's village, kept in its page
+    await context.close()
+
+
+async def test_background_sync_sends_the_queue_with_the_page_closed_exactly_once(
+    stack: Stack, browser: Browser
+) -> None:
+    console = stack.services["console"].url
+    token_id, secret = await cadre_token(stack, [f"Kraksaan/{DESA}"])
+    context = await browser.new_context(viewport=PHONE)  # type: ignore[arg-type]
+    page = await sign_in(context, console, secret)
+    assert await page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    assert await page.evaluate("'SyncManager' in window")
+    await context.set_offline(True)
+    await fill(page, VICTIMS[0])
+    await fill(page, VICTIMS[1])
+    await until_states(page, ["waiting", "waiting"])
+    await page.close()
+    await asyncio.sleep(1)
+    assert await cases_filed_by(stack, token_id) == []  # nothing goes without signal
+    await context.set_offline(False)
+
+    # Chromium fires the page's sync when its network comes back (DevTools' offline, which
+    # Playwright sets, counts for Background Sync too); no page of the console is open.
+    for _ in range(200):
+        if len(await cases_filed_by(stack, token_id)) == 2:
+            break
+        await asyncio.sleep(0.1)
+    filed = await cases_filed_by(stack, token_id)
+    assert len(filed) == 2
+    other = await context.new_page()
+    await other.goto(f"{console}/cases")  # outside the worker's scope: it sends nothing
+    left = await other.evaluate(STORAGE)
+    (queue,) = left["databases"].values()
+    assert sorted(r["caseId"] for r in queue["reports"]) == filed
+    for record in queue["reports"]:
+        assert set(record) == {"id", "filedAt", "state", "caseId"}  # no sealed copy left
+    assert not holds(left, VICTIMS[0])
+
+    # The page, opened again, shows them accepted and sends nothing more.
+    page = await context.new_page()
+    await page.goto(f"{console}/cadre/")
+    await until_states(page, ["accepted", "accepted"])
+    await asyncio.sleep(0.5)
+    assert await cases_filed_by(stack, token_id) == filed
+    await context.close()
+
+
+async def test_a_kept_page_opened_after_the_session_ended_shows_nothing_of_the_queue(
+    stack: Stack, browser: Browser
+) -> None:
+    console = stack.services["console"].url
+    _, secret = await cadre_token(stack, [f"Kraksaan/{DESA}"])
+    context = await browser.new_context(viewport=PHONE)  # type: ignore[arg-type]
+    await context.clock.install()  # the phone's clock, moved on below
+    page = await sign_in(context, console, secret)
+    assert await page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    await context.set_offline(True)
+    await fill(page, VICTIMS[0])
+    await until_states(page, ["waiting"])
+
+    await page.clock.fast_forward("13:00:00")  # past CONSOLE_SESSION_HOURS (12)
+    assert await page.locator("#session-ended").is_visible()
+    assert await page.locator("#cadre-form").is_hidden()
+    assert await states(page) == []
+    await page.reload()  # the service worker's copy, with no signal
+    await page.wait_for_selector("#session-ended", state="visible")
+    assert await page.locator("#queue-section").is_hidden()
+    assert await states(page) == []
+    assert VICTIMS[0] not in await page.content()
+    await context.close()
+
+
+async def test_another_cadre_signed_in_next_never_sends_the_first_cadres_queue(
+    stack: Stack, browser: Browser
+) -> None:
+    console = stack.services["console"].url
+    first_id, first = await cadre_token(stack, [f"Kraksaan/{DESA}"])
+    second_id, second = await cadre_token(stack, ["Kraksaan"])
+    context = await browser.new_context(viewport=PHONE)  # type: ignore[arg-type]
+    page = await sign_in(context, console, first)
+    assert await page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    await context.route("**/cadre/reports", lambda route: route.abort())  # intake out of reach
+    await fill(page, VICTIMS[0])
+    await until_states(page, ["waiting"])
+    await page.close()  # the first cadre leaves without signing out
+
+    page = await sign_in(context, console, second)  # which ends the first's session
+    await context.unroute("**/cadre/reports")
+    assert await states(page) == []  # the second sees nothing of the first's queue
+    devtools = await context.new_cdp_session(page)
+    found: dict[str, str] = {}
+    devtools.on(
+        "ServiceWorker.workerRegistrationUpdated",
+        lambda event: found.update(
+            {r["scopeURL"]: r["registrationId"] for r in event["registrations"]}
+        ),
+    )
+    await devtools.send("ServiceWorker.enable")
+    for _ in range(50):
+        if f"{console}/cadre/" in found:
+            break
+        await asyncio.sleep(0.1)
+    # The first cadre's sync, as the browser would fire it once intake is reachable again.
+    await devtools.send(
+        "ServiceWorker.dispatchSyncEvent",
+        {
+            "origin": console,
+            "registrationId": found[f"{console}/cadre/"],
+            "tag": f"rujuk-cadre-send:{owner_of(first_id)}",
+            "lastChance": False,
+        },
+    )
+    for _ in range(30):
+        kept = await page.evaluate(STORAGE)
+        first_queue = kept["databases"].get(f"rujuk-cadre-{owner_of(first_id)}", {})
+        if any(r.get("signin") for r in first_queue.get("reports", [])):
+            break
+        await asyncio.sleep(0.1)
+    (waiting,) = first_queue["reports"]
+    assert waiting["state"] == "waiting"
+    assert waiting["signin"] is True  # refused by the console: not this cadre's queue
+    assert await cases_filed_by(stack, second_id) == []
+    assert await cases_filed_by(stack, first_id) == []
     await context.close()

@@ -223,6 +223,9 @@ async def test_a_report_goes_from_operator_to_partner_coordinator_and_auditor_in
     figures = journey.screenshots / "coordinator-stats.csv"
     await (await csv_download.value).save_as(figures)
     assert figures.read_text().startswith("section,")
+    await page.click("a[href^='/coordinator/monitoring']")  # the rakor's summary
+    await page.wait_for_selector("#functions")
+    await journey.record(page, "coordinator-monitoring")
     await page.goto(f"{journey.console}/cases/{case_id}")
     assert "Diterima" in await page.locator(f"tr[data-referral='{referral_id}']").inner_text()
     await journey.record(page, "coordinator-case")

@@ -45,6 +45,8 @@ CASE = "3514-AB12CD34EF"
 REFERRAL = f"{CASE}-01"
 NOTE = "note-" + "0" * 32
 ALERT = f"{REFERRAL}-oncall"
+PROPOSAL = "prop-" + "0" * 32
+NO_SUCH_SIMULATION = "sim-" + "0" * 32
 # Who may call each protected route; every other role gets 403. The test fails if a service
 # grows a /v1 route that is not listed here (whoami and the SOP list take any caller).
 ALLOWED: dict[str, dict[tuple[str, str], set[Role]]] = {
@@ -69,8 +71,19 @@ ALLOWED: dict[str, dict[tuple[str, str], set[Role]]] = {
         ("GET", "/v1/referrals"): {Role.COORDINATOR, Role.PARTNER},
         ("GET", "/v1/stats"): {Role.COORDINATOR},
         ("GET", "/v1/stats.csv"): {Role.COORDINATOR},
+        ("GET", "/v1/monitoring"): {Role.COORDINATOR},
+        ("GET", "/v1/monitoring.csv"): {Role.COORDINATOR},
         ("GET", "/v1/oncall/alerts"): {Role.COORDINATOR},
         ("POST", "/v1/oncall/alerts/{alert_id}/acknowledge"): {Role.COORDINATOR},
+        ("POST", "/v1/sop-proposals"): {Role.COORDINATOR},
+        ("POST", "/v1/sops/simulations"): {Role.COORDINATOR},
+        ("GET", "/v1/sops/simulations/{simulation_id}"): {Role.COORDINATOR},
+        ("GET", "/v1/sop-proposals"): {Role.COORDINATOR, Role.PARTNER},
+        ("GET", "/v1/sop-proposals/{proposal_id}"): {Role.COORDINATOR, Role.PARTNER},
+        ("GET", "/v1/sop-proposals/{proposal_id}/document"): {Role.COORDINATOR, Role.PARTNER},
+        ("POST", "/v1/sop-proposals/{proposal_id}/answers"): {Role.PARTNER},
+        ("POST", "/v1/sop-proposals/{proposal_id}/publish"): {Role.COORDINATOR},
+        ("POST", "/v1/sop-proposals/{proposal_id}/withdraw"): {Role.COORDINATOR},
     },
     "audit": {
         ("GET", "/v1/cases/{case_id}/history"): {Role.AUDITOR, Role.COORDINATOR},
@@ -217,7 +230,14 @@ async def test_every_protected_route_refuses_no_token_and_the_wrong_role(
     for method, path in by_code:  # without a code, refused whoever calls
         assert (await client.request(method, path, json={})).status_code == 422, path
     for (method, path), allowed in ALLOWED[service].items():
-        url = path.format(case_id=CASE, referral_id=REFERRAL, note_id=NOTE, alert_id=ALERT)
+        url = path.format(
+            case_id=CASE,
+            referral_id=REFERRAL,
+            note_id=NOTE,
+            alert_id=ALERT,
+            proposal_id=PROPOSAL,
+            simulation_id=NO_SUCH_SIMULATION,
+        )
         body = {"json": {}} if method == "POST" else {}
         anonymous = await client.request(method, url, **body)
         assert anonymous.status_code == 401, (method, path)
@@ -257,7 +277,10 @@ async def test_a_revoked_token_stops_working_at_every_service(services: Services
 # - "case": a case of another district answers exactly as a case that does not exist;
 # - "listing" / "figures": rows and counts of served districts only;
 # - "files": a report for a district not served is refused (422 naming district_code);
-# - "sop": publishing another district's SOP is refused (403), nothing stored;
+# - "sop": publishing, proposing or simulating another district's SOP is refused (403),
+#   nothing stored;
+# - "proposals" / "proposal" / "simulation": another district's proposal or simulation
+#   answers exactly as one that does not exist (404);
 # - "replay": another district's case replays as an unknown one; a time range, own only;
 # - "ledger": integrity facts of the whole ledger, naming no case of another district;
 # - "partner": partner-only, bound to its agency (and so to the SOPs that name it);
@@ -281,8 +304,19 @@ SCOPE: dict[str, dict[tuple[str, str], str]] = {
         ("GET", "/v1/referrals"): "listing",
         ("GET", "/v1/stats"): "figures",
         ("GET", "/v1/stats.csv"): "figures",
+        ("GET", "/v1/monitoring"): "figures",
+        ("GET", "/v1/monitoring.csv"): "figures",
         ("GET", "/v1/oncall/alerts"): "alerts",
         ("POST", "/v1/oncall/alerts/{alert_id}/acknowledge"): "alert",
+        ("POST", "/v1/sop-proposals"): "sop",
+        ("POST", "/v1/sops/simulations"): "sop",
+        ("GET", "/v1/sops/simulations/{simulation_id}"): "simulation",
+        ("GET", "/v1/sop-proposals"): "proposals",
+        ("GET", "/v1/sop-proposals/{proposal_id}"): "proposal",
+        ("GET", "/v1/sop-proposals/{proposal_id}/document"): "proposal",
+        ("POST", "/v1/sop-proposals/{proposal_id}/answers"): "partner",
+        ("POST", "/v1/sop-proposals/{proposal_id}/publish"): "proposal",
+        ("POST", "/v1/sop-proposals/{proposal_id}/withdraw"): "proposal",
     },
     "audit": {
         ("GET", "/v1/cases/{case_id}/history"): "case",
@@ -386,6 +420,38 @@ def _same_answer(elsewhere: httpx.Response, missing: httpx.Response, ids: tuple[
     assert elsewhere.text.replace(ids[0], "<case>") == missing.text.replace(ids[1], "<case>")
 
 
+async def _proposal_3513(client: httpx.AsyncClient, districts: Districts) -> str:
+    """The open proposal of 3513 (v2, duties unchanged), proposed by a province coordinator."""
+    sop = Path(__file__).parents[2] / "services/routing/src/routing/sops/3513.yaml"
+    proposed = await client.post(
+        "/v1/sop-proposals",
+        content=sop.read_text().replace("version: 1", "version: 2", 1),
+        headers={
+            **bearer(districts.province[Role.COORDINATOR]),
+            "Content-Type": "application/yaml",
+        },
+    )
+    assert proposed.status_code in (200, 201), proposed.text
+    proposal_id: str = proposed.json()["proposal_id"]
+    return proposal_id
+
+
+async def _simulation_3513(client: httpx.AsyncClient, districts: Districts) -> str:
+    """A simulation of 3513's SOP over its past cases, started by a province coordinator."""
+    sop = Path(__file__).parents[2] / "services/routing/src/routing/sops/3513.yaml"
+    started = await client.post(
+        "/v1/sops/simulations",
+        content=sop.read_text().replace("version: 1", "version: 2", 1),
+        headers={
+            **bearer(districts.province[Role.COORDINATOR]),
+            "Content-Type": "application/yaml",
+        },
+    )
+    assert started.status_code == 202, started.text
+    simulation_id: str = started.json()["simulation_id"]
+    return simulation_id
+
+
 @pytest.mark.parametrize("service", sorted(SCOPE))
 async def test_a_district_token_learns_nothing_of_another_district(
     services: Services, districts: Districts, service: str
@@ -436,8 +502,9 @@ async def test_a_district_token_learns_nothing_of_another_district(
                 if path.endswith(".csv"):
                     assert mine.text != province.text, where
                 else:
-                    assert mine.json()["cases_total"] == 1, where
-                    assert province.json()["cases_total"] == 2, where
+                    counted = "cases_reported" if "monitoring" in path else "cases_total"
+                    assert mine.json()[counted] == 1, where
+                    assert province.json()[counted] == 2, where
             elif kind == "sop":
                 sop = Path(__file__).parents[2] / "services/routing/src/routing/sops/3513.yaml"
                 refused = await client.post(
@@ -447,6 +514,32 @@ async def test_a_district_token_learns_nothing_of_another_district(
                 )
                 assert refused.status_code == 403, where
                 assert "3513" in refused.json()["detail"], where
+            elif kind == "proposals":
+                listed = (await client.get(path, headers=headers)).json()["proposals"]
+                assert {p["district_code"] for p in listed} <= {"3514"}, where
+                asked = await client.get(path, params={"district": "3513"}, headers=headers)
+                assert asked.status_code == 403, where
+            elif kind == "proposal":
+                theirs_id = await _proposal_3513(client, districts)
+                answers = [
+                    await client.request(
+                        method,
+                        path.format(proposal_id=pid),
+                        headers=headers,
+                        **({"json": {}} if method == "POST" else {}),
+                    )
+                    for pid in (theirs_id, PROPOSAL)
+                ]
+                _same_answer(*answers, (theirs_id, PROPOSAL))
+                assert answers[0].status_code == 404, where
+            elif kind == "simulation":
+                theirs_id = await _simulation_3513(client, districts)
+                answers = [
+                    await client.get(path.format(simulation_id=sid), headers=headers)
+                    for sid in (theirs_id, NO_SUCH_SIMULATION)
+                ]
+                _same_answer(*answers, (theirs_id, NO_SUCH_SIMULATION))
+                assert answers[0].status_code == 404, where
             elif kind == "replay":
                 answers = [
                     await client.post(path, json={"case_id": case_id}, headers=headers)

@@ -3,7 +3,9 @@ it; its form offers the cadre's areas; a report goes to intake with the page's
 Idempotency-Key and comes back as JSON (the case id, or intake's refusal as reasons in the
 page's language); the service worker and manifest; the logic beside it."""
 
+import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -18,6 +20,7 @@ WHO = {"token_id": "tok-ca", "role": "cadre", "agency_id": None, "districts": ["
        "scope": "3513", "areas": ["Kraksaan/Desa Contoh Satu", "Kraksaan/Desa Contoh Dua",
                                   "Maron"]}  # fmt: skip
 REPORT = {"channel": "outreach", "district_code": "3513", "kecamatan": "Maron"}
+MINE = {"Rujuk-Queue-Owner": cadre.owner_of("tok-ca")}  # the queue the page sends from
 
 
 @pytest.fixture
@@ -98,16 +101,18 @@ def test_a_report_goes_to_intake_with_its_key_and_comes_back_as_json(
 ) -> None:
     fake.answer("intake", "POST", "/v1/reports", 202, json={"case_id": "3513-ABCDEFGHJK"})
     sign_in(client, "ca")
-    sent = client.post("/cadre/reports", json=REPORT, headers={"Idempotency-Key": "k-1"})
+    sent = client.post("/cadre/reports", json=REPORT, headers={"Idempotency-Key": "k-1", **MINE})
     assert sent.status_code == 202
     assert sent.json() == {"case_id": "3513-ABCDEFGHJK"}
     (asked,) = fake.sent("intake", "/v1/reports")
     assert asked.headers["idempotency-key"] == "k-1"
     assert asked.headers["authorization"] == "Bearer ca"
-    no_key = client.post("/cadre/reports", json=REPORT)
+    no_key = client.post("/cadre/reports", json=REPORT, headers=MINE)
     assert no_key.status_code == 400
     too_big = client.post(
-        "/cadre/reports", content=b"{" + b" " * 6000 + b"}", headers={"Idempotency-Key": "k"}
+        "/cadre/reports",
+        content=b"{" + b" " * 6000 + b"}",
+        headers={"Idempotency-Key": "k", **MINE},
     )
     assert too_big.status_code == 400
     assert len(fake.sent("intake", "/v1/reports")) == 1
@@ -126,7 +131,7 @@ def test_intakes_answer_becomes_what_the_queue_does_next(
 ) -> None:
     sign_in(client, "ca")
     fake.answer("intake", "POST", "/v1/reports", status, json=answer)
-    sent = client.post("/cadre/reports", json=REPORT, headers={"Idempotency-Key": "k-2"})
+    sent = client.post("/cadre/reports", json=REPORT, headers={"Idempotency-Key": "k-2", **MINE})
     assert sent.status_code == expected
     if expected == 422:
         assert sent.json() == {"reasons": ["NIK (16 angka): isian tidak sah"]}
@@ -153,6 +158,65 @@ def test_an_unexpected_answer_is_never_a_server_error(
 ) -> None:
     sign_in(client, "ca")
     for body in (b"[]", b"not json", b'"text"'):
-        answer = client.post("/cadre/reports", content=body, headers={"Idempotency-Key": "k"})
+        answer = client.post(
+            "/cadre/reports", content=body, headers={"Idempotency-Key": "k", **MINE}
+        )
         assert answer.status_code == 400
     assert httpx.codes.is_client_error(client.post("/cadre/reports").status_code)
+
+
+def test_a_report_from_another_cadres_queue_is_never_filed_in_this_cadres_name(
+    client: TestClient, fake: FakeServices
+) -> None:
+    fake.answer("intake", "POST", "/v1/reports", 202, json={"case_id": "3513-ABCDEFGHJK"})
+    sign_in(client, "ca")
+    for owner in (cadre.owner_of("tok-someone-else"), ""):
+        sent = client.post(
+            "/cadre/reports",
+            json=REPORT,
+            headers={"Idempotency-Key": "k-3", "Rujuk-Queue-Owner": owner},
+        )
+        assert sent.status_code == 409
+        assert sent.json() == {"signin": True}
+    assert fake.sent("intake", "/v1/reports") == []
+
+
+def test_every_page_a_cadre_opens_warns_and_wipes_on_signing_out(client: TestClient) -> None:
+    sign_in(client, "ca")
+    owner = cadre.owner_of("tok-ca")
+    for path in ("/cadre/", "/cases/3513-ABCDEFGHJK/details", "/inbox"):
+        page = client.get(path)
+        assert f'data-cadre-owner="{owner}"' in page.text, path
+        assert "/static/cadre-signout." in page.text, path
+        assert "/static/cadre-queue." in page.text, path
+        # The warning in Bahasa Indonesia, then English, whatever the page's language.
+        assert "{count} laporan belum terkirim" in page.text
+        assert " / {count} report(s) not yet sent" in page.text
+    words = cadre.signout_words("tok-ca")
+    assert words["owner"] == owner
+    assert words["confirm"] == "Keluar dan hapus / Sign out and delete"
+
+
+def test_other_roles_pages_carry_no_cadre_wipe(client: TestClient) -> None:
+    sign_in(client, "op")
+    page = client.get("/reports/new")
+    assert "data-cadre-owner" not in page.text
+    assert "cadre-signout" not in page.text
+
+
+def test_the_cadre_page_knows_when_its_session_ends(client: TestClient) -> None:
+    sign_in(client, "ca")
+    page = client.get("/cadre/")
+    (expires,) = re.findall(r'data-expires="([^"]+)"', page.text)
+    assert datetime.fromisoformat(expires) > datetime.now(UTC)
+    assert 'id="session-ended"' in page.text
+
+
+def test_the_service_worker_sends_the_queue_by_background_sync(client: TestClient) -> None:
+    worker = client.get("/cadre/sw.js").text
+    assert re.search(r'importScripts\("/static/cadre-queue\.[0-9a-f]+\.js"\)', worker)
+    assert 'addEventListener("sync"' in worker
+    queue = client.get(re.search(r"/static/cadre-queue\.[0-9a-f]+\.js", worker)[0])  # type: ignore[index]
+    assert queue.status_code == 200
+    assert "Rujuk-Queue-Owner" in queue.text
+    assert "Idempotency-Key" in queue.text

@@ -19,6 +19,7 @@ from rujuk_contracts.events import (
     EVENT_MODELS,
     ReferralAcknowledged,
     ReplyKind,
+    SopAnswerGiven,
 )
 from tests import node_support
 
@@ -57,6 +58,17 @@ def test_a_partner_sends_its_replies_and_receives_its_feed() -> None:
         subjects.partner_outbound(AGENCY, "referral.requested"): "receive",
         subjects.partner_outbound(AGENCY, "reply.refused"): "receive",
         **{subjects.partner_inbound(AGENCY, kind.value): "send" for kind in ReplyKind},
+        # SOP proposals: asked on the feed, answered on its own subject
+        **{
+            subjects.partner_outbound(AGENCY, event): "receive"
+            for event in (
+                "sop.proposed",
+                "sop.proposal_withdrawn",
+                "sop.published",
+                "sop.answer_refused",
+            )
+        },
+        subjects.partner_inbound(AGENCY, subjects.SOP_ANSWER): "send",
     }
     operations = partner_operations()
     assert {subject: action for subject, (action, _) in operations.items()} == expected
@@ -89,6 +101,19 @@ def test_the_refused_reply_subject_carries_the_event_and_the_problem_document() 
     assert jsonschema_rs.validator_for(problem_schema).is_valid(problem)
     assert problem_schema["properties"]["type"]["const"] == PROBLEM_TYPE
     assert not jsonschema_rs.validator_for(problem_schema).is_valid({**problem, "type": "x"})
+
+
+def test_an_sop_answer_has_its_subject_and_its_refusals_come_on_the_feed() -> None:
+    _, [message] = partner_operations()[subjects.partner_inbound(AGENCY, subjects.SOP_ANSWER)]
+    assert message["name"] == SopAnswerGiven.event_type()
+    assert "subject = data.sop_id" in message["description"]
+    schema = resolve(message["payload"])
+    assert schema["properties"]["data"]["properties"]["decision"]
+    _, refusals = partner_operations()[subjects.partner_outbound(AGENCY, "sop.answer_refused")]
+    assert {m["contentType"] for m in refusals} == {
+        "application/cloudevents+json",
+        "application/problem+json",
+    }
 
 
 def test_every_event_type_has_its_internal_channel_and_message() -> None:

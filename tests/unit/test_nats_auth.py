@@ -2,15 +2,18 @@
 matches what each service really declares."""
 
 import json
+import re
 import stat
 from pathlib import Path
 
 import pytest
 
 from rujuk.stack import Stack
-from rujuk_contracts import subjects
+from rujuk_contracts import events, subjects
 from rujuk_runtime import nats_auth
 from tests.service_apps import service_runtimes
+
+ROOT = Path(__file__).parents[2]
 
 
 def test_every_durable_consumer_a_service_declares_is_granted_and_no_other(
@@ -125,3 +128,46 @@ def test_only_notify_erases_single_messages_and_only_of_the_partner_stream() -> 
         assert erases == (["$JS.API.STREAM.MSG.DELETE.RUJUK_PARTNER"] if name == "notify" else [])
         others = [s for s in allowed if s not in erases]
         assert not any(".DELETE." in s or ".PURGE." in s for s in others), name
+
+
+def _constructed_payloads(service: str) -> set[type[events.EventPayload]]:
+    """Event payload classes the service's own code constructs (and so stages to publish)."""
+    payloads = {
+        cls
+        for cls in vars(events).values()
+        if isinstance(cls, type) and issubclass(cls, events.EventPayload) and "event" in vars(cls)
+    }
+    source = "\n".join(
+        path.read_text() for path in (ROOT / "services" / service / "src").rglob("*.py")
+    )
+    return {cls for cls in payloads if re.search(rf"\b{cls.__name__}\(", source)}
+
+
+# Built to go to one partner's feed only (rujuk.partner.<agency>.out.…), never to the bus.
+PARTNER_FEED_ONLY = {"notify": {"SopAnswerRefused"}}
+
+
+@pytest.mark.parametrize("service", ["intake", "routing", "notify"])
+def test_every_event_a_service_builds_is_one_it_may_publish(service: str) -> None:
+    """Drift: an event without its grant sticks in the outbox on an authorized NATS (seen when
+    the SOP proposal events first landed: every stack `rujuk up` starts refused them)."""
+    allowed = nats_auth.service_permissions(nats_auth.SERVICE_GRANTS[service])["publish"]["allow"]
+    built = _constructed_payloads(service)
+    assert built, f"{service} builds no event?"
+    refused = sorted(
+        cls.__name__
+        for cls in built
+        if cls.__name__ not in PARTNER_FEED_ONLY.get(service, set())
+        and not any(_matches(pattern, cls.subject()) for pattern in allowed)
+    )
+    assert refused == []
+
+
+def _matches(pattern: str, subject: str) -> bool:
+    wanted, given = pattern.split("."), subject.split(".")
+    for index, token in enumerate(wanted):
+        if token == ">":
+            return len(given) > index
+        if index >= len(given) or token not in ("*", given[index]):
+            return False
+    return len(wanted) == len(given)

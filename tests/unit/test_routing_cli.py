@@ -166,3 +166,100 @@ def test_check_refuses_an_sop_without_an_on_call_list(tmp_path: Path) -> None:
     result = run("check", str(tmp_path / "3514.yaml"))
     assert result.exit_code == 1
     assert "'on_call' is required" in result.output
+
+
+# --- proposals ------------------------------------------------------------------------------
+
+PROPOSAL_ID = "prop-" + "ab" * 16
+PROPOSAL = {
+    "proposal_id": PROPOSAL_ID,
+    "district_code": "3514",
+    "version": 2,
+    "base_version": 1,
+    "state": "open",
+    "asked": [
+        {"agency_id": "polres-pasuruan-ppa", "duty_changes": ["shorter_deadline"]},
+        {"agency_id": "rsud-bangil", "duty_changes": ["new_service"]},
+        {"agency_id": "lbh-pasuruan", "duty_changes": ["new_escalation_step"]},
+    ],
+    "agreed": ["polres-pasuruan-ppa"],
+    "objected": [{"agency_id": "rsud-bangil", "reason": "capacity_insufficient"}],
+    "awaiting": ["lbh-pasuruan"],
+}
+
+
+class Routing:
+    """A fake routing answering ``httpx.request``: records each call, answers ``response``."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, response: httpx.Response) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.response = response
+        monkeypatch.setattr(cli.httpx, "request", self.request)
+        monkeypatch.setenv("RUJUK_TOKEN", "secret-token")
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        self.calls.append({"method": method, "url": url, **kwargs})
+        return self.response
+
+
+def test_propose_sends_the_yaml_and_shows_who_is_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    routing = Routing(monkeypatch, httpx.Response(201, json=PROPOSAL))
+    result = run("propose", str(SOP_3514))
+    assert result.exit_code == 0, result.output
+    [call] = routing.calls
+    assert (call["method"], call["url"]) == ("POST", "http://127.0.0.1:8082/v1/sop-proposals")
+    assert call["content"] == SOP_3514.read_bytes()
+    assert "Usulan diajukan / proposed (baru / new)" in result.output
+    assert "polres-pasuruan-ppa [shorter_deadline]: setuju / agreed" in result.output
+    assert "rsud-bangil [new_service]: keberatan / objected: capacity_insufficient" in result.output
+    assert "lbh-pasuruan [new_escalation_step]: belum menjawab / yet to answer" in result.output
+
+
+def test_answer_agrees_or_objects_with_a_code_and_never_both(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    routing = Routing(monkeypatch, httpx.Response(200, json=PROPOSAL))
+    assert run("answer", PROPOSAL_ID, "--agree").exit_code == 0
+    assert run("answer", PROPOSAL_ID, "--object", "legal_concern").exit_code == 0
+    assert [c["json"] for c in routing.calls] == [
+        {"decision": "agree"},
+        {"decision": "object", "reason": "legal_concern"},
+    ]
+    assert routing.calls[0]["url"].endswith(f"/v1/sop-proposals/{PROPOSAL_ID}/answers")
+    assert run("answer", PROPOSAL_ID).exit_code == 2
+    assert run("answer", PROPOSAL_ID, "--agree", "--object", "other").exit_code == 2
+    assert len(routing.calls) == 2
+
+
+def test_publish_a_proposal_with_its_effective_date_and_override(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    published = {
+        "district_code": "3514",
+        "version": 2,
+        "effective_at": "2026-12-01T00:00:00+00:00",
+        "override_reason": "agency_unresponsive",
+        "agencies_not_agreed": ["lbh-pasuruan"],
+    }
+    routing = Routing(monkeypatch, httpx.Response(200, json=published))
+    result = run(
+        "publish", PROPOSAL_ID, "--effective-at", "2026-12-01T00:00:00",
+        "--override", "agency_unresponsive",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert routing.calls[0]["json"] == {
+        "effective_at": "2026-12-01T00:00:00+00:00",
+        "override_reason": "agency_unresponsive",
+    }
+    assert "SOP 3514 v2 diterbitkan / published" in result.output
+    assert "had not agreed: lbh-pasuruan" in result.output
+
+
+def test_publishing_a_proposal_not_agreed_prints_the_refusal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    detail = "belum semua lembaga setuju / not every agency whose duties change agreed"
+    Routing(monkeypatch, httpx.Response(409, json={"detail": detail, "awaiting": ["x"]}))
+    result = run("publish", PROPOSAL_ID)
+    assert result.exit_code == 1
+    assert f"Ditolak / refused (409): {detail}" in result.output

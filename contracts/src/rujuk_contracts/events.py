@@ -444,8 +444,205 @@ class ReferralReplyRefused(CaseEvent):
     reason: str = Field(max_length=300)
 
 
+# --- SOP proposals: every agency whose duties change signs the new version off -----------
+
+PROPOSAL_ID_PATTERN = r"^prop-[0-9a-f]{32}$"
+SOP_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+ProposalId = Annotated[str, StringConstraints(pattern=PROPOSAL_ID_PATTERN)]
+AgencyIdField = Annotated[str, StringConstraints(pattern=AGENCY_ID_PATTERN)]
+
+
+class DutyChange(StrEnum):
+    """How a proposed SOP version asks more of an agency than the version in force."""
+
+    JOINS_DIRECTORY = "joins_directory"  # named in the directory for the first time
+    NEW_SERVICE = "new_service"  # a service it was never referred under the version in force
+    SHORTER_DEADLINE = "shorter_deadline"  # less time to acknowledge a referral
+    HIGHER_PRIORITY = "higher_priority"  # a referral more urgent than before
+    NEW_ESCALATION_STEP = "new_escalation_step"  # in an escalation chain where it was not
+
+
+class ObjectionReason(StrEnum):
+    """Why an agency objects to a proposed SOP version."""
+
+    CAPACITY_INSUFFICIENT = "capacity_insufficient"
+    DEADLINE_UNACHIEVABLE = "deadline_unachievable"
+    OUTSIDE_MANDATE = "outside_mandate"
+    LEGAL_CONCERN = "legal_concern"
+    NEEDS_RAKOR_DISCUSSION = "needs_rakor_discussion"
+    OTHER = "other"
+
+
+class OverrideReason(StrEnum):
+    """Why a coordinator publishes an SOP version some bound agency has not agreed to."""
+
+    URGENT_SAFETY_FIX = "urgent_safety_fix"
+    AGENCY_UNRESPONSIVE = "agency_unresponsive"
+    LEGAL_REQUIREMENT = "legal_requirement"
+    RAKOR_DECISION = "rakor_decision"
+    OTHER = "other"
+
+
+class AnswerVia(StrEnum):
+    """Where an agency's answer to a proposal came from."""
+
+    CONSOLE = "console"  # a partner in the console
+    API = "api"  # a partner's own client, on routing's HTTP API
+    NATS = "nats"  # a reply on the partner's inbound subject, passed on by notify
+
+
+class AskedAgency(BaseModel):
+    """An agency asked to sign a proposal off, and what changes for it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agency_id: AgencyIdField
+    duty_changes: list[DutyChange] = Field(min_length=1)
+
+
+class SopProposed(EventPayload):
+    """A coordinator proposed a new SOP version; every agency whose duties change is asked to
+    sign it off before it binds them."""
+
+    aggregate = "sop"
+    event = "proposed"
+
+    proposal_id: ProposalId
+    sop_id: str = Field(pattern=SOP_ID_PATTERN)
+    district_code: str = Field(pattern=DISTRICT_CODE_PATTERN)
+    sop_version: int = Field(ge=1)
+    sha256: str = Field(pattern=SHA256_PATTERN, description="Of the proposed YAML document")
+    base_version: int | None = Field(
+        default=None, ge=1, description="The version in force when proposed (none: no SOP)"
+    )
+    proposed_by: str = Field(max_length=100, description="Role and token id, never a name")
+    asked: list[AskedAgency] = Field(
+        max_length=500, description="Every agency asked to sign off, with its duty changes"
+    )
+
+    def subject_id(self) -> str:
+        return self.sop_id
+
+
+class _SopAnswer(EventPayload):
+    aggregate = "sop"
+
+    proposal_id: ProposalId
+    sop_id: str = Field(pattern=SOP_ID_PATTERN)
+    district_code: str = Field(pattern=DISTRICT_CODE_PATTERN)
+    sop_version: int = Field(ge=1)
+    sha256: str = Field(pattern=SHA256_PATTERN, description="Of the proposed YAML document")
+    agency_id: AgencyIdField
+    via: AnswerVia
+    answered_by: str = Field(max_length=100, description="Role and token id, never a name")
+
+    def subject_id(self) -> str:
+        return self.sop_id
+
+
+class SopSignedOff(_SopAnswer):
+    """An asked agency agreed to a proposed SOP version. A later answer replaces it."""
+
+    event = "signed_off"
+
+
+class SopObjected(_SopAnswer):
+    """An asked agency objected to a proposed SOP version, with a reason code. A later answer
+    replaces it."""
+
+    event = "objected"
+
+    reason: ObjectionReason
+    note_ref: NoteRef | None = None
+
+
+class SopDecision(StrEnum):
+    """What an asked agency answers to a proposed SOP version."""
+
+    AGREE = "agree"
+    OBJECT = "object"
+
+
+class SopAnswerGiven(EventPayload):
+    """An asked agency's answer to a proposed SOP version, sent by the partner on its own
+    subject ``rujuk.partner.<agency>.in.sop_answer``; notify checks it and passes it on, and
+    routing records it (``sop.signed_off`` / ``sop.objected``) or refuses it
+    (``sop.answer_refused``)."""
+
+    aggregate = "sop"
+    event = "answer_given"
+
+    proposal_id: ProposalId
+    sop_id: str = Field(pattern=SOP_ID_PATTERN)
+    district_code: str = Field(pattern=DISTRICT_CODE_PATTERN)
+    sop_version: int = Field(ge=1)
+    agency_id: AgencyIdField = Field(description="The answering agency: the partner's own")
+    decision: SopDecision
+    reason: ObjectionReason | None = Field(default=None, description="Required to object")
+    note_ref: NoteRef | None = Field(
+        default=None, description="With an objection, optional: a note's id at intake"
+    )
+
+    @model_validator(mode="after")
+    def _reason_with_objection(self) -> "SopAnswerGiven":
+        if (self.decision is SopDecision.OBJECT) != (self.reason is not None):
+            raise ValueError("an objection needs a reason code; an agreement takes none")
+        if self.note_ref is not None and self.decision is not SopDecision.OBJECT:
+            raise ValueError("note_ref goes with an objection")
+        return self
+
+    def subject_id(self) -> str:
+        return self.sop_id
+
+
+class SopAnswerRefusal(StrEnum):
+    """Why an answer to a proposed SOP version was not recorded."""
+
+    NOT_VALID = "not_valid"  # not a well-formed answer from the agency it came from (notify)
+    UNKNOWN_PROPOSAL = "unknown_proposal"  # no such proposal the agency may see (routing)
+    NOT_ASKED = "not_asked"  # the proposal does not ask this agency (routing)
+    PROPOSAL_CLOSED = "proposal_closed"  # published, withdrawn or superseded (routing)
+
+
+class SopAnswerRefused(EventPayload):
+    """An agency's answer to a proposed SOP version that was not recorded: nothing changed.
+    The agency reads it on its feed, ``rujuk.partner.<agency>.out.sop.answer_refused``."""
+
+    aggregate = "sop"
+    event = "answer_refused"
+
+    proposal_id: ProposalId
+    sop_id: str = Field(pattern=SOP_ID_PATTERN)
+    district_code: str = Field(pattern=DISTRICT_CODE_PATTERN)
+    agency_id: AgencyIdField
+    decision: SopDecision
+    refusal: SopAnswerRefusal
+    reason: str = Field(max_length=300, description="Why, in Bahasa Indonesia / English")
+
+    def subject_id(self) -> str:
+        return self.sop_id
+
+
+class SopProposalWithdrawn(EventPayload):
+    """A coordinator withdrew an open proposal: nobody is asked any more."""
+
+    aggregate = "sop"
+    event = "proposal_withdrawn"
+
+    proposal_id: ProposalId
+    sop_id: str = Field(pattern=SOP_ID_PATTERN)
+    district_code: str = Field(pattern=DISTRICT_CODE_PATTERN)
+    sop_version: int = Field(ge=1)
+    withdrawn_by: str = Field(max_length=100, description="Role and token id, never a name")
+
+    def subject_id(self) -> str:
+        return self.sop_id
+
+
 class SopPublished(EventPayload):
-    """A new SOP version is in force for a district (new cases only)."""
+    """A new SOP version is published for a district: it applies to new cases from
+    ``effective_at`` (``sop.in_force`` says when it does)."""
 
     aggregate = "sop"
     event = "published"
@@ -455,6 +652,21 @@ class SopPublished(EventPayload):
     sop_version: int = Field(ge=1)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Of the YAML document")
     published_by: str = Field(max_length=100)
+    proposal_id: ProposalId | None = Field(
+        default=None, description="The proposal it was signed off as (none: published directly)"
+    )
+    effective_at: datetime | None = Field(
+        default=None, description="From when routing applies it (none: at publication)"
+    )
+    override_reason: OverrideReason | None = Field(
+        default=None,
+        description="Set when it was published without every bound agency's agreement",
+    )
+    agencies_not_agreed: list[AgencyIdField] = Field(
+        default_factory=list,
+        max_length=500,
+        description="With an override: the agencies whose duties change and had not agreed",
+    )
 
     def subject_id(self) -> str:
         return self.sop_id
@@ -614,6 +826,12 @@ EVENT_MODELS: dict[str, type[EventPayload]] = {
         CaseErased,
         CaseNoteRead,
         ReferralReplyRefused,
+        SopProposed,
+        SopSignedOff,
+        SopObjected,
+        SopProposalWithdrawn,
+        SopAnswerGiven,
+        SopAnswerRefused,
         SopPublished,
         SopInForce,
         TokenIssued,

@@ -21,6 +21,11 @@ from rujuk_contracts.events import (
     ReferralReplyRefused,
     ReferralRequested,
     ReplyKind,
+    SopAnswerGiven,
+    SopAnswerRefused,
+    SopProposalWithdrawn,
+    SopProposed,
+    SopPublished,
 )
 
 ASYNCAPI_FILE = "asyncapi.json"
@@ -47,6 +52,11 @@ def event_schema(model: type[EventPayload]) -> dict[str, Any]:
 PARTNER_FEED: tuple[tuple[str, type[EventPayload]], ...] = (
     ("referral.requested", ReferralRequested),
     ("reply.refused", ReferralReplyRefused),
+    # SOP proposals: to each asked agency (section 12 of docs/partners.md)
+    ("sop.proposed", SopProposed),
+    ("sop.proposal_withdrawn", SopProposalWithdrawn),
+    ("sop.published", SopPublished),
+    ("sop.answer_refused", SopAnswerRefused),
 )
 PARTNER_REPLIES: tuple[tuple[ReplyKind, type[EventPayload]], ...] = (
     (ReplyKind.ACKNOWLEDGE, ReferralAcknowledged),
@@ -54,6 +64,13 @@ PARTNER_REPLIES: tuple[tuple[ReplyKind, type[EventPayload]], ...] = (
     (ReplyKind.DECLINE, ReferralDeclined),
     (ReplyKind.COMPLETE, ReferralCompleted),
 )
+# What a partner publishes besides its replies to referrals: (its subject's last token, the
+# model, the feed event on which a refusal of it comes back).
+PARTNER_ANSWERS: tuple[tuple[str, type[EventPayload], str], ...] = (
+    (subjects.SOP_ANSWER, SopAnswerGiven, "sop.answer_refused"),
+)
+# The feed events that carry a problem document when what the partner sent was unreadable.
+REFUSAL_FEEDS = ("reply.refused", "sop.answer_refused")
 REFUSAL_PROBLEM = "reply.refused.problem"
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE = "urn:rujuk:problem:reply-refused"
@@ -100,9 +117,10 @@ def _event_message(model: type[EventPayload], *, sent_by_partner: bool = False) 
     if summary:
         message["summary"] = summary
     if sent_by_partner:
+        about = "data.sop_id" if model is SopAnswerGiven else "the case id"
         message["description"] = (
             f"A partner's reply: a CloudEvent with type {model.event_type()!r}, dataschema "
-            f"{model.schema_uri()!r}, subject = the case id, source = "
+            f"{model.schema_uri()!r}, subject = {about}, source = "
             f"'/rujuk/partners/<agency>' exactly (any other is refused), a unique id, time, "
             "datacontenttype 'application/json'; data.agency_id is the replying agency."
         )
@@ -113,7 +131,7 @@ def _problem_message() -> dict[str, Any]:
     return {
         "name": REFUSAL_PROBLEM,
         "title": "Reply refused (unreadable reply)",
-        "summary": "A reply notify could not read as a CloudEvent of a reply type.",
+        "summary": "A reply (or SOP answer) notify could not read as a CloudEvent of its type.",
         "contentType": PROBLEM_CONTENT_TYPE,
         "headers": {
             "type": "object",
@@ -202,7 +220,7 @@ def _partner_channels_and_operations() -> tuple[dict[str, Any], dict[str, Any]]:
         name = message_name(model)
         channel = f"partner.out.{event}"
         messages = {name: {"$ref": f"#/components/messages/{name}"}}
-        if event == "reply.refused":
+        if event in REFUSAL_FEEDS:
             messages[REFUSAL_PROBLEM] = {"$ref": f"#/components/messages/{REFUSAL_PROBLEM}"}
         channels[channel] = {
             "address": subjects.partner_outbound(AGENCY_PLACEHOLDER, event).replace(
@@ -242,6 +260,27 @@ def _partner_channels_and_operations() -> tuple[dict[str, Any], dict[str, Any]]:
             "channel": {"$ref": f"#/channels/{channel}"},
             "messages": [{"$ref": f"#/channels/{channel}/messages/{message}"}],
         }
+    for token, model, refused_on in PARTNER_ANSWERS:
+        channel = f"partner.in.{token}"
+        message = message_name(model)
+        channels[channel] = {
+            "address": subjects.partner_inbound(AGENCY_PLACEHOLDER, token).replace(
+                AGENCY_PLACEHOLDER, AGENCY
+            ),
+            "title": f"partner answer: {token}",
+            "description": f"Where the partner publishes its {model.event_type()} (stream "
+            f"{subjects.PARTNER_STREAM}); only its own agency's subject. A refused one is "
+            f"answered on rujuk.partner.<agency>.out.{refused_on}.",
+            "parameters": {"agency": _agency_parameter()},
+            "messages": {message: {"$ref": f"#/components/messages/reply.{token}"}},
+        }
+        operations[f"send.{token}"] = {
+            "action": "send",
+            "title": f"Send {token}",
+            "summary": "The partner publishes this (notify checks it and passes it to routing).",
+            "channel": {"$ref": f"#/channels/{channel}"},
+            "messages": [{"$ref": f"#/channels/{channel}/messages/{message}"}],
+        }
     return channels, operations
 
 
@@ -254,6 +293,8 @@ def asyncapi_document() -> dict[str, Any]:
     }
     for kind, model in PARTNER_REPLIES:
         messages[f"reply.{kind.value}"] = _event_message(model, sent_by_partner=True)
+    for token, model, _ in PARTNER_ANSWERS:
+        messages[f"reply.{token}"] = _event_message(model, sent_by_partner=True)
     messages[REFUSAL_PROBLEM] = _problem_message()
     partner_channels, operations = _partner_channels_and_operations()
     return {

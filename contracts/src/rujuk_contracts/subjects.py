@@ -26,6 +26,10 @@ CHECKPOINT_SUBJECT = f"{PREFIX}.audit.checkpoint"
 REPLAY_STREAM = "RUJUK_REPLAY"
 REPLAY_WILDCARD = f"{PREFIX}.replay.>"
 
+# The last token of the subject on which a partner answers a proposed SOP version:
+# ``rujuk.partner.<agency>.in.sop_answer`` (its referral replies use the ReplyKind values).
+SOP_ANSWER = "sop_answer"
+
 AGENCY_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 _AGENCY_ID = re.compile(AGENCY_ID_PATTERN)
 

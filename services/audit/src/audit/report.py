@@ -32,8 +32,14 @@ from rujuk_contracts.events import (
     ReferralDeliveryFailed,
     ReferralEscalated,
     ReferralRequested,
+    SopAnswerGiven,
+    SopAnswerRefused,
     SopInForce,
+    SopObjected,
+    SopProposalWithdrawn,
+    SopProposed,
     SopPublished,
+    SopSignedOff,
     TokenIssued,
     TokenRevoked,
 )
@@ -184,7 +190,28 @@ def summarize(payload: EventPayload, tz: tzinfo = UTC) -> str:
         case CaseNoteRead(note_id=note_id, kind=kind, token_id=token_id, role=role):
             return f"note {note_id} ({_words(kind)}) read by {role}:{token_id}"
         case SopPublished(sop_id=sop, sop_version=version, district_code=district):
-            return f"SOP {sop} v{version} published for district {district}"
+            override = (
+                f", override {payload.override_reason} (not agreed: "
+                f"{', '.join(payload.agencies_not_agreed)})"
+                if payload.override_reason
+                else ""
+            )
+            return f"SOP {sop} v{version} published for district {district}{override}"
+        case SopProposed(sop_id=sop, sop_version=version, proposal_id=proposal):
+            asked = ", ".join(a.agency_id for a in payload.asked) or "nobody"
+            by = payload.proposed_by
+            return f"SOP {sop} v{version} proposed ({proposal}) by {by}; asked: {asked}"
+        case SopSignedOff(sop_id=sop, sop_version=version, agency_id=agency):
+            return f"SOP {sop} v{version} signed off by {agency} ({payload.via})"
+        case SopObjected(sop_id=sop, sop_version=version, agency_id=agency, reason=reason):
+            return f"SOP {sop} v{version} objected to by {agency}: {_words(reason)}"
+        case SopAnswerGiven(sop_id=sop, sop_version=version, agency_id=agency):
+            said = f"objected: {_words(payload.reason)}" if payload.reason else "agreed"
+            return f"SOP {sop} v{version}: answer on NATS from {agency}, {said}"
+        case SopAnswerRefused(sop_id=sop, agency_id=agency, refusal=refusal):
+            return f"SOP {sop}: answer of {agency} not recorded ({_words(refusal)})"
+        case SopProposalWithdrawn(sop_id=sop, sop_version=version, proposal_id=proposal):
+            return f"SOP {sop} v{version} proposal {proposal} withdrawn by {payload.withdrawn_by}"
         case SopInForce(sop_id=sop, sop_version=version, district_code=district):
             return f"SOP {sop} v{version} in force for district {district} ({payload.origin})"
         case TokenIssued(token_id=token_id, role=role, agency_id=agency_id):

@@ -38,6 +38,21 @@ def owner_of(token_id: str) -> str:
     return hashlib.sha256(f"rujuk-cadre:{token_id}".encode()).hexdigest()[:16]
 
 
+def signout_words(token_id: str) -> dict[str, str]:
+    """What every page's "Keluar" needs to warn a cadre and wipe its queue: whose queue, and
+    the warning and the confirming button in Bahasa Indonesia, then English."""
+    indonesian, english = Translator("id"), Translator("en")
+
+    def both(key: str) -> str:
+        return f"{indonesian(key)} / {english(key)}"
+
+    return {
+        "owner": owner_of(token_id),
+        "warning": both("cadre.signout_warning"),
+        "confirm": both("cadre.signout_confirm"),
+    }
+
+
 def refusal_reasons(problems: Sequence[Mapping[str, Any]], t: Translator) -> list[str]:
     """Intake's 422 problems as a cadre reads them: the field's label and the reason in the
     page's language (intake's own words where it gives them in both, ``id / en``)."""

@@ -2,10 +2,11 @@
 ``0,5``, ``87,5%``, ``1 j 57 mnt`` in Bahasa Indonesia; ``0.5``, ``87.5%``, ``1h 57m`` in
 English. Pure: no I/O."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 from functools import cache
 
 from babel import Locale
+from babel.dates import format_date
 from babel.numbers import format_decimal, format_percent
 from babel.units import format_unit
 
@@ -63,3 +64,13 @@ def duration(delta: timedelta, language: str) -> str:
     if len(parts) == 2:
         written.append(in_unit(parts[1][1], parts[1][0], language, pad=2))
     return " ".join(written)
+
+
+def month_year(day: date, language: str) -> str:
+    """``Maret 2026`` / ``March 2026``."""
+    return format_date(day, "LLLL y", locale=locale_of(language))
+
+
+def day_month_year(day: date, language: str) -> str:
+    """``1 Mar 2026`` / ``Mar 1, 2026``."""
+    return format_date(day, "medium", locale=locale_of(language))

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from console import cadre, form, supervision, views
+from console import cadre, form, monitoring_view, supervision, views
 from console.assets import IMMUTABLE, REVALIDATE, Assets, accepts_gzip
 from console.i18n import Translator, language_of
 from console.session import LANGUAGE_COOKIE, SESSION_COOKIE, Session, same_origin
@@ -150,6 +150,10 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
             "t": t,
             "lang": t.language,
             "session": session,
+            # A cadre's sign-out, on every page, warns and wipes its queue (cadre-signout.js).
+            "cadre_signout": cadre.signout_words(session.token_id)
+            if session is not None and session.role == "cadre"
+            else None,
             "crash_loops": crash_loops(request),
             **context,
         },
@@ -589,6 +593,7 @@ async def cadre_page(request: Request, session: Cadre, upstreams: UpstreamsDep) 
         areas=cadre.areas_of(who.get("areas")),
         district=(session.districts or ("",))[0],
         owner=cadre.owner_of(session.token_id),
+        expires=session.expires_at.isoformat() if session.expires_at else "",
         fields=form.FIELDS_BY_PATH,
     )
 
@@ -609,7 +614,14 @@ async def cadre_service_worker(request: Request, assets: AssetsDep) -> Response:
     )
 
 
-CADRE_SHELL = ("console.css", "cadre.js", "cadre-icon.svg", "cadre-icon-192.png")
+CADRE_SHELL = (
+    "console.css",
+    "cadre-queue.js",
+    "cadre-signout.js",
+    "cadre.js",
+    "cadre-icon.svg",
+    "cadre-icon-192.png",
+)
 
 
 @router.get("/cadre/manifest.webmanifest", include_in_schema=False)
@@ -639,7 +651,11 @@ async def cadre_manifest(request: Request, assets: AssetsDep) -> Response:
 async def cadre_file_report(request: Request, session: Cadre, upstreams: UpstreamsDep) -> Response:
     """One queued report, sent by the page's script: JSON in, JSON out. 202 with the case
     id; 422 with the reasons in the page's language; 401 when the cadre must sign in again;
-    503 when intake cannot be reached (the report stays queued)."""
+    503 when intake cannot be reached (the report stays queued); 409 when the queue it comes
+    from (``Rujuk-Queue-Owner``) is another cadre's: a report waiting on a shared phone is
+    never filed in the name of whoever signed in next."""
+    if request.headers.get("rujuk-queue-owner") != cadre.owner_of(session.token_id):
+        return JSONResponse({"signin": True}, 409)
     key = request.headers.get("idempotency-key", "")
     raw = await request.body()
     if not key or len(key) > 200 or len(raw) > cadre.REPORT_MAX_BYTES:
@@ -933,6 +949,95 @@ async def coordinator_csv(
     start, end = asked_period(request, zone)
     chosen = chosen_district(session, district)
     download = await upstreams.stats_csv(session.token, start, end, chosen)
+    return Response(
+        download.content,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{download.filename}"'},
+    )
+
+
+# --- coordinator: the rakor's monitoring summary -------------------------------------------
+
+
+def asked_monitoring_period(request: Request, zone: ZoneInfo) -> monitoring_view.ChosenPeriod:
+    query = request.query_params
+    try:
+        return monitoring_view.chosen_period(
+            query.get("period", ""),
+            query.get("month", ""),
+            query.get("quarter", ""),
+            query.get("year", ""),
+            query.get("from", ""),
+            query.get("to", ""),
+            datetime.now(zone).date(),
+        )
+    except monitoring_view.BadPeriod as exc:
+        raise PageProblem(400, "error.title") from exc
+
+
+async def monitoring_district(
+    upstreams: Upstreams, session: Session, asked: str
+) -> tuple[str | None, tuple[str, ...]]:
+    """The one district the summary is about (the first the token serves unless one is
+    asked for), and the districts to choose from. None only when a province-level token's
+    districts are unknown (routing did not answer): then routing counts them all."""
+    chosen = chosen_district(session, asked)
+    districts = await districts_served(upstreams, session)
+    if chosen is None and districts:
+        chosen = districts[0]
+    return chosen, districts
+
+
+@router.get("/coordinator/monitoring")
+async def monitoring_page(
+    request: Request,
+    session: Coordinator,
+    upstreams: UpstreamsDep,
+    zone: ZoneDep,
+    district: str = "",
+) -> Response:
+    """The figures a rakor needs for one district and period; ``?print=1``: the same on one
+    printable page, with the district, the period and when it was made."""
+    chosen = asked_monitoring_period(request, zone)
+    where, districts = await monitoring_district(upstreams, session, district)
+    start, end = chosen.start.isoformat(), chosen.end.isoformat()
+    figures = await upstreams.monitoring(session.token, start, end, where)
+    t = translator(request)
+    query = {"period": chosen.kind, "from": start, "to": end}
+    query |= {"month": chosen.month, "quarter": chosen.quarter, "year": str(chosen.year)}
+    if where:
+        query["district"] = where
+    printable = request.query_params.get("print") == "1"
+    return render(
+        request,
+        "monitoring_print.html" if printable else "monitoring.html",
+        chosen=chosen,
+        label=monitoring_view.period_label(chosen, t),
+        district=where,
+        districts=districts,
+        quarters=monitoring_view.quarter_choices(datetime.now(zone).date(), t),
+        years=monitoring_view.year_choices(datetime.now(zone).date()),
+        view=monitoring_view.monitoring_view(figures, t),
+        generated_at=figures.get("generated_at"),
+        escalation_reasons=monitoring_view.ESCALATION_REASONS,
+        decline_reasons=monitoring_view.DECLINE_REASONS,
+        query=urlencode(query),
+    )
+
+
+@router.get("/coordinator/monitoring.csv")
+async def monitoring_csv(
+    request: Request,
+    session: Coordinator,
+    upstreams: UpstreamsDep,
+    zone: ZoneDep,
+    district: str = "",
+) -> Response:
+    chosen = asked_monitoring_period(request, zone)
+    where, _ = await monitoring_district(upstreams, session, district)
+    download = await upstreams.monitoring_csv(
+        session.token, chosen.start.isoformat(), chosen.end.isoformat(), where
+    )
     return Response(
         download.content,
         media_type="text/csv; charset=utf-8",

@@ -33,6 +33,7 @@ class Session:
     role: str
     agency_id: str | None
     districts: tuple[str, ...] | None = None
+    expires_at: datetime | None = None  # when the session ends at the latest
 
 
 @dataclass(frozen=True)

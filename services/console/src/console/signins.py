@@ -127,6 +127,7 @@ class SignIns:
             role=record.role,
             agency_id=record.agency_id,
             districts=record.districts,
+            expires_at=record.expires_at,
         )
 
     async def sign_out(self, sealed: str | None) -> bool:

@@ -271,6 +271,23 @@ class Upstreams:
         )
         return _download(response, f"rujuk-stats-{since}-{until}.csv")
 
+    async def monitoring(
+        self, token: str, since: str, until: str, district: str | None = None
+    ) -> dict[str, Any]:
+        """The rakor's figures (routing's GET /v1/monitoring) for the period and district."""
+        figures: dict[str, Any] = await self._json(
+            "routing", "GET", "/v1/monitoring", token, params=_period(since, until, district)
+        )
+        return figures
+
+    async def monitoring_csv(
+        self, token: str, since: str, until: str, district: str | None = None
+    ) -> Download:
+        response = await self._send(
+            "routing", "GET", "/v1/monitoring.csv", token, params=_period(since, until, district)
+        )
+        return _download(response, f"rujuk-monitoring-{since}-{until}.csv")
+
     async def districts_in_force(self, token: str) -> list[str]:
         """The districts with an SOP in force that the token may see (routing's GET /v1/sops,
         which any role may read), sorted."""

@@ -1,6 +1,6 @@
 """Notify's composition root: the runtime, the directory, the bus handlers (referrals to
-deliver, on-call pages, partners' replies, routing's refusals), the delivery worker and its
-channels, the token verifier, and the HTTP app."""
+deliver, on-call pages, partners' replies and SOP answers, routing's refusals, SOP proposals'
+notices), the delivery worker and its channels, the token verifier, and the HTTP app."""
 
 import aiohttp
 from fastapi import FastAPI
@@ -9,7 +9,13 @@ from notify import http
 from notify.breaker import Breakers
 from notify.channels import EmailSender, NatsFeed, SmsGateway, WebhookSender
 from notify.directory import Directory
-from notify.handlers import NatsReplies, OnCallPages, ReferralRequests, RefusalForwarder
+from notify.handlers import (
+    NatsReplies,
+    OnCallPages,
+    ReferralRequests,
+    RefusalForwarder,
+    SopNotices,
+)
 from notify.settings import NotifySettings
 from notify.worker import DeliveryWorker, RetryPolicy, Senders
 from rujuk_contracts import subjects
@@ -18,6 +24,10 @@ from rujuk_contracts.events import (
     OnCallPaged,
     ReferralReplyRefused,
     ReferralRequested,
+    SopAnswerRefused,
+    SopProposalWithdrawn,
+    SopProposed,
+    SopPublished,
 )
 from rujuk_runtime.access import TokenVerifier, follow_tokens
 from rujuk_runtime.service import ServiceRuntime
@@ -74,6 +84,7 @@ class Notify:
             sms=sms,
             intake_url=s.intake_public_url,
             console_url=s.console_public_url,
+            routing_url=s.routing_public_url,
         )
 
     async def start_worker(self) -> None:
@@ -125,6 +136,13 @@ def build_notify(settings: NotifySettings | None = None) -> Notify:
     )
     refusals = RefusalForwarder(runtime.js)
     runtime.handle(ReferralReplyRefused, refusals.on_reply_refused, durable="notify-reply-refused")
+    notices = SopNotices(notify.directory, notify.available)
+    runtime.handle(SopProposed, notices.on_proposed, durable="notify-sop-proposed")
+    runtime.handle(SopProposalWithdrawn, notices.on_closed, durable="notify-sop-proposal-withdrawn")
+    runtime.handle(SopPublished, notices.on_closed, durable="notify-sop-published")
+    runtime.handle(
+        SopAnswerRefused, refusals.on_sop_answer_refused, durable="notify-sop-answer-refused"
+    )
     runtime.on_started.insert(0, notify.start_worker)
     runtime.on_stopping.append(notify.stop)
     return notify

@@ -2,7 +2,10 @@
 `on-call paged` in -> one page per contact queued on its channels (or reported failed at once);
 partners' replies in over NATS (``rujuk.partner.<agency>.in.<reply>``) -> checked and staged
 for routing, or refused on the partner's feed; routing's `reply refused` -> forwarded to the
-partner."""
+partner. SOP proposals: `sop proposed` -> a notice queued to each asked agency, and
+`proposal withdrawn` / `sop published` -> one to each agency told of the proposal; answers in
+over NATS (``…in.sop_answer``) -> checked and staged for routing, or refused on the partner's
+feed; routing's `sop answer refused` -> forwarded to the partner."""
 
 import json
 from collections.abc import Callable
@@ -28,6 +31,14 @@ from notify.replies import (
     refused_reply,
     without_free_text,
 )
+from notify.sop_answers import REFUSED_EVENT as SOP_ANSWER_REFUSED_EVENT
+from notify.sop_answers import (
+    SopAnswerNotValid,
+    accepted_sop_answer,
+    read_sop_answer,
+    refused_sop_answer,
+)
+from notify.sop_notices import notice_event, notice_key
 from rujuk_contracts import subjects
 from rujuk_contracts.envelope import CONTENT_TYPE, CloudEvent
 from rujuk_contracts.events import (
@@ -36,6 +47,11 @@ from rujuk_contracts.events import (
     OnCallPaged,
     ReferralReplyRefused,
     ReferralRequested,
+    SopAnswerGiven,
+    SopAnswerRefused,
+    SopProposalWithdrawn,
+    SopProposed,
+    SopPublished,
 )
 from rujuk_runtime.bus import consumer_name, event_headers, park
 from rujuk_runtime.consumer import Rejected
@@ -146,8 +162,58 @@ def _contacts_of(paged: OnCallPaged) -> dict[str, list[DeliveryChannel]]:
     return contacts
 
 
+class SopNotices:
+    """Queues the notices of a proposed SOP version: `sop proposed` to each asked agency;
+    `proposal withdrawn` and `sop published` (of a proposal) to each agency told of it. On the
+    agency's channels, through the machinery of referrals (``sop_notices``)."""
+
+    def __init__(self, directory: Directory, available: set[DeliveryChannel]) -> None:
+        self._directory = directory
+        self._available = available
+
+    async def on_proposed(self, conn: Connection, event: CloudEvent, payload: EventPayload) -> None:
+        if not isinstance(payload, SopProposed):
+            raise Rejected(f"expected a proposed SOP version, got {event.type}")
+        asked = [a.agency_id for a in payload.asked]
+        await self._queue(conn, event, payload.proposal_id, asked)
+
+    async def on_closed(self, conn: Connection, event: CloudEvent, payload: EventPayload) -> None:
+        """A proposal withdrawn, or published: the agencies told of it hear the end of it."""
+        if not isinstance(payload, SopProposalWithdrawn | SopPublished):
+            raise Rejected(f"expected a withdrawn or published SOP version, got {event.type}")
+        if payload.proposal_id is None:  # published directly: nobody was asked
+            return
+        told = await store.sop_notice_agencies(conn, payload.proposal_id)
+        await self._queue(conn, event, payload.proposal_id, told)
+
+    async def _queue(
+        self, conn: Connection, event: CloudEvent, proposal_id: str, agency_ids: list[str]
+    ) -> None:
+        traceparent = handling_traceparent(event.id, event.traceparent)
+        queue: list[tuple[store.Delivery, list[str]]] = []
+        for agency_id in agency_ids:
+            own = notice_event(event, agency_id)
+            delivery = store.Delivery(
+                referral_id=notice_key(proposal_id, event, agency_id),
+                case_id=proposal_id,  # what it is about (store.sop_notice_agencies)
+                agency_id=agency_id,
+                event_id=own.id,
+                event_type=event.type,
+                body=own.to_bytes(),
+                traceparent=traceparent,
+                channels_done=[],
+                attempts=0,
+            )
+            channels = self._directory.channels_for(agency_id, self._available)
+            queue.append((delivery, [str(c) for c in channels]))
+        queued = await store.enqueue_many(conn, queue)
+        log.info("sop notices queued", proposal_id=proposal_id, event_type=event.type,
+                 agencies=agency_ids, queued=queued)  # fmt: skip
+
+
 class RefusalForwarder:
-    """Routing refused a reply (not allowed in the lifecycle): tell the partner on its feed."""
+    """Routing refused a reply (not allowed in the lifecycle) or an answer to a proposed SOP
+    version (not asked, closed): tell the partner on its feed."""
 
     def __init__(self, js: Callable[[], JetStreamContext]) -> None:
         self._js = js
@@ -157,8 +223,18 @@ class RefusalForwarder:
     ) -> None:
         if not isinstance(payload, ReferralReplyRefused):
             raise Rejected(f"expected a refused reply, got {event.type}")
+        await self._forward(event, payload.agency_id, REFUSED_EVENT)
+
+    async def on_sop_answer_refused(
+        self, conn: Connection, event: CloudEvent, payload: EventPayload
+    ) -> None:
+        if not isinstance(payload, SopAnswerRefused):
+            raise Rejected(f"expected a refused SOP answer, got {event.type}")
+        await self._forward(event, payload.agency_id, SOP_ANSWER_REFUSED_EVENT)
+
+    async def _forward(self, event: CloudEvent, agency_id: str, feed_event: str) -> None:
         await self._js().publish(
-            subjects.partner_outbound(payload.agency_id, REFUSED_EVENT),
+            subjects.partner_outbound(agency_id, feed_event),
             event.to_bytes(),
             headers={**event_headers(event.id, event.traceparent), "Content-Type": CONTENT_TYPE},
         )
@@ -174,6 +250,20 @@ def refusal_message(
     headers = {"Content-Type": "application/problem+json"}
     if original:
         headers["Nats-Msg-Id"] = f"refused:{agency_id}:{original}"
+    return json.dumps(refusal_problem(reason, original)).encode(), headers
+
+
+def sop_refusal_message(
+    agency_id: str, reason: str, answer: SopAnswerGiven | None, original: str | None
+) -> tuple[bytes, dict[str, str]]:
+    """What the partner reads on ``…out.sop.answer_refused`` about an answer notify did not
+    pass on, and its headers."""
+    if answer is not None:
+        event = refused_sop_answer(agency_id, reason, answer, original)
+        return event.to_bytes(), event_headers(event.id, None)
+    headers = {"Content-Type": "application/problem+json"}
+    if original:
+        headers["Nats-Msg-Id"] = f"sop-refused:{agency_id}:{original}"
     return json.dumps(refusal_problem(reason, original)).encode(), headers
 
 
@@ -213,6 +303,10 @@ class NatsReplies:
                        consumer=consumer_name(message))  # fmt: skip
             await message.ack()
             return
+        if reply_token == subjects.SOP_ANSWER:
+            await self._sop_answer(message, agency_id)
+            await message.ack()
+            return
         try:
             event, reply = read_reply(message.data)
             kind = REPLY_KINDS[type(reply)]
@@ -226,29 +320,64 @@ class NatsReplies:
                 _, new = await store.accept_reply(
                     conn, agency_id, reply, event.traceparent, source=event.source
                 )
-            if new:
-                self.stats.accepted += 1
-                self._after_commit()
-            else:
-                self.stats.duplicates += 1
+            self._count(new)
         except ReplyRefused as refused:
-            self.stats.refused += 1
             original = original_id(message.data, stream_sequence(message))
             body, headers = refusal_message(agency_id, refused.reason, refused.reply, original)
-            await js.publish(
-                subjects.partner_outbound(agency_id, REFUSED_EVENT), body, headers=headers
-            )
-            free_text = carries_free_text(message.data)
-            await park(js, SERVICE, subject=message.subject,
-                       data=without_free_text(message.data) if free_text else message.data,
-                       reason=f"reply refused: {refused.reason}",
-                       message_id=original and f"{agency_id}:{original}",
-                       consumer=consumer_name(message))  # fmt: skip
-            if free_text:
-                await erase_from_stream(js, message)
-            log.warning("partner reply refused", agency_id=agency_id,
-                        reason=refused.reason[:200])  # fmt: skip
+            await self._refuse(message, agency_id, refused.reason, original, REFUSED_EVENT,
+                               body, headers)  # fmt: skip
         await message.ack()
+
+    async def _sop_answer(self, message: Msg, agency_id: str) -> None:
+        """An answer to a proposed SOP version: staged for routing, or refused."""
+        try:
+            event, answer = read_sop_answer(message.data)
+            internal = accepted_sop_answer(agency_id, event, answer)
+            async with self._pool().acquire() as conn, conn.transaction():
+                new = await store.stage_sop_answer(conn, internal)
+            if new:
+                log.info("sop answer passed on", agency_id=agency_id,
+                         proposal_id=answer.proposal_id, decision=answer.decision.value,
+                         event_id=internal.id)  # fmt: skip
+            self._count(new)
+        except SopAnswerNotValid as refused:
+            original = original_id(message.data, stream_sequence(message))
+            body, headers = sop_refusal_message(agency_id, refused.reason, refused.answer,
+                                                original)  # fmt: skip
+            await self._refuse(message, agency_id, refused.reason, original,
+                               SOP_ANSWER_REFUSED_EVENT, body, headers)  # fmt: skip
+
+    def _count(self, new: bool) -> None:
+        if new:
+            self.stats.accepted += 1
+            self._after_commit()
+        else:
+            self.stats.duplicates += 1
+
+    async def _refuse(
+        self,
+        message: Msg,
+        agency_id: str,
+        reason: str,
+        original: str | None,
+        feed_event: str,
+        body: bytes,
+        headers: dict[str, str],
+    ) -> None:
+        """Tell the partner why on its feed, and park the message (without free text)."""
+        js = self._js()
+        self.stats.refused += 1
+        await js.publish(subjects.partner_outbound(agency_id, feed_event), body, headers=headers)
+        free_text = carries_free_text(message.data)
+        await park(js, SERVICE, subject=message.subject,
+                   data=without_free_text(message.data) if free_text else message.data,
+                   reason=f"reply refused: {reason}",
+                   message_id=original and f"{agency_id}:{original}",
+                   consumer=consumer_name(message))  # fmt: skip
+        if free_text:
+            await erase_from_stream(js, message)
+        log.warning("partner reply refused", agency_id=agency_id, feed=feed_event,
+                    reason=reason[:200])  # fmt: skip
 
 
 async def erase_from_stream(js: JetStreamContext, message: Msg) -> None:

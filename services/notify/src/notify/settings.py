@@ -48,6 +48,11 @@ class NotifySettings(ServiceSettings):
         default="http://127.0.0.1:8085",
         description="The console, for pages: an on-call contact acknowledges at <url>/coordinator",
     )
+    routing_public_url: str = Field(
+        default="http://127.0.0.1:8082",
+        description="Routing's API, for the notices of a proposed SOP version: where an asked "
+        "agency answers (POST <url>/v1/sop-proposals/<id>/answers)",
+    )
     max_body_bytes: int = Field(
         default=16 * 1024, description="Larger POST bodies (replies) get 413; non-JSON ones 415"
     )

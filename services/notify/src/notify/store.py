@@ -15,7 +15,8 @@ import asyncpg
 
 from notify.oncall import AckCode
 from notify.replies import REPLY_KINDS, Reply, accepted_reply
-from rujuk_contracts.events import ReferralRequested
+from rujuk_contracts import CloudEvent
+from rujuk_contracts.events import ReferralRequested, SopProposed
 from rujuk_runtime.db import Connection, columns
 from rujuk_runtime.inbox import record_processed
 from rujuk_runtime.logs import get_logger
@@ -407,6 +408,29 @@ async def accept_reply(
     log.info("partner reply accepted", case_id=reply.case_id, referral_id=reply.referral_id,
              agency_id=agency_id, reply=REPLY_KINDS[type(reply)].value)  # fmt: skip
     return event.id, True
+
+
+# --- SOP proposals: notices to the asked agencies, and their answers ----------------------------
+
+
+async def sop_notice_agencies(conn: Connection, proposal_id: str) -> list[str]:
+    """The agencies notify told of a proposed SOP version (its ``sop.proposed`` notices)."""
+    rows = await conn.fetch(
+        "SELECT agency_id FROM deliveries WHERE case_id = $1 AND event_type = $2 "
+        "ORDER BY agency_id",
+        proposal_id,
+        SopProposed.event_type(),
+    )
+    return [row["agency_id"] for row in rows]
+
+
+async def stage_sop_answer(conn: Connection, event: CloudEvent) -> bool:
+    """Stage a partner's checked answer (``sop_answers.accepted_sop_answer``) in the outbox,
+    in the caller's transaction; False when it was staged before (a retry: nothing staged)."""
+    if not await record_processed(conn, event.id, event.type):
+        return False
+    await add_to_outbox(conn, event)
+    return True
 
 
 # --- on-call acknowledgement codes -------------------------------------------------------------

@@ -30,6 +30,7 @@ from notify.channels import EmailSender, NatsFeed, Outgoing, SmsGateway, Webhook
 from notify.directory import Directory
 from notify.oncall import page_event_id, page_failed
 from notify.retry import next_delay
+from notify.sop_notices import NOTICE_TYPES, HowToAnswer, notice_text
 from notify.templates import render_email, render_page_email, render_page_sms, render_sms
 from rujuk_contracts import CloudEvent, make_event, parse_event
 from rujuk_contracts.events import (
@@ -56,6 +57,11 @@ DELIVERY_ATTEMPTS = Counter(
 REFERRALS_SETTLED = Counter(
     "rujuk_referrals_settled_total",
     "Referrals notify finished: delivered on every channel, or delivery failed",
+    ["agency_id", "outcome"],
+)
+SOP_NOTICES_SETTLED = Counter(
+    "rujuk_sop_notices_settled_total",
+    "Notices of a proposed SOP version notify finished: delivered on every channel, or failed",
     ["agency_id", "outcome"],
 )
 PAGES_SETTLED = Counter(
@@ -94,6 +100,7 @@ class Senders:
     sms: SmsGateway | None = None
     intake_url: str = "http://127.0.0.1:8081"
     console_url: str = "http://127.0.0.1:8085"  # where a paged contact acknowledges
+    routing_url: str = "http://127.0.0.1:8082"  # where an asked agency answers a proposal
 
     def available(self) -> set[DeliveryChannel]:
         channels = {DeliveryChannel.NATS, DeliveryChannel.WEBHOOK}
@@ -345,10 +352,22 @@ class DeliveryWorker(BackgroundTask):
             "rujuk.channel": send.channel,
         }
         what = "page" if delivery.event_type == PAGE_EVENT_TYPE else "referral"
+        if delivery.event_type in NOTICE_TYPES:
+            what = "sop notice"
+            attributes = {
+                "rujuk.proposal_id": delivery.case_id,  # a notice's "case" is its proposal
+                "rujuk.agency_id": delivery.agency_id,
+                "rujuk.channel": send.channel,
+            }
         with span_from(f"notify deliver {what}", delivery.traceparent, attributes):
             try:
                 if what == "page":
                     await self._deliver_page(send)
+                elif what == "sop notice" and send.channel in (
+                    DeliveryChannel.EMAIL,
+                    DeliveryChannel.SMS,
+                ):
+                    await self._deliver_notice_text(send)
                 else:
                     await self._deliver(send)
                 return None
@@ -390,6 +409,22 @@ class DeliveryWorker(BackgroundTask):
                                             delivery.event_id)  # fmt: skip
         else:
             raise RuntimeError(f"channel {channel} is not configured for this agency any more")
+
+    async def _deliver_notice_text(self, send: store.Send) -> None:
+        """A notice of a proposed SOP version by e-mail or SMS (its feed and webhook carry the
+        CloudEvent, as a referral's do); its idempotency key is the notice's own event id."""
+        notice = send.delivery
+        event, payload = parse_event(notice.body)
+        senders, entry = self._senders, self._directory.entry(notice.agency_id)
+        how = HowToAnswer(console_url=senders.console_url, routing_url=senders.routing_url)
+        text = notice_text(payload, notice.agency_id, how, at=event.time)
+        if send.channel == DeliveryChannel.EMAIL and senders.email and entry.email:
+            await senders.email.deliver(entry.email, text.subject, text.body, notice.event_id)
+        elif send.channel == DeliveryChannel.SMS and senders.sms and entry.sms_number:
+            await senders.sms.deliver(entry.sms_number, text.sms, notice.referral_id,
+                                      notice.event_id)  # fmt: skip
+        else:
+            raise RuntimeError(f"channel {send.channel} is not configured for this agency any more")
 
     async def _deliver_page(self, send: store.Send) -> None:
         """One round's page to one on-call contact on one channel; its idempotency key (the
@@ -480,6 +515,9 @@ class DeliveryWorker(BackgroundTask):
             events = []
             for f in finished:
                 delivery = deliveries[f.referral_id]
+                if delivery.event_type in NOTICE_TYPES:
+                    await self._finish_notice(conn, delivery, f)
+                    continue
                 with logging_about(*_ids(delivery)):  # its lines name the case, event, trace
                     events.append(await self._finish(conn, delivery, f))
             await add_to_outbox(conn, *events)
@@ -552,6 +590,24 @@ class DeliveryWorker(BackgroundTask):
                     uuid.uuid5(EVENT_ID_NAMESPACE, f"{delivery.referral_id}:{payload.event}")
                 ),
             )
+
+    async def _finish_notice(
+        self, conn: Connection, notice: store.Delivery, finished: store.Finished
+    ) -> None:
+        """Every channel of a notice is settled: logged and counted, not reported on the bus
+        (the proposal shows who answered; a failure is a WARNING and a metric for ops)."""
+        if finished.failed_sends == 0:
+            SOP_NOTICES_SETTLED.labels(notice.agency_id, "delivered").inc()
+            log.info("sop notice delivered", notice=notice.referral_id,
+                     channels=finished.channels_done, attempts=finished.attempts)  # fmt: skip
+            return
+        failed = [o for o in await store.sends_of(conn, notice.referral_id)
+                  if o.state == "failed"]  # fmt: skip
+        reason = "; ".join(f"{o.last_error}" for o in failed)
+        await store.mark_failed(conn, notice.referral_id, finished.attempts, reason)
+        SOP_NOTICES_SETTLED.labels(notice.agency_id, "failed").inc()
+        log.warning("sop notice failed", notice=notice.referral_id,
+                    delivered_on=finished.channels_done, reason=reason[:200])  # fmt: skip
 
     async def _finish_page(
         self, conn: Connection, page: store.Delivery, finished: store.Finished

@@ -2,6 +2,7 @@
 the bus handlers, the deadline watcher and the HTTP door, wired together once."""
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
 
@@ -11,12 +12,14 @@ from routing.deadlines import DeadlineWatcher
 from routing.handlers import RoutingHandlers
 from routing.referrals import REPLY_KINDS
 from routing.settings import RoutingSettings
+from routing.simulations import SimulationRunner
 from routing.sops import SopsInForce
 from rujuk_contracts.events import (
     CaseReported,
     OnCallAcknowledged,
     ReferralDelivered,
     ReferralDeliveryFailed,
+    SopAnswerGiven,
 )
 from rujuk_runtime.access import TokenVerifier, follow_tokens
 from rujuk_runtime.logs import get_logger
@@ -33,7 +36,7 @@ def create_app(settings: RoutingSettings | None = None, *, clock: Clock = utc_no
     runtime = ServiceRuntime("routing", settings)
     verifier = TokenVerifier(lambda: runtime.pool, ttl=settings.token_cache_seconds)
     follow_tokens(runtime, verifier)
-    sops = SopsInForce()
+    sops = SopsInForce(clock=clock)
     sops.load_sops(settings.sop_dir)  # before the consumers start, so the first case finds it
     handlers = RoutingHandlers(sops, clock, minute=timedelta(seconds=settings.minute_seconds))
     register_handlers(runtime, handlers)
@@ -61,6 +64,13 @@ def create_app(settings: RoutingSettings | None = None, *, clock: Clock = utc_no
     runtime.on_started.append(started)
     runtime.health_details.append(lambda: {"sops_in_force": dict(sops.in_force_at_start)})
     runtime.run_in_background(watcher)
+    simulations = SimulationRunner(
+        lambda: runtime.pool,
+        zone=ZoneInfo(settings.stats_timezone),
+        clock=clock,
+        chunk=settings.simulation_chunk_cases,
+    )
+    runtime.run_in_background(simulations)
     return service_app(
         runtime,
         title="rujuk routing",
@@ -75,6 +85,7 @@ def create_app(settings: RoutingSettings | None = None, *, clock: Clock = utc_no
             "handlers": handlers,
             "minute": handlers.minute,
             "watcher": watcher,
+            "simulations": simulations,
         },
     )
 
@@ -97,3 +108,4 @@ def register_handlers(runtime: ServiceRuntime, handlers: RoutingHandlers) -> Non
         handlers.on_oncall_acknowledged,
         durable="routing-oncall-acknowledged",
     )
+    runtime.handle(SopAnswerGiven, handlers.on_sop_answer, durable="routing-sop-answers")

@@ -64,6 +64,8 @@ async def route_case(
         reported_at=reported.reported_at,
         routed_at=now,
         violence_types=[v.value for v in reported.triage.violence_types],
+        triage=reported.triage,
+        channel=reported.channel.value,
     )
     if not stored:
         raise Rejected(f"case {reported.case_id} was routed before")

@@ -124,6 +124,15 @@ class DeadlineWatcher(BackgroundTask):
             self._after_commit()
         return len(due)
 
+    async def announce_sops_taking_effect(self) -> None:
+        """Stage ``sop.in_force`` for a published version whose effective date has come (an
+        SOP announced before is not announced again)."""
+        async with self._pool().acquire() as conn, conn.transaction():
+            announced = await self._sops.announce_in_force(conn, self._clock, at_start=False)
+        if announced:
+            log.info("sops in force announced", sops=announced)
+            self._after_commit()
+
     async def report_open_referrals(self) -> None:
         async with self._pool().acquire() as conn:
             counts = await store.referrals_by_state_and_agency(conn)
@@ -152,6 +161,7 @@ class DeadlineWatcher(BackgroundTask):
             try:
                 await self.run_once()
                 if rounds % METRICS_EVERY_ROUNDS == 0:
+                    await self.announce_sops_taking_effect()
                     await self.report_open_referrals()
                     await self.report_unrouted_cases()
                     await self.report_open_alerts()

@@ -3,30 +3,44 @@
 source. No I/O: the caller gives the time and the traceparent, and stages the events."""
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 from routing.decide import Decision, ReferralDecision
 from routing.lifecycle import EscalationStep, StoredReferral
 from routing.paging import OnCallAlert, PagePlan, Round
 from routing.sop import Sop
+from routing.sop.duties import AgencyDutyChanges
+from routing.sop.signoff import StoredAnswer, StoredProposal
 from rujuk_contracts import CloudEvent, make_event
 from rujuk_contracts.events import (
+    AnswerVia,
+    AskedAgency,
     CaseClosed,
     CaseRouted,
     CloseReason,
     EscalationReason,
     EventPayload,
+    ObjectionReason,
     OnCallAcknowledged,
     OnCallAckVia,
     OnCallPaged,
+    OverrideReason,
     ReferralEscalated,
     ReferralReplyRefused,
     ReferralRequested,
     ReferralSummary,
     ReplyKind,
+    SopAnswerGiven,
+    SopAnswerRefusal,
+    SopAnswerRefused,
     SopInForce,
+    SopObjected,
     SopOrigin,
+    SopProposalWithdrawn,
+    SopProposed,
     SopPublished,
+    SopSignedOff,
     WithheldReferral,
 )
 
@@ -189,7 +203,16 @@ def case_closed(
 
 
 def sop_published(
-    sop: Sop, sha256: str, published_by: str, now: datetime, traceparent: str | None
+    sop: Sop,
+    sha256: str,
+    published_by: str,
+    now: datetime,
+    traceparent: str | None,
+    *,
+    effective_at: datetime | None = None,
+    proposal_id: str | None = None,
+    override_reason: OverrideReason | None = None,
+    agencies_not_agreed: Sequence[str] = (),
 ) -> CloudEvent:
     published = SopPublished(
         sop_id=sop.sop_id,
@@ -197,6 +220,10 @@ def sop_published(
         sop_version=sop.version,
         sha256=sha256,
         published_by=published_by,
+        proposal_id=proposal_id,
+        effective_at=effective_at,
+        override_reason=override_reason,
+        agencies_not_agreed=list(agencies_not_agreed),
     )
     key = f"sop:{sop.district_code}:{sop.version}:{sha256}"
     return routing_event(published, key, now, traceparent)
@@ -254,3 +281,90 @@ def oncall_acknowledged(
     )
     key = f"{alert.alert_id}:acknowledged:console:{by}"
     return routing_event(acknowledged, key, now, traceparent)
+
+
+# --- SOP proposals ------------------------------------------------------------------------
+
+
+def sop_proposed(
+    proposal: StoredProposal,
+    asked: Sequence[AgencyDutyChanges],
+    now: datetime,
+    traceparent: str | None,
+) -> CloudEvent:
+    proposed = SopProposed(
+        proposal_id=proposal.proposal_id,
+        sop_id=proposal.sop_id,
+        district_code=proposal.district_code,
+        sop_version=proposal.version,
+        sha256=proposal.sha256,
+        base_version=proposal.base_version,
+        proposed_by=proposal.proposed_by,
+        asked=[AskedAgency(agency_id=a.agency_id, duty_changes=a.codes) for a in asked],
+    )
+    return routing_event(proposed, f"sop-proposed:{proposal.proposal_id}", now, traceparent)
+
+
+def sop_answered(
+    proposal: StoredProposal, answer: StoredAnswer, key: str, traceparent: str | None
+) -> CloudEvent:
+    """``sop.signed_off`` or ``sop.objected``; ``key`` tells one answer from another (a
+    reply's own event id, or the time it was given)."""
+    common = {
+        "proposal_id": proposal.proposal_id,
+        "sop_id": proposal.sop_id,
+        "district_code": proposal.district_code,
+        "sop_version": proposal.version,
+        "sha256": proposal.sha256,
+        "agency_id": answer.agency_id,
+        "via": AnswerVia(answer.via),
+        "answered_by": answer.answered_by,
+    }
+    payload: EventPayload
+    if answer.decision == "agree":
+        payload = SopSignedOff(**common)
+    else:
+        assert answer.reason is not None
+        payload = SopObjected(
+            **common, reason=ObjectionReason(answer.reason), note_ref=answer.note_ref
+        )
+    return routing_event(
+        payload,
+        f"sop-answer:{proposal.proposal_id}:{answer.agency_id}:{key}",
+        answer.answered_at,
+        traceparent,
+    )
+
+
+def sop_proposal_withdrawn(
+    proposal: StoredProposal, by: str, now: datetime, traceparent: str | None
+) -> CloudEvent:
+    withdrawn = SopProposalWithdrawn(
+        proposal_id=proposal.proposal_id,
+        sop_id=proposal.sop_id,
+        district_code=proposal.district_code,
+        sop_version=proposal.version,
+        withdrawn_by=by,
+    )
+    return routing_event(withdrawn, f"sop-withdrawn:{proposal.proposal_id}", now, traceparent)
+
+
+def sop_answer_refused(
+    answer_event_id: str,
+    given: SopAnswerGiven,
+    refusal: SopAnswerRefusal,
+    reason: str,
+    now: datetime,
+    traceparent: str | None,
+) -> CloudEvent:
+    """An answer over NATS routing did not record; one per answer, however often it comes."""
+    refused = SopAnswerRefused(
+        proposal_id=given.proposal_id,
+        sop_id=given.sop_id,
+        district_code=given.district_code,
+        agency_id=given.agency_id,
+        decision=given.decision,
+        refusal=refusal,
+        reason=reason[:300],
+    )
+    return routing_event(refused, f"sop-answer-refused:{answer_event_id}", now, traceparent)

@@ -1,12 +1,12 @@
 """Routing's bus handlers: an event in (a reported case, a delivery report, a partner's reply,
-an on-call acknowledgement) becomes a call of the aggregate it concerns (``cases``,
-``referrals``, ``oncall``), in the consumer's transaction; the events that follow are staged
-in the outbox there."""
+an on-call acknowledgement, an agency's answer to a proposed SOP version) becomes a call of the
+aggregate it concerns (``cases``, ``referrals``, ``oncall``, ``proposals``), in the consumer's
+transaction; the events that follow are staged in the outbox there."""
 
 from datetime import timedelta
 from typing import TypeVar
 
-from routing import cases, oncall, referrals
+from routing import cases, oncall, proposals, referrals
 from routing.clock import Clock, utc_now
 from routing.decide import ONE_MINUTE, Decision
 from routing.referrals import REPLY_KINDS, PartnerReply
@@ -18,6 +18,7 @@ from rujuk_contracts.events import (
     OnCallAcknowledged,
     ReferralDelivered,
     ReferralDeliveryFailed,
+    SopAnswerGiven,
 )
 from rujuk_runtime.consumer import Rejected
 from rujuk_runtime.db import Connection
@@ -74,6 +75,13 @@ class RoutingHandlers:
     ) -> None:
         acknowledged = _expect(payload, OnCallAcknowledged)
         await oncall.record_acknowledgement(conn, acknowledged, event.time)
+
+    async def on_sop_answer(
+        self, conn: Connection, event: CloudEvent, payload: EventPayload
+    ) -> None:
+        """An agency's answer to a proposed SOP version, over NATS (passed on by notify)."""
+        given = _expect(payload, SopAnswerGiven)
+        await proposals.answer_over_nats(conn, event, given, self.clock)
 
 
 def _expect(payload: EventPayload, model: type[P]) -> P:

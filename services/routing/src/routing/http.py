@@ -16,25 +16,41 @@ names its agency.
 
 from datetime import date, datetime, timedelta
 from pathlib import PurePath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from routing import cases, oncall, store
+from routing import cases, oncall, proposals, simulations, store
 from routing.cases import CaseClosedAlready, CaseHasOpenReferrals, CaseNotFound
 from routing.clock import Clock
 from routing.lifecycle import ReferralState, UnroutedReason
+from routing.monitoring import NOT_A_COMPLAINT, SERVICE_FUNCTIONS, Monitoring, monitoring_of
+from routing.monitoring import render_csv as render_monitoring_csv
 from routing.paging import OnCallAlert
 from routing.settings import RoutingSettings
-from routing.sop import Sop, SopError
-from routing.sops import SopConflict, SopNotServed, SopsInForce
+from routing.simulations import DEFAULT_DAYS, SimulationRunner, last_days
+from routing.sop import Sop, SopError, parse_sop
+from routing.sop.duties import duty_changes
+from routing.sop.signoff import StoredAnswer, StoredProposal, standing_of
+from routing.sops import NeedsSignOff, SopConflict, SopNotServed, SopsInForce
 from routing.stats import Period, ReferralPage, Stats, period_bounds, render_csv, stats_of
-from rujuk_contracts.events import CASE_ID_PATTERN, CloseReason, DistrictCode, NoteRef
+from rujuk_contracts.events import (
+    CASE_ID_PATTERN,
+    PROPOSAL_ID_PATTERN,
+    AnswerVia,
+    CloseReason,
+    DistrictCode,
+    DutyChange,
+    NoteRef,
+    ObjectionReason,
+    OverrideReason,
+)
 from rujuk_contracts.subjects import AGENCY_ID_PATTERN
 from rujuk_runtime.access import Principal, Role, require
-from rujuk_runtime.problems import documented
+from rujuk_runtime.db import Connection
+from rujuk_runtime.problems import FieldProblem, documented
 from rujuk_runtime.webapp import Runtime, from_app_state
 
 YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"}
@@ -57,6 +73,8 @@ Minute = Annotated[timedelta, from_app_state("minute")]
 
 coordinator = Depends(require(Role.COORDINATOR))
 coordinator_or_partner = Depends(require(Role.COORDINATOR, Role.PARTNER))
+partner = Depends(require(Role.PARTNER))
+BodyModel = TypeVar("BodyModel", bound=BaseModel)
 anyone_signed_in = Depends(require(*Role))
 
 
@@ -171,10 +189,21 @@ async def publish_sop(
     runtime: Runtime,
     sops: Sops,
     clock: Now,
+    override: Annotated[
+        str | None,
+        Query(
+            description="Bind the agencies whose duties change without their sign-off: why, "
+            "an OverrideReason code: " + ", ".join(reason.value for reason in OverrideReason)
+        ),
+    ] = None,
 ) -> JSONResponse:
-    """Publish a new SOP version (YAML body; coordinator of its district). 422 lists every
-    error with its line; 403 for a district the token does not serve; 409 when the version
-    does not follow the one in force; 200 when this document was published before."""
+    """Publish a new SOP version directly, in force at once (YAML body; coordinator of its
+    district). Allowed when it asks no agency more than the version in force; otherwise 409
+    names the agencies and their duty changes and points to ``/v1/sop-proposals``, unless
+    ``?override=<OverrideReason>`` is given (recorded in sop.published, with the agencies).
+    422 lists every error with its line; 403 for a district the token does not serve; 409
+    when the version does not follow the one in force; 200 when this document was published
+    before."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in YAML_TYPES:
         raise HTTPException(415, "send the SOP as application/yaml")
@@ -186,10 +215,38 @@ async def publish_sop(
     except UnicodeDecodeError as exc:
         raise HTTPException(400, "the SOP must be UTF-8 text") from exc
     try:
+        reason = OverrideReason(override) if override is not None else None
+    except ValueError:
+        codes = ", ".join(r.value for r in OverrideReason)
+        return JSONResponse(
+            {
+                "detail": "alasan override tidak dikenal / unknown override reason",
+                "errors": [f"override: {override!r} is not one of {codes}"[:300]],
+            },
+            422,
+        )
+    try:
         async with runtime.pool.acquire() as conn, conn.transaction():
             published = await sops.publish_sop(
-                conn, text, _actor(principal), clock, districts=principal.district_filter
+                conn,
+                text,
+                _actor(principal),
+                clock,
+                districts=principal.district_filter,
+                override=reason,
             )
+    except NeedsSignOff as exc:
+        return JSONResponse(
+            {
+                "detail": str(exc),
+                "proposals": "/v1/sop-proposals",
+                "asked": [
+                    {"agency_id": a.agency_id, "duty_changes": [c.value for c in a.codes]}
+                    for a in exc.asked
+                ],
+            },
+            409,
+        )
     except SopNotServed as exc:
         raise HTTPException(403, _not_served(exc.district_code)) from exc
     except SopError as exc:
@@ -636,3 +693,745 @@ async def stats_csv(figures: Figures) -> Response:
 def _actor(principal: Principal) -> str:
     """Who did it, for events and logs: role and token id, never a name."""
     return f"{principal.role.value}:{principal.token_id}"
+
+
+# --- proposals ----------------------------------------------------------------------------
+# A coordinator proposes an SOP version; the agencies whose duties change agree or object
+# (partner tokens); the coordinator publishes it from an effective date, once all agreed or
+# with an override reason. Who sees a proposal: coordinators of its district; a partner
+# whose agency the version in force or the proposal names in its directory (the SOP is the
+# district partners' shared contract and no secret, so a partner also sees what is asked of
+# the others), any other as none (404). Only an asked agency answers.
+
+SIMULATION_DAYS = 90
+
+
+class DutyChangeView(BaseModel):
+    code: DutyChange
+    service: str | None = None
+    rule_id: str | None = None
+    before: str | None = None
+    after: str | None = None
+
+
+class AnswerView(BaseModel):
+    decision: str = Field(description="agree or object")
+    reason: ObjectionReason | None = None
+    note_ref: str | None = None
+    via: AnswerVia
+    answered_at: datetime
+
+
+class AskedView(BaseModel):
+    agency_id: str
+    duty_changes: list[DutyChange]
+    answer: AnswerView | None = Field(description="Its current answer; null: yet to answer")
+
+
+class ObjectionView(BaseModel):
+    agency_id: str
+    reason: ObjectionReason
+
+
+class ProposalView(BaseModel):
+    proposal_id: str
+    district_code: str
+    sop_id: str
+    version: int
+    sha256: str
+    base_version: int | None = Field(description="The version in force when proposed")
+    state: str = Field(description="open, published, withdrawn or superseded")
+    proposed_by: str
+    proposed_at: datetime
+    closed_at: datetime | None
+    closed_by: str | None
+    asked: list[AskedView]
+    agreed: list[str]
+    objected: list[ObjectionView]
+    awaiting: list[str] = Field(description="Asked agencies yet to answer")
+    links: dict[str, Any]
+
+
+class ProposalDetail(ProposalView):
+    duty_changes: dict[str, list[DutyChangeView]] = Field(
+        description="Per asked agency: what the proposal asks more of it than the base version"
+    )
+    diff: dict[str, Any] = Field(description="Rule by rule, against the base version")
+
+
+class ProposalPage(BaseModel):
+    proposals: list[ProposalView]
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class AnswerRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["agree", "object"]
+    reason: ObjectionReason | None = Field(default=None, description="Required to object")
+    note_ref: NoteRef | None = Field(
+        default=None, description="A note's id at intake, never the text (with an objection)"
+    )
+    via: Literal["api", "console"] = Field(default="api", description="Where it was given")
+
+    @model_validator(mode="after")
+    def _reason_with_objection(self) -> "AnswerRequest":
+        if (self.decision == "object") != (self.reason is not None):
+            raise ValueError("an objection needs a reason code; an agreement takes none")
+        if self.note_ref is not None and self.decision != "object":
+            raise ValueError("note_ref goes with an objection")
+        return self
+
+
+class PublishRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    effective_at: AwareDatetime | None = Field(
+        default=None, description="From when routing applies it (default now; not in the past)"
+    )
+    override_reason: OverrideReason | None = Field(
+        default=None, description="Publish although some asked agency has not agreed: why"
+    )
+
+
+class ProposalPublished(BaseModel):
+    proposal: ProposalView
+    sop_id: str
+    district_code: str
+    version: int
+    sha256: str
+    published_at: datetime
+    effective_at: datetime
+    override_reason: OverrideReason | None
+    agencies_not_agreed: list[str]
+
+
+class NotAgreedView(BaseModel):
+    detail: str
+    objected: list[ObjectionView]
+    awaiting: list[str]
+
+
+ProposalIdPath = Annotated[str, Path(pattern=PROPOSAL_ID_PATTERN)]
+no_proposal = "usulan tidak ada / no such proposal"
+
+
+def _proposal_view(proposal: StoredProposal) -> ProposalView:
+    standing = standing_of(proposal)
+    base = f"/v1/sop-proposals/{proposal.proposal_id}"
+    return ProposalView(
+        proposal_id=proposal.proposal_id,
+        district_code=proposal.district_code,
+        sop_id=proposal.sop_id,
+        version=proposal.version,
+        sha256=proposal.sha256,
+        base_version=proposal.base_version,
+        state=proposal.state,
+        proposed_by=proposal.proposed_by,
+        proposed_at=proposal.proposed_at,
+        closed_at=proposal.closed_at,
+        closed_by=proposal.closed_by,
+        asked=[
+            AskedView(
+                agency_id=agency_id,
+                duty_changes=[DutyChange(code) for code in codes],
+                answer=_answer_view(proposal.answers.get(agency_id)),
+            )
+            for agency_id, codes in proposal.asked.items()
+        ],
+        agreed=standing.agreed,
+        objected=[
+            ObjectionView(agency_id=a, reason=ObjectionReason(r)) for a, r in standing.objected
+        ],
+        awaiting=standing.awaiting,
+        links={
+            "self": base,
+            "document": f"{base}/document",
+            "answers": f"{base}/answers",
+            "publish": f"{base}/publish",
+            # The impact simulation (POST the document, as application/yaml).
+            "simulation": {
+                "method": "POST",
+                "href": f"/v1/sops/simulations?days={SIMULATION_DAYS}",
+                "body": f"{base}/document",
+            },
+        },
+    )
+
+
+def _answer_view(answer: StoredAnswer | None) -> AnswerView | None:
+    if answer is None:
+        return None
+    return AnswerView(
+        decision=answer.decision,
+        reason=ObjectionReason(answer.reason) if answer.reason else None,
+        note_ref=answer.note_ref,
+        via=AnswerVia(answer.via),
+        answered_at=answer.answered_at,
+    )
+
+
+def _proposal_detail(proposal: StoredProposal, before: Sop | None, after: Sop) -> ProposalDetail:
+    changes = {
+        a.agency_id: [
+            DutyChangeView(
+                code=c.code,
+                service=c.service.value if c.service else None,
+                rule_id=c.rule_id,
+                before=c.before,
+                after=c.after,
+            )
+            for c in a.changes
+        ]
+        for a in duty_changes(before, after)
+    }
+    return ProposalDetail(
+        **_proposal_view(proposal).model_dump(),
+        duty_changes=changes,
+        diff=proposals.rule_diff_of(before, after),
+    )
+
+
+async def _base_sop(conn: Connection, sops: SopsInForce, proposal: StoredProposal) -> Sop | None:
+    """The version the proposal was made against: published, else the district's file."""
+    if proposal.base_version is None:
+        return None
+    stored = await store.get_sop(conn, proposal.district_code, proposal.base_version)
+    if stored is not None:
+        return parse_sop(stored.yaml, origin=f"published {proposal.district_code}")
+    found = sops.library.for_district(proposal.district_code)
+    return found if found is not None and found.version == proposal.base_version else None
+
+
+def _sees_proposal(principal: Principal, proposal: StoredProposal) -> bool:
+    if principal.role is Role.PARTNER:
+        return principal.agency_id in proposal.agency_ids
+    return principal.serves(proposal.district_code)
+
+
+async def _yaml_body(request: Request) -> str:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in YAML_TYPES:
+        raise HTTPException(
+            415, "kirim SOP sebagai application/yaml / send the SOP as application/yaml"
+        )
+    raw = await request.body()
+    if len(raw) > MAX_SOP_BYTES:
+        raise HTTPException(413, f"SOP larger than {MAX_SOP_BYTES} bytes")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HTTPException(400, "SOP harus teks UTF-8 / the SOP must be UTF-8 text") from exc
+
+
+def _json_body(model: type[BodyModel], raw: bytes) -> BodyModel:
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        problems = [{"field": ".".join(map(str, e["loc"])) or "body", "problem": e["msg"]}
+                    for e in exc.errors()]  # fmt: skip
+        raise HTTPException(422, problems) from exc
+
+
+@router.post(
+    "/v1/sop-proposals",
+    status_code=201,
+    response_model=ProposalDetail,
+    tags=["sop-proposals"],
+    responses={**documented(401, 403, 409, 413, 415), 422: {"model": SopRefused}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/yaml": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def propose_sop(
+    request: Request,
+    principal: Annotated[Principal, coordinator],
+    runtime: Runtime,
+    sops: Sops,
+    clock: Now,
+) -> JSONResponse:
+    """Propose a new SOP version (YAML body; coordinator of its district). Returns the
+    proposal: who is asked to sign it off and why, the rule-by-rule diff against the version
+    in force, and the link to start its impact simulation. 422 lists every error with its
+    line; 409 when the version does not follow the one in force; 200 when this document is
+    the district's open proposal already. A new proposal supersedes the open one."""
+    text = await _yaml_body(request)
+    try:
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            proposed = await proposals.propose(
+                conn, sops, text, _actor(principal), clock, districts=principal.district_filter
+            )
+    except SopNotServed as exc:
+        raise HTTPException(403, _not_served(exc.district_code)) from exc
+    except SopError as exc:
+        return JSONResponse(
+            {"detail": "SOP ditolak / SOP refused", "errors": [str(i) for i in exc.issues]}, 422
+        )
+    except SopConflict as exc:
+        raise HTTPException(409, str(exc)) from exc
+    runtime.wake_relay()
+    detail = _proposal_detail(proposed.proposal, proposed.before, proposed.after)
+    return JSONResponse(detail.model_dump(mode="json"), 201 if proposed.created else 200)
+
+
+@router.get(
+    "/v1/sop-proposals",
+    response_model=ProposalPage,
+    tags=["sop-proposals"],
+    responses=documented(401, 403),
+)
+async def list_sop_proposals(
+    principal: Annotated[Principal, coordinator_or_partner],
+    runtime: Runtime,
+    asked: Districts = None,
+    state: Annotated[
+        list[Literal["open", "published", "withdrawn", "superseded"]] | None,
+        Query(description="Only these states (repeatable)"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    offset: Offset = 0,
+) -> ProposalPage:
+    """Proposals, newest first, with who agreed, who objected and who has yet to answer.
+    A coordinator: its districts' (``district`` narrows them; one not served is 403). A
+    partner: those of SOPs whose directory names its agency."""
+    agency_id = None
+    if principal.role is Role.PARTNER:
+        agency_id, districts = principal.agency_id, asked or None
+    else:
+        districts = _districts_counted(principal, asked)
+    async with runtime.pool.acquire() as conn:
+        rows = await store.list_proposals(
+            conn,
+            districts=districts,
+            agency_id=agency_id,
+            states=state or [],
+            limit=limit + 1,
+            offset=offset,
+        )
+    more = len(rows) > limit
+    return ProposalPage(
+        proposals=[_proposal_view(p) for p in rows[:limit]],
+        limit=limit,
+        offset=offset,
+        next_offset=offset + limit if more else None,
+    )
+
+
+@router.get(
+    "/v1/sop-proposals/{proposal_id}",
+    response_model=ProposalDetail,
+    tags=["sop-proposals"],
+    responses=documented(401, 403, 404),
+)
+async def get_sop_proposal(
+    proposal_id: ProposalIdPath,
+    principal: Annotated[Principal, coordinator_or_partner],
+    runtime: Runtime,
+    sops: Sops,
+) -> ProposalDetail:
+    """One proposal: who is asked and why, their answers, and the diff against the version
+    it was proposed against."""
+    async with runtime.pool.acquire() as conn:
+        proposal = await store.get_proposal(conn, proposal_id)
+        if proposal is None or not _sees_proposal(principal, proposal):
+            raise HTTPException(404, no_proposal)
+        before = await _base_sop(conn, sops, proposal)
+    return _proposal_detail(proposal, before, parse_sop(proposal.yaml))
+
+
+@router.get(
+    "/v1/sop-proposals/{proposal_id}/document",
+    response_class=Response,
+    tags=["sop-proposals"],
+    responses={200: {"content": {"application/yaml": {}}}, **documented(401, 403, 404)},
+)
+async def sop_proposal_document(
+    proposal_id: ProposalIdPath,
+    principal: Annotated[Principal, coordinator_or_partner],
+    runtime: Runtime,
+) -> Response:
+    """The proposed YAML document as it was sent (to read it, or to simulate it)."""
+    async with runtime.pool.acquire() as conn:
+        proposal = await store.get_proposal(conn, proposal_id)
+    if proposal is None or not _sees_proposal(principal, proposal):
+        raise HTTPException(404, no_proposal)
+    return Response(proposal.yaml, media_type="application/yaml; charset=utf-8")
+
+
+@router.post(
+    "/v1/sop-proposals/{proposal_id}/answers",
+    response_model=ProposalView,
+    tags=["sop-proposals"],
+    responses=documented(401, 403, 404, 409),
+)
+async def answer_sop_proposal(
+    request: Request,
+    proposal_id: ProposalIdPath,
+    principal: Annotated[Principal, partner],
+    runtime: Runtime,
+    clock: Now,
+) -> ProposalView:
+    """An asked agency agrees or objects (partner token): ``{"decision": "agree"}`` or
+    ``{"decision": "object", "reason": "<ObjectionReason>", "note_ref": "note-…"}``. A later
+    answer replaces the earlier one. 403 for an agency the proposal does not ask; 409 once
+    it is published, withdrawn or superseded."""
+    body = _json_body(AnswerRequest, await request.body())
+    assert principal.agency_id is not None
+    try:
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            proposal = await store.get_proposal(conn, proposal_id)
+            if proposal is None or not _sees_proposal(principal, proposal):
+                raise proposals.ProposalNotFound(proposal_id)
+            answered = await proposals.answer(
+                conn,
+                proposal_id,
+                principal.agency_id,
+                reason=body.reason,
+                note_ref=body.note_ref,
+                via=AnswerVia(body.via),
+                answered_by=_actor(principal),
+                clock=clock,
+            )
+    except proposals.ProposalNotFound as exc:
+        raise HTTPException(404, no_proposal) from exc
+    except proposals.NotAsked as exc:
+        raise HTTPException(
+            403,
+            f"usulan ini tidak meminta persetujuan {principal.agency_id} / this proposal does "
+            f"not ask {principal.agency_id} to sign it off",
+        ) from exc
+    except proposals.ProposalClosed as exc:
+        raise HTTPException(409, str(exc)) from exc
+    runtime.wake_relay()
+    return _proposal_view(answered)
+
+
+@router.post(
+    "/v1/sop-proposals/{proposal_id}/publish",
+    response_model=ProposalPublished,
+    tags=["sop-proposals"],
+    responses={**documented(401, 403, 404, 422), 409: {"model": NotAgreedView}},
+)
+async def publish_sop_proposal(
+    request: Request,
+    proposal_id: ProposalIdPath,
+    principal: Annotated[Principal, coordinator],
+    runtime: Runtime,
+    sops: Sops,
+    clock: Now,
+) -> ProposalPublished:
+    """Publish a proposal (coordinator of its district): ``{"effective_at": ISO datetime
+    (default now), "override_reason": "<OverrideReason>"}``. 409 names the agencies that
+    objected or have yet to answer, unless an override reason is given (then recorded with
+    them in sop.published). Routing applies it to new cases from ``effective_at``."""
+    body = _json_body(PublishRequest, await request.body())
+    try:
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            published, proposal = await proposals.publish(
+                conn,
+                sops,
+                proposal_id,
+                _actor(principal),
+                clock,
+                effective_at=body.effective_at,
+                override=body.override_reason,
+                districts=principal.district_filter,
+            )
+    except proposals.ProposalNotFound as exc:
+        raise HTTPException(404, no_proposal) from exc
+    except proposals.BadEffectiveDate as exc:
+        raise HTTPException(422, [{"field": "effective_at", "problem": str(exc)}]) from exc
+    except proposals.NotAgreed as exc:
+        return JSONResponse(  # type: ignore[return-value]
+            NotAgreedView(
+                detail=str(exc),
+                objected=[
+                    ObjectionView(agency_id=a, reason=ObjectionReason(r))
+                    for a, r in exc.standing.objected
+                ],
+                awaiting=exc.standing.awaiting,
+            ).model_dump(mode="json"),
+            409,
+        )
+    except (proposals.ProposalClosed, SopConflict) as exc:
+        raise HTTPException(409, str(exc)) from exc
+    runtime.wake_relay()
+    assert published.effective_at is not None
+    standing = standing_of(proposal)
+    return ProposalPublished(
+        proposal=_proposal_view(proposal),
+        sop_id=published.sop.sop_id,
+        district_code=published.sop.district_code,
+        version=published.sop.version,
+        sha256=published.sha256,
+        published_at=published.published_at,
+        effective_at=published.effective_at,
+        override_reason=body.override_reason if standing.not_agreed else None,
+        agencies_not_agreed=standing.not_agreed,
+    )
+
+
+@router.post(
+    "/v1/sop-proposals/{proposal_id}/withdraw",
+    response_model=ProposalView,
+    tags=["sop-proposals"],
+    responses=documented(401, 403, 404, 409),
+)
+async def withdraw_sop_proposal(
+    proposal_id: ProposalIdPath,
+    principal: Annotated[Principal, coordinator],
+    runtime: Runtime,
+    clock: Now,
+) -> ProposalView:
+    """Withdraw an open proposal (coordinator of its district): nobody is asked any more."""
+    try:
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            proposal = await proposals.withdraw(
+                conn, proposal_id, _actor(principal), clock, districts=principal.district_filter
+            )
+    except proposals.ProposalNotFound as exc:
+        raise HTTPException(404, no_proposal) from exc
+    except proposals.ProposalClosed as exc:
+        raise HTTPException(409, str(exc)) from exc
+    runtime.wake_relay()
+    return _proposal_view(proposal)
+
+
+# --- simulations ---------------------------------------------------------------------------
+# A candidate SOP run over a district's past cases beside the SOP in force (routing.simulations):
+# POST queues the job, GET polls its progress and, when done, gives what would have changed.
+
+Runner = Annotated[SimulationRunner, from_app_state("simulations")]
+SIMULATION_ID_PATTERN = r"^sim-[0-9a-f]{32}$"
+MAX_SIMULATED_DAYS = 3660
+EARLIEST_DAY, LATEST_DAY = date(2000, 1, 1), date(2100, 12, 31)
+
+
+class SimulationRefused(BaseModel):
+    """422: the document (``errors``, each with its line) or the query (``detail`` by field)."""
+
+    detail: str | list[FieldProblem]
+    errors: list[str] = Field(default_factory=list, description="Every problem in the document")
+
+
+class SimulationStarted(BaseModel):
+    simulation_id: str
+    url: str = Field(description="Poll it: GET this for progress and, when done, the result")
+    state: str = Field(description="queued")
+    district_code: str
+    period_from: datetime
+    period_to: datetime
+
+
+class SimulationView(BaseModel):
+    simulation_id: str
+    district_code: str
+    state: str = Field(description="queued, running, done or failed")
+    cases_done: int
+    cases_total: int | None = Field(description="Known once it runs")
+    base: dict[str, Any] = Field(description="The SOP in force it is compared with")
+    candidate: dict[str, Any]
+    period: dict[str, datetime] = Field(description="from (inclusive), to (exclusive)")
+    requested_by: str = Field(description="Role and token id")
+    requested_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    failure: str | None = Field(description="Why it failed (state failed)")
+    diff: dict[str, Any] = Field(description="Rule by rule, the SOP in force -> the candidate")
+    result: dict[str, Any] | None = Field(description="What would have changed (state done)")
+
+
+def simulated_period(
+    days: int | None, start: date | None, end: date | None, now: datetime, zone: str
+) -> simulations.Period:
+    """The period asked for: ``from`` and ``to`` (days in the stats time zone), else the last
+    ``days`` days (default 90); a clear 422 for anything else."""
+
+    def refuse(field: str, problem: str) -> HTTPException:
+        return HTTPException(422, [{"field": f"query.{field}", "problem": problem}])
+
+    if start is None and end is None:
+        return last_days(days or DEFAULT_DAYS, now)
+    if start is None or end is None:
+        raise refuse("from" if start is None else "to", "give both 'from' and 'to', or neither")
+    if days is not None:
+        raise refuse("days", "give 'days' or 'from' and 'to', not both")
+    for name, day in (("from", start), ("to", end)):
+        if not EARLIEST_DAY <= day <= LATEST_DAY:
+            raise refuse(name, f"must be between {EARLIEST_DAY} and {LATEST_DAY}")
+    if end < start:
+        raise refuse("to", "'to' must not be before 'from'")
+    if (end - start).days >= MAX_SIMULATED_DAYS:
+        raise refuse("to", f"at most {MAX_SIMULATED_DAYS} days")
+    return simulations.Period(*period_bounds(start, end, zone))
+
+
+@router.post(
+    "/v1/sops/simulations",
+    status_code=202,
+    response_model=SimulationStarted,
+    tags=["sops"],
+    responses={**documented(400, 401, 403, 409, 413, 415), 422: {"model": SimulationRefused}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/yaml": {"schema": {"type": "string"}}},
+        }
+    },
+    summary="Simulate a candidate SOP over the district's past cases (coordinator)",
+)
+async def start_simulation(
+    request: Request,
+    principal: Annotated[Principal, coordinator],
+    runtime: Runtime,
+    sops: Sops,
+    clock: Now,
+    settings: Settings,
+    runner: Runner,
+    days: Annotated[
+        int | None, Query(ge=1, le=MAX_SIMULATED_DAYS, description="The last N days (default 90)")
+    ] = None,
+    start: Annotated[date | None, Query(alias="from", description="First day, YYYY-MM-DD")] = None,
+    end: Annotated[date | None, Query(alias="to", description="Last day, YYYY-MM-DD")] = None,
+) -> JSONResponse:
+    """The candidate SOP (YAML body, as for POST /v1/sops) and the one in force for its
+    district, over the triage facts of the district's cases reported in the period: 202 with
+    the simulation's id and URL to poll. 422 lists every error of the document with its
+    line; 403 for a district the token does not serve; 409 when no SOP is in force there."""
+    period = simulated_period(days, start, end, clock(), settings.stats_timezone)
+    text = await _yaml_body(request)
+    try:
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            simulation_id = await simulations.start_simulation(
+                conn, sops, text, period, _actor(principal),
+                districts=principal.district_filter, clock=clock,
+            )  # fmt: skip
+            job = await store.get_simulation(conn, simulation_id, None)
+    except SopNotServed as exc:
+        raise HTTPException(403, _not_served(exc.district_code)) from exc
+    except SopError as exc:
+        return JSONResponse(
+            {"detail": "SOP refused", "errors": [str(issue) for issue in exc.issues]}, 422
+        )
+    except simulations.NothingToCompare as exc:
+        raise HTTPException(409, str(exc)) from exc
+    runner.wake()
+    assert job is not None  # stored just now, in this transaction
+    url = f"/v1/sops/simulations/{simulation_id}"
+    started = SimulationStarted(
+        simulation_id=simulation_id,
+        url=url,
+        state="queued",
+        district_code=job.district_code,
+        period_from=period.start,
+        period_to=period.end,
+    )
+    return JSONResponse(started.model_dump(mode="json"), 202, headers={"Location": url})
+
+
+@router.get(
+    "/v1/sops/simulations/{simulation_id}",
+    response_model=SimulationView,
+    tags=["sops"],
+    responses=documented(401, 403, 404),
+    summary="A simulation's progress and, when done, its diff and result (coordinator)",
+)
+async def simulation(
+    simulation_id: Annotated[str, Path(pattern=SIMULATION_ID_PATTERN)],
+    principal: Annotated[Principal, coordinator],
+    runtime: Runtime,
+    clock: Now,
+) -> SimulationView:
+    """State (queued, running, done, failed), cases done of the total, the rule-by-rule diff;
+    when done, what would have changed. A simulation of a district the token does not serve
+    answers 404, as for none."""
+    async with runtime.pool.acquire() as conn:
+        job = await simulations.simulation_status(
+            conn, simulation_id, principal.district_filter, clock=clock
+        )
+    if job is None:
+        raise HTTPException(404, f"simulasi tidak ada / no simulation {simulation_id}")
+    return SimulationView.model_validate(simulations.view(job))
+
+
+# --- the rakor's monitoring page ------------------------------------------------------------
+
+
+async def monitoring_figures(
+    principal: Annotated[Principal, coordinator],
+    start: From,
+    end: To,
+    runtime: Runtime,
+    clock: Now,
+    settings: Settings,
+    asked: Districts = None,
+) -> Monitoring:
+    if end < start:
+        raise HTTPException(
+            422, [{"field": "query.to", "problem": "'to' must not be before 'from'"}]
+        )
+    districts = _districts_counted(principal, asked)
+    zone = settings.stats_timezone
+    try:
+        since, until = period_bounds(start, end, zone)
+    except OverflowError as exc:  # the day after 9999-12-31
+        raise HTTPException(
+            422, [{"field": "query.to", "problem": "'to' must be before 9999-12-31"}]
+        ) from exc
+    now = clock()
+    async with runtime.pool.acquire() as conn:
+        rows = await store.monitoring_rows(
+            conn,
+            start=since,
+            end=until,
+            now=now,
+            districts=districts,
+            function_of_service={s.value: f.value for s, f in SERVICE_FUNCTIONS.items()},
+            not_a_complaint=NOT_A_COMPLAINT,
+        )
+    period = {"from": start, "to": end, "timezone": zone, "districts": districts}
+    return monitoring_of(rows, Period.model_validate(period), now)
+
+
+MonitoringFigures = Annotated[Monitoring, Depends(monitoring_figures)]
+
+
+@router.get(
+    "/v1/monitoring",
+    response_model=Monitoring,
+    responses=documented(401, 403),
+    tags=["console"],
+    summary="The rakor's figures: per agency, and cases per service function (coordinator)",
+)
+async def monitoring(figures: MonitoringFigures) -> Monitoring:
+    """For referrals made in the period, per agency and for all together: time to the first
+    answer (p50, p90, minutes) against the referrals' own deadlines, the share answered within
+    them, deadlines missed, hand-ons by reason, declines by reason; and the cases reported in
+    it per service function of Permen PPPA 2/2022 (docs/routing.md says how each is counted).
+    Days in ``ROUTING_STATS_TIMEZONE``; ``district`` as for /v1/stats (403 for one not served)."""
+    return figures
+
+
+@router.get(
+    "/v1/monitoring.csv",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}, **documented(401, 403)},
+    tags=["console"],
+    summary="The same figures as CSV: section,key,subkey,metric,value (coordinator)",
+)
+async def monitoring_csv(figures: MonitoringFigures) -> Response:
+    period = figures.period
+    where = "-".join(period.districts) if period.districts else "all"
+    return Response(
+        render_monitoring_csv(figures),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": "attachment; "
+            f'filename="rujuk-monitoring-{where}-{period.from_}-{period.to}.csv"'
+        },
+    )

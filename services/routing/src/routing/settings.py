@@ -44,3 +44,10 @@ class RoutingSettings(ServiceSettings):
     deadline_poll_seconds: float = Field(
         default=0.2, gt=0, le=10, description="How often the deadline watcher looks"
     )
+    simulation_chunk_cases: int = Field(
+        default=2000,
+        ge=1,
+        le=100_000,
+        description="Cases an impact simulation reads and decides at a time; its progress is "
+        "written after each chunk",
+    )

@@ -1,6 +1,7 @@
 """The SOPs in force: the files read at start, and the versions published since (in
-PostgreSQL, so every routing replica applies a new version from the moment it is committed);
-publishing a new version; announcing each SOP in force (``sop.in_force``) once."""
+PostgreSQL, so every routing replica applies a new version from its effective date on);
+publishing a new version; announcing each SOP in force (``sop.in_force``) once, when it comes
+into force."""
 
 import hashlib
 from collections.abc import Collection
@@ -9,12 +10,13 @@ from datetime import datetime
 from pathlib import Path
 
 from routing import store
-from routing.clock import Clock
+from routing.clock import Clock, utc_now
 from routing.events import sop_in_force, sop_published
 from routing.lifecycle import UnroutedReason
 from routing.sop import Sop, SopError, SopLibrary, load_sop_folder, parse_sop
+from routing.sop.duties import AgencyDutyChanges, duty_changes
 from routing.sop.examples import example_problems
-from rujuk_contracts.events import SopOrigin
+from rujuk_contracts.events import OverrideReason, SopOrigin
 from rujuk_runtime.consumer import Rejected
 from rujuk_runtime.db import Connection
 from rujuk_runtime.logs import get_logger
@@ -26,6 +28,21 @@ log = get_logger(__name__)
 
 class SopConflict(Exception):
     """A published SOP whose version cannot follow the one in force."""
+
+
+class NeedsSignOff(Exception):
+    """A version published directly that asks more of some agencies: it goes through a
+    proposal they sign off (``/v1/sop-proposals``), or is published with an override reason."""
+
+    def __init__(self, label: str, asked: list[AgencyDutyChanges]) -> None:
+        names = ", ".join(f"{a.agency_id} ({', '.join(a.codes)})" for a in asked)
+        super().__init__(
+            f"{label} mengubah tugas lembaga / changes the duties of: {names}. Ajukan lewat "
+            "/v1/sop-proposals agar mereka menyetujui, atau terbitkan dengan "
+            "?override=<alasan> / propose it at /v1/sop-proposals for their sign-off, or "
+            "publish with ?override=<OverrideReason>"
+        )
+        self.asked = asked
 
 
 class Unroutable(Rejected):
@@ -67,14 +84,27 @@ class PublishedSop:
     sha256: str
     published_at: datetime
     created: bool  # False when this very document was published before
+    effective_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Publication:
+    """How a version comes to be published: from which proposal, from when, and the override
+    of the agencies that had not agreed, if any."""
+
+    effective_at: datetime | None = None  # None: now
+    proposal_id: str | None = None
+    override_reason: OverrideReason | None = None
+    agencies_not_agreed: tuple[str, ...] = ()
 
 
 class SopsInForce:
     """Which SOP applies to a district: the newest version published, else the district's file.
     Keeps each published version parsed once."""
 
-    def __init__(self, library: SopLibrary | None = None) -> None:
+    def __init__(self, library: SopLibrary | None = None, *, clock: Clock = utc_now) -> None:
         self.library = library or SopLibrary()  # the files: where nothing was published
+        self.clock = clock  # a published version applies from its effective_at by this clock
         self._published: dict[tuple[str, int, str], Sop] = {}  # (district, version, sha256)
         # District -> version of the SOPs in force when this process started: /healthz says
         # it, so that whoever starts a stack can wait until intake knows them (rujuk.stack).
@@ -114,12 +144,12 @@ class SopsInForce:
         raise no_sop(district)
 
     async def sop_in_force(self, conn: Connection, district: str) -> Sop:
-        """The newest version published for the district, else its SOP file.
+        """The newest version published for the district in effect now, else its SOP file.
 
         Asked of the database for every case (one indexed row), so every routing replica
-        applies a new version from the moment it is committed; parsed once per version.
+        applies a new version from its effective date on; parsed once per version.
         """
-        newest = await store.newest_sop(conn, district)
+        newest = await store.newest_sop(conn, district, self.clock())
         if newest is None:
             return self.sop_for(district)
         version, sha256 = newest
@@ -146,7 +176,7 @@ class SopsInForce:
             district: InForce(sop, SopOrigin.FILE, self.library.sha256[district])
             for district, sop in self.library.sops.items()
         }
-        for stored in await store.newest_sops(conn):
+        for stored in await store.newest_sops(conn, self.clock()):
             try:
                 sop = await self.sop_in_force(conn, stored.district_code)
             except Unroutable as exc:
@@ -164,13 +194,17 @@ class SopsInForce:
             for district, found in (await self.documents_in_force(conn)).items()
         }
 
-    async def announce_in_force(self, conn: Connection, clock: Clock) -> list[str]:
-        """Stage ``sop.in_force`` for each SOP in force not announced before (the files, and
-        versions published before routing announced them); return their labels."""
+    async def announce_in_force(
+        self, conn: Connection, clock: Clock, *, at_start: bool = True
+    ) -> list[str]:
+        """Stage ``sop.in_force`` for each SOP in force not announced before (the files, the
+        versions published before routing announced them, a version whose effective date
+        has come); return their labels. The deadline watcher calls it on its ticks."""
         announced = []
         now = clock()
         for district, found in sorted((await self.documents_in_force(conn)).items()):
-            self.in_force_at_start[district] = found.sop.version
+            if at_start:
+                self.in_force_at_start[district] = found.sop.version
             if await self._announce(conn, found, now):
                 announced.append(found.sop.label)
         return announced
@@ -199,12 +233,15 @@ class SopsInForce:
         clock: Clock,
         *,
         districts: Collection[str] | None,
+        override: OverrideReason | None = None,
     ) -> PublishedSop:
-        """Validate, store and announce a new SOP version; it applies to new cases only.
-        The publisher serves ``districts`` (None: every district).
+        """Publish a version directly (no proposal). Allowed when it asks no agency more than
+        the version in force does; otherwise ``override`` must say why it binds them without
+        their sign-off (recorded in ``sop.published``), else NeedsSignOff. The publisher
+        serves ``districts`` (None: every district).
 
-        Raises SopError (every problem, with its line), SopNotServed or SopConflict; nothing
-        changes then, and the version in force stays.
+        Raises SopError (every problem, with its line), SopNotServed, SopConflict or
+        NeedsSignOff; nothing changes then, and the version in force stays.
         """
         sop = parse_sop(text, origin="published document", run_examples=example_problems)
         if districts is not None and sop.district_code not in districts:
@@ -212,14 +249,34 @@ class SopsInForce:
         sha256 = hashlib.sha256(text.encode()).hexdigest()
         await store.lock_district_sops(conn, sop.district_code)
         existing = await store.get_sop(conn, sop.district_code, sop.version)
+        if existing is not None and existing.sha256 == sha256:
+            return PublishedSop(sop, sha256, existing.published_at, False, existing.effective_at)
+        current = await self.check_follows(conn, sop)
+        asked = duty_changes(current, sop)
+        if asked and override is None:
+            raise NeedsSignOff(sop.label, asked)
+        publication = Publication(
+            override_reason=override if asked else None,
+            agencies_not_agreed=tuple(a.agency_id for a in asked),
+        )
+        published = await self.store_published(
+            conn, sop, text, sha256, published_by, clock, publication
+        )
+        await store.close_proposals(
+            conn, sop.district_code, "superseded", at=published.published_at, by=published_by
+        )
+        return published
+
+    async def check_follows(self, conn: Connection, sop: Sop) -> Sop | None:
+        """The SOP in force for the district (None: none), once sure ``sop``'s version follows
+        it and every version published (in effect or still to come); else SopConflict."""
+        existing = await store.get_sop(conn, sop.district_code, sop.version)
         if existing is not None:
-            if existing.sha256 == sha256:
-                return PublishedSop(sop, sha256, existing.published_at, created=False)
             raise SopConflict(
                 f"{sop.label} was already published with other content: raise the version"
             )
         try:
-            current = await self.sop_in_force(conn, sop.district_code)
+            current: Sop | None = await self.sop_in_force(conn, sop.district_code)
         except Rejected:
             current = None
         if current is not None and sop.version <= current.version:
@@ -227,7 +284,28 @@ class SopsInForce:
                 f"{current.label} is in force: publish a version above {current.version}, "
                 f"not {sop.version}"
             )
+        highest = await store.newest_published_version(conn, sop.district_code)
+        if highest is not None and sop.version <= highest:
+            raise SopConflict(
+                f"SOP {sop.district_code} v{highest} is published, in force from a later date: "
+                f"publish a version above {highest}, not {sop.version}"
+            )
+        return current
+
+    async def store_published(
+        self,
+        conn: Connection,
+        sop: Sop,
+        text: str,
+        sha256: str,
+        published_by: str,
+        clock: Clock,
+        publication: Publication,
+    ) -> PublishedSop:
+        """Store a checked version and stage ``sop.published``; ``sop.in_force`` is staged now
+        if it takes effect now, else by the deadline watcher once its date has come."""
         now = clock()
+        effective_at = max(publication.effective_at or now, now)
         await store.add_sop(
             conn,
             store.StoredSop(
@@ -238,12 +316,28 @@ class SopsInForce:
                 sha256=sha256,
                 published_by=published_by,
                 published_at=now,
+                effective_at=effective_at,
+                proposal_id=publication.proposal_id,
+                override_reason=publication.override_reason,
+                agencies_not_agreed=list(publication.agencies_not_agreed),
             ),
         )
         await add_to_outbox(
-            conn, sop_published(sop, sha256, published_by, now, current_traceparent())
+            conn,
+            sop_published(
+                sop,
+                sha256,
+                published_by,
+                now,
+                current_traceparent(),
+                effective_at=effective_at,
+                proposal_id=publication.proposal_id,
+                override_reason=publication.override_reason,
+                agencies_not_agreed=publication.agencies_not_agreed,
+            ),
         )
-        await self._announce(conn, InForce(sop, SopOrigin.PUBLISHED, sha256), now)
+        if effective_at <= now:
+            await self._announce(conn, InForce(sop, SopOrigin.PUBLISHED, sha256), now)
         log.info(
             "sop published",
             sop_id=sop.sop_id,
@@ -251,5 +345,8 @@ class SopsInForce:
             district=sop.district_code,
             sha256=sha256,
             published_by=published_by,
+            effective_at=effective_at.isoformat(),
+            proposal_id=publication.proposal_id,
+            override_reason=publication.override_reason,
         )
-        return PublishedSop(sop, sha256, now, created=True)
+        return PublishedSop(sop, sha256, now, True, effective_at)

@@ -6,7 +6,7 @@ The only module that writes SQL.
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -21,7 +21,9 @@ from routing.lifecycle import (
     UnroutedCase,
     UnroutedReason,
 )
+from routing.monitoring import MonitoringRows
 from routing.paging import OnCallAlert, PagePlan
+from routing.sop.signoff import StoredAnswer, StoredProposal
 from routing.stats import StatsRows
 from rujuk_contracts.events import (
     CloseReason,
@@ -31,6 +33,7 @@ from rujuk_contracts.events import (
     Priority,
     Service,
 )
+from rujuk_contracts.triage import TriageFacts
 from rujuk_runtime.db import Connection, columns
 
 _REFERRAL_COLUMNS = (
@@ -49,6 +52,10 @@ class StoredSop:
     sha256: str
     published_by: str
     published_at: datetime
+    effective_at: datetime | None = None  # None: when published
+    proposal_id: str | None = None
+    override_reason: str | None = None
+    agencies_not_agreed: list[str] = field(default_factory=list)
 
 
 async def add_case(
@@ -59,13 +66,16 @@ async def add_case(
     reported_at: datetime,
     routed_at: datetime,
     violence_types: Sequence[str] = (),
+    triage: TriageFacts | None = None,
+    channel: str | None = None,
 ) -> bool:
-    """Store a routed case, its referrals and their deadlines; False (and nothing stored) if
-    the case was routed before."""
+    """Store a routed case (with its triage facts, which the impact simulation reads, and its
+    channel: how the report came in, case.reported's), its referrals and their deadlines;
+    False (and nothing stored) if the case was routed before."""
     inserted = await conn.fetchval(
         "INSERT INTO cases (case_id, district_code, sop_id, sop_version, rules_fired, withheld, "
-        "reported_at, routed_at, violence_types) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, "
-        "$9) ON CONFLICT (case_id) DO NOTHING RETURNING true",
+        "reported_at, routed_at, violence_types, triage, channel) VALUES ($1, $2, $3, $4, $5, "
+        "$6::jsonb, $7, $8, $9, $10::jsonb, $11) ON CONFLICT (case_id) DO NOTHING RETURNING true",
         decision.case_id,
         district_code,
         decision.sop_id,
@@ -75,6 +85,8 @@ async def add_case(
         reported_at,
         routed_at,
         list(violence_types),
+        None if triage is None else triage.model_dump_json(),
+        channel,
     )
     if not inserted:
         return False
@@ -346,13 +358,23 @@ async def lock_district_sops(conn: Connection, district_code: str) -> None:
     )
 
 
-async def newest_sop(conn: Connection, district_code: str) -> tuple[int, str] | None:
-    """(version, sha256) of the newest published SOP of the district."""
+async def newest_sop(conn: Connection, district_code: str, now: datetime) -> tuple[int, str] | None:
+    """(version, sha256) of the newest published SOP of the district in effect at ``now``."""
     row = await conn.fetchrow(
-        "SELECT version, sha256 FROM sops WHERE district_code = $1 ORDER BY version DESC LIMIT 1",
+        "SELECT version, sha256 FROM sops WHERE district_code = $1 AND effective_at <= $2 "
+        "ORDER BY version DESC LIMIT 1",
         district_code,
+        now,
     )
     return None if row is None else (row["version"], row["sha256"])
+
+
+async def newest_published_version(conn: Connection, district_code: str) -> int | None:
+    """The highest version published for the district, in effect or still to come."""
+    version: int | None = await conn.fetchval(
+        "SELECT max(version) FROM sops WHERE district_code = $1", district_code
+    )
+    return version
 
 
 async def get_sop(conn: Connection, district_code: str, version: int) -> StoredSop | None:
@@ -362,10 +384,12 @@ async def get_sop(conn: Connection, district_code: str, version: int) -> StoredS
     return None if row is None else StoredSop(**dict(row))
 
 
-async def newest_sops(conn: Connection) -> list[StoredSop]:
-    """The newest published SOP of every district."""
+async def newest_sops(conn: Connection, now: datetime) -> list[StoredSop]:
+    """The newest published SOP of every district, of those in effect at ``now``."""
     rows = await conn.fetch(
-        "SELECT DISTINCT ON (district_code) * FROM sops ORDER BY district_code, version DESC"
+        "SELECT DISTINCT ON (district_code) * FROM sops WHERE effective_at <= $1 "
+        "ORDER BY district_code, version DESC",
+        now,
     )
     return [StoredSop(**dict(row)) for row in rows]
 
@@ -374,7 +398,8 @@ async def add_sop(conn: Connection, sop: StoredSop) -> bool:
     """Store a published version; False if that district and version exist already."""
     inserted = await conn.fetchval(
         "INSERT INTO sops (district_code, version, sop_id, yaml, sha256, published_by, "
-        "published_at) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+        "published_at, effective_at, proposal_id, override_reason, agencies_not_agreed) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
         "ON CONFLICT (district_code, version) DO NOTHING RETURNING true",
         sop.district_code,
         sop.version,
@@ -383,6 +408,10 @@ async def add_sop(conn: Connection, sop: StoredSop) -> bool:
         sop.sha256,
         sop.published_by,
         sop.published_at,
+        sop.effective_at or sop.published_at,
+        sop.proposal_id,
+        sop.override_reason,
+        list(sop.agencies_not_agreed),
     )
     return bool(inserted)
 
@@ -864,3 +893,476 @@ def _alert(row: asyncpg.Record) -> OnCallAlert:
 async def postpone_alert_forever(conn: Connection, alert_id: str) -> None:
     """Every round was paged: nothing more is due; the alert stays open until acknowledged."""
     await conn.execute("UPDATE oncall_alerts SET next_page_at = NULL WHERE alert_id = $1", alert_id)
+
+
+# --- SOP proposals --------------------------------------------------------------------------
+
+
+_PROPOSAL_COLUMNS = (
+    "proposal_id, district_code, sop_id, version, yaml, sha256, base_version, proposed_by, "
+    "proposed_at, state, agency_ids, closed_at, closed_by"
+)
+
+
+async def add_proposal(conn: Connection, proposal: StoredProposal) -> None:
+    """Store an open proposal and the agencies it asks."""
+    await conn.execute(
+        f"INSERT INTO sop_proposals ({_PROPOSAL_COLUMNS}) "  # noqa: S608
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        proposal.proposal_id,
+        proposal.district_code,
+        proposal.sop_id,
+        proposal.version,
+        proposal.yaml,
+        proposal.sha256,
+        proposal.base_version,
+        proposal.proposed_by,
+        proposal.proposed_at,
+        proposal.state,
+        proposal.agency_ids,
+        proposal.closed_at,
+        proposal.closed_by,
+    )
+    await conn.executemany(
+        "INSERT INTO sop_proposal_asked (proposal_id, agency_id, duty_changes) VALUES ($1, $2, $3)",
+        [(proposal.proposal_id, agency, codes) for agency, codes in proposal.asked.items()],
+    )
+
+
+async def open_proposal(conn: Connection, district_code: str) -> StoredProposal | None:
+    """The district's open proposal, if any (there is at most one)."""
+    proposal_id = await conn.fetchval(
+        "SELECT proposal_id FROM sop_proposals WHERE district_code = $1 AND state = 'open'",
+        district_code,
+    )
+    return None if proposal_id is None else await get_proposal(conn, proposal_id)
+
+
+async def close_proposals(
+    conn: Connection,
+    district_code: str,
+    state: str,
+    *,
+    at: datetime,
+    by: str,
+    proposal_id: str | None = None,
+) -> list[str]:
+    """Close the district's open proposal (only ``proposal_id``, when given) in ``state``;
+    the ids closed."""
+    rows = await conn.fetch(
+        "UPDATE sop_proposals SET state = $2, closed_at = $3, closed_by = $4 "
+        "WHERE district_code = $1 AND state = 'open' AND ($5::text IS NULL OR proposal_id = $5) "
+        "RETURNING proposal_id",
+        district_code,
+        state,
+        at,
+        by,
+        proposal_id,
+    )
+    return [row["proposal_id"] for row in rows]
+
+
+async def get_proposal(
+    conn: Connection, proposal_id: str, *, lock: bool = False
+) -> StoredProposal | None:
+    """A proposal with its asked agencies and their current answers; ``lock``: the row is
+    held until the transaction ends, so answers and publication do not race."""
+    row = await conn.fetchrow(
+        f"SELECT {_PROPOSAL_COLUMNS} FROM sop_proposals WHERE proposal_id = $1"  # noqa: S608
+        + (" FOR UPDATE" if lock else ""),
+        proposal_id,
+    )
+    if row is None:
+        return None
+    return (await _with_answers(conn, [row]))[0]
+
+
+async def list_proposals(
+    conn: Connection,
+    *,
+    districts: list[str] | None,
+    agency_id: str | None,
+    states: Sequence[str],
+    limit: int,
+    offset: int,
+) -> list[StoredProposal]:
+    """Proposals, newest first: of ``districts`` (None: every district), naming ``agency_id``
+    (None: any), in ``states`` (empty: any)."""
+    rows = await conn.fetch(
+        f"SELECT {_PROPOSAL_COLUMNS} FROM sop_proposals "  # noqa: S608
+        "WHERE ($1::text[] IS NULL OR district_code = ANY($1)) "
+        "AND ($2::text IS NULL OR agency_ids @> ARRAY[$2::text]) "
+        "AND (cardinality($3::text[]) = 0 OR state = ANY($3)) "
+        "ORDER BY proposed_at DESC, proposal_id LIMIT $4 OFFSET $5",
+        districts,
+        agency_id,
+        list(states),
+        limit,
+        offset,
+    )
+    return await _with_answers(conn, rows)
+
+
+async def _with_answers(conn: Connection, rows: Sequence[asyncpg.Record]) -> list[StoredProposal]:
+    ids = [row["proposal_id"] for row in rows]
+    asked: dict[str, dict[str, list[str]]] = {i: {} for i in ids}
+    answers: dict[str, dict[str, StoredAnswer]] = {i: {} for i in ids}
+    for a in await conn.fetch(
+        "SELECT proposal_id, agency_id, duty_changes FROM sop_proposal_asked "
+        "WHERE proposal_id = ANY($1::text[]) ORDER BY agency_id",
+        ids,
+    ):
+        asked[a["proposal_id"]][a["agency_id"]] = list(a["duty_changes"])
+    for a in await conn.fetch(
+        "SELECT proposal_id, agency_id, decision, reason, note_ref, via, answered_by, "
+        "answered_at FROM sop_proposal_answers WHERE proposal_id = ANY($1::text[]) "
+        "ORDER BY agency_id",
+        ids,
+    ):
+        answers[a["proposal_id"]][a["agency_id"]] = StoredAnswer(
+            **{k: a[k] for k in StoredAnswer.__dataclass_fields__}
+        )
+    return [
+        StoredProposal(
+            **dict(row), asked=asked[row["proposal_id"]], answers=answers[row["proposal_id"]]
+        )
+        for row in rows
+    ]
+
+
+async def put_answer(conn: Connection, proposal_id: str, answer: StoredAnswer) -> None:
+    """An asked agency's answer; it replaces the agency's earlier one."""
+    await conn.execute(
+        "INSERT INTO sop_proposal_answers (proposal_id, agency_id, decision, reason, note_ref, "
+        "via, answered_by, answered_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+        "ON CONFLICT (proposal_id, agency_id) DO UPDATE SET decision = EXCLUDED.decision, "
+        "reason = EXCLUDED.reason, note_ref = EXCLUDED.note_ref, via = EXCLUDED.via, "
+        "answered_by = EXCLUDED.answered_by, answered_at = EXCLUDED.answered_at",
+        proposal_id,
+        answer.agency_id,
+        answer.decision,
+        answer.reason,
+        answer.note_ref,
+        answer.via,
+        answer.answered_by,
+        answer.answered_at,
+    )
+
+
+# --- impact simulation (routing.simulations) ----------------------------------------------
+
+_SIMULATION_LOCK = "hashtext('routing.sop_simulations:' || $1)"
+_SIMULATION_COLUMNS = (
+    "simulation_id, district_code, base_version, base_origin, base_sha256, base_yaml, "
+    "candidate_version, candidate_sha256, candidate_yaml, period_from, period_to, state, "
+    "cases_done, cases_total, diff::text AS diff, result::text AS result, failure, "
+    "requested_by, requested_at, started_at, finished_at"
+)
+
+
+@dataclass(frozen=True)
+class SimulationJob:
+    """A simulation job as stored; ``diff`` and ``result`` as JSON text."""
+
+    simulation_id: str
+    district_code: str
+    base_version: int
+    base_origin: str
+    base_sha256: str
+    base_yaml: str
+    candidate_version: int
+    candidate_sha256: str
+    candidate_yaml: str
+    period_from: datetime
+    period_to: datetime
+    state: str
+    cases_done: int
+    cases_total: int | None
+    diff: str
+    result: str | None
+    failure: str | None
+    requested_by: str
+    requested_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+async def add_simulation(conn: Connection, job: SimulationJob) -> None:
+    await conn.execute(
+        "INSERT INTO sop_simulations (simulation_id, district_code, base_version, base_origin, "
+        "base_sha256, base_yaml, candidate_version, candidate_sha256, candidate_yaml, "
+        "period_from, period_to, state, diff, requested_by, requested_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'queued', $12::jsonb, $13, $14)",
+        job.simulation_id,
+        job.district_code,
+        job.base_version,
+        job.base_origin,
+        job.base_sha256,
+        job.base_yaml,
+        job.candidate_version,
+        job.candidate_sha256,
+        job.candidate_yaml,
+        job.period_from,
+        job.period_to,
+        job.diff,
+        job.requested_by,
+        job.requested_at,
+    )
+
+
+async def get_simulation(
+    conn: Connection, simulation_id: str, districts: list[str] | None
+) -> SimulationJob | None:
+    """The job, if it is of one of ``districts`` (None: any district)."""
+    row = await conn.fetchrow(
+        f"SELECT {_SIMULATION_COLUMNS} FROM sop_simulations WHERE simulation_id = $1 "  # noqa: S608
+        "AND ($2::text[] IS NULL OR district_code = ANY($2::text[]))",
+        simulation_id,
+        districts,
+    )
+    return None if row is None else SimulationJob(**dict(row))
+
+
+async def claim_queued_simulation(conn: Connection, at: datetime) -> SimulationJob | None:
+    """The oldest queued job, now running under this connection's session lock on it (held
+    until ``release_simulation``, or until the connection dies with its routing: then
+    ``fail_orphaned_simulations`` finds the job). Call inside a transaction."""
+    row = await conn.fetchrow(
+        "SELECT simulation_id FROM sop_simulations WHERE state = 'queued' "
+        "ORDER BY requested_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+    )
+    if row is None:
+        return None
+    simulation_id = row["simulation_id"]
+    # Taken before the state says running (and kept after the commit: a session lock), so a
+    # running job without its lock is always one whose runner died.
+    await conn.execute(f"SELECT pg_advisory_lock({_SIMULATION_LOCK})", simulation_id)
+    await conn.execute(
+        "UPDATE sop_simulations SET state = 'running', started_at = $2 WHERE simulation_id = $1",
+        simulation_id,
+        at,
+    )
+    return await get_simulation(conn, simulation_id, None)
+
+
+async def release_simulation(conn: Connection, simulation_id: str) -> None:
+    await conn.execute(f"SELECT pg_advisory_unlock({_SIMULATION_LOCK})", simulation_id)
+
+
+async def fail_orphaned_simulations(
+    conn: Connection, reason: str, at: datetime, *, simulation_id: str | None = None
+) -> list[str]:
+    """Mark failed the running jobs (or the one named) whose runner's lock is free: the
+    routing that ran them died. Returns their ids. Call inside a transaction."""
+    rows = await conn.fetch(
+        "SELECT simulation_id FROM sop_simulations WHERE state = 'running' "
+        "AND ($1::text IS NULL OR simulation_id = $1) FOR UPDATE SKIP LOCKED",
+        simulation_id,
+    )
+    orphans = []
+    for row in rows:
+        if await conn.fetchval(
+            f"SELECT pg_try_advisory_xact_lock({_SIMULATION_LOCK})", row["simulation_id"]
+        ):
+            orphans.append(row["simulation_id"])
+    if orphans:
+        await conn.execute(
+            "UPDATE sop_simulations SET state = 'failed', failure = $2, finished_at = $3 "
+            "WHERE simulation_id = ANY($1::text[])",
+            orphans,
+            reason,
+            at,
+        )
+    return orphans
+
+
+async def count_simulated_cases(
+    conn: Connection, district_code: str, period_from: datetime, period_to: datetime
+) -> int:
+    total: int = await conn.fetchval(
+        "SELECT count(*) FROM cases WHERE district_code = $1 AND reported_at >= $2 "
+        "AND reported_at < $3",
+        district_code,
+        period_from,
+        period_to,
+    )
+    return total
+
+
+async def simulated_cases_chunk(
+    conn: Connection,
+    district_code: str,
+    period_from: datetime,
+    period_to: datetime,
+    *,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[tuple[str, datetime, str | None]]:
+    """(case id, reported at, triage facts as JSON text or None) of the district's cases in
+    [from, to), in (reported_at, case_id) order, from just after ``after`` (keyset)."""
+    since, last_case = after if after is not None else (period_from, "")
+    rows = await conn.fetch(
+        "SELECT case_id, reported_at, triage::text AS triage FROM cases "
+        "WHERE district_code = $1 AND (reported_at, case_id) > ($2, $3) "
+        "AND reported_at >= $4 AND reported_at < $5 "
+        "ORDER BY reported_at, case_id LIMIT $6",
+        district_code,
+        since,
+        last_case,
+        period_from,
+        period_to,
+        limit,
+    )
+    return [(row["case_id"], row["reported_at"], row["triage"]) for row in rows]
+
+
+async def record_simulation_progress(
+    conn: Connection, simulation_id: str, done: int, total: int
+) -> None:
+    await conn.execute(
+        "UPDATE sop_simulations SET cases_done = $2, cases_total = $3 WHERE simulation_id = $1",
+        simulation_id,
+        done,
+        total,
+    )
+
+
+async def finish_simulation(
+    conn: Connection, simulation_id: str, result: str, done: int, total: int, at: datetime
+) -> None:
+    await conn.execute(
+        "UPDATE sop_simulations SET state = 'done', result = $2::jsonb, cases_done = $3, "
+        "cases_total = $4, finished_at = $5 WHERE simulation_id = $1",
+        simulation_id,
+        result,
+        done,
+        total,
+        at,
+    )
+
+
+async def fail_simulation(conn: Connection, simulation_id: str, reason: str, at: datetime) -> None:
+    await conn.execute(
+        "UPDATE sop_simulations SET state = 'failed', failure = $2, finished_at = $3 "
+        "WHERE simulation_id = $1",
+        simulation_id,
+        reason,
+        at,
+    )
+
+
+# --- the rakor's monitoring page ----------------------------------------------------------
+
+# A referral's minutes to its first answer, and its own deadline (the SOP's acknowledge_within).
+_DEADLINE_MINUTES = "extract(epoch FROM acknowledge_within) / 60"
+
+
+def _referral_of_districts(parameter: int | None, table: str = "") -> str:
+    """A referral of a case in the districts of ``$parameter`` (None: anywhere), by its case
+    id's first four characters, as the index ``referrals_by_district_created`` is keyed."""
+    if parameter is None:
+        return "true"
+    return f"left({table}case_id, 4) = ANY(${parameter}::text[])"
+
+
+def _case_of_districts(parameter: int | None, table: str = "") -> str:
+    return "true" if parameter is None else f"{table}district_code = ANY(${parameter}::text[])"
+
+
+async def monitoring_rows(
+    conn: Connection,
+    *,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    districts: list[str] | None,
+    function_of_service: dict[str, str],
+    not_a_complaint: Sequence[str],
+) -> MonitoringRows:
+    """The counts behind the monitoring page, in one consistent snapshot: referrals made in
+    [start, end) per agency and all together, escalations in it by the agency handed away from,
+    declines; cases reported in it (routed or still waiting, ``not_a_complaint`` close reasons
+    left out) and, per function, the cases referred for one of its services. Only cases of
+    ``districts`` and their referrals (None: every district)."""
+    # $1 start, $2 end, $3 the districts when there are some, then each query's own.
+    period: list[object] = [start, end]
+    at = None
+    if districts is not None:
+        period.append(districts)
+        at = len(period)
+    following = len(period) + 1
+    made_in_period = "created_at >= $1 AND created_at < $2"
+    counted_cases = (
+        "reported_at >= $1 AND reported_at < $2 "
+        f"AND coalesce(close_reason, '') <> ALL(${following}::text[])"
+    )
+    missed = _MISSED.replace("$1", f"${following}")
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        agencies = await conn.fetch(
+            "SELECT agency_id, count(*) AS referrals, "  # noqa: S608 (numbers, not input)
+            "count(acknowledged_at) AS acknowledged, "
+            f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {_MINUTES_TO_ANSWER}) AS p50_minutes, "
+            f"percentile_cont(0.9) WITHIN GROUP (ORDER BY {_MINUTES_TO_ANSWER}) AS p90_minutes, "
+            f"percentile_disc(0.5) WITHIN GROUP (ORDER BY {_DEADLINE_MINUTES}) "
+            "AS deadline_minutes, "
+            f"count(*) FILTER (WHERE {_MET}) AS met, "
+            f"count(*) FILTER (WHERE {missed}) AS missed, "
+            f"count(*) FILTER (WHERE NOT {_MET} AND NOT ({missed})) AS pending "
+            f"FROM referrals WHERE {made_in_period} AND {_referral_of_districts(at)} "
+            "GROUP BY GROUPING SETS ((agency_id), ()) ORDER BY agency_id NULLS LAST",
+            *period,
+            now,
+        )
+        escalations = await conn.fetch(
+            "SELECT away.agency_id, coalesce(s.escalation_reason, 'unknown') AS reason, "  # noqa: S608
+            "count(*) AS escalations FROM referrals s "
+            "JOIN referrals away ON away.referral_id = s.escalated_from "
+            "WHERE s.escalated_from IS NOT NULL AND s.created_at >= $1 AND s.created_at < $2 "
+            f"AND {_referral_of_districts(at, 's.')} GROUP BY 1, 2 ORDER BY 1, 2",
+            *period,
+        )
+        declines = await conn.fetch(
+            "SELECT agency_id, decline_reason AS reason, count(*) AS declined "  # noqa: S608
+            f"FROM referrals WHERE {made_in_period} AND {_referral_of_districts(at)} "
+            "AND decline_reason IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2",
+            *period,
+        )
+        cases = await conn.fetchrow(
+            "SELECT count(*) AS routed, "  # noqa: S608
+            "count(*) FILTER (WHERE channel = 'outreach') AS routed_outreach, "
+            "count(*) FILTER (WHERE channel IS NULL) AS channel_unknown "
+            f"FROM cases WHERE {counted_cases} AND {_case_of_districts(at)}",
+            *period,
+            list(not_a_complaint),
+        )
+        unrouted = await conn.fetchrow(
+            "SELECT count(*) AS unrouted, "  # noqa: S608
+            "count(*) FILTER (WHERE reported ->> 'channel' = 'outreach') AS unrouted_outreach "
+            "FROM unrouted_cases WHERE resolved_at IS NULL AND reported_at >= $1 "
+            f"AND reported_at < $2 AND {_case_of_districts(at)}",
+            *period,
+        )
+        services, functions = zip(*sorted(function_of_service.items()), strict=True)
+        # The period's cases first (from their district's index), then their referrals from
+        # the referrals' district index: a referral comes after its case was reported.
+        by_function = await conn.fetch(
+            "WITH period_cases AS MATERIALIZED (SELECT case_id FROM cases "  # noqa: S608
+            f"WHERE {counted_cases} AND {_case_of_districts(at)}) "
+            "SELECT f.function, count(DISTINCT r.case_id) AS cases "
+            "FROM referrals r JOIN period_cases p ON p.case_id = r.case_id "
+            f"JOIN unnest(${following + 1}::text[], ${following + 2}::text[]) "
+            "AS f (service, function) ON f.service = r.service "
+            f"WHERE r.created_at >= $1 AND {_referral_of_districts(at, 'r.')} "
+            "GROUP BY f.function",
+            *period,
+            list(not_a_complaint),
+            list(services),
+            list(functions),
+        )
+    return MonitoringRows(
+        agencies=[dict(row) for row in agencies],
+        escalations=[dict(row) for row in escalations],
+        declines=[dict(row) for row in declines],
+        cases={**dict(cases or {}), **dict(unrouted or {})},
+        function_cases={row["function"]: row["cases"] for row in by_function},
+    )

@@ -1,71 +1,21 @@
-// The cadre's queue (issue 25). A report filed here, with or without signal, waits on this
-// device sealed with AES-GCM under a key WebCrypto made non-extractable, kept in IndexedDB
-// (a database of this cadre's own); it keeps the Idempotency-Key it got when it was filed, so
-// sending it again never makes a second case. It is sent when there is a connection. After
-// intake's 202 the sealed copy is deleted and only the case id stays, until the cadre clears
-// it or signs out. A refused one keeps its sealed copy to be corrected and sent again.
-// Signing out deletes the key, the queue and the kept page, after a warning if reports wait.
+// The cadre's page (issue 25): the form, and the list of the reports this cadre filed on this
+// device with each one's state. The queue itself (sealed in IndexedDB, sent with the
+// Idempotency-Key fixed at filing) is cadre-queue.js, shared with the service worker, which
+// sends it by Background Sync when the connection returns even with this page closed; here
+// the page sends on the `online` event and after 2, 4 ... 60 s as well (every browser).
+// A page whose session's end has passed (a copy the service worker kept, opened offline)
+// shows neither the queue nor the form: whoever holds the phone next sees nothing of it.
 (function () {
   "use strict";
   var root = document.getElementById("cadre");
   if (!root) return;
   var words = root.dataset;
-  var DB = "rujuk-cadre-" + words.owner;
+  var queue = self.rujukCadreQueue(words.owner);
   var form = document.getElementById("cadre-form");
   var list = document.getElementById("queue");
   var editing = null; // the refused report being corrected: its record
   var sending = false;
-  var keyMade = null;
 
-  // --- storage ------------------------------------------------------------------------------
-  function openDb() {
-    return new Promise(function (resolve, reject) {
-      var request = indexedDB.open(DB, 1);
-      request.onupgradeneeded = function () {
-        request.result.createObjectStore("keys");
-        request.result.createObjectStore("reports", { keyPath: "id" });
-      };
-      request.onsuccess = function () { resolve(request.result); };
-      request.onerror = function () { reject(request.error); };
-    });
-  }
-  function inStore(store, mode, work) {
-    return openDb().then(function (db) {
-      return new Promise(function (resolve, reject) {
-        var t = db.transaction(store, mode), asked = work(t.objectStore(store)), result;
-        if (asked) asked.onsuccess = function () { result = asked.result; };
-        t.oncomplete = function () { db.close(); resolve(result); };
-        t.onerror = t.onabort = function () { db.close(); reject(t.error); };
-      });
-    });
-  }
-  function all() { return inStore("reports", "readonly", function (s) { return s.getAll(); }); }
-  function put(record) { return inStore("reports", "readwrite", function (s) { s.put(record); }); }
-  function remove(id) { return inStore("reports", "readwrite", function (s) { s["delete"](id); }); }
-
-  function key() {
-    if (!keyMade) {
-      keyMade = inStore("keys", "readonly", function (s) { return s.get("queue"); }).then(function (found) {
-        if (found) return found;
-        return crypto.subtle.generateKey({ name: "AES-GCM", length: 256 }, false, ["encrypt", "decrypt"])
-          .then(function (made) {
-            return inStore("keys", "readwrite", function (s) { s.add(made, "queue"); })
-              .then(function () { return made; });
-          });
-      });
-    }
-    return keyMade;
-  }
-  function seal(report) {
-    var iv = crypto.getRandomValues(new Uint8Array(12));
-    var plain = new TextEncoder().encode(JSON.stringify(report));
-    return key().then(function (k) { return crypto.subtle.encrypt({ name: "AES-GCM", iv: iv }, k, plain); })
-      .then(function (sealed) { return { iv: iv, sealed: sealed }; });
-  }
-  function unseal(record) {
-    return key().then(function (k) { return crypto.subtle.decrypt({ name: "AES-GCM", iv: record.iv }, k, record.sealed); })
-      .then(function (plain) { return JSON.parse(new TextDecoder().decode(plain)); });
-  }
   function newId() {
     var bytes = crypto.getRandomValues(new Uint8Array(16));
     return Array.prototype.map.call(bytes, function (b) { return (b + 256).toString(16).slice(1); }).join("");
@@ -145,7 +95,7 @@
     });
   }
 
-  function queue(event) {
+  function file(event) {
     event.preventDefault();
     var problem = document.getElementById("form-problem");
     if (!window.crypto || !crypto.subtle || !window.indexedDB) {
@@ -158,10 +108,10 @@
     }
     problem.hidden = true;
     var record = editing || { id: newId(), key: newId(), filedAt: new Date().toISOString() };
-    seal(report).then(function (sealed) {
+    queue.seal(report).then(function (sealed) {
       record.iv = sealed.iv; record.sealed = sealed.sealed;
       record.state = "waiting"; delete record.reasons; delete record.signin;
-      return put(record);
+      return queue.put(record);
     }).then(function () {
       editing = null;
       form.reset();
@@ -195,7 +145,7 @@
       a.textContent = words.status;
       li.appendChild(document.createTextNode(" "));
       li.appendChild(a);
-      li.appendChild(button(words.forget, "forget", function () { remove(record.id).then(show); }));
+      li.appendChild(button(words.forget, "forget", function () { queue.remove(record.id).then(show); }));
     }
     return li;
   }
@@ -206,7 +156,7 @@
     return b;
   }
   function show() {
-    return all().then(function (records) {
+    return queue.all().then(function (records) {
       records.sort(function (a, b) { return a.filedAt < b.filedAt ? -1 : 1; });
       list.textContent = "";
       records.forEach(function (r) { list.appendChild(item(r)); });
@@ -218,7 +168,7 @@
     document.getElementById("connection").textContent = navigator.onLine ? words.online : words.offline;
   }
   function correct(record) {
-    unseal(record).then(function (report) {
+    queue.unseal(record).then(function (report) {
       editing = record;
       fillForm(report);
       document.getElementById("editing").hidden = false;
@@ -227,52 +177,21 @@
   }
 
   // --- sending ------------------------------------------------------------------------------
-  function sendOne(record) {
-    record.state = "sent";
-    return put(record).then(show).then(function () { return unseal(record); }).then(function (report) {
-      return fetch("/cadre/reports", {
-        method: "POST", credentials: "same-origin", redirect: "manual", cache: "no-store",
-        headers: { "Content-Type": "application/json", "Idempotency-Key": record.key },
-        body: JSON.stringify(report)
-      });
-    }).then(function (response) {
-      if (response.status === 202) {
-        return response.json().then(function (answer) {
-          // The sealed copy goes; only the case id stays.
-          return put({ id: record.id, filedAt: record.filedAt, state: "accepted", caseId: answer.case_id });
-        }).then(function () { return true; });
-      }
-      if (response.status === 422 || response.status === 400) {
-        return response.json().then(function (answer) {
-          record.state = "refused"; record.reasons = answer.reasons;
-          return put(record);
-        }).then(function () { return true; });
-      }
-      record.state = "waiting";
-      record.signin = response.status === 401 || response.type === "opaqueredirect";
-      return put(record).then(function () { return false; });
-    }, function () {
-      record.state = "waiting"; // no connection after all
-      return put(record).then(function () { return false; });
-    });
-  }
   // A send that failed (no connection after all, intake away) is tried again after 2 s, then
-  // 4, 8 ... up to 60 s; one that needs the cadre to sign in again waits for that.
+  // 4, 8 ... up to 60 s, and handed to Background Sync; one that needs the cadre to sign in
+  // again waits for that.
   var retryIn = 2000, retry = null;
   function send() {
-    if (sending || !navigator.onLine) return Promise.resolve();
+    if (sending) return Promise.resolve();
+    if (!navigator.onLine) return queue.sendLater();
     sending = true;
     clearTimeout(retry);
-    return all().then(function (records) {
-      var due = records.filter(function (r) { return r.state === "waiting" || r.state === "sent"; });
-      return due.reduce(function (chain, record) {
-        return chain.then(function (goOn) { return goOn ? sendOne(record) : false; });
-      }, Promise.resolve(true));
-    }).then(function (allSent) {
+    return queue.sendDue().then(function (allSent) {
       sending = false;
       return show().then(function (records) {
         var stuck = records.filter(function (r) { return r.state === "waiting" && !r.signin; });
         if (!allSent && stuck.length) {
+          queue.sendLater();
           retry = setTimeout(send, retryIn);
           retryIn = Math.min(retryIn * 2, 60000);
         } else {
@@ -282,51 +201,31 @@
     }, function () { sending = false; });
   }
 
-  // --- signing out: the key, the queue and the kept page go -----------------------------------
-  function wipe() {
-    keyMade = null;
-    var gone = [new Promise(function (resolve) {
-      var request = indexedDB.deleteDatabase(DB);
-      request.onsuccess = request.onerror = request.onblocked = function () { resolve(); };
-    })];
-    if (window.caches) {
-      gone.push(caches.keys().then(function (names) {
-        return Promise.all(names.filter(function (n) { return n.indexOf("rujuk-cadre-") === 0; })
-          .map(function (n) { return caches["delete"](n); }));
-      }));
-    }
-    if (navigator.serviceWorker) {
-      gone.push(navigator.serviceWorker.getRegistrations().then(function (found) {
-        return Promise.all(found.map(function (r) { return r.unregister(); }));
-      }));
-    }
-    return Promise.all(gone);
+  // --- a session that has ended: nothing of the queue is shown ---------------------------------
+  function ended() {
+    var until = Date.parse(words.expires || "");
+    return !isNaN(until) && Date.now() >= until;
   }
-  var signOut = document.querySelector("form.who");
-  var warned = false;
-  if (signOut) {
-    signOut.addEventListener("submit", function (event) {
-      event.preventDefault();
-      all().then(function (records) {
-        var waiting = records.filter(function (r) { return r.state !== "accepted"; }).length;
-        if (waiting && !warned) {
-          warned = true;
-          var warning = document.getElementById("signout-warning") || document.createElement("p");
-          warning.id = "signout-warning"; warning.className = "error"; warning.setAttribute("role", "alert");
-          warning.textContent = words.signoutWarning.replace("{count}", String(waiting));
-          root.insertBefore(warning, root.firstChild);
-          signOut.querySelector("button").textContent = words.signoutConfirm;
-          return;
-        }
-        return wipe().then(function () { signOut.submit(); });
-      }, function () { wipe().then(function () { signOut.submit(); }); });
-    });
+  function close() {
+    clearTimeout(retry);
+    list.textContent = "";
+    ["queue-section", "cadre-form"].forEach(function (id) { document.getElementById(id).hidden = true; });
+    document.getElementById("session-ended").hidden = false;
   }
+  if (ended()) { close(); return; }
+  var left = Date.parse(words.expires || "") - Date.now();
+  if (left > 0 && left < 2147483647) setTimeout(close, left);
 
-  form.addEventListener("submit", queue);
+  form.addEventListener("submit", file);
   window.addEventListener("online", function () { connection(); send(); });
   window.addEventListener("offline", connection);
   connection();
   show().then(send);
-  if (navigator.serviceWorker) navigator.serviceWorker.register("/cadre/sw.js", { scope: "/cadre/" });
+  if (navigator.serviceWorker) {
+    navigator.serviceWorker.register("/cadre/sw.js", { scope: "/cadre/" });
+    // The worker sent what waited (Background Sync): show the new states.
+    navigator.serviceWorker.addEventListener("message", function (event) {
+      if (event.data === "rujuk-cadre-sent" && !ended()) show();
+    });
+  }
 })();

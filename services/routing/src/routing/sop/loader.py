@@ -101,6 +101,7 @@ class SopLibrary:
     sops: dict[str, Sop] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)
     sha256: dict[str, str] = field(default_factory=dict)  # district -> of its file's text
+    texts: dict[str, str] = field(default_factory=dict)  # district -> its file's text
 
     def for_district(self, district_code: str) -> Sop | None:
         return self.sops.get(district_code)
@@ -126,6 +127,7 @@ def load_sop_folder(folder: Path, *, run_examples: ExampleRunner | None = None) 
         else:
             library.sops[sop.district_code] = sop
             library.sha256[sop.district_code] = hashlib.sha256(text.encode()).hexdigest()
+            library.texts[sop.district_code] = text
     return library
 
 
