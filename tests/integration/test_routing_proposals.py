@@ -139,6 +139,10 @@ async def test_an_sop_binds_the_agencies_whose_duties_change_once_they_signed_it
         "legal-aid-for-police-process",
     }
     assert proposal["duty_changes"]["uptppa-probolinggo"][0]["after"] == "60 min"
+    examples = proposal["examples"]
+    assert len(examples) == V2.count("\n  - id: ", V2.index("\nexamples:")) > 0
+    assert all(e["passed"] and e["speaks_for"] for e in examples)
+    assert proposal["examples_dropped"] == []
     assert proposal["links"]["simulation"]["href"].startswith("/v1/sops/simulations")
     again = await http.post("/v1/sop-proposals", content=V2, headers=YAML)
     assert (again.status_code, again.json()["proposal_id"]) == (200, pid)
@@ -286,3 +290,23 @@ async def test_the_ledger_replays_how_the_sop_in_force_came_to_be(
             assert asyncio.get_running_loop().time() < deadline, found
             await asyncio.sleep(0.1)
     assert found[0] == "sop.in_force"  # the file in force at start, then how v2 came to be
+
+
+def without_example(text: str, example_id: str) -> str:
+    """The SOP with one example's block removed (up to the next example)."""
+    start = text.index(f"  - id: {example_id}\n")
+    end = text.find("\n  - id: ", start + 1)
+    return text[:start] + (text[end + 1 :] if end != -1 else "")
+
+
+async def test_a_proposal_that_drops_an_agencys_example_shows_it(parties: Parties) -> None:
+    """An agency's mandate left out of the SOP is shown on the proposal, run through it."""
+    dropped = "pengaduan-every-report-has-a-case-manager"
+    v2 = without_example(SOP_3513.replace("version: 1", "version: 2", 1), dropped)
+    proposed = await parties.http.post("/v1/sop-proposals", content=v2, headers=YAML)
+    assert proposed.status_code == 201, proposed.text
+    body = proposed.json()
+    assert dropped not in {e["example_id"] for e in body["examples"]}
+    assert [(e["example_id"], e["speaks_for"], e["passed"]) for e in body["examples_dropped"]] == [
+        (dropped, "uptppa-probolinggo", True)
+    ]

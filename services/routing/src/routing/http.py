@@ -33,6 +33,7 @@ from routing.settings import RoutingSettings
 from routing.simulations import DEFAULT_DAYS, SimulationRunner, last_days
 from routing.sop import Sop, SopError, parse_sop
 from routing.sop.duties import duty_changes
+from routing.sop.examples import ExampleResult, run_example, run_examples
 from routing.sop.signoff import StoredAnswer, StoredProposal, standing_of
 from routing.sops import NeedsSignOff, SopConflict, SopNotServed, SopsInForce
 from routing.stats import Period, ReferralPage, Stats, period_bounds, render_csv, stats_of
@@ -752,11 +753,27 @@ class ProposalView(BaseModel):
     links: dict[str, Any]
 
 
+class ExampleView(BaseModel):
+    example_id: str
+    speaks_for: str = Field(description="The agency (or the coordinator) whose mandate it is")
+    description: str | None
+    passed: bool
+    failures: list[str] = Field(description="Each expectation that does not hold (bilingual)")
+
+
 class ProposalDetail(ProposalView):
     duty_changes: dict[str, list[DutyChangeView]] = Field(
         description="Per asked agency: what the proposal asks more of it than the base version"
     )
     diff: dict[str, Any] = Field(description="Rule by rule, against the base version")
+    examples: list[ExampleView] = Field(
+        description="The proposal's own examples, run through it (a proposal is refused while "
+        "one fails, so they pass: this lists whose mandates it was checked against)"
+    )
+    examples_dropped: list[ExampleView] = Field(
+        description="Examples of the base version the proposal no longer carries, run through "
+        "the proposal: an agency's mandate left out, and whether the proposal still keeps it"
+    )
 
 
 class ProposalPage(BaseModel):
@@ -887,10 +904,28 @@ def _proposal_detail(proposal: StoredProposal, before: Sop | None, after: Sop) -
         ]
         for a in duty_changes(before, after)
     }
+    kept = {example.id for example in after.examples}
+    dropped = [e for e in (before.examples if before else []) if e.id not in kept]
     return ProposalDetail(
         **_proposal_view(proposal).model_dump(),
         duty_changes=changes,
         diff=proposals.rule_diff_of(before, after),
+        examples=[_example_view(result) for result in run_examples(after)],
+        examples_dropped=[
+            _example_view(run_example(after, index, example))
+            for index, example in enumerate(dropped)
+        ],
+    )
+
+
+def _example_view(result: ExampleResult) -> ExampleView:
+    example = result.example
+    return ExampleView(
+        example_id=example.id,
+        speaks_for=example.speaks_for,
+        description=example.description,
+        passed=result.passed,
+        failures=[failure.reason for failure in result.failures],
     )
 
 
