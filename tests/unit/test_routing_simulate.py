@@ -366,3 +366,14 @@ def test_facts_decided_once_get_what_decide_gives_each_of_them(
         assert comparison is not None
         assert comparison.before == Outcome.of(decide(BASE, "3514-0000000001", each, MONDAY))
         assert comparison.after == Outcome.of(decide(after, "3514-0000000001", each, MONDAY))
+
+
+def test_a_changed_case_shows_every_field_of_its_referrals_and_withholdings() -> None:
+    from dataclasses import asdict
+
+    from routing.simulate import ReferralOutcome, WithheldOutcome, _referral_view, _withheld_view
+
+    referral = ReferralOutcome("rsud-bangil", "health", "emergency", 30, ("uptppa",), "UU 35")
+    assert _referral_view(referral) == {**asdict(referral), "escalation_chain": ["uptppa"]}
+    withheld = WithheldOutcome("polres-pasuruan-ppa", "police")
+    assert _withheld_view(withheld) == asdict(withheld)
