@@ -1507,12 +1507,14 @@ def test_the_auditor_sees_the_timeline_the_verdict_and_the_bundle(
     fake.answer(
         "audit",
         "GET",
-        "/v1/ledger/verify",
+        f"/v1/cases/{CASE_ID}/verify",
         409,
         json={
+            "case_id": CASE_ID,
             "ok": False,
-            "entries_verified": 6,
-            "head": {"seq": 9, "hash": "ab"},
+            "entries_verified": 0,
+            "entries_pending": 0,
+            "checkpoint": {"size": 9, "signed_at": "2026-11-23T02:00:00Z", "witnesses": []},
             "failure": {"seq": 7, "kind": "hash_mismatch", "detail": "entry altered"},
         },
     )
@@ -1529,6 +1531,7 @@ def test_the_auditor_sees_the_timeline_the_verdict_and_the_bundle(
     assert page.status_code == 200
     assert "reported via hotline" in page.text
     assert "VERIFIKASI GAGAL pada entri #7" in page.text
+    assert fake.sent("audit", "/v1/ledger/verify") == []  # the case's proof, not the ledger's
     bundle = client.get(f"/audit/cases/{CASE_ID}/bundle")
     assert bundle.content == b"{}"
     assert CASE_ID in bundle.headers["content-disposition"]
@@ -1536,6 +1539,39 @@ def test_the_auditor_sees_the_timeline_the_verdict_and_the_bundle(
     sign_in(client, "au14")  # a bundle holds its case only: a district auditor takes it too
     district_page = client.get(f"/audit/cases/{CASE_ID}")
     assert f'href="/audit/cases/{CASE_ID}/bundle"' in district_page.text
+
+
+@pytest.mark.parametrize(
+    ("verdict", "shown", "state"),
+    [
+        (
+            {"entries_verified": 5, "entries_pending": 2},
+            ["checkpoint 120 bertanda tangan 2026-11-23 09:00: 5 entri", "2 entri yang lebih baru"],
+            "true",
+        ),
+        ({"entries_verified": 0, "entries_pending": 3}, ["belum tercakup checkpoint"], "pending"),
+        (
+            {"entries_verified": 0, "entries_pending": 3, "checkpoint": None},
+            ["Belum ada"],
+            "pending",
+        ),
+    ],
+)
+def test_the_case_page_says_which_signed_checkpoint_its_entries_were_proven_against(
+    client: TestClient, fake: FakeServices, verdict: dict[str, Any], shown: list[str], state: str
+) -> None:
+    history = {"case_id": CASE_ID, "entries": []}
+    fake.answer("audit", "GET", f"/v1/cases/{CASE_ID}/history", 200, json=history)
+    checkpoint = {"size": 120, "signed_at": "2026-11-23T02:00:00Z", "witnesses": []}
+    document = {"case_id": CASE_ID, "ok": True, "checkpoint": checkpoint, "failure": None}
+    fake.answer("audit", "GET", f"/v1/cases/{CASE_ID}/verify", 200, json={**document, **verdict})
+    sign_in(client, "au")
+    page = client.get(f"/audit/cases/{CASE_ID}")
+    assert page.status_code == 200
+    assert f'id="verdict" data-ok="{state}"' in page.text
+    for text in shown:
+        assert text in page.text
+    assert "rujuk audit verify" in page.text
 
 
 # --- the supervisor's crash-loop banner ----------------------------------------------------

@@ -940,7 +940,7 @@ async def coordinator_csv(
     )
 
 
-# --- auditor: a case's hand-offs from the ledger, the chain's verdict, the bundle ------------
+# --- auditor: a case's hand-offs from the ledger, the case's proof, the bundle ---------------
 
 
 @router.get("/audit")
@@ -956,7 +956,7 @@ async def audit_case(
 ) -> Response:
     case_id = checked_case_id(case_id)
     history = await upstreams.case_history(session.token, case_id)
-    verdict = await upstreams.verify_ledger(session.token)
+    verdict = await upstreams.verify_case(session.token, case_id)
     return render(
         request,
         "audit_case.html",
