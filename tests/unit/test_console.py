@@ -3,6 +3,7 @@ and its pages against fake upstream APIs (httpx MockTransport)."""
 
 import hashlib
 import json
+import random
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -15,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from console import form, views
+from console import form, formats, views
 from console.bootstrap import create_app
 from console.http import PageProblem, period
 from console.i18n import CATALOGUE, ENGLISH, INDONESIAN
@@ -1642,3 +1643,27 @@ def test_no_status_file_or_a_bad_one_shows_no_banner_and_no_error(
         page = client.get("/signin")
     assert page.status_code == 200
     assert "crash-loop" not in page.text
+
+
+# --- numbers as Babel writes them, faster -------------------------------------------------
+
+
+def test_numbers_and_spans_are_written_exactly_as_babel_writes_them() -> None:
+    rng = random.Random(22)
+    values = [0, 0.05, 0.15, 0.25, 1.005, 2.5, 3.5, 9.95, 59.99, 999.95, 1234.5, 1e6 + 0.05]
+    values += [round(rng.uniform(0, 20_000), rng.choice((1, 2, 3, 6))) for _ in range(3000)]
+    values += [rng.randrange(100_000) for _ in range(500)]
+    for language in ("id", "en"):
+        for value in values:
+            for digits in (0, 1, 2):
+                assert formats.number(value, language, digits) == formats.babel_number(
+                    value, language, digits
+                ), (value, language, digits)
+                assert formats.in_unit(value, "minute", language, digits) == (
+                    formats.babel_in_unit(value, "minute", language, digits)
+                ), (value, language, digits)
+            for unit in formats.SPAN_UNITS:
+                whole = int(value) % 100
+                assert formats.in_unit(whole, unit, language, pad=2) == formats.babel_in_unit(
+                    whole, unit, language, pad=2
+                ), (whole, unit, language)
