@@ -10,6 +10,9 @@ database, then measures and prints (and writes bench/results/years-<cases>-<time
 - p50 and p99 of the coordinator's and partners' APIs and the console's pages: referral
   lists, stats and CSV for a month and a year, a case, its ledger history and bundle, the
   partner's inbox; each asked ``--requests`` times, one at a time, after a warm-up;
+- intake at a fixed rate (``--rate`` reports/s for ``--seconds``, default 20/s for 60 s) while
+  the history is there: accept latency (the 202) and first delivery (to a webhook partner,
+  bench/e2e.py's receiver) p50/p99, and whether every case completed;
 - `rujuk audit verify` over the whole ledger;
 - the deadline watcher's poll: its claim of due deadlines, and the open-referrals gauge it
   refreshes every 25 polls;
@@ -20,6 +23,7 @@ database, then measures and prints (and writes bench/results/years-<cases>-<time
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import shutil
@@ -33,10 +37,12 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
+from e2e import Tracker, fixed_rate, quantiles, start_receiver
 from seed_years import DISTRICTS, case_id, seed
 
 from audit.cli import verify_ledger
@@ -202,6 +208,48 @@ async def console_pages(
     }  # fmt: skip
 
 
+async def intake_at_rate(
+    stack: Stack, arrivals_url: str, rate: float, seconds: float
+) -> dict[str, Any]:
+    """Reports filed at ``rate`` a second (open loop) for ``seconds`` on top of the history:
+    accept latency and first delivery to the webhook partner, as bench/e2e.py measures them."""
+    await asyncio.to_thread(stack.wait_sops_known, 90)
+    tracker = Tracker(stack.database_url, arrivals_url)
+    db = await asyncpg.connect(stack.database_url)
+    try:  # follow the ledger from its end, not through the years of history
+        tracker.last_seq = await db.fetchval("SELECT coalesce(max(seq), 0) FROM audit.ledger")
+    finally:
+        await db.close()
+    url = f"{stack.services['intake'].url}/v1/reports"
+    headers = {**stack.operator_headers(), "Content-Type": "application/json"}
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(headers=headers, timeout=timeout) as client:
+        following = tracker.following = asyncio.create_task(tracker.follow(client))
+        try:
+            await fixed_rate(client, url, tracker, "rate", rate, int(rate * seconds))
+            complete = await tracker.wait_complete("rate", 120)
+        finally:
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
+    journeys = tracker.phase("rate")
+    accept = [1000 * (j.accepted - j.sent) for j in journeys if j.accepted is not None]
+    first = [ms for j in journeys if (ms := j.first_delivery_ms) is not None]
+
+    def rounded(values: list[float]) -> dict[str, float | None]:
+        return {k: None if v is None else round(v, 1) for k, v in quantiles(values).items()}
+
+    return {
+        "offered_per_second": rate,
+        "seconds": seconds,
+        "reports": len(journeys),
+        "all_complete": complete,
+        "duplicates": sum(j.duplicates for j in journeys),
+        "accept_ms": rounded(accept),
+        "first_delivery_ms": rounded(first),
+    }
+
+
 async def watcher_poll(stack: Stack, polls: int = 50) -> dict[str, Any]:
     """The deadline watcher's two queries, as routing's role runs them."""
     conn = await asyncpg.connect(stack.service_database_url("routing"),
@@ -266,9 +314,12 @@ async def backup_and_restore(stack: Stack, folder: Path) -> dict[str, Any]:
     }
 
 
-async def run(cases: int, requests: int, folder: Path) -> dict[str, Any]:
+async def run(
+    cases: int, requests: int, folder: Path, rate: float, seconds: float
+) -> dict[str, Any]:
     result: dict[str, Any] = {"cases": cases, "at": datetime.now(UTC).isoformat()}
     stack = Stack(folder / "stack", external_nats_url=None, external_database_url=None)
+    receiver, port = start_receiver(stack)  # notify delivers webhooks to it (intake_at_rate)
     await asyncio.to_thread(stack.start_servers)
     try:
         started = time.monotonic()
@@ -286,6 +337,10 @@ async def run(cases: int, requests: int, folder: Path) -> dict[str, Any]:
         result["start_seconds"] = round(time.monotonic() - started, 2)
         print(f"stack started in {result['start_seconds']} s", flush=True)
         result["requests"] = await measure_requests(stack, cases, requests)
+        if rate > 0:
+            arrivals = f"http://127.0.0.1:{port}/arrivals"
+            result["intake_at_rate"] = await intake_at_rate(stack, arrivals, rate, seconds)
+            print(f"intake at {rate:g}/s: {result['intake_at_rate']}", flush=True)
         started = time.monotonic()
         verdict = await verify_ledger(stack.database_url)
         result["verify"] = {"seconds": round(time.monotonic() - started, 1),
@@ -305,10 +360,15 @@ async def run(cases: int, requests: int, folder: Path) -> dict[str, Any]:
         result["nats"] = {"store_bytes": nats_bytes, "bytes_per_case": round(nats_bytes / cases)}
         for name in reversed(SERVICES):
             stack.stop_service(name)
-        result["backup"] = await backup_and_restore(stack, folder)
+        try:  # a failed backup is a finding, not the end of the run's other figures
+            result["backup"] = await backup_and_restore(stack, folder)
+        except Exception as exc:
+            result["backup"] = {"error": f"{type(exc).__name__}: {exc}"}
         print(f"backup: {result['backup']}", flush=True)
     finally:
         await asyncio.to_thread(stack.stop)
+        receiver.terminate()
+        receiver.join(10)
     return result
 
 
@@ -316,12 +376,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=20.0,
+        help="Reports a second filed while the history is there (0: none)",
+    )
+    parser.add_argument("--seconds", type=float, default=60.0, help="...for this long")
     parser.add_argument("--keep", action="store_true", help="Keep the temporary folder")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="rujuk-years-"))
     folder.chmod(0o755)  # PostgreSQL may run as its own user
     try:
-        result = asyncio.run(run(args.cases, args.requests, folder))
+        result = asyncio.run(run(args.cases, args.requests, folder, args.rate, args.seconds))
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
