@@ -43,6 +43,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 from e2e import Tracker, fixed_rate, quantiles, start_receiver
+from procs import CpuMeter
 from seed_years import DISTRICTS, case_id, seed
 
 from audit.cli import verify_ledger
@@ -70,21 +71,30 @@ def percentiles(timings: list[float]) -> dict[str, float]:
 BUDGET_SECONDS = 90.0  # per endpoint: a slow one is asked fewer times (at least 10)
 
 
-async def timed(ask: Callable[[], Awaitable[httpx.Response]], requests: int) -> dict[str, Any]:
-    """Percentiles of ``requests`` answers; one that fails is said, with how long it took."""
+async def timed(
+    ask: Callable[[], Awaitable[httpx.Response]], requests: int, meter: CpuMeter | None = None
+) -> dict[str, Any]:
+    """Percentiles of ``requests`` answers; one that fails is said, with how long it took.
+    With ``meter``, also the CPU each metered process spent per answer: on a machine shared
+    with other work, wall-clock percentiles move with its load, CPU per answer much less."""
     try:
-        return await _timed(ask, requests)
+        found = await _timed(ask, requests, meter)
     except httpx.HTTPError as exc:
         return {"error": str(exc).splitlines()[0]}
+    return found
 
 
-async def _timed(ask: Callable[[], Awaitable[httpx.Response]], requests: int) -> dict[str, Any]:
+async def _timed(
+    ask: Callable[[], Awaitable[httpx.Response]], requests: int, meter: CpuMeter | None
+) -> dict[str, Any]:
     for _ in range(min(3, requests)):  # warm-up: connections, plans, caches
         started = time.perf_counter()
         response = await ask()
         if response.is_error:
             seconds = time.perf_counter() - started
             return {"error": f"{response.status_code} after {seconds:.1f} s"}
+    if meter is not None:
+        meter.start()
     timings: list[float] = []
     give_up = time.monotonic() + BUDGET_SECONDS
     while len(timings) < requests and (len(timings) < 10 or time.monotonic() < give_up):
@@ -92,7 +102,11 @@ async def _timed(ask: Callable[[], Awaitable[httpx.Response]], requests: int) ->
         response = await ask()
         timings.append((time.perf_counter() - started) * 1000)
         response.raise_for_status()
-    return {**percentiles(timings), "n": len(timings)}
+    found: dict[str, Any] = {**percentiles(timings), "n": len(timings)}
+    if meter is not None:
+        spent = meter.spent_ms(len(timings))
+        found["cpu_ms_per_request"] = {name: round(ms, 2) for name, ms in spent.items() if ms}
+    return found
 
 
 def rss_mb(pid: int) -> float:
@@ -141,6 +155,7 @@ async def measure_requests(stack: Stack, cases: int, requests: int) -> dict[str,
         return case_id(DISTRICTS[number % len(DISTRICTS)], number)
 
     found: dict[str, Any] = {}
+    meter = CpuMeter(server_pids(stack))
     async with httpx.AsyncClient(timeout=60) as http:
         for where, headers in ((f"{url['routing']}/v1/referrals?limit=1", partner),
                                (f"{url['routing']}/v1/referrals?limit=1", coordinator),
@@ -173,13 +188,23 @@ async def measure_requests(stack: Stack, cases: int, requests: int) -> dict[str,
                                  headers=auditor),
         }  # fmt: skip
         for name, ask in api.items():
-            found[name] = await timed(ask, requests)
+            found[name] = await timed(ask, requests, meter)
             print(f"  {name:<58} {found[name]}", flush=True)
     pages = await console_pages(url["console"], keys, partner_secret, some_case, month, year)
     for name, ask in pages.items():
-        found[name] = await timed(ask, max(20, requests // 4))
+        found[name] = await timed(ask, max(20, requests // 4), meter)
         print(f"  {name:<58} {found[name]}", flush=True)
     return found
+
+
+def server_pids(stack: Stack) -> dict[str, tuple[int, bool]]:
+    """Each service's process, and PostgreSQL's (with its backends) and NATS's."""
+    pids = {n: (s.process.pid, False) for n, s in stack.services.items() if s.process is not None}
+    if stack.postgres is not None and stack.postgres.process is not None:
+        pids["postgres"] = (stack.postgres.process.pid, True)
+    if stack.nats is not None and stack.nats.process is not None:
+        pids["nats"] = (stack.nats.process.pid, False)
+    return pids
 
 
 async def wait_until_known(http: httpx.AsyncClient, where: str, headers: dict[str, str]) -> None:
@@ -315,7 +340,7 @@ async def backup_and_restore(stack: Stack, folder: Path) -> dict[str, Any]:
 
 
 async def run(
-    cases: int, requests: int, folder: Path, rate: float, seconds: float
+    cases: int, requests: int, folder: Path, rate: float, seconds: float, backup: bool = True
 ) -> dict[str, Any]:
     result: dict[str, Any] = {"cases": cases, "at": datetime.now(UTC).isoformat()}
     stack = Stack(folder / "stack", external_nats_url=None, external_database_url=None)
@@ -361,7 +386,8 @@ async def run(
         for name in reversed(SERVICES):
             stack.stop_service(name)
         try:  # a failed backup is a finding, not the end of the run's other figures
-            result["backup"] = await backup_and_restore(stack, folder)
+            if backup:
+                result["backup"] = await backup_and_restore(stack, folder)
         except Exception as exc:
             result["backup"] = {"error": f"{type(exc).__name__}: {exc}"}
         print(f"backup: {result['backup']}", flush=True)
@@ -383,12 +409,15 @@ def main() -> None:
         help="Reports a second filed while the history is there (0: none)",
     )
     parser.add_argument("--seconds", type=float, default=60.0, help="...for this long")
+    parser.add_argument("--no-backup", action="store_true", help="Skip backup and restore")
     parser.add_argument("--keep", action="store_true", help="Keep the temporary folder")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="rujuk-years-"))
     folder.chmod(0o755)  # PostgreSQL may run as its own user
     try:
-        result = asyncio.run(run(args.cases, args.requests, folder, args.rate, args.seconds))
+        result = asyncio.run(
+            run(args.cases, args.requests, folder, args.rate, args.seconds, not args.no_backup)
+        )
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
