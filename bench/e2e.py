@@ -3,7 +3,7 @@ partner and every event of the case is in the audit ledger; then the null pipeli
 (bench/null_pipeline.py) for the same shape of JetStream traffic, and our ratio of it.
 
     .venv/bin/python bench/e2e.py [--rates 20,50] [--seconds 30] [--burst 3000] [--out PATH]
-                                  [--statements N]
+                                  [--statements N] [--profile DIR]
 
 Starts embedded NATS and PostgreSQL and the four services (intake, routing, notify, audit) as
 processes (rujuk.stack.Stack, default settings), and a signature-verifying webhook receiver
@@ -19,10 +19,12 @@ in a process of its own to which notify delivers every referral. Phases:
    (the ratio the target is about), and again with every reader the services have.
 Every time is wall-clock epoch (time.time(), PostgreSQL's timestamps) on one machine.
 
-Prints the figures, the CPU of each process idle (per second) and per report, the peak memory
+Prints the figures, the CPU of each process idle (per second) and per report (and the Python
+services' sum against PostgreSQL's plus NATS's: the issue's ratio, target <= 1), the peak memory
 (VmHWM) of each, the load average, what PostgreSQL and NATS alone would allow, and with
---statements the N costliest PostgreSQL statements per report; writes JSON and a PNG of
-latency over time (default bench/results/e2e-<time>.*).
+--statements the N costliest PostgreSQL statements per report, with --profile DIR each
+service's top functions by CPU under cProfile (its CPU figures then include the profiler's
+cost); writes JSON and a PNG of latency over time (default bench/results/e2e-<time>.*).
 Targets (issue 9): >= 150 reports/s end to end, >= 0.5 of the null pipeline, p99 < 100 ms
 at 50 reports/s.
 """
