@@ -390,7 +390,8 @@ async def run(
                 result["backup"] = await backup_and_restore(stack, folder)
         except Exception as exc:
             result["backup"] = {"error": f"{type(exc).__name__}: {exc}"}
-        print(f"backup: {result['backup']}", flush=True)
+        if "backup" in result:
+            print(f"backup: {result['backup']}", flush=True)
     finally:
         await asyncio.to_thread(stack.stop)
         receiver.terminate()
