@@ -3,7 +3,7 @@ partner and every event of the case is in the audit ledger; then the null pipeli
 (bench/null_pipeline.py) for the same shape of JetStream traffic, and our ratio of it.
 
     .venv/bin/python bench/e2e.py [--rates 20,50] [--seconds 30] [--burst 3000] [--out PATH]
-                                  [--statements N]
+                                  [--statements N] [--profile DIR]
 
 Starts embedded NATS and PostgreSQL and the four services (intake, routing, notify, audit) as
 processes (rujuk.stack.Stack, default settings), and a signature-verifying webhook receiver
@@ -19,10 +19,12 @@ in a process of its own to which notify delivers every referral. Phases:
    (the ratio the target is about), and again with every reader the services have.
 Every time is wall-clock epoch (time.time(), PostgreSQL's timestamps) on one machine.
 
-Prints the figures, the CPU of each process idle (per second) and per report, the peak memory
+Prints the figures, the CPU of each process idle (per second) and per report (and the Python
+services' sum against PostgreSQL's plus NATS's: the issue's ratio, target <= 1), the peak memory
 (VmHWM) of each, the load average, what PostgreSQL and NATS alone would allow, and with
---statements the N costliest PostgreSQL statements per report; writes JSON and a PNG of
-latency over time (default bench/results/e2e-<time>.*).
+--statements the N costliest PostgreSQL statements per report, with --profile DIR each
+service's top functions by CPU under cProfile (its CPU figures then include the profiler's
+cost); writes JSON and a PNG of latency over time (default bench/results/e2e-<time>.*).
 Targets (issue 9): >= 150 reports/s end to end, >= 0.5 of the null pipeline, p99 < 100 ms
 at 50 reports/s.
 """
@@ -34,6 +36,7 @@ import json
 import multiprocessing
 import os
 import platform
+import pstats
 import re
 import subprocess
 import sys
@@ -324,7 +327,23 @@ def phase_figures(
         "audit_committed_ms": quantiles([j.audit_ms for j in complete]),
         "stages_p50_ms": stage_medians(complete),
         "cpu_ms_per_report": cpu,
+        "services_vs_servers": services_vs_servers(cpu),
         "load_average": os.getloadavg()[0],
+    }
+
+
+PYTHON_SERVICES = ("intake", "routing", "notify", "audit")
+
+
+def services_vs_servers(cpu_ms_per_report: dict[str, float]) -> dict[str, float | None]:
+    """The issue's ratio: the Python services' CPU per report against PostgreSQL's plus
+    NATS's for the same work (target: no more than 1)."""
+    services = sum(cpu_ms_per_report.get(name, 0.0) for name in PYTHON_SERVICES)
+    servers = cpu_ms_per_report.get("postgres", 0.0) + cpu_ms_per_report.get("nats", 0.0)
+    return {
+        "services_ms": services,
+        "servers_ms": servers,
+        "ratio": services / servers if servers else None,
     }
 
 
@@ -388,6 +407,12 @@ def print_phase(figures: dict[str, Any]) -> None:
     print(
         f"  CPU per report: {', '.join(f'{k} {v:.2f} ms' for k, v in cpu.items())}; "
         f"sum {sum(cpu.values()):.1f} ms"
+    )
+    versus = figures["services_vs_servers"]
+    ratio = "none" if versus["ratio"] is None else f"{versus['ratio']:.2f}"
+    print(
+        f"  Python services {versus['services_ms']:.2f} ms of CPU per report against "
+        f"PostgreSQL + NATS {versus['servers_ms']:.2f} ms: ratio {ratio} (target <= 1)"
     )
 
 
@@ -547,11 +572,13 @@ def start_receiver(stack: Stack) -> tuple[Any, int]:
 
 @contextlib.asynccontextmanager
 async def running_stack(
-    folder: Path, *, statements: bool = False
+    folder: Path, *, statements: bool = False, profile: Path | None = None
 ) -> AsyncIterator[tuple[Stack, str, Any]]:
     stack = Stack(folder, external_nats_url=None, external_database_url=None)
     if statements:
         stack.postgres_settings = STATEMENT_SETTINGS
+    if profile is not None:  # each service under cProfile, written out when it stops
+        stack.extra_env["RUJUK_PROFILE_DIR"] = str(profile)
     receiver, port = start_receiver(stack)
     try:
         stack.start_servers()
@@ -567,7 +594,7 @@ async def running_stack(
 
 
 async def measure_stack(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    async with running_stack(folder, statements=bool(args.statements)) as (
+    async with running_stack(folder, statements=bool(args.statements), profile=args.profile) as (
         stack,
         arrivals_url,
         receiver,
@@ -799,6 +826,21 @@ class Phases:
         self.figures.append(figures)
 
 
+def print_profiles(folder: Path, entries: int = 15) -> None:
+    """Each service's costliest functions by their own time (tottime), from its profile."""
+    for path in sorted(folder.glob("*.prof")):
+        stats = pstats.Stats(str(path))
+        total = stats.total_tt  # type: ignore[attr-defined]
+        print(f"profile {path.stem}: {total:.1f} s of CPU under the profiler; top by own time:")
+        rows = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)  # type: ignore[attr-defined]
+        for (file, line, function), (_, calls, own, cumulative, _) in rows[:entries]:
+            where = f"{Path(file).name}:{line}" if line else file
+            print(
+                f"  {100 * own / total:5.1f}% own {own:7.2f} s, cumulative {cumulative:7.2f} s, "
+                f"{calls:>8} calls  {function} ({where})"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -816,12 +858,21 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=180, help="for a phase to complete")
     parser.add_argument("--out", type=Path, help="JSON path; the PNG goes beside it")
     parser.add_argument(
+        "--profile",
+        type=Path,
+        help="run each service under cProfile (RUJUK_PROFILE_DIR) and write its profile to "
+        "this folder; the top entries per service are printed (CPU figures then include "
+        "the profiler's cost, about twice)",
+    )
+    parser.add_argument(
         "--statements",
         type=int,
         default=0,
         help="print the N costliest PostgreSQL statements (pg_stat_statements; off: 0)",
     )
     args = parser.parse_args()
+    if args.profile is not None:
+        args.profile = args.profile.resolve()  # the services run elsewhere
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out: Path = args.out or RESULTS / f"e2e-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -829,6 +880,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rujuk-e2e-") as folder:
         Path(folder).chmod(0o755)  # PostgreSQL may run as its own user (never as root)
         stack = uvloop.run(measure_stack(args, Path(folder) / "stack"))
+    if args.profile is not None:
+        print_profiles(args.profile)
     tracker: Tracker = stack.pop("tracker")
     phases = stack["phases"]
 

@@ -403,10 +403,11 @@ async def seed(database_url: str, master_keys: str, cases: int, *, seed_value: i
         tree_started = time.monotonic()
         await tree.ensure_tree(conn)
         tree_seconds = time.monotonic() - tree_started
-        for schema in ("intake", "routing", "notify", "audit"):
-            await conn.execute(f"ANALYZE {schema}.processed_events" if schema != "audit"
-                               else "ANALYZE audit.ledger")  # fmt: skip
-        await conn.execute("ANALYZE")
+        # What autovacuum has done many times over five years: statistics, and the visibility
+        # map without which an index-only scan (a period's figures) visits the table anyway.
+        vacuum_started = time.monotonic()
+        await conn.execute("VACUUM (ANALYZE)")
+        vacuum_seconds = time.monotonic() - vacuum_started
     finally:
         await conn.close()
     return {
@@ -415,6 +416,7 @@ async def seed(database_url: str, master_keys: str, cases: int, *, seed_value: i
         "rows": {k: v for k, v in counts.items() if v},
         "seconds": round(time.monotonic() - started, 1),
         "tree_seconds": round(tree_seconds, 1),
+        "vacuum_seconds": round(vacuum_seconds, 1),
     }
 
 

@@ -10,6 +10,9 @@ database, then measures and prints (and writes bench/results/years-<cases>-<time
 - p50 and p99 of the coordinator's and partners' APIs and the console's pages: referral
   lists, stats and CSV for a month and a year, a case, its ledger history and bundle, the
   partner's inbox; each asked ``--requests`` times, one at a time, after a warm-up;
+- intake at a fixed rate (``--rate`` reports/s for ``--seconds``, default 20/s for 60 s) while
+  the history is there: accept latency (the 202) and first delivery (to a webhook partner,
+  bench/e2e.py's receiver) p50/p99, and whether every case completed;
 - `rujuk audit verify` over the whole ledger;
 - the deadline watcher's poll: its claim of due deadlines, and the open-referrals gauge it
   refreshes every 25 polls;
@@ -20,6 +23,7 @@ database, then measures and prints (and writes bench/results/years-<cases>-<time
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import shutil
@@ -33,10 +37,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
+from e2e import Tracker, fixed_rate, quantiles, start_receiver
+from procs import CpuMeter
 from seed_years import DISTRICTS, case_id, seed
 
 from audit.cli import verify_ledger
@@ -64,21 +71,30 @@ def percentiles(timings: list[float]) -> dict[str, float]:
 BUDGET_SECONDS = 90.0  # per endpoint: a slow one is asked fewer times (at least 10)
 
 
-async def timed(ask: Callable[[], Awaitable[httpx.Response]], requests: int) -> dict[str, Any]:
-    """Percentiles of ``requests`` answers; one that fails is said, with how long it took."""
+async def timed(
+    ask: Callable[[], Awaitable[httpx.Response]], requests: int, meter: CpuMeter | None = None
+) -> dict[str, Any]:
+    """Percentiles of ``requests`` answers; one that fails is said, with how long it took.
+    With ``meter``, also the CPU each metered process spent per answer: on a machine shared
+    with other work, wall-clock percentiles move with its load, CPU per answer much less."""
     try:
-        return await _timed(ask, requests)
+        found = await _timed(ask, requests, meter)
     except httpx.HTTPError as exc:
         return {"error": str(exc).splitlines()[0]}
+    return found
 
 
-async def _timed(ask: Callable[[], Awaitable[httpx.Response]], requests: int) -> dict[str, Any]:
+async def _timed(
+    ask: Callable[[], Awaitable[httpx.Response]], requests: int, meter: CpuMeter | None
+) -> dict[str, Any]:
     for _ in range(min(3, requests)):  # warm-up: connections, plans, caches
         started = time.perf_counter()
         response = await ask()
         if response.is_error:
             seconds = time.perf_counter() - started
             return {"error": f"{response.status_code} after {seconds:.1f} s"}
+    if meter is not None:
+        meter.start()
     timings: list[float] = []
     give_up = time.monotonic() + BUDGET_SECONDS
     while len(timings) < requests and (len(timings) < 10 or time.monotonic() < give_up):
@@ -86,7 +102,11 @@ async def _timed(ask: Callable[[], Awaitable[httpx.Response]], requests: int) ->
         response = await ask()
         timings.append((time.perf_counter() - started) * 1000)
         response.raise_for_status()
-    return {**percentiles(timings), "n": len(timings)}
+    found: dict[str, Any] = {**percentiles(timings), "n": len(timings)}
+    if meter is not None:
+        spent = meter.spent_ms(len(timings))
+        found["cpu_ms_per_request"] = {name: round(ms, 2) for name, ms in spent.items() if ms}
+    return found
 
 
 def rss_mb(pid: int) -> float:
@@ -135,6 +155,7 @@ async def measure_requests(stack: Stack, cases: int, requests: int) -> dict[str,
         return case_id(DISTRICTS[number % len(DISTRICTS)], number)
 
     found: dict[str, Any] = {}
+    meter = CpuMeter(server_pids(stack))
     async with httpx.AsyncClient(timeout=60) as http:
         for where, headers in ((f"{url['routing']}/v1/referrals?limit=1", partner),
                                (f"{url['routing']}/v1/referrals?limit=1", coordinator),
@@ -167,13 +188,23 @@ async def measure_requests(stack: Stack, cases: int, requests: int) -> dict[str,
                                  headers=auditor),
         }  # fmt: skip
         for name, ask in api.items():
-            found[name] = await timed(ask, requests)
+            found[name] = await timed(ask, requests, meter)
             print(f"  {name:<58} {found[name]}", flush=True)
     pages = await console_pages(url["console"], keys, partner_secret, some_case, month, year)
     for name, ask in pages.items():
-        found[name] = await timed(ask, max(20, requests // 4))
+        found[name] = await timed(ask, max(20, requests // 4), meter)
         print(f"  {name:<58} {found[name]}", flush=True)
     return found
+
+
+def server_pids(stack: Stack) -> dict[str, tuple[int, bool]]:
+    """Each service's process, and PostgreSQL's (with its backends) and NATS's."""
+    pids = {n: (s.process.pid, False) for n, s in stack.services.items() if s.process is not None}
+    if stack.postgres is not None and stack.postgres.process is not None:
+        pids["postgres"] = (stack.postgres.process.pid, True)
+    if stack.nats is not None and stack.nats.process is not None:
+        pids["nats"] = (stack.nats.process.pid, False)
+    return pids
 
 
 async def wait_until_known(http: httpx.AsyncClient, where: str, headers: dict[str, str]) -> None:
@@ -200,6 +231,48 @@ async def console_pages(
         "console GET /audit/cases/{id}": lambda: auditor.get(f"/audit/cases/{some_case()}"),
         "console GET /inbox (partner)": lambda: partner.get("/inbox"),
     }  # fmt: skip
+
+
+async def intake_at_rate(
+    stack: Stack, arrivals_url: str, rate: float, seconds: float
+) -> dict[str, Any]:
+    """Reports filed at ``rate`` a second (open loop) for ``seconds`` on top of the history:
+    accept latency and first delivery to the webhook partner, as bench/e2e.py measures them."""
+    await asyncio.to_thread(stack.wait_sops_known, 90)
+    tracker = Tracker(stack.database_url, arrivals_url)
+    db = await asyncpg.connect(stack.database_url)
+    try:  # follow the ledger from its end, not through the years of history
+        tracker.last_seq = await db.fetchval("SELECT coalesce(max(seq), 0) FROM audit.ledger")
+    finally:
+        await db.close()
+    url = f"{stack.services['intake'].url}/v1/reports"
+    headers = {**stack.operator_headers(), "Content-Type": "application/json"}
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(headers=headers, timeout=timeout) as client:
+        following = tracker.following = asyncio.create_task(tracker.follow(client))
+        try:
+            await fixed_rate(client, url, tracker, "rate", rate, int(rate * seconds))
+            complete = await tracker.wait_complete("rate", 120)
+        finally:
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
+    journeys = tracker.phase("rate")
+    accept = [1000 * (j.accepted - j.sent) for j in journeys if j.accepted is not None]
+    first = [ms for j in journeys if (ms := j.first_delivery_ms) is not None]
+
+    def rounded(values: list[float]) -> dict[str, float | None]:
+        return {k: None if v is None else round(v, 1) for k, v in quantiles(values).items()}
+
+    return {
+        "offered_per_second": rate,
+        "seconds": seconds,
+        "reports": len(journeys),
+        "all_complete": complete,
+        "duplicates": sum(j.duplicates for j in journeys),
+        "accept_ms": rounded(accept),
+        "first_delivery_ms": rounded(first),
+    }
 
 
 async def watcher_poll(stack: Stack, polls: int = 50) -> dict[str, Any]:
@@ -266,9 +339,12 @@ async def backup_and_restore(stack: Stack, folder: Path) -> dict[str, Any]:
     }
 
 
-async def run(cases: int, requests: int, folder: Path) -> dict[str, Any]:
+async def run(
+    cases: int, requests: int, folder: Path, rate: float, seconds: float, backup: bool = True
+) -> dict[str, Any]:
     result: dict[str, Any] = {"cases": cases, "at": datetime.now(UTC).isoformat()}
     stack = Stack(folder / "stack", external_nats_url=None, external_database_url=None)
+    receiver, port = start_receiver(stack)  # notify delivers webhooks to it (intake_at_rate)
     await asyncio.to_thread(stack.start_servers)
     try:
         started = time.monotonic()
@@ -286,6 +362,10 @@ async def run(cases: int, requests: int, folder: Path) -> dict[str, Any]:
         result["start_seconds"] = round(time.monotonic() - started, 2)
         print(f"stack started in {result['start_seconds']} s", flush=True)
         result["requests"] = await measure_requests(stack, cases, requests)
+        if rate > 0:
+            arrivals = f"http://127.0.0.1:{port}/arrivals"
+            result["intake_at_rate"] = await intake_at_rate(stack, arrivals, rate, seconds)
+            print(f"intake at {rate:g}/s: {result['intake_at_rate']}", flush=True)
         started = time.monotonic()
         verdict = await verify_ledger(stack.database_url)
         result["verify"] = {"seconds": round(time.monotonic() - started, 1),
@@ -305,10 +385,17 @@ async def run(cases: int, requests: int, folder: Path) -> dict[str, Any]:
         result["nats"] = {"store_bytes": nats_bytes, "bytes_per_case": round(nats_bytes / cases)}
         for name in reversed(SERVICES):
             stack.stop_service(name)
-        result["backup"] = await backup_and_restore(stack, folder)
-        print(f"backup: {result['backup']}", flush=True)
+        try:  # a failed backup is a finding, not the end of the run's other figures
+            if backup:
+                result["backup"] = await backup_and_restore(stack, folder)
+        except Exception as exc:
+            result["backup"] = {"error": f"{type(exc).__name__}: {exc}"}
+        if "backup" in result:
+            print(f"backup: {result['backup']}", flush=True)
     finally:
         await asyncio.to_thread(stack.stop)
+        receiver.terminate()
+        receiver.join(10)
     return result
 
 
@@ -316,12 +403,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=20.0,
+        help="Reports a second filed while the history is there (0: none)",
+    )
+    parser.add_argument("--seconds", type=float, default=60.0, help="...for this long")
+    parser.add_argument("--no-backup", action="store_true", help="Skip backup and restore")
     parser.add_argument("--keep", action="store_true", help="Keep the temporary folder")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="rujuk-years-"))
     folder.chmod(0o755)  # PostgreSQL may run as its own user
     try:
-        result = asyncio.run(run(args.cases, args.requests, folder))
+        result = asyncio.run(
+            run(args.cases, args.requests, folder, args.rate, args.seconds, not args.no_backup)
+        )
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)

@@ -80,6 +80,9 @@ async def stack(
             extra_env={
                 "RUJUK_TOKEN_CACHE_SECONDS": str(TOKEN_CACHE_SECONDS),
                 "CONSOLE_POLL_SECONDS": str(POLL_SECONDS),
+                # The auditor's case page proves the case against a signed checkpoint: one a
+                # second (not 60 s) puts the journey's last hand-offs under one in time.
+                "AUDIT_CHECKPOINT_INTERVAL_SECONDS": "1",
             },
         )
         try:  # a start that fails half-way still stops what it started

@@ -257,9 +257,10 @@ async def test_a_report_goes_from_operator_to_partner_coordinator_and_auditor_in
 
 
 async def page_count_until_complete(page: Page, timeout: float = 20) -> int:
-    """Reload the timeline until the ledger holds every hand-off of the case; the number of
-    referrals. Every referral was requested and delivered; one was accepted; one disclosure;
-    one on-call alert acknowledged."""
+    """Reload the timeline until the ledger holds every hand-off of the case, each under a
+    signed checkpoint (the case's proof); the number of referrals. Every referral was
+    requested and delivered; one was accepted; one disclosure; one on-call alert
+    acknowledged."""
     deadline = time.monotonic() + timeout
     while True:
         counts = {}
@@ -280,6 +281,8 @@ async def page_count_until_complete(page: Page, timeout: float = 20) -> int:
             and counts["referral.delivered"] == referrals
             and counts["referral.accepted"] == counts["case.details_disclosed"] == 1
             and counts["oncall.acknowledged"] == 1  # in the console, by the coordinator
+            and await page.locator("#verdict[data-ok=true]").count() == 1
+            and await page.locator("#pending").count() == 0  # the next checkpoint came
         ):
             return referrals
         if time.monotonic() > deadline:

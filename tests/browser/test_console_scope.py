@@ -69,7 +69,7 @@ async def until_known(stack: Stack, secret: str) -> None:
     may not read the route gets 403, which is fine here)."""
     asked = [
         f"{stack.services['routing'].url}/v1/referrals?limit=1",
-        f"{stack.services['audit'].url}/v1/ledger/verify",
+        f"{stack.services['audit'].url}/v1/parked",
     ]
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {secret}"}) as client:
 

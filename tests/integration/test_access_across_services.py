@@ -88,6 +88,7 @@ ALLOWED: dict[str, dict[tuple[str, str], set[Role]]] = {
     "audit": {
         ("GET", "/v1/cases/{case_id}/history"): {Role.AUDITOR, Role.COORDINATOR},
         ("GET", "/v1/cases/{case_id}/bundle"): {Role.AUDITOR, Role.COORDINATOR},
+        ("GET", "/v1/cases/{case_id}/verify"): {Role.AUDITOR, Role.COORDINATOR},
         ("GET", "/v1/ledger/verify"): {Role.AUDITOR, Role.COORDINATOR},
         ("GET", "/v1/checkpoints/latest"): {Role.AUDITOR, Role.COORDINATOR},
         ("GET", "/v1/parked"): {Role.AUDITOR, Role.COORDINATOR},
@@ -321,6 +322,7 @@ SCOPE: dict[str, dict[tuple[str, str], str]] = {
     "audit": {
         ("GET", "/v1/cases/{case_id}/history"): "case",
         ("GET", "/v1/cases/{case_id}/bundle"): "case",
+        ("GET", "/v1/cases/{case_id}/verify"): "case",
         ("GET", "/v1/ledger/verify"): "ledger",
         ("GET", "/v1/checkpoints/latest"): "ledger",
         ("GET", "/v1/parked"): "ledger",

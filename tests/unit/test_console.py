@@ -3,6 +3,7 @@ and its pages against fake upstream APIs (httpx MockTransport)."""
 
 import hashlib
 import json
+import random
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -15,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from console import form, views
+from console import form, formats, views
 from console.bootstrap import create_app
 from console.http import PageProblem, period
 from console.i18n import CATALOGUE, ENGLISH, INDONESIAN
@@ -1507,12 +1508,14 @@ def test_the_auditor_sees_the_timeline_the_verdict_and_the_bundle(
     fake.answer(
         "audit",
         "GET",
-        "/v1/ledger/verify",
+        f"/v1/cases/{CASE_ID}/verify",
         409,
         json={
+            "case_id": CASE_ID,
             "ok": False,
-            "entries_verified": 6,
-            "head": {"seq": 9, "hash": "ab"},
+            "entries_verified": 0,
+            "entries_pending": 0,
+            "checkpoint": {"size": 9, "signed_at": "2026-11-23T02:00:00Z", "witnesses": []},
             "failure": {"seq": 7, "kind": "hash_mismatch", "detail": "entry altered"},
         },
     )
@@ -1529,6 +1532,7 @@ def test_the_auditor_sees_the_timeline_the_verdict_and_the_bundle(
     assert page.status_code == 200
     assert "reported via hotline" in page.text
     assert "VERIFIKASI GAGAL pada entri #7" in page.text
+    assert fake.sent("audit", "/v1/ledger/verify") == []  # the case's proof, not the ledger's
     bundle = client.get(f"/audit/cases/{CASE_ID}/bundle")
     assert bundle.content == b"{}"
     assert CASE_ID in bundle.headers["content-disposition"]
@@ -1536,6 +1540,39 @@ def test_the_auditor_sees_the_timeline_the_verdict_and_the_bundle(
     sign_in(client, "au14")  # a bundle holds its case only: a district auditor takes it too
     district_page = client.get(f"/audit/cases/{CASE_ID}")
     assert f'href="/audit/cases/{CASE_ID}/bundle"' in district_page.text
+
+
+@pytest.mark.parametrize(
+    ("verdict", "shown", "state"),
+    [
+        (
+            {"entries_verified": 5, "entries_pending": 2},
+            ["checkpoint 120 bertanda tangan 2026-11-23 09:00: 5 entri", "2 entri yang lebih baru"],
+            "true",
+        ),
+        ({"entries_verified": 0, "entries_pending": 3}, ["belum tercakup checkpoint"], "pending"),
+        (
+            {"entries_verified": 0, "entries_pending": 3, "checkpoint": None},
+            ["Belum ada"],
+            "pending",
+        ),
+    ],
+)
+def test_the_case_page_says_which_signed_checkpoint_its_entries_were_proven_against(
+    client: TestClient, fake: FakeServices, verdict: dict[str, Any], shown: list[str], state: str
+) -> None:
+    history = {"case_id": CASE_ID, "entries": []}
+    fake.answer("audit", "GET", f"/v1/cases/{CASE_ID}/history", 200, json=history)
+    checkpoint = {"size": 120, "signed_at": "2026-11-23T02:00:00Z", "witnesses": []}
+    document = {"case_id": CASE_ID, "ok": True, "checkpoint": checkpoint, "failure": None}
+    fake.answer("audit", "GET", f"/v1/cases/{CASE_ID}/verify", 200, json={**document, **verdict})
+    sign_in(client, "au")
+    page = client.get(f"/audit/cases/{CASE_ID}")
+    assert page.status_code == 200
+    assert f'id="verdict" data-ok="{state}"' in page.text
+    for text in shown:
+        assert text in page.text
+    assert "rujuk audit verify" in page.text
 
 
 # --- the supervisor's crash-loop banner ----------------------------------------------------
@@ -1606,3 +1643,27 @@ def test_no_status_file_or_a_bad_one_shows_no_banner_and_no_error(
         page = client.get("/signin")
     assert page.status_code == 200
     assert "crash-loop" not in page.text
+
+
+# --- numbers as Babel writes them, faster -------------------------------------------------
+
+
+def test_numbers_and_spans_are_written_exactly_as_babel_writes_them() -> None:
+    rng = random.Random(22)
+    values = [0, 0.05, 0.15, 0.25, 1.005, 2.5, 3.5, 9.95, 59.99, 999.95, 1234.5, 1e6 + 0.05]
+    values += [round(rng.uniform(0, 20_000), rng.choice((1, 2, 3, 6))) for _ in range(3000)]
+    values += [rng.randrange(100_000) for _ in range(500)]
+    for language in ("id", "en"):
+        for value in values:
+            for digits in (0, 1, 2):
+                assert formats.number(value, language, digits) == formats.babel_number(
+                    value, language, digits
+                ), (value, language, digits)
+                assert formats.in_unit(value, "minute", language, digits) == (
+                    formats.babel_in_unit(value, "minute", language, digits)
+                ), (value, language, digits)
+            for unit in formats.SPAN_UNITS:
+                whole = int(value) % 100
+                assert formats.in_unit(whole, unit, language, pad=2) == formats.babel_in_unit(
+                    whole, unit, language, pad=2
+                ), (whole, unit, language)

@@ -20,9 +20,12 @@ from nats.js.errors import BadRequestError, ServiceUnavailableError
 
 from rujuk_contracts import subjects
 from rujuk_contracts.envelope import CONTENT_TYPE
+from rujuk_runtime import nats_headers
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.nats_auth import service_inbox_prefix
 from rujuk_runtime.settings import ServiceSettings
+
+nats_headers.install()
 
 log = get_logger(__name__)
 T = TypeVar("T")

@@ -3,8 +3,13 @@ a pool on its own schema, an outbox relay, its health, and a clean stop on SIGTE
 
 import asyncio
 import contextlib
+import cProfile
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -266,4 +271,39 @@ def serve(app: Any, settings: ServiceSettings) -> None:
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
-    uvloop.run(uvicorn.Server(config).serve())
+    with _profiled(settings):
+        uvloop.run(uvicorn.Server(config).serve())
+
+
+@contextlib.contextmanager
+def _profiled(settings: ServiceSettings) -> Iterator[None]:
+    """With RUJUK_PROFILE_DIR (benches), the whole run under cProfile, written out at stop."""
+    if not settings.profile_dir:
+        yield
+        return
+    # CPU time, not wall-clock: on a shared machine a function's wall time counts the other
+    # processes' turns on the cores too.
+    profile = cProfile.Profile(time.process_time)
+    name = type(settings).__name__.removesuffix("Settings").lower() or "service"
+    folder = Path(settings.profile_dir)
+
+    def write_out() -> None:
+        profile.disable()
+        folder.mkdir(parents=True, exist_ok=True)
+        profile.dump_stats(folder / f"{name}-{os.getpid()}.prof")
+
+    def on_stop_signal(number: int, _: object) -> None:
+        # uvicorn raises the stop signal again once it has shut down: write out, then let
+        # the signal do what it does.
+        write_out()
+        signal.signal(number, signal.SIG_DFL)
+        signal.raise_signal(number)
+
+    previous = {n: signal.signal(n, on_stop_signal) for n in (signal.SIGTERM, signal.SIGINT)}
+    profile.enable()
+    try:
+        yield
+    finally:
+        write_out()
+        for number, handler in previous.items():
+            signal.signal(number, handler)

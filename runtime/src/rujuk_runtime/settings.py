@@ -73,6 +73,13 @@ class ServiceSettings(BaseSettings):
         "token keeps working this long at most (0: look every token up)",
     )
 
+    profile_dir: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("profile_dir", "RUJUK_PROFILE_DIR"),
+        description="For benches only: run the process under cProfile and write its profile "
+        "to <dir>/<service>-<pid>.prof at stop (costs about twice the CPU)",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

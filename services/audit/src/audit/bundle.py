@@ -92,6 +92,21 @@ class BundleResult:
         return self.failure is None
 
 
+@dataclass(frozen=True)
+class CaseProof:
+    """One case's entries checked by their inclusion proofs against the newest signed head,
+    without reading the rest of the ledger. ``pending``: the case's entries recorded after
+    that head, which the next head will cover (not a failure)."""
+
+    case_id: str
+    result: BundleResult | None  # None: no signed head yet, nothing to check against
+    pending: int
+
+    @property
+    def ok(self) -> bool:
+        return self.result is None or self.result.failure is None
+
+
 def verify_bundle(
     raw: bytes,
     public_key: bytes,
@@ -105,6 +120,17 @@ def verify_bundle(
         document = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"not JSON: {exc}") from exc
+    return verify_document(document, public_key, witnesses=witnesses, quorum=quorum)
+
+
+def verify_document(
+    document: Any,
+    public_key: bytes,
+    *,
+    witnesses: Sequence[note.Verifier] = (),
+    quorum: int = 0,
+) -> BundleResult:
+    """``verify_bundle`` of a bundle already read (what ``build`` returns, or parsed JSON)."""
     if not isinstance(document, dict) or document.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"not a {BUNDLE_FORMAT} bundle")
     case_id = str(document.get("case_id"))

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from audit import note, report, scope, store
 from audit.bundle import BUNDLE_FORMAT
 from audit.chain import timestamp
-from audit.export import bundle_text, export_bundle, head_note
+from audit.export import bundle_text, export_bundle, head_note, prove_case
 from audit.replay import ReplayRequestError, replay_to_bus
 from audit.verification import verify_connection
 from rujuk_contracts.envelope import SUBJECT_PATTERN
@@ -104,6 +104,35 @@ async def case_bundle(
         media_type="application/json",
         headers={"Content-Disposition": f'attachment; filename="rujuk-audit-{case_id}.json"'},
     )
+
+
+@router.get(
+    "/v1/cases/{case_id}/verify",
+    responses=documented(401, 403, 404, 409),
+    tags=["ledger"],
+)
+async def case_verify(
+    case_id: Annotated[str, Path(pattern=SUBJECT_PATTERN, description="A case id")],
+    runtime: Runtime,
+    caller: Caller,
+    public_key: PublicKey,
+) -> JSONResponse:
+    """Verify one case alone: each of its entries, as the ledger holds it now, must lead by its
+    inclusion proof to the newest signed head (what `rujuk audit verify-bundle` checks offline
+    in its bundle). It reads the case's entries and some log2(ledger) tree nodes each, never
+    the whole ledger: the page of a case calls this, `rujuk audit verify` the whole chain.
+    200 when every entry under the head verifies (``entries_pending``: the case's entries
+    after it, covered by the next head), 409 naming the first that does not. That no entry of
+    the case was removed is what the whole ledger's verify proves. Scoped as the bundle."""
+    if scope.hidden_case(caller.district_filter, case_id):
+        raise HTTPException(404, report.no_history(case_id))
+    if scope.case_district(case_id) is None and caller.district_filter is not None:
+        raise HTTPException(404, report.no_history(case_id))
+    async with runtime.pool.acquire() as conn:
+        proof = await prove_case(conn, case_id, public_key)
+    if proof is None:
+        raise HTTPException(404, report.no_history(case_id))
+    return JSONResponse(report.case_proof_document(proof), 200 if proof.ok else 409)
 
 
 @router.get(

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from audit.bundle import BundleResult
+from audit.bundle import BundleResult, CaseProof
 from audit.chain import Entry, FailureKind, VerifyFailure, VerifyResult, timestamp
 from rujuk_contracts.envelope import CloudEvent, EventError
 from rujuk_contracts.events import (
@@ -436,6 +436,29 @@ def verify_document(result: VerifyResult) -> dict[str, Any]:
             "witnesses": list(result.latest_head.witnesses),
         },
         "parked": result.parked,
+    }
+
+
+def case_proof_document(proof: CaseProof) -> dict[str, Any]:
+    """A case's own verdict as a JSON object (the HTTP API's ``/v1/cases/{case_id}/verify``):
+    its entries proven under the newest signed head, those that head does not cover yet."""
+    result = proof.result
+    failure = None if result is None else result.failure
+    return {
+        "case_id": proof.case_id,
+        "ok": proof.ok,
+        "entries_verified": 0 if result is None or failure is not None else result.case_entries,
+        "entries_pending": proof.pending,
+        "checkpoint": None
+        if result is None or result.head_size is None
+        else {
+            "size": result.head_size,
+            "signed_at": None if result.signed_at is None else timestamp(result.signed_at),
+            "witnesses": list(result.witnesses),
+        },
+        "failure": None
+        if failure is None
+        else {"seq": failure.seq, "kind": failure.kind.value, "detail": failure.detail},
     }
 
 

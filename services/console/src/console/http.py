@@ -7,6 +7,7 @@ small dependencies below, which ``bootstrap.py`` fills in. The exception handler
 ``guard`` middleware turn every failure into a page a person can act on; ``bootstrap.py``
 installs them."""
 
+import asyncio
 import hashlib
 import json
 import re
@@ -852,10 +853,15 @@ async def coordinator_page(
 ) -> Response:
     start, end = asked_period(request, zone)
     chosen = chosen_district(session, district)
-    oncall = await oncall_board(upstreams, session)  # first: it heads the page
-    stats = await upstreams.stats(session.token, start, end, chosen)
-    overview = await open_overview(upstreams, session, chosen)
-    unrouted = await upstreams.unrouted_cases(session.token)
+    # The page's five questions are independent: asked at once, the page waits for the
+    # slowest (a year's figures), not for the sum of them.
+    oncall, stats, overview, unrouted, districts = await asyncio.gather(
+        oncall_board(upstreams, session),
+        upstreams.stats(session.token, start, end, chosen),
+        open_overview(upstreams, session, chosen),
+        upstreams.unrouted_cases(session.token),
+        districts_served(upstreams, session),
+    )
     return render(
         request,
         "coordinator.html",
@@ -864,7 +870,7 @@ async def coordinator_page(
         start=start,
         end=end,
         district=chosen,
-        districts=await districts_served(upstreams, session),
+        districts=districts,
         overview=overview,
         open_etag=etag_of(request, overview, chosen),
         charts=stats_view(stats, translator(request)),
@@ -1045,7 +1051,7 @@ async def monitoring_csv(
     )
 
 
-# --- auditor: a case's hand-offs from the ledger, the chain's verdict, the bundle ------------
+# --- auditor: a case's hand-offs from the ledger, the case's proof, the bundle ---------------
 
 
 @router.get("/audit")
@@ -1061,7 +1067,7 @@ async def audit_case(
 ) -> Response:
     case_id = checked_case_id(case_id)
     history = await upstreams.case_history(session.token, case_id)
-    verdict = await upstreams.verify_ledger(session.token)
+    verdict = await upstreams.verify_case(session.token, case_id)
     return render(
         request,
         "audit_case.html",

@@ -319,7 +319,22 @@ INDONESIAN: dict[str, str] = {
     "audit.title": "Audit kasus",
     "audit.case_title": "Riwayat kasus {case_id}",
     "audit.chain": "Verifikasi rantai buku besar",
-    "audit.verified": "Rantai terverifikasi: {entries} entri, kepala #{head}.",
+    "audit.verified_case": (
+        "Terverifikasi terhadap checkpoint {size} bertanda tangan {time}: {entries} entri "
+        "kasus ini, masing-masing dengan bukti inklusinya."
+    ),
+    "audit.awaiting_checkpoint": (
+        "Entri kasus ini belum tercakup checkpoint bertanda tangan (terakhir: checkpoint "
+        "{size}, {time}); checkpoint berikutnya akan mencakupnya."
+    ),
+    "audit.no_checkpoint": (
+        "Belum ada checkpoint bertanda tangan: kasus ini belum dapat dibuktikan."
+    ),
+    "audit.pending": "{count} entri yang lebih baru menunggu checkpoint berikutnya.",
+    "audit.whole_ledger": (
+        "Halaman ini memeriksa entri kasus ini saja. Verifikasi seluruh buku besar (termasuk "
+        "entri yang hilang): rujuk audit verify."
+    ),
     "audit.failed": "VERIFIKASI GAGAL pada entri #{seq}: {detail}",
     "audit.bundle": "Unduh bundel ekspor (dapat diverifikasi offline)",
     "audit.seq": "#",
@@ -705,7 +720,20 @@ ENGLISH: dict[str, str] = {
     "audit.title": "Case audit",
     "audit.case_title": "History of case {case_id}",
     "audit.chain": "Ledger chain verification",
-    "audit.verified": "Chain verified: {entries} entries, head #{head}.",
+    "audit.verified_case": (
+        "Verified against checkpoint {size} of {time}: {entries} entries of this case, each "
+        "by its inclusion proof."
+    ),
+    "audit.awaiting_checkpoint": (
+        "This case's entries are not under a signed checkpoint yet (latest: checkpoint "
+        "{size}, {time}); the next checkpoint will cover them."
+    ),
+    "audit.no_checkpoint": "No signed checkpoint yet: this case cannot be proven yet.",
+    "audit.pending": "{count} newer entries await the next checkpoint.",
+    "audit.whole_ledger": (
+        "This page checks this case's entries only. The whole ledger (missing entries "
+        "included) is verified by: rujuk audit verify."
+    ),
     "audit.failed": "VERIFICATION FAILED at entry #{seq}: {detail}",
     "audit.bundle": "Download the export bundle (verifiable offline)",
     "audit.seq": "#",

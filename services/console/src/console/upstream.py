@@ -311,10 +311,12 @@ class Upstreams:
         )
         return history
 
-    async def verify_ledger(self, token: str) -> dict[str, Any]:
-        """The verdict: 200 when the chain holds, 409 (also a verdict) when it does not."""
+    async def verify_case(self, token: str, case_id: str) -> dict[str, Any]:
+        """One case's verdict from its own inclusion proofs against the newest signed head
+        (not the whole ledger's verify, which reads every entry): 200 when they hold, 409
+        (also a verdict) naming the first entry that does not."""
         verdict: dict[str, Any] = await self._json(
-            "audit", "GET", "/v1/ledger/verify", token, ok=(200, 409)
+            "audit", "GET", f"/v1/cases/{_segment(case_id)}/verify", token, ok=(200, 409)
         )
         return verdict
 

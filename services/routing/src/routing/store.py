@@ -594,7 +594,9 @@ _MISSED = (
 )
 _MET = "coalesce(acknowledged_at <= acknowledgement_deadline, false)"
 _PRIORITY_RANK = "CASE priority WHEN 'emergency' THEN 0 WHEN 'urgent' THEN 1 ELSE 2 END"
-_MINUTES_TO_ANSWER = "extract(epoch FROM acknowledged_at - created_at) / 60"
+# date_part, not extract: extract gives numeric, and the per-agency median sorts these values
+# (a year of a province: 90,000 of them); float8 sorts several times faster.
+_MINUTES_TO_ANSWER = "date_part('epoch', acknowledged_at - created_at) / 60"
 
 
 def _in_districts(parameter: int) -> str:
