@@ -287,8 +287,12 @@ def test_a_running_simulation_polls_its_fragment_and_a_finished_one_shows_its_ta
     assert '<progress id="simulation-progress" max="2" value="2"' in text
     assert 'data-case="3513-ABCDEFGHJK"' in text
     assert "2026-W10" in text
-    assert "Manajemen kasus · uptppa-probolinggo · Segera · 120 mnt" in text
-    assert "Manajemen kasus · uptppa-probolinggo · Segera · 60 mnt" in text
+    row = text[text.index('data-case="3513-ABCDEFGHJK"') :]
+    row = row[: row.index("</tr>")]
+    assert "Manajemen kasus · uptppa-probolinggo · Segera · 120 mnt" in row
+    assert "Manajemen kasus · uptppa-probolinggo · Segera · 60 mnt" in row
+    assert "dinsos-probolinggo" not in row  # the same on both sides: counted, not listed
+    assert "3 rujukan lain sama" in row
     deadlines = text[text.index('id="deadline-changes"') :]
     deadlines = deadlines[: deadlines.index("</table>")]
     assert "uptppa-probolinggo" in deadlines

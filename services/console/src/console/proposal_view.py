@@ -195,10 +195,14 @@ def diff_view(diff: Mapping[str, Any]) -> DiffView:
 
 @dataclass(frozen=True)
 class ChangedCase:
+    """A case referred differently: only what differs on each side, and how many of its
+    referrals stay the same."""
+
     case_id: str
     week: str
     before: list[str]
     after: list[str]
+    same: int
 
 
 @dataclass(frozen=True)
@@ -249,19 +253,22 @@ def _outcome_lines(case: Mapping[str, Any], side: str, t: Translator) -> list[st
     return lines
 
 
+def _changed_case(case: Mapping[str, Any], t: Translator) -> ChangedCase:
+    before, after = _outcome_lines(case, "before", t), _outcome_lines(case, "after", t)
+    return ChangedCase(
+        str(case.get("case_id", "")),
+        str(case.get("week", "")),
+        [line for line in before if line not in after],
+        [line for line in after if line not in before],
+        sum(line in after for line in before),
+    )
+
+
 def simulation_view(simulation: Mapping[str, Any], t: Translator) -> SimulationView:
     result = simulation.get("result") if isinstance(simulation.get("result"), Mapping) else None
     changed, weekly = [], []
     if result is not None:
-        changed = [
-            ChangedCase(
-                str(case.get("case_id", "")),
-                str(case.get("week", "")),
-                _outcome_lines(case, "before", t),
-                _outcome_lines(case, "after", t),
-            )
-            for case in _dicts(result.get("changed_cases"))
-        ]
+        changed = [_changed_case(case, t) for case in _dicts(result.get("changed_cases"))]
         by_agency: dict[str, list[tuple[str, int, int]]] = {}
         for load in _dicts(result.get("weekly_referrals")):
             by_agency.setdefault(str(load.get("agency_id", "")), []).append(
