@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.gzip import GZipMiddleware
 
-from console import http, proposal_pages, views
+from console import http, views
 from console.assets import Assets
 from console.session import SessionSealer
 from console.settings import ConsoleSettings
@@ -112,5 +112,5 @@ def create_app(
     # Pages and lists go compressed to browsers that take it (static files are compressed
     # once, at start, and not again here: a response that has an encoding is left alone).
     app.add_middleware(GZipMiddleware, minimum_size=http.COMPRESS_FROM_BYTES)
-    add_routes(app, http.router, proposal_pages.router)
+    add_routes(app, http.router)
     return app
