@@ -249,6 +249,9 @@ QUERY_NAMES = [
     "expired",
     "lang",
     "next",
+    "simulation",
+    "done",
+    "district",
 ]  # what the pages read
 
 

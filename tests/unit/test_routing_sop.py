@@ -217,6 +217,15 @@ def test_yaml_syntax_error_names_its_line() -> None:
     assert error.startswith("SOP <text> (line 7): not valid YAML")
 
 
+def test_a_date_that_is_none_is_a_refusal_with_its_line_not_a_crash() -> None:
+    assert errors_of("2026-02-30") == [
+        "SOP <text> (line 1): not valid YAML: day is out of range for month"
+    ]
+    text = VALID.replace("version: 4\n", "version: 4\nreviewed: 2026-02-30\n")
+    [error] = errors_of(text)
+    assert error.startswith("SOP <text> (line 3): not valid YAML: day is out of range")
+
+
 def test_a_key_given_twice_is_an_error_not_silently_the_last() -> None:
     text = VALID.replace("version: 4\n", "version: 4\nversion: 5\n")
     assert errors_of(text) == ["SOP 3514 v5 (line 2): key 'version' appears more than once"]

@@ -49,6 +49,13 @@ class Unavailable(UpstreamError):
     """The service cannot be reached, timed out, or failed (5xx)."""
 
 
+@dataclass
+class SopRefused(UpstreamError):
+    """422 for an SOP document: every problem routing found in it, each with its line."""
+
+    errors: list[str] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class Download:
     content: bytes
@@ -295,6 +302,125 @@ class Upstreams:
         in_force = found.get("in_force") if isinstance(found, dict) else None
         return sorted(str(code) for code in in_force) if isinstance(in_force, dict) else []
 
+    async def sops_in_force(self, token: str) -> dict[str, Any]:
+        """The SOP in force per district the token may see (routing's GET /v1/sops)."""
+        found = await self._json("routing", "GET", "/v1/sops", token)
+        in_force = found.get("in_force") if isinstance(found, dict) else None
+        return in_force if isinstance(in_force, dict) else {}
+
+    # --- routing: SOP proposals and impact simulations -------------------------------------
+
+    async def sop_proposals(
+        self, token: str, district: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Proposals the token sees, newest first (a partner: those naming its agency)."""
+        params: dict[str, str | int] = {"limit": limit}
+        if district is not None:
+            params["district"] = district
+        found = await self._json("routing", "GET", "/v1/sop-proposals", token, params=params)
+        listed = found.get("proposals") if isinstance(found, dict) else None
+        return [p for p in listed or [] if isinstance(p, dict)]
+
+    async def sop_proposal(self, token: str, proposal_id: str) -> dict[str, Any]:
+        """One proposal: who is asked and why, their answers, the rule-by-rule diff."""
+        found: dict[str, Any] = await self._json(
+            "routing", "GET", f"/v1/sop-proposals/{_segment(proposal_id)}", token
+        )
+        return found
+
+    async def sop_proposal_document(self, token: str, proposal_id: str) -> str:
+        response = await self._send(
+            "routing", "GET", f"/v1/sop-proposals/{_segment(proposal_id)}/document", token
+        )
+        return response.text
+
+    async def propose_sop(self, token: str, document: str) -> dict[str, Any]:
+        """Propose an SOP version (YAML). A refused document raises SopRefused with every
+        error routing found, each with its line."""
+        response = await self._send(
+            "routing",
+            "POST",
+            "/v1/sop-proposals",
+            token,
+            ok=(200, 201, 422),
+            content=document.encode("utf-8"),
+            headers={"Content-Type": "application/yaml"},
+        )
+        body = _json_of("routing", response)
+        if response.status_code == 422:
+            raise SopRefused("routing", 422, str(body.get("detail", "")), _errors_of(body))
+        return body
+
+    async def answer_proposal(
+        self, token: str, proposal_id: str, decision: str, reason: str | None
+    ) -> dict[str, Any]:
+        """A partner's answer, given in the console (``via: console``)."""
+        body: dict[str, Any] = {"decision": decision, "via": "console"}
+        if reason is not None:
+            body["reason"] = reason
+        answered: dict[str, Any] = await self._json(
+            "routing",
+            "POST",
+            f"/v1/sop-proposals/{_segment(proposal_id)}/answers",
+            token,
+            json=body,
+        )
+        return answered
+
+    async def publish_proposal(
+        self, token: str, proposal_id: str, effective_at: str | None, override: str | None
+    ) -> dict[str, Any]:
+        """Publish; 409 (UpstreamError) names who objected or has yet to answer."""
+        body = {
+            key: value
+            for key, value in (("effective_at", effective_at), ("override_reason", override))
+            if value is not None
+        }
+        published: dict[str, Any] = await self._json(
+            "routing",
+            "POST",
+            f"/v1/sop-proposals/{_segment(proposal_id)}/publish",
+            token,
+            json=body,
+        )
+        return published
+
+    async def withdraw_proposal(self, token: str, proposal_id: str) -> dict[str, Any]:
+        withdrawn: dict[str, Any] = await self._json(
+            "routing", "POST", f"/v1/sop-proposals/{_segment(proposal_id)}/withdraw", token
+        )
+        return withdrawn
+
+    async def start_simulation(
+        self, token: str, document: str, params: Mapping[str, str | int]
+    ) -> dict[str, Any]:
+        """Queue an impact simulation of ``document`` (``days``, or ``from`` and ``to``);
+        202 with its id. A refused document raises SopRefused."""
+        response = await self._send(
+            "routing",
+            "POST",
+            "/v1/sops/simulations",
+            token,
+            ok=(202, 422),
+            params=dict(params),
+            content=document.encode("utf-8"),
+            headers={"Content-Type": "application/yaml"},
+        )
+        body = _json_of("routing", response)
+        if response.status_code == 422:
+            errors = _errors_of(body)
+            if not errors:  # the period, field by field
+                _raise_for("routing", response)
+            raise SopRefused("routing", 422, str(body.get("detail", "")), errors)
+        return body
+
+    async def simulation(self, token: str, simulation_id: str) -> dict[str, Any]:
+        """A simulation's state and progress; its result once done."""
+        found: dict[str, Any] = await self._json(
+            "routing", "GET", f"/v1/sops/simulations/{_segment(simulation_id)}", token
+        )
+        return found
+
     # --- notify ---------------------------------------------------------------------------
 
     async def reply(self, token: str, referral_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -323,6 +449,21 @@ class Upstreams:
     async def case_bundle(self, token: str, case_id: str) -> Download:
         response = await self._send("audit", "GET", f"/v1/cases/{_segment(case_id)}/bundle", token)
         return _download(response, f"rujuk-bundle-{case_id}.json")
+
+
+def _json_of(service: str, response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise Unavailable(service, response.status_code, "not JSON") from exc
+    if not isinstance(body, dict):
+        raise Unavailable(service, response.status_code, "not a JSON object")
+    return body
+
+
+def _errors_of(body: Mapping[str, Any]) -> list[str]:
+    errors = body.get("errors")
+    return [str(error) for error in errors] if isinstance(errors, list) else []
 
 
 def _period(since: str, until: str, district: str | None) -> dict[str, str]:

@@ -81,6 +81,10 @@ def parse_sop(
         raise SopError([issue]) from exc
     except yaml.YAMLError as exc:
         raise SopError([SopIssue(f"SOP {origin}", None, None, f"not valid YAML: {exc}")]) from exc
+    except (ValueError, OverflowError) as exc:  # a scalar that reads as a date and is none
+        line = _unreadable_scalar_line(root)
+        issue = SopIssue(f"SOP {origin}", None, line, f"not valid YAML: {exc}")
+        raise SopError([issue]) from exc
     if not isinstance(data, dict) or root is None:
         raise SopError([SopIssue(f"SOP {origin}", None, 1, "the document must be a mapping")])
     document = _Document(root, data, _label(data, origin))
@@ -92,6 +96,26 @@ def parse_sop(
     if failures:
         raise SopError(document.issues(failures))
     return sop
+
+
+def _unreadable_scalar_line(node: yaml.Node | None) -> int | None:
+    """The line of the first scalar YAML cannot construct (``2026-02-30``), if any."""
+    if isinstance(node, yaml.ScalarNode):
+        try:
+            yaml.SafeLoader("").construct_object(node, deep=True)
+        except (ValueError, OverflowError):
+            return int(node.start_mark.line) + 1
+        return None
+    children: list[yaml.Node] = []
+    if isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    elif isinstance(node, yaml.MappingNode):
+        children = [part for pair in node.value for part in pair]
+    for child in children:
+        line = _unreadable_scalar_line(child)
+        if line is not None:
+            return line
+    return None
 
 
 @dataclass
