@@ -50,6 +50,10 @@ from rujuk_contracts.events import (
     ReferralDelivered,
     ReferralDeliveryFailed,
     ReplyKind,
+    SopAnswerGiven,
+    SopProposalWithdrawn,
+    SopProposed,
+    SopPublished,
 )
 from rujuk_contracts.triage import TriageFacts
 from rujuk_runtime.bus import (
@@ -200,11 +204,24 @@ def sample(model: type[EventPayload], case_id: str = SWEEP_CASE) -> EventPayload
         "contact_id": SWEEP_AGENCY,
         "via": "reply",
         "by": SWEEP_AGENCY,
+        # SOP proposals and their answers (issue 19)
+        "proposal_id": "prop-" + "0" * 32,
+        "district_code": case_id[:4],
+        "decision": "agree",
+        "refusal": "not_valid",
+        "sha256": "0" * 64,
+        "base_version": None,
+        "proposed_by": "coordinator:sweep",
+        "asked": [],
+        "withdrawn_by": "coordinator:sweep",
+        "published_by": "coordinator:sweep",
     }
     if model is OnCallPaged:  # why the chain passed it on: an EscalationReason
         values["reason"] = "deadline_missed"
     if model is OnCallAcknowledged:  # the channel of the page answered
         values["channel"] = "sms"
+    if model is SopAnswerGiven:  # agreeing: no reason
+        values["reason"] = None
     return model.model_validate({k: v for k, v in values.items() if k in model.model_fields})
 
 
@@ -334,6 +351,11 @@ async def good_journey(run: Swept, js: JetStreamContext) -> None:
         await store.revoke_token(conn, token_id)
     finally:
         await conn.close()
+    # An SOP proposal's life (issue 19) for a proposal nobody holds: notify tells the agencies
+    # it asked (none), routing refuses the answer to it, naming why; each is processed.
+    for model in (SopProposed, SopAnswerGiven, SopProposalWithdrawn, SopPublished):
+        event = sample(model, run.case_id)
+        await js.publish(event.subject(), make_event(event, source=SOURCE).to_bytes())
 
 
 async def wait_for_states(
