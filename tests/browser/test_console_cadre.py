@@ -313,6 +313,7 @@ async def test_background_sync_sends_the_queue_with_the_page_closed_exactly_once
     assert await page.evaluate("'SyncManager' in window")
     await context.set_offline(True)
     await fill(page, VICTIMS[0])
+    await until_states(page, ["waiting"])  # queued and the form reset before the next one
     await fill(page, VICTIMS[1])
     await until_states(page, ["waiting", "waiting"])
     await page.close()
