@@ -194,6 +194,11 @@ async def test_an_sop_binds_the_agencies_whose_duties_change_once_they_signed_it
     assert (await http.post(publish, json={"effective_at": past})).status_code == 422
     naive = await http.post(publish, json={"effective_at": "2030-01-01T00:00:00"})
     assert naive.status_code == 422
+    beyond = await http.post(publish, json={"effective_at": "9999-12-31T23:00:00-14:00"})
+    assert beyond.status_code == 422
+    deep = await http.post("/v1/sop-proposals", content="[" * 5000 + "]" * 5000, headers=YAML)
+    assert deep.status_code == 422
+    assert "nested too deeply" in deep.text
     effective = parties.clock() + timedelta(hours=1)
     published = await http.post(publish, json={"effective_at": effective.isoformat()})
     assert published.status_code == 200, published.text
@@ -260,6 +265,8 @@ async def test_the_ledger_replays_how_the_sop_in_force_came_to_be(
         AuditSettings(nats_url=parties.runtime.settings.nats_url, database_url=database_url)
     )
     async with audit.running():
+        first = tightened(SOP_3513, 2, ("uptppa-probolinggo", 120, 90))
+        assert (await http.post("/v1/sop-proposals", content=first, headers=YAML)).is_success
         pid = (await http.post("/v1/sop-proposals", content=V2, headers=YAML)).json()["proposal_id"]
         answers = f"/v1/sop-proposals/{pid}/answers"
         upt, lbh = (
@@ -274,6 +281,8 @@ async def test_the_ledger_replays_how_the_sop_in_force_came_to_be(
         )
         assert published.json()["agencies_not_agreed"] == ["lbh-probolinggo"]
         expected = [
+            "sop.proposed",
+            "sop.proposal_withdrawn",  # the first, superseded by the second
             "sop.proposed",
             "sop.objected",
             "sop.signed_off",
@@ -309,4 +318,22 @@ async def test_a_proposal_that_drops_an_agencys_example_shows_it(parties: Partie
     assert dropped not in {e["example_id"] for e in body["examples"]}
     assert [(e["example_id"], e["speaks_for"], e["passed"]) for e in body["examples_dropped"]] == [
         (dropped, "uptppa-probolinggo", True)
+    ]
+
+
+async def test_a_proposal_is_compared_with_the_version_still_to_come(parties: Parties) -> None:
+    """v2, in force only tomorrow, gives legal aid a day more; v3 taking it back asks LBH
+    (compared with v1, in force today, it would look like no change)."""
+    http = parties.http
+    relaxed = tightened(SOP_3513, 2, ("lbh-probolinggo", 1440, 2880))
+    proposed = (await http.post("/v1/sop-proposals", content=relaxed, headers=YAML)).json()
+    assert proposed["asked"] == []
+    tomorrow = (parties.clock() + timedelta(days=1)).isoformat()
+    publish = f"/v1/sop-proposals/{proposed['proposal_id']}/publish"
+    assert (await http.post(publish, json={"effective_at": tomorrow})).status_code == 200
+    back = SOP_3513.replace("version: 1", "version: 3", 1)
+    again = (await http.post("/v1/sop-proposals", content=back, headers=YAML)).json()
+    assert again["base_version"] == 2
+    assert {a["agency_id"]: a["duty_changes"] for a in again["asked"]}["lbh-probolinggo"] == [
+        "shorter_deadline"
     ]

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from routing.settings import SHIPPED_SOPS
 from routing.sop import Sop, load_sop
-from routing.sop.duties import AgencyDutyChanges, duty_changes
+from routing.sop.duties import AgencyDutyChanges, duty_changes, reachable_agencies
 from rujuk_contracts.events import DutyChange, Priority, Service
 
 PASURUAN = load_sop(SHIPPED_SOPS / "3514.yaml")
@@ -192,3 +192,42 @@ def test_tightening_a_fixed_agency_deadline_asks_that_agency(sop: Sop, data: st.
         c.code is DutyChange.SHORTER_DEADLINE and c.rule_id == rule_id
         for c in changes[item["agency"]].changes
     )
+
+
+def test_a_rule_firing_on_other_cases_asks_every_agency_it_reaches() -> None:
+    """Police would get every adult case too: the referral's terms are unchanged, but not
+    the cases that reach it."""
+
+    def wider(document: dict[str, Any]) -> None:
+        rule(document, "child-protection")["when"] = {}
+
+    changes = duty_changes(PASURUAN, edited(PASURUAN, wider))
+    reached = {
+        agency_id
+        for item in next(r for r in PASURUAN.rules if r.id == "child-protection").refer
+        for agency_id in reachable_agencies(PASURUAN, item)
+    } - {PASURUAN.coordinator}
+    assert reached
+    assert {a for a, codes in asked(changes).items() if DutyChange.CONDITIONS_CHANGED in codes} == (
+        reached
+    )
+
+
+def test_a_consent_policy_change_asks_the_agencies_of_that_service() -> None:
+    def without_consent(document: dict[str, Any]) -> None:
+        document["consent"]["mandatory_reporting"][0]["legal_basis"] = "UU 35/2014 (invented)"
+
+    changes = asked(duty_changes(PASURUAN, edited(PASURUAN, without_consent)))
+    assert changes
+    assert all(codes == [DutyChange.CONSENT_POLICY_CHANGED] for codes in changes.values())
+
+
+def test_a_new_coordinator_is_asked_whatever_else_changes_for_it() -> None:
+    new_coordinator = next(a.id for a in PASURUAN.directory if a.id != PASURUAN.coordinator)
+
+    def handed_over(document: dict[str, Any]) -> None:
+        document["coordinator"] = new_coordinator
+
+    changes = asked(duty_changes(PASURUAN, edited(PASURUAN, handed_over)))
+    assert DutyChange.BECOMES_COORDINATOR in changes[new_coordinator]
+    assert PASURUAN.coordinator not in changes

@@ -461,6 +461,13 @@ class DutyChange(StrEnum):
     SHORTER_DEADLINE = "shorter_deadline"  # less time to acknowledge a referral
     HIGHER_PRIORITY = "higher_priority"  # a referral more urgent than before
     NEW_ESCALATION_STEP = "new_escalation_step"  # in an escalation chain where it was not
+    # A rule that refers it is new or fires on other facts: other cases may now reach it.
+    CONDITIONS_CHANGED = "conditions_changed"
+    # Whether a service it offers needs the survivor's consent, or is reported without it for
+    # an age group (mandatory reporting), changes.
+    CONSENT_POLICY_CHANGED = "consent_policy_changed"
+    # It becomes the coordinator: the end of every escalation chain.
+    BECOMES_COORDINATOR = "becomes_coordinator"
 
 
 class ObjectionReason(StrEnum):
@@ -635,6 +642,11 @@ class SopProposalWithdrawn(EventPayload):
     district_code: str = Field(pattern=DISTRICT_CODE_PATTERN)
     sop_version: int = Field(ge=1)
     withdrawn_by: str = Field(max_length=100, description="Role and token id, never a name")
+    superseded_by: ProposalId | None = Field(
+        default=None,
+        description="When a newer proposal replaced it (absent: withdrawn, or superseded by a "
+        "version published directly, whose sop.published follows)",
+    )
 
     def subject_id(self) -> str:
         return self.sop_id

@@ -337,7 +337,12 @@ def sop_answered(
 
 
 def sop_proposal_withdrawn(
-    proposal: StoredProposal, by: str, now: datetime, traceparent: str | None
+    proposal: StoredProposal,
+    by: str,
+    now: datetime,
+    traceparent: str | None,
+    *,
+    superseded_by: str | None = None,
 ) -> CloudEvent:
     withdrawn = SopProposalWithdrawn(
         proposal_id=proposal.proposal_id,
@@ -345,6 +350,7 @@ def sop_proposal_withdrawn(
         district_code=proposal.district_code,
         sop_version=proposal.version,
         withdrawn_by=by,
+        superseded_by=superseded_by,
     )
     return routing_event(withdrawn, f"sop-withdrawn:{proposal.proposal_id}", now, traceparent)
 

@@ -14,13 +14,21 @@ district: SOPs and district codes are no secret). A partner sees the SOPs whose 
 names its agency.
 """
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import PurePath
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from routing import cases, oncall, proposals, simulations, store
 from routing.cases import CaseClosedAlready, CaseHasOpenReferrals, CaseNotFound
@@ -804,12 +812,24 @@ class AnswerRequest(BaseModel):
         return self
 
 
+LATEST_EFFECTIVE_AT = datetime(2100, 1, 1, tzinfo=UTC)
+
+
 class PublishRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     effective_at: AwareDatetime | None = Field(
-        default=None, description="From when routing applies it (default now; not in the past)"
+        default=None,
+        description="From when routing applies it (default now; not in the past, before 2100)",
     )
+
+    @field_validator("effective_at")
+    @classmethod
+    def _within_reach(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value >= LATEST_EFFECTIVE_AT:
+            raise ValueError(f"must be before {LATEST_EFFECTIVE_AT.date().isoformat()}")
+        return value
+
     override_reason: OverrideReason | None = Field(
         default=None, description="Publish although some asked agency has not agreed: why"
     )

@@ -24,7 +24,14 @@ from routing.sop.diff import rule_diff
 from routing.sop.duties import AgencyDutyChanges, duty_changes
 from routing.sop.examples import example_problems
 from routing.sop.signoff import Standing, StoredAnswer, StoredProposal, standing_of
-from routing.sops import Publication, PublishedSop, SopNotServed, SopsInForce
+from routing.sops import (
+    Publication,
+    PublishedSop,
+    SopConflict,
+    SopNotServed,
+    SopsInForce,
+    supersede_open_proposal,
+)
 from rujuk_contracts import CloudEvent
 from rujuk_contracts.events import (
     AnswerVia,
@@ -121,18 +128,21 @@ async def propose(
         raise SopNotServed(sop.district_code)
     sha256 = hashlib.sha256(text.encode()).hexdigest()
     await store.lock_district_sops(conn, sop.district_code)
-    before = await sops.check_follows(conn, sop)
+    before = await sops.latest_version(conn, sop.district_code, await sops.check_follows(conn, sop))
     asked = duty_changes(before, sop)
     open_one = await store.open_proposal(conn, sop.district_code)
     if open_one is not None and open_one.sha256 == sha256:
         return Proposed(open_one, before, sop, asked, created=False)
     now = clock()
-    await store.close_proposals(conn, sop.district_code, "superseded", at=now, by=proposed_by)
+    proposal_id = new_proposal_id()
+    await supersede_open_proposal(
+        conn, sop.district_code, at=now, by=proposed_by, superseded_by=proposal_id
+    )
     directories = {a.id for a in sop.directory} | {
         a.id for a in (before.directory if before else [])
     }
     proposal = StoredProposal(
-        proposal_id=new_proposal_id(),
+        proposal_id=proposal_id,
         district_code=sop.district_code,
         sop_id=sop.sop_id,
         version=sop.version,
@@ -309,7 +319,14 @@ async def publish(
     if standing.not_agreed and override is None:
         raise NotAgreed(standing)
     sop = parse_sop(proposal.yaml, origin=f"proposal {proposal_id}", run_examples=example_problems)
-    await sops.check_follows(conn, sop)
+    base = await sops.latest_version(conn, sop.district_code, await sops.check_follows(conn, sop))
+    if (base.version if base else None) != proposal.base_version:
+        raise SopConflict(
+            f"SOP {sop.district_code} v{base.version if base else '-'} kini versi terbaru, bukan "
+            f"v{proposal.base_version} yang dibandingkan usulan ini: usulkan lagi / SOP "
+            f"{sop.district_code} v{base.version if base else '-'} is now the latest version, "
+            f"not v{proposal.base_version} this proposal was compared with: propose it again"
+        )
     publication = Publication(
         effective_at=effective_at,
         proposal_id=proposal_id,

@@ -181,6 +181,9 @@ def view(job: store.SimulationJob) -> dict[str, Any]:
 # --- running jobs -------------------------------------------------------------------------
 
 
+MAX_PARSED_FACTS = 5_000
+
+
 class FactsReader:
     """Triage facts from their stored JSON, each distinct document parsed once (most cases
     share their facts with many others)."""
@@ -195,6 +198,8 @@ class FactsReader:
         if text is None:
             return None
         if text not in self._parsed:
+            if len(self._parsed) >= MAX_PARSED_FACTS:  # bounded: a job may read 100,000s
+                self._parsed.clear()
             try:
                 self._parsed[text] = TriageFacts.model_validate_json(text)
             except ValidationError:  # stored under an older contract: counted as not simulable

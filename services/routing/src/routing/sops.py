@@ -11,7 +11,7 @@ from pathlib import Path
 
 from routing import store
 from routing.clock import Clock, utc_now
-from routing.events import sop_in_force, sop_published
+from routing.events import sop_in_force, sop_proposal_withdrawn, sop_published
 from routing.lifecycle import UnroutedReason
 from routing.sop import Sop, SopError, SopLibrary, load_sop_folder, parse_sop
 from routing.sop.duties import AgencyDutyChanges, duty_changes
@@ -251,7 +251,9 @@ class SopsInForce:
         existing = await store.get_sop(conn, sop.district_code, sop.version)
         if existing is not None and existing.sha256 == sha256:
             return PublishedSop(sop, sha256, existing.published_at, False, existing.effective_at)
-        current = await self.check_follows(conn, sop)
+        current = await self.latest_version(
+            conn, sop.district_code, await self.check_follows(conn, sop)
+        )
         asked = duty_changes(current, sop)
         if asked and override is None:
             raise NeedsSignOff(sop.label, asked)
@@ -262,10 +264,23 @@ class SopsInForce:
         published = await self.store_published(
             conn, sop, text, sha256, published_by, clock, publication
         )
-        await store.close_proposals(
-            conn, sop.district_code, "superseded", at=published.published_at, by=published_by
+        await supersede_open_proposal(
+            conn, sop.district_code, at=published.published_at, by=published_by
         )
         return published
+
+    async def latest_version(
+        self, conn: Connection, district: str, current: Sop | None
+    ) -> Sop | None:
+        """What a new version is compared with: the newest published, even one in force only
+        from a later date, else ``current`` (the one in force). Comparing with the one in force
+        alone would let a proposal undo, unasked, what a scheduled version relaxed."""
+        highest = await store.newest_published_version(conn, district)
+        if highest is None or (current is not None and highest <= current.version):
+            return current
+        stored = await store.get_sop(conn, district, highest)
+        assert stored is not None
+        return parse_sop(stored.yaml, origin=f"published {district} v{highest}")
 
     async def check_follows(self, conn: Connection, sop: Sop) -> Sop | None:
         """The SOP in force for the district (None: none), once sure ``sop``'s version follows
@@ -350,3 +365,23 @@ class SopsInForce:
             override_reason=publication.override_reason,
         )
         return PublishedSop(sop, sha256, now, True, effective_at)
+
+
+async def supersede_open_proposal(
+    conn: Connection, district: str, *, at: datetime, by: str, superseded_by: str | None = None
+) -> None:
+    """Close the district's open proposal as superseded (by a newer proposal, or by a version
+    published directly) and say so in ``sop.proposal_withdrawn``: the ledger shows why it
+    ended, and notify tells the agencies it asked that they need not answer."""
+    open_one = await store.open_proposal(conn, district)
+    if open_one is None:
+        return
+    await store.close_proposals(
+        conn, district, "superseded", at=at, by=by, proposal_id=open_one.proposal_id
+    )
+    await add_to_outbox(
+        conn,
+        sop_proposal_withdrawn(
+            open_one, by, at, current_traceparent(), superseded_by=superseded_by
+        ),
+    )

@@ -11,15 +11,19 @@ Choices worth knowing:
   that service, so renaming a rule asks nobody.
 - ``pick: by_kecamatan`` may reach every directory agency that offers the service and lists a
   kecamatan by name, and its fallback: each of them carries the duty.
-- The coordinator of the proposed version proposes it, and is never asked; it still ends
-  every escalation chain (``decide`` appends it), so a new coordinator is a new escalation
-  step for nobody else.
+- What a rule fires on counts too: a rule that is new, or whose ``when`` changes, asks every
+  agency it may reach (``conditions_changed``), whether it widens or narrows (telling which is
+  not decidable from the YAML alone; the impact simulation shows it on real cases); a rule
+  renamed with its conditions and referrals as they were asks nobody. So does a
+  change of the consent policy for a service an agency is referred (``consent_policy_changed``).
+- The coordinator proposes and is never asked; a proposal that makes another agency the
+  coordinator asks that agency (``becomes_coordinator``), whatever else changes for it.
 """
 
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from routing.sop.model import Referral, Sop
+from routing.sop.model import ConsentPolicy, Referral, Sop
 from rujuk_contracts.events import DutyChange, Priority, Service
 
 PRIORITY_RANK = {Priority.EMERGENCY: 0, Priority.URGENT: 1, Priority.ROUTINE: 2}
@@ -74,10 +78,14 @@ def duty_changes(before: Sop | None, after: Sop) -> list[AgencyDutyChanges]:
     old, new = _duties(before), _duties(after)
     changes: dict[str, list[DutyChangeDetail]] = {}
 
+    proposer = before.coordinator if before is not None else after.coordinator
+
     def add(agency_id: str, detail: DutyChangeDetail) -> None:
-        if agency_id != after.coordinator and detail not in changes.setdefault(agency_id, []):
+        if agency_id != proposer and detail not in changes.setdefault(agency_id, []):
             changes[agency_id].append(detail)
 
+    if after.coordinator != proposer:
+        add(after.coordinator, DutyChangeDetail(DutyChange.BECOMES_COORDINATOR))
     for agency_id in sorted(new.directory - old.directory):
         add(agency_id, DutyChangeDetail(DutyChange.JOINS_DIRECTORY))
     for (agency_id, service, rule_id), terms in sorted(new.by_rule.items()):
@@ -85,6 +93,9 @@ def duty_changes(before: Sop | None, after: Sop) -> list[AgencyDutyChanges]:
             add(agency_id, detail)
     for agency_id in sorted(new.escalation - old.escalation):
         add(agency_id, DutyChangeDetail(DutyChange.NEW_ESCALATION_STEP))
+    if before is not None:
+        for agency_id, detail in sorted(_fires_differently(before, after), key=_by_agency):
+            add(agency_id, detail)
     return [
         AgencyDutyChanges(agency_id, tuple(details))
         for agency_id, details in sorted(changes.items())
@@ -116,6 +127,53 @@ def _stricter(
             _priority(base.rank),
             _priority(terms.rank),
         )
+
+
+def _by_agency(found: tuple[str, DutyChangeDetail]) -> tuple[str, str, str]:
+    agency_id, detail = found
+    return agency_id, detail.code.value, f"{detail.service}:{detail.rule_id}"
+
+
+def _fires_differently(before: Sop, after: Sop) -> Iterator[tuple[str, DutyChangeDetail]]:
+    """Agencies other cases may now reach: a rule new or with other conditions, and services
+    whose consent policy changes."""
+    old_rules = {rule.id: rule for rule in before.rules}
+    for rule in after.rules:
+        old = old_rules.get(rule.id)
+        if old is not None and old.when == rule.when:
+            continue
+        if old is None and any(o.when == rule.when and o.refer == rule.refer for o in before.rules):
+            continue  # a rule renamed, or copied, as it was: it fires on the same cases
+        for item in rule.refer:
+            for agency_id in reachable_agencies(after, item):
+                detail = DutyChangeDetail(DutyChange.CONDITIONS_CHANGED, item.service, rule.id)
+                yield agency_id, detail
+    changed = _consent_changes(before, after)
+    for rule in after.rules:
+        for item in rule.refer:
+            if item.service in changed:
+                for agency_id in reachable_agencies(after, item):
+                    yield (
+                        agency_id,
+                        DutyChangeDetail(DutyChange.CONSENT_POLICY_CHANGED, item.service),
+                    )
+
+
+def _consent_changes(before: Sop, after: Sop) -> set[Service]:
+    """Services whose consent requirement or mandatory reporting differs."""
+    old, new = before.consent, after.consent
+    services = set(old.requires_consent) | set(new.requires_consent)
+    changed = {s for s in services if old.requires_consent.get(s) != new.requires_consent.get(s)}
+
+    def reported(policy: ConsentPolicy) -> set[tuple[str, Service, str]]:
+        return {
+            (entry.age_group.value, service, entry.legal_basis)
+            for entry in policy.mandatory_reporting
+            for service in entry.services
+        }
+
+    changed |= {service for _, service, _ in reported(old) ^ reported(new)}
+    return changed
 
 
 def _priority(rank: int) -> str:

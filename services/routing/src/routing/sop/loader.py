@@ -81,6 +81,9 @@ def parse_sop(
         raise SopError([issue]) from exc
     except yaml.YAMLError as exc:
         raise SopError([SopIssue(f"SOP {origin}", None, None, f"not valid YAML: {exc}")]) from exc
+    except RecursionError as exc:  # nesting deeper than the parser's stack
+        issue = SopIssue(f"SOP {origin}", None, None, "not valid YAML: nested too deeply")
+        raise SopError([issue]) from exc
     except (ValueError, OverflowError) as exc:  # a scalar that reads as a date and is none
         line = _unreadable_scalar_line(root)
         issue = SopIssue(f"SOP {origin}", None, line, f"not valid YAML: {exc}")
