@@ -76,13 +76,14 @@ class Parties:
             )
         return self.partners[agency_id]
 
-    async def route(self, case_id: str) -> int:
-        """Route an adult's report of neglect in 3513 now; the SOP version it was routed by."""
+    async def route(self, case_id: str, reported_at: datetime | None = None) -> int:
+        """Route an adult's report of neglect in 3513 now (reported now unless said); the SOP
+        version it was routed by."""
         handlers: RoutingHandlers = self.http.app.state.handlers  # type: ignore[attr-defined]
         case = CaseReported(
             case_id=case_id,
             channel="walk_in",
-            reported_at=self.clock(),
+            reported_at=reported_at or self.clock(),
             triage=TriageFacts(
                 violence_types=["neglect"], age_group="adult", sex="female", district_code="3513"
             ),
@@ -223,6 +224,10 @@ async def test_an_sop_binds_the_agencies_whose_duties_change_once_they_signed_it
     await watcher.announce_sops_taking_effect()
     assert await pool.fetchval(announced) == 1
     assert await parties.route("3513-AB12CD34EG") == 2
+    # A case reported before the date and taken only now (a backlog) keeps the version in force
+    # when it was reported, whichever replica takes it and whenever.
+    before_the_date = effective - timedelta(minutes=1)
+    assert await parties.route("3513-AB12CD34EH", reported_at=before_the_date) == 1
     assert (await http.get("/v1/sops")).json()["in_force"]["3513"]["version"] == 2
 
 

@@ -41,11 +41,18 @@ async def route_case(
     *,
     clock: Clock,
     minute: timedelta,
+    by_report_time: bool = False,
 ) -> Decision:
     """Apply the SOP in force, store the case with its referrals and deadlines, and stage
     CaseRouted and the referral requests. Rejected if the case was routed before; Unroutable
-    (before anything is written) when there is no usable SOP or the decision fails."""
-    sop = await sops.sop_in_force(conn, reported.triage.district)
+    (before anything is written) when there is no usable SOP or the decision fails.
+
+    ``by_report_time``: the SOP in force when the case was reported, whenever routing takes
+    it (a backlog after an outage, replicas whose clocks differ: a version applies to the
+    cases reported from its effective date on); else the one in force now (routing by hand
+    a case no SOP could route when it came)."""
+    at = reported.reported_at if by_report_time else None
+    sop = await sops.sop_in_force(conn, reported.triage.district, at)
     now = clock()
     try:
         decision = decide(sop, reported.case_id, reported.triage, now, minute=minute)
@@ -80,11 +87,15 @@ async def take_reported_case(
     *,
     clock: Clock,
     minute: timedelta,
+    by_report_time: bool = True,
 ) -> Decision | Unroutable:
     """Route a reported case or, when routing cannot, keep it as unrouted (listed for the
-    coordinator, counted in rujuk_cases_unrouted) and say why: a report is never dropped."""
+    coordinator, counted in rujuk_cases_unrouted) and say why: a report is never dropped.
+    ``by_report_time``: see ``route_case``."""
     try:
-        return await route_case(conn, sops, reported, clock=clock, minute=minute)
+        return await route_case(
+            conn, sops, reported, clock=clock, minute=minute, by_report_time=by_report_time
+        )
     except Unroutable as unroutable:
         if await store.routed_case_district(conn, reported.case_id) is not None:
             raise Rejected(f"case {reported.case_id} was routed before") from unroutable
@@ -142,7 +153,9 @@ async def route_by_hand(
         await store.resolve_unrouted(conn, case_id, resolution="routed", by=routed_by, at=clock())
         return RoutedByHand(case_id, already_routed=True)
     reported = CaseReported.model_validate(unrouted.reported)
-    outcome = await take_reported_case(conn, sops, reported, clock=clock, minute=minute)
+    outcome = await take_reported_case(
+        conn, sops, reported, clock=clock, minute=minute, by_report_time=False
+    )
     if isinstance(outcome, Unroutable):
         return RoutedByHand(case_id, still=outcome)
     await store.resolve_unrouted(conn, case_id, resolution="routed", by=routed_by, at=clock())

@@ -143,13 +143,16 @@ class SopsInForce:
             )
         raise no_sop(district)
 
-    async def sop_in_force(self, conn: Connection, district: str) -> Sop:
-        """The newest version published for the district in effect now, else its SOP file.
+    async def sop_in_force(
+        self, conn: Connection, district: str, at: datetime | None = None
+    ) -> Sop:
+        """The newest version published for the district in effect ``at`` (default now), else
+        its SOP file.
 
         Asked of the database for every case (one indexed row), so every routing replica
         applies a new version from its effective date on; parsed once per version.
         """
-        newest = await store.newest_sop(conn, district, self.clock())
+        newest = await store.newest_sop(conn, district, at or self.clock())
         if newest is None:
             return self.sop_for(district)
         version, sha256 = newest
