@@ -511,3 +511,12 @@ def test_decision_names_the_sop_and_its_version() -> None:
 
 def _name(district: str) -> str:
     return {"3514": "pasuruan", "3513": "probolinggo"}[district]
+
+
+def test_every_condition_field_is_checked_by_exactly_one_check() -> None:
+    """A field added to Condition and to no check would be ignored by every rule."""
+    from routing.decide import _CHECK_FIELDS, FLAG_FIELDS
+    from routing.sop import Condition
+
+    covered = [*FLAG_FIELDS, *(name for _, fields in _CHECK_FIELDS for name in fields)]
+    assert sorted(covered) == sorted(Condition.model_fields)

@@ -3,7 +3,7 @@
 Pure: the same SOP, case id, facts and time always give the same decision.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -104,7 +104,40 @@ def decide(
 
 def condition_holds(condition: Condition, facts: TriageFacts) -> bool:
     """True when every condition that is set holds for the facts."""
-    return all(check(condition, facts) for check in _CHECKS)
+    flags, checks = _compiled(condition)
+    for name, wanted in flags:
+        if getattr(facts, name) != wanted:
+            return False
+    return all(check(condition, facts) for check in checks)
+
+
+_Compiled = tuple[
+    tuple[tuple[str, object], ...], tuple[Callable[[Condition, TriageFacts], bool], ...]
+]
+_COMPILED: dict[int, tuple[Condition, _Compiled]] = {}
+MAX_COMPILED = 10_000
+
+
+def _compiled(condition: Condition) -> _Compiled:
+    """The flags a condition sets and the other checks that apply to it, worked out once per
+    condition: a rule names two or three of its fourteen fields, and the impact simulation
+    asks a rule's condition for 100,000s of facts. Keyed by identity (a condition holds lists,
+    so it does not hash); the entry keeps the condition alive, so the id is never reused."""
+    found = _COMPILED.get(id(condition))
+    if found is not None and found[0] is condition:
+        return found[1]
+    if len(_COMPILED) >= MAX_COMPILED:  # every SOP parsed adds its conditions: bounded
+        _COMPILED.clear()
+    flags = tuple(
+        (name, wanted) for name in FLAG_FIELDS if (wanted := getattr(condition, name)) is not None
+    )
+    checks = tuple(
+        check
+        for check, fields in _CHECK_FIELDS
+        if any(getattr(condition, name) is not None for name in fields)
+    )
+    _COMPILED[id(condition)] = (condition, (flags, checks))
+    return flags, checks
 
 
 def pick_agency(sop: Sop, item: Referral, kecamatan: str | None) -> str:
@@ -134,26 +167,25 @@ def escalation_chain(escalate_to: list[str], agency_id: str, coordinator: str) -
 
 
 def _violence_any(c: Condition, f: TriageFacts) -> bool:
-    return c.any_violence_types is None or bool(set(c.any_violence_types) & set(f.violence_types))
+    wanted = c.any_violence_types
+    return wanted is None or any(v in f.violence_types for v in wanted)
 
 
 def _violence_none(c: Condition, f: TriageFacts) -> bool:
-    return c.none_of_violence_types is None or not (
-        set(c.none_of_violence_types) & set(f.violence_types)
-    )
+    refused = c.none_of_violence_types
+    return refused is None or not any(v in f.violence_types for v in refused)
 
 
-def _flags(c: Condition, f: TriageFacts) -> bool:
-    pairs = (
-        (c.age_group, f.age_group),
-        (c.sex, f.sex),
-        (c.disability, f.disability),
-        (c.immediate_danger, f.immediate_danger),
-        (c.injury, f.injury),
-        (c.perpetrator_has_access, f.perpetrator_has_access),
-        (c.suicidal_thoughts, f.suicidal_thoughts),
-    )
-    return all(wanted is None or wanted == actual for wanted, actual in pairs)
+# Conditions on one fact each: set, the fact must equal it (compiled in ``_compiled``).
+FLAG_FIELDS = (
+    "age_group",
+    "sex",
+    "disability",
+    "immediate_danger",
+    "injury",
+    "perpetrator_has_access",
+    "suicidal_thoughts",
+)
 
 
 def _hours(c: Condition, f: TriageFacts) -> bool:
@@ -190,7 +222,21 @@ def _kecamatan(c: Condition, f: TriageFacts) -> bool:
     return f.kecamatan is not None and normalise(f.kecamatan) in map(normalise, c.kecamatan)
 
 
-_CHECKS = (_violence_any, _violence_none, _flags, _hours, _consent, _kecamatan)
+# Each other check, and the condition fields that make it apply.
+_CHECK_FIELDS: tuple[tuple[Callable[[Condition, TriageFacts], bool], tuple[str, ...]], ...] = (
+    (_violence_any, ("any_violence_types",)),
+    (_violence_none, ("none_of_violence_types",)),
+    (
+        _hours,
+        (
+            "sexual_assault_time_known",
+            "max_hours_since_sexual_assault",
+            "min_hours_since_sexual_assault",
+        ),
+    ),
+    (_consent, ("consent",)),
+    (_kecamatan, ("kecamatan",)),
+)
 
 
 # --- referrals ----------------------------------------------------------------------------
