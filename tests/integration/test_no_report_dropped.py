@@ -7,6 +7,7 @@ proposal asks to sign it off (which it then can, over routing's API)."""
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ import yaml
 from fastapi import FastAPI
 from typer.testing import CliRunner
 
-from intake import store
+from intake import handlers, store
 from intake.bootstrap import create_app as create_intake
 from intake.cli import app as token_cli
 from intake.cli import connect
@@ -29,7 +30,15 @@ from routing.bootstrap import create_app as create_routing
 from routing.deadlines import DeadlineWatcher
 from routing.settings import SHIPPED_SOPS, RoutingSettings
 from rujuk_contracts import make_event, parse_event
-from rujuk_contracts.events import CaseClosed, CaseReported, Role
+from rujuk_contracts.events import (
+    AskedAgency,
+    CaseClosed,
+    CaseReported,
+    EventPayload,
+    Role,
+    SopProposed,
+    SopPublished,
+)
 from rujuk_contracts.triage import TriageFacts
 from rujuk_runtime.bus import event_headers
 from tests.conftest import provisioned_database, remove_streams
@@ -390,6 +399,50 @@ async def test_an_agency_a_proposal_asks_to_join_gets_a_token_and_signs_the_prop
 
 async def _without(asked: Awaitable[dict[str, list[str]]], district: str) -> bool:
     return district not in await asked
+
+
+async def test_a_proposal_asks_nobody_once_published_even_when_intake_sees_that_first(
+    services: Services,
+) -> None:
+    """Intake's projection of open proposals, on its own database: a publication naming the
+    proposal closes it, whichever of the two events is projected first (a replay)."""
+
+    def proposed(proposal_id: str) -> SopProposed:
+        return SopProposed(
+            proposal_id=proposal_id,
+            sop_id="sop-3596-contoh",
+            district_code="3596",
+            sop_version=2,
+            sha256="0" * 64,
+            base_version=1,
+            proposed_by="coordinator:tok-contoh",
+            asked=[AskedAgency(agency_id="lk3-contoh", duty_changes=["joins_directory"])],
+        )
+
+    def published(proposal_id: str) -> SopPublished:
+        return SopPublished(
+            sop_id="sop-3596-contoh",
+            district_code="3596",
+            sop_version=2,
+            sha256="0" * 64,
+            published_by="coordinator:tok-contoh",
+            proposal_id=proposal_id,
+        )
+
+    async def project(*payloads: EventPayload) -> dict[str, list[str]]:
+        conn = await connect(services.intake_database_url)
+        try:
+            for payload in payloads:
+                event = make_event(payload, source="/rujuk/routing")
+                await handlers.project_sop_proposal(conn, event, payload)
+            return await store.agencies_asked(conn)
+        finally:
+            await conn.close()
+
+    first, second = f"prop-{uuid.uuid4().hex}", f"prop-{uuid.uuid4().hex}"
+    assert (await project(proposed(first))).get("3596") == ["lk3-contoh"]
+    assert "3596" not in await project(published(first))
+    assert "3596" not in await project(published(second), proposed(second))
 
 
 async def until(condition: Callable[[], Awaitable[bool]], timeout: float = 20) -> None:

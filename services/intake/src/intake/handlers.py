@@ -53,19 +53,19 @@ async def project_sop_in_force(conn: Connection, event: CloudEvent, payload: Eve
 async def project_sop_proposal(conn: Connection, event: CloudEvent, payload: EventPayload) -> None:
     """Whom the district's open proposals ask: opened by ``sop.proposed``, closed by its
     withdrawal (or supersession) or by the ``sop.published`` that names it."""
-    match payload:
-        case SopProposed():
-            await store.open_sop_proposal(conn, payload)
-        case SopProposalWithdrawn():
+    if isinstance(payload, SopProposed):
+        await store.open_sop_proposal(conn, payload)
+    elif isinstance(payload, SopProposalWithdrawn):
+        await store.close_sop_proposal(conn, payload.proposal_id, payload.district_code, event.time)
+    elif isinstance(payload, SopPublished):
+        # Published directly (no proposal_id): a proposal it supersedes is withdrawn by its
+        # own event.
+        if payload.proposal_id is not None:
             await store.close_sop_proposal(
                 conn, payload.proposal_id, payload.district_code, event.time
             )
-        case SopPublished(proposal_id=str(proposal_id)):
-            await store.close_sop_proposal(conn, proposal_id, payload.district_code, event.time)
-        case SopPublished():
-            pass  # published directly: any proposal it supersedes is withdrawn by its own event
-        case _:
-            raise Rejected(f"expected an SOP proposal event, got {payload.event_type()}")
+    else:
+        raise Rejected(f"expected an SOP proposal event, got {payload.event_type()}")
 
 
 def sop_handlers() -> dict[str, Handler]:
