@@ -2,10 +2,12 @@
 NATS and PostgreSQL. Routing announces the SOPs in force and intake learns them; a district
 published later comes in force at intake; a case routing cannot route is kept, listed for the
 coordinator of its district, counted in rujuk_cases_unrouted, and leaves the list when it is
-routed by hand or closed; a partner token needs an agency an SOP in force names."""
+routed by hand or closed; a partner token needs an agency an SOP in force names, or one an open
+proposal asks to sign it off (which it then can, over routing's API)."""
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,10 +16,11 @@ from typing import Any
 import httpx
 import nats
 import pytest
+import yaml
 from fastapi import FastAPI
 from typer.testing import CliRunner
 
-from intake import store
+from intake import handlers, store
 from intake.bootstrap import create_app as create_intake
 from intake.cli import app as token_cli
 from intake.cli import connect
@@ -25,9 +28,17 @@ from intake.settings import IntakeSettings
 from intake.vault import new_master_key_spec
 from routing.bootstrap import create_app as create_routing
 from routing.deadlines import DeadlineWatcher
-from routing.settings import RoutingSettings
+from routing.settings import SHIPPED_SOPS, RoutingSettings
 from rujuk_contracts import make_event, parse_event
-from rujuk_contracts.events import CaseClosed, CaseReported, Role
+from rujuk_contracts.events import (
+    AskedAgency,
+    CaseClosed,
+    CaseReported,
+    EventPayload,
+    Role,
+    SopProposed,
+    SopPublished,
+)
 from rujuk_contracts.triage import TriageFacts
 from rujuk_runtime.bus import event_headers
 from tests.conftest import provisioned_database, remove_streams
@@ -298,6 +309,140 @@ async def test_a_partner_token_is_made_only_for_an_agency_an_sop_in_force_names(
     made = await asyncio.to_thread(create, "rsud-bangil")
     assert made.exit_code == 0, made.output
     assert "token_id:" in made.output
+
+
+def pasuruan_with_a_newcomer() -> str:
+    """Pasuruan's shipped SOP, version 2, whose directory adds the invented ``lk3-contoh`` and
+    escalates one rule's referral to it: the proposal asks it to sign off (joins_directory)."""
+    document = yaml.safe_load((SHIPPED_SOPS / "3514.yaml").read_text())
+    document["version"] = 2
+    document["directory"].append(
+        {
+            "id": "lk3-contoh",
+            "name": "LK3 (invented)",
+            "services": ["psychosocial"],
+            "kecamatan": "all",
+            "hours": "24/7",
+            "channels": ["nats"],
+        }
+    )
+    rule = next(r for r in document["rules"] if r["id"] == "suicidal-thoughts")
+    rule["refer"][0]["escalate_to"] = ["lk3-contoh"]
+    return str(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
+
+
+async def test_an_agency_a_proposal_asks_to_join_gets_a_token_and_signs_the_proposal_off(
+    services: Services,
+) -> None:
+    await until_intake_knows(services.intake, {"3514": 1})
+    runner = CliRunner()
+
+    def create() -> Any:
+        return runner.invoke(
+            token_cli,
+            ["create", "--role", "partner", "--agency", "lk3-contoh", "--district", "3514",
+             "--database-url", services.intake_database_url],
+        )  # fmt: skip
+
+    before = await asyncio.to_thread(create)
+    assert before.exit_code == 2, before.output
+    assert "lembaga lk3-contoh tidak ada di direktori SOP yang berlaku" in before.output
+    assert "nor asked to sign off an open SOP proposal (open proposals: districts -)" in (
+        before.output
+    )
+    coordinator = services.tokens["coordinator"]
+    proposed = await eventually(  # until routing knows the coordinator's token
+        lambda: services.routing.post(
+            "/v1/sop-proposals",
+            content=pasuruan_with_a_newcomer(),
+            headers={**YAML, **coordinator},
+        ),
+        201,
+    )
+    proposal_id = proposed.json()["proposal_id"]
+    asked = {a["agency_id"]: a["duty_changes"] for a in proposed.json()["asked"]}
+    assert "joins_directory" in asked["lk3-contoh"]
+
+    async with asyncio.timeout(20):  # until intake has projected the sop.proposed
+        while (made := await asyncio.to_thread(create)).exit_code != 0:
+            assert "lk3-contoh tidak ada di direktori" in made.output, made.output
+            await asyncio.sleep(0.1)
+    partner = bearer(made.stdout.strip().splitlines()[-1])
+    listed = await eventually(
+        lambda: services.routing.get("/v1/sop-proposals", headers=partner), 200
+    )
+    assert [p["proposal_id"] for p in listed.json()["proposals"]] == [proposal_id]
+    answered = await services.routing.post(
+        f"/v1/sop-proposals/{proposal_id}/answers", json={"decision": "agree"}, headers=partner
+    )
+    assert answered.status_code == 200, answered.text
+    [mine] = [a for a in answered.json()["asked"] if a["agency_id"] == "lk3-contoh"]
+    assert mine["answer"]["decision"] == "agree"
+
+    withdrawn = await services.routing.post(
+        f"/v1/sop-proposals/{proposal_id}/withdraw", headers=coordinator
+    )
+    assert withdrawn.status_code == 200, withdrawn.text
+
+    async def asked_at_intake() -> dict[str, list[str]]:
+        conn = await connect(services.intake_database_url)
+        try:
+            return await store.agencies_asked(conn)
+        finally:
+            await conn.close()
+
+    await until(lambda: _without(asked_at_intake(), "3514"))
+    after = await asyncio.to_thread(create)
+    assert after.exit_code == 2, after.output
+    assert "agency lk3-contoh is not in the directory of any SOP in force" in after.output
+
+
+async def _without(asked: Awaitable[dict[str, list[str]]], district: str) -> bool:
+    return district not in await asked
+
+
+async def test_a_proposal_asks_nobody_once_published_even_when_intake_sees_that_first(
+    services: Services,
+) -> None:
+    """Intake's projection of open proposals, on its own database: a publication naming the
+    proposal closes it, whichever of the two events is projected first (a replay)."""
+
+    def proposed(proposal_id: str) -> SopProposed:
+        return SopProposed(
+            proposal_id=proposal_id,
+            sop_id="sop-3596-contoh",
+            district_code="3596",
+            sop_version=2,
+            sha256="0" * 64,
+            base_version=1,
+            proposed_by="coordinator:tok-contoh",
+            asked=[AskedAgency(agency_id="lk3-contoh", duty_changes=["joins_directory"])],
+        )
+
+    def published(proposal_id: str) -> SopPublished:
+        return SopPublished(
+            sop_id="sop-3596-contoh",
+            district_code="3596",
+            sop_version=2,
+            sha256="0" * 64,
+            published_by="coordinator:tok-contoh",
+            proposal_id=proposal_id,
+        )
+
+    async def project(*payloads: EventPayload) -> dict[str, list[str]]:
+        conn = await connect(services.intake_database_url)
+        try:
+            for payload in payloads:
+                event = make_event(payload, source="/rujuk/routing")
+                await handlers.project_sop_proposal(conn, event, payload)
+            return await store.agencies_asked(conn)
+        finally:
+            await conn.close()
+
+    first, second = f"prop-{uuid.uuid4().hex}", f"prop-{uuid.uuid4().hex}"
+    assert (await project(proposed(first))).get("3596") == ["lk3-contoh"]
+    assert "3596" not in await project(published(first))
+    assert "3596" not in await project(published(second), proposed(second))
 
 
 async def until(condition: Callable[[], Awaitable[bool]], timeout: float = 20) -> None:

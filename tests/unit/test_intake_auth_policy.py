@@ -88,3 +88,27 @@ def test_a_partner_token_needs_an_agency_an_sop_in_force_names_and_says_what_was
     assert "rsud-bangil" not in message  # which agencies exist is not told
     with pytest.raises(TokenError, match="intake knows no SOP in force yet"):
         auth.check_agency_in_force("pkm-bangil", {})
+
+
+def test_an_agency_an_open_proposal_asks_may_hold_a_partner_token_in_that_district() -> None:
+    named = {"3514": ["rsud-bangil"], "3513": ["rsud-waluyo-jati"]}
+    asked = {"3514": ["lk3-contoh"]}
+    auth.check_agency_in_force("lk3-contoh", named, asked)
+    auth.check_agency_in_force("lk3-contoh", named, asked, districts=("3514",))
+    auth.check_agency_in_force("rsud-bangil", named, asked, districts=("3514",))
+    with pytest.raises(TokenError) as refused:
+        auth.check_agency_in_force("lk3-contoh", named, asked, districts=("3513",))
+    message = str(refused.value)
+    assert "tidak diminta menyetujui usulan SOP yang terbuka" in message
+    assert "nor asked to sign off an open SOP proposal (open proposals: districts -)" in message
+    assert "SOPs checked: districts 3513)" in message
+    with pytest.raises(TokenError, match=r"open proposals: districts 3514\)"):
+        auth.check_agency_in_force("lk3-lain", named, asked)
+    auth.check_agency_in_force("lk3-contoh", {}, asked)  # a district's first SOP, proposed
+
+
+def test_a_partners_district_says_where_its_agency_is_named_and_binds_nothing() -> None:
+    assert auth.partner_scope(Role.PARTNER, ["35.14", "3514"]) == ("3514",)
+    assert auth.partner_scope(Role.COORDINATOR, ["3514"]) == ()
+    with pytest.raises(TokenError, match="BPS regency code"):
+        auth.partner_scope(Role.PARTNER, ["Pasuruan"])

@@ -32,6 +32,7 @@ __all__ = [
     "check_areas",
     "check_binding",
     "parse_bootstrap_tokens",
+    "partner_scope",
 ]
 
 TOKEN_PREFIX = "rujuk_"  # noqa: S105 (a prefix, not a secret)
@@ -102,7 +103,8 @@ def check_binding(
     or None for a partner (bound to ``agency_id``) or a province-level token.
 
     An operator, coordinator or auditor names its districts or is province-level, never
-    neither: a token with no stated reach would have to be read as all or nothing.
+    neither: a token with no stated reach would have to be read as all or nothing. (A
+    partner's ``--district`` is not a binding: ``partner_scope``.)
     """
     codes = sorted({code.strip().replace(".", "") for code in districts})
     if role is Role.PARTNER:
@@ -154,6 +156,22 @@ def tidy_place(name: str) -> str:
 def same_place(one: str, other: str) -> bool:
     """Names compared as SOP rules compare them: ignoring case and repeated spaces."""
     return tidy_place(one).casefold() == tidy_place(other).casefold()
+
+
+def partner_scope(role: Role, districts: Iterable[str]) -> tuple[str, ...]:
+    """The districts a partner's ``--district`` names: where its agency must be in the
+    directory in force or asked by an open proposal. The token stays bound to the agency
+    alone (routing and notify fence a partner by agency); for other roles, none."""
+    if role is not Role.PARTNER:
+        return ()
+    codes = sorted({code.strip().replace(".", "") for code in districts})
+    for code in codes:
+        if not _DISTRICT.fullmatch(code):
+            raise TokenError(
+                f"kabupaten {code!r} harus kode BPS seperti 3514 / district {code!r} must be a "
+                "BPS regency code such as 3514"
+            )
+    return tuple(codes)
 
 
 def check_areas(role: Role, areas: Iterable[str]) -> tuple[str, ...] | None:
@@ -238,21 +256,35 @@ def cadre_place(
     return mine[0][0], next(v for v in villages if same_place(village, v))
 
 
-def check_agency_in_force(agency_id: str, named: Mapping[str, Collection[str]]) -> None:
+def check_agency_in_force(
+    agency_id: str,
+    named: Mapping[str, Collection[str]],
+    asked: Mapping[str, Collection[str]] | None = None,
+    districts: Collection[str] = (),
+) -> None:
     """A partner's agency must be in the directory of an SOP in force (``named``: district ->
-    the agency ids its SOP names), else TokenError saying which districts' SOPs were checked
-    and never listing the agencies they name."""
-    if any(agency_id in agencies for agencies in named.values()):
+    the agency ids its SOP names) or asked to sign off an open SOP proposal (``asked``:
+    district -> the agency ids its open proposals ask), in ``districts`` when given; else
+    TokenError saying which districts were checked and never listing the agencies they name."""
+    asked = asked or {}
+    if districts:
+        named = {d: named[d] for d in districts if d in named}
+        asked = {d: asked[d] for d in districts if d in asked}
+    if any(agency_id in agencies for agencies in (*named.values(), *asked.values())):
         return
-    if not named:
+    if not named and not asked and not districts:
         raise TokenError(
             "intake belum mengetahui SOP yang berlaku / intake knows no SOP in force yet: "
             "routing announces them when it starts (`rujuk up`); try again then"
         )
+    in_force = ", ".join(sorted(named)) or "-"
+    proposing = ", ".join(sorted(asked)) or "-"
     raise TokenError(
-        f"lembaga {agency_id} tidak ada di direktori SOP yang berlaku / agency {agency_id} "
-        "is not in the directory of any SOP in force (SOPs checked: districts "
-        f"{', '.join(sorted(named))}); check the id, or publish an SOP that names it"
+        f"lembaga {agency_id} tidak ada di direktori SOP yang berlaku dan tidak diminta "
+        f"menyetujui usulan SOP yang terbuka / agency {agency_id} is not in the directory of "
+        f"any SOP in force (SOPs checked: districts {in_force}) nor asked to sign off an open "
+        f"SOP proposal (open proposals: districts {proposing}); check the id, or publish or "
+        "propose an SOP that names it"
     )
 
 

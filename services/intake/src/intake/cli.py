@@ -88,7 +88,8 @@ def create(
         list[str] | None,
         typer.Option(
             help="A district the token serves, BPS code such as 3514 (repeatable; operators, "
-            "coordinators and auditors; a cadre names one)"
+            "coordinators and auditors; a cadre names one). For a partner: where its agency is "
+            "named, in the directory in force or asked by an open SOP proposal"
         ),
     ] = None,
     area: Annotated[
@@ -107,18 +108,26 @@ def create(
 ) -> None:
     """Buat token; rahasianya dicetak sekali / create a token; its secret is printed once.
 
-    A partner's agency must be named in the directory of an SOP in force (as intake learnt
-    them from routing), else nothing is made (exit 2)."""
+    A partner's agency must be named in the directory of an SOP in force or asked to sign
+    off an open SOP proposal (as intake learnt them from routing; in the --district given),
+    else nothing is made (exit 2)."""
     try:
-        districts = auth.check_binding(role, agency, district or (), province=province)
+        scope = auth.partner_scope(role, district or ())
+        served = () if role is Role.PARTNER else district or ()
+        districts = auth.check_binding(role, agency, served, province=province)
         areas = auth.check_areas(role, area or ())
     except TokenError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
 
     async def checked_and_created(conn: asyncpg.Connection) -> tuple[str, str]:
-        if agency is not None:  # a partner: bound to an agency some SOP in force names
-            auth.check_agency_in_force(agency, await store.agencies_in_force(conn))
+        if agency is not None:  # a partner: of an agency an SOP in force or proposed names
+            auth.check_agency_in_force(
+                agency,
+                await store.agencies_in_force(conn),
+                await store.agencies_asked(conn),
+                districts=scope,
+            )
         return await store.create_token(
             conn, role, agency_id=agency, districts=districts, label=label, areas=areas or ()
         )

@@ -1,13 +1,21 @@
 """Intake's bus handlers: what it consumes from the bus. The referral projection (each run of
 routing's and notify's events folded into what an operator sees of a case), the SOPs in force
-(routing's ``sop.in_force``: where reports may be filed, which agencies partners belong to)
-and token events (which only tell it to forget remembered tokens: intake checks its own
-table)."""
+(routing's ``sop.in_force``: where reports may be filed, which agencies partners belong to),
+the agencies open SOP proposals ask (``sop.proposed`` until withdrawn or published: they may
+hold partner tokens too) and token events (which only tell it to forget remembered tokens:
+intake checks its own table)."""
 
 from intake import store
 from intake.projection import PROJECTED, fold, referrals_read
 from rujuk_contracts.envelope import CloudEvent
-from rujuk_contracts.events import CaseClosed, EventPayload, SopInForce
+from rujuk_contracts.events import (
+    CaseClosed,
+    EventPayload,
+    SopInForce,
+    SopProposalWithdrawn,
+    SopProposed,
+    SopPublished,
+)
 from rujuk_runtime.access import TokenVerifier, token_handlers
 from rujuk_runtime.consumer import BatchHandler, Handler, Rejected
 from rujuk_runtime.db import Connection
@@ -42,6 +50,31 @@ async def project_sop_in_force(conn: Connection, event: CloudEvent, payload: Eve
     await store.put_sop_in_force(conn, payload, event.time)
 
 
+async def project_sop_proposal(conn: Connection, event: CloudEvent, payload: EventPayload) -> None:
+    """Whom the district's open proposals ask: opened by ``sop.proposed``, closed by its
+    withdrawal (or supersession) or by the ``sop.published`` that names it."""
+    if isinstance(payload, SopProposed):
+        await store.open_sop_proposal(conn, payload)
+    elif isinstance(payload, SopProposalWithdrawn):
+        await store.close_sop_proposal(conn, payload.proposal_id, payload.district_code, event.time)
+    elif isinstance(payload, SopPublished):
+        # Published directly (no proposal_id): a proposal it supersedes is withdrawn by its
+        # own event.
+        if payload.proposal_id is not None:
+            await store.close_sop_proposal(
+                conn, payload.proposal_id, payload.district_code, event.time
+            )
+    else:
+        raise Rejected(f"expected an SOP proposal event, got {payload.event_type()}")
+
+
 def sop_handlers() -> dict[str, Handler]:
-    """The SOPs in force, as routing announces them (on the same ordered consumer)."""
-    return {SopInForce.event_type(): project_sop_in_force}
+    """The SOPs in force and the agencies open proposals ask, as routing announces them (on
+    the same ordered consumer)."""
+    return {
+        SopInForce.event_type(): project_sop_in_force,
+        **{
+            model.event_type(): project_sop_proposal
+            for model in (SopProposed, SopProposalWithdrawn, SopPublished)
+        },
+    }

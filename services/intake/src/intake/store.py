@@ -26,7 +26,7 @@ from intake.notes import StoredNote
 from intake.projection import ProjectedReferral
 from intake.vault import SealedRecord
 from rujuk_contracts.envelope import CloudEvent
-from rujuk_contracts.events import DisclosurePurpose, NoteKind, SopInForce
+from rujuk_contracts.events import DisclosurePurpose, NoteKind, SopInForce, SopProposed
 from rujuk_contracts.triage import TriageFacts
 from rujuk_runtime.access import Principal, districts_of, hash_secret
 from rujuk_runtime.db import Connection, columns
@@ -222,6 +222,46 @@ async def sops_in_force(conn: Connection) -> dict[str, int]:
 async def agencies_in_force(conn: Connection) -> dict[str, list[str]]:
     """District -> the agency ids its SOP in force names."""
     rows = await conn.fetch("SELECT district_code, agency_ids FROM sops_in_force")
+    return {row["district_code"]: list(row["agency_ids"]) for row in rows}
+
+
+# --- the agencies open SOP proposals ask (routing's sop.proposed, closed by withdrawal or
+# publication) ---------------------------------------------------------------------------------
+
+
+async def open_sop_proposal(conn: Connection, proposal: SopProposed) -> None:
+    """Remember whom the proposal asks; a close already seen keeps it closed."""
+    await conn.execute(
+        "INSERT INTO sop_proposals_asking (proposal_id, district_code, agency_ids) "
+        "VALUES ($1, $2, $3) ON CONFLICT (proposal_id) DO UPDATE SET "
+        "district_code = EXCLUDED.district_code, agency_ids = EXCLUDED.agency_ids",
+        proposal.proposal_id,
+        proposal.district_code,
+        sorted({asked.agency_id for asked in proposal.asked}),
+    )
+
+
+async def close_sop_proposal(
+    conn: Connection, proposal_id: str, district_code: str, closed_at: datetime
+) -> None:
+    """The proposal asks nobody any more (withdrawn, superseded or published)."""
+    await conn.execute(
+        "INSERT INTO sop_proposals_asking (proposal_id, district_code, agency_ids, closed_at) "
+        "VALUES ($1, $2, '{}', $3) ON CONFLICT (proposal_id) DO UPDATE SET "
+        "closed_at = COALESCE(sop_proposals_asking.closed_at, EXCLUDED.closed_at)",
+        proposal_id,
+        district_code,
+        closed_at,
+    )
+
+
+async def agencies_asked(conn: Connection) -> dict[str, list[str]]:
+    """District -> the agency ids its open SOP proposals ask to sign off."""
+    rows = await conn.fetch(
+        "SELECT district_code, array_agg(DISTINCT agency_id ORDER BY agency_id) AS agency_ids "
+        "FROM sop_proposals_asking, unnest(agency_ids) AS agency_id "
+        "WHERE closed_at IS NULL GROUP BY district_code"
+    )
     return {row["district_code"]: list(row["agency_ids"]) for row in rows}
 
 
