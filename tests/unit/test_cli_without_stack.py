@@ -14,6 +14,7 @@ from rujuk.cli import app
     [
         (["audit", "verify"], "DATABASE_URL"),
         (["audit", "replay", "3514-AB12CD34EF"], "DATABASE_URL"),
+        (["audit", "replay", "sop-3513"], "DATABASE_URL"),  # how the SOP in force came to be
         (["audit", "export", "3514-AB12CD34EF"], "DATABASE_URL"),
         (["audit", "replay-bus", "--database-url", "postgresql://x@127.0.0.1:1/x"], "NATS_URL"),
         (["token", "list"], "DATABASE_URL"),

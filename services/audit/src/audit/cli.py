@@ -25,7 +25,7 @@ from audit.settings import AuditSettings
 from audit.verification import HeadPolicy, verify_connection
 from rujuk_contracts import subjects
 from rujuk_contracts.envelope import SUBJECT_PATTERN
-from rujuk_contracts.events import CASE_ID_PATTERN
+from rujuk_contracts.events import CASE_ID_PATTERN, SOP_ID_PATTERN
 from rujuk_runtime.settings import NoStackFound, url_for_command
 
 T = TypeVar("T")
@@ -172,7 +172,13 @@ def parse_anchor(text: str) -> tuple[int, bytes]:
 
 @app.command()
 def replay(
-    case_id: Annotated[str, typer.Argument(help="The pseudonymous case id, e.g. 3514-…")],
+    case_id: Annotated[
+        str,
+        typer.Argument(
+            help="The pseudonymous case id, e.g. 3514-…, or an SOP id (sop-3513): how the SOP "
+            "in force came to be"
+        ),
+    ],
     output: Annotated[
         OutputFormat, typer.Option("--format", help="table for people, json for tools")
     ] = OutputFormat.TABLE,
@@ -181,9 +187,13 @@ def replay(
     ] = "Asia/Jakarta",
     database_url: DatabaseUrlOption = None,
 ) -> None:
-    """Print a case's history in ledger order. / Tampilkan riwayat kasus secara berurutan."""
-    if not re.fullmatch(CASE_ID_PATTERN, case_id):
-        _fail(f"{case_id!r} is not a case id (like 3514-0123456789) / bukan nomor kasus")
+    """Print a case's (or an SOP's) history in ledger order. / Tampilkan riwayat kasus (atau
+    SOP) secara berurutan."""
+    if not any(re.fullmatch(p, case_id) for p in (CASE_ID_PATTERN, SOP_ID_PATTERN)):
+        _fail(
+            f"{case_id!r} is not a case id (like 3514-0123456789) or an SOP id (like sop-3513) / "
+            "bukan nomor kasus atau id SOP"
+        )
     try:
         tz = ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
