@@ -232,7 +232,7 @@ async def _upload(nc: NatsClient, stream: str, deliver: str, chunk: bytes, timeo
             f"restore of {stream}: the server no longer takes this restore (it drops one that "
             "failed, or that got no chunk for 5 s)"
         ) from None
-    except nats.errors.TimeoutError:
+    except TimeoutError:  # nats-py's own, or asyncio's: both are TimeoutError
         raise SnapshotError(f"restore of {stream}: no answer for {timeout:.0f} s") from None
     return reply.data
 

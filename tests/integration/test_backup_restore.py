@@ -91,7 +91,9 @@ async def read_feed(nats_url: str, agency: str, received: list[str], *, until: s
         while not until <= set(received) and time.monotonic() < deadline:
             try:
                 messages = await feed.fetch(100, timeout=1)
-            except nats.errors.TimeoutError:
+            except (
+                TimeoutError
+            ):  # nats-py raises its own, or asyncio's when the deadline passes first
                 continue
             for message in messages:
                 _, payload = parse_event(message.data)
