@@ -213,16 +213,7 @@ async def publish_sop(
     422 lists every error with its line; 403 for a district the token does not serve; 409
     when the version does not follow the one in force; 200 when this document was published
     before."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in YAML_TYPES:
-        raise HTTPException(415, "send the SOP as application/yaml")
-    raw = await request.body()
-    if len(raw) > MAX_SOP_BYTES:
-        raise HTTPException(413, f"SOP larger than {MAX_SOP_BYTES} bytes")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise HTTPException(400, "the SOP must be UTF-8 text") from exc
+    text = await _yaml_body(request)
     try:
         reason = OverrideReason(override) if override is not None else None
     except ValueError:
@@ -295,13 +286,7 @@ async def close_case(
     route closes as it is, and leaves the unrouted list. Publishes CaseClosed. Optional JSON
     body: ``{"reason": "<CloseReason code>", "note_ref": "note-…"}`` (reason defaults to
     services_completed)."""
-    raw = await request.body()
-    try:
-        body = CloseRequest.model_validate_json(raw or b"{}")
-    except ValidationError as exc:
-        problems = [{"field": ".".join(map(str, e["loc"])), "problem": e["msg"]}
-                    for e in exc.errors()]  # fmt: skip
-        raise HTTPException(422, problems) from exc
+    body = _json_body(CloseRequest, await request.body())
     try:
         async with runtime.pool.acquire() as conn, conn.transaction():
             closed = await cases.close_case(
