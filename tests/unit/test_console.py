@@ -1017,6 +1017,41 @@ def test_the_coordinator_sees_open_referrals_charts_and_a_csv(
     assert "attachment" in csv.headers["content-disposition"]
 
 
+def test_a_province_year_charts_the_slowest_agencies_and_tables_them_all(
+    client: TestClient, fake: FakeServices
+) -> None:
+    # 40 agencies, agency k taking k minutes at the median and 2k at worst
+    agencies = [
+        {
+            "agency_id": f"agency-{k:02d}",
+            "acknowledged": 3,
+            "median_minutes": float(k),
+            "worst_minutes": float(2 * k),
+        }
+        for k in range(1, 41)
+    ]
+    fake.answer(
+        "routing",
+        "GET",
+        "/v1/referrals",
+        200,
+        json={"referrals": [], "limit": 500, "offset": 0, "next_offset": None},
+    )
+    fake.answer(
+        "routing", "GET", "/v1/stats", 200, json={**STATS, "acknowledgement_by_agency": agencies}
+    )
+    sign_in(client, "co")
+    page = client.get("/coordinator?from=2026-01-01&to=2026-12-31").text
+    median = page[page.index('id="chart-median-title"') : page.index('id="chart-worst-title"')]
+    worst = page[page.index('id="chart-worst-title"') : page.index('id="chart-deadlines-title"')]
+    assert "15 lembaga paling lambat dari 40" in median
+    for chart in (median, worst):
+        shown = re.findall(r'class="label">(agency-\d\d)<', chart)
+        assert shown == [f"agency-{k:02d}" for k in range(40, 25, -1)]  # slowest first
+    table = page[page.index('<details class="figures">') :]
+    assert all(f"<td>agency-{k:02d}</td>" in table for k in range(1, 41))
+
+
 NO_UNROUTED = {"cases": [], "limit": 100, "offset": 0, "next_offset": None}
 UNROUTED_CASE = "3515-AB12CD34EF"
 NO_SOP = "tidak ada SOP berlaku / no SOP in force for district 3515"

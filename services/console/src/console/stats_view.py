@@ -7,6 +7,11 @@ from typing import Any
 from console.charts import BarChart, bar_chart
 from console.i18n import Translator
 
+# The agency charts show the slowest few; every agency is in the table under them and in the
+# CSV. A province's year has about 650 agencies: 650 bars are no chart on a phone, and drawing
+# them twice was most of the page's time (docs/operations.md, "A province's five years").
+CHART_AGENCIES = 15
+
 
 @dataclass(frozen=True)
 class StatsView:
@@ -36,16 +41,8 @@ def stats_view(stats: Mapping[str, Any], t: Translator) -> StatsView:
     return StatsView(
         by_type=bar_chart(t("coord.by_type"), by_type, count),
         by_month=bar_chart(t("coord.by_month"), by_month, count),
-        median=bar_chart(
-            t("coord.median"),
-            [(a["agency_id"], float(a["median_minutes"])) for a in agencies],
-            t.minutes,
-        ),
-        worst=bar_chart(
-            t("coord.worst"),
-            [(a["agency_id"], float(a["worst_minutes"])) for a in agencies],
-            t.minutes,
-        ),
+        median=_slowest(t, "coord.median", agencies, "median_minutes"),
+        worst=_slowest(t, "coord.worst", agencies, "worst_minutes"),
         deadlines=bar_chart(
             t("coord.deadlines"),
             [(t("coord.met"), float(met)), (t("coord.missed_count"), float(missed))],
@@ -57,3 +54,15 @@ def stats_view(stats: Mapping[str, Any], t: Translator) -> StatsView:
         share="—" if share is None else t.percent(float(share)),
         empty=not (by_type or by_month or agencies or met or missed),
     )
+
+
+def _slowest(t: Translator, title: str, agencies: list[Mapping[str, Any]], figure: str) -> BarChart:
+    """The agencies slowest by ``figure``, slowest first (ties in agency order); the title
+    says how many of how many when some are left to the table."""
+    ranked = sorted(agencies, key=lambda a: (-float(a[figure]), a["agency_id"]))
+    shown = ranked[:CHART_AGENCIES]
+    if len(ranked) > len(shown):
+        title = t("coord.slowest", title=t(title), shown=len(shown), total=len(ranked))
+    else:
+        title = t(title)
+    return bar_chart(title, [(a["agency_id"], float(a[figure])) for a in shown], t.minutes)
