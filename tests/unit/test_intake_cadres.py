@@ -4,8 +4,6 @@ kecamatan or villages in it; a report outside them is refused naming the field."
 import pytest
 
 from intake.auth import (
-from intake.villages import agency_listing
-from rujuk_contracts.events import VillageCandidate
     PlaceRefused,
     Role,
     TokenError,
@@ -14,6 +12,8 @@ from rujuk_contracts.events import VillageCandidate
     check_binding,
     parse_bootstrap_tokens,
 )
+from intake.villages import agency_listing
+from rujuk_contracts.events import VillageCandidate
 
 VILLAGES = ("Kraksaan/Desa Contoh Satu", "Kraksaan/Desa Contoh Dua")
 
