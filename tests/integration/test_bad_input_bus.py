@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -32,6 +32,8 @@ from intake import store
 from intake.auth import Role
 from notify.replies import REPLY_KINDS, reply_event_id
 from routing import store as routing_store
+from routing.decide import Decision, PendingPick, VillageCandidate
+from routing.events import village_agency_asked, village_question_id
 from routing.paging import OnCallAlert
 from rujuk.samples import SAMPLE_REPORTS
 from rujuk.stack import Stack
@@ -40,9 +42,11 @@ from rujuk_contracts.envelope import MAX_EVENT_BYTES, CloudEvent
 from rujuk_contracts.events import (
     EVENT_MODELS,
     CaseReported,
+    CaseVillageAgencyAsked,
     EventPayload,
     OnCallAcknowledged,
     OnCallPaged,
+    Priority,
     ReferralAccepted,
     ReferralAcknowledged,
     ReferralCompleted,
@@ -50,6 +54,7 @@ from rujuk_contracts.events import (
     ReferralDelivered,
     ReferralDeliveryFailed,
     ReplyKind,
+    Service,
     SopAnswerGiven,
     SopProposalWithdrawn,
     SopProposed,
@@ -215,6 +220,9 @@ def sample(model: type[EventPayload], case_id: str = SWEEP_CASE) -> EventPayload
         "asked": [],
         "withdrawn_by": "coordinator:sweep",
         "published_by": "coordinator:sweep",
+        # the pick by village (issue 25)
+        "question_id": "vq-" + uuid.uuid4().hex,
+        "candidates": [{"agency_id": SWEEP_AGENCY, "villages": ["Sweep/Desa Sweep Rekaan"]}],
     }
     if model is OnCallPaged:  # why the chain passed it on: an EscalationReason
         values["reason"] = "deadline_missed"
@@ -356,6 +364,38 @@ async def good_journey(run: Swept, js: JetStreamContext) -> None:
     for model in (SopProposed, SopAnswerGiven, SopProposalWithdrawn, SopPublished):
         event = sample(model, run.case_id)
         await js.publish(event.subject(), make_event(event, source=SOURCE).to_bytes())
+    await ask_which_village(run, js, kept)
+
+
+async def ask_which_village(run: Swept, js: JetStreamContext, kept: dict[str, Any]) -> None:
+    """A pick by village (issue 25) routing holds for the case, asked as routing asks it:
+    intake answers (the case has no village: none), routing resolves the pick with the agency
+    for no match, which holds that service already: no second referral."""
+    pick = PendingPick(
+        referral_id=f"{run.case_id}-90",
+        service=Service(kept["service"]),
+        priority=Priority.ROUTINE,
+        acknowledge_within=timedelta(hours=24),
+        escalate_to=(),
+        coordinator=kept["agency_id"],
+        rule_ids=("sweep",),
+        consent_override=None,
+        candidates=(VillageCandidate(SWEEP_AGENCY, ("Sweep/Desa Sweep Rekaan",)),),
+        none_agency_id=kept["agency_id"],
+        none_reason="fallback",
+    )
+    decision = Decision(run.case_id, "sweep", 1, (), (), pending_picks=(pick,))
+    question_id = village_question_id(run.case_id, pick)
+    conn = await asyncpg.connect(run.stack.database_url, server_settings={"search_path": "routing"})
+    try:
+        now = datetime.now(UTC)
+        await routing_store.add_village_picks(
+            conn, decision, [(question_id, pick)], asked_at=now, due_at=now + timedelta(hours=1)
+        )
+    finally:
+        await conn.close()
+    asked = village_agency_asked(run.case_id, question_id, pick, datetime.now(UTC), None)
+    await js.publish(CaseVillageAgencyAsked.subject(), asked.to_bytes())
 
 
 async def wait_for_states(

@@ -12,6 +12,8 @@ from intake.auth import (
     check_binding,
     parse_bootstrap_tokens,
 )
+from intake.villages import agency_listing
+from rujuk_contracts.events import VillageCandidate
 
 VILLAGES = ("Kraksaan/Desa Contoh Satu", "Kraksaan/Desa Contoh Dua")
 
@@ -68,3 +70,19 @@ def test_a_place_outside_the_cadres_areas_is_refused_naming_the_field(
     assert isinstance(refused, PlaceRefused)
     assert refused.field == field
     assert " / " in refused.reason  # Bahasa Indonesia, then English
+
+
+# --- the answer to a pick by village (intake.villages) -------------------------------------
+
+
+def test_the_candidate_listing_the_cases_kecamatan_and_desa_is_the_answer() -> None:
+    candidates = [
+        VillageCandidate(agency_id="sae-satu", villages=["Kraksaan/Desa Sampel Satu"]),
+        VillageCandidate(agency_id="sae-dua", villages=["Paiton/Desa Sampel Satu"]),
+    ]
+    assert agency_listing(candidates, "paiton", "desa  sampel SATU") == "sae-dua"
+    assert agency_listing(candidates, "Kraksaan", "Desa Sampel Satu") == "sae-satu"
+    assert agency_listing(candidates, "Maron", "Desa Sampel Satu") is None  # same desa name
+    assert agency_listing(candidates, "Kraksaan", "Desa Lain Rekaan") is None
+    assert agency_listing(candidates, "Kraksaan", None) is None
+    assert agency_listing(candidates, None, "Desa Sampel Satu") is None

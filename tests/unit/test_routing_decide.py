@@ -38,7 +38,9 @@ def route(district: str, **overrides: Any) -> Decision:
 
 
 def referral_to(decision: Decision, service: Service, agency_id: str) -> ReferralDecision:
-    for referral in decision.referrals:
+    """The referral, or a pick by village as it goes when no listed desa is the case's."""
+    as_if_no_village = [pick.referral(pick.none_agency_id, NOW) for pick in decision.pending_picks]
+    for referral in (*decision.referrals, *as_if_no_village):
         if referral.service == service and referral.agency_id == agency_id:
             return referral
     raise AssertionError(f"no {service} referral to {agency_id} in {decision.referrals}")

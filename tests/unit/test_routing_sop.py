@@ -194,7 +194,7 @@ def test_pick_by_kecamatan_needs_a_fallback_and_excludes_a_fixed_agency() -> Non
     text = VALID.replace("agency: police-test", "agency: police-test\n        pick: by_kecamatan")
     assert errors_of(text) == [
         f"SOP 3514 v4, rule child-sexual (line {line_of(text, '- service: police')}): "
-        "refer[0]: give either 'agency' or 'pick: by_kecamatan', not both or neither",
+        "refer[0]: give either 'agency' or 'pick' (by_kecamatan, by_village), not both or neither",
         f"SOP 3514 v4, rule child-sexual (line {line_of(text, 'pick:')}): "
         "no agency lists kecamatan for police: the pick would always use the fallback",
     ]

@@ -26,7 +26,16 @@ DOORS = {"__main__", "bootstrap", "http", "handlers", "cli"}
 # modules that call the store. Everything else in a service is its logic.
 EXTRA_ROOMS: dict[str, set[str]] = {
     "intake": {"retention"},
-    "routing": {"sops", "cases", "referrals", "deadlines", "oncall", "proposals", "simulations"},
+    "routing": {
+        "sops",
+        "cases",
+        "referrals",
+        "deadlines",
+        "oncall",
+        "proposals",
+        "simulations",
+        "picks",
+    },
     "notify": {"worker", "channels", "partners"},
     "audit": {
         "writer",

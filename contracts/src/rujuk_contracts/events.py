@@ -425,6 +425,55 @@ class CaseErased(CaseEvent):
     )
 
 
+# --- a referral whose agency the case's desa decides (SOP ``pick: by_village``) -------------
+
+VILLAGE_QUESTION_ID_PATTERN = r"^vq-[0-9a-f]{32}$"
+VILLAGE_PATTERN = r"^[^/]{1,64}/[^/]{1,64}$"
+
+
+class VillageCandidate(BaseModel):
+    """A desa-level agency of the SOP's directory and the villages it lists: directory data,
+    the same for every case, never the case's own desa."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agency_id: AgencyId = Field(pattern=AGENCY_ID_PATTERN)
+    villages: list[Annotated[str, StringConstraints(pattern=VILLAGE_PATTERN)]] = Field(
+        min_length=1,
+        description="Each 'Kecamatan/Desa', compared with the case's kecamatan and desa "
+        "ignoring case and repeated spaces",
+    )
+
+
+class CaseVillageAgencyAsked(CaseEvent):
+    """Routing asks intake which desa-level agency lists the case's desa. Carries no case data
+    but the case id: the candidates come from the SOP version that decided."""
+
+    aggregate = "case"
+    event = "village_agency_asked"
+
+    question_id: str = Field(
+        pattern=VILLAGE_QUESTION_ID_PATTERN,
+        description="Derived from the decision's event id and the service: a replay asks the "
+        "same question",
+    )
+    service: Service
+    candidates: list[VillageCandidate] = Field(min_length=1, max_length=500)
+
+
+class CaseVillageAgencyFound(CaseEvent):
+    """Intake's answer: the one candidate whose villages list the case's desa, or none (the
+    desa is not listed, unknown, or the case's data was erased). Never the desa itself."""
+
+    aggregate = "case"
+    event = "village_agency_found"
+
+    question_id: str = Field(pattern=VILLAGE_QUESTION_ID_PATTERN)
+    agency_id: AgencyId | None = Field(
+        default=None, pattern=AGENCY_ID_PATTERN, description="None: no candidate lists it"
+    )
+
+
 class ReplyKind(StrEnum):
     ACKNOWLEDGE = "acknowledge"
     ACCEPT = "accept"
@@ -837,6 +886,8 @@ EVENT_MODELS: dict[str, type[EventPayload]] = {
         CaseClosed,
         CaseErased,
         CaseNoteRead,
+        CaseVillageAgencyAsked,
+        CaseVillageAgencyFound,
         ReferralReplyRefused,
         SopProposed,
         SopSignedOff,

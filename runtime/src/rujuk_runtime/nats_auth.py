@@ -105,8 +105,9 @@ SERVICE_GRANTS: dict[str, ServiceGrant] = {
                 events.CaseErased,
                 events.TokenIssued,
                 events.TokenRevoked,
+                events.CaseVillageAgencyFound,
             ),
-            consumers=_events("intake-projection"),
+            consumers=_events("intake-projection", "intake-village-agency-asked"),
         ),
         ServiceGrant(
             "routing",
@@ -125,9 +126,11 @@ SERVICE_GRANTS: dict[str, ServiceGrant] = {
                 events.SopInForce,
                 events.OnCallPaged,
                 events.OnCallAcknowledged,
+                events.CaseVillageAgencyAsked,
             ),
             consumers=_events(
                 "routing-case-reported",
+                "routing-village-agency-found",
                 "routing-referral-delivered",
                 "routing-referral-delivery-failed",
                 "routing-referral-acknowledged",

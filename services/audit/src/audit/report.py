@@ -19,6 +19,8 @@ from rujuk_contracts.events import (
     CaseNoteRead,
     CaseReported,
     CaseRouted,
+    CaseVillageAgencyAsked,
+    CaseVillageAgencyFound,
     EventPayload,
     OnCallAcknowledged,
     OnCallPaged,
@@ -214,6 +216,15 @@ def summarize(payload: EventPayload, tz: tzinfo = UTC) -> str:
             return f"SOP {sop} v{version} proposal {proposal} withdrawn by {payload.withdrawn_by}"
         case SopInForce(sop_id=sop, sop_version=version, district_code=district):
             return f"SOP {sop} v{version} in force for district {district} ({payload.origin})"
+        case CaseVillageAgencyAsked(service=service, candidates=candidates):
+            names = ", ".join(c.agency_id for c in candidates)
+            return f"asked which desa-level agency lists the case's desa ({service}): {names}"
+        case CaseVillageAgencyFound(agency_id=agency):
+            return (
+                f"answered: {agency} lists the case's desa"
+                if agency
+                else "answered: no candidate lists the case's desa"
+            )
         case TokenIssued(token_id=token_id, role=role, agency_id=agency_id):
             holder = f" of {agency_id}" if agency_id else ""
             return f"token {token_id} issued: {role}{holder}"

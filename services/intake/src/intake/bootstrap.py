@@ -14,6 +14,7 @@ from intake.retention import RetentionSweep
 from intake.settings import IntakeSettings
 from intake.vault import Vault, parse_master_keys
 from rujuk_contracts import subjects
+from rujuk_contracts.events import CaseVillageAgencyAsked
 from rujuk_runtime.access import TokenVerifier
 from rujuk_runtime.logs import get_logger
 from rujuk_runtime.service import ServiceRuntime
@@ -36,6 +37,13 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     runtime.handlers.update(handlers.token_event_handlers(verifier))
     runtime.handlers.update(handlers.sop_handlers())
     runtime.subscribe_batches(subjects.EVENTS_WILDCARD, durable="intake-projection")
+    # Its own consumer, so that an answer never waits behind the projection's backlog (the
+    # projection sees the question too: the event id makes it one answer, whichever is first).
+    runtime.handle(
+        CaseVillageAgencyAsked,
+        handlers.VillageQuestions(vault).answer,
+        durable="intake-village-agency-asked",
+    )
     runtime.on_started.append(partial(install_tokens, runtime, bootstrap))
     runtime.run_in_background(
         RetentionSweep(

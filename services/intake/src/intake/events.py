@@ -1,5 +1,6 @@
 """The events intake stages in its outbox, each made here: a case reported, its details
-disclosed, one of its notes read, its data erased; a token issued or revoked."""
+disclosed, one of its notes read, its data erased, which desa-level agency lists its desa; a
+token issued or revoked."""
 
 import uuid
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ from rujuk_contracts.events import (
     CaseErased,
     CaseNoteRead,
     CaseReported,
+    CaseVillageAgencyFound,
     DisclosurePurpose,
     EraseReason,
     NoteKind,
@@ -24,6 +26,8 @@ from rujuk_contracts.triage import ReportChannel, TriageFacts
 SOURCE = "/rujuk/intake"
 # Token event ids derive from the token id: announcing a token twice stages the same Nats-Msg-Id.
 TOKEN_EVENT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:rujuk:intake:tokens")
+# An answer's id derives from its question's: answering a question again stages the same one.
+ANSWER_EVENT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:rujuk:intake:village-answers")
 
 
 def case_reported(
@@ -99,6 +103,14 @@ def case_erased(
         source=SOURCE,
         traceparent=traceparent,
     )
+
+
+def village_agency_found(
+    case_id: str, question_id: str, agency_id: str | None, *, traceparent: str | None
+) -> CloudEvent:
+    found = CaseVillageAgencyFound(case_id=case_id, question_id=question_id, agency_id=agency_id)
+    event_id = str(uuid.uuid5(ANSWER_EVENT_NAMESPACE, question_id))
+    return make_event(found, source=SOURCE, traceparent=traceparent, event_id=event_id)
 
 
 def token_issued(

@@ -3,13 +3,18 @@ routing's and notify's events folded into what an operator sees of a case), the 
 (routing's ``sop.in_force``: where reports may be filed, which agencies partners belong to),
 the agencies open SOP proposals ask (``sop.proposed`` until withdrawn or published: they may
 hold partner tokens too) and token events (which only tell it to forget remembered tokens:
-intake checks its own table)."""
+intake checks its own table); and routing's questions which desa-level agency lists a case's
+desa, answered from the vault (the desa never leaves intake)."""
 
+from intake import events as intake_events
 from intake import store
 from intake.projection import PROJECTED, fold, referrals_read
+from intake.vault import Vault, VaultError
+from intake.villages import agency_listing
 from rujuk_contracts.envelope import CloudEvent
 from rujuk_contracts.events import (
     CaseClosed,
+    CaseVillageAgencyAsked,
     EventPayload,
     SopInForce,
     SopProposalWithdrawn,
@@ -19,6 +24,11 @@ from rujuk_contracts.events import (
 from rujuk_runtime.access import TokenVerifier, token_handlers
 from rujuk_runtime.consumer import BatchHandler, Handler, Rejected
 from rujuk_runtime.db import Connection
+from rujuk_runtime.logs import get_logger
+from rujuk_runtime.outbox import add_to_outbox
+from rujuk_runtime.telemetry import current_traceparent
+
+log = get_logger(__name__)
 
 
 async def project(conn: Connection, events: list[tuple[CloudEvent, EventPayload]]) -> None:
@@ -78,3 +88,51 @@ def sop_handlers() -> dict[str, Handler]:
             for model in (SopProposed, SopProposalWithdrawn, SopPublished)
         },
     }
+
+
+class VillageQuestions:
+    """Answers ``case.village_agency_asked`` from the vault: the candidate that lists the
+    case's desa, or none (also for a case intake does not know, or whose data was erased or
+    does not open). Logs say which, never the desa."""
+
+    def __init__(self, vault: Vault) -> None:
+        self.vault = vault
+
+    async def answer(self, conn: Connection, event: CloudEvent, payload: EventPayload) -> None:
+        if not isinstance(payload, CaseVillageAgencyAsked):
+            raise Rejected(
+                f"expected {CaseVillageAgencyAsked.event_type()}, got {payload.event_type()}"
+            )
+        agency_id, why = await self._agency(conn, payload)
+        found = intake_events.village_agency_found(
+            payload.case_id, payload.question_id, agency_id, traceparent=current_traceparent()
+        )
+        await add_to_outbox(conn, found)
+        log.info(
+            "village agency answered",
+            case_id=payload.case_id,
+            question_id=payload.question_id,
+            agency_id=agency_id,
+            why=why,
+        )
+
+    async def _agency(
+        self, conn: Connection, asked: CaseVillageAgencyAsked
+    ) -> tuple[str | None, str]:
+        entry = await store.vault_entry(conn, asked.case_id)
+        if entry is None:
+            return None, "unknown_case"
+        if entry.sealed is None:
+            return None, "erased"
+        try:
+            record = self.vault.open(asked.case_id, entry.sealed)
+        except VaultError:
+            return None, "vault_cannot_open"
+        village = record.get("village")
+        kecamatan = entry.triage.get("kecamatan")
+        agency_id = agency_listing(
+            asked.candidates,
+            kecamatan if isinstance(kecamatan, str) else None,
+            village if isinstance(village, str) else None,
+        )
+        return agency_id, "listed" if agency_id else "not_listed"

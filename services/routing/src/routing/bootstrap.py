@@ -16,6 +16,7 @@ from routing.simulations import SimulationRunner
 from routing.sops import SopsInForce
 from rujuk_contracts.events import (
     CaseReported,
+    CaseVillageAgencyFound,
     OnCallAcknowledged,
     ReferralDelivered,
     ReferralDeliveryFailed,
@@ -38,7 +39,12 @@ def create_app(settings: RoutingSettings | None = None, *, clock: Clock = utc_no
     follow_tokens(runtime, verifier)
     sops = SopsInForce(clock=clock)
     sops.load_sops(settings.sop_dir)  # before the consumers start, so the first case finds it
-    handlers = RoutingHandlers(sops, clock, minute=timedelta(seconds=settings.minute_seconds))
+    handlers = RoutingHandlers(
+        sops,
+        clock,
+        minute=timedelta(seconds=settings.minute_seconds),
+        pick_timeout=timedelta(seconds=settings.village_pick_timeout_seconds),
+    )
     register_handlers(runtime, handlers)
     watcher = DeadlineWatcher(
         lambda: runtime.pool,
@@ -109,3 +115,8 @@ def register_handlers(runtime: ServiceRuntime, handlers: RoutingHandlers) -> Non
         durable="routing-oncall-acknowledged",
     )
     runtime.handle(SopAnswerGiven, handlers.on_sop_answer, durable="routing-sop-answers")
+    runtime.handle(
+        CaseVillageAgencyFound,
+        handlers.on_village_agency_found,
+        durable="routing-village-agency-found",
+    )

@@ -5,7 +5,7 @@ routing an unrouted case again by hand; closing a case whose referrals are settl
 from dataclasses import dataclass
 from datetime import timedelta
 
-from routing import store
+from routing import picks, store
 from routing.clock import Clock
 from routing.decide import Decision, decide
 from routing.events import case_closed, routing_events
@@ -19,6 +19,8 @@ from rujuk_runtime.outbox import add_to_outbox
 from rujuk_runtime.telemetry import current_traceparent
 
 log = get_logger(__name__)
+
+PICK_TIMEOUT = timedelta(seconds=5)  # ROUTING_VILLAGE_PICK_TIMEOUT_SECONDS
 
 
 class CaseNotFound(Exception):
@@ -42,6 +44,7 @@ async def route_case(
     clock: Clock,
     minute: timedelta,
     by_report_time: bool = False,
+    pick_timeout: timedelta = PICK_TIMEOUT,
 ) -> Decision:
     """Apply the SOP in force, store the case with its referrals and deadlines, and stage
     CaseRouted and the referral requests. Rejected if the case was routed before; Unroutable
@@ -77,6 +80,8 @@ async def route_case(
     if not stored:
         raise Rejected(f"case {reported.case_id} was routed before")
     await add_to_outbox(conn, *routing_events(decision, now, current_traceparent()))
+    # The desa decides these: asked of intake now, referred when it answers (or at the bound).
+    await picks.ask(conn, decision, now=now, bound=pick_timeout)
     return decision
 
 
@@ -88,13 +93,20 @@ async def take_reported_case(
     clock: Clock,
     minute: timedelta,
     by_report_time: bool = True,
+    pick_timeout: timedelta = PICK_TIMEOUT,
 ) -> Decision | Unroutable:
     """Route a reported case or, when routing cannot, keep it as unrouted (listed for the
     coordinator, counted in rujuk_cases_unrouted) and say why: a report is never dropped.
     ``by_report_time``: see ``route_case``."""
     try:
         return await route_case(
-            conn, sops, reported, clock=clock, minute=minute, by_report_time=by_report_time
+            conn,
+            sops,
+            reported,
+            clock=clock,
+            minute=minute,
+            by_report_time=by_report_time,
+            pick_timeout=pick_timeout,
         )
     except Unroutable as unroutable:
         if await store.routed_case_district(conn, reported.case_id) is not None:
@@ -141,6 +153,7 @@ async def route_by_hand(
     *,
     clock: Clock,
     minute: timedelta,
+    pick_timeout: timedelta = PICK_TIMEOUT,
 ) -> RoutedByHand:
     """Route an unrouted case (locked by the caller) with the SOP in force now. Still
     unroutable: the attempt is counted and the new reason kept. Closed: CaseClosedAlready."""
@@ -154,7 +167,13 @@ async def route_by_hand(
         return RoutedByHand(case_id, already_routed=True)
     reported = CaseReported.model_validate(unrouted.reported)
     outcome = await take_reported_case(
-        conn, sops, reported, clock=clock, minute=minute, by_report_time=False
+        conn,
+        sops,
+        reported,
+        clock=clock,
+        minute=minute,
+        by_report_time=False,
+        pick_timeout=pick_timeout,
     )
     if isinstance(outcome, Unroutable):
         return RoutedByHand(case_id, still=outcome)

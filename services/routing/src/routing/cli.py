@@ -158,7 +158,11 @@ def example_lines(sop: Sop) -> list[str]:
 def _expectation(expect: Expectation) -> str:
     parts = []
     for item in expect.refer:
-        terms = [item.service.value + (f" -> {item.agency}" if item.agency else "")]
+        terms = [
+            item.service.value
+            + (" by village" if item.pick else "")
+            + (f" -> {item.agency}" if item.agency else "")
+        ]
         if item.min_priority:
             terms.append(f">= {item.min_priority.value}")
         if item.max_acknowledge_minutes:
@@ -198,6 +202,8 @@ def explanation(sop: Sop, decision: Decision, now: datetime) -> list[str]:
                 "     tanpa persetujuan, dasar hukum / without consent, legal basis: "
                 f"{referral.consent_override}"
             )
+    if decision.pending_picks:
+        lines += pick_lines(decision, names)
     lines += ["", f"Ditahan / withheld ({len(decision.withheld)}):"]
     lines += [
         f"  - {w.service.value} -> {w.agency_id}: {w.reason}"
@@ -205,6 +211,27 @@ def explanation(sop: Sop, decision: Decision, now: datetime) -> list[str]:
         for w in decision.withheld
     ] or ["  (tidak ada / none)"]
     return lines + on_call_lines(sop)
+
+
+def pick_lines(decision: Decision, names: dict[str, str]) -> list[str]:
+    """Referrals whose agency the case's desa decides: intake is asked, routing never sees it."""
+    lines = ["", f"Dipilih menurut desa / picked by village ({len(decision.pending_picks)}):"]
+    for pick in decision.pending_picks:
+        how = "kecamatan" if pick.none_reason == "kecamatan" else "fallback"
+        lines.append(
+            f"  - {pick.service.value}, {pick.priority.value}, "
+            f"{round(pick.acknowledge_within.total_seconds() / 60)} min "
+            f"(aturan / rules: {', '.join(pick.rule_ids)})"
+        )
+        lines += [
+            f"     desa / villages of {c.agency_id} ({names.get(c.agency_id, '?')}): "
+            f"{', '.join(c.villages)}"
+            for c in pick.candidates
+        ]
+        lines.append(
+            f"     tanpa desa yang cocok / no village matches: {pick.none_agency_id} (by {how})"
+        )
+    return lines
 
 
 def on_call_lines(sop: Sop) -> list[str]:

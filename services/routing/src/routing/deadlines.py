@@ -1,4 +1,5 @@
-"""The deadline watcher: escalates referrals not acknowledged by their deadline, exactly once.
+"""The deadline watcher: escalates referrals not acknowledged by their deadline, exactly once;
+resolves picks by village intake did not answer in time (``routing.picks``), the same way.
 
 Deadlines are rows in PostgreSQL (``deadlines``), written in the same transaction as the
 referral they guard. Every ``poll`` seconds the watcher claims the rows that are due with
@@ -15,7 +16,7 @@ from datetime import timedelta
 import asyncpg
 from prometheus_client import Counter, Gauge
 
-from routing import oncall, referrals, store
+from routing import oncall, picks, referrals, store
 from routing.clock import Clock, utc_now
 from routing.decide import ONE_MINUTE
 from routing.lifecycle import OPEN_STATES
@@ -74,11 +75,14 @@ class DeadlineWatcher(BackgroundTask):
         self._minute = minute
         self.fired = 0
         self.paged = 0
+        self.picks_timed_out = 0
 
     async def run_once(self) -> int:
         """Fire every deadline due now (in batches), then page every on-call round due (a
         chain that ran out just now is paged in the same pass); return how many fired."""
         total = 0
+        while await self._pick_batch() == BATCH:  # first: a pick's referral has a deadline too
+            pass
         while True:
             fired = await self._fire_batch()
             total += fired
@@ -87,6 +91,18 @@ class DeadlineWatcher(BackgroundTask):
         while await self._page_batch() == BATCH:
             pass
         return total
+
+    async def _pick_batch(self) -> int:
+        """Resolve the picks by village past their due time with the agency for no match."""
+        now = self._clock()
+        async with self._held.use() as conn, conn.transaction():
+            due = await store.claim_due_picks(conn, now, BATCH)
+            for pick in due:
+                await picks.resolve(conn, pick, None, "timeout", now)
+        if due:
+            self.picks_timed_out += len(due)
+            self._after_commit()
+        return len(due)
 
     async def _page_batch(self) -> int:
         now = self._clock()

@@ -1,11 +1,14 @@
 """Apply a district SOP to one case's triage facts: which rules fire and which referrals follow.
 
-Pure: the same SOP, case id, facts and time always give the same decision.
+Pure: the same SOP, case id, facts and time always give the same decision. A ``pick:
+by_village`` item cannot be decided from the facts (they never hold the desa): it becomes a
+``PendingPick``, which routing asks intake to answer (``routing.picks``).
 """
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from routing.sop import Condition, ConsentPolicy, Referral, Rule, Sop, normalise
 from rujuk_contracts.events import Priority, Service
@@ -41,6 +44,49 @@ class WithheldReferral:
 
 
 @dataclass(frozen=True)
+class VillageCandidate:
+    """A desa-level agency a pick by village may choose, and the villages it lists."""
+
+    agency_id: str
+    villages: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PendingPick:
+    """A referral whose agency the case's desa decides (``pick: by_village``): everything but
+    the agency is decided. ``none_agency_id`` gets it when no candidate lists the desa (or no
+    answer comes in time): the ``by_kecamatan`` pick (``none_reason`` "kecamatan"), else the
+    fallback ("fallback"). ``escalate_to`` is the SOP's steps, most urgent rule's first; the
+    chain is made once the agency is known (``escalation_chain``)."""
+
+    referral_id: str
+    service: Service
+    priority: Priority
+    acknowledge_within: timedelta
+    escalate_to: tuple[str, ...]
+    coordinator: str
+    rule_ids: tuple[str, ...]
+    consent_override: str | None
+    candidates: tuple[VillageCandidate, ...]
+    none_agency_id: str
+    none_reason: str  # "kecamatan" | "fallback"
+
+    def referral(self, agency_id: str, now: datetime) -> ReferralDecision:
+        """The referral once the agency is known, its deadline counted from ``now``."""
+        return ReferralDecision(
+            referral_id=self.referral_id,
+            service=self.service,
+            agency_id=agency_id,
+            priority=self.priority,
+            acknowledgement_deadline=now + self.acknowledge_within,
+            escalation_chain=escalation_chain(list(self.escalate_to), agency_id, self.coordinator),
+            rule_ids=self.rule_ids,
+            consent_override=self.consent_override,
+            acknowledge_within=self.acknowledge_within,
+        )
+
+
+@dataclass(frozen=True)
 class Decision:
     case_id: str
     sop_id: str
@@ -48,6 +94,7 @@ class Decision:
     rules_fired: tuple[str, ...]
     referrals: tuple[ReferralDecision, ...]
     withheld: tuple[WithheldReferral, ...] = ()
+    pending_picks: tuple[PendingPick, ...] = ()
 
     def consent_overrides(self) -> dict[str, str]:
         """Referral id -> legal basis, for referrals sent without consent."""
@@ -78,14 +125,18 @@ def decide(
     fired = [rule for rule in sop.rules if condition_holds(rule.when, triage)]
     allowed: dict[tuple[str, Service], _Merged] = {}
     withheld: dict[tuple[str, Service], _Merged] = {}
+    picks: dict[Service, _Merged] = {}
     for candidate in _candidates(sop, fired, triage):
-        target = withheld if candidate.withheld_reason else allowed
-        key = (candidate.agency_id, candidate.service)
+        target: dict[Any, _Merged] = withheld if candidate.withheld_reason else allowed
+        key: Any = (candidate.agency_id, candidate.service)
+        if candidate.by_village and not candidate.withheld_reason:
+            target, key = picks, candidate.service  # one question per service
         if key in target:
             target[key].absorb(candidate)
         else:
             target[key] = _Merged(candidate)
     ordered = sorted(allowed.values(), key=lambda merged: merged.sort_key())
+    pending = sorted(picks.values(), key=lambda merged: merged.sort_key())
     return Decision(
         case_id=case_id,
         sop_id=sop.sop_id,
@@ -98,6 +149,10 @@ def decide(
         withheld=tuple(
             merged.withheld()
             for merged in sorted(withheld.values(), key=lambda merged: merged.sort_key())
+        ),
+        pending_picks=tuple(
+            merged.pending_pick(f"{case_id}-{number:02d}", sop, minute)
+            for number, merged in enumerate(pending, start=len(ordered) + 1)
         ),
     )
 
@@ -141,15 +196,31 @@ def _compiled(condition: Condition) -> _Compiled:
 
 
 def pick_agency(sop: Sop, item: Referral, kecamatan: str | None) -> str:
-    """The item's agency, or for ``pick: by_kecamatan`` the first that lists the kecamatan."""
+    """The item's agency, or for ``pick: by_kecamatan`` the first that lists the kecamatan
+    (for ``pick: by_village``: the agency that gets it when no village matches)."""
+    return pick_by_kecamatan(sop, item, kecamatan)[0]
+
+
+def pick_by_kecamatan(sop: Sop, item: Referral, kecamatan: str | None) -> tuple[str, str]:
+    """(agency id, how): the item's agency ("agency"), the first directory agency offering the
+    service that lists the kecamatan ("kecamatan"), else the fallback ("fallback")."""
     if item.agency is not None:
-        return item.agency
+        return item.agency, "agency"
     if kecamatan:
         for agency in sop.directory:
             if item.service in agency.services and agency.serves(kecamatan):
-                return agency.id
+                return agency.id, "kecamatan"
     assert item.fallback is not None  # the SOP model guarantees it with pick
-    return item.fallback
+    return item.fallback, "fallback"
+
+
+def village_candidates(sop: Sop, service: Service) -> tuple[VillageCandidate, ...]:
+    """The desa-level agencies offering the service, with their villages, in directory order."""
+    return tuple(
+        VillageCandidate(agency.id, tuple(agency.villages))
+        for agency in sop.directory
+        if agency.villages and service in agency.services
+    )
 
 
 def escalation_chain(escalate_to: list[str], agency_id: str, coordinator: str) -> tuple[str, ...]:
@@ -252,6 +323,8 @@ class _Candidate:
     escalate_to: tuple[str, ...]
     consent_override: str | None
     withheld_reason: str | None
+    by_village: bool = False
+    none_reason: str = "agency"  # how agency_id was chosen: agency, kecamatan, fallback
 
 
 def _candidates(sop: Sop, fired: list[Rule], triage: TriageFacts) -> Iterator[_Candidate]:
@@ -259,15 +332,18 @@ def _candidates(sop: Sop, fired: list[Rule], triage: TriageFacts) -> Iterator[_C
     for rule in fired:
         for item in rule.refer:
             override, reason = _consent_verdict(sop.consent, item.service, triage)
+            agency_id, how = pick_by_kecamatan(sop, item, triage.kecamatan)
             yield _Candidate(
                 rule_id=rule.id,
                 service=item.service,
-                agency_id=pick_agency(sop, item, triage.kecamatan),
+                agency_id=agency_id,
                 priority=item.priority,
                 minutes=item.acknowledge_within_minutes,
                 escalate_to=tuple(item.escalate_to),
                 consent_override=override,
                 withheld_reason=reason,
+                by_village=item.pick == "by_village",
+                none_reason=how,
             )
 
 
@@ -348,6 +424,24 @@ class _Merged:
             rule_ids=tuple(self.rule_ids),
             consent_override=self.consent_override,
             acknowledge_within=self.minutes * minute,
+        )
+
+    def _steps(self) -> tuple[str, ...]:
+        return tuple(step for _, chain in sorted(self.chains, key=lambda c: c[0]) for step in chain)
+
+    def pending_pick(self, referral_id: str, sop: Sop, minute: timedelta) -> PendingPick:
+        return PendingPick(
+            referral_id=referral_id,
+            service=self.service,
+            priority=self.priority,
+            acknowledge_within=self.minutes * minute,
+            escalate_to=self._steps(),
+            coordinator=sop.coordinator,
+            rule_ids=tuple(self.rule_ids),
+            consent_override=self.consent_override,
+            candidates=village_candidates(sop, self.service),
+            none_agency_id=self.agency_id,
+            none_reason=self.first.none_reason,
         )
 
     def withheld(self) -> WithheldReferral:

@@ -6,8 +6,8 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from routing.decide import Decision, ReferralDecision
-from routing.lifecycle import EscalationStep, StoredReferral
+from routing.decide import Decision, PendingPick, ReferralDecision
+from routing.lifecycle import EscalationStep, StoredPick, StoredReferral
 from routing.paging import OnCallAlert, PagePlan, Round
 from routing.sop import Sop
 from routing.sop.duties import AgencyDutyChanges
@@ -18,6 +18,7 @@ from rujuk_contracts.events import (
     AskedAgency,
     CaseClosed,
     CaseRouted,
+    CaseVillageAgencyAsked,
     CloseReason,
     EscalationReason,
     EventPayload,
@@ -41,6 +42,7 @@ from rujuk_contracts.events import (
     SopProposed,
     SopPublished,
     SopSignedOff,
+    VillageCandidate,
     WithheldReferral,
 )
 
@@ -123,6 +125,57 @@ def referral_requested(decision: Decision, referral: ReferralDecision) -> Referr
         rule_ids=list(referral.rule_ids),
         consent_override=referral.consent_override,
     )
+
+
+# --- a referral whose agency the case's desa decides ------------------------------------
+
+
+def routed_event_id(case_id: str) -> str:
+    """The id of the case's ``case.routed``: the decision's event."""
+    return event_id(f"{case_id}:routed")
+
+
+def village_question_id(case_id: str, pick: PendingPick) -> str:
+    """From the decision's event id and the service: routing the case again (a replay, a
+    redelivery) asks the same question, which is answered once."""
+    key = f"{routed_event_id(case_id)}:village:{pick.service.value}"
+    return f"vq-{uuid.uuid5(EVENT_ID_NAMESPACE, key).hex}"
+
+
+def village_agency_asked(
+    case_id: str, question_id: str, pick: PendingPick, now: datetime, traceparent: str | None
+) -> CloudEvent:
+    asked = CaseVillageAgencyAsked(
+        case_id=case_id,
+        question_id=question_id,
+        service=pick.service,
+        candidates=[
+            VillageCandidate(agency_id=c.agency_id, villages=list(c.villages))
+            for c in pick.candidates
+        ],
+    )
+    return routing_event(asked, f"{question_id}:asked", now, traceparent)
+
+
+def picked_referral_requested(
+    pick: StoredPick, referral: ReferralDecision, now: datetime, traceparent: str | None
+) -> CloudEvent:
+    """The referral a resolved pick becomes; its id derives from the referral id, as every
+    decision's do."""
+    requested = ReferralRequested(
+        case_id=pick.case_id,
+        referral_id=referral.referral_id,
+        agency_id=referral.agency_id,
+        service=referral.service,
+        priority=referral.priority,
+        acknowledgement_deadline=referral.acknowledgement_deadline,
+        escalation_chain=list(referral.escalation_chain),
+        sop_id=pick.sop_id,
+        sop_version=pick.sop_version,
+        rule_ids=list(referral.rule_ids),
+        consent_override=referral.consent_override,
+    )
+    return routing_event(requested, f"{referral.referral_id}:requested", now, traceparent)
 
 
 # --- a referral handed on -----------------------------------------------------------------

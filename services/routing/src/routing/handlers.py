@@ -6,7 +6,7 @@ transaction; the events that follow are staged in the outbox there."""
 from datetime import timedelta
 from typing import TypeVar
 
-from routing import cases, oncall, proposals, referrals
+from routing import cases, oncall, picks, proposals, referrals
 from routing.clock import Clock, utc_now
 from routing.decide import ONE_MINUTE, Decision
 from routing.referrals import REPLY_KINDS, PartnerReply
@@ -14,6 +14,7 @@ from routing.sops import SopsInForce
 from rujuk_contracts import CloudEvent
 from rujuk_contracts.events import (
     CaseReported,
+    CaseVillageAgencyFound,
     EventPayload,
     OnCallAcknowledged,
     ReferralDelivered,
@@ -34,21 +35,39 @@ class RoutingHandlers:
     the clock, and how long a minute is (shorter in compressed-time runs)."""
 
     def __init__(
-        self, sops: SopsInForce, clock: Clock = utc_now, *, minute: timedelta = ONE_MINUTE
+        self,
+        sops: SopsInForce,
+        clock: Clock = utc_now,
+        *,
+        minute: timedelta = ONE_MINUTE,
+        pick_timeout: timedelta = cases.PICK_TIMEOUT,
     ) -> None:
         self.sops = sops
         self.clock = clock
         self.minute = minute
+        self.pick_timeout = pick_timeout
 
     async def on_case_reported(
         self, conn: Connection, event: CloudEvent, payload: EventPayload
     ) -> None:
         reported = _expect(payload, CaseReported)
         outcome = await cases.take_reported_case(
-            conn, self.sops, reported, clock=self.clock, minute=self.minute
+            conn,
+            self.sops,
+            reported,
+            clock=self.clock,
+            minute=self.minute,
+            pick_timeout=self.pick_timeout,
         )
         if isinstance(outcome, Decision):  # else kept as unrouted, and acknowledged
             _log_decision(outcome, event)
+
+    async def on_village_agency_found(
+        self, conn: Connection, event: CloudEvent, payload: EventPayload
+    ) -> None:
+        """Intake's answer to a pick by village: the referral it decides goes out."""
+        found = _expect(payload, CaseVillageAgencyFound)
+        await picks.take_answer(conn, found, clock=self.clock)
 
     async def on_referrals_delivered(
         self, conn: Connection, batch: list[tuple[CloudEvent, EventPayload]]
@@ -104,4 +123,5 @@ def _log_decision(decision: Decision, event: CloudEvent) -> None:
         ],
         consent_overrides=decision.consent_overrides(),
         withheld=[f"{w.service.value} -> {w.agency_id}: {w.reason}" for w in decision.withheld],
+        picked_by_village=[p.service.value for p in decision.pending_picks],
     )

@@ -367,6 +367,7 @@ async def route_again(
     sops: Sops,
     clock: Now,
     minute: Minute,
+    settings: Settings,
 ) -> RoutedAgain:
     """200 with the referrals made (``already_routed`` when it was routed before); 409 with
     the reason when it still cannot be routed (the attempt is counted) or was closed; 404 for
@@ -384,7 +385,13 @@ async def route_again(
             return RoutedAgain(case_id=case_id, already_routed=True)
         try:
             result = await cases.route_by_hand(
-                conn, sops, unrouted, _actor(principal), clock=clock, minute=minute
+                conn,
+                sops,
+                unrouted,
+                _actor(principal),
+                clock=clock,
+                minute=minute,
+                pick_timeout=timedelta(seconds=settings.village_pick_timeout_seconds),
             )
         except CaseClosedAlready as exc:
             raise HTTPException(409, f"kasus sudah ditutup / case {case_id} is closed") from exc

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from routing.decide import PendingPick
 from rujuk_contracts.events import Priority, Service
 
 
@@ -157,6 +158,20 @@ class StoredReferral:
     sop_version: int
     acknowledge_within: timedelta
     root_referral_id: str
+
+
+@dataclass(frozen=True)
+class StoredPick:
+    """A pick by village as routing keeps it: the question asked of intake and, until it is
+    resolved, the referral still to come (``pending``)."""
+
+    question_id: str
+    case_id: str
+    sop_id: str
+    sop_version: int
+    due_at: datetime
+    resolved_at: datetime | None
+    pending: PendingPick
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,14 @@ class RoutingSettings(ServiceSettings):
         description="How many seconds one SOP minute lasts. 60 in production; tests and demos "
         "compress time with a smaller value (the published deadlines say the real time)",
     )
+    village_pick_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=600,
+        description="How long a referral picked by village (SOP pick: by_village) waits for "
+        "intake's answer before it goes to the agency for no match (by kecamatan, else the "
+        "fallback). Real seconds, not compressed with minute_seconds",
+    )
     deadline_poll_seconds: float = Field(
         default=0.2, gt=0, le=10, description="How often the deadline watcher looks"
     )

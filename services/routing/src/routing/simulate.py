@@ -2,6 +2,11 @@
 would have gone differently (referrals, weekly load per agency, priorities, deadlines,
 consent). Pure: no I/O; facts and codes only, never anything identifying.
 
+A ``pick: by_village`` referral depends on the case's desa, which routing never holds: the
+simulation counts it under the agency the case reaches when no listed village is its own (the
+``by_kecamatan`` pick, else the fallback), as if intake had answered "none". A desa-level
+agency's load is therefore not simulated; the kecamatan-level agency's is an upper bound.
+
 A decision's outcome apart from its ids and times depends on the SOP and the facts alone
 (``decide`` has no time-of-day rule: a deadline is the decision time plus the rule's
 ``acknowledge_within_minutes``), so facts the versions cannot tell apart (``FactsKey``) are
@@ -21,6 +26,7 @@ from routing.sop import Sop, normalise
 from rujuk_contracts.triage import TriageFacts
 
 MAX_LISTED_CASES = 1000  # changed cases listed one by one; all are counted
+_AT = datetime(2026, 1, 1, tzinfo=UTC)  # a pick's deadline is compared as a duration only
 CASE_ID_FOR_DECISIONS = "0000-SIMULATED"  # decide() needs one; the outcome never shows it
 
 
@@ -73,7 +79,10 @@ class Outcome:
                         r.escalation_chain,
                         r.consent_override,
                     )
-                    for r in decision.referrals
+                    for r in (
+                        *decision.referrals,
+                        *(p.referral(p.none_agency_id, _AT) for p in decision.pending_picks),
+                    )
                 )
             ),
             withheld=tuple(

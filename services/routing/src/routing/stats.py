@@ -53,6 +53,13 @@ class ReferralItem(BaseModel):
     decline_reason: str | None
     completed_at: datetime | None
     escalated_at: datetime | None = Field(description="When routing handed it on")
+    picked_by: str | None = Field(
+        default=None,
+        description="When the case's desa chose the agency (SOP pick: by_village): village "
+        "(picked by village), kecamatan_no_village / fallback_no_village (by kecamatan, or the "
+        "fallback, after no village matched), kecamatan_timeout / fallback_timeout (intake "
+        "did not answer in time)",
+    )
 
 
 class ReferralPage(BaseModel):

@@ -11,12 +11,19 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from routing.decide import Decision, WithheldReferral
+from routing.decide import (
+    Decision,
+    PendingPick,
+    ReferralDecision,
+    VillageCandidate,
+    WithheldReferral,
+)
 from routing.lifecycle import (
     SETTLED_STATES,
     EscalationStep,
     ReferralState,
     StoredCase,
+    StoredPick,
     StoredReferral,
     UnroutedCase,
     UnroutedReason,
@@ -309,6 +316,179 @@ async def mark_deadline(
         referral_id,
         fired_at,
         outcome,
+    )
+
+
+# --- picks by village ----------------------------------------------------------------------
+
+_PICK_COLUMNS = (
+    "question_id, case_id, referral_id, service, priority, acknowledge_within, escalate_to, "
+    "coordinator, rule_ids, consent_override, sop_id, sop_version, candidates, none_agency_id, "
+    "none_reason, due_at, resolved_at"
+)
+
+
+async def add_village_picks(
+    conn: Connection,
+    decision: Decision,
+    questions: Sequence[tuple[str, PendingPick]],
+    *,
+    asked_at: datetime,
+    due_at: datetime,
+) -> None:
+    """The decision's pending picks, each under its question id, to be answered by ``due_at``."""
+    await conn.executemany(
+        f"INSERT INTO village_picks ({_PICK_COLUMNS.replace(', resolved_at', '')}, asked_at) "  # noqa: S608
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $16, "
+        "$17) ON CONFLICT (question_id) DO NOTHING",
+        [
+            (
+                question_id,
+                decision.case_id,
+                pick.referral_id,
+                pick.service.value,
+                pick.priority.value,
+                pick.acknowledge_within,
+                list(pick.escalate_to),
+                pick.coordinator,
+                list(pick.rule_ids),
+                pick.consent_override,
+                decision.sop_id,
+                decision.sop_version,
+                json.dumps(
+                    [
+                        {"agency_id": c.agency_id, "villages": list(c.villages)}
+                        for c in pick.candidates
+                    ]
+                ),
+                pick.none_agency_id,
+                pick.none_reason,
+                due_at,
+                asked_at,
+            )
+            for question_id, pick in questions
+        ],
+    )
+
+
+async def lock_pick(conn: Connection, question_id: str) -> StoredPick | None:
+    row = await conn.fetchrow(
+        f"SELECT {_PICK_COLUMNS} FROM village_picks WHERE question_id = $1 FOR UPDATE",  # noqa: S608
+        question_id,
+    )
+    return None if row is None else _pick(row)
+
+
+async def claim_due_picks(conn: Connection, now: datetime, limit: int) -> list[StoredPick]:
+    """Open picks past their due time that no one else holds, locked (as deadlines are: two
+    replicas never take the same, and the timer never waits for the answer's consumer)."""
+    rows = await conn.fetch(
+        f"SELECT {_PICK_COLUMNS} FROM village_picks WHERE resolved_at IS NULL AND due_at <= $1 "  # noqa: S608
+        "ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        now,
+        limit,
+    )
+    return [_pick(row) for row in rows]
+
+
+async def resolve_pick(
+    conn: Connection, question_id: str, *, at: datetime, agency_id: str, how: str, outcome: str
+) -> None:
+    await conn.execute(
+        "UPDATE village_picks SET resolved_at = $2, resolved_agency_id = $3, resolved_how = $4, "
+        "outcome = $5 WHERE question_id = $1",
+        question_id,
+        at,
+        agency_id,
+        how,
+        outcome,
+    )
+
+
+async def agency_has_service(
+    conn: Connection, case_id: str, agency_id: str, service: Service
+) -> bool:
+    """Whether the agency was referred this service in the case already (in any state)."""
+    found = await conn.fetchval(
+        "SELECT true FROM referrals WHERE case_id = $1 AND agency_id = $2 AND service = $3 LIMIT 1",
+        case_id,
+        agency_id,
+        service.value,
+    )
+    return found is True
+
+
+async def case_closed_at(conn: Connection, case_id: str) -> datetime | None:
+    closed: datetime | None = await conn.fetchval(
+        "SELECT closed_at FROM cases WHERE case_id = $1", case_id
+    )
+    return closed
+
+
+async def add_picked_referral(
+    conn: Connection, pick: StoredPick, referral: ReferralDecision, *, picked_by: str, at: datetime
+) -> None:
+    """The referral a resolved pick becomes, with its deadline."""
+    await conn.execute(
+        "INSERT INTO referrals (referral_id, case_id, agency_id, service, priority, "
+        "acknowledgement_deadline, escalation_chain, rule_ids, consent_override, sop_id, "
+        "sop_version, acknowledge_within, root_referral_id, created_at, picked_by) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $1, $13, $14)",
+        referral.referral_id,
+        pick.case_id,
+        referral.agency_id,
+        referral.service.value,
+        referral.priority.value,
+        referral.acknowledgement_deadline,
+        list(referral.escalation_chain),
+        list(referral.rule_ids),
+        referral.consent_override,
+        pick.sop_id,
+        pick.sop_version,
+        referral.acknowledge_within,
+        at,
+        picked_by,
+    )
+    await conn.execute(
+        "INSERT INTO deadlines (referral_id, due_at) VALUES ($1, $2)",
+        referral.referral_id,
+        referral.acknowledgement_deadline,
+    )
+
+
+async def open_picks(conn: Connection, case_id: str) -> int:
+    """Picks of the case not resolved yet: its referral is still to come."""
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM village_picks WHERE case_id = $1 AND resolved_at IS NULL", case_id
+    )
+    return count
+
+
+def _pick(row: asyncpg.Record) -> StoredPick:
+    get = row.__getitem__
+    candidates = json.loads(get("candidates"))
+    return StoredPick(
+        question_id=get("question_id"),
+        case_id=get("case_id"),
+        sop_id=get("sop_id"),
+        sop_version=get("sop_version"),
+        due_at=get("due_at"),
+        resolved_at=get("resolved_at"),
+        pending=PendingPick(
+            referral_id=get("referral_id"),
+            service=Service(get("service")),
+            priority=Priority(get("priority")),
+            acknowledge_within=get("acknowledge_within"),
+            escalate_to=tuple(get("escalate_to")),
+            coordinator=get("coordinator"),
+            rule_ids=tuple(get("rule_ids")),
+            consent_override=get("consent_override"),
+            candidates=tuple(
+                VillageCandidate(c["agency_id"], tuple(c["villages"])) for c in candidates
+            ),
+            none_agency_id=get("none_agency_id"),
+            none_reason=get("none_reason"),
+        ),
     )
 
 
@@ -631,8 +811,8 @@ async def list_referrals(
         "SELECT referral_id, case_id, agency_id, service, priority, state, "  # noqa: S608
         f"{_OPEN} AS open, created_at AS requested_at, acknowledgement_deadline, "
         f"{_MISSED} AS deadline_missed, escalation_step, escalated_from, escalation_reason, "
-        "escalated_at, acknowledged_at, accepted_at, declined_at, decline_reason, completed_at "
-        "FROM referrals WHERE ($2::text IS NULL OR agency_id = $2) "
+        "escalated_at, acknowledged_at, accepted_at, declined_at, decline_reason, completed_at, "
+        "picked_by FROM referrals WHERE ($2::text IS NULL OR agency_id = $2) "
         "AND (cardinality($3::text[]) = 0 OR state = ANY($3::text[])) "
         f"AND ($4::boolean IS NULL OR ({_OPEN}) = $4) "
         "AND ($5::text IS NULL OR case_id = $5) "

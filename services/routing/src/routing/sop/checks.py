@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from routing.sop.model import Agency, Condition, Rule, Sop, normalise
+from routing.sop.model import Agency, Condition, Rule, Sop, normalise, village_key, village_parts
 from rujuk_contracts.events import Service
 
 Location = tuple[str | int, ...]
@@ -118,6 +118,7 @@ def cross_check_problems(data: dict[str, Any]) -> list[Problem]:
     if isinstance(district_kecamatan, list):
         known_kecamatan = {normalise(k) for k in district_kecamatan if isinstance(k, str)}
         problems += _unknown_kecamatan(agencies, raw_rules, known_kecamatan)
+    problems += _village_problems(agencies)
     for index, raw_rule in enumerate(raw_rules):
         refer = raw_rule.get("refer") if isinstance(raw_rule, dict) else None
         for position, raw_item in enumerate(refer if isinstance(refer, list) else []):
@@ -168,6 +169,11 @@ def _unknown_kecamatan(
                 (("directory", index, "kecamatan", position), name)
                 for position, name in enumerate(agency.kecamatan)
             ]
+        if agency is not None and agency.villages is not None:
+            places += [
+                (("directory", index, "villages", position), village_parts(entry)[0])
+                for position, entry in enumerate(agency.villages)
+            ]
     for index, raw_rule in enumerate(raw_rules):
         when = _valid(Condition, raw_rule.get("when") if isinstance(raw_rule, dict) else None)
         places += [
@@ -179,6 +185,41 @@ def _unknown_kecamatan(
         for location, name in places
         if normalise(name) not in known
     ]
+
+
+def _village_problems(agencies: list[Agency | None]) -> list[Problem]:
+    """A desa-level agency's villages lie in kecamatan it serves, and no desa is listed by two
+    agencies for one service (the pick by village would have no one answer)."""
+    problems = []
+    listed: dict[tuple[tuple[str, str], object], str] = {}  # (desa, service) -> agency id
+    for index, agency in enumerate(agencies):
+        if agency is None or agency.villages is None:
+            continue
+        for position, entry in enumerate(agency.villages):
+            here: Location = ("directory", index, "villages", position)
+            kecamatan, desa = village_parts(entry)
+            if agency.kecamatan != "all" and normalise(kecamatan) not in map(
+                normalise, agency.kecamatan
+            ):
+                problems.append(
+                    _fact(
+                        here,
+                        f"desa '{desa}' lies in kecamatan '{kecamatan}', which agency "
+                        f"'{agency.id}' does not serve (its kecamatan: "
+                        f"{', '.join(agency.kecamatan)})",
+                    )
+                )
+            for service in agency.services:
+                other = listed.setdefault((village_key(entry), service), agency.id)
+                if other != agency.id:
+                    problems.append(
+                        _fact(
+                            here,
+                            f"desa '{entry}' is listed by agencies '{other}' and '{agency.id}' "
+                            f"for {service.value}: a desa has one agency per service",
+                        )
+                    )
+    return problems
 
 
 def _referral_problems(
@@ -213,7 +254,8 @@ def _referral_problems(
         item.get("pick") == "by_kecamatan"
         and service is not None
         and not any(
-            service in agency.services and agency.kecamatan != "all" for agency in offers.values()
+            service in agency.services and agency.kecamatan != "all" and agency.villages is None
+            for agency in offers.values()
         )
     ):
         problems.append(
@@ -221,6 +263,18 @@ def _referral_problems(
                 (*here, "pick"),
                 f"no agency lists kecamatan for {service.value}: "
                 "the pick would always use the fallback",
+            )
+        )
+    if (
+        item.get("pick") == "by_village"
+        and service is not None
+        and not any(service in agency.services and agency.villages for agency in offers.values())
+    ):
+        problems.append(
+            _fact(
+                (*here, "pick"),
+                f"no agency lists villages for {service.value}: "
+                "the pick by village would never find one",
             )
         )
     return problems + _chain_problems(here, item, known, coordinator)

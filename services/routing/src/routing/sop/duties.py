@@ -10,7 +10,9 @@ Choices worth knowing:
   new (or renamed) rule asks more only where it is stricter than anything the agency had for
   that service, so renaming a rule asks nobody.
 - ``pick: by_kecamatan`` may reach every directory agency that offers the service and lists a
-  kecamatan by name, and its fallback: each of them carries the duty.
+  kecamatan by name (a desa-level agency, which lists ``villages``, aside), and its fallback:
+  each of them carries the duty. ``pick: by_village`` may reach those, and every desa-level
+  agency that offers the service.
 - What a rule fires on counts too: a rule that is new, or whose ``when`` changes, asks every
   agency it may reach (``conditions_changed``), whether it widens or narrows (telling which is
   not decidable from the YAML alone; the impact simulation shows it on real cases); a rule
@@ -202,12 +204,15 @@ def _duties(sop: Sop | None) -> _Duties:
 
 def reachable_agencies(sop: Sop, item: Referral) -> list[str]:
     """Every agency a ``refer`` item may reach: its agency, or for ``pick: by_kecamatan``
-    each directory agency offering the service that lists a kecamatan, and the fallback."""
+    each directory agency offering the service that lists a kecamatan, and the fallback; for
+    ``pick: by_village`` the desa-level agencies offering it too."""
     if item.agency is not None:
         return [item.agency]
     picked = [
         agency.id
         for agency in sop.directory
-        if item.service in agency.services and agency.kecamatan != "all"
+        if item.service in agency.services
+        and agency.kecamatan != "all"
+        and (agency.villages is None or item.pick == "by_village")
     ]
     return [*picked, *([item.fallback] if item.fallback is not None else [])]

@@ -10,7 +10,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from routing.decide import PRIORITY_RANK, Decision, DistrictMismatch, ReferralDecision, decide
+from routing.decide import (
+    PRIORITY_RANK,
+    Decision,
+    DistrictMismatch,
+    PendingPick,
+    ReferralDecision,
+    decide,
+)
 from routing.sop.checks import Location, Problem
 from routing.sop.model import Example, ExpectedReferral, Sop
 from rujuk_contracts.events import Service
@@ -97,6 +104,8 @@ def _referral_failures(
     decision: Decision, expected: ExpectedReferral, at: Location
 ) -> list[ExampleFailure]:
     """None when one referral meets every term; else what the closest one missed."""
+    if expected.pick == "by_village":
+        return _pick_failures(decision, expected, at)
     same_service = [r for r in decision.referrals if r.service == expected.service]
     candidates = [r for r in same_service if expected.agency in (None, r.agency_id)]
     if not candidates:
@@ -105,6 +114,43 @@ def _referral_failures(
     if any(not terms for terms in missed):
         return []
     return missed[0]  # the most urgent candidate: decide orders referrals by urgency
+
+
+def _pick_failures(
+    decision: Decision, expected: ExpectedReferral, at: Location
+) -> list[ExampleFailure]:
+    """A pending pick by village of the service, its agency when no village matches (if
+    given), its priority and deadline."""
+    service = expected.service.value
+    picks = [p for p in decision.pending_picks if p.service == expected.service]
+    if not picks:
+        referred = [r for r in decision.referrals if r.service == expected.service]
+        how = (
+            f": {service} dirujuk ke {', '.join(r.agency_id for r in referred)} / {service} goes "
+            f"to {', '.join(r.agency_id for r in referred)}{_rules(referred[0].rule_ids)}"
+            if referred
+            else _fired(decision)
+        )
+        return [
+            ExampleFailure(
+                at,
+                f"tidak ada pilihan {service} menurut desa / no {service} pick by village "
+                f"follows{how}",
+            )
+        ]
+    pick = picks[0]
+    failures = []
+    if expected.agency is not None and expected.agency != pick.none_agency_id:
+        failures.append(
+            ExampleFailure(
+                (*at, "agency"),
+                f"{service}: tanpa desa yang cocok ke {pick.none_agency_id}, bukan "
+                f"{expected.agency} / {service}: when no village matches it goes to "
+                f"{pick.none_agency_id}, not {expected.agency}{_rules(pick.rule_ids)}",
+            )
+        )
+    as_referral = pick.referral(pick.none_agency_id, EXAMPLE_TIME)
+    return failures + list(_terms_missed(expected, as_referral, at))
 
 
 def _missing(
@@ -161,6 +207,19 @@ def _never_failures(decision: Decision, name: str, at: Location) -> Iterator[Exa
                 f"{label} dirujuk, padahal tidak boleh / {label} is referred, but must never be"
                 f"{_rules(referral.rule_ids)}",
             )
+    for pick in decision.pending_picks:
+        if name in (pick.service.value, *_reachable(pick)):
+            label = f"{pick.service.value} -> {', '.join(_reachable(pick))}"
+            yield ExampleFailure(
+                at,
+                f"{label} bisa dirujuk menurut desa, padahal tidak boleh / {label} may be "
+                f"referred by village, but must never be{_rules(pick.rule_ids)}",
+            )
+
+
+def _reachable(pick: PendingPick) -> list[str]:
+    """Every agency a pending pick may reach: a candidate, or the agency for no match."""
+    return [*(c.agency_id for c in pick.candidates), pick.none_agency_id]
 
 
 def _withheld_failure(decision: Decision, service: Service) -> str | None:
@@ -186,7 +245,9 @@ def _withheld_failure(decision: Decision, service: Service) -> str | None:
 
 def _override_failure(decision: Decision, service: Service) -> str | None:
     referred = [r for r in decision.referrals if r.service == service]
-    if any(r.consent_override for r in referred):
+    if any(r.consent_override for r in referred) or any(
+        p.consent_override for p in decision.pending_picks if p.service == service
+    ):
         return None
     if referred:
         return (

@@ -10,6 +10,18 @@ Choices worth knowing when writing an SOP:
   it out, so a chain may be empty in the YAML. The coordinator may appear only last.
 - ``pick: by_kecamatan`` chooses the first directory agency that offers the service and lists
   the case's kecamatan by name; agencies serving ``all`` never win a pick, the ``fallback`` does.
+  Nor do desa-level agencies (those that list ``villages``): they serve their villages only.
+- ``pick: by_village`` chooses the desa-level agency whose ``villages`` (``Kecamatan/Desa``)
+  list the case's desa. The desa never leaves intake: ``decide`` cannot pick, so it yields a
+  pending pick (the candidates and their villages, from this very SOP version); routing asks
+  intake (``case.village_agency_asked``), intake answers with the one candidate that lists the
+  case's desa or none (``case.village_agency_found``). When the answer is none, or no answer
+  comes within ``ROUTING_VILLAGE_PICK_TIMEOUT_SECONDS``, the referral goes where
+  ``pick: by_kecamatan`` would send it: the first agency offering the service that lists the
+  case's kecamatan (and no villages), else the ``fallback``. Consent applies as to any
+  referral: a withheld ``by_village`` item is withheld (recorded against that answer-none
+  agency) and nothing is asked. Two ``by_village`` items of one service in the fired rules are
+  one question (the most urgent terms; the first item's fallback).
 - Consent is policy, not rule: a service in ``consent.requires_consent`` reaches an agency
   only when the named consent flag is true, unless ``consent.mandatory_reporting`` covers the
   victim's age group and that service, and then the referral records the legal basis.
@@ -28,9 +40,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rujuk_contracts.events import MAX_RETENTION_DAYS, DeliveryChannel, Priority, Service
 from rujuk_contracts.subjects import check_agency_id
@@ -80,6 +92,11 @@ def parse_hours(text: str) -> WorkingHours | None:
     return WorkingHours(WEEKDAYS[first : last + 1], opens, closes)
 
 
+def _village(entry: str) -> str:
+    village_parts(entry)
+    return entry
+
+
 class Agency(_SopModel):
     """A partner in the district's directory."""
 
@@ -89,6 +106,12 @@ class Agency(_SopModel):
     kecamatan: list[str] | Literal["all"] = Field(description="Kecamatan served, or all")
     hours: str = Field(description="'24/7' or working hours like 'mon-fri 07:30-15:30'")
     channels: list[DeliveryChannel] = Field(min_length=1)
+    villages: list[Annotated[str, AfterValidator(_village)]] | None = Field(
+        default=None,
+        min_length=1,
+        description="Desa-level agency: the villages it serves, each 'Kecamatan/Desa' (only "
+        "`pick: by_village` reaches it)",
+    )
     sample_data: bool = False
 
     @field_validator("id")
@@ -107,8 +130,13 @@ class Agency(_SopModel):
         return parse_hours(self.hours)
 
     def serves(self, kecamatan: str) -> bool:
-        """True only when the agency lists the kecamatan by name (``all`` never matches)."""
-        return self.kecamatan != "all" and normalise(kecamatan) in map(normalise, self.kecamatan)
+        """True only when the agency lists the kecamatan by name (``all`` never matches) and
+        is not a desa-level agency (which serves its ``villages`` only)."""
+        return (
+            self.kecamatan != "all"
+            and self.villages is None
+            and normalise(kecamatan) in map(normalise, self.kecamatan)
+        )
 
 
 class ConsentCondition(_SopModel):
@@ -158,8 +186,10 @@ class Referral(_SopModel):
 
     service: Service
     agency: str | None = Field(default=None, description="A directory agency id")
-    pick: Literal["by_kecamatan"] | None = Field(
-        default=None, description="Choose the agency by the case's kecamatan instead"
+    pick: Literal["by_kecamatan", "by_village"] | None = Field(
+        default=None,
+        description="Choose the agency by the case's kecamatan, or by its desa (intake answers "
+        "which desa-level agency lists it) instead",
     )
     fallback: str | None = Field(default=None, description="With pick: when none matches")
     priority: Priority
@@ -169,9 +199,11 @@ class Referral(_SopModel):
     @model_validator(mode="after")
     def _one_way_to_the_agency(self) -> "Referral":
         if (self.agency is None) == (self.pick is None):
-            raise ValueError("give either 'agency' or 'pick: by_kecamatan', not both or neither")
+            raise ValueError(
+                "give either 'agency' or 'pick' (by_kecamatan, by_village), not both or neither"
+            )
         if self.pick is not None and self.fallback is None:
-            raise ValueError("'pick: by_kecamatan' needs a 'fallback' agency")
+            raise ValueError(f"'pick: {self.pick}' needs a 'fallback' agency")
         if self.agency is not None and self.fallback is not None:
             raise ValueError("'fallback' goes with 'pick', not with a fixed 'agency'")
         return self
@@ -273,10 +305,17 @@ class Retention(_SopModel):
 
 
 class ExpectedReferral(_SopModel):
-    """A referral an example expects: the service, and optionally who and how urgently."""
+    """A referral an example expects: the service, and optionally who and how urgently.
+
+    With ``pick: by_village`` it expects a pending pick (the desa decides, which an example's
+    facts do not hold); its ``agency``, if given, is the one the case reaches when intake
+    answers that no listed village is the case's (or does not answer in time)."""
 
     service: Service
     agency: str | None = Field(default=None, description="A directory agency id")
+    pick: Literal["by_village"] | None = Field(
+        default=None, description="A pick by the case's desa, asked of intake"
+    )
     min_priority: Priority | None = Field(
         default=None, description="This priority or a more urgent one"
     )
@@ -400,3 +439,20 @@ def _in_district(example: Any, district: str) -> Any:
 
 def normalise(kecamatan: str) -> str:
     return " ".join(kecamatan.split()).casefold()
+
+
+VILLAGE_SEPARATOR = "/"
+
+
+def village_parts(entry: str) -> tuple[str, str]:
+    """``"Kraksaan/Desa Contoh"`` -> (kecamatan, desa); ValueError naming what is wrong."""
+    kecamatan, separator, desa = entry.partition(VILLAGE_SEPARATOR)
+    if not separator or not kecamatan.strip() or not desa.strip() or VILLAGE_SEPARATOR in desa:
+        raise ValueError(f"a village is written 'Kecamatan/Desa', got {entry!r}")
+    return kecamatan.strip(), desa.strip()
+
+
+def village_key(entry: str) -> tuple[str, str]:
+    """A village as compared: (kecamatan, desa) ignoring case and repeated spaces."""
+    kecamatan, desa = village_parts(entry)
+    return normalise(kecamatan), normalise(desa)

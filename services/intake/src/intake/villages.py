@@ -1,0 +1,29 @@
+"""Which desa-level agency lists a case's desa: intake's answer to routing's pick by village.
+
+Pure. The desa is compared as the SOP compares places (``auth.same_place``: ignoring case and
+repeated spaces), as a pair with its kecamatan: ``Kraksaan/Desa Contoh`` lists the desa
+"Desa Contoh" of kecamatan Kraksaan, not a desa of that name elsewhere. The answer names an
+agency or none, never the desa.
+"""
+
+from collections.abc import Sequence
+
+from intake.auth import same_place
+from rujuk_contracts.events import VillageCandidate
+
+VILLAGE_SEPARATOR = "/"
+
+
+def agency_listing(
+    candidates: Sequence[VillageCandidate], kecamatan: str | None, village: str | None
+) -> str | None:
+    """The first candidate whose villages list (kecamatan, village); None when none does, or
+    the case has no kecamatan or no village."""
+    if not kecamatan or not village:
+        return None
+    for candidate in candidates:
+        for entry in candidate.villages:
+            listed_kecamatan, _, listed_desa = entry.partition(VILLAGE_SEPARATOR)
+            if same_place(listed_kecamatan, kecamatan) and same_place(listed_desa, village):
+                return candidate.agency_id
+    return None
