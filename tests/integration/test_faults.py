@@ -75,6 +75,8 @@ ROUTED = "id.rujuk.case.routed.v1"
 REQUESTED = "id.rujuk.referral.requested.v1"
 DELIVERED = "id.rujuk.referral.delivered.v1"
 ESCALATED = "id.rujuk.referral.escalated.v1"
+VILLAGE_ASKED = "id.rujuk.case.village_agency_asked.v1"
+VILLAGE_FOUND = "id.rujuk.case.village_agency_found.v1"
 ON_CALL = "id.rujuk.oncall."
 
 
@@ -233,6 +235,13 @@ class LedgerView:
     def referral_ids(self, event_type: str) -> set[str]:
         return {data["referral_id"] for data in self.by_type[event_type]}
 
+    def questions(self) -> set[tuple[str, str]]:
+        """(case, service) of each pick by village routing asked intake about."""
+        return {(d["case_id"], d["service"]) for d in self.by_type[VILLAGE_ASKED]}
+
+    def services_requested(self) -> set[tuple[str, str]]:
+        return {(d["case_id"], d["service"]) for d in self.by_type[REQUESTED]}
+
 
 @dataclass
 class Deadlines:
@@ -280,6 +289,8 @@ def inconsistencies(
     made = {f"{_root(e['referral_id'])}-e{e['step']}" for e in view.by_type[ESCALATED]}
     if made - requested:
         problems.append(f"{len(made - requested)} escalations without their referral.requested")
+    if unresolved := view.questions() - view.services_requested():
+        problems.append(f"{len(unresolved)} picks by village without their referral")
     return problems
 
 
@@ -453,7 +464,25 @@ async def check_outcome(
     requested = {d["referral_id"]: d["agency_id"] for d in view.by_type[REQUESTED]}
     escalations = view.by_type[ESCALATED]
     made = {f"{_root(e['referral_id'])}-e{e['step']}": e["to_agency_id"] for e in escalations}
-    assert requested == first | made
+    # ... and those a pick by village made (3513's desa-level Rumah SAE): each question asked
+    # once, answered at most once (intake killed: routing's timer picks), and resolved into
+    # one referral for the service asked in the case asked about, or none when the case
+    # holds that service already.
+    asked = view.by_type[VILLAGE_ASKED]
+    questions = {d["question_id"]: (d["case_id"], d["service"]) for d in asked}
+    assert len(questions) == len(asked) > 0
+    answered = [d["question_id"] for d in view.by_type[VILLAGE_FOUND]]
+    assert len(answered) == len(set(answered))
+    assert set(answered) <= set(questions)
+    picked = Counter(
+        (d["case_id"], d["service"])
+        for d in view.by_type[REQUESTED]
+        if d["referral_id"] not in first and d["referral_id"] not in made
+    )
+    assert set(picked) <= set(questions.values())
+    assert max(picked.values()) == 1
+    assert set(questions.values()) <= view.services_requested()
+    assert {r: a for r, a in requested.items() if r in first or r in made} == first | made
 
     # ... reached the partner it names, on the webhook, with a verified signature; each partner
     # saw one notification per referral (redelivery only of the very same event).
@@ -490,8 +519,18 @@ async def check_outcome(
         }
     finally:
         await conn.close()
+    # A pick by village adds its question and (unless the timer answered) intake's answer.
+    picks_of: Counter[str] = Counter(
+        d["case_id"] for t in (VILLAGE_ASKED, VILLAGE_FOUND) for d in view.by_type[t]
+    )
     for case_id, history in histories.items():
-        expected = 2 + 2 * referrals_of[case_id] + escalations_of[case_id] + oncall_of[case_id]
+        expected = (
+            2
+            + 2 * referrals_of[case_id]
+            + escalations_of[case_id]
+            + oncall_of[case_id]
+            + picks_of[case_id]
+        )
         types = [e.event_type for e in history]
         assert len(history) == expected, (case_id, types)
         assert len({e.event_id for e in history}) == len(history)
@@ -506,7 +545,9 @@ async def check_outcome(
     # ... and the two shipped SOPs routing announced in force at start (3513, 3514), once
     sops = [row for row in view.rows if row["event_type"].startswith("id.rujuk.sop.")]
     assert sorted(row["case_id"] for row in sops) == ["sop-3513", "sop-3514"]
-    per_case = sum(2 + 2 * referrals_of[c] + escalations_of[c] + oncall_of[c] for c in case_ids)
+    per_case = sum(
+        2 + 2 * referrals_of[c] + escalations_of[c] + oncall_of[c] + picks_of[c] for c in case_ids
+    )
     assert len(view.rows) == per_case + len(tokens) + len(sops)
     verdict = await verify_ledger(database_url)
     assert verdict.ok, verdict.failure

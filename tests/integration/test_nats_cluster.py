@@ -103,6 +103,8 @@ class NatsCluster:
 
 
 BOOTSTRAP_TOKENS = 3  # operator, coordinator, auditor
+VILLAGE_ASKED = "id.rujuk.case.village_agency_asked.v1"
+VILLAGE_FOUND = "id.rujuk.case.village_agency_found.v1"
 SHIPPED_SOPS = 2  # 3513 and 3514, announced in force by routing at start (sop.in_force)
 
 
@@ -141,6 +143,10 @@ async def test_losing_a_nats_node_mid_flow_loses_nothing(
                     before = await file_reports(client, intake, 10)
                     cluster.kill(0)  # the first node every client knows, mid-flow
                     after = await file_reports(client, intake, 10)
+                    await wait_until_all_delivered(client, intake, before + after)
+                    # 3513's picks by village add a referral once intake answers (or
+                    # routing's timer does): wait for those, then count them all.
+                    await wait_until_picks_resolved(database_url)
                     referrals = await wait_until_all_delivered(client, intake, before + after)
                     # Audit's consumers may have had their leader on the lost node: the
                     # ledger catches up once a new one is elected (seconds), so wait for it.
@@ -149,6 +155,7 @@ async def test_losing_a_nats_node_mid_flow_loses_nothing(
                         + 2 * len(referrals)
                         + BOOTSTRAP_TOKENS
                         + SHIPPED_SOPS
+                        + await ledger_count(database_url, VILLAGE_ASKED)
                     )
                     await wait_until_ledger_holds(database_url, expected)
                     assert stack.exited_services() == []
@@ -164,7 +171,12 @@ async def test_losing_a_nats_node_mid_flow_loses_nothing(
             tokens = await ledger_count(database_url, "id.rujuk.token.issued.v1")
             assert tokens == BOOTSTRAP_TOKENS
             assert await ledger_count(database_url, "id.rujuk.sop.in_force.v1") == SHIPPED_SOPS
-            assert verdict.entries == expected  # every event once, none twice
+            # ... and each pick's question once, answered by intake at most once
+            questions = await ledger_questions(database_url)
+            assert len(questions) == len(set(questions)) > 0
+            answers = await ledger_count(database_url, VILLAGE_FOUND)
+            assert answers <= len(questions)
+            assert verdict.entries == expected + answers  # every event once, none twice
     finally:
         cluster.stop()
 
@@ -179,6 +191,41 @@ async def ledger_count(database_url: str, event_type: str | None = None) -> int:
     finally:
         await conn.close()
     return count
+
+
+async def ledger_questions(database_url: str) -> list[str]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT event->'data'->>'question_id' AS q FROM audit.ledger WHERE event_type = $1",
+            VILLAGE_ASKED,
+        )
+    finally:
+        await conn.close()
+    return [row["q"] for row in rows]
+
+
+async def wait_until_picks_resolved(database_url: str, timeout: float = 90) -> None:
+    """Until every pick by village routing asked about has its referral.requested (the case
+    and service asked) in the ledger."""
+    deadline = time.monotonic() + timeout
+    conn = await asyncpg.connect(database_url)
+    try:
+        while True:
+            unresolved = await conn.fetchval(
+                "SELECT count(*) FROM audit.ledger q WHERE q.event_type = $1 AND NOT EXISTS ("
+                "SELECT 1 FROM audit.ledger r WHERE r.event_type = $2 AND r.case_id = q.case_id "
+                "AND r.event->'data'->>'service' = q.event->'data'->>'service')",
+                VILLAGE_ASKED,
+                "id.rujuk.referral.requested.v1",
+            )
+            if unresolved == 0:
+                return
+            if time.monotonic() > deadline:
+                pytest.fail(f"after losing a node, {unresolved} picks by village unresolved")
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
 
 
 async def wait_until_ledger_holds(database_url: str, expected: int, timeout: float = 90) -> None:
