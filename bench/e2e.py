@@ -68,6 +68,7 @@ SERVICES = ("intake", "routing", "notify", "audit")
 ROUTED = "id.rujuk.case.routed.v1"
 REQUESTED = "id.rujuk.referral.requested.v1"
 DELIVERED = "id.rujuk.referral.delivered.v1"
+ASKED = "id.rujuk.case.village_agency_asked.v1"  # a pick by village (3513): maybe one referral more
 BODIES = [json.dumps(report).encode() for report in SAMPLE_REPORTS]  # both districts
 RESULTS = Path(__file__).parent / "results"
 POLL_SECONDS = 0.1
@@ -120,6 +121,7 @@ class Journey:
     sent: float = 0.0
     accepted: float | None = None
     referrals: int | None = None  # from the case's `routed` event in the ledger
+    picked: int | None = None  # referrals its picks by village made, once all are resolved
     ledger: Counter[str] = field(default_factory=Counter)
     ledger_last: float = 0.0
     arrivals: dict[str, float] = field(default_factory=dict)  # referral id -> first arrival
@@ -129,10 +131,11 @@ class Journey:
 
     @property
     def complete(self) -> bool:
-        n = self.referrals
+        if self.referrals is None or (self.ledger[ASKED] and self.picked is None):
+            return False
+        n = self.referrals + (self.picked or 0)
         return (
             self.accepted is not None
-            and n is not None
             and len(self.arrivals) == n
             and self.ledger[ROUTED] == 1
             and self.ledger[REQUESTED] == n
@@ -192,6 +195,7 @@ class Tracker:
         try:
             while True:
                 await self._read_ledger(db)
+                await self._read_picks(db)
                 await self._read_arrivals(session)
                 await asyncio.sleep(POLL_SECONDS)
         finally:
@@ -217,6 +221,21 @@ class Tracker:
                 first = journey.first_reported_delivered
                 journey.first_reported_delivered = at if first is None else min(first, at)
             self.last_seq = row["seq"]
+
+    async def _read_picks(self, db: asyncpg.Connection) -> None:
+        """How many referrals the picks by village of each case that asked made, once routing
+        has resolved them all (a pick whose agency holds the service already makes none)."""
+        asking = [c for c, j in self.journeys.items() if j.ledger[ASKED] and j.picked is None]
+        if not asking:
+            return
+        rows = await db.fetch(
+            "SELECT case_id, count(*) FILTER (WHERE outcome = 'referred') AS referred "
+            "FROM routing.village_picks WHERE case_id = ANY($1) GROUP BY case_id "
+            "HAVING count(*) FILTER (WHERE resolved_at IS NULL) = 0",
+            asking,
+        )
+        for row in rows:
+            self.journeys[row["case_id"]].picked = row["referred"]
 
     async def _read_arrivals(self, session: aiohttp.ClientSession) -> None:
         async with session.get(f"{self.receiver_url}?from={self.arrivals_seen}") as response:

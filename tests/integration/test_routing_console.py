@@ -6,15 +6,17 @@ import csv
 import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
+from routing import store
 from routing.bootstrap import create_app
 from routing.handlers import RoutingHandlers
 from routing.settings import RoutingSettings
+from routing.stats import period_bounds
 from rujuk_contracts import make_event
 from rujuk_contracts.events import (
     CaseReported,
@@ -26,6 +28,7 @@ from rujuk_contracts.events import (
     Role,
 )
 from rujuk_contracts.triage import TriageFacts
+from rujuk_runtime.db import create_pool
 from rujuk_runtime.service import ServiceRuntime
 from tests.conftest import provisioned_database, remove_streams
 from tests.integration.access_support import announce_token, bearer, eventually
@@ -52,6 +55,7 @@ class Console:
     coordinator: dict[str, str]
     partner: dict[str, str]  # PUSPAGA's
     operator: dict[str, str]
+    database_url: str  # routing's role
 
     async def get(self, path: str, headers: dict[str, str], **params: Any) -> httpx.Response:
         return await self.http.get(path, headers=headers, params=params)
@@ -91,7 +95,7 @@ async def console(nats_url: str, server_database_url: str) -> AsyncIterator[Cons
             ]
             for headers in tokens[:2]:
                 await eventually(lambda h=headers: http.get("/v1/referrals", headers=h), 200)
-            yield Console(http, *tokens)
+            yield Console(http, *tokens, database_url=settings.database_url)
 
 
 async def play_scenario(routing: RoutingHandlers, runtime: ServiceRuntime, clock: Clock) -> None:
@@ -288,6 +292,38 @@ async def test_stats_for_a_period_match_the_hand_computed_figures(console: Conso
     assert response.status_code == 200, response.text
     stats = response.json()
     assert stats == EXPECTED_APRIL
+
+
+async def test_the_figures_are_the_same_asked_at_once_or_one_after_another(
+    console: Console,
+) -> None:
+    """/v1/stats asks its three parts at once on connections sharing one snapshot; with no
+    connection to spare (a pool of one) they run one after another; on one connection too.
+    The figures are the same each way, and the pool is whole afterwards."""
+    start, end = period_bounds(date(2026, 3, 1), date(2026, 4, 30), "Asia/Jakarta")
+    period: dict[str, Any] = {
+        "start": start,
+        "end": end,
+        "timezone": "Asia/Jakarta",
+        "now": T0 + 180 * MINUTE,
+        "districts": None,
+    }
+    roomy = await create_pool(console.database_url, "routing")
+    single = await create_pool(console.database_url, "routing", max_size=1)
+    try:
+        async with roomy.acquire() as conn:
+            one = await store.period_stats(conn, **period)
+        shared = await store.period_stats_shared(roomy, **period)
+        starved = await store.period_stats_shared(single, **period)
+        assert roomy.get_size() >= 3  # it did take connections of its own for the parts
+        assert one == shared == starved
+        assert one.cases_total == 3
+        assert one.deadlines == {"met": 3, "missed": 1, "pending": 3}
+        async with single.acquire() as conn:
+            assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await roomy.close()
+        await single.close()
 
 
 async def test_stats_count_days_and_months_in_the_districts_time_zone(console: Console) -> None:

@@ -632,10 +632,9 @@ async def period_figures(
     districts = _districts_counted(principal, asked)
     zone = settings.stats_timezone
     since, until = period_bounds(start, end, zone)
-    async with runtime.pool.acquire() as conn:
-        rows = await store.period_stats(
-            conn, start=since, end=until, timezone=zone, now=clock(), districts=districts
-        )
+    rows = await store.period_stats_shared(
+        runtime.pool, start=since, end=until, timezone=zone, now=clock(), districts=districts
+    )
     period = {"from": start, "to": end, "timezone": zone, "districts": districts}
     return stats_of(rows, Period.model_validate(period))
 

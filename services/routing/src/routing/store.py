@@ -4,10 +4,14 @@ announcements, unrouted cases, on-call alerts.
 The only module that writes SQL.
 """
 
+import asyncio
+import contextlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 
@@ -842,69 +846,165 @@ async def period_stats(
 ) -> StatsRows:
     """Cases reported and referrals made in [start, end), in one consistent snapshot; only
     cases of ``districts`` and their referrals (None: every district)."""
+    period = _Period(start, end, timezone, now, districts)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        cases_total = await conn.fetchval(
-            "SELECT count(*) FROM cases WHERE reported_at >= $1 AND reported_at < $2 "  # noqa: S608
-            f"AND {_in_districts(3)}",
-            start,
-            end,
-            districts,
+        groups = await _referral_groups(conn, period)
+        answers = await _answer_times(conn, period)
+        cases = await _case_figures(conn, period)
+    return _stats_rows(groups, answers, cases)
+
+
+# A snapshot id as pg_export_snapshot() writes it (SET TRANSACTION SNAPSHOT takes no parameter).
+_SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9]+)?")
+# How long to wait for a spare connection before a part runs on one already held instead.
+_SPARE_WAIT_SECONDS = 0.05
+
+
+async def period_stats_shared(
+    pool: asyncpg.Pool,
+    *,
+    start: datetime,
+    end: datetime,
+    timezone: str,
+    now: datetime,
+    districts: list[str] | None,
+) -> StatsRows:
+    """``period_stats`` with its three parts asked at once, on connections that share one
+    snapshot (``pg_export_snapshot``): a province's year takes about the time of its slowest
+    part (the per-agency median) rather than the sum (bench/years.py; docs/operations.md).
+    A part the pool has no connection to spare for at once runs after another part on a
+    connection already held: never waiting on the pool, which the consumers share."""
+    period = _Period(start, end, timezone, now, districts)
+    async with contextlib.AsyncExitStack() as stack:
+        first = await stack.enter_async_context(pool.acquire())
+        await stack.enter_async_context(
+            first.transaction(isolation="repeatable_read", readonly=True)
         )
-        by_type = await conn.fetch(
-            "SELECT violence_type, count(*) AS cases "  # noqa: S608
-            "FROM cases, unnest(violence_types) AS violence_type "
-            f"WHERE reported_at >= $1 AND reported_at < $2 AND {_in_districts(3)} "
-            "GROUP BY violence_type ORDER BY cases DESC, violence_type",
-            start,
-            end,
-            districts,
-        )
-        by_month = await conn.fetch(
-            "SELECT to_char(reported_at AT TIME ZONE $3, 'YYYY-MM') AS month, "  # noqa: S608
-            "count(*) AS cases "
-            f"FROM cases WHERE reported_at >= $1 AND reported_at < $2 AND {_in_districts(4)} "
-            "GROUP BY month ORDER BY month",
-            start,
-            end,
-            timezone,
-            districts,
-        )
-        # The per-agency median sorts each agency's answer times: a province's year is about
-        # 90,000 of them (7 MB), which the default work_mem (4 MB) would sort on disk.
-        await conn.execute("SET LOCAL work_mem = '32MB'")
-        acknowledgement = await conn.fetch(
-            "SELECT agency_id, count(*) AS acknowledged, "  # noqa: S608
-            "round((percentile_cont(0.5) WITHIN GROUP "
-            f"(ORDER BY {_MINUTES_TO_ANSWER}))::numeric, 2)::float8 AS median_minutes, "
-            f"round(max({_MINUTES_TO_ANSWER})::numeric, 2)::float8 AS worst_minutes "
-            "FROM referrals WHERE created_at >= $1 AND created_at < $2 "
-            f"AND acknowledged_at IS NOT NULL AND {_referral_in_districts(3)} "
-            "GROUP BY agency_id ORDER BY agency_id",
-            start,
-            end,
-            districts,
-        )
-        # Deadlines, open referrals and escalations from one pass over the period's referrals
-        # (they were three), in groups a province's year has a few thousand of.
-        groups = await conn.fetch(
-            f"SELECT agency_id, state, {_OPEN} AS still_open, "  # noqa: S608
-            "escalated_from IS NOT NULL AS escalated, "
-            "coalesce(escalation_reason, 'unknown') AS reason, "
-            f"count(*) FILTER (WHERE {_MET}) AS met, "
-            f"count(*) FILTER (WHERE {_MISSED}) AS missed, count(*) AS referrals "
-            "FROM referrals WHERE created_at >= $2 AND created_at < $3 "
-            f"AND {_referral_in_districts(4)} GROUP BY 1, 2, 3, 4, 5",
-            now,
-            start,
-            end,
-            districts,
-        )
+        snapshot = await first.fetchval("SELECT pg_export_snapshot()")
+        if not _SNAPSHOT_ID.fullmatch(snapshot):
+            raise ValueError(f"unexpected snapshot id {snapshot!r}")
+        held: list[Connection] = [first]
+        for _ in _STATS_PARTS[1:]:
+            try:
+                spare = await stack.enter_async_context(pool.acquire(timeout=_SPARE_WAIT_SECONDS))
+            except TimeoutError:
+                break
+            await stack.enter_async_context(
+                spare.transaction(isolation="repeatable_read", readonly=True)
+            )
+            await spare.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+            held.append(spare)
+
+        async def run(index: int) -> list[Any]:
+            conn = held[index]  # parts sharing a connection run one after another on it
+            return [await part(conn, period) for part in _STATS_PARTS[index :: len(held)]]
+
+        # A task group: a part that fails cancels the others before the connections go back.
+        async with asyncio.TaskGroup() as group:
+            ran = [group.create_task(run(index)) for index in range(len(held))]
+    parts: list[Any] = [None] * len(_STATS_PARTS)
+    for index, task in enumerate(ran):
+        parts[index :: len(held)] = task.result()
+    return _stats_rows(*parts)
+
+
+@dataclass(frozen=True)
+class _Period:
+    start: datetime
+    end: datetime
+    timezone: str
+    now: datetime
+    districts: list[str] | None
+
+
+@dataclass(frozen=True)
+class _CaseFigures:
+    total: int
+    by_type: list[asyncpg.Record]
+    by_month: list[asyncpg.Record]
+
+
+async def _case_figures(conn: Connection, p: _Period) -> _CaseFigures:
+    total = await conn.fetchval(
+        "SELECT count(*) FROM cases WHERE reported_at >= $1 AND reported_at < $2 "  # noqa: S608
+        f"AND {_in_districts(3)}",
+        p.start,
+        p.end,
+        p.districts,
+    )
+    by_type = await conn.fetch(
+        "SELECT violence_type, count(*) AS cases "  # noqa: S608
+        "FROM cases, unnest(violence_types) AS violence_type "
+        f"WHERE reported_at >= $1 AND reported_at < $2 AND {_in_districts(3)} "
+        "GROUP BY violence_type ORDER BY cases DESC, violence_type",
+        p.start,
+        p.end,
+        p.districts,
+    )
+    by_month = await conn.fetch(
+        "SELECT to_char(reported_at AT TIME ZONE $3, 'YYYY-MM') AS month, "  # noqa: S608
+        "count(*) AS cases "
+        f"FROM cases WHERE reported_at >= $1 AND reported_at < $2 AND {_in_districts(4)} "
+        "GROUP BY month ORDER BY month",
+        p.start,
+        p.end,
+        p.timezone,
+        p.districts,
+    )
+    return _CaseFigures(total, by_type, by_month)
+
+
+async def _answer_times(conn: Connection, p: _Period) -> list[asyncpg.Record]:
+    """Each agency's answers: how many, the median and the longest time to the first one."""
+    # The median sorts each agency's answer times: a province's year is about 90,000 of them
+    # (7 MB), which the default work_mem (4 MB) would sort on disk.
+    await conn.execute("SET LOCAL work_mem = '32MB'")
+    return await conn.fetch(
+        "SELECT agency_id, count(*) AS acknowledged, "  # noqa: S608
+        "round((percentile_cont(0.5) WITHIN GROUP "
+        f"(ORDER BY {_MINUTES_TO_ANSWER}))::numeric, 2)::float8 AS median_minutes, "
+        f"round(max({_MINUTES_TO_ANSWER})::numeric, 2)::float8 AS worst_minutes "
+        "FROM referrals WHERE created_at >= $1 AND created_at < $2 "
+        f"AND acknowledged_at IS NOT NULL AND {_referral_in_districts(3)} "
+        "GROUP BY agency_id ORDER BY agency_id",
+        p.start,
+        p.end,
+        p.districts,
+    )
+
+
+async def _referral_groups(conn: Connection, p: _Period) -> list[asyncpg.Record]:
+    """Deadlines, open referrals and escalations from one pass over the period's referrals
+    (they were three), in groups a province's year has a few thousand of."""
+    return await conn.fetch(
+        f"SELECT agency_id, state, {_OPEN} AS still_open, "  # noqa: S608
+        "escalated_from IS NOT NULL AS escalated, "
+        "coalesce(escalation_reason, 'unknown') AS reason, "
+        f"count(*) FILTER (WHERE {_MET}) AS met, "
+        f"count(*) FILTER (WHERE {_MISSED}) AS missed, count(*) AS referrals "
+        "FROM referrals WHERE created_at >= $2 AND created_at < $3 "
+        f"AND {_referral_in_districts(4)} GROUP BY 1, 2, 3, 4, 5",
+        p.now,
+        p.start,
+        p.end,
+        p.districts,
+    )
+
+
+# With two connections, the slowest (the median) has one to itself: the parts go to the
+# connections held in turn, and the first connection takes the first and the third.
+_STATS_PARTS = (_referral_groups, _answer_times, _case_figures)
+
+
+def _stats_rows(
+    groups: list[asyncpg.Record], answers: list[asyncpg.Record], cases: _CaseFigures
+) -> StatsRows:
     deadlines, still_open, escalations = _referral_figures(groups)
     return StatsRows(
-        cases_total=cases_total,
-        cases_by_violence_type=[dict(r) for r in by_type],
-        cases_by_month=[dict(r) for r in by_month],
-        acknowledgement_by_agency=[dict(r) for r in acknowledgement],
+        cases_total=cases.total,
+        cases_by_violence_type=[dict(r) for r in cases.by_type],
+        cases_by_month=[dict(r) for r in cases.by_month],
+        acknowledgement_by_agency=[dict(r) for r in answers],
         deadlines=deadlines,
         open_referrals=still_open,
         escalations_by_reason=escalations,
