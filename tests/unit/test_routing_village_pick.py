@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from routing.decide import PendingPick, VillageCandidate, decide
+from routing.events import village_agency_asked
 from routing.simulate import Outcome
 from routing.sop import SopError, load_sop
 from routing.sop.duties import reachable_agencies
@@ -171,6 +172,53 @@ def test_pick_by_village_for_a_service_no_desa_level_agency_offers_is_refused() 
     assert errors_of(text) == [
         f"SOP 3514 v4, rule village-accompaniment (line {line_of(text, 'pick: by_village')}): "
         "no agency lists villages for case_management: the pick by village would never find one"
+    ]
+
+
+def test_a_village_longer_than_the_question_carries_is_refused() -> None:
+    """case.village_agency_asked carries each side of the '/' in 64 characters: an SOP the
+    loader took with a longer name failed every case its pick fired for, after the decision."""
+    desa = "Desa Contoh " + "Sangat Panjang " * 4  # 72 characters, invented
+    text = VILLAGE_SOP.replace('"Pandaan/Desa Contoh Tiga"', f'"Pandaan/{desa}"')
+    assert errors_of(text) == [
+        f"SOP 3514 v4, agency sae-desa-tiga (line {line_of(text, 'Sangat Panjang')}): "
+        "villages[0]: a village's kecamatan and desa are at most 64 characters each, got "
+        f"'Pandaan/{desa}'"
+    ]
+    longest = "Desa Contoh " + "x" * 52  # 64 characters: taken, and the question carries it
+    sop = load_sop(VILLAGE_SOP.replace('"Pandaan/Desa Contoh Tiga"', f'"Pandaan/{longest}"'))
+    pick = decide(sop, "3514-AAAAAAAAAA", facts(), NOW).pending_picks[0]
+    asked = village_agency_asked("3514-AAAAAAAAAA", f"vq-{'0' * 32}", pick, NOW, None)
+    assert f"Pandaan/{longest}" in asked.to_bytes().decode()
+
+
+def test_a_pick_by_village_whose_question_would_not_fit_in_an_event_is_refused() -> None:
+    villages = ", ".join(f'"Pandaan/Desa Contoh {n:04d}"' for n in range(3000))
+    text = VILLAGE_SOP.replace('villages: ["Pandaan/Desa Contoh Tiga"]', f"villages: [{villages}]")
+    [error] = errors_of(text)
+    assert error.startswith(
+        f"SOP 3514 v4, rule village-accompaniment (line {line_of(text, 'pick: by_village')}): "
+        "the villages listed for psychosocial make the question routing asks intake "
+    )
+    assert error.endswith(" bytes, over the limit of an event (65536): list fewer")
+
+
+def test_a_pick_by_village_among_more_agencies_than_a_question_names_is_refused() -> None:
+    desa_agencies = "".join(
+        f"  - id: sae-desa-{n:03d}\n"
+        "    name: Rumah SAE desa (invented)\n"
+        "    services: [psychosocial]\n"
+        "    kecamatan: [Beji]\n"
+        f'    villages: ["Beji/Desa Contoh {n:03d}"]\n'
+        '    hours: "24/7"\n'
+        "    channels: [nats]\n"
+        for n in range(501)
+    )
+    text = VILLAGE_SOP.replace("rules:\n", desa_agencies + "rules:\n")
+    assert errors_of(text) == [
+        f"SOP 3514 v4, rule village-accompaniment (line {line_of(text, 'pick: by_village')}): "
+        "503 agencies list villages for psychosocial: the question routing asks intake names "
+        "at most 500"
     ]
 
 
