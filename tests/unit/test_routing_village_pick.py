@@ -384,3 +384,18 @@ def test_a_pick_by_village_reaches_every_desa_level_agency_and_the_kecamatan_one
     ]
     by_kecamatan = item.model_copy(update={"pick": "by_kecamatan"})
     assert reachable_agencies(sop, by_kecamatan) == ["sae-bangil", "upt-test"]
+
+
+def test_a_desa_level_agency_serving_every_kecamatan_carries_the_duty_of_a_pick_by_village() -> (
+    None
+):
+    """The loader takes a desa-level agency with ``kecamatan: all``; the pick may reach it, so
+    sign-off must ask it."""
+    text = VILLAGE_SOP.replace(
+        "    kecamatan: [Pandaan]\n    villages:", "    kecamatan: all\n    villages:"
+    )
+    sop = load_sop(text)
+    (pick,) = decide(sop, "3514-AAAAAAAAAA", facts(), NOW).pending_picks
+    reachable = reachable_agencies(sop, sop.rules[1].refer[0])
+    assert "sae-desa-tiga" in [c.agency_id for c in pick.candidates]
+    assert reachable == ["sae-desa-satu", "sae-desa-tiga", "sae-bangil", "upt-test"]
