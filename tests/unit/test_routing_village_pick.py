@@ -399,3 +399,29 @@ def test_a_desa_level_agency_serving_every_kecamatan_carries_the_duty_of_a_pick_
     reachable = reachable_agencies(sop, sop.rules[1].refer[0])
     assert "sae-desa-tiga" in [c.agency_id for c in pick.candidates]
     assert reachable == ["sae-desa-satu", "sae-desa-tiga", "sae-bangil", "upt-test"]
+
+
+def test_simulation_counts_no_second_referral_where_the_agency_for_no_match_has_the_service() -> (
+    None
+):
+    """Routing makes no second referral when the pick's agency holds the service already
+    (``already_referred``): nor does the simulation, which would count it twice."""
+    text = VILLAGE_SOP + (
+        "  - id: crisis\n"
+        "    description: Suicidal thoughts - crisis support (invented)\n"
+        "    when: {suicidal_thoughts: true}\n"
+        "    refer:\n"
+        "      - service: psychosocial\n"
+        "        agency: upt-test\n"
+        "        priority: emergency\n"
+        "        acknowledge_within_minutes: 30\n"
+    )
+    decision = decide(
+        load_sop(text), "0000-SIMULATED", facts(kecamatan="Pandaan", suicidal_thoughts=True), NOW
+    )
+    assert decision.pending_picks[0].none_agency_id == "upt-test"
+    outcome = Outcome.of(decision)
+    assert [(r.agency_id, r.service, r.priority) for r in outcome.referrals] == [
+        ("upt-test", "case_management", "urgent"),
+        ("upt-test", "psychosocial", "emergency"),
+    ]
