@@ -1,5 +1,6 @@
 """Routing's handlers against a real PostgreSQL: rows written, events staged, refusals harmless."""
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -7,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from routing import store
-from routing.cases import route_by_hand
+from routing import picks, store
+from routing.cases import close_case, route_by_hand
 from routing.decide import ONE_MINUTE as MINUTE
 from routing.events import event_id
 from routing.handlers import RoutingHandlers
@@ -19,6 +20,7 @@ from rujuk_contracts import CloudEvent, EventPayload, make_event, parse_event
 from rujuk_contracts.events import (
     CaseReported,
     CaseRouted,
+    CloseReason,
     ReferralAccepted,
     ReferralAcknowledged,
     ReferralDelivered,
@@ -223,6 +225,52 @@ async def test_routing_by_hand_a_case_routed_meanwhile_routes_nothing_twice(
             == "routed"
         )
         assert await conn.fetchval("SELECT count(*) FROM cases") == 1
+
+
+async def test_a_pick_resolved_while_its_case_is_being_closed_makes_no_referral(
+    pool: asyncpg.Pool, routing: RoutingHandlers
+) -> None:
+    """The close holds the case row; the pick's timer must see the close, not the case as it
+    was before it: else a closed case gets a new open referral, sent to the agency."""
+    case_id = "3513-AB12CD34EF"
+    adult = {"violence_types": ["physical"], "age_group": "adult", "kecamatan": "Kraksaan"}
+    await handle_case(
+        pool, routing, reported(case_id, "3513", hours_since_sexual_assault=None, **adult)
+    )
+    async with pool.acquire() as conn:  # every referral made at once is settled
+        await conn.execute("UPDATE referrals SET state = 'completed' WHERE case_id = $1", case_id)
+        question_id = await conn.fetchval(
+            "SELECT question_id FROM village_picks WHERE case_id = $1", case_id
+        )
+    closing = await pool.acquire()
+    transaction = closing.transaction()
+    await transaction.start()
+    try:
+        closed = await close_case(
+            closing, case_id, "coordinator:tok-1", CloseReason.SERVICES_COMPLETED,
+            clock=routing.clock, districts=None,
+        )  # fmt: skip
+        assert closed
+
+        async def timer() -> str:
+            async with pool.acquire() as conn, conn.transaction():
+                pick = await store.lock_pick(conn, question_id)
+                assert pick is not None
+                return await picks.resolve(conn, pick, None, "timeout", NOW)
+
+        resolving = asyncio.create_task(timer())
+        await asyncio.sleep(0.5)  # the timer reads the case while the close is not committed
+        await transaction.commit()
+    except BaseException:
+        await transaction.rollback()
+        raise
+    finally:
+        await pool.release(closing)
+    assert await resolving == "case_closed"
+    async with pool.acquire() as conn:
+        assert await conn.fetchval(
+            "SELECT count(*) FROM referrals WHERE case_id = $1 AND picked_by IS NOT NULL", case_id
+        ) == 0  # fmt: skip
 
 
 async def test_a_routed_case_reported_again_when_its_sop_is_gone_is_not_called_unrouted(

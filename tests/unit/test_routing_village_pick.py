@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from routing.decide import PendingPick, VillageCandidate, decide
+from routing.events import village_agency_asked
 from routing.simulate import Outcome
 from routing.sop import SopError, load_sop
 from routing.sop.duties import reachable_agencies
@@ -174,6 +175,53 @@ def test_pick_by_village_for_a_service_no_desa_level_agency_offers_is_refused() 
     ]
 
 
+def test_a_village_longer_than_the_question_carries_is_refused() -> None:
+    """case.village_agency_asked carries each side of the '/' in 64 characters: an SOP the
+    loader took with a longer name failed every case its pick fired for, after the decision."""
+    desa = "Desa Contoh " + "Sangat Panjang " * 4  # 72 characters, invented
+    text = VILLAGE_SOP.replace('"Pandaan/Desa Contoh Tiga"', f'"Pandaan/{desa}"')
+    assert errors_of(text) == [
+        f"SOP 3514 v4, agency sae-desa-tiga (line {line_of(text, 'Sangat Panjang')}): "
+        "villages[0]: a village's kecamatan and desa are at most 64 characters each, got "
+        f"'Pandaan/{desa}'"
+    ]
+    longest = "Desa Contoh " + "x" * 52  # 64 characters: taken, and the question carries it
+    sop = load_sop(VILLAGE_SOP.replace('"Pandaan/Desa Contoh Tiga"', f'"Pandaan/{longest}"'))
+    pick = decide(sop, "3514-AAAAAAAAAA", facts(), NOW).pending_picks[0]
+    asked = village_agency_asked("3514-AAAAAAAAAA", f"vq-{'0' * 32}", pick, NOW, None)
+    assert f"Pandaan/{longest}" in asked.to_bytes().decode()
+
+
+def test_a_pick_by_village_whose_question_would_not_fit_in_an_event_is_refused() -> None:
+    villages = ", ".join(f'"Pandaan/Desa Contoh {n:04d}"' for n in range(3000))
+    text = VILLAGE_SOP.replace('villages: ["Pandaan/Desa Contoh Tiga"]', f"villages: [{villages}]")
+    [error] = errors_of(text)
+    assert error.startswith(
+        f"SOP 3514 v4, rule village-accompaniment (line {line_of(text, 'pick: by_village')}): "
+        "the villages listed for psychosocial make the question routing asks intake "
+    )
+    assert error.endswith(" bytes, over the limit of an event (65536): list fewer")
+
+
+def test_a_pick_by_village_among_more_agencies_than_a_question_names_is_refused() -> None:
+    desa_agencies = "".join(
+        f"  - id: sae-desa-{n:03d}\n"
+        "    name: Rumah SAE desa (invented)\n"
+        "    services: [psychosocial]\n"
+        "    kecamatan: [Beji]\n"
+        f'    villages: ["Beji/Desa Contoh {n:03d}"]\n'
+        '    hours: "24/7"\n'
+        "    channels: [nats]\n"
+        for n in range(501)
+    )
+    text = VILLAGE_SOP.replace("rules:\n", desa_agencies + "rules:\n")
+    assert errors_of(text) == [
+        f"SOP 3514 v4, rule village-accompaniment (line {line_of(text, 'pick: by_village')}): "
+        "503 agencies list villages for psychosocial: the question routing asks intake names "
+        "at most 500"
+    ]
+
+
 # --- decide -----------------------------------------------------------------------------------
 
 
@@ -336,3 +384,44 @@ def test_a_pick_by_village_reaches_every_desa_level_agency_and_the_kecamatan_one
     ]
     by_kecamatan = item.model_copy(update={"pick": "by_kecamatan"})
     assert reachable_agencies(sop, by_kecamatan) == ["sae-bangil", "upt-test"]
+
+
+def test_a_desa_level_agency_serving_every_kecamatan_carries_the_duty_of_a_pick_by_village() -> (
+    None
+):
+    """The loader takes a desa-level agency with ``kecamatan: all``; the pick may reach it, so
+    sign-off must ask it."""
+    text = VILLAGE_SOP.replace(
+        "    kecamatan: [Pandaan]\n    villages:", "    kecamatan: all\n    villages:"
+    )
+    sop = load_sop(text)
+    (pick,) = decide(sop, "3514-AAAAAAAAAA", facts(), NOW).pending_picks
+    reachable = reachable_agencies(sop, sop.rules[1].refer[0])
+    assert "sae-desa-tiga" in [c.agency_id for c in pick.candidates]
+    assert reachable == ["sae-desa-satu", "sae-desa-tiga", "sae-bangil", "upt-test"]
+
+
+def test_simulation_counts_no_second_referral_where_the_agency_for_no_match_has_the_service() -> (
+    None
+):
+    """Routing makes no second referral when the pick's agency holds the service already
+    (``already_referred``): nor does the simulation, which would count it twice."""
+    text = VILLAGE_SOP + (
+        "  - id: crisis\n"
+        "    description: Suicidal thoughts - crisis support (invented)\n"
+        "    when: {suicidal_thoughts: true}\n"
+        "    refer:\n"
+        "      - service: psychosocial\n"
+        "        agency: upt-test\n"
+        "        priority: emergency\n"
+        "        acknowledge_within_minutes: 30\n"
+    )
+    decision = decide(
+        load_sop(text), "0000-SIMULATED", facts(kecamatan="Pandaan", suicidal_thoughts=True), NOW
+    )
+    assert decision.pending_picks[0].none_agency_id == "upt-test"
+    outcome = Outcome.of(decision)
+    assert [(r.agency_id, r.service, r.priority) for r in outcome.referrals] == [
+        ("upt-test", "case_management", "urgent"),
+        ("upt-test", "psychosocial", "emergency"),
+    ]

@@ -428,7 +428,9 @@ class CaseErased(CaseEvent):
 # --- a referral whose agency the case's desa decides (SOP ``pick: by_village``) -------------
 
 VILLAGE_QUESTION_ID_PATTERN = r"^vq-[0-9a-f]{32}$"
-VILLAGE_PATTERN = r"^[^/]{1,64}/[^/]{1,64}$"
+VILLAGE_PART_CHARS = 64  # a kecamatan's or desa's name, each side of the '/'
+VILLAGE_PATTERN = rf"^[^/]{{1,{VILLAGE_PART_CHARS}}}/[^/]{{1,{VILLAGE_PART_CHARS}}}$"
+MAX_VILLAGE_CANDIDATES = 500  # desa-level agencies a question names
 
 
 class VillageCandidate(BaseModel):
@@ -458,7 +460,7 @@ class CaseVillageAgencyAsked(CaseEvent):
         "same question",
     )
     service: Service
-    candidates: list[VillageCandidate] = Field(min_length=1, max_length=500)
+    candidates: list[VillageCandidate] = Field(min_length=1, max_length=MAX_VILLAGE_CANDIDATES)
 
 
 class CaseVillageAgencyFound(CaseEvent):

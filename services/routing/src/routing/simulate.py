@@ -4,7 +4,8 @@ consent). Pure: no I/O; facts and codes only, never anything identifying.
 
 A ``pick: by_village`` referral depends on the case's desa, which routing never holds: the
 simulation counts it under the agency the case reaches when no listed village is its own (the
-``by_kecamatan`` pick, else the fallback), as if intake had answered "none". A desa-level
+``by_kecamatan`` pick, else the fallback), as if intake had answered "none" (and, as routing
+does then, not at all when that agency holds the service in the case already). A desa-level
 agency's load is therefore not simulated; the kecamatan-level agency's is an upper bound.
 
 A decision's outcome apart from its ids and times depends on the SOP and the facts alone
@@ -68,6 +69,13 @@ class Outcome:
 
     @classmethod
     def of(cls, decision: Decision) -> "Outcome":
+        referred = {(r.agency_id, r.service) for r in decision.referrals}
+        # Routing makes no second referral when the pick's agency holds the service already.
+        picked = (
+            p.referral(p.none_agency_id, _AT)
+            for p in decision.pending_picks
+            if (p.none_agency_id, p.service) not in referred
+        )
         return cls(
             referrals=tuple(
                 sorted(
@@ -79,10 +87,7 @@ class Outcome:
                         r.escalation_chain,
                         r.consent_override,
                     )
-                    for r in (
-                        *decision.referrals,
-                        *(p.referral(p.none_agency_id, _AT) for p in decision.pending_picks),
-                    )
+                    for r in (*decision.referrals, *picked)
                 )
             ),
             withheld=tuple(

@@ -423,8 +423,11 @@ async def agency_has_service(
 
 
 async def case_closed_at(conn: Connection, case_id: str) -> datetime | None:
+    """When the case was closed, the row share-locked until the transaction ends: a close
+    under way (it locks the row for update) is waited for and then seen, and none starts
+    before a referral made meanwhile is committed (its check of open referrals sees it)."""
     closed: datetime | None = await conn.fetchval(
-        "SELECT closed_at FROM cases WHERE case_id = $1", case_id
+        "SELECT closed_at FROM cases WHERE case_id = $1 FOR SHARE", case_id
     )
     return closed
 

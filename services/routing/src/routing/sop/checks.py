@@ -12,7 +12,13 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from routing.sop.model import Agency, Condition, Rule, Sop, normalise, village_key, village_parts
-from rujuk_contracts.events import Service
+from rujuk_contracts.envelope import MAX_EVENT_BYTES, make_event
+from rujuk_contracts.events import (
+    MAX_VILLAGE_CANDIDATES,
+    CaseVillageAgencyAsked,
+    Service,
+    VillageCandidate,
+)
 
 Location = tuple[str | int, ...]
 _M = TypeVar("_M", bound=BaseModel)
@@ -277,7 +283,48 @@ def _referral_problems(
                 "the pick by village would never find one",
             )
         )
+    if item.get("pick") == "by_village" and service is not None:
+        too_big = _village_question_problem(service, list(offers.values()))
+        if too_big is not None:
+            problems.append(_fact((*here, "pick"), too_big))
     return problems + _chain_problems(here, item, known, coordinator)
+
+
+# The longest a question's envelope gets: a case id and a traceparent are of fixed length.
+_SAMPLE_CASE_ID = "0000-0000000000"
+_SAMPLE_TRACEPARENT = f"00-{'0' * 32}-{'0' * 16}-01"
+
+
+def _village_question_problem(service: Service, agencies: list[Agency]) -> str | None:
+    """Why ``case.village_agency_asked`` could not carry the candidates of a pick by village
+    of ``service`` (routing asks it after the case is decided: it would fail every such case),
+    or None."""
+    listing = [(a.id, a.villages) for a in agencies if a.villages and service in a.services]
+    if not listing:
+        return None  # said above: the pick would never find one
+    if len(listing) > MAX_VILLAGE_CANDIDATES:
+        return (
+            f"{len(listing)} agencies list villages for {service.value}: the question routing "
+            f"asks intake names at most {MAX_VILLAGE_CANDIDATES}"
+        )
+    try:
+        asked = CaseVillageAgencyAsked(
+            case_id=_SAMPLE_CASE_ID,
+            question_id=f"vq-{'0' * 32}",
+            service=service,
+            candidates=[VillageCandidate(agency_id=i, villages=v) for i, v in listing],
+        )
+    except ValidationError as exc:
+        return f"the question routing asks intake for {service.value} is not valid: {exc}"
+    size = len(
+        make_event(asked, source="/rujuk/routing", traceparent=_SAMPLE_TRACEPARENT).to_bytes()
+    )
+    if size > MAX_EVENT_BYTES:
+        return (
+            f"the villages listed for {service.value} make the question routing asks intake "
+            f"{size} bytes, over the limit of an event ({MAX_EVENT_BYTES}): list fewer"
+        )
+    return None
 
 
 def _chain_problems(

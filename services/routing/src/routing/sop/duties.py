@@ -208,11 +208,15 @@ def reachable_agencies(sop: Sop, item: Referral) -> list[str]:
     ``pick: by_village`` the desa-level agencies offering it too."""
     if item.agency is not None:
         return [item.agency]
+    # As decide picks: by kecamatan an agency listing kecamatan (not ``all``) and no villages;
+    # by village also every desa-level agency, whatever its kecamatan (``all`` included).
     picked = [
         agency.id
         for agency in sop.directory
         if item.service in agency.services
-        and agency.kecamatan != "all"
-        and (agency.villages is None or item.pick == "by_village")
+        and (
+            (agency.villages is None and agency.kecamatan != "all")
+            or (agency.villages is not None and item.pick == "by_village")
+        )
     ]
     return [*picked, *([item.fallback] if item.fallback is not None else [])]

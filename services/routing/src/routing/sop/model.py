@@ -44,7 +44,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rujuk_contracts.events import MAX_RETENTION_DAYS, DeliveryChannel, Priority, Service
+from rujuk_contracts.events import (
+    MAX_RETENTION_DAYS,
+    VILLAGE_PART_CHARS,
+    VILLAGE_PATTERN,
+    DeliveryChannel,
+    Priority,
+    Service,
+)
 from rujuk_contracts.subjects import check_agency_id
 from rujuk_contracts.triage import AgeGroup, ConsentGiver, Sex, TriageFacts, ViolenceType
 
@@ -94,6 +101,13 @@ def parse_hours(text: str) -> WorkingHours | None:
 
 def _village(entry: str) -> str:
     village_parts(entry)
+    # As case.village_agency_asked carries it: an SOP whose villages it cannot carry would
+    # fail every case the pick fires for, after the case was decided.
+    if re.fullmatch(VILLAGE_PATTERN, entry) is None:
+        raise ValueError(
+            f"a village's kecamatan and desa are at most {VILLAGE_PART_CHARS} characters "
+            f"each, got {entry!r}"
+        )
     return entry
 
 
