@@ -20,7 +20,9 @@ class StatsView:
     median: BarChart
     worst: BarChart
     deadlines: BarChart
-    acknowledgement: list[Mapping[str, Any]]
+    # Each agency's row of the table as written: (agency, answers, median, worst). Formatted
+    # here, not in the template: 650 rows of a province's year cost the page 25 ms in Jinja.
+    acknowledgement: list[tuple[str, str, str, str]]
     met: int
     missed: int
     share: str  # "87,5%" (id) / "87.5%" (en), or "—" when nothing was due yet
@@ -48,7 +50,15 @@ def stats_view(stats: Mapping[str, Any], t: Translator) -> StatsView:
             [(t("coord.met"), float(met)), (t("coord.missed_count"), float(missed))],
             count,
         ),
-        acknowledgement=agencies,
+        acknowledgement=[
+            (
+                str(a["agency_id"]),
+                str(a["acknowledged"]),
+                count(a["median_minutes"], 1),
+                count(a["worst_minutes"], 1),
+            )
+            for a in agencies
+        ],
         met=met,
         missed=missed,
         share="—" if share is None else t.percent(float(share)),
