@@ -4,7 +4,7 @@ English. Pure: no I/O."""
 
 from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
-from functools import cache
+from functools import cache, lru_cache
 
 from babel import Locale
 from babel.dates import format_date
@@ -60,9 +60,11 @@ def _separators(language: str) -> dict[int, str]:
     return str.maketrans({",": get_group_symbol(locale), ".": get_decimal_symbol(locale)})
 
 
+@lru_cache(maxsize=16_384)
 def _fixed(value: float, language: str, digits: int, *, grouped: bool, pad: int = 0) -> str:
     """``value`` to ``digits`` decimals as Babel rounds it (the float's shortest text, half to
-    even), at least ``pad`` integer digits, thousands grouped or not."""
+    even), at least ``pad`` integer digits, thousands grouped or not. Kept: a year's page of
+    650 agencies writes 1,300 figures, the same ones at each view, and Decimal is slow."""
     rounded = Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-digits), ROUND_HALF_EVEN)
     if rounded.is_zero():
         rounded = abs(rounded)  # no "-0"
