@@ -2,7 +2,8 @@
 size and (run again) at another, so the growth shows. Never part of `make test`; heavy: run it
 niced, on a machine where nothing else is measured.
 
-    nice -n 15 .venv/bin/python bench/years.py [--cases 100000] [--requests 200]
+    nice -n 15 .venv/bin/python bench/years.py [--cases 100000] [--requests 200] [--keep]
+    nice -n 15 .venv/bin/python bench/years.py --cases 100000 --reuse /tmp/rujuk-years-XXXX  # again, no seeding
 
 Each run starts its own NATS and PostgreSQL in a temporary folder, provisions and seeds the
 database, then measures and prints (and writes bench/results/years-<cases>-<time>.json):
@@ -340,7 +341,13 @@ async def backup_and_restore(stack: Stack, folder: Path) -> dict[str, Any]:
 
 
 async def run(
-    cases: int, requests: int, folder: Path, rate: float, seconds: float, backup: bool = True
+    cases: int,
+    requests: int,
+    folder: Path,
+    rate: float,
+    seconds: float,
+    backup: bool = True,
+    reuse: bool = False,
 ) -> dict[str, Any]:
     result: dict[str, Any] = {"cases": cases, "at": datetime.now(UTC).isoformat()}
     stack = Stack(folder / "stack", external_nats_url=None, external_database_url=None)
@@ -350,8 +357,11 @@ async def run(
         started = time.monotonic()
         await asyncio.to_thread(stack.provision_database)
         result["provision_empty_seconds"] = round(time.monotonic() - started, 2)
-        print(f"seeding {cases:,} cases ...", flush=True)
-        result["seed"] = await seed(stack.database_url, stack.secrets()["master_keys"], cases)
+        if reuse:  # a folder an earlier run kept (--keep): its history is there already
+            result["seed"] = "reused"
+        else:
+            print(f"seeding {cases:,} cases ...", flush=True)
+            result["seed"] = await seed(stack.database_url, stack.secrets()["master_keys"], cases)
         started = time.monotonic()
         await asyncio.to_thread(stack.provision_database)
         result["provision_seeded_seconds"] = round(time.monotonic() - started, 2)
@@ -412,15 +422,29 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="...for this long")
     parser.add_argument("--no-backup", action="store_true", help="Skip backup and restore")
     parser.add_argument("--keep", action="store_true", help="Keep the temporary folder")
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        help="Measure again on a folder a run kept (--keep), without seeding; --cases must "
+        "say what it holds",
+    )
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="rujuk-years-"))
+    folder = args.reuse or Path(tempfile.mkdtemp(prefix="rujuk-years-"))
     folder.chmod(0o755)  # PostgreSQL may run as its own user
     try:
         result = asyncio.run(
-            run(args.cases, args.requests, folder, args.rate, args.seconds, not args.no_backup)
+            run(
+                args.cases,
+                args.requests,
+                folder,
+                args.rate,
+                args.seconds,
+                not args.no_backup,
+                reuse=args.reuse is not None,
+            )
         )
     finally:
-        if not args.keep:
+        if not args.keep and args.reuse is None:
             shutil.rmtree(folder, ignore_errors=True)
     RESULTS.mkdir(exist_ok=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
