@@ -69,6 +69,7 @@ ROUTED = "id.rujuk.case.routed.v1"
 REQUESTED = "id.rujuk.referral.requested.v1"
 DELIVERED = "id.rujuk.referral.delivered.v1"
 ASKED = "id.rujuk.case.village_agency_asked.v1"  # a pick by village (3513): maybe one referral more
+FOUND = "id.rujuk.case.village_agency_found.v1"  # intake's answer to it
 BODIES = [json.dumps(report).encode() for report in SAMPLE_REPORTS]  # both districts
 RESULTS = Path(__file__).parent / "results"
 POLL_SECONDS = 0.1
@@ -128,6 +129,11 @@ class Journey:
     duplicates: int = 0
     routed_at: float | None = None  # the `routed` event's time: routing handled the report
     first_reported_delivered: float | None = None  # the first `delivered` event's time
+
+    @property
+    def all_referrals(self) -> int:
+        """Those `routed` named, and those its picks by village made."""
+        return (self.referrals or 0) + (self.picked or 0)
 
     @property
     def complete(self) -> bool:
@@ -324,7 +330,7 @@ def phase_figures(
     started = min(j.sent for j in journeys)
     finished = max(j.done_at for j in complete) if complete else started
     filed_for = max(j.accepted or 0 for j in journeys) - started
-    referrals = sum(j.referrals or 0 for j in complete)
+    referrals = sum(j.all_referrals for j in complete)
     return {
         "phase": name,
         "offered_per_second": offered,
@@ -337,7 +343,9 @@ def phase_figures(
         "referrals_delivered": sum(len(j.arrivals) for j in complete),
         "duplicate_deliveries": sum(j.duplicates for j in journeys),
         "ledger_entries": sum(j.ledger.total() for j in complete),
-        "ledger_entries_expected": sum(2 + 2 * (j.referrals or 0) for j in complete),
+        "ledger_entries_expected": sum(
+            2 + 2 * j.all_referrals + j.ledger[ASKED] + j.ledger[FOUND] for j in complete
+        ),
         "ledger_event_types": dict(sum((j.ledger for j in complete), Counter())),
         "accept_ms": quantiles([1000 * (j.accepted - j.sent) for j in complete if j.accepted]),
         "first_delivery_ms": quantiles(
@@ -905,7 +913,7 @@ def main() -> None:
     phases = stack["phases"]
 
     # The null pipeline, with the referral counts the burst (or last phase) saw, per report.
-    sample = [j.referrals or 0 for j in tracker.phase(phases[-1]["phase"]) if j.complete]
+    sample = [j.all_referrals for j in tracker.phase(phases[-1]["phase"]) if j.complete]
     referrals = [sample[n % len(sample)] for n in range(args.null_reports)]
     size = round(stack["mean_event_bytes"])
     null = run_null_pipeline(referrals, size)

@@ -3,7 +3,7 @@ size and (run again) at another, so the growth shows. Never part of `make test`;
 niced, on a machine where nothing else is measured.
 
     nice -n 15 .venv/bin/python bench/years.py [--cases 100000] [--requests 200] [--keep]
-    nice -n 15 .venv/bin/python bench/years.py --cases 100000 --reuse /tmp/rujuk-years-XXXX  # again, no seeding
+    nice -n 15 .venv/bin/python bench/years.py --cases 100000 --reuse /tmp/rujuk-years-XXXX
 
 Each run starts its own NATS and PostgreSQL in a temporary folder, provisions and seeds the
 database, then measures and prints (and writes bench/results/years-<cases>-<time>.json):
