@@ -63,7 +63,9 @@ def questions(
     due_at = now + bound
     asked = tuple((village_question_id(decision.case_id, p), p) for p in decision.pending_picks)
     events = tuple(
-        village_agency_asked(decision.case_id, question_id, pick, now, traceparent)
+        village_agency_asked(
+            decision.case_id, question_id, pick, now, traceparent, answer_by=due_at
+        )
         for question_id, pick in asked
     )
     return Questions(asked, events, asked_at=now, due_at=due_at)
