@@ -394,7 +394,9 @@ async def ask_which_village(run: Swept, js: JetStreamContext, kept: dict[str, An
         )
     finally:
         await conn.close()
-    asked = village_agency_asked(run.case_id, question_id, pick, datetime.now(UTC), None)
+    asked = village_agency_asked(
+        run.case_id, question_id, pick, now, None, answer_by=now + timedelta(hours=1)
+    )
     await js.publish(CaseVillageAgencyAsked.subject(), asked.to_bytes())
 
 

@@ -20,6 +20,7 @@ from rujuk_contracts import CloudEvent, EventPayload, make_event, parse_event
 from rujuk_contracts.events import (
     CaseReported,
     CaseRouted,
+    CaseVillageAgencyAsked,
     CloseReason,
     ReferralAccepted,
     ReferralAcknowledged,
@@ -204,6 +205,29 @@ async def test_a_case_whose_decision_fails_is_kept_unrouted_not_retried(
         assert await conn.fetchval("SELECT count(*) FROM cases") == 0
     assert kept["reason"] == "decision_failed"
     assert "KeyError" in kept["detail"]
+
+
+async def test_a_case_whose_village_question_cannot_be_built_is_kept_unrouted_not_parked(
+    pool: asyncpg.Pool, routing: RoutingHandlers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building ``case.village_agency_asked`` fails (a ValidationError): a failed decision like
+    any other, before anything is written; it raised after the case was stored, so the report
+    was retried and parked and never listed as unrouted."""
+
+    def unbuildable(*_: object, **__: object) -> CloudEvent:
+        CaseVillageAgencyAsked.model_validate({"case_id": "3513-AB12CD34EF"})
+        raise AssertionError("validated")
+
+    monkeypatch.setattr("routing.picks.village_agency_asked", unbuildable)
+    adult = {"violence_types": ["physical"], "age_group": "adult", "kecamatan": "Kraksaan"}
+    case = reported("3513-AB12CD34EF", "3513", hours_since_sexual_assault=None, **adult)
+    await handle_case(pool, routing, case)
+    async with pool.acquire() as conn:
+        kept = await conn.fetchrow("SELECT case_id, reason, detail FROM unrouted_cases")
+        for table in ("cases", "referrals", "village_picks", "outbox"):
+            assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 0, table  # noqa: S608
+    assert (kept["case_id"], kept["reason"]) == ("3513-AB12CD34EF", "decision_failed")
+    assert "ValidationError" in kept["detail"]
 
 
 async def test_routing_by_hand_a_case_routed_meanwhile_routes_nothing_twice(

@@ -2,16 +2,18 @@
 audit in-process on real NATS and PostgreSQL and the shipped 3513 SOP: a cadre report from a
 listed desa reaches that desa's Rumah SAE, from another desa the kecamatan's; with intake away
 the kecamatan's gets it after the bound; a question asked again, or answered twice, makes one
-referral; and the case's desa is in no event and no ledger entry (the listed desa only in the
-question's candidates, which are the SOP's directory)."""
+referral; a question intake reads after its answer_by gets no answer (none in the ledger);
+and the case's desa is in no event and no ledger entry (the listed desa only in the question's
+candidates, which are the SOP's directory)."""
 
 import asyncio
 import contextlib
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import asyncpg
@@ -298,6 +300,67 @@ async def test_a_question_asked_again_or_answered_twice_makes_one_referral(
     ] == [DESA_AGENCY]
     assert "rumah-sae-desa-sampel-paiton" not in [
         r.agency_id for r in requested if isinstance(r, ReferralRequested)
+    ]
+
+
+async def test_a_question_read_after_its_answer_by_gets_no_answer_and_no_ledger_entry(
+    village: Village,
+) -> None:
+    """Intake behind: a question it reads after routing's timer resolved the pick gets no
+    answer, so the ledger never learns which desa-level agency lists the case's desa while no
+    referral names it; the same question read in time is answered (that agency)."""
+    case_id = await village.file("listed")
+    await village.psychosocial(case_id)
+    [asked] = of_case(
+        await stream_events(village.nats_url), case_id, CaseVillageAgencyAsked.event_type()
+    )
+    _, original = parse_event(asked)
+    assert isinstance(original, CaseVillageAgencyAsked)
+    assert original.answer_by is not None  # routing says when it stops waiting
+    now = datetime.now(UTC)
+    late, fresh = (
+        original.model_copy(update={"question_id": f"vq-{uuid.uuid4().hex}", "answer_by": by})
+        for by in (now - timedelta(seconds=1), now + timedelta(hours=1))
+    )
+    questions = [make_event(q, source="/rujuk/routing") for q in (late, fresh)]
+    connection = await nats.connect(village.nats_url)
+    try:
+        for question in questions:
+            await connection.jetstream().publish(
+                CaseVillageAgencyAsked.subject(),
+                question.to_bytes(),
+                headers=event_headers(question.id, None),
+            )
+    finally:
+        await connection.close()
+
+    async def answers_in_ledger() -> dict[str, str | None] | None:
+        """question id -> agency of every answer in the ledger, once intake read both
+        questions and the fresh one's answer is in."""
+        read = await village.rows(
+            "SELECT event_id FROM intake.processed_events WHERE event_id = ANY($1::text[])",
+            [q.id for q in questions],
+        )
+        rows = await village.rows(
+            "SELECT event::text AS event FROM audit.ledger WHERE event_type = $1",
+            CaseVillageAgencyFound.event_type(),
+        )
+        found = {e["data"]["question_id"]: e["data"]["agency_id"] for e in map(json.loads,
+                 (r["event"] for r in rows))}  # fmt: skip
+        return found if len(read) == 2 and fresh.question_id in found else None
+
+    answers = await eventually(answers_in_ledger)
+    assert answers[fresh.question_id] == DESA_AGENCY
+    await asyncio.sleep(0.5)  # a late answer, had intake made one, reached the ledger by now
+    assert late.question_id not in (await eventually(answers_in_ledger))
+    on_stream = [
+        parse_event(m)[1]
+        for m in of_case(
+            await stream_events(village.nats_url), case_id, CaseVillageAgencyFound.event_type()
+        )
+    ]
+    assert late.question_id not in [
+        a.question_id for a in on_stream if isinstance(a, CaseVillageAgencyFound)
     ]
 
 

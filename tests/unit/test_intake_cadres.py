@@ -1,6 +1,8 @@
 """A cadre token's binding and the places its reports may name (issue 25): one district,
 kecamatan or villages in it; a report outside them is refused naming the field."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from intake.auth import (
@@ -12,7 +14,7 @@ from intake.auth import (
     check_binding,
     parse_bootstrap_tokens,
 )
-from intake.villages import agency_listing
+from intake.villages import agency_listing, too_late_to_answer
 from rujuk_contracts.events import VillageCandidate
 
 VILLAGES = ("Kraksaan/Desa Contoh Satu", "Kraksaan/Desa Contoh Dua")
@@ -86,3 +88,27 @@ def test_the_candidate_listing_the_cases_kecamatan_and_desa_is_the_answer() -> N
     assert agency_listing(candidates, "Kraksaan", "Desa Lain Rekaan") is None
     assert agency_listing(candidates, "Kraksaan", None) is None
     assert agency_listing(candidates, None, "Desa Sampel Satu") is None
+
+
+ANSWER_BY = datetime(2026, 3, 2, 9, 0, 5, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("now", "too_late"),
+    [
+        (ANSWER_BY - timedelta(seconds=4), False),
+        (ANSWER_BY - timedelta(milliseconds=1), False),
+        (ANSWER_BY, True),  # routing's timer takes a pick due at or before its now
+        (ANSWER_BY + timedelta(milliseconds=1), True),
+        (ANSWER_BY + timedelta(hours=3), True),  # a backlog after an outage
+    ],
+)
+def test_a_question_past_its_answer_by_is_not_answered(now: datetime, too_late: bool) -> None:
+    """Routing has resolved such a pick by its timer: an answer would only tell the ledger which
+    desa-level agency lists the case's desa, while no referral names it."""
+    assert too_late_to_answer(now, ANSWER_BY) is too_late
+
+
+def test_a_question_without_answer_by_is_answered_whenever_it_is_read() -> None:
+    """Published before the field existed: answered as it always was."""
+    assert too_late_to_answer(ANSWER_BY + timedelta(days=30), None) is False

@@ -188,7 +188,9 @@ def test_a_village_longer_than_the_question_carries_is_refused() -> None:
     longest = "Desa Contoh " + "x" * 52  # 64 characters: taken, and the question carries it
     sop = load_sop(VILLAGE_SOP.replace('"Pandaan/Desa Contoh Tiga"', f'"Pandaan/{longest}"'))
     pick = decide(sop, "3514-AAAAAAAAAA", facts(), NOW).pending_picks[0]
-    asked = village_agency_asked("3514-AAAAAAAAAA", f"vq-{'0' * 32}", pick, NOW, None)
+    asked = village_agency_asked(
+        "3514-AAAAAAAAAA", f"vq-{'0' * 32}", pick, NOW, None, answer_by=NOW
+    )
     assert f"Pandaan/{longest}" in asked.to_bytes().decode()
 
 

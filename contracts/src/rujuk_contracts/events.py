@@ -461,6 +461,12 @@ class CaseVillageAgencyAsked(CaseEvent):
     )
     service: Service
     candidates: list[VillageCandidate] = Field(min_length=1, max_length=MAX_VILLAGE_CANDIDATES)
+    answer_by: datetime | None = Field(
+        default=None,
+        description="When routing resolves the pick without an answer (its agency for no "
+        "match): intake does not answer after this time. None (an event from before): answered "
+        "whenever it is read",
+    )
 
 
 class CaseVillageAgencyFound(CaseEvent):

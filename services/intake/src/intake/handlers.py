@@ -6,11 +6,16 @@ hold partner tokens too) and token events (which only tell it to forget remember
 intake checks its own table); and routing's questions which desa-level agency lists a case's
 desa, answered from the vault (the desa never leaves intake)."""
 
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from prometheus_client import Counter
+
 from intake import events as intake_events
 from intake import store
 from intake.projection import PROJECTED, fold, referrals_read
 from intake.vault import Vault, VaultError
-from intake.villages import agency_listing
+from intake.villages import agency_listing, too_late_to_answer
 from rujuk_contracts.envelope import CloudEvent
 from rujuk_contracts.events import (
     CaseClosed,
@@ -20,6 +25,7 @@ from rujuk_contracts.events import (
     SopProposalWithdrawn,
     SopProposed,
     SopPublished,
+    district_of,
 )
 from rujuk_runtime.access import TokenVerifier, token_handlers
 from rujuk_runtime.consumer import BatchHandler, Handler, Rejected
@@ -29,6 +35,13 @@ from rujuk_runtime.outbox import add_to_outbox
 from rujuk_runtime.telemetry import current_traceparent
 
 log = get_logger(__name__)
+
+VILLAGE_ANSWERS_TOO_LATE = Counter(
+    "rujuk_village_answers_too_late_total",
+    "Questions which desa-level agency lists a case's desa read after their answer_by: not "
+    "answered (routing's timer resolves the pick)",
+    ["district"],
+)
 
 
 async def project(conn: Connection, events: list[tuple[CloudEvent, EventPayload]]) -> None:
@@ -93,16 +106,30 @@ def sop_handlers() -> dict[str, Handler]:
 class VillageQuestions:
     """Answers ``case.village_agency_asked`` from the vault: the candidate that lists the
     case's desa, or none (also for a case intake does not know, or whose data was erased or
-    does not open). Logs say which, never the desa."""
+    does not open). Logs say which, never the desa. A question read after its ``answer_by``
+    gets no answer at all (``villages.too_late_to_answer``): routing's timer resolves it."""
 
-    def __init__(self, vault: Vault) -> None:
+    def __init__(
+        self, vault: Vault, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
         self.vault = vault
+        self.clock = clock
 
     async def answer(self, conn: Connection, event: CloudEvent, payload: EventPayload) -> None:
         if not isinstance(payload, CaseVillageAgencyAsked):
             raise Rejected(
                 f"expected {CaseVillageAgencyAsked.event_type()}, got {payload.event_type()}"
             )
+        now = self.clock()
+        if too_late_to_answer(now, payload.answer_by):
+            VILLAGE_ANSWERS_TOO_LATE.labels(district_of(payload.case_id)).inc()
+            log.warning(
+                "village pick answer too late",
+                case_id=payload.case_id,
+                question_id=payload.question_id,
+                answer_by=payload.answer_by.isoformat() if payload.answer_by else None,
+            )
+            return
         agency_id, why = await self._agency(conn, payload)
         found = intake_events.village_agency_found(
             payload.case_id, payload.question_id, agency_id, traceparent=current_traceparent()

@@ -57,8 +57,14 @@ async def route_case(
     at = reported.reported_at if by_report_time else None
     sop = await sops.sop_in_force(conn, reported.triage.district, at)
     now = clock()
+    traceparent = current_traceparent()
     try:
         decision = decide(sop, reported.case_id, reported.triage, now, minute=minute)
+        # The events are built (validated) here, before anything is written: one that cannot
+        # be made is a failed decision (the case unrouted), not a report retried and parked.
+        events = routing_events(decision, now, traceparent)
+        # The desa decides these: asked of intake now, referred when it answers (or at the bound).
+        questions = picks.questions(decision, now=now, bound=pick_timeout, traceparent=traceparent)
     except Exception as exc:  # pure code: trying again would fail the same way
         log.exception("decision failed", case_id=reported.case_id, sop_id=sop.sop_id)
         raise Unroutable(
@@ -79,9 +85,8 @@ async def route_case(
     )
     if not stored:
         raise Rejected(f"case {reported.case_id} was routed before")
-    await add_to_outbox(conn, *routing_events(decision, now, current_traceparent()))
-    # The desa decides these: asked of intake now, referred when it answers (or at the bound).
-    await picks.ask(conn, decision, now=now, bound=pick_timeout)
+    await add_to_outbox(conn, *events)
+    await picks.ask(conn, decision, questions)
     return decision
 
 

@@ -143,8 +143,16 @@ def village_question_id(case_id: str, pick: PendingPick) -> str:
 
 
 def village_agency_asked(
-    case_id: str, question_id: str, pick: PendingPick, now: datetime, traceparent: str | None
+    case_id: str,
+    question_id: str,
+    pick: PendingPick,
+    now: datetime,
+    traceparent: str | None,
+    *,
+    answer_by: datetime,
 ) -> CloudEvent:
+    """``answer_by``: the pick's due time; intake does not answer after it (a late answer
+    would tell the ledger which desa-level agency lists the case's desa, for nothing)."""
     asked = CaseVillageAgencyAsked(
         case_id=case_id,
         question_id=question_id,
@@ -153,6 +161,7 @@ def village_agency_asked(
             VillageCandidate(agency_id=c.agency_id, villages=list(c.villages))
             for c in pick.candidates
         ],
+        answer_by=answer_by,
     )
     return routing_event(asked, f"{question_id}:asked", now, traceparent)
 

@@ -10,13 +10,15 @@ resolved by the timer (``routing.deadlines``) with the agency for no match. A pi
 once: a second answer, or an answer after the timer, changes nothing.
 """
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from routing import store
 from routing.clock import Clock
-from routing.decide import Decision
+from routing.decide import Decision, PendingPick
 from routing.events import picked_referral_requested, village_agency_asked, village_question_id
 from routing.lifecycle import StoredPick
+from rujuk_contracts.envelope import CloudEvent
 from rujuk_contracts.events import CaseVillageAgencyFound
 from rujuk_runtime.consumer import Rejected
 from rujuk_runtime.db import Connection
@@ -42,21 +44,42 @@ def picked_by(pick: StoredPick, agency_id: str | None, how: str) -> tuple[str, s
     )
 
 
-async def ask(conn: Connection, decision: Decision, *, now: datetime, bound: timedelta) -> None:
-    """Keep the decision's pending picks and stage the questions (the caller's transaction)."""
-    if not decision.pending_picks:
-        return
-    questions = [(village_question_id(decision.case_id, p), p) for p in decision.pending_picks]
-    await store.add_village_picks(conn, decision, questions, asked_at=now, due_at=now + bound)
-    traceparent = current_traceparent()
-    await add_to_outbox(
-        conn,
-        *(
-            village_agency_asked(decision.case_id, question_id, pick, now, traceparent)
-            for question_id, pick in questions
-        ),
+@dataclass(frozen=True)
+class Questions:
+    """A decision's pending picks, each under its question id, with the events asking them:
+    built (validated) before anything of the case is written, so a question that cannot be
+    made fails the decision (the case unrouted) instead of the transaction."""
+
+    asked: tuple[tuple[str, PendingPick], ...]
+    events: tuple[CloudEvent, ...]
+    asked_at: datetime
+    due_at: datetime
+
+
+def questions(
+    decision: Decision, *, now: datetime, bound: timedelta, traceparent: str | None
+) -> Questions:
+    """The questions of the decision's pending picks, to be answered by ``now + bound``."""
+    due_at = now + bound
+    asked = tuple((village_question_id(decision.case_id, p), p) for p in decision.pending_picks)
+    events = tuple(
+        village_agency_asked(
+            decision.case_id, question_id, pick, now, traceparent, answer_by=due_at
+        )
+        for question_id, pick in asked
     )
-    for question_id, pick in questions:
+    return Questions(asked, events, asked_at=now, due_at=due_at)
+
+
+async def ask(conn: Connection, decision: Decision, questions: Questions) -> None:
+    """Keep the decision's pending picks and stage their questions (the caller's transaction)."""
+    if not questions.asked:
+        return
+    await store.add_village_picks(
+        conn, decision, questions.asked, asked_at=questions.asked_at, due_at=questions.due_at
+    )
+    await add_to_outbox(conn, *questions.events)
+    for question_id, pick in questions.asked:
         log.info(
             "village pick asked",
             case_id=decision.case_id,

@@ -463,14 +463,6 @@ async def add_picked_referral(
     )
 
 
-async def open_picks(conn: Connection, case_id: str) -> int:
-    """Picks of the case not resolved yet: its referral is still to come."""
-    count: int = await conn.fetchval(
-        "SELECT count(*) FROM village_picks WHERE case_id = $1 AND resolved_at IS NULL", case_id
-    )
-    return count
-
-
 def _pick(row: asyncpg.Record) -> StoredPick:
     get = row.__getitem__
     candidates = json.loads(get("candidates"))
