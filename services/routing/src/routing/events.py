@@ -72,7 +72,7 @@ def routing_events(decision: Decision, now: datetime, traceparent: str | None) -
     routed = routing_event(case_routed(decision), f"{decision.case_id}:routed", now, traceparent)
     requested = [
         routing_event(
-            referral_requested(decision, referral),
+            referral_requested(decision.case_id, decision.sop_id, decision.sop_version, referral),
             f"{referral.referral_id}:requested",
             now,
             traceparent,
@@ -111,17 +111,20 @@ def case_routed(decision: Decision) -> CaseRouted:
     )
 
 
-def referral_requested(decision: Decision, referral: ReferralDecision) -> ReferralRequested:
+def referral_requested(
+    case_id: str, sop_id: str, sop_version: int, referral: ReferralDecision
+) -> ReferralRequested:
+    """A referral a decision (or a pick by village it left) makes, under that SOP version."""
     return ReferralRequested(
-        case_id=decision.case_id,
+        case_id=case_id,
         referral_id=referral.referral_id,
         agency_id=referral.agency_id,
         service=referral.service,
         priority=referral.priority,
         acknowledgement_deadline=referral.acknowledgement_deadline,
         escalation_chain=list(referral.escalation_chain),
-        sop_id=decision.sop_id,
-        sop_version=decision.sop_version,
+        sop_id=sop_id,
+        sop_version=sop_version,
         rule_ids=list(referral.rule_ids),
         consent_override=referral.consent_override,
     )
@@ -171,19 +174,7 @@ def picked_referral_requested(
 ) -> CloudEvent:
     """The referral a resolved pick becomes; its id derives from the referral id, as every
     decision's do."""
-    requested = ReferralRequested(
-        case_id=pick.case_id,
-        referral_id=referral.referral_id,
-        agency_id=referral.agency_id,
-        service=referral.service,
-        priority=referral.priority,
-        acknowledgement_deadline=referral.acknowledgement_deadline,
-        escalation_chain=list(referral.escalation_chain),
-        sop_id=pick.sop_id,
-        sop_version=pick.sop_version,
-        rule_ids=list(referral.rule_ids),
-        consent_override=referral.consent_override,
-    )
+    requested = referral_requested(pick.case_id, pick.sop_id, pick.sop_version, referral)
     return routing_event(requested, f"{referral.referral_id}:requested", now, traceparent)
 
 

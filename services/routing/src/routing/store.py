@@ -102,27 +102,11 @@ async def add_case(
     if not inserted:
         return False
     await conn.executemany(
-        "INSERT INTO referrals (referral_id, case_id, agency_id, service, priority, "
-        "acknowledgement_deadline, escalation_chain, rule_ids, consent_override, sop_id, "
-        "sop_version, acknowledge_within, root_referral_id, created_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $1, $13)",
+        _ADD_REFERRAL,
         [
-            (
-                referral.referral_id,
-                decision.case_id,
-                referral.agency_id,
-                referral.service.value,
-                referral.priority.value,
-                referral.acknowledgement_deadline,
-                list(referral.escalation_chain),
-                list(referral.rule_ids),
-                referral.consent_override,
-                decision.sop_id,
-                decision.sop_version,
-                referral.acknowledge_within,
-                routed_at,  # the time the deadline counts from
-            )
-            for referral in decision.referrals
+            # routed_at: the time the deadline counts from
+            _referral_row(decision.case_id, decision.sop_id, decision.sop_version, r, routed_at)
+            for r in decision.referrals
         ],
     )
     await conn.executemany(
@@ -432,17 +416,26 @@ async def case_closed_at(conn: Connection, case_id: str) -> datetime | None:
     return closed
 
 
-async def add_picked_referral(
-    conn: Connection, pick: StoredPick, referral: ReferralDecision, *, picked_by: str, at: datetime
-) -> None:
-    """The referral a resolved pick becomes, with its deadline."""
-    await conn.execute(
-        "INSERT INTO referrals (referral_id, case_id, agency_id, service, priority, "
-        "acknowledgement_deadline, escalation_chain, rule_ids, consent_override, sop_id, "
-        "sop_version, acknowledge_within, root_referral_id, created_at, picked_by) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $1, $13, $14)",
+_ADD_REFERRAL = (
+    "INSERT INTO referrals (referral_id, case_id, agency_id, service, priority, "
+    "acknowledgement_deadline, escalation_chain, rule_ids, consent_override, sop_id, "
+    "sop_version, acknowledge_within, root_referral_id, created_at, picked_by) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $1, $13, $14)"
+)
+
+
+def _referral_row(
+    case_id: str,
+    sop_id: str,
+    sop_version: int,
+    referral: ReferralDecision,
+    created_at: datetime,
+    picked_by: str | None = None,
+) -> tuple[object, ...]:
+    """A referral's row for ``_ADD_REFERRAL``: its own root (a first referral, not a step)."""
+    return (
         referral.referral_id,
-        pick.case_id,
+        case_id,
         referral.agency_id,
         referral.service.value,
         referral.priority.value,
@@ -450,11 +443,21 @@ async def add_picked_referral(
         list(referral.escalation_chain),
         list(referral.rule_ids),
         referral.consent_override,
-        pick.sop_id,
-        pick.sop_version,
+        sop_id,
+        sop_version,
         referral.acknowledge_within,
-        at,
+        created_at,
         picked_by,
+    )
+
+
+async def add_picked_referral(
+    conn: Connection, pick: StoredPick, referral: ReferralDecision, *, picked_by: str, at: datetime
+) -> None:
+    """The referral a resolved pick becomes, with its deadline."""
+    await conn.execute(
+        _ADD_REFERRAL,
+        *_referral_row(pick.case_id, pick.sop_id, pick.sop_version, referral, at, picked_by),
     )
     await conn.execute(
         "INSERT INTO deadlines (referral_id, due_at) VALUES ($1, $2)",
