@@ -1,5 +1,6 @@
 """The rule-by-rule diff of two SOP versions and the impact simulation over past cases (pure)."""
 
+import functools
 import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,7 @@ MONDAY = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # ISO week 2026-W45
 EXAMPLES = 50
 
 
+@functools.cache  # parsing takes ~130 ms; the property tests ask for the same few versions
 def edited(*replacements: tuple[str, str], version: int = 2) -> Sop:
     text = TEXT.replace("version: 1", f"version: {version}", 1)
     for old, new in replacements:
