@@ -175,7 +175,9 @@ async def test_each_role_gets_each_round_once_through_kill_9_of_notify_and_routi
     }
     due_3 = datetime.fromisoformat(paged_at[2][1])
     assert (due_3 - paged_at[2][0]).total_seconds() == pytest.approx(EVERY, abs=0.001)
-    assert 0 <= (paged_at[3][0] - due_3).total_seconds() < 3.0  # a loaded machine's lateness
+    # Never early; late only by the machine's load (less than two rounds): 3.8 s was seen
+    # with the fault test killing services on the other worker (rounds here are 3 s apart).
+    assert 0 <= (paged_at[3][0] - due_3).total_seconds() < 2 * EVERY
     assert paged_at[3][1] is None  # the last round
     assert receiver.rejected == 0
     reported = {(d.case_id, d.round, d.contact_id) for d in delivered}
