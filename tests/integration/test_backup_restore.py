@@ -101,7 +101,7 @@ async def read_feed(nats_url: str, agency: str, received: list[str], *, until: s
                     received.append(referral_id)
                 await message.ack()
         # And whatever else is there once they are all in (a copy sent again, say).
-        with contextlib.suppress(nats.errors.TimeoutError):
+        with contextlib.suppress(nats.errors.TimeoutError, TimeoutError):
             for message in await feed.fetch(100, timeout=1):
                 _, payload = parse_event(message.data)
                 if referral_id := getattr(payload, "referral_id", None):

@@ -177,7 +177,7 @@ async def events_about(nats_url: str, case_id: str, *, at_least: int = 1) -> lis
                 subjects.EVENTS_WILDCARD, durable=None, stream=subjects.EVENTS_STREAM
             )
             found: list[bytes] = []
-            with contextlib.suppress(nats.errors.TimeoutError):
+            with contextlib.suppress(nats.errors.TimeoutError, TimeoutError):
                 while messages := await sub.fetch(500, timeout=1):
                     found += [m.data for m in messages if parse_event(m.data)[0].subject == case_id]
             await sub.unsubscribe()
