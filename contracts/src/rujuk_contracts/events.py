@@ -428,6 +428,7 @@ class CaseErased(CaseEvent):
 # --- a referral whose agency the case's desa decides (SOP ``pick: by_village``) -------------
 
 VILLAGE_QUESTION_ID_PATTERN = r"^vq-[0-9a-f]{32}$"
+VILLAGE_SEPARATOR = "/"  # a listed village is written "Kecamatan/Desa"
 VILLAGE_PART_CHARS = 64  # a kecamatan's or desa's name, each side of the '/'
 VILLAGE_PATTERN = rf"^[^/]{{1,{VILLAGE_PART_CHARS}}}/[^/]{{1,{VILLAGE_PART_CHARS}}}$"
 MAX_VILLAGE_CANDIDATES = 500  # desa-level agencies a question names

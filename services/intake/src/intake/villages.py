@@ -14,9 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from intake.auth import same_place
-from rujuk_contracts.events import VillageCandidate
-
-VILLAGE_SEPARATOR = "/"
+from rujuk_contracts.events import VILLAGE_SEPARATOR, VillageCandidate
 
 
 def agency_listing(

@@ -48,6 +48,7 @@ from rujuk_contracts.events import (
     MAX_RETENTION_DAYS,
     VILLAGE_PART_CHARS,
     VILLAGE_PATTERN,
+    VILLAGE_SEPARATOR,
     DeliveryChannel,
     Priority,
     Service,
@@ -453,9 +454,6 @@ def _in_district(example: Any, district: str) -> Any:
 
 def normalise(kecamatan: str) -> str:
     return " ".join(kecamatan.split()).casefold()
-
-
-VILLAGE_SEPARATOR = "/"
 
 
 def village_parts(entry: str) -> tuple[str, str]:
