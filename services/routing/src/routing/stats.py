@@ -3,7 +3,7 @@ shapes (the OpenAPI schemas), the period's bounds and the CSV form. No I/O."""
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -138,6 +138,42 @@ def period_bounds(start: date, end: date, timezone: str) -> tuple[datetime, date
         datetime.combine(start, time(), tzinfo=zone),
         datetime.combine(end + timedelta(days=1), time(), tzinfo=zone),
     )
+
+
+def whole_months(start: datetime, end: datetime, timezone: str) -> list[tuple[datetime, datetime]]:
+    """The calendar months of the time zone that lie wholly in [start, end), first to last:
+    those a period may read from their roll-ups (routing.store.roll_up_months)."""
+    zone = ZoneInfo(timezone)
+    local = start.astimezone(zone)
+    first = datetime(local.year, local.month, 1, tzinfo=zone)
+    if first < start:
+        first = _next_month(first)
+    months = []
+    while (after := _next_month(first)) <= end:
+        months.append((first, after))
+        first = after
+    return months
+
+
+def _next_month(first: datetime) -> datetime:
+    year, month = divmod(first.year * 12 + first.month, 12)
+    return first.replace(year=year, month=month + 1)
+
+
+def uncovered(
+    start: datetime, end: datetime, covered: Sequence[tuple[datetime, datetime]]
+) -> list[tuple[datetime, datetime]]:
+    """The parts of [start, end) outside ``covered`` (disjoint ranges within it, in order):
+    what a period reads live, around its rolled-up months."""
+    gaps = []
+    at = start
+    for since, until in covered:
+        if since > at:
+            gaps.append((at, since))
+        at = max(at, until)
+    if at < end:
+        gaps.append((at, end))
+    return gaps
 
 
 def stats_of(rows: StatsRows, period: Period) -> Stats:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
@@ -35,7 +36,7 @@ from routing.lifecycle import (
 from routing.monitoring import MonitoringRows
 from routing.paging import OnCallAlert, PagePlan
 from routing.sop.signoff import StoredAnswer, StoredProposal
-from routing.stats import StatsRows
+from routing.stats import StatsRows, uncovered, whole_months
 from rujuk_contracts.events import (
     CloseReason,
     EscalationReason,
@@ -768,12 +769,17 @@ async def referrals_by_state_and_agency(conn: Connection) -> list[tuple[str, str
 
 # Nothing more will come of it: done, refused, withdrawn or handed on to the next agency.
 _OPEN = "state NOT IN ('completed', 'declined', 'cancelled', 'escalated')"
+
+
 # The agency's first answer came after the deadline, or none came and the deadline passed
-# (or routing handed the referral on before an answer). $1 is "now".
-_MISSED = (
-    "CASE WHEN acknowledged_at IS NOT NULL THEN acknowledged_at > acknowledgement_deadline "
-    "ELSE escalated_at IS NOT NULL OR acknowledgement_deadline < $1 END"
-)
+# (or routing handed the referral on before an answer), "now" being parameter ``$now``.
+def _missed(now: int) -> str:
+    return (
+        "CASE WHEN acknowledged_at IS NOT NULL THEN acknowledged_at > acknowledgement_deadline "
+        f"ELSE escalated_at IS NOT NULL OR acknowledgement_deadline < ${now} END"
+    )
+
+
 _MET = "coalesce(acknowledged_at <= acknowledgement_deadline, false)"
 _PRIORITY_RANK = "CASE priority WHEN 'emergency' THEN 0 WHEN 'urgent' THEN 1 ELSE 2 END"
 # date_part, not extract: extract gives numeric, and the per-agency median sorts these values
@@ -812,7 +818,7 @@ async def list_referrals(
     rows = await conn.fetch(
         "SELECT referral_id, case_id, agency_id, service, priority, state, "  # noqa: S608
         f"{_OPEN} AS open, created_at AS requested_at, acknowledgement_deadline, "
-        f"{_MISSED} AS deadline_missed, escalation_step, escalated_from, escalation_reason, "
+        f"{_missed(1)} AS deadline_missed, escalation_step, escalated_from, escalation_reason, "
         "escalated_at, acknowledged_at, accepted_at, declined_at, decline_reason, completed_at, "
         "picked_by FROM referrals WHERE ($2::text IS NULL OR agency_id = $2) "
         "AND (cardinality($3::text[]) = 0 OR state = ANY($3::text[])) "
@@ -841,11 +847,17 @@ async def period_stats(
     timezone: str,
     now: datetime,
     districts: list[str] | None,
+    rolled_up: bool = True,
 ) -> StatsRows:
     """Cases reported and referrals made in [start, end), in one consistent snapshot; only
-    cases of ``districts`` and their referrals (None: every district)."""
-    period = _Period(start, end, timezone, now, districts)
+    cases of ``districts`` and their referrals (None: every district). Whole settled months
+    come from their roll-ups (rolled up here first where missing), the rest from the rows;
+    with ``rolled_up`` false, all of it from the rows."""
+    if rolled_up:
+        months = whole_months(start, end, timezone)
+        await roll_up_months(conn, months=months, zone=timezone, now=now)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
+        period = await _period(conn, start, end, timezone, now, districts, rolled_up)
         groups = await _referral_groups(conn, period)
         answers = await _answer_times(conn, period)
         cases = await _case_figures(conn, period)
@@ -868,19 +880,22 @@ async def period_stats_shared(
     districts: list[str] | None,
 ) -> StatsRows:
     """``period_stats`` with its three parts asked at once, on connections that share one
-    snapshot (``pg_export_snapshot``): a province's year takes about the time of its slowest
-    part (the per-agency median) rather than the sum (bench/years.py; docs/operations.md).
-    A part the pool has no connection to spare for at once runs after another part on a
-    connection already held: never waiting on the pool, which the consumers share."""
-    period = _Period(start, end, timezone, now, districts)
+    snapshot (``pg_export_snapshot``): a period read from its rows takes about the time of its
+    slowest part (the per-agency median) rather than the sum (bench/years.py;
+    docs/operations.md). A part the pool has no connection to spare for at once runs after
+    another part on a connection already held: never waiting on the pool, which the consumers
+    share."""
     async with contextlib.AsyncExitStack() as stack:
         first = await stack.enter_async_context(pool.acquire())
+        months = whole_months(start, end, timezone)
+        await roll_up_months(first, months=months, zone=timezone, now=now)
         await stack.enter_async_context(
             first.transaction(isolation="repeatable_read", readonly=True)
         )
         snapshot = await first.fetchval("SELECT pg_export_snapshot()")
         if not _SNAPSHOT_ID.fullmatch(snapshot):
             raise ValueError(f"unexpected snapshot id {snapshot!r}")
+        period = await _period(first, start, end, timezone, now, districts)
         held: list[Connection] = [first]
         for _ in _STATS_PARTS[1:]:
             try:
@@ -908,11 +923,72 @@ async def period_stats_shared(
 
 @dataclass(frozen=True)
 class _Period:
-    start: datetime
-    end: datetime
-    timezone: str
+    """A period as its parts read it: the starts of its months read from their roll-ups
+    (``rolled``), and the ranges around them read from the rows (``live_starts`` and
+    ``live_ends``, pairwise)."""
+
+    zone: str
     now: datetime
     districts: list[str] | None
+    rolled: list[datetime]
+    live_starts: list[datetime]
+    live_ends: list[datetime]
+
+
+async def _period(
+    conn: Connection,
+    start: datetime,
+    end: datetime,
+    zone: str,
+    now: datetime,
+    districts: list[str] | None,
+    rolled_up: bool = True,
+) -> _Period:
+    """The period's rolled-up months as this transaction's snapshot sees them (settled before
+    ``now``; none unless ``rolled_up``), and what is left of it to read live."""
+    rows = (
+        []
+        if not rolled_up
+        else await conn.fetch(
+            "SELECT starts, ends FROM stats_months WHERE zone = $1 AND starts >= $2 AND ends <= $3 "
+            "AND settled_at < $4 ORDER BY starts",
+            zone,
+            start,
+            end,
+            now,
+        )
+    )
+    rolled = [(row["starts"], row["ends"]) for row in rows]
+    live = uncovered(start, end, rolled)
+    return _Period(
+        zone=zone,
+        now=now,
+        districts=districts,
+        rolled=[since for since, _ in rolled],
+        live_starts=[since for since, _ in live],
+        live_ends=[until for _, until in live],
+    )
+
+
+# The period's live rows: referrals (or cases) in any of its live ranges, $1 and $2 pairwise.
+_LIVE_REFERRALS = (
+    "unnest($1::timestamptz[], $2::timestamptz[]) AS live (since, until) "
+    "JOIN referrals ON created_at >= live.since AND created_at < live.until"
+)
+_LIVE_CASES = (
+    "unnest($1::timestamptz[], $2::timestamptz[]) AS live (since, until) "
+    "JOIN cases ON reported_at >= live.since AND reported_at < live.until"
+)
+# Roll-up rows of the period's months ($4: zone, $5: their starts) in the districts of $3.
+_ROLLED = (
+    "zone = $4 AND starts = ANY($5::timestamptz[]) "
+    "AND ($3::text[] IS NULL OR district_code = ANY($3::text[]))"
+)
+
+
+def _parameters(p: _Period) -> tuple[Any, ...]:
+    """$1/$2 the live ranges, $3 the districts, $4 the zone, $5 the rolled months."""
+    return (p.live_starts, p.live_ends, p.districts, p.zone, p.rolled)
 
 
 @dataclass(frozen=True)
@@ -923,31 +999,32 @@ class _CaseFigures:
 
 
 async def _case_figures(conn: Connection, p: _Period) -> _CaseFigures:
-    total = await conn.fetchval(
-        "SELECT count(*) FROM cases WHERE reported_at >= $1 AND reported_at < $2 "  # noqa: S608
-        f"AND {_in_districts(3)}",
-        p.start,
-        p.end,
-        p.districts,
+    counted = (
+        "SELECT violence_type, sum(cases)::bigint AS cases FROM stats_month_cases "  # noqa: S608
+        f"WHERE {_ROLLED} GROUP BY violence_type "
+        "UNION ALL SELECT NULL, count(*) "
+        f"FROM {_LIVE_CASES} WHERE {_in_districts(3)} "
+        "UNION ALL SELECT violence_type, count(*) "
+        f"FROM {_LIVE_CASES}, unnest(violence_types) AS violence_type WHERE {_in_districts(3)} "
+        "GROUP BY violence_type"
     )
-    by_type = await conn.fetch(
-        "SELECT violence_type, count(*) AS cases "  # noqa: S608
-        "FROM cases, unnest(violence_types) AS violence_type "
-        f"WHERE reported_at >= $1 AND reported_at < $2 AND {_in_districts(3)} "
-        "GROUP BY violence_type ORDER BY cases DESC, violence_type",
-        p.start,
-        p.end,
-        p.districts,
+    rows = await conn.fetch(
+        "SELECT violence_type, sum(cases)::bigint AS cases "  # noqa: S608
+        f"FROM ({counted}) AS counted GROUP BY violence_type "
+        "ORDER BY violence_type IS NOT NULL, cases DESC, violence_type",
+        *_parameters(p),
     )
+    total = rows[0]["cases"] if rows and rows[0]["violence_type"] is None else 0
+    by_type = [row for row in rows if row["violence_type"] is not None]
     by_month = await conn.fetch(
-        "SELECT to_char(reported_at AT TIME ZONE $3, 'YYYY-MM') AS month, "  # noqa: S608
-        "count(*) AS cases "
-        f"FROM cases WHERE reported_at >= $1 AND reported_at < $2 AND {_in_districts(4)} "
-        "GROUP BY month ORDER BY month",
-        p.start,
-        p.end,
-        p.timezone,
-        p.districts,
+        "SELECT month, sum(cases)::bigint AS cases FROM ("  # noqa: S608
+        "SELECT m.month, c.cases FROM stats_month_cases c "
+        "JOIN stats_months m USING (zone, starts) "
+        f"WHERE violence_type IS NULL AND {_ROLLED} "
+        "UNION ALL SELECT to_char(reported_at AT TIME ZONE $4, 'YYYY-MM'), 1 "
+        f"FROM {_LIVE_CASES} WHERE {_in_districts(3)}"
+        ") AS counted GROUP BY month ORDER BY month",
+        *_parameters(p),
     )
     return _CaseFigures(total, by_type, by_month)
 
@@ -959,15 +1036,14 @@ async def _answer_times(conn: Connection, p: _Period) -> list[asyncpg.Record]:
     await conn.execute("SET LOCAL work_mem = '32MB'")
     return await conn.fetch(
         "SELECT agency_id, count(*) AS acknowledged, "  # noqa: S608
-        "round((percentile_cont(0.5) WITHIN GROUP "
-        f"(ORDER BY {_MINUTES_TO_ANSWER}))::numeric, 2)::float8 AS median_minutes, "
-        f"round(max({_MINUTES_TO_ANSWER})::numeric, 2)::float8 AS worst_minutes "
-        "FROM referrals WHERE created_at >= $1 AND created_at < $2 "
-        f"AND acknowledged_at IS NOT NULL AND {_referral_in_districts(3)} "
-        "GROUP BY agency_id ORDER BY agency_id",
-        p.start,
-        p.end,
-        p.districts,
+        "round((percentile_cont(0.5) WITHIN GROUP (ORDER BY minutes))::numeric, 2)::float8 "
+        "AS median_minutes, round(max(minutes)::numeric, 2)::float8 AS worst_minutes FROM ("
+        "SELECT agency_id, unnest(minutes) AS minutes FROM stats_month_answers "
+        f"WHERE {_ROLLED} UNION ALL "
+        f"SELECT agency_id, {_MINUTES_TO_ANSWER} FROM {_LIVE_REFERRALS} "
+        f"WHERE acknowledged_at IS NOT NULL AND {_referral_in_districts(3)}"
+        ") AS answered GROUP BY agency_id ORDER BY agency_id",
+        *_parameters(p),
     )
 
 
@@ -975,23 +1051,131 @@ async def _referral_groups(conn: Connection, p: _Period) -> list[asyncpg.Record]
     """Deadlines, open referrals and escalations from one pass over the period's referrals
     (they were three), in groups a province's year has a few thousand of."""
     return await conn.fetch(
-        f"SELECT agency_id, state, {_OPEN} AS still_open, "  # noqa: S608
-        "escalated_from IS NOT NULL AS escalated, "
+        "SELECT agency_id, state, still_open, escalated, reason, sum(met)::bigint AS met, "  # noqa: S608
+        "sum(missed)::bigint AS missed, sum(referrals)::bigint AS referrals FROM ("
+        "SELECT agency_id, state, still_open, escalated, reason, met, missed, referrals "
+        f"FROM stats_month_referrals WHERE {_ROLLED} UNION ALL "
+        f"SELECT agency_id, state, {_grouped(6)} "
+        f"FROM {_LIVE_REFERRALS} WHERE {_referral_in_districts(3)} GROUP BY 1, 2, 3, 4, 5"
+        ") AS counted GROUP BY 1, 2, 3, 4, 5",
+        *_parameters(p),
+        p.now,
+    )
+
+
+def _grouped(now: int) -> str:
+    """A group of referrals' figures (after agency_id and state), "now" being ``$now``."""
+    return (
+        f"{_OPEN} AS still_open, escalated_from IS NOT NULL AS escalated, "
         "coalesce(escalation_reason, 'unknown') AS reason, "
         f"count(*) FILTER (WHERE {_MET}) AS met, "
-        f"count(*) FILTER (WHERE {_MISSED}) AS missed, count(*) AS referrals "
-        "FROM referrals WHERE created_at >= $2 AND created_at < $3 "
-        f"AND {_referral_in_districts(4)} GROUP BY 1, 2, 3, 4, 5",
-        p.now,
-        p.start,
-        p.end,
-        p.districts,
+        f"count(*) FILTER (WHERE {_missed(now)}) AS missed, count(*) AS referrals"
     )
 
 
 # With two connections, the slowest (the median) has one to itself: the parts go to the
 # connections held in turn, and the first connection takes the first and the third.
 _STATS_PARTS = (_referral_groups, _answer_times, _case_figures)
+
+
+_STATS_LOCK = "hashtext('routing.stats_months')"
+
+
+async def roll_up_months(
+    conn: Connection, *, months: Sequence[tuple[datetime, datetime]], zone: str, now: datetime
+) -> int:
+    """Roll up each of ``months`` (whole months of ``zone``) not rolled up yet whose every
+    acknowledgement deadline has passed by ``now``, each in a transaction of its own
+    (migration 0013 says why the figures stay equal to the rows'). A month with a write to it
+    in flight is left to be read live: this never waits on a writer. Returns how many it
+    rolled up."""
+    if not months:
+        return 0
+    have = {
+        row["starts"]
+        for row in await conn.fetch(
+            "SELECT starts FROM stats_months WHERE zone = $1 AND starts = ANY($2::timestamptz[])",
+            zone,
+            [since for since, _ in months],
+        )
+    }
+    rolled = 0
+    for since, until in months:
+        if since in have or until > now:
+            continue
+        async with conn.transaction():
+            if await _roll_up_month(conn, since, until, zone, now):
+                rolled += 1
+    return rolled
+
+
+async def _roll_up_month(
+    conn: Connection, since: datetime, until: datetime, zone: str, now: datetime
+) -> bool:
+    free = await conn.fetchval(
+        f"SELECT pg_try_advisory_xact_lock({_STATS_LOCK}, stats_lock_month($1::timestamptz)) "
+        f"AND pg_try_advisory_xact_lock({_STATS_LOCK}, "
+        "stats_lock_month($2::timestamptz - interval '1 microsecond'))",
+        since,
+        until,
+    )
+    if not free:
+        return False
+    settled_at = await conn.fetchval(
+        "SELECT coalesce(max(acknowledgement_deadline), $1) FROM referrals "
+        "WHERE created_at >= $1 AND created_at < $2",
+        since,
+        until,
+    )
+    if settled_at >= now:
+        return False
+    month = since.astimezone(ZoneInfo(zone)).strftime("%Y-%m")
+    added = await conn.fetchval(
+        "INSERT INTO stats_months (zone, starts, ends, month, settled_at, rolled_at) "
+        "VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT DO NOTHING RETURNING true",
+        zone,
+        since,
+        until,
+        month,
+        settled_at,
+    )
+    if not added:
+        return False
+    month_rows = (
+        "FROM referrals JOIN cases USING (case_id) WHERE created_at >= $2 AND created_at < $3"
+    )
+    await conn.execute(
+        "INSERT INTO stats_month_referrals (zone, starts, district_code, agency_id, state, "
+        "still_open, escalated, reason, met, missed, referrals) "
+        f"SELECT $4, $2, district_code, agency_id, state, {_grouped(1)} {month_rows} "
+        "GROUP BY 3, 4, 5, 6, 7, 8",
+        now,
+        since,
+        until,
+        zone,
+    )
+    await conn.execute(
+        "INSERT INTO stats_month_answers (zone, starts, district_code, agency_id, minutes) "  # noqa: S608
+        f"SELECT $3, $1, district_code, agency_id, array_agg({_MINUTES_TO_ANSWER}) "
+        "FROM referrals JOIN cases USING (case_id) "
+        "WHERE created_at >= $1 AND created_at < $2 AND acknowledged_at IS NOT NULL "
+        "GROUP BY district_code, agency_id",
+        since,
+        until,
+        zone,
+    )
+    await conn.execute(
+        "INSERT INTO stats_month_cases (zone, starts, district_code, violence_type, cases) "
+        "SELECT $3, $1, district_code, NULL, count(*) FROM cases "
+        "WHERE reported_at >= $1 AND reported_at < $2 GROUP BY district_code "
+        "UNION ALL SELECT $3, $1, district_code, violence_type, count(*) "
+        "FROM cases, unnest(violence_types) AS violence_type "
+        "WHERE reported_at >= $1 AND reported_at < $2 GROUP BY district_code, violence_type",
+        since,
+        until,
+        zone,
+    )
+    return True
 
 
 def _stats_rows(
@@ -1595,7 +1779,7 @@ async def monitoring_rows(
         "reported_at >= $1 AND reported_at < $2 "
         f"AND coalesce(close_reason, '') <> ALL(${following}::text[])"
     )
-    missed = _MISSED.replace("$1", f"${following}")
+    missed = _missed(following)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         agencies = await conn.fetch(
             "SELECT agency_id, count(*) AS referrals, "  # noqa: S608 (numbers, not input)
