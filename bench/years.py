@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import random
 import shutil
 import statistics
@@ -64,7 +65,9 @@ def percentiles(timings: list[float]) -> dict[str, float]:
     timings = sorted(timings)
     return {
         "p50_ms": round(statistics.median(timings), 1),
-        "p99_ms": round(timings[max(0, int(len(timings) * 0.99) - 1)], 1),
+        # Nearest rank: the ceil(0.99 n)-th (it was the int(0.99 n)-th, the second slowest of
+        # 20 to 100 samples, against what this says).
+        "p99_ms": round(timings[max(0, math.ceil(len(timings) * 0.99) - 1)], 1),
         "max_ms": round(timings[-1], 1),
     }
 
@@ -179,6 +182,9 @@ async def measure_requests(stack: Stack, cases: int, requests: int) -> dict[str,
             "routing GET /v1/stats.csv (a year)":
                 lambda: http.get(f"{url['routing']}/v1/stats.csv", headers=coordinator,
                                  params=year),
+            "routing GET /v1/monitoring (a year)":
+                lambda: http.get(f"{url['routing']}/v1/monitoring", headers=coordinator,
+                                 params=year),
             "intake GET /v1/cases/{id}":
                 lambda: http.get(f"{url['intake']}/v1/cases/{some_case()}", headers=coordinator),
             "audit GET /v1/cases/{id}/history (replay)":
@@ -228,6 +234,10 @@ async def console_pages(
         "console GET /coordinator (a year)": lambda: coordinator.get("/coordinator", params=year),
         "console GET /coordinator/stats.csv (a year)":
             lambda: coordinator.get("/coordinator/stats.csv", params=year),
+        "console GET /coordinator/monitoring (a month)":
+            lambda: coordinator.get("/coordinator/monitoring", params=month),
+        "console GET /coordinator/monitoring (a year)":
+            lambda: coordinator.get("/coordinator/monitoring", params=year),
         "console GET /cases/{id}": lambda: coordinator.get(f"/cases/{some_case()}"),
         "console GET /audit/cases/{id}": lambda: auditor.get(f"/audit/cases/{some_case()}"),
         "console GET /inbox (partner)": lambda: partner.get("/inbox"),
