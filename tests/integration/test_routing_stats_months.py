@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import asyncpg
 import pytest
 
 from routing import store
 from routing.bootstrap import create_app
 from routing.handlers import RoutingHandlers
 from routing.settings import RoutingSettings
-from routing.stats import answer_figures, period_bounds, whole_months
+from routing.stats import period_bounds, whole_months
 from rujuk_contracts import make_event
 from rujuk_contracts.events import (
     CaseReported,
@@ -359,44 +358,3 @@ async def until_waiting_on_an_advisory_lock(conn: Connection, timeout: float = 1
 def open_in(figures: object, state: str) -> int:
     rows = figures.open_referrals  # type: ignore[attr-defined]
     return sum(int(row["referrals"]) for row in rows if row["state"] == state)
-
-
-async def test_the_median_and_worst_answer_are_postgresqls_to_the_last_digit(
-    server_database_url: str,
-) -> None:
-    """answer_figures finds each agency's median in Python, from the arrays the roll-ups and
-    the live rows give; it must give what PostgreSQL's percentile_cont and round gave: odd and
-    even counts, ties, values a hair either side of a rounding edge, whole minutes, one answer."""
-    chance = random.Random(7)
-    agencies, minutes = [], []
-    for number in range(300):
-        agency = f"agency-{number:03d}"
-        count = 1 if number % 50 == 0 else chance.randint(2, 40)
-        for _ in range(count):
-            kind = chance.randrange(4)
-            if kind == 0:
-                value = chance.uniform(0, 5000)
-            elif kind == 1:
-                value = float(chance.randint(0, 3000))  # whole minutes, often tied
-            elif kind == 2:
-                value = chance.randint(0, 3000) + 0.005 + chance.choice((-1e-12, 0.0, 1e-12))
-            else:
-                value = chance.randint(1, 864000) / 60  # whole seconds
-            agencies.append(agency)
-            minutes.append(value)
-    connection = await asyncpg.connect(server_database_url)
-    try:
-        rows = await connection.fetch(
-            "SELECT agency_id, count(*) AS acknowledged, round((percentile_cont(0.5) WITHIN "
-            "GROUP (ORDER BY m))::numeric, 2)::float8 AS median_minutes, "
-            "round(max(m)::numeric, 2)::float8 AS worst_minutes "
-            "FROM unnest($1::text[], $2::float8[]) AS a (agency_id, m) "
-            "GROUP BY agency_id ORDER BY agency_id",
-            agencies,
-            minutes,
-        )
-    finally:
-        await connection.close()
-    batches = [(agency, [value]) for agency, value in zip(agencies, minutes, strict=True)]
-    chance.shuffle(batches)  # in any order and any batches
-    assert answer_figures(batches) == [dict(row) for row in rows]

@@ -3,11 +3,9 @@ shapes (the OpenAPI schemas), the period's bounds and the CSV form. No I/O."""
 
 import csv
 import io
-import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -140,50 +138,6 @@ def period_bounds(start: date, end: date, timezone: str) -> tuple[datetime, date
         datetime.combine(start, time(), tzinfo=zone),
         datetime.combine(end + timedelta(days=1), time(), tzinfo=zone),
     )
-
-
-def answer_figures(answers: Iterable[tuple[str, Sequence[float]]]) -> list[dict[str, object]]:
-    """Each agency's answers from its answer times (minutes, in any order and in any number of
-    batches: a rolled-up month's, the rows read live): how many, the median and the longest,
-    to two decimals, by agency id. The same figures as PostgreSQL's
-    ``round(percentile_cont(0.5) WITHIN GROUP (ORDER BY m)::numeric, 2)`` and
-    ``round(max(m)::numeric, 2)`` gave when it sorted a province's year of them itself, at
-    half the time (tests/integration/test_routing_stats_months.py holds them to it)."""
-    by_agency: dict[str, list[float]] = {}
-    for agency_id, minutes in answers:
-        by_agency.setdefault(agency_id, []).extend(minutes)
-    figures: list[dict[str, object]] = []
-    for agency_id in sorted(by_agency):
-        minutes = sorted(by_agency[agency_id])
-        figures.append(
-            {
-                "agency_id": agency_id,
-                "acknowledged": len(minutes),
-                "median_minutes": _hundredths(_median(minutes)),
-                "worst_minutes": _hundredths(minutes[-1]),
-            }
-        )
-    return figures
-
-
-def _median(ordered: Sequence[float]) -> float:
-    """percentile_cont(0.5) as PostgreSQL computes it: the middle value, or between the two
-    middle ones ``lower + (upper - lower) * 0.5`` (its float8 interpolation, not their mean)."""
-    position = 0.5 * (len(ordered) - 1)
-    below = math.floor(position)
-    lower = ordered[below]
-    if below == position:
-        return lower
-    return lower + (ordered[below + 1] - lower) * (position - below)
-
-
-_HUNDREDTH = Decimal("0.01")
-
-
-def _hundredths(value: float) -> float:
-    """``round(value::numeric, 2)``: PostgreSQL turns a float8 into numeric through its 15
-    significant digits, then rounds half away from zero."""
-    return float(Decimal(format(value, ".15g")).quantize(_HUNDREDTH, rounding=ROUND_HALF_UP))
 
 
 def whole_months(start: datetime, end: datetime, timezone: str) -> list[tuple[datetime, datetime]]:
