@@ -378,7 +378,8 @@ async def test_a_districts_figures_read_its_indexes_alone(routing: Routing) -> N
         function_of_service={s.value: f.value for s, f in SERVICE_FUNCTIONS.items()},
         not_a_complaint=NOT_A_COMPLAINT,
     )
-    agencies, escalations, declines, cases, unrouted, by_function = statements.sent
+    sent = [(sql, args) for sql, args in statements.sent if not sql.startswith("SET LOCAL")]
+    agencies, escalations, by_function, unrouted, declines, cases = sent
     pool = await create_pool(routing.database_url, "routing")
     try:
         async with pool.acquire() as conn, conn.transaction():
@@ -409,3 +410,34 @@ async def test_a_districts_figures_read_its_indexes_alone(routing: Routing) -> N
                 await rolled_back.rollback()
     finally:
         await pool.close()
+
+
+async def test_the_figures_are_the_same_asked_at_once_or_one_after_another(
+    routing: Routing,
+) -> None:
+    """/v1/monitoring asks its parts at once on connections sharing one snapshot; with no
+    connection to spare (a pool of one) they run one after another; on one connection too.
+    The figures are the same each way, and the pool is whole afterwards."""
+    asked: dict[str, Any] = {
+        "start": T0 - timedelta(days=60),
+        "end": NOW,
+        "now": NOW,
+        "function_of_service": {s.value: f.value for s, f in SERVICE_FUNCTIONS.items()},
+        "not_a_complaint": NOT_A_COMPLAINT,
+    }
+    roomy = await create_pool(routing.database_url, "routing")
+    single = await create_pool(routing.database_url, "routing", max_size=1)
+    try:
+        for districts in (None, ["3514"]):
+            async with roomy.acquire() as conn:
+                one = await store.monitoring_rows(conn, **asked, districts=districts)
+            shared = await store.monitoring_rows_shared(roomy, **asked, districts=districts)
+            starved = await store.monitoring_rows_shared(single, **asked, districts=districts)
+            assert one == shared == starved
+            assert one.agencies and one.escalations and one.cases["routed"] > 0
+        assert roomy.get_size() >= 2  # it did take connections of its own for the parts
+        async with single.acquire() as conn:
+            assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await roomy.close()
+        await single.close()

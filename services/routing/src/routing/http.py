@@ -1432,16 +1432,15 @@ async def monitoring_figures(
             422, [{"field": "query.to", "problem": "'to' must be before 9999-12-31"}]
         ) from exc
     now = clock()
-    async with runtime.pool.acquire() as conn:
-        rows = await store.monitoring_rows(
-            conn,
-            start=since,
-            end=until,
-            now=now,
-            districts=districts,
-            function_of_service={s.value: f.value for s, f in SERVICE_FUNCTIONS.items()},
-            not_a_complaint=NOT_A_COMPLAINT,
-        )
+    rows = await store.monitoring_rows_shared(
+        runtime.pool,
+        start=since,
+        end=until,
+        now=now,
+        districts=districts,
+        function_of_service={s.value: f.value for s, f in SERVICE_FUNCTIONS.items()},
+        not_a_complaint=NOT_A_COMPLAINT,
+    )
     period = {"from": start, "to": end, "timezone": zone, "districts": districts}
     return monitoring_of(rows, Period.model_validate(period), now)
 

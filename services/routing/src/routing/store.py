@@ -6,9 +6,10 @@ The only module that writes SQL.
 
 import asyncio
 import contextlib
+import functools
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -865,16 +866,6 @@ async def period_stats(
     return _stats_rows(groups, answers, cases)
 
 
-# The parts of a period's figures already run at once, each on a connection of its own: on a
-# server of two cores, parallel workers within a part only add their start-up (a year's case
-# counts: 14 -> 12 ms without them).
-_NO_PARALLEL_WORKERS = "SET LOCAL max_parallel_workers_per_gather = 0"
-# A snapshot id as pg_export_snapshot() writes it (SET TRANSACTION SNAPSHOT takes no parameter).
-_SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9]+)?")
-# How long to wait for a spare connection before a part runs on one already held instead.
-_SPARE_WAIT_SECONDS = 0.05
-
-
 async def period_stats_shared(
     pool: asyncpg.Pool,
     *,
@@ -885,15 +876,37 @@ async def period_stats_shared(
     districts: list[str] | None,
 ) -> StatsRows:
     """``period_stats`` with its three parts asked at once, on connections that share one
-    snapshot (``pg_export_snapshot``): a period read from its rows takes about the time of its
+    snapshot (``in_one_snapshot``): a period read from its rows takes about the time of its
     slowest part (the per-agency median) rather than the sum (bench/years.py;
-    docs/operations.md). A part the pool has no connection to spare for at once runs after
-    another part on a connection already held: never waiting on the pool, which the consumers
-    share."""
+    docs/operations.md)."""
+    async with pool.acquire() as conn:
+        months = whole_months(start, end, timezone)
+        await roll_up_months(conn, months=months, zone=timezone, now=now)
+    async with in_one_snapshot(pool, len(_STATS_PARTS)) as held:
+        period = await _period(held[0], start, end, timezone, now, districts)
+        parts = await run_parts(held, [functools.partial(part, p=period) for part in _STATS_PARTS])
+    return _stats_rows(*parts)
+
+
+# A snapshot id as pg_export_snapshot() writes it (SET TRANSACTION SNAPSHOT takes no parameter).
+_SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9]+)?")
+# How long to wait for a spare connection before a part runs on one already held instead.
+_SPARE_WAIT_SECONDS = 0.05
+# The parts of a set of figures already run at once, each on a connection of its own: on a
+# server of two cores, parallel workers within a part only add their start-up (a year's case
+# counts: 14 -> 12 ms without them).
+_NO_PARALLEL_WORKERS = "SET LOCAL max_parallel_workers_per_gather = 0"
+
+
+@contextlib.asynccontextmanager
+async def in_one_snapshot(pool: asyncpg.Pool, most: int) -> AsyncIterator[list[Connection]]:
+    """Up to ``most`` connections of ``pool``, each in a read-only REPEATABLE READ
+    transaction, all in one snapshot (``pg_export_snapshot`` / ``SET TRANSACTION SNAPSHOT``), so
+    that figures asked on them at once are as consistent as on one. The first is waited for
+    as any; another only if the pool has one to spare within 50 ms: never waiting on the pool,
+    which the consumers share. Each leaves out parallel workers (``_NO_PARALLEL_WORKERS``)."""
     async with contextlib.AsyncExitStack() as stack:
         first = await stack.enter_async_context(pool.acquire())
-        months = whole_months(start, end, timezone)
-        await roll_up_months(first, months=months, zone=timezone, now=now)
         await stack.enter_async_context(
             first.transaction(isolation="repeatable_read", readonly=True)
         )
@@ -901,9 +914,8 @@ async def period_stats_shared(
         snapshot = await first.fetchval("SELECT pg_export_snapshot()")
         if not _SNAPSHOT_ID.fullmatch(snapshot):
             raise ValueError(f"unexpected snapshot id {snapshot!r}")
-        period = await _period(first, start, end, timezone, now, districts)
         held: list[Connection] = [first]
-        for _ in _STATS_PARTS[1:]:
+        for _ in range(most - 1):
             try:
                 spare = await stack.enter_async_context(pool.acquire(timeout=_SPARE_WAIT_SECONDS))
             except TimeoutError:
@@ -913,18 +925,26 @@ async def period_stats_shared(
             )
             await spare.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'; {_NO_PARALLEL_WORKERS}")
             held.append(spare)
+        yield held
 
-        async def run(index: int) -> list[Any]:
-            conn = held[index]  # parts sharing a connection run one after another on it
-            return [await part(conn, period) for part in _STATS_PARTS[index :: len(held)]]
 
-        # A task group: a part that fails cancels the others before the connections go back.
-        async with asyncio.TaskGroup() as group:
-            ran = [group.create_task(run(index)) for index in range(len(held))]
-    parts: list[Any] = [None] * len(_STATS_PARTS)
+async def run_parts(
+    held: Sequence[Connection], parts: Sequence[Callable[[Connection], Awaitable[Any]]]
+) -> list[Any]:
+    """Each part's result, in order: the parts go to the connections held in turn (the first
+    connection takes the first, the next the second, ...), and parts sharing a connection run
+    one after another on it. A part that fails cancels the others (a task group) before the
+    connections go back."""
+
+    async def run(index: int) -> list[Any]:
+        return [await part(held[index]) for part in parts[index :: len(held)]]
+
+    async with asyncio.TaskGroup() as group:
+        ran = [group.create_task(run(index)) for index in range(min(len(held), len(parts)))]
+    results: list[Any] = [None] * len(parts)
     for index, task in enumerate(ran):
-        parts[index :: len(held)] = task.result()
-    return _stats_rows(*parts)
+        results[index :: len(held)] = task.result()
+    return results
 
 
 @dataclass(frozen=True)
@@ -1776,6 +1796,55 @@ async def monitoring_rows(
     declines; cases reported in it (routed or still waiting, ``not_a_complaint`` close reasons
     left out) and, per function, the cases referred for one of its services. Only cases of
     ``districts`` and their referrals (None: every district)."""
+    parts = _monitoring_parts(
+        start, end, now, districts, function_of_service, list(not_a_complaint)
+    )
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        return _monitoring(await run_parts([conn], parts))
+
+
+async def monitoring_rows_shared(
+    pool: asyncpg.Pool,
+    *,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    districts: list[str] | None,
+    function_of_service: dict[str, str],
+    not_a_complaint: Sequence[str],
+) -> MonitoringRows:
+    """``monitoring_rows`` with its parts asked at once on connections sharing one snapshot
+    (``in_one_snapshot``): a province's year took 410 ms one after another."""
+    parts = _monitoring_parts(
+        start, end, now, districts, function_of_service, list(not_a_complaint)
+    )
+    async with in_one_snapshot(pool, 3) as held:
+        return _monitoring(await run_parts(held, parts))
+
+
+def _monitoring(
+    found: list[Any],
+) -> MonitoringRows:
+    agencies, escalations, by_function, unrouted, declines, cases = found
+    return MonitoringRows(
+        agencies=[dict(row) for row in agencies],
+        escalations=[dict(row) for row in escalations],
+        declines=[dict(row) for row in declines],
+        cases={**dict(cases or {}), **dict(unrouted or {})},
+        function_cases={row["function"]: row["cases"] for row in by_function},
+    )
+
+
+def _monitoring_parts(
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    districts: list[str] | None,
+    function_of_service: dict[str, str],
+    not_a_complaint: list[str],
+) -> list[Callable[[Connection], Awaitable[Any]]]:
+    """The monitoring page's statements, heaviest first (on three connections: the agencies'
+    percentiles alone, the escalations with the declines, the functions with the cases)."""
     # $1 start, $2 end, $3 the districts when there are some, then each query's own.
     period: list[object] = [start, end]
     at = None
@@ -1789,8 +1858,13 @@ async def monitoring_rows(
         f"AND coalesce(close_reason, '') <> ALL(${following}::text[])"
     )
     missed = _missed(following)
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        agencies = await conn.fetch(
+    services, functions = zip(*sorted(function_of_service.items()), strict=True)
+
+    async def agencies(conn: Connection) -> list[asyncpg.Record]:
+        # Three per-agency percentiles over a province's year (106,000 referrals) sort in
+        # memory: the default 4 MB spilled them to disk.
+        await conn.execute("SET LOCAL work_mem = '32MB'")
+        return await conn.fetch(
             "SELECT agency_id, count(*) AS referrals, "  # noqa: S608 (numbers, not input)
             "count(acknowledged_at) AS acknowledged, "
             f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {_MINUTES_TO_ANSWER}) AS p50_minutes, "
@@ -1805,56 +1879,65 @@ async def monitoring_rows(
             *period,
             now,
         )
-        escalations = await conn.fetch(
-            "SELECT away.agency_id, coalesce(s.escalation_reason, 'unknown') AS reason, "  # noqa: S608
+
+    async def escalations(conn: Connection) -> list[asyncpg.Record]:
+        # The agency handed away from, looked up by key for each of the period's escalations
+        # (a join hashed all 527,000 referrals of five years to find 15,000 of them).
+        return await conn.fetch(
+            "SELECT (SELECT away.agency_id FROM referrals away "  # noqa: S608
+            "WHERE away.referral_id = s.escalated_from) AS agency_id, "
+            "coalesce(s.escalation_reason, 'unknown') AS reason, "
             "count(*) AS escalations FROM referrals s "
-            "JOIN referrals away ON away.referral_id = s.escalated_from "
             "WHERE s.escalated_from IS NOT NULL AND s.created_at >= $1 AND s.created_at < $2 "
             f"AND {_referral_of_districts(at, 's.')} GROUP BY 1, 2 ORDER BY 1, 2",
             *period,
         )
-        declines = await conn.fetch(
+
+    async def declines(conn: Connection) -> list[asyncpg.Record]:
+        return await conn.fetch(
             "SELECT agency_id, decline_reason AS reason, count(*) AS declined "  # noqa: S608
             f"FROM referrals WHERE {made_in_period} AND {_referral_of_districts(at)} "
             "AND decline_reason IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2",
             *period,
         )
-        cases = await conn.fetchrow(
+
+    async def cases(conn: Connection) -> asyncpg.Record | None:
+        return await conn.fetchrow(
             "SELECT count(*) AS routed, "  # noqa: S608
             "count(*) FILTER (WHERE channel = 'outreach') AS routed_outreach, "
             "count(*) FILTER (WHERE channel IS NULL) AS channel_unknown "
             f"FROM cases WHERE {counted_cases} AND {_case_of_districts(at)}",
             *period,
-            list(not_a_complaint),
+            not_a_complaint,
         )
-        unrouted = await conn.fetchrow(
+
+    async def unrouted(conn: Connection) -> asyncpg.Record | None:
+        return await conn.fetchrow(
             "SELECT count(*) AS unrouted, "  # noqa: S608
             "count(*) FILTER (WHERE reported ->> 'channel' = 'outreach') AS unrouted_outreach "
             "FROM unrouted_cases WHERE resolved_at IS NULL AND reported_at >= $1 "
             f"AND reported_at < $2 AND {_case_of_districts(at)}",
             *period,
         )
-        services, functions = zip(*sorted(function_of_service.items()), strict=True)
+
+    async def by_function(conn: Connection) -> list[asyncpg.Record]:
         # The period's cases first (from their district's index), then their referrals from
-        # the referrals' district index: a referral comes after its case was reported.
-        by_function = await conn.fetch(
+        # the referrals' district index: a referral comes after its case was reported. Each
+        # function's cases are made distinct by hashing, then counted: count(DISTINCT) sorted
+        # all 106,000 referrals of a province's year, on disk.
+        return await conn.fetch(
             "WITH period_cases AS MATERIALIZED (SELECT case_id FROM cases "  # noqa: S608
             f"WHERE {counted_cases} AND {_case_of_districts(at)}) "
-            "SELECT f.function, count(DISTINCT r.case_id) AS cases "
+            "SELECT function, count(*) AS cases FROM (SELECT DISTINCT f.function, r.case_id "
             "FROM referrals r JOIN period_cases p ON p.case_id = r.case_id "
             f"JOIN unnest(${following + 1}::text[], ${following + 2}::text[]) "
             "AS f (service, function) ON f.service = r.service "
-            f"WHERE r.created_at >= $1 AND {_referral_of_districts(at, 'r.')} "
-            "GROUP BY f.function",
+            f"WHERE r.created_at >= $1 AND {_referral_of_districts(at, 'r.')}"
+            ") AS referred GROUP BY function",
             *period,
-            list(not_a_complaint),
+            not_a_complaint,
             list(services),
             list(functions),
         )
-    return MonitoringRows(
-        agencies=[dict(row) for row in agencies],
-        escalations=[dict(row) for row in escalations],
-        declines=[dict(row) for row in declines],
-        cases={**dict(cases or {}), **dict(unrouted or {})},
-        function_cases={row["function"]: row["cases"] for row in by_function},
-    )
+
+    return [agencies, escalations, by_function, unrouted, declines, cases]
