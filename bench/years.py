@@ -185,6 +185,9 @@ async def measure_requests(stack: Stack, cases: int, requests: int) -> dict[str,
             "routing GET /v1/monitoring (a year)":
                 lambda: http.get(f"{url['routing']}/v1/monitoring", headers=coordinator,
                                  params=year),
+            "routing GET /v1/monitoring (a district's year)":
+                lambda: http.get(f"{url['routing']}/v1/monitoring", headers=coordinator,
+                                 params={**year, "district": DISTRICTS[0]}),
             "intake GET /v1/cases/{id}":
                 lambda: http.get(f"{url['intake']}/v1/cases/{some_case()}", headers=coordinator),
             "audit GET /v1/cases/{id}/history (replay)":
@@ -234,10 +237,12 @@ async def console_pages(
         "console GET /coordinator (a year)": lambda: coordinator.get("/coordinator", params=year),
         "console GET /coordinator/stats.csv (a year)":
             lambda: coordinator.get("/coordinator/stats.csv", params=year),
-        "console GET /coordinator/monitoring (a month)":
-            lambda: coordinator.get("/coordinator/monitoring", params=month),
-        "console GET /coordinator/monitoring (a year)":
-            lambda: coordinator.get("/coordinator/monitoring", params=year),
+        # The rakor's page is about one district (the first the token serves, unless asked).
+        "console GET /coordinator/monitoring (a district's month)":
+            lambda: coordinator.get("/coordinator/monitoring", params={"period": "month"}),
+        "console GET /coordinator/monitoring (a district's year)":
+            lambda: coordinator.get("/coordinator/monitoring",
+                                    params={"period": "custom", **year}),
         "console GET /cases/{id}": lambda: coordinator.get(f"/cases/{some_case()}"),
         "console GET /audit/cases/{id}": lambda: auditor.get(f"/audit/cases/{some_case()}"),
         "console GET /inbox (partner)": lambda: partner.get("/inbox"),
