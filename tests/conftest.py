@@ -18,6 +18,7 @@ from pathlib import Path
 import asyncpg
 import nats
 import pytest
+from xdist import is_xdist_worker
 from xdist.remote import Producer
 
 from rujuk_contracts import subjects
@@ -28,9 +29,10 @@ from rujuk_runtime.roles import SCHEMAS, DatabaseRoles, role_url
 from tests.scheduling import UnitScheduling, heaviest_first
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under `make test`'s workers, the heaviest units first (tests/scheduling.py)."""
-    if config.getoption("dist", None) == "loadfile":
+def pytest_collection_modifyitems(session: pytest.Session, items: list[pytest.Item]) -> None:
+    """On an xdist worker (whose ``--dist`` option reads "no"), the heaviest units first:
+    xdist hands the units out in the order its workers collected them (tests/scheduling.py)."""
+    if is_xdist_worker(session):
         heaviest_first(items)
 
 
