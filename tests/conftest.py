@@ -18,12 +18,30 @@ from pathlib import Path
 import asyncpg
 import nats
 import pytest
+from xdist import is_xdist_worker
+from xdist.remote import Producer
 
 from rujuk_contracts import subjects
 from rujuk_runtime.embedded import EmbeddedNats, EmbeddedPostgres
 from rujuk_runtime.nats_auth import NatsKeyring
 from rujuk_runtime.provision import provision
 from rujuk_runtime.roles import SCHEMAS, DatabaseRoles, role_url
+from tests.scheduling import UnitScheduling, heaviest_first
+
+
+def pytest_collection_modifyitems(session: pytest.Session, items: list[pytest.Item]) -> None:
+    """On an xdist worker (whose ``--dist`` option reads "no"), the heaviest units first:
+    xdist hands the units out in the order its workers collected them (tests/scheduling.py)."""
+    if is_xdist_worker(session):
+        heaviest_first(items)
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent under -p no:xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> UnitScheduling | None:
+    """``--dist loadfile`` keeps the browser package's files together (tests/scheduling.py)."""
+    if config.getoption("dist", None) == "loadfile":
+        return UnitScheduling(config, log)
+    return None
 
 
 @pytest.fixture(scope="session")
