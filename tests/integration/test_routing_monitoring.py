@@ -434,7 +434,9 @@ async def test_the_figures_are_the_same_asked_at_once_or_one_after_another(
             shared = await store.monitoring_rows_shared(roomy, **asked, districts=districts)
             starved = await store.monitoring_rows_shared(single, **asked, districts=districts)
             assert one == shared == starved
-            assert one.agencies and one.escalations and one.cases["routed"] > 0
+            assert one.agencies
+            assert one.escalations
+            assert one.cases["routed"] > 0
         assert roomy.get_size() >= 2  # it did take connections of its own for the parts
         async with single.acquire() as conn:
             assert await conn.fetchval("SELECT 1") == 1
