@@ -326,6 +326,24 @@ async def test_the_figures_are_the_same_asked_at_once_or_one_after_another(
         await single.close()
 
 
+async def test_a_period_into_the_last_representable_year_is_counted_or_refused(
+    console: Console,
+) -> None:
+    """A period may end in December 9999 (its months after now are read from the rows); one
+    ending on 9999-12-31, whose end (the next midnight) is past the calendar, is refused as
+    /v1/monitoring refuses it: a 422 naming 'to', never a 500."""
+    late = await console.get(
+        "/v1/stats", console.coordinator, **{"from": "2026-03-01", "to": "9999-12-15"}
+    )
+    assert late.status_code == 200, late.text
+    assert late.json()["cases_total"] == 3
+    last_day = await console.get(
+        "/v1/stats", console.coordinator, **{"from": "2026-03-01", "to": "9999-12-31"}
+    )
+    assert last_day.status_code == 422, last_day.text
+    assert last_day.json()["detail"][0]["field"] == "query.to"
+
+
 async def test_stats_count_days_and_months_in_the_districts_time_zone(console: Console) -> None:
     march = await console.get(
         "/v1/stats", console.coordinator, **{"from": "2026-03-01", "to": "2026-03-31"}

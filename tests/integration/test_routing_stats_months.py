@@ -358,3 +358,29 @@ async def until_waiting_on_an_advisory_lock(conn: Connection, timeout: float = 1
 def open_in(figures: object, state: str) -> int:
     rows = figures.open_referrals  # type: ignore[attr-defined]
     return sum(int(row["referrals"]) for row in rows if row["state"] == state)
+
+
+async def test_a_case_moved_to_another_district_throws_away_the_months_of_its_referrals(
+    history: History,
+) -> None:
+    """A case's referrals count in its district (the roll-up joins cases), in the month each
+    referral was made, which need not be the month the case was reported: a case reported
+    on 31 January (WIB) and routed on 1 February has its referrals in February. Moving the
+    case to another district changes February's figures of both districts."""
+    case_id = "3514-Z000000002"
+    reported = datetime(2026, 1, 31, 16, 50, tzinfo=UTC)  # 23:50 WIB
+    await history.report(case_id, reported, datetime(2026, 2, 1, 3, 0, tzinfo=UTC))
+    history.clock.now = NOW - 120 * MINUTE
+    await until_nothing_is_due(history.runtime, history.clock.now)
+    since, until = period_bounds(date(2026, 2, 1), date(2026, 2, 28), ZONE)
+    kept = {"start": since, "end": until, "timezone": ZONE, "now": NOW}
+    async with history.runtime.pool.acquire() as conn:
+        await store.period_stats(conn, **kept, districts=None)
+        assert await rolled_months(conn) == ["2026-02"]
+        await conn.execute("UPDATE cases SET district_code = '3513' WHERE case_id = $1", case_id)
+        for districts in (["3513"], ["3514"]):
+            rolled_up = await store.period_stats(conn, **kept, districts=districts)
+            read = await store.period_stats(conn, **kept, districts=districts, rolled_up=False)
+            assert rolled_up == read, districts
+        moved = await store.period_stats(conn, **kept, districts=["3513"], rolled_up=False)
+        assert sum(moved.deadlines.values()) > 0

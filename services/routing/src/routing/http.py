@@ -631,12 +631,23 @@ async def period_figures(
         )
     districts = _districts_counted(principal, asked)
     zone = settings.stats_timezone
-    since, until = period_bounds(start, end, zone)
+    since, until = _period_bounds(start, end, zone)
     rows = await store.period_stats_shared(
         runtime.pool, start=since, end=until, timezone=zone, now=clock(), districts=districts
     )
     period = {"from": start, "to": end, "timezone": zone, "districts": districts}
     return stats_of(rows, Period.model_validate(period))
+
+
+def _period_bounds(start: date, end: date, zone: str) -> tuple[datetime, datetime]:
+    """``period_bounds``, or 422 for a period ending on the calendar's last day (its end, the
+    next midnight, is past what a datetime holds)."""
+    try:
+        return period_bounds(start, end, zone)
+    except OverflowError as exc:
+        raise HTTPException(
+            422, [{"field": "query.to", "problem": "'to' must be before 9999-12-31"}]
+        ) from exc
 
 
 def _districts_counted(principal: Principal, asked: list[str] | None) -> list[str] | None:
@@ -1425,12 +1436,7 @@ async def monitoring_figures(
         )
     districts = _districts_counted(principal, asked)
     zone = settings.stats_timezone
-    try:
-        since, until = period_bounds(start, end, zone)
-    except OverflowError as exc:  # the day after 9999-12-31
-        raise HTTPException(
-            422, [{"field": "query.to", "problem": "'to' must be before 9999-12-31"}]
-        ) from exc
+    since, until = _period_bounds(start, end, zone)
     now = clock()
     rows = await store.monitoring_rows_shared(
         runtime.pool,

@@ -5,7 +5,7 @@ import csv
 import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import MAXYEAR, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -149,7 +149,8 @@ def whole_months(start: datetime, end: datetime, timezone: str) -> list[tuple[da
     if first < start:
         first = _next_month(first)
     months = []
-    while (after := _next_month(first)) <= end:
+    # December 9999 ends past what a datetime holds: no period holds it wholly.
+    while (first.year, first.month) < (MAXYEAR, 12) and (after := _next_month(first)) <= end:
         months.append((first, after))
         first = after
     return months
