@@ -342,6 +342,12 @@ async def test_a_period_into_the_last_representable_year_is_counted_or_refused(
     )
     assert last_day.status_code == 422, last_day.text
     assert last_day.json()["detail"][0]["field"] == "query.to"
+    for path in ("/v1/stats", "/v1/monitoring"):
+        first_day = await console.get(
+            path, console.coordinator, **{"from": "0001-01-01", "to": "2026-04-30"}
+        )
+        assert first_day.status_code == 422, first_day.text
+        assert first_day.json()["detail"][0]["field"] == "query.from"
 
 
 async def test_stats_count_days_and_months_in_the_districts_time_zone(console: Console) -> None:

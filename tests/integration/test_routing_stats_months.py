@@ -384,3 +384,20 @@ async def test_a_case_moved_to_another_district_throws_away_the_months_of_its_re
             assert rolled_up == read, districts
         moved = await store.period_stats(conn, **kept, districts=["3513"], rolled_up=False)
         assert sum(moved.deadlines.values()) > 0
+
+
+async def test_a_long_period_rolls_up_two_years_of_months_a_request_the_newest_first(
+    history: History,
+) -> None:
+    """41 whole months (January 2023 to May 2026, most of them empty): the first request rolls
+    up the newest 24 and reads the rest from the rows, the next one the other 17; the figures
+    are the rows' each time."""
+    start, end = date(2023, 1, 1), date(2026, 5, 31)
+    async with history.runtime.pool.acquire() as conn:
+        from_rows = await history.figures(conn, start, end, rolled_up=False)
+        assert await history.figures(conn, start, end) == from_rows
+        first = await rolled_months(conn)
+        assert len(first) == store.ROLL_UP_AT_ONCE
+        assert (first[0], first[-1]) == ("2024-06", "2026-05")
+        assert await history.figures(conn, start, end) == from_rows
+        assert len(await rolled_months(conn)) == 41

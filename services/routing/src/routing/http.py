@@ -639,9 +639,18 @@ async def period_figures(
     return stats_of(rows, Period.model_validate(period))
 
 
+# No referral predates rujuk: a period (or a simulation) from before the first day is a
+# mistyped year (from=0001-01-01 went as far as PostgreSQL, which refused the date: a 500).
+EARLIEST_DAY, LATEST_DAY = date(2000, 1, 1), date(2100, 12, 31)
+
+
 def _period_bounds(start: date, end: date, zone: str) -> tuple[datetime, datetime]:
-    """``period_bounds``, or 422 for a period ending on the calendar's last day (its end, the
-    next midnight, is past what a datetime holds)."""
+    """``period_bounds``, or 422 for a period starting before ``EARLIEST_DAY`` or ending on the
+    calendar's last day (its end, the next midnight, is past what a datetime holds)."""
+    if start < EARLIEST_DAY:
+        raise HTTPException(
+            422, [{"field": "query.from", "problem": f"'from' must be {EARLIEST_DAY} or later"}]
+        )
     try:
         return period_bounds(start, end, zone)
     except OverflowError as exc:
@@ -1268,7 +1277,6 @@ async def withdraw_sop_proposal(
 Runner = Annotated[SimulationRunner, from_app_state("simulations")]
 SIMULATION_ID_PATTERN = r"^sim-[0-9a-f]{32}$"
 MAX_SIMULATED_DAYS = 3660
-EARLIEST_DAY, LATEST_DAY = date(2000, 1, 1), date(2100, 12, 31)
 
 
 class SimulationRefused(BaseModel):

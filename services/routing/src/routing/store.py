@@ -1107,14 +1107,21 @@ _STATS_PARTS = (_referral_groups, _answer_times, _case_figures)
 _STATS_LOCK = "hashtext('routing.stats_months')"
 
 
+# The most months one request rolls up (each 10-20 ms at a province's size).
+ROLL_UP_AT_ONCE = 24
+
+
 async def roll_up_months(
     conn: Connection, *, months: Sequence[tuple[datetime, datetime]], zone: str, now: datetime
 ) -> int:
     """Roll up each of ``months`` (whole months of ``zone``) not rolled up yet whose every
     acknowledgement deadline has passed by ``now``, each in a transaction of its own
-    (migration 0013 says why the figures stay equal to the rows'). A month with a write to it
-    in flight is left to be read live: this never waits on a writer. Returns how many it
-    rolled up."""
+    (migration 0013 says why the figures stay equal to the rows'), the newest first and at
+    most ``ROLL_UP_AT_ONCE`` of them: a period of centuries costs one request no more than two
+    years of them (the rest is read live, and rolled up by the requests after it). A month
+    with a write to it in flight is left to be read live: this never waits on a writer.
+    Returns how many it rolled up."""
+    months = [(since, until) for since, until in months if until <= now]
     if not months:
         return 0
     have = {
@@ -1125,10 +1132,9 @@ async def roll_up_months(
             [since for since, _ in months],
         )
     }
+    missing = [month for month in reversed(months) if month[0] not in have]
     rolled = 0
-    for since, until in months:
-        if since in have or until > now:
-            continue
+    for since, until in missing[:ROLL_UP_AT_ONCE]:
         async with conn.transaction():
             if await _roll_up_month(conn, since, until, zone, now):
                 rolled += 1
@@ -1845,7 +1851,8 @@ def _monitoring_parts(
     not_a_complaint: list[str],
 ) -> list[Callable[[Connection], Awaitable[Any]]]:
     """The monitoring page's statements, heaviest first (on three connections: the agencies'
-    percentiles alone, the escalations with the declines, the functions with the cases)."""
+    percentiles with the unrouted cases, the escalations with the declines, the functions
+    with the cases)."""
     # $1 start, $2 end, $3 the districts when there are some, then each query's own.
     period: list[object] = [start, end]
     at = None
