@@ -32,15 +32,17 @@ lint: $(VENV)/.synced
 typecheck: $(VENV)/.synced
 	$(VENV)/bin/mypy contracts/src runtime/src services/intake/src services/routing/src services/notify/src services/audit/src services/console/src src
 
-# Two workers, a test file each at a time (fixtures are per module or per session), the
-# browser package as one (its stack is the package's), the heaviest first: tests/scheduling.py.
+# Three workers on two cores (much of the suite waits on servers and timers: pytest 496 s
+# against 568 s on two), a test file each at a time (fixtures are per module or per session),
+# the browser package as one (its stack is the package's), the heaviest first:
+# tests/scheduling.py.
 # Python keeps its bytecode cache (in .venv/pycache, never beside the sources) even where the
 # environment sets PYTHONDONTWRITEBYTECODE: the suite starts a few hundred Python processes
 # (every service of every stack a test runs), and without the cache each one compiles all it
 # imports again, twice the CPU (a stack of five services: 16 s of CPU to healthy, 7 s with it).
 BYTECODE_CACHE := PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(abspath $(VENV))/pycache
 test: lint typecheck chromium promtool amtool node-example
-	$(BYTECODE_CACHE) $(VENV)/bin/pytest -n 2 --dist loadfile --no-loadscope-reorder
+	$(BYTECODE_CACHE) $(VENV)/bin/pytest -n 3 --dist loadfile --no-loadscope-reorder
 
 # Mutation testing of the pure modules (docs/testing.md); not part of `make test`. Runs every
 # module, or some: `make mutants MODULES="decide chain"`. Niced: it keeps both cores busy.
