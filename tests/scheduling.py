@@ -1,4 +1,4 @@
-"""How `make test` hands the suite to its two pytest-xdist workers (``--dist loadfile``).
+"""How `make test` hands the suite to its pytest-xdist workers (``--dist loadfile``).
 
 A unit of work is a test file, so that module fixtures stay whole, except the browser
 package, whose files are one unit: they share one package-scoped stack
