@@ -18,6 +18,7 @@ import pytest
 from routing import store
 from routing.bootstrap import create_app
 from routing.handlers import RoutingHandlers
+from routing.monitoring import NOT_A_COMPLAINT, SERVICE_FUNCTIONS
 from routing.settings import RoutingSettings
 from routing.stats import period_bounds, whole_months
 from rujuk_contracts import make_event
@@ -401,3 +402,50 @@ async def test_a_long_period_rolls_up_two_years_of_months_a_request_the_newest_f
         assert (first[0], first[-1]) == ("2024-06", "2026-05")
         assert await history.figures(conn, start, end) == from_rows
         assert len(await rolled_months(conn)) == 41
+
+
+async def test_the_rakors_province_figures_from_rolled_up_months_equal_the_rows(
+    history: History,
+) -> None:
+    """GET /v1/monitoring for every district reads its per-agency figures and escalations of
+    whole settled months from their roll-ups: the same as from the rows, before and after a
+    write to a rolled-up month, one connection or several."""
+    since, until = period_bounds(date(2026, 1, 20), date(2026, 5, 20), ZONE)
+    asked: dict[str, object] = {
+        "start": since,
+        "end": until,
+        "now": NOW,
+        "districts": None,
+        "function_of_service": {s.value: f.value for s, f in SERVICE_FUNCTIONS.items()},
+        "not_a_complaint": NOT_A_COMPLAINT,
+    }
+    pool = history.runtime.pool
+    async with pool.acquire() as conn:
+        from_rows = await store.monitoring_rows(conn, **asked)  # type: ignore[arg-type]
+        rolled = await store.monitoring_rows(conn, **asked, zone=ZONE)  # type: ignore[arg-type]
+        assert await rolled_months(conn) == ["2026-02", "2026-03", "2026-04"]
+        assert await conn.fetchval("SELECT count(*) FROM stats_month_agencies") > 0
+        assert await conn.fetchval("SELECT sum(escalations) FROM stats_month_escalations") > 0
+        assert rolled == from_rows
+        assert from_rows.agencies[-1]["agency_id"] is None  # all agencies together, last
+        assert from_rows.escalations
+        march = [c for c in history.cases if await routed_in(conn, c, "2026-03")]
+        acknowledged = await conn.fetchval(
+            "SELECT referral_id FROM referrals WHERE case_id = ANY($1) AND agency_id = $2 "
+            "AND state = 'acknowledged' ORDER BY referral_id LIMIT 1",
+            march,
+            UPT,
+        )
+    shared = await store.monitoring_rows_shared(pool, **asked, zone=ZONE)  # type: ignore[arg-type]
+    assert shared == from_rows
+    await history.reply(
+        NOW - 60 * MINUTE,
+        ReferralAccepted(
+            case_id=await case_of(history, acknowledged), referral_id=acknowledged, agency_id=UPT
+        ),
+    )
+    async with pool.acquire() as conn:
+        assert await rolled_months(conn) == ["2026-02", "2026-04"]
+        after = await store.monitoring_rows(conn, **asked, zone=ZONE)  # type: ignore[arg-type]
+        assert after == await store.monitoring_rows(conn, **asked)  # type: ignore[arg-type]
+        assert await rolled_months(conn) == ["2026-02", "2026-03", "2026-04"]

@@ -1454,6 +1454,7 @@ async def monitoring_figures(
         districts=districts,
         function_of_service={s.value: f.value for s, f in SERVICE_FUNCTIONS.items()},
         not_a_complaint=NOT_A_COMPLAINT,
+        zone=zone,
     )
     period = {"from": start, "to": end, "timezone": zone, "districts": districts}
     return monitoring_of(rows, Period.model_validate(period), now)

@@ -1200,6 +1200,27 @@ async def _roll_up_month(
         zone,
     )
     await conn.execute(
+        "INSERT INTO stats_month_agencies (zone, starts, agency_id, referrals, acknowledged, "  # noqa: S608
+        "met, missed, deadline_minutes) "
+        "SELECT $4, $2, agency_id, count(*), count(acknowledged_at), "
+        f"count(*) FILTER (WHERE {_MET}), count(*) FILTER (WHERE {_missed(1)}), "
+        f"array_agg({_DEADLINE_MINUTES}) FROM referrals "
+        "WHERE created_at >= $2 AND created_at < $3 GROUP BY agency_id",
+        now,
+        since,
+        until,
+        zone,
+    )
+    await conn.execute(
+        "INSERT INTO stats_month_escalations (zone, starts, agency_id, reason, escalations) "  # noqa: S608
+        f"SELECT $3, $1, ({_HANDED_AWAY_FROM}), coalesce(s.escalation_reason, 'unknown'), "
+        "count(*) FROM referrals s WHERE s.created_at >= $1 AND s.created_at < $2 "
+        "AND s.escalated_from IS NOT NULL GROUP BY 3, 4",
+        since,
+        until,
+        zone,
+    )
+    await conn.execute(
         "INSERT INTO stats_month_cases (zone, starts, district_code, violence_type, cases) "
         "SELECT $3, $1, district_code, NULL, count(*) FROM cases "
         "WHERE reported_at >= $1 AND reported_at < $2 GROUP BY district_code "
@@ -1797,16 +1818,22 @@ async def monitoring_rows(
     districts: list[str] | None,
     function_of_service: dict[str, str],
     not_a_complaint: Sequence[str],
+    zone: str | None = None,
 ) -> MonitoringRows:
     """The counts behind the monitoring page, in one consistent snapshot: referrals made in
     [start, end) per agency and all together, escalations in it by the agency handed away from,
     declines; cases reported in it (routed or still waiting, ``not_a_complaint`` close reasons
     left out) and, per function, the cases referred for one of its services. Only cases of
-    ``districts`` and their referrals (None: every district)."""
-    parts = _monitoring_parts(
-        start, end, now, districts, function_of_service, list(not_a_complaint)
-    )
+    ``districts`` and their referrals (None: every district). Every district's (the province)
+    with ``zone`` (the stats time zone): the per-agency figures and the escalations of its whole
+    settled months from their roll-ups, as ``period_stats`` reads its figures."""
+    if zone is not None and districts is None:
+        await roll_up_months(conn, months=whole_months(start, end, zone), zone=zone, now=now)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
+        rolled = await _rolled_province(conn, start, end, now, districts, zone)
+        parts = _monitoring_parts(
+            start, end, now, districts, function_of_service, list(not_a_complaint), rolled
+        )
         return _monitoring(await run_parts([conn], parts))
 
 
@@ -1819,14 +1846,35 @@ async def monitoring_rows_shared(
     districts: list[str] | None,
     function_of_service: dict[str, str],
     not_a_complaint: Sequence[str],
+    zone: str | None = None,
 ) -> MonitoringRows:
     """``monitoring_rows`` with its parts asked at once on connections sharing one snapshot
     (``in_one_snapshot``): a province's year took 410 ms one after another."""
-    parts = _monitoring_parts(
-        start, end, now, districts, function_of_service, list(not_a_complaint)
-    )
+    if zone is not None and districts is None:
+        async with pool.acquire() as conn:
+            await roll_up_months(conn, months=whole_months(start, end, zone), zone=zone, now=now)
     async with in_one_snapshot(pool, 3) as held:
+        rolled = await _rolled_province(held[0], start, end, now, districts, zone)
+        parts = _monitoring_parts(
+            start, end, now, districts, function_of_service, list(not_a_complaint), rolled
+        )
         return _monitoring(await run_parts(held, parts))
+
+
+async def _rolled_province(
+    conn: Connection,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    districts: list[str] | None,
+    zone: str | None,
+) -> _Period | None:
+    """The province's period as its roll-ups and rows hold it; None for a district's, which
+    reads its rows (its referrals are the district's by their case ids' prefix, as the index it
+    reads is keyed, and a roll-up's by their case's district: a moved case differs)."""
+    if zone is None or districts is not None:
+        return None
+    return await _period(conn, start, end, zone, now, None)
 
 
 def _monitoring(
@@ -1849,6 +1897,7 @@ def _monitoring_parts(
     districts: list[str] | None,
     function_of_service: dict[str, str],
     not_a_complaint: list[str],
+    rolled: _Period | None = None,
 ) -> list[Callable[[Connection], Awaitable[Any]]]:
     """The monitoring page's statements, heaviest first (on three connections: the agencies'
     percentiles with the unrouted cases, the escalations with the declines, the functions
@@ -1897,8 +1946,7 @@ def _monitoring_parts(
         # The agency handed away from, looked up by key for each of the period's escalations
         # (a join hashed all 527,000 referrals of five years to find 15,000 of them).
         return await conn.fetch(
-            "SELECT (SELECT away.agency_id FROM referrals away "  # noqa: S608
-            "WHERE away.referral_id = s.escalated_from) AS agency_id, "
+            f"SELECT ({_HANDED_AWAY_FROM}) AS agency_id, "  # noqa: S608
             "coalesce(s.escalation_reason, 'unknown') AS reason, "
             "count(*) AS escalations FROM referrals s "
             "WHERE s.escalated_from IS NOT NULL AND s.created_at >= $1 AND s.created_at < $2 "
@@ -1953,4 +2001,88 @@ def _monitoring_parts(
             list(functions),
         )
 
+    if rolled is not None:
+        return [
+            functools.partial(_rolled_agencies, p=rolled),
+            functools.partial(_rolled_escalations, p=rolled),
+            by_function,
+            unrouted,
+            declines,
+            cases,
+        ]
     return [agencies, escalations, by_function, unrouted, declines, cases]
+
+
+# A province's period for the rakor: $1/$2 its live ranges, $3 the zone, $4 its rolled-up
+# months' starts, $5 "now".
+_ROLLED_MONTHS = "zone = $3 AND starts = ANY($4::timestamptz[])"
+_LIVE_MONITORED = (
+    "unnest($1::timestamptz[], $2::timestamptz[]) AS live (since, until) "
+    "JOIN referrals s ON s.created_at >= live.since AND s.created_at < live.until"
+)
+
+
+def _province(p: _Period) -> tuple[Any, ...]:
+    return (p.live_starts, p.live_ends, p.zone, p.rolled, p.now)
+
+
+async def _rolled_agencies(conn: Connection, p: _Period) -> list[asyncpg.Record]:
+    """The per-agency figures (and all together) as ``_monitoring_parts``' ``agencies``
+    counts them, from the period's rolled-up months and the rest of its rows: counts summed,
+    answer times and deadlines unnested for the percentiles (a settled month has nothing
+    pending)."""
+    await conn.execute("SET LOCAL work_mem = '32MB'")
+    live = (
+        f"SELECT agency_id, acknowledged_at, {_MINUTES_TO_ANSWER} AS answer, "  # noqa: S608
+        f"{_DEADLINE_MINUTES} AS deadline, {_MET} AS met, {_missed(5)} AS missed "
+        f"FROM {_LIVE_MONITORED}"
+    )
+    every = "GROUP BY GROUPING SETS ((agency_id), ())"
+    return await conn.fetch(
+        f"WITH live AS MATERIALIZED ({live}), "  # noqa: S608
+        "counted AS (SELECT agency_id, referrals, acknowledged, met, missed, 0 AS pending "
+        f"FROM stats_month_agencies WHERE {_ROLLED_MONTHS} UNION ALL "
+        "SELECT agency_id, count(*), count(acknowledged_at), count(*) FILTER (WHERE met), "
+        "count(*) FILTER (WHERE missed), count(*) FILTER (WHERE NOT met AND NOT missed) "
+        "FROM live GROUP BY agency_id), "
+        "answered AS (SELECT agency_id, unnest(minutes) AS minutes FROM stats_month_answers "
+        f"WHERE {_ROLLED_MONTHS} UNION ALL SELECT agency_id, answer FROM live "
+        "WHERE acknowledged_at IS NOT NULL), "
+        "deadlines AS (SELECT agency_id, unnest(deadline_minutes) AS minutes "
+        f"FROM stats_month_agencies WHERE {_ROLLED_MONTHS} "
+        "UNION ALL SELECT agency_id, deadline FROM live) "
+        "SELECT c.agency_id, c.referrals, c.acknowledged, (a.percentiles)[1] AS p50_minutes, "
+        "(a.percentiles)[2] AS p90_minutes, d.deadline_minutes, c.met, c.missed, c.pending "
+        "FROM (SELECT agency_id, coalesce(sum(referrals), 0)::bigint AS referrals, "
+        "coalesce(sum(acknowledged), 0)::bigint AS acknowledged, "
+        "coalesce(sum(met), 0)::bigint AS met, coalesce(sum(missed), 0)::bigint AS missed, "
+        f"coalesce(sum(pending), 0)::bigint AS pending FROM counted {every}) AS c "
+        "LEFT JOIN (SELECT agency_id, percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP "
+        f"(ORDER BY minutes) AS percentiles FROM answered {every}) AS a "
+        "ON a.agency_id IS NOT DISTINCT FROM c.agency_id "
+        "LEFT JOIN (SELECT agency_id, percentile_disc(0.5) WITHIN GROUP (ORDER BY minutes) "
+        f"AS deadline_minutes FROM deadlines {every}) AS d "
+        "ON d.agency_id IS NOT DISTINCT FROM c.agency_id "
+        "ORDER BY c.agency_id NULLS LAST",
+        *_province(p),
+    )
+
+
+async def _rolled_escalations(conn: Connection, p: _Period) -> list[asyncpg.Record]:
+    """The escalations by the agency handed away from and reason, from the period's rolled-up
+    months and the rest of its rows."""
+    return await conn.fetch(
+        "SELECT agency_id, reason, sum(escalations)::bigint AS escalations FROM ("  # noqa: S608
+        "SELECT agency_id, reason, escalations FROM stats_month_escalations "
+        f"WHERE {_ROLLED_MONTHS} UNION ALL "
+        f"SELECT ({_HANDED_AWAY_FROM}), coalesce(s.escalation_reason, 'unknown'), count(*) "
+        f"FROM {_LIVE_MONITORED} WHERE s.escalated_from IS NOT NULL "
+        "GROUP BY 1, 2) AS counted GROUP BY 1, 2 ORDER BY 1, 2",
+        *_province(p)[:4],
+    )
+
+
+# The agency a referral ``s`` was handed away from, looked up by key.
+_HANDED_AWAY_FROM = (
+    "SELECT away.agency_id FROM referrals away WHERE away.referral_id = s.escalated_from"
+)
