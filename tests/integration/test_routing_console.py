@@ -28,10 +28,10 @@ from rujuk_contracts.events import (
     Role,
 )
 from rujuk_contracts.triage import TriageFacts
-from rujuk_runtime.db import create_pool
 from rujuk_runtime.service import ServiceRuntime
 from tests.conftest import provisioned_database, remove_streams
 from tests.integration.access_support import announce_token, bearer, eventually
+from tests.integration.parts_support import check_parts_connections, roomy_and_single_pools
 
 pytestmark = pytest.mark.integration
 
@@ -308,31 +308,15 @@ async def test_the_figures_are_the_same_asked_at_once_or_one_after_another(
         "now": T0 + 180 * MINUTE,
         "districts": None,
     }
-    roomy = await create_pool(console.database_url, "routing")
-    single = await create_pool(console.database_url, "routing", max_size=1)
-    # Its connections opened first: a spare is waited for 50 ms at most, which opening one on
-    # a loaded machine can take longer than.
-    held = [await roomy.acquire() for _ in range(3)]
-    for conn in held:
-        await roomy.release(conn)
-    try:
+    async with roomy_and_single_pools(console.database_url) as (roomy, single):
         async with roomy.acquire() as conn:
             one = await store.period_stats(conn, **period)
         shared = await store.period_stats_shared(roomy, **period)
         starved = await store.period_stats_shared(single, **period)
-        # The parts' connections: three of their own where the pool has them, else one.
-        async with store.in_one_snapshot(roomy, 3) as held:
-            assert len({conn.get_server_pid() for conn in held}) == 3
-        async with store.in_one_snapshot(single, 3) as held:
-            assert len(held) == 1
         assert one == shared == starved
         assert one.cases_total == 3
         assert one.deadlines == {"met": 3, "missed": 1, "pending": 3}
-        async with single.acquire() as conn:
-            assert await conn.fetchval("SELECT 1") == 1
-    finally:
-        await roomy.close()
-        await single.close()
+        await check_parts_connections(roomy, single)
 
 
 async def test_a_period_into_the_last_representable_year_is_counted_or_refused(

@@ -23,6 +23,7 @@ from rujuk_contracts.events import CloseReason, Priority, Role, Service
 from rujuk_runtime.db import create_pool
 from tests.conftest import provisioned_database, remove_streams
 from tests.integration.access_support import announce_token, bearer, eventually
+from tests.integration.parts_support import check_parts_connections, roomy_and_single_pools
 from tests.integration.test_query_plans import (
     Statements,
     index_only_scans,
@@ -425,14 +426,7 @@ async def test_the_figures_are_the_same_asked_at_once_or_one_after_another(
         "function_of_service": {s.value: f.value for s, f in SERVICE_FUNCTIONS.items()},
         "not_a_complaint": NOT_A_COMPLAINT,
     }
-    roomy = await create_pool(routing.database_url, "routing")
-    single = await create_pool(routing.database_url, "routing", max_size=1)
-    # Its connections opened first: a spare is waited for 50 ms at most, which opening one on
-    # a loaded machine can take longer than.
-    held = [await roomy.acquire() for _ in range(3)]
-    for conn in held:
-        await roomy.release(conn)
-    try:
+    async with roomy_and_single_pools(routing.database_url) as (roomy, single):
         for districts in (None, ["3514"]):
             async with roomy.acquire() as conn:
                 one = await store.monitoring_rows(conn, **asked, districts=districts)
@@ -442,13 +436,4 @@ async def test_the_figures_are_the_same_asked_at_once_or_one_after_another(
             assert one.agencies
             assert one.escalations
             assert one.cases["routed"] > 0
-        # The parts' connections: three of their own where the pool has them, else one.
-        async with store.in_one_snapshot(roomy, 3) as held:
-            assert len({conn.get_server_pid() for conn in held}) == 3
-        async with store.in_one_snapshot(single, 3) as held:
-            assert len(held) == 1
-        async with single.acquire() as conn:
-            assert await conn.fetchval("SELECT 1") == 1
-    finally:
-        await roomy.close()
-        await single.close()
+        await check_parts_connections(roomy, single)
