@@ -195,14 +195,7 @@ async def test_a_write_to_a_rolled_up_month_throws_it_away_and_the_figures_follo
     async with history.runtime.pool.acquire() as conn:
         before = await history.figures(conn, start, end)
         assert await rolled_months(conn) == ["2026-02", "2026-03", "2026-04"]
-        february = [c for c in history.cases if await routed_in(conn, c, "2026-02")]
-        acknowledged = await conn.fetchval(
-            "SELECT referral_id FROM referrals WHERE case_id = ANY($1) AND agency_id = $2 "
-            "AND state = 'acknowledged' ORDER BY referral_id LIMIT 1",
-            february,
-            UPT,
-        )
-        assert acknowledged is not None
+        acknowledged = await acknowledged_by_upt(conn, history, "2026-02")
     # Months later, UPT PPA accepts a February referral it acknowledged then.
     case_id = await case_of(history, acknowledged)
     await history.reply(
@@ -266,13 +259,7 @@ async def test_a_writer_waits_for_a_roll_up_in_progress_then_throws_it_away(
     months = whole_months(*period_bounds(date(2026, 3, 1), date(2026, 3, 31), ZONE), ZONE)
     (since, until), = months  # fmt: skip
     async with history.runtime.pool.acquire() as reader, history.runtime.pool.acquire() as conn:
-        march = [c for c in history.cases if await routed_in(conn, c, "2026-03")]
-        target = await conn.fetchval(
-            "SELECT referral_id FROM referrals WHERE case_id = ANY($1) AND agency_id = $2 "
-            "AND state = 'acknowledged' ORDER BY referral_id LIMIT 1",
-            march,
-            UPT,
-        )
+        target = await acknowledged_by_upt(conn, history, "2026-03")
         transaction = reader.transaction()
         await transaction.start()
         # What roll_up_months holds while it counts a month: the lock on its UTC months.
@@ -332,6 +319,19 @@ async def until_nothing_is_due(runtime: ServiceRuntime, now: datetime) -> None:
         while await conn.fetchval(query, now):
             assert time.monotonic() < deadline, "the deadline watcher did not catch up"
             await asyncio.sleep(0.05)
+
+
+async def acknowledged_by_upt(conn: Connection, history: History, month: str) -> str:
+    """A referral UPT PPA acknowledged and did not accept, of a case routed in ``month``."""
+    cases = [case for case in history.cases if await routed_in(conn, case, month)]
+    found = await conn.fetchval(
+        "SELECT referral_id FROM referrals WHERE case_id = ANY($1) AND agency_id = $2 "
+        "AND state = 'acknowledged' ORDER BY referral_id LIMIT 1",
+        cases,
+        UPT,
+    )
+    assert isinstance(found, str), f"no acknowledged referral in {month}"
+    return found
 
 
 async def case_of(history: History, referral_id: str) -> str:
@@ -429,13 +429,7 @@ async def test_the_rakors_province_figures_from_rolled_up_months_equal_the_rows(
         assert rolled == from_rows
         assert from_rows.agencies[-1]["agency_id"] is None  # all agencies together, last
         assert from_rows.escalations
-        march = [c for c in history.cases if await routed_in(conn, c, "2026-03")]
-        acknowledged = await conn.fetchval(
-            "SELECT referral_id FROM referrals WHERE case_id = ANY($1) AND agency_id = $2 "
-            "AND state = 'acknowledged' ORDER BY referral_id LIMIT 1",
-            march,
-            UPT,
-        )
+        acknowledged = await acknowledged_by_upt(conn, history, "2026-03")
     shared = await store.monitoring_rows_shared(pool, **asked, zone=ZONE)  # type: ignore[arg-type]
     assert shared == from_rows
     await history.reply(
