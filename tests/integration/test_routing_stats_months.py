@@ -18,12 +18,13 @@ import pytest
 from routing import store
 from routing.bootstrap import create_app
 from routing.handlers import RoutingHandlers
-from routing.monitoring import NOT_A_COMPLAINT, SERVICE_FUNCTIONS
+from routing.monitoring import NOT_A_COMPLAINT, SERVICE_FUNCTIONS, ServiceFunction
 from routing.settings import RoutingSettings
 from routing.stats import period_bounds, whole_months
 from rujuk_contracts import make_event
 from rujuk_contracts.events import (
     CaseReported,
+    CloseReason,
     EventPayload,
     ReferralAccepted,
     ReferralAcknowledged,
@@ -312,6 +313,66 @@ async def test_a_reader_never_waits_for_a_writer_and_reads_its_month_from_the_ro
         )
 
 
+async def test_the_rakors_cases_per_function_follow_a_later_referral_and_a_closing(
+    history: History,
+) -> None:
+    """The rakor counts a month's cases by the services they were ever referred for, so a
+    referral made months later (a village pick for shelter) for a case of a rolled-up month
+    throws that month away, though the referral is another month's; so does closing one of
+    its cases as no complaint, which takes it out of the count."""
+    asked = province_wide(date(2026, 1, 20), date(2026, 5, 20))
+    pool = history.runtime.pool
+    async with pool.acquire() as conn:
+        before = await store.monitoring_rows(conn, **asked, zone=ZONE)  # type: ignore[arg-type]
+        assert await rolled_months(conn) == ["2026-02", "2026-03", "2026-04"]
+        assert await conn.fetchval("SELECT sum(cases) FROM stats_month_services") > 0
+        february, march = [
+            await conn.fetchval(
+                "SELECT case_id FROM cases WHERE reported_at >= $1 AND reported_at < $2 "
+                "ORDER BY case_id LIMIT 1",
+                *period_bounds(day, day + timedelta(days=27), ZONE),
+            )
+            for day in (date(2026, 2, 1), date(2026, 3, 1))
+        ]
+        # Made on 29 May, after the period, for a case reported in February.
+        await conn.execute(
+            "INSERT INTO referrals (referral_id, case_id, agency_id, service, priority, "
+            "acknowledgement_deadline, escalation_chain, rule_ids, consent_override, sop_id, "
+            "sop_version, acknowledge_within, root_referral_id, created_at) "
+            "SELECT case_id || '-09', case_id, agency_id, 'shelter', priority, "
+            "$2::timestamptz + acknowledge_within, escalation_chain, rule_ids, "
+            "consent_override, sop_id, sop_version, acknowledge_within, case_id || '-09', $2 "
+            "FROM referrals WHERE case_id = $1 ORDER BY referral_id LIMIT 1",
+            february,
+            NOW - timedelta(days=3),
+        )
+        assert await rolled_months(conn) == ["2026-03", "2026-04"]
+        await store.close_case(
+            conn, march, closed_at=NOW, closed_by="coordinator-test",
+            reason=CloseReason.DUPLICATE_REPORT,
+        )  # fmt: skip
+        assert await rolled_months(conn) == ["2026-04"]
+        after = await store.monitoring_rows(conn, **asked, zone=ZONE)  # type: ignore[arg-type]
+        assert await rolled_months(conn) == ["2026-02", "2026-03", "2026-04"]
+        assert after == await store.monitoring_rows(conn, **asked)  # type: ignore[arg-type]
+        shelter = ServiceFunction.PENAMPUNGAN_SEMENTARA.value
+        assert (before.function_cases.get(shelter, 0), after.function_cases[shelter]) == (0, 1)
+        assert after.cases["routed"] == before.cases["routed"] - 1
+
+
+def province_wide(start: date, end: date) -> dict[str, object]:
+    """What GET /v1/monitoring asks the store for every district, from ``start`` to ``end``."""
+    since, until = period_bounds(start, end, ZONE)
+    return {
+        "start": since,
+        "end": until,
+        "now": NOW,
+        "districts": None,
+        "function_of_service": {s.value: f.value for s, f in SERVICE_FUNCTIONS.items()},
+        "not_a_complaint": NOT_A_COMPLAINT,
+    }
+
+
 async def until_nothing_is_due(runtime: ServiceRuntime, now: datetime) -> None:
     deadline = time.monotonic() + 30
     query = "SELECT count(*) FROM deadlines WHERE fired_at IS NULL AND due_at <= $1"
@@ -410,15 +471,7 @@ async def test_the_rakors_province_figures_from_rolled_up_months_equal_the_rows(
     """GET /v1/monitoring for every district reads its per-agency figures and escalations of
     whole settled months from their roll-ups: the same as from the rows, before and after a
     write to a rolled-up month, one connection or several."""
-    since, until = period_bounds(date(2026, 1, 20), date(2026, 5, 20), ZONE)
-    asked: dict[str, object] = {
-        "start": since,
-        "end": until,
-        "now": NOW,
-        "districts": None,
-        "function_of_service": {s.value: f.value for s, f in SERVICE_FUNCTIONS.items()},
-        "not_a_complaint": NOT_A_COMPLAINT,
-    }
+    asked = province_wide(date(2026, 1, 20), date(2026, 5, 20))
     pool = history.runtime.pool
     async with pool.acquire() as conn:
         from_rows = await store.monitoring_rows(conn, **asked)  # type: ignore[arg-type]
