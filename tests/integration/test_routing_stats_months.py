@@ -496,3 +496,32 @@ async def test_the_rakors_province_figures_from_rolled_up_months_equal_the_rows(
         after = await store.monitoring_rows(conn, **asked, zone=ZONE)  # type: ignore[arg-type]
         assert after == await store.monitoring_rows(conn, **asked)  # type: ignore[arg-type]
         assert await rolled_months(conn) == ["2026-02", "2026-03", "2026-04"]
+
+
+async def test_a_case_routed_by_a_clock_behind_intakes_counts_for_its_services_either_way(
+    history: History,
+) -> None:
+    """Intake stamps reported_at by its own clock, routing its referrals' created_at by its
+    own: with routing's a second behind, a case reported at 00:00 WIB on 1 February has its
+    referrals made at 23:59 on 31 January. The rakor counts the case in February by the
+    services it was referred for, read from the rows or from February's roll-up alike."""
+    case_id = "3514-Z000000003"
+    reported = datetime(2026, 1, 31, 17, 0, 0, 500000, tzinfo=UTC)  # 1 February 00:00 WIB
+    await history.report(case_id, reported, reported - timedelta(seconds=1))
+    asked = province_wide(date(2026, 2, 1), date(2026, 4, 30))
+    async with history.runtime.pool.acquire() as conn:
+        made = await conn.fetchval(
+            "SELECT max(created_at) FROM referrals WHERE case_id = $1", case_id
+        )
+        assert made < asked["start"] <= reported  # type: ignore[operator]
+        from_rows = await store.monitoring_rows(conn, **asked)  # type: ignore[arg-type]
+        rolled = await store.monitoring_rows(conn, **asked, zone=ZONE)  # type: ignore[arg-type]
+        assert "2026-02" in await rolled_months(conn)
+        assert rolled == from_rows
+        before = await store.monitoring_rows(
+            conn,
+            **{**asked, "start": asked["start"] - MINUTE},  # type: ignore[arg-type, operator]
+        )
+        # The case is February's whichever way the period is cut: one minute earlier, it
+        # counts for its services as on the dot.
+        assert from_rows.function_cases == before.function_cases

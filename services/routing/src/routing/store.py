@@ -2011,18 +2011,21 @@ def _monitoring_parts(
         )
 
     async def by_function(conn: Connection) -> list[asyncpg.Record]:
-        # The period's cases first (from their district's index), then their referrals from
-        # the referrals' district index: a referral comes after its case was reported. Each
-        # function's cases are made distinct by hashing, then counted: count(DISTINCT) sorted
-        # all 106,000 referrals of a province's year, on disk.
+        # The period's cases first (from their district's index), then each one's referrals
+        # by its id, whenever they were made: not from $1 on, as if a referral always came
+        # after its case was reported. Intake stamps reported_at by its clock, routing
+        # created_at by its own, and with routing's behind, a case reported on the first
+        # second of the period has its referrals made before it (and the roll-ups count the
+        # case's every referral). Each function's cases are made distinct by hashing, then
+        # counted: count(DISTINCT) sorted all 106,000 referrals of a province's year, on disk.
         return await conn.fetch(
             "WITH period_cases AS MATERIALIZED (SELECT case_id FROM cases "  # noqa: S608
             f"WHERE {counted_cases} AND {_case_of_districts(at)}) "
-            "SELECT function, count(*) AS cases FROM (SELECT DISTINCT f.function, r.case_id "
-            "FROM referrals r JOIN period_cases p ON p.case_id = r.case_id "
+            "SELECT function, count(*) AS cases FROM (SELECT DISTINCT f.function, p.case_id "
+            "FROM period_cases p CROSS JOIN LATERAL (SELECT r.service FROM referrals r "
+            f"WHERE r.case_id = p.case_id AND {_referral_of_districts(at, 'r.')}) AS r "
             f"JOIN unnest(${following + 1}::text[], ${following + 2}::text[]) "
-            "AS f (service, function) ON f.service = r.service "
-            f"WHERE r.created_at >= $1 AND {_referral_of_districts(at, 'r.')}"
+            "AS f (service, function) ON f.service = r.service"
             ") AS referred GROUP BY function",
             *period,
             not_a_complaint,
