@@ -525,3 +525,54 @@ async def test_a_case_routed_by_a_clock_behind_intakes_counts_for_its_services_e
         # The case is February's whichever way the period is cut: one minute earlier, it
         # counts for its services as on the dot.
         assert from_rows.function_cases == before.function_cases
+
+
+async def test_a_later_referral_waits_for_a_roll_up_of_its_cases_month_then_throws_it_away(
+    history: History,
+) -> None:
+    """A referral made in May for a case reported in February changes February's cases per
+    service function: its insert takes the lock on the case's month too, so it waits for a
+    roll-up of February in progress and then throws it away (migration 0016)."""
+    months = whole_months(*period_bounds(date(2026, 2, 1), date(2026, 2, 28), ZONE), ZONE)
+    (since, until), = months  # fmt: skip
+    pool = history.runtime.pool
+    async with pool.acquire() as reader, pool.acquire() as writer, pool.acquire() as conn:
+        february = await conn.fetchval(
+            "SELECT case_id FROM cases WHERE reported_at >= $1 AND reported_at < $2 "
+            "ORDER BY case_id LIMIT 1",
+            since,
+            until,
+        )
+        transaction = reader.transaction()
+        await transaction.start()
+        await reader.execute(
+            f"SELECT pg_advisory_xact_lock({LOCK}, stats_lock_month($1::timestamptz)), "
+            f"pg_advisory_xact_lock({LOCK}, stats_lock_month($2::timestamptz - interval '1 us'))",
+            since,
+            until,
+        )
+        writing = asyncio.create_task(
+            writer.execute(
+                "INSERT INTO referrals (referral_id, case_id, agency_id, service, priority, "
+                "acknowledgement_deadline, escalation_chain, rule_ids, consent_override, "
+                "sop_id, sop_version, acknowledge_within, root_referral_id, created_at) "
+                "SELECT case_id || '-09', case_id, agency_id, 'shelter', priority, "
+                "$2::timestamptz + acknowledge_within, escalation_chain, rule_ids, "
+                "consent_override, sop_id, sop_version, acknowledge_within, case_id || '-09', "
+                "$2 FROM referrals WHERE case_id = $1 ORDER BY referral_id LIMIT 1",
+                february,
+                NOW - timedelta(days=3),
+            )
+        )
+        await until_waiting_on_an_advisory_lock(conn)
+        assert not writing.done()
+        await reader.execute(
+            "INSERT INTO stats_months (zone, starts, ends, month, settled_at, rolled_at) "
+            "VALUES ($1, $2, $3, '2026-02', $2, now())",
+            ZONE,
+            since,
+            until,
+        )
+        await transaction.commit()
+        await asyncio.wait_for(writing, 10)
+        assert await rolled_months(conn) == []
