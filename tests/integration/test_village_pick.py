@@ -94,6 +94,28 @@ class Village:
         return await eventually(picked, timeout=20)
 
 
+async def picked_by_on_stream(nats_url: str, case_id: str) -> dict[str, str | None]:
+    """referral id -> picked_by of each referral.requested of the case on the stream."""
+    messages = of_case(await stream_events(nats_url), case_id, ReferralRequested.event_type())
+    requested = [parse_event(m)[1] for m in messages]
+    return {r.referral_id: r.picked_by for r in requested if isinstance(r, ReferralRequested)}
+
+
+async def picked_by_at_intake(village: Village, case_id: str, cadre: str) -> dict[str, str | None]:
+    """referral id -> picked_by of the case's referrals as intake's GET /v1/cases/{id} shows
+    them, once it shows every referral routing made."""
+    made = {r["referral_id"] for r in await village.referrals(case_id)}
+    headers = {"Authorization": f"Bearer {village.tokens[cadre]}"}
+
+    async def shown() -> dict[str, str | None] | None:
+        status = await village.intake.get(f"/v1/cases/{case_id}", headers=headers)
+        assert status.status_code == 200, status.text
+        found = {r["referral_id"]: r["picked_by"] for r in status.json()["referrals"]}
+        return found if set(found) == made else None
+
+    return await eventually(shown)
+
+
 async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 20) -> T:
     deadline = time.monotonic() + timeout
     while True:
@@ -184,6 +206,10 @@ async def test_a_cadre_report_from_a_listed_desa_reaches_that_desas_rumah_sae(
     )
     others = [r for r in await village.referrals(case_id) if not r["picked_by"]]
     assert others, "the other referrals went out at once"
+    # Its referral.requested says how, and intake's case status shows it; the others say nothing.
+    expected = {picked["referral_id"]: "village", **{r["referral_id"]: None for r in others}}
+    assert await picked_by_on_stream(village.nats_url, case_id) == expected
+    assert await picked_by_at_intake(village, case_id, "listed") == expected
     assert all(r["created_at"] < picked["created_at"] for r in others)
     [pick] = await village.rows(
         "SELECT resolved_how, outcome, resolved_agency_id FROM routing.village_picks "
@@ -203,6 +229,8 @@ async def test_a_cadre_report_from_an_unlisted_desa_reaches_the_kecamatans_rumah
     case_id = await village.file("unlisted")
     picked = await village.psychosocial(case_id)
     assert (picked["agency_id"], picked["picked_by"]) == (KECAMATAN_AGENCY, "kecamatan_no_village")
+    shown = await picked_by_at_intake(village, case_id, "unlisted")
+    assert shown[picked["referral_id"]] == "kecamatan_no_village"
 
 
 async def test_the_desa_is_in_no_event_and_no_ledger_entry(village: Village) -> None:
@@ -395,5 +423,8 @@ async def test_with_intake_away_the_kecamatans_rumah_sae_gets_it_after_the_bound
     assert (picked["agency_id"], picked["picked_by"]) == (KECAMATAN_AGENCY, "kecamatan_timeout")
     others = [r for r in await village.referrals(case_id) if not r["picked_by"]]
     assert others
+    on_stream = await picked_by_on_stream(village.nats_url, case_id)
+    assert on_stream == {picked["referral_id"]: "kecamatan_timeout",
+                         **{r["referral_id"]: None for r in others}}  # fmt: skip
     waited = (picked["created_at"] - max(r["created_at"] for r in others)).total_seconds()
     assert PICK_TIMEOUT - 0.5 <= waited <= PICK_TIMEOUT + 5, waited

@@ -684,6 +684,54 @@ def test_a_filed_report_leads_to_its_case_page(client: TestClient, fake: FakeSer
     assert 'lang="en"' in english.text
 
 
+def test_the_case_page_says_how_the_desa_picked_an_agency_and_nothing_for_others(
+    client: TestClient, fake: FakeServices
+) -> None:
+    def referral(number: int, agency_id: str, picked_by: str | None) -> dict[str, object]:
+        return {
+            "referral_id": f"{CASE_ID}-r{number}",
+            "agency_id": agency_id,
+            "service": "psychosocial",
+            "priority": "urgent",
+            "state": "requested",
+            "updated_at": "2026-11-23T01:00:01Z",
+            "picked_by": picked_by,
+        }
+
+    case = {
+        "case_id": CASE_ID,
+        "district_code": "3513",
+        "channel": "outreach",
+        "reported_at": "2026-11-23T01:00:00Z",
+        "status": "routed",
+        "violence_types": ["physical"],
+        "erased_at": None,
+        "referrals": [
+            referral(1, "rumah-sae-desa-contoh", "village"),
+            referral(2, "rumah-sae-kecamatan-contoh", "kecamatan_timeout"),
+            referral(3, "upt-ppa-contoh", None),
+        ],
+    }
+    fake.answer("intake", "GET", f"/v1/cases/{CASE_ID}", 200, json=case)
+    sign_in(client, "op")
+
+    def cells(text: str) -> dict[str, str]:
+        """Each referral's row, by its number."""
+        return {n: text.split(f'data-referral="{CASE_ID}-r{n}"')[1].split("</tr>")[0]
+                for n in "123"}  # fmt: skip
+
+    indonesian = cells(client.get(f"/cases/{CASE_ID}/status").text)
+    assert "Dipilih desa" in indonesian["1"]
+    assert "Kecamatan, desa tidak menjawab tepat waktu" in indonesian["2"]
+    assert 'class="picked-by late"' in indonesian["2"]
+    assert "picked-by" not in indonesian["3"]
+    client.get(f"/lang?to=en&next=/cases/{CASE_ID}")
+    english = cells(client.get(f"/cases/{CASE_ID}").text)
+    assert "Picked by the village" in english["1"]
+    assert "Kecamatan: the village did not answer in time" in english["2"]
+    assert "picked-by" not in english["3"]
+
+
 @pytest.mark.parametrize(
     ("answer", "status", "says"),
     [

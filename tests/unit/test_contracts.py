@@ -18,9 +18,12 @@ from rujuk_contracts.events import (
     DisclosurePurpose,
     EraseReason,
     NoteKind,
+    PickedBy,
+    Priority,
     ReferralDeclined,
     ReferralRequested,
     Role,
+    Service,
     SopPublished,
     TokenIssued,
 )
@@ -139,6 +142,44 @@ def test_a_referral_sent_against_refused_consent_names_its_legal_basis() -> None
     schema = ReferralRequested.model_json_schema()
     assert "consent_override" in schema["properties"]
     assert "consent_override" not in schema.get("required", [])
+
+
+def _requested(**extra: object) -> ReferralRequested:
+    return ReferralRequested.model_validate(
+        {
+            "case_id": CASE_ID,
+            "referral_id": "ref-uji-1",
+            "agency_id": "rumah-sae-uji",
+            "service": Service.PSYCHOSOCIAL,
+            "priority": Priority.URGENT,
+            "acknowledgement_deadline": datetime(2026, 11, 1, 9, 30, tzinfo=UTC),
+            "escalation_chain": ["upt-ppa-uji"],
+            "sop_id": "sop-3513",
+            "sop_version": 1,
+            "rule_ids": ["uji"],
+            **extra,
+        }
+    )
+
+
+@pytest.mark.parametrize("picked_by", [None, *PickedBy])
+def test_a_referral_says_how_the_desa_picked_its_agency_and_old_ones_still_read(
+    picked_by: PickedBy | None,
+) -> None:
+    requested = _requested(picked_by=picked_by)
+    _, payload = parse_event(make_event(requested, source="/rujuk/routing").to_bytes())
+    assert payload == requested
+    assert isinstance(payload, ReferralRequested)
+    assert payload.picked_by == picked_by
+    # An event published before the field existed carries no picked_by at all.
+    old = make_event(_requested(), source="/rujuk/routing")
+    body = json.loads(old.to_bytes())
+    body["data"].pop("picked_by", None)
+    _, read = parse_event(json.dumps(body).encode())
+    assert isinstance(read, ReferralRequested)
+    assert read.picked_by is None
+    with pytest.raises(ValueError, match="picked_by"):
+        _requested(picked_by="chosen_by_hand")
 
 
 def test_a_token_event_is_about_the_token_and_only_a_partners_names_an_agency() -> None:

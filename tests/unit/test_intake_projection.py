@@ -1,12 +1,15 @@
 """Intake's projection as a fold over a run of events: the same result as applying them one by
 one, in order, with routing's lifecycle deciding which replies move a referral on."""
 
+from dataclasses import replace
+
 from intake.projection import ProjectedReferral, fold, referrals_read
 from rujuk_contracts.events import (
     CaseClosed,
     CaseRouted,
     DeliveryChannel,
     EventPayload,
+    PickedBy,
     ReferralAccepted,
     ReferralCompleted,
     ReferralDelivered,
@@ -94,6 +97,29 @@ def test_a_requested_referral_is_added_only_when_new() -> None:
     )
     assert fold([requested], {"ref-a": row("ref-a", "delivered")}).referrals == {}
     assert fold([requested], {}).referrals == {"ref-a": row("ref-a", "requested")}
+    assert fold([requested], {}).referrals["ref-a"].picked_by is None
+
+
+def test_a_referral_the_desa_picked_keeps_how_through_its_later_states() -> None:
+    picked = ReferralRequested.model_validate(
+        {
+            "case_id": CASE,
+            "referral_id": "ref-p",
+            "agency_id": "pkm-uji",
+            "service": "health",
+            "priority": "urgent",
+            "acknowledgement_deadline": "2026-11-30T10:00:00Z",
+            "escalation_chain": [],
+            "sop_id": "sop-3513",
+            "sop_version": 1,
+            "rule_ids": ["uji"],
+            "picked_by": "kecamatan_timeout",
+        }
+    )
+    changes = fold([picked, delivered("ref-p")], {})
+    assert changes.referrals["ref-p"] == replace(
+        row("ref-p", "delivered"), picked_by=PickedBy.KECAMATAN_TIMEOUT
+    )
 
 
 def test_events_about_unknown_referrals_change_nothing_and_closing_is_the_last_word() -> None:

@@ -186,6 +186,17 @@ class CaseRouted(CaseEvent):
     withheld: list[WithheldReferral] = Field(default_factory=list)
 
 
+class PickedBy(StrEnum):
+    """How a referral's agency was chosen when the SOP lets the case's desa decide it
+    (``pick: by_village``): intake was asked which candidate lists the case's desa."""
+
+    VILLAGE = "village"  # intake answered: the agency that lists the case's desa
+    KECAMATAN_NO_VILLAGE = "kecamatan_no_village"  # no candidate lists it: the kecamatan's
+    FALLBACK_NO_VILLAGE = "fallback_no_village"  # ... and no kecamatan agency: the fallback
+    KECAMATAN_TIMEOUT = "kecamatan_timeout"  # intake did not answer in time: the kecamatan's
+    FALLBACK_TIMEOUT = "fallback_timeout"  # ... and no kecamatan agency: the fallback
+
+
 class ReferralRequested(CaseEvent):
     """One agency is asked to act. ``referral_id`` is the delivery idempotency key."""
 
@@ -205,6 +216,14 @@ class ReferralRequested(CaseEvent):
         default=None,
         description="Set when the SOP sends this referral against a refusal of consent "
         "(e.g. mandatory reporting of a child's case): the legal basis it names",
+    )
+    picked_by: PickedBy | None = Field(
+        default=None,
+        description="Set when the case's desa decided the agency (SOP pick: by_village): "
+        "village (the agency that lists the desa), kecamatan_no_village / fallback_no_village "
+        "(no agency lists it: the kecamatan's agency, else the fallback), kecamatan_timeout / "
+        "fallback_timeout (intake did not answer in time, so the desa's own agency was never "
+        "asked). Null or absent for every other referral, escalations included",
     )
 
 

@@ -151,6 +151,7 @@ INDONESIAN: dict[str, str] = {
     "case.priority": "Prioritas",
     "case.state": "Keadaan",
     "case.updated_at": "Diperbarui",
+    "case.picked_by": "Cara lembaga dipilih",
     "status.reported": "Dilaporkan",
     "status.routed": "Dirujuk",
     "status.closed": "Ditutup",
@@ -397,6 +398,14 @@ INDONESIAN: dict[str, str] = {
     "enum.state.escalated": "Dieskalasi",
     "enum.state.cancelled": "Dibatalkan",
     "enum.state.delivery_failed": "Gagal terkirim",
+    # how the case's desa picked a referral's agency (SOP pick: by_village)
+    "enum.picked_by.village": "Dipilih desa",
+    "enum.picked_by.kecamatan_no_village": "Kecamatan, desa tidak terdaftar di lembaga desa mana "
+    "pun",
+    "enum.picked_by.fallback_no_village": "Lembaga cadangan, desa tidak terdaftar di lembaga desa "
+    "mana pun",
+    "enum.picked_by.kecamatan_timeout": "Kecamatan, desa tidak menjawab tepat waktu",
+    "enum.picked_by.fallback_timeout": "Lembaga cadangan, desa tidak menjawab tepat waktu",
     "enum.decline_reason.no_capacity": "Kapasitas penuh",
     "enum.decline_reason.out_of_mandate": "Di luar kewenangan",
     "enum.decline_reason.out_of_area": "Di luar wilayah",
@@ -738,6 +747,7 @@ ENGLISH: dict[str, str] = {
     "case.priority": "Priority",
     "case.state": "State",
     "case.updated_at": "Updated",
+    "case.picked_by": "How the agency was chosen",
     "status.reported": "Reported",
     "status.routed": "Referred",
     "status.closed": "Closed",
@@ -975,6 +985,12 @@ ENGLISH: dict[str, str] = {
     "enum.state.escalated": "Escalated",
     "enum.state.cancelled": "Cancelled",
     "enum.state.delivery_failed": "Delivery failed",
+    "enum.picked_by.village": "Picked by the village",
+    "enum.picked_by.kecamatan_no_village": "Kecamatan: no village-level agency lists the village",
+    "enum.picked_by.fallback_no_village": "Fallback agency: no village-level agency lists the "
+    "village",
+    "enum.picked_by.kecamatan_timeout": "Kecamatan: the village did not answer in time",
+    "enum.picked_by.fallback_timeout": "Fallback agency: the village did not answer in time",
     "enum.decline_reason.no_capacity": "No capacity",
     "enum.decline_reason.out_of_mandate": "Outside our mandate",
     "enum.decline_reason.out_of_area": "Outside our area",

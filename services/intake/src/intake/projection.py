@@ -52,6 +52,7 @@ class ProjectedReferral:
     service: str
     priority: str
     state: str
+    picked_by: str | None = None  # how the case's desa picked the agency (pick: by_village)
 
 
 @dataclass
@@ -92,7 +93,8 @@ def fold(payloads: list[EventPayload], current: dict[str, ProjectedReferral]) ->
             if payload.referral_id not in rows:
                 put(ProjectedReferral(payload.referral_id, payload.case_id,
                                       payload.agency_id, payload.service,
-                                      payload.priority, "requested"))  # fmt: skip
+                                      payload.priority, "requested",
+                                      payload.picked_by))  # fmt: skip
         elif isinstance(payload, CaseClosed):
             changes.case_status[payload.case_id] = "closed"
         elif (state := REFERRAL_STATES.get(type(payload))) is not None:

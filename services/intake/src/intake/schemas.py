@@ -6,7 +6,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from intake.notes import MAX_NOTE_CHARS
-from rujuk_contracts.events import DisclosurePurpose, EraseReason, NoteKind
+from rujuk_contracts.events import DisclosurePurpose, EraseReason, NoteKind, PickedBy
 
 
 class ReportAccepted(BaseModel):
@@ -22,6 +22,13 @@ class ReferralStatus(BaseModel):
     priority: str
     state: str
     updated_at: datetime
+    picked_by: PickedBy | None = Field(
+        default=None,
+        description="How the case's desa picked the agency (SOP pick: by_village), as routing's "
+        "referral.requested says: village, kecamatan_no_village / fallback_no_village (no "
+        "agency lists the desa), kecamatan_timeout / fallback_timeout (intake did not answer "
+        "routing in time); null for every other referral",
+    )
 
 
 class CaseStatus(BaseModel):

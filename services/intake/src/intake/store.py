@@ -117,7 +117,7 @@ async def case_status(
     if row is None:
         return None
     referrals = await conn.fetch(
-        "SELECT referral_id, agency_id, service, priority, state, updated_at "
+        "SELECT referral_id, agency_id, service, priority, state, updated_at, picked_by "
         "FROM case_referrals WHERE case_id = $1 ORDER BY referral_id",
         case_id,
     )
@@ -141,8 +141,8 @@ async def referrals_for_update(
     if not referral_ids:
         return {}
     rows = await conn.fetch(
-        "SELECT referral_id, case_id, agency_id, service, priority, state FROM case_referrals "
-        "WHERE referral_id = ANY($1::text[]) ORDER BY referral_id FOR UPDATE",
+        "SELECT referral_id, case_id, agency_id, service, priority, state, picked_by "
+        "FROM case_referrals WHERE referral_id = ANY($1::text[]) ORDER BY referral_id FOR UPDATE",
         referral_ids,
     )
     return {row["referral_id"]: ProjectedReferral(*row.values()) for row in rows}
@@ -153,18 +153,19 @@ async def put_referrals(conn: Connection, referrals: list[ProjectedReferral]) ->
     if not referrals:
         return
     await conn.execute(
-        "INSERT INTO case_referrals (referral_id, case_id, agency_id, service, priority, state) "
+        "INSERT INTO case_referrals "
+        "(referral_id, case_id, agency_id, service, priority, state, picked_by) "
         "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
-        "$6::text[]) ON CONFLICT (referral_id) DO UPDATE "
+        "$6::text[], $7::text[]) ON CONFLICT (referral_id) DO UPDATE "
         "SET state = EXCLUDED.state, updated_at = now()",
         # Fields by name, not dataclasses.astuple: that deep-copies each field, and was 4% of
         # intake's CPU in a burst (bench/e2e.py --profile).
         *columns(
             (
-                (r.referral_id, r.case_id, r.agency_id, r.service, r.priority, r.state)
+                (r.referral_id, r.case_id, r.agency_id, r.service, r.priority, r.state, r.picked_by)
                 for r in referrals
             ),
-            6,
+            7,
         ),
     )
 

@@ -27,6 +27,7 @@ from rujuk_contracts.events import (
     OnCallAckVia,
     OnCallPaged,
     OverrideReason,
+    PickedBy,
     ReferralEscalated,
     ReferralReplyRefused,
     ReferralRequested,
@@ -112,9 +113,14 @@ def case_routed(decision: Decision) -> CaseRouted:
 
 
 def referral_requested(
-    case_id: str, sop_id: str, sop_version: int, referral: ReferralDecision
+    case_id: str,
+    sop_id: str,
+    sop_version: int,
+    referral: ReferralDecision,
+    picked_by: PickedBy | None = None,
 ) -> ReferralRequested:
-    """A referral a decision (or a pick by village it left) makes, under that SOP version."""
+    """A referral a decision (or a pick by village it left, ``picked_by`` saying how) makes,
+    under that SOP version."""
     return ReferralRequested(
         case_id=case_id,
         referral_id=referral.referral_id,
@@ -127,6 +133,7 @@ def referral_requested(
         sop_version=sop_version,
         rule_ids=list(referral.rule_ids),
         consent_override=referral.consent_override,
+        picked_by=picked_by,
     )
 
 
@@ -170,11 +177,15 @@ def village_agency_asked(
 
 
 def picked_referral_requested(
-    pick: StoredPick, referral: ReferralDecision, now: datetime, traceparent: str | None
+    pick: StoredPick,
+    referral: ReferralDecision,
+    picked_by: PickedBy,
+    now: datetime,
+    traceparent: str | None,
 ) -> CloudEvent:
-    """The referral a resolved pick becomes; its id derives from the referral id, as every
-    decision's do."""
-    requested = referral_requested(pick.case_id, pick.sop_id, pick.sop_version, referral)
+    """The referral a resolved pick becomes, saying how its agency was picked; its id derives
+    from the referral id, as every decision's do."""
+    requested = referral_requested(pick.case_id, pick.sop_id, pick.sop_version, referral, picked_by)
     return routing_event(requested, f"{referral.referral_id}:requested", now, traceparent)
 
 

@@ -19,7 +19,7 @@ from routing.decide import Decision, PendingPick
 from routing.events import picked_referral_requested, village_agency_asked, village_question_id
 from routing.lifecycle import StoredPick
 from rujuk_contracts.envelope import CloudEvent
-from rujuk_contracts.events import CaseVillageAgencyFound
+from rujuk_contracts.events import CaseVillageAgencyFound, PickedBy
 from rujuk_runtime.consumer import Rejected
 from rujuk_runtime.db import Connection
 from rujuk_runtime.logs import get_logger
@@ -28,19 +28,17 @@ from rujuk_runtime.telemetry import current_traceparent
 
 log = get_logger(__name__)
 
-# How a pick's agency came to be, as the referral shows it (referrals.picked_by).
-PICKED_BY_VILLAGE = "village"
 
-
-def picked_by(pick: StoredPick, agency_id: str | None, how: str) -> tuple[str, str]:
+def picked_by(pick: StoredPick, agency_id: str | None, how: str) -> tuple[str, PickedBy]:
     """(the agency, how it was picked) for an answer (``agency_id``, None for none) or a
-    timeout (``how`` "timeout")."""
+    timeout (``how`` "timeout"). How is what the referral shows (``referrals.picked_by``) and
+    its ``referral.requested`` carries."""
     if how == "answer" and agency_id is not None:
-        return agency_id, PICKED_BY_VILLAGE
+        return agency_id, PickedBy.VILLAGE
     reason = pick.pending.none_reason  # kecamatan, fallback
     return (
         pick.pending.none_agency_id,
-        f"{reason}_{'timeout' if how == 'timeout' else 'no_village'}",
+        PickedBy(f"{reason}_{'timeout' if how == 'timeout' else 'no_village'}"),
     )
 
 
@@ -121,7 +119,7 @@ async def resolve(
         referral = pick.pending.referral(agency, now)
         await store.add_picked_referral(conn, pick, referral, picked_by=picked, at=now)
         await add_to_outbox(
-            conn, picked_referral_requested(pick, referral, now, current_traceparent())
+            conn, picked_referral_requested(pick, referral, picked, now, current_traceparent())
         )
         outcome = "referred"
     await store.resolve_pick(
