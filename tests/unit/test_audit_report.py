@@ -2,7 +2,7 @@
 
 import dataclasses
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -18,9 +18,11 @@ from rujuk_contracts.events import (
     OnCallPaged,
     OnCallPageDelivered,
     OnCallPageFailed,
+    PickedBy,
     ReferralDeclined,
     ReferralDeliveryFailed,
     ReferralEscalated,
+    ReferralRequested,
     Role,
     TokenIssued,
     TokenRevoked,
@@ -36,6 +38,27 @@ def test_a_referral_says_who_what_how_urgent_and_the_deadline_in_local_time() ->
 
     assert steps[2].summary == (
         "referral 3514-…-01 → rsud-bangil (health, emergency, ack by 02 Mar 09:12 WIB)"
+    )
+
+
+def test_a_referral_the_village_picked_says_how_its_agency_was_chosen() -> None:
+    requested = ReferralRequested(
+        case_id=CASE_ID,
+        referral_id=f"{CASE_ID}-03",
+        agency_id="pkm-bangil",
+        service="health",
+        priority="urgent",
+        acknowledgement_deadline=datetime(2026, 3, 2, 4, 0, tzinfo=UTC),
+        escalation_chain=["dp3ap2kb-pasuruan"],
+        sop_id="sop-3514",
+        sop_version=4,
+        rule_ids=["adult-physical"],
+        picked_by=PickedBy.KECAMATAN_TIMEOUT,
+    )
+
+    assert report.summarize(requested, BANGIL) == (
+        "referral 3514-…-03 → pkm-bangil (health, urgent, ack by 02 Mar 11:00 WIB, "
+        "picked: kecamatan timeout)"
     )
 
 

@@ -145,9 +145,10 @@ def summarize(payload: EventPayload, tz: tzinfo = UTC) -> str:
             )
         case ReferralRequested():
             deadline = payload.acknowledgement_deadline.astimezone(tz).strftime("%d %b %H:%M %Z")
+            picked = f", picked: {_words(payload.picked_by)}" if payload.picked_by else ""
             return (
                 f"referral {short_id(payload.referral_id)} → {payload.agency_id} "
-                f"({payload.service}, {payload.priority}, ack by {deadline})"
+                f"({payload.service}, {payload.priority}, ack by {deadline}{picked})"
             )
         case ReferralDelivered(agency_id=agency, channels=channels, attempts=attempts):
             tries = f" after {attempts} attempts" if attempts > 1 else ""
