@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from asyncpg.transaction import Transaction
 
 from routing import store
 from routing.bootstrap import create_app
@@ -261,15 +262,7 @@ async def test_a_writer_waits_for_a_roll_up_in_progress_then_throws_it_away(
     (since, until), = months  # fmt: skip
     async with history.runtime.pool.acquire() as reader, history.runtime.pool.acquire() as conn:
         target = await acknowledged_by_upt(conn, history, "2026-03")
-        transaction = reader.transaction()
-        await transaction.start()
-        # What roll_up_months holds while it counts a month: the lock on its UTC months.
-        await reader.execute(
-            f"SELECT pg_advisory_xact_lock({LOCK}, stats_lock_month($1::timestamptz)), "
-            f"pg_advisory_xact_lock({LOCK}, stats_lock_month($2::timestamptz - interval '1 us'))",
-            since,
-            until,
-        )
+        transaction = await holding_a_roll_ups_lock(reader, since, until)
         case_id = await case_of(history, target)
         reply = ReferralAccepted(case_id=case_id, referral_id=target, agency_id=UPT)
         writing = asyncio.create_task(history.reply(NOW, reply))
@@ -358,6 +351,22 @@ async def test_the_rakors_cases_per_function_follow_a_later_referral_and_a_closi
         shelter = ServiceFunction.PENAMPUNGAN_SEMENTARA.value
         assert (before.function_cases.get(shelter, 0), after.function_cases[shelter]) == (0, 1)
         assert after.cases["routed"] == before.cases["routed"] - 1
+
+
+async def holding_a_roll_ups_lock(
+    reader: Connection, since: datetime, until: datetime
+) -> Transaction:
+    """A transaction holding what roll_up_months holds while it counts the month [since,
+    until): the exclusive lock on its UTC months."""
+    transaction = reader.transaction()
+    await transaction.start()
+    await reader.execute(
+        f"SELECT pg_advisory_xact_lock({LOCK}, stats_lock_month($1::timestamptz)), "
+        f"pg_advisory_xact_lock({LOCK}, stats_lock_month($2::timestamptz - interval '1 us'))",
+        since,
+        until,
+    )
+    return transaction
 
 
 def province_wide(start: date, end: date) -> dict[str, object]:
@@ -543,14 +552,7 @@ async def test_a_later_referral_waits_for_a_roll_up_of_its_cases_month_then_thro
             since,
             until,
         )
-        transaction = reader.transaction()
-        await transaction.start()
-        await reader.execute(
-            f"SELECT pg_advisory_xact_lock({LOCK}, stats_lock_month($1::timestamptz)), "
-            f"pg_advisory_xact_lock({LOCK}, stats_lock_month($2::timestamptz - interval '1 us'))",
-            since,
-            until,
-        )
+        transaction = await holding_a_roll_ups_lock(reader, since, until)
         writing = asyncio.create_task(
             writer.execute(
                 "INSERT INTO referrals (referral_id, case_id, agency_id, service, priority, "

@@ -15,19 +15,16 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from routing import store
-from routing.monitoring import NOT_A_COMPLAINT, SERVICE_FUNCTIONS
-from routing.stats import period_bounds
 from rujuk_runtime.db import create_pool
 from tests.conftest import provisioned_database
+from tests.integration.test_routing_stats_months import NOW, ZONE, province_wide
 
 pytestmark = pytest.mark.integration
 
-ZONE = "Asia/Jakarta"
 # Cases from 20 January to 25 April 2026 (WIB); the period asked is 25 January to 20 April,
 # so February and March are rolled up and the rest is read from the rows.
 FIRST = datetime(2026, 1, 20, 3, 0, tzinfo=UTC)
 START, END = date(2026, 1, 25), date(2026, 4, 20)
-NOW = datetime(2026, 6, 1, 3, 0, tzinfo=UTC)
 AGENCIES = ("uptppa-contoh", "puspaga-contoh", "rsud-contoh")
 SERVICES = ("case_management", "shelter", "health", "mediation")
 STATES = ("requested", "delivered", "acknowledged", "accepted", "declined", "completed",
@@ -146,15 +143,8 @@ async def test_figures_from_rolled_up_months_equal_the_rows_whatever_they_hold(
     pool: asyncpg.Pool, cases: list[CaseRow]
 ) -> None:
     await hold_only(pool, cases)
-    since, until = period_bounds(START, END, ZONE)
-    asked: dict[str, Any] = {
-        "start": since,
-        "end": until,
-        "now": NOW,
-        "districts": None,
-        "function_of_service": {s.value: f.value for s, f in SERVICE_FUNCTIONS.items()},
-        "not_a_complaint": NOT_A_COMPLAINT,
-    }
+    asked: dict[str, Any] = province_wide(START, END)
+    since, until = asked["start"], asked["end"]
     async with pool.acquire() as conn:
         monitored = await store.monitoring_rows(conn, **asked)
         stats = await store.period_stats(
