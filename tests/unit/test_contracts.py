@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
+import jsonschema_rs
 import pytest
 
 from rujuk_contracts import EVENT_MODELS, EventError, EventPayload, make_event, parse_event
@@ -32,6 +33,7 @@ from rujuk_contracts.subjects import partner_outbound
 from rujuk_contracts.triage import AgeGroup, Sex, TriageFacts, ViolenceType
 
 SCHEMAS = Path(__file__).parents[2] / "contracts" / "schemas"
+RELEASED_V1 = Path(__file__).parents[2] / "contracts" / "released" / "v1"
 CASE_ID = "3514-AB12CD34EF"
 
 
@@ -180,6 +182,20 @@ def test_a_referral_says_how_the_desa_picked_its_agency_and_old_ones_still_read(
     assert read.picked_by is None
     with pytest.raises(ValueError, match="picked_by"):
         _requested(picked_by="chosen_by_hand")
+
+
+def test_a_referral_no_desa_picked_is_as_valid_under_the_released_schema_as_before() -> None:
+    """Partners validate each event against the schema file they hold (docs/partners.md,
+    section 4), and v1's data refuses properties it does not name: a referral whose agency no
+    desa picked carries no picked_by at all, so a partner still holding the released schema
+    reads it as before; only a referral a desa picked needs the new schema file."""
+    released = json.loads((RELEASED_V1 / "id.rujuk.referral.requested.v1.json").read_text())
+    validator = jsonschema_rs.validator_for(released, validate_formats=True)
+    plain = json.loads(make_event(_requested(), source="/rujuk/routing").to_bytes())
+    assert "picked_by" not in plain["data"]
+    assert [error.message for error in validator.iter_errors(plain)] == []
+    picked = make_event(_requested(picked_by=PickedBy.VILLAGE), source="/rujuk/routing")
+    assert json.loads(picked.to_bytes())["data"]["picked_by"] == "village"
 
 
 def test_a_token_event_is_about_the_token_and_only_a_partners_names_an_agency() -> None:

@@ -69,7 +69,7 @@ def make_event(
         time=time or datetime.now(UTC),
         dataschema=payload.schema_uri(),
         traceparent=traceparent,
-        data=payload.model_dump(mode="json"),
+        data=payload.event_data(),
     )
 
 

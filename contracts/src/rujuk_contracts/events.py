@@ -6,7 +6,7 @@ its NATS subject. A breaking change is a new class with a new version, published
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -111,6 +111,15 @@ class EventPayload(BaseModel):
     aggregate: ClassVar[str]
     event: ClassVar[str]
     version: ClassVar[int] = 1
+    # Optional properties the event gained after its version was released: left out of its
+    # data while unset, so that an event not using one stays valid under the released schema
+    # a partner may still validate with (its data refuses properties it does not name).
+    added_within_version: ClassVar[frozenset[str]] = frozenset()
+
+    def event_data(self) -> dict[str, Any]:
+        """The payload as a CloudEvent's ``data``."""
+        unset = {name for name in self.added_within_version if getattr(self, name) is None}
+        return self.model_dump(mode="json", exclude=unset or None)
 
     def subject_id(self) -> str:
         """What the event is about: the CloudEvent ``subject`` (a case id, an SOP id)."""
@@ -217,6 +226,8 @@ class ReferralRequested(CaseEvent):
         description="Set when the SOP sends this referral against a refusal of consent "
         "(e.g. mandatory reporting of a child's case): the legal basis it names",
     )
+    added_within_version = frozenset({"picked_by"})
+
     picked_by: PickedBy | None = Field(
         default=None,
         description="Set when the case's desa decided the agency (SOP pick: by_village): "
