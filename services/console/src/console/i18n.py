@@ -404,8 +404,11 @@ INDONESIAN: dict[str, str] = {
     "pun",
     "enum.picked_by.fallback_no_village": "Lembaga cadangan, desa tidak terdaftar di lembaga desa "
     "mana pun",
-    "enum.picked_by.kecamatan_timeout": "Kecamatan, desa tidak menjawab tepat waktu",
-    "enum.picked_by.fallback_timeout": "Lembaga cadangan, desa tidak menjawab tepat waktu",
+    # a timeout: intake did not say in time which agency lists the case's desa (nobody at the
+    # desa is asked)
+    "enum.picked_by.kecamatan_timeout": "Kecamatan: desa kasus tidak dapat dicocokkan tepat waktu",
+    "enum.picked_by.fallback_timeout": "Lembaga cadangan: desa kasus tidak dapat dicocokkan "
+    "tepat waktu",
     "enum.decline_reason.no_capacity": "Kapasitas penuh",
     "enum.decline_reason.out_of_mandate": "Di luar kewenangan",
     "enum.decline_reason.out_of_area": "Di luar wilayah",
@@ -989,8 +992,8 @@ ENGLISH: dict[str, str] = {
     "enum.picked_by.kecamatan_no_village": "Kecamatan: no village-level agency lists the village",
     "enum.picked_by.fallback_no_village": "Fallback agency: no village-level agency lists the "
     "village",
-    "enum.picked_by.kecamatan_timeout": "Kecamatan: the village did not answer in time",
-    "enum.picked_by.fallback_timeout": "Fallback agency: the village did not answer in time",
+    "enum.picked_by.kecamatan_timeout": "Kecamatan: the village could not be matched in time",
+    "enum.picked_by.fallback_timeout": "Fallback agency: the village could not be matched in time",
     "enum.decline_reason.no_capacity": "No capacity",
     "enum.decline_reason.out_of_mandate": "Outside our mandate",
     "enum.decline_reason.out_of_area": "Outside our area",
