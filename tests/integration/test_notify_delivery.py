@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import asyncpg
+import jsonschema_rs
 import nats
 import pytest
 from prometheus_client import Counter
@@ -17,14 +18,15 @@ from notify.partners import durable_name
 from notify.settings import NotifySettings
 from notify.worker import DELIVERY_ATTEMPTS, REFERRALS_SETTLED
 from rujuk.receiver import WebhookReceiver
-from rujuk_contracts import parse_event, subjects
-from rujuk_contracts.events import ReferralDelivered, ReferralDeliveryFailed
+from rujuk_contracts import make_event, parse_event, subjects
+from rujuk_contracts.events import PickedBy, ReferralDelivered, ReferralDeliveryFailed
 from tests.integration.test_notify_support import (
     SIGNING_KEY,
     black_hole,
     publish_referral,
     referral,
 )
+from tests.unit.test_contracts import RELEASED_V1
 
 pytestmark = pytest.mark.integration
 
@@ -208,3 +210,43 @@ def _count(counter: Counter, **labels: str) -> float:
         for sample in metric.samples
         if sample.name.endswith("_total") and sample.labels == labels
     )
+
+
+async def test_a_referral_a_desa_picked_reaches_its_partner_as_v1_was_released(
+    clean_bus: str, database_url: str, tmp_path: Path
+) -> None:
+    """``picked_by``, which referral.requested gained after v1 was released, stays with
+    rujuk's own services: the partner's copy leaves it out and is valid under the released
+    schema, which a partner's client may still validate with (and a referral it refused as
+    invalid would be lost)."""
+    receiver = WebhookReceiver(SIGNING_KEY)
+    async with receiver.running():
+        partners_file = tmp_path / "partners.json"
+        partners_file.write_text(
+            json.dumps({"pkm-contoh": {"webhook_url": f"{receiver.base_url}/pkm-contoh"}})
+        )
+        settings = NotifySettings(
+            nats_url=clean_bus,
+            database_url=database_url,
+            webhook_signing_key=SIGNING_KEY.decode(),
+            partners_file=partners_file,
+            poll_interval_seconds=0.2,
+        )
+        notify = build_notify(settings)
+        async with notify.runtime.running():
+            connection = await nats.connect(clean_bus)
+            try:
+                picked = referral("pkm-contoh", 0).model_copy(
+                    update={"picked_by": PickedBy.VILLAGE}
+                )
+                assert make_event(picked, source="/rujuk/routing").data["picked_by"] == "village"
+                await publish_referral(connection.jetstream(), picked)
+                await wait_until(lambda: receiver.deliveries, 10, "the partner")
+            finally:
+                await connection.close()
+    received = receiver.deliveries[0].event
+    assert received["data"]["referral_id"] == picked.referral_id
+    assert "picked_by" not in received["data"]
+    released = json.loads((RELEASED_V1 / "id.rujuk.referral.requested.v1.json").read_text())
+    validator = jsonschema_rs.validator_for(released, validate_formats=True)
+    assert [error.message for error in validator.iter_errors(received)] == []

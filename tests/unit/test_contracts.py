@@ -187,15 +187,21 @@ def test_a_referral_says_how_the_desa_picked_its_agency_and_old_ones_still_read(
 def test_a_referral_no_desa_picked_is_as_valid_under_the_released_schema_as_before() -> None:
     """Partners validate each event against the schema file they hold (docs/partners.md,
     section 4), and v1's data refuses properties it does not name: a referral whose agency no
-    desa picked carries no picked_by at all, so a partner still holding the released schema
-    reads it as before; only a referral a desa picked needs the new schema file."""
+    desa picked carries no picked_by at all, and the copy a partner gets of one a desa picked
+    (``released_data``) leaves it out, so both are valid under the released schema."""
     released = json.loads((RELEASED_V1 / "id.rujuk.referral.requested.v1.json").read_text())
     validator = jsonschema_rs.validator_for(released, validate_formats=True)
     plain = json.loads(make_event(_requested(), source="/rujuk/routing").to_bytes())
     assert "picked_by" not in plain["data"]
     assert [error.message for error in validator.iter_errors(plain)] == []
-    picked = make_event(_requested(picked_by=PickedBy.VILLAGE), source="/rujuk/routing")
+    picked_payload = _requested(picked_by=PickedBy.VILLAGE)
+    picked = make_event(picked_payload, source="/rujuk/routing")
     assert json.loads(picked.to_bytes())["data"]["picked_by"] == "village"
+    for_partner = json.loads(
+        picked.model_copy(update={"data": picked_payload.released_data()}).to_bytes()
+    )
+    assert "picked_by" not in for_partner["data"]
+    assert [error.message for error in validator.iter_errors(for_partner)] == []
 
 
 def test_a_token_event_is_about_the_token_and_only_a_partners_names_an_agency() -> None:

@@ -121,6 +121,12 @@ class EventPayload(BaseModel):
         unset = {name for name in self.added_within_version if getattr(self, name) is None}
         return self.model_dump(mode="json", exclude=unset or None)
 
+    def released_data(self) -> dict[str, Any]:
+        """The payload as its version was released, without the properties it gained since:
+        what a partner receives, valid under the released schema it may validate with (a
+        referral a partner's client refused as invalid would be a referral lost)."""
+        return self.model_dump(mode="json", exclude=set(self.added_within_version) or None)
+
     def subject_id(self) -> str:
         """What the event is about: the CloudEvent ``subject`` (a case id, an SOP id)."""
         raise NotImplementedError

@@ -88,7 +88,8 @@ class ReferralRequests:
                 agency_id=payload.agency_id,
                 event_id=event.id,
                 event_type=event.type,
-                body=event.to_bytes(),
+                # as v1 was released: what rujuk's own services read since stays with them
+                body=event.model_copy(update={"data": payload.released_data()}).to_bytes(),
                 # each send hangs under notify's handling of the request, in its trace
                 traceparent=handling_traceparent(event.id, event.traceparent),
                 channels_done=[],
