@@ -85,3 +85,35 @@ def test_the_rule_catches_each_kind_of_incompatible_change(edit: Any, found: str
 )
 def test_the_rule_lets_compatible_changes_through(edit: Any) -> None:
     assert incompatibilities(load(DECLINED), changed(edit)) == []
+
+
+# Properties gained since v1 that are sent as they are, left alone: sop.published names the
+# proposal it ends, which a partner reads (only a partner holding the schema files of
+# proposals, newer than v1's release, takes part in them); sop.in_force goes to intake only.
+GAINED_AND_SENT_AS_THEY_ARE = {
+    "id.rujuk.sop.published.v1.json": {
+        "proposal_id", "effective_at", "override_reason", "agencies_not_agreed",
+    },
+    "id.rujuk.sop.in_force.v1.json": {"vault_days_after_close"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("released", RELEASED, ids=lambda path: path.name)
+def test_a_property_gained_since_the_release_is_declared_so_partners_get_the_release(
+    released: Path,
+) -> None:
+    """A property an event gained after its version was released must be in the event's
+    ``added_within_version``, so that it is left out while unset and out of a partner's copy
+    (``released_data``): the released schema's data refuses properties it does not name, and
+    a partner's client validating with it would refuse, and so lose, the event."""
+    gained = set(data(load(CONTRACTS / "schemas" / released.name))["properties"]) - set(
+        data(load(released))["properties"]
+    )
+    model = EVENT_MODELS[released.name.removesuffix(".json")]
+    undeclared = (
+        gained - model.added_within_version - GAINED_AND_SENT_AS_THEY_ARE.get(released.name, set())
+    )
+    assert not undeclared, (
+        f"{released.name}: {sorted(undeclared)} gained since v1 was released; list them in "
+        f"{model.__name__}.added_within_version"
+    )
