@@ -855,15 +855,9 @@ async def period_stats(
     come from their roll-ups (rolled up here first where missing), the rest from the rows;
     with ``rolled_up`` false, all of it from the rows."""
     if rolled_up:
-        months = whole_months(start, end, timezone)
-        await roll_up_months(conn, months=months, zone=timezone, now=now)
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        await conn.execute(_NO_PARALLEL_WORKERS)
-        period = await _period(conn, start, end, timezone, now, districts, rolled_up)
-        groups = await _referral_groups(conn, period)
-        answers = await _answer_times(conn, period)
-        cases = await _case_figures(conn, period)
-    return _stats_rows(groups, answers, cases)
+        await _roll_up_period(conn, start, end, timezone, now)
+    async with _one_snapshot(conn) as held:
+        return await _stats_on(held, start, end, timezone, now, districts, rolled_up)
 
 
 async def period_stats_shared(
@@ -880,12 +874,31 @@ async def period_stats_shared(
     slowest part (the per-agency median) rather than the sum (bench/years.py;
     docs/operations.md)."""
     async with pool.acquire() as conn:
-        months = whole_months(start, end, timezone)
-        await roll_up_months(conn, months=months, zone=timezone, now=now)
+        await _roll_up_period(conn, start, end, timezone, now)
     async with in_one_snapshot(pool, len(_STATS_PARTS)) as held:
-        period = await _period(held[0], start, end, timezone, now, districts)
-        parts = await run_parts(held, [functools.partial(part, p=period) for part in _STATS_PARTS])
+        return await _stats_on(held, start, end, timezone, now, districts)
+
+
+async def _stats_on(
+    held: Sequence[Connection],
+    start: datetime,
+    end: datetime,
+    zone: str,
+    now: datetime,
+    districts: list[str] | None,
+    rolled_up: bool = True,
+) -> StatsRows:
+    """The figures read on connections in one snapshot (``_one_snapshot``, ``in_one_snapshot``)."""
+    period = await _period(held[0], start, end, zone, now, districts, rolled_up)
+    parts = await run_parts(held, [functools.partial(part, p=period) for part in _STATS_PARTS])
     return _stats_rows(*parts)
+
+
+async def _roll_up_period(
+    conn: Connection, start: datetime, end: datetime, zone: str, now: datetime
+) -> None:
+    """Roll up the whole months of [start, end) that are settled and not rolled up yet."""
+    await roll_up_months(conn, months=whole_months(start, end, zone), zone=zone, now=now)
 
 
 # A snapshot id as pg_export_snapshot() writes it (SET TRANSACTION SNAPSHOT takes no parameter).
@@ -896,6 +909,15 @@ _SPARE_WAIT_SECONDS = 0.05
 # server of two cores, parallel workers within a part only add their start-up (a year's case
 # counts: 14 -> 12 ms without them).
 _NO_PARALLEL_WORKERS = "SET LOCAL max_parallel_workers_per_gather = 0"
+
+
+@contextlib.asynccontextmanager
+async def _one_snapshot(conn: Connection) -> AsyncIterator[list[Connection]]:
+    """``conn`` alone, in the read-only REPEATABLE READ transaction ``in_one_snapshot`` gives
+    each of its connections: the parts run one after another on it."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        await conn.execute(_NO_PARALLEL_WORKERS)
+        yield [conn]
 
 
 @contextlib.asynccontextmanager
@@ -1857,13 +1879,11 @@ async def monitoring_rows(
     with ``zone`` (the stats time zone): the per-agency figures and the escalations of its whole
     settled months from their roll-ups, as ``period_stats`` reads its figures."""
     if zone is not None and districts is None:
-        await roll_up_months(conn, months=whole_months(start, end, zone), zone=zone, now=now)
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        rolled = await _rolled_province(conn, start, end, now, districts, zone)
-        parts = _monitoring_parts(
-            start, end, now, districts, function_of_service, list(not_a_complaint), rolled
+        await _roll_up_period(conn, start, end, zone, now)
+    async with _one_snapshot(conn) as held:
+        return await _monitoring_on(
+            held, start, end, now, districts, function_of_service, not_a_complaint, zone
         )
-        return _monitoring(await run_parts([conn], parts))
 
 
 async def monitoring_rows_shared(
@@ -1881,13 +1901,29 @@ async def monitoring_rows_shared(
     (``in_one_snapshot``): a province's year took 410 ms one after another."""
     if zone is not None and districts is None:
         async with pool.acquire() as conn:
-            await roll_up_months(conn, months=whole_months(start, end, zone), zone=zone, now=now)
+            await _roll_up_period(conn, start, end, zone, now)
     async with in_one_snapshot(pool, 3) as held:
-        rolled = await _rolled_province(held[0], start, end, now, districts, zone)
-        parts = _monitoring_parts(
-            start, end, now, districts, function_of_service, list(not_a_complaint), rolled
+        return await _monitoring_on(
+            held, start, end, now, districts, function_of_service, not_a_complaint, zone
         )
-        return _monitoring(await run_parts(held, parts))
+
+
+async def _monitoring_on(
+    held: Sequence[Connection],
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    districts: list[str] | None,
+    function_of_service: dict[str, str],
+    not_a_complaint: Sequence[str],
+    zone: str | None,
+) -> MonitoringRows:
+    """The figures read on connections in one snapshot (``_one_snapshot``, ``in_one_snapshot``)."""
+    rolled = await _rolled_province(held[0], start, end, now, districts, zone)
+    parts = _monitoring_parts(
+        start, end, now, districts, function_of_service, list(not_a_complaint), rolled
+    )
+    return _monitoring(await run_parts(held, parts))
 
 
 async def _rolled_province(
